@@ -1,0 +1,381 @@
+//! Settings: a documented TOML file (`config/monit-batch.toml`) or the original's `config.ini`,
+//! then `MONIT_BATCH__SECTION__KEY` environment overrides, then `PORT` (Cloud Foundry).
+
+use crate::legacy_ini::LegacyIni;
+use crate::plugin::compiled_plugins;
+use crate::secret::Secret;
+use anyhow::{Context as _, bail};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// Plugins this project ships, with the cargo feature that compiles each in. A name outside
+/// this list and outside the registry is a typo, not a missing feature.
+pub const KNOWN_PLUGINS: &[&str] = &["autoscale", "bosh", "container", "email", "paasta", "webhook"];
+
+pub const ENV_PREFIX: &str = "MONIT_BATCH";
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    #[serde(default)]
+    pub batch: BatchSettings,
+    #[serde(default)]
+    pub server: ServerSettings,
+    #[serde(default)]
+    pub log: LogSettings,
+    /// The Monitoring DB (MySQL / MariaDB): alarms, policies, inventory.
+    pub monitoring_db: DbSettings,
+    /// The PaaS-TA Portal DB, read by the autoscale plugin only.
+    #[serde(default)]
+    pub portal_db: Option<DbSettings>,
+    #[serde(default)]
+    pub influx: InfluxSettings,
+    #[serde(default)]
+    pub alarms: AlarmSettings,
+    /// `[plugins.<name>]` sections; each plugin reads its own. `enabled` is common to all.
+    #[serde(default)]
+    pub plugins: BTreeMap<String, serde_json::Value>,
+    /// where these settings came from, for messages
+    #[serde(skip)]
+    pub source: String,
+    /// the merged config, kept so a plugin's typed section errors name the full key
+    #[serde(skip)]
+    pub raw: Option<std::sync::Arc<config::Config>>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BatchSettings {
+    /// Seconds between two ticks (`batch.interval.second` in config.ini). Must be > 0.
+    pub interval_seconds: u64,
+    /// Longest time one plugin may take in one step before it is abandoned for this tick.
+    pub step_timeout_seconds: u64,
+    /// Name of this instance in logs and the ledger (defaults to the host name).
+    pub instance_name: Option<String>,
+}
+
+impl Default for BatchSettings {
+    fn default() -> Self {
+        Self {
+            interval_seconds: 60,
+            step_timeout_seconds: 30,
+            instance_name: None,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerSettings {
+    /// Serve /health, /ready and /metrics. `PORT` (Cloud Foundry) overrides `port`.
+    pub enabled: bool,
+    pub bind: String,
+    pub port: u16,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            bind: "0.0.0.0".into(),
+            port: 9999,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSettings {
+    /// `plain` or `json`
+    pub format: String,
+    /// tracing filter, e.g. `info` or `monit_host=debug,info`; RUST_LOG overrides it
+    pub level: String,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self {
+            format: "plain".into(),
+            level: "info".into(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DbSettings {
+    /// Only `mysql` (MySQL or MariaDB) is supported, as in the original.
+    #[serde(default = "default_db_type")]
+    pub db_type: String,
+    #[serde(default = "default_db_host")]
+    pub host: String,
+    #[serde(default = "default_db_port")]
+    pub port: u16,
+    pub dbname: String,
+    #[serde(default)]
+    pub username: String,
+    #[serde(default)]
+    pub password: Secret,
+    /// CA file to verify the server's TLS certificate; TLS is used when the server offers it.
+    #[serde(default)]
+    pub ssl_ca: Option<PathBuf>,
+    #[serde(default = "default_max_connections")]
+    pub max_connections: u32,
+}
+
+fn default_db_type() -> String {
+    "mysql".into()
+}
+fn default_db_host() -> String {
+    "127.0.0.1".into()
+}
+fn default_db_port() -> u16 {
+    3306
+}
+fn default_max_connections() -> u32 {
+    5
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct InfluxSettings {
+    /// InfluxDB 1.x HTTP base URL.
+    pub url: String,
+    pub user: Option<String>,
+    pub password: Secret,
+    pub timeout_seconds: u64,
+    /// CA file for an InfluxDB behind a private CA.
+    pub ca_file: Option<PathBuf>,
+    /// Skip TLS verification: only for a lab, and logged loudly.
+    pub insecure_skip_verify: bool,
+    /// `influx.paasta.db_name`: PaaS-TA VM metrics (measurement `paasta_measurement`)
+    pub paasta_db: String,
+    pub paasta_measurement: String,
+    /// `influx.bosh.db_name`: BOSH director VM metrics
+    pub bosh_db: String,
+    pub bosh_measurement: String,
+    /// `influx.container.db_name`: cAdvisor container metrics
+    pub container_db: String,
+    pub container_measurement: String,
+    /// Width of the time buckets the window is cut into (mean per bucket, then over buckets).
+    pub bucket_seconds: u64,
+}
+
+impl Default for InfluxSettings {
+    fn default() -> Self {
+        Self {
+            url: "http://127.0.0.1:8086".into(),
+            user: None,
+            password: Secret::default(),
+            timeout_seconds: 20,
+            ca_file: None,
+            insecure_skip_verify: false,
+            paasta_db: "cf_metric_db".into(),
+            paasta_measurement: "cf_metrics".into(),
+            bosh_db: "bosh_metric_db".into(),
+            bosh_measurement: "bosh_metrics".into(),
+            container_db: "container_metric_db".into(),
+            container_measurement: "container_metrics".into(),
+            bucket_seconds: 30,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlarmSettings {
+    /// Close an alarm (resolve_status 3, complete_user `system`) once it has recovered.
+    pub auto_resolve: bool,
+    /// `ko` keeps the original's Korean titles and messages; `en` writes English.
+    pub language: String,
+    /// Window for a policy whose measure_time is 0 or missing (a 2.0 database upgraded in place).
+    pub default_measure_seconds: u64,
+    /// repeat_time (minutes) for `fail` (no data) alarms of an origin without policies.
+    pub default_repeat_minutes: u64,
+    /// Base URL of the monitoring web app (`mail.resource.url`), linked from notifications.
+    pub resource_url: Option<String>,
+    /// Accepted for config.ini compatibility and ignored: all times are UTC, no gap is needed.
+    pub gmt_time_hour_gap: i64,
+    /// First retry delay of a failed notification; doubles per attempt up to the maximum.
+    pub retry_min_seconds: u64,
+    pub retry_max_seconds: u64,
+}
+
+impl Default for AlarmSettings {
+    fn default() -> Self {
+        Self {
+            auto_resolve: true,
+            language: "ko".into(),
+            default_measure_seconds: 120,
+            default_repeat_minutes: 10,
+            resource_url: None,
+            gmt_time_hour_gap: 0,
+            retry_min_seconds: 30,
+            retry_max_seconds: 3600,
+        }
+    }
+}
+
+/// Where settings come from: a file (TOML, or `.ini` for the legacy format) plus the environment.
+pub fn default_config_path() -> Option<PathBuf> {
+    ["monit-batch.toml", "config/monit-batch.toml", "config.ini"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.is_file())
+}
+
+fn is_legacy(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e.eq_ignore_ascii_case("ini"))
+}
+
+impl Settings {
+    /// Loads and validates. Errors name the file, the key and the reason.
+    pub fn load(path: Option<&Path>) -> anyhow::Result<Settings> {
+        Self::load_with_env(path, std::env::vars().collect())
+    }
+
+    pub fn load_with_env(
+        path: Option<&Path>,
+        env: std::collections::HashMap<String, String>,
+    ) -> anyhow::Result<Settings> {
+        let mut builder = config::Config::builder();
+        let source = match path {
+            Some(p) if !p.is_file() => bail!("config file {} not found", p.display()),
+            Some(p) if is_legacy(p) => {
+                let compiled = compiled_plugins().iter().map(|p| p.name.to_string()).collect();
+                builder = builder.add_source(LegacyIni::new(p, compiled));
+                p.display().to_string()
+            }
+            Some(p) => {
+                builder = builder.add_source(
+                    config::File::from(p.to_path_buf()).format(config::FileFormat::Toml),
+                );
+                p.display().to_string()
+            }
+            None => "environment".to_string(),
+        };
+        builder = builder.add_source(
+            config::Environment::with_prefix(ENV_PREFIX)
+                .prefix_separator("__")
+                .separator("__")
+                .try_parsing(true)
+                .source(Some(env.clone().into_iter().collect())),
+        );
+        if let Some(port) = env.get("PORT") {
+            let port: u16 = port
+                .parse()
+                .with_context(|| format!("environment variable PORT: not a port number: {port:?}"))?;
+            builder = builder.set_override("server.port", port as i64)?;
+        }
+        let raw = builder
+            .build()
+            .with_context(|| format!("invalid config in {source}"))?;
+        let mut settings: Settings = raw
+            .clone()
+            .try_deserialize()
+            .map_err(|e| anyhow::anyhow!("invalid config in {source}: {e}"))?;
+        settings.source = source;
+        settings.raw = Some(std::sync::Arc::new(raw));
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        let src = &self.source;
+        if self.batch.interval_seconds == 0 {
+            bail!("invalid config in {src}: batch.interval_seconds must be greater than 0");
+        }
+        if self.batch.step_timeout_seconds == 0 {
+            bail!("invalid config in {src}: batch.step_timeout_seconds must be greater than 0");
+        }
+        for (key, db) in [("monitoring_db", Some(&self.monitoring_db)), ("portal_db", self.portal_db.as_ref())] {
+            if let Some(db) = db
+                && db.db_type != "mysql"
+            {
+                bail!(
+                    "invalid config in {src}: {key}.db_type = {:?}: only \"mysql\" is supported",
+                    db.db_type
+                );
+            }
+        }
+        if !matches!(self.log.format.as_str(), "plain" | "json") {
+            bail!("invalid config in {src}: log.format must be \"plain\" or \"json\", got {:?}", self.log.format);
+        }
+        if !matches!(self.alarms.language.as_str(), "ko" | "en") {
+            bail!("invalid config in {src}: alarms.language must be \"ko\" or \"en\", got {:?}", self.alarms.language);
+        }
+        url::Url::parse(&self.influx.url)
+            .with_context(|| format!("invalid config in {src}: influx.url {:?}", self.influx.url))?;
+        for (name, section) in &self.plugins {
+            if !section.is_object() {
+                bail!("invalid config in {src}: plugins.{name} must be a table");
+            }
+            if !KNOWN_PLUGINS.contains(&name.as_str()) && crate::plugin::find_plugin(name).is_none() {
+                bail!(
+                    "invalid config in {src}: unknown plugin [plugins.{name}]; known plugins: {}",
+                    KNOWN_PLUGINS.join(", ")
+                );
+            }
+            if let Some(enabled) = section.get("enabled")
+                && !enabled.is_boolean()
+            {
+                bail!("invalid config in {src}: plugins.{name}.enabled must be true or false, got {enabled}");
+            }
+        }
+        Ok(())
+    }
+
+    pub fn plugin_enabled(&self, name: &str) -> bool {
+        self.plugins
+            .get(name)
+            .and_then(|s| s.get("enabled"))
+            .and_then(|v| v.as_bool())
+            .unwrap_or(false)
+    }
+
+    /// Names of the plugins enabled in config, sorted.
+    pub fn enabled_plugins(&self) -> Vec<String> {
+        self.plugins
+            .keys()
+            .filter(|n| self.plugin_enabled(n))
+            .cloned()
+            .collect()
+    }
+
+    /// The effective settings as TOML-like JSON, every secret masked.
+    pub fn masked(&self) -> serde_json::Value {
+        let mut v = serde_json::to_value(self).unwrap_or(serde_json::Value::Null);
+        mask_secrets(&mut v);
+        v
+    }
+
+    pub fn instance_name(&self) -> String {
+        self.batch.instance_name.clone().unwrap_or_else(|| {
+            std::env::var("CF_INSTANCE_GUID")
+                .or_else(|_| std::env::var("HOSTNAME"))
+                .unwrap_or_else(|_| format!("pid-{}", std::process::id()))
+        })
+    }
+}
+
+/// Masks values whose key names a secret, at any depth (plugin sections are free-form).
+pub fn mask_secrets(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::Object(map) => {
+            for (k, val) in map.iter_mut() {
+                let k = k.to_ascii_lowercase();
+                let secret = ["password", "secret", "token", "pass"]
+                    .iter()
+                    .any(|s| k == *s || k.ends_with(&format!("_{s}")) || k.starts_with(&format!("{s}_")));
+                if secret && val.as_str().is_some_and(|s| !s.is_empty()) {
+                    *val = serde_json::Value::String("***".into());
+                } else {
+                    mask_secrets(val);
+                }
+            }
+        }
+        serde_json::Value::Array(a) => a.iter_mut().for_each(mask_secrets),
+        _ => {}
+    }
+}

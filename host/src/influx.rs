@@ -1,0 +1,265 @@
+//! InfluxDB 1.x client: InfluxQL over HTTP, JSON answers, `epoch=s` timestamps.
+
+use crate::config::InfluxSettings;
+use crate::secret::Secret;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum InfluxError {
+    #[error("InfluxDB {url}: {source}")]
+    Http {
+        url: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error("InfluxDB {url}: HTTP {status}: {body}")]
+    Status { url: String, status: u16, body: String },
+    #[error("InfluxDB {url} database {db}: query error: {message}")]
+    Query { url: String, db: String, message: String },
+    #[error("InfluxDB {url}: malformed answer: {message}")]
+    Decode { url: String, message: String },
+    #[error("InfluxDB client: {0}")]
+    Setup(String),
+}
+
+/// One series of an answer. Cells are numbers or null; `epoch=s` makes `time` a number too.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+pub struct Series {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+    pub columns: Vec<String>,
+    #[serde(default)]
+    pub values: Vec<Vec<Cell>>,
+}
+
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum Cell {
+    Number(f64),
+    Text(String),
+    Bool(bool),
+    Null,
+}
+
+impl Cell {
+    /// A finite number; NaN, infinities, text and null are not usable readings.
+    pub fn as_f64(&self) -> Option<f64> {
+        match self {
+            Cell::Number(n) if n.is_finite() => Some(*n),
+            _ => None,
+        }
+    }
+}
+
+impl Series {
+    pub fn column(&self, name: &str) -> Option<usize> {
+        self.columns.iter().position(|c| c == name)
+    }
+    pub fn tag(&self, name: &str) -> Option<&str> {
+        self.tags.get(name).map(String::as_str)
+    }
+}
+
+#[derive(Deserialize)]
+struct Answer {
+    #[serde(default)]
+    results: Vec<StatementResult>,
+    #[serde(default)]
+    error: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct StatementResult {
+    #[serde(default)]
+    series: Vec<Series>,
+    #[serde(default)]
+    error: Option<String>,
+}
+
+#[derive(Clone)]
+pub struct InfluxClient {
+    http: reqwest::Client,
+    base: String,
+    user: Option<String>,
+    password: Secret,
+}
+
+impl std::fmt::Debug for InfluxClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InfluxClient")
+            .field("base", &self.base)
+            .field("user", &self.user)
+            .finish_non_exhaustive()
+    }
+}
+
+impl InfluxClient {
+    pub fn new(s: &InfluxSettings) -> Result<Self, InfluxError> {
+        let mut b = reqwest::Client::builder()
+            .timeout(Duration::from_secs(s.timeout_seconds.max(1)))
+            .connect_timeout(Duration::from_secs(s.timeout_seconds.clamp(1, 10)));
+        if let Some(ca) = &s.ca_file {
+            let pem = std::fs::read(ca)
+                .map_err(|e| InfluxError::Setup(format!("influx.ca_file {}: {e}", ca.display())))?;
+            let cert = reqwest::Certificate::from_pem(&pem)
+                .map_err(|e| InfluxError::Setup(format!("influx.ca_file {}: {e}", ca.display())))?;
+            b = b.add_root_certificate(cert);
+        }
+        if s.insecure_skip_verify {
+            tracing::warn!(url = %s.url, "influx.insecure_skip_verify is on: InfluxDB TLS certificates are NOT verified");
+            b = b.danger_accept_invalid_certs(true);
+        }
+        let http = b
+            .build()
+            .map_err(|e| InfluxError::Setup(format!("HTTP client: {e}")))?;
+        Ok(Self {
+            http,
+            base: s.url.trim_end_matches('/').to_string(),
+            user: s.user.clone().filter(|u| !u.is_empty()),
+            password: s.password.clone(),
+        })
+    }
+
+    pub fn url(&self) -> &str {
+        &self.base
+    }
+
+    /// Runs one or more `;`-separated statements; returns the series of every statement in
+    /// order. An `error` in a 200 answer is an error.
+    pub async fn query(&self, db: &str, q: &str) -> Result<Vec<Series>, InfluxError> {
+        let url = format!("{}/query", self.base);
+        let mut req = self
+            .http
+            .post(&url)
+            .form(&[("db", db), ("q", q), ("epoch", "s")]);
+        if let Some(u) = &self.user {
+            req = req.basic_auth(u, Some(self.password.expose()));
+        }
+        metrics::counter!("monit_influx_queries_total").increment(1);
+        let resp = req.send().await.map_err(|e| InfluxError::Http {
+            url: url.clone(),
+            source: e.without_url(),
+        })?;
+        let status = resp.status();
+        let body = resp.bytes().await.map_err(|e| InfluxError::Http {
+            url: url.clone(),
+            source: e.without_url(),
+        })?;
+        if !status.is_success() {
+            let text = String::from_utf8_lossy(&body);
+            return Err(InfluxError::Status {
+                url,
+                status: status.as_u16(),
+                body: text.chars().take(300).collect(),
+            });
+        }
+        decode(&self.base, db, &body)
+    }
+
+    /// Writes line protocol (tests, demo and bench seed data this way).
+    pub async fn write(&self, db: &str, lines: &str) -> Result<(), InfluxError> {
+        let url = format!("{}/write", self.base);
+        let mut req = self
+            .http
+            .post(&url)
+            .query(&[("db", db), ("precision", "s")])
+            .body(lines.to_string());
+        if let Some(u) = &self.user {
+            req = req.basic_auth(u, Some(self.password.expose()));
+        }
+        let resp = req.send().await.map_err(|e| InfluxError::Http {
+            url: url.clone(),
+            source: e.without_url(),
+        })?;
+        if !resp.status().is_success() {
+            let status = resp.status().as_u16();
+            let body = resp.text().await.unwrap_or_default();
+            return Err(InfluxError::Status { url, status, body });
+        }
+        Ok(())
+    }
+}
+
+/// Decodes a `/query` answer. Public so the fuzz target can reach it.
+pub fn decode(base: &str, db: &str, body: &[u8]) -> Result<Vec<Series>, InfluxError> {
+    let answer: Answer = serde_json::from_slice(body).map_err(|e| InfluxError::Decode {
+        url: base.to_string(),
+        message: e.to_string(),
+    })?;
+    if let Some(message) = answer.error {
+        return Err(InfluxError::Query {
+            url: base.to_string(),
+            db: db.to_string(),
+            message,
+        });
+    }
+    let mut out = Vec::new();
+    for r in answer.results {
+        if let Some(message) = r.error {
+            return Err(InfluxError::Query {
+                url: base.to_string(),
+                db: db.to_string(),
+                message,
+            });
+        }
+        out.extend(r.series);
+    }
+    metrics::counter!("monit_influx_rows_total")
+        .increment(out.iter().map(|s| s.values.len() as u64).sum());
+    Ok(out)
+}
+
+/// `"identifier"` with `\` and `"` escaped: measurement, tag and field names from config.
+pub fn ident(s: &str) -> String {
+    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+/// `'string'` with `\` and `'` escaped: tag values from the DB or config.
+pub fn string(s: &str) -> String {
+    format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_identifiers_and_strings() {
+        assert_eq!(ident(r#"cf"metrics"#), r#""cf\"metrics""#);
+        assert_eq!(string("a' OR 1=1 --"), r"'a\' OR 1=1 --'");
+        assert_eq!(string(r"back\slash"), r"'back\\slash'");
+    }
+
+    #[test]
+    fn error_in_a_200_answer_is_an_error() {
+        let e = decode("http://x", "nope", br#"{"results":[{"statement_id":0,"error":"database not found: nope"}]}"#)
+            .unwrap_err();
+        assert!(e.to_string().contains("database not found"), "{e}");
+        assert!(e.to_string().contains("nope"));
+    }
+
+    #[test]
+    fn malformed_json_is_a_decode_error() {
+        let e = decode("http://x", "db", b"{\"results\":[{").unwrap_err();
+        assert!(matches!(e, InfluxError::Decode { .. }), "{e}");
+    }
+
+    #[test]
+    fn decodes_series_with_nulls_and_text() {
+        let s = decode(
+            "http://x",
+            "db",
+            br#"{"results":[{"statement_id":0,"series":[{"name":"m","tags":{"ip":"1.2.3.4"},"columns":["time","mean"],"values":[[10,1.5],[40,null],[70,"x"]]}]}]}"#,
+        )
+        .unwrap();
+        assert_eq!(s.len(), 1);
+        assert_eq!(s[0].tag("ip"), Some("1.2.3.4"));
+        assert_eq!(s[0].values[0][1].as_f64(), Some(1.5));
+        assert_eq!(s[0].values[1][1].as_f64(), None);
+        assert_eq!(s[0].values[2][1].as_f64(), None);
+    }
+}

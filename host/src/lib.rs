@@ -1,0 +1,26 @@
+//! Plugin host of the monitoring batch: the traits plugins implement, the registry they join,
+//! configuration, the scheduler, the alarm engine and the Monitoring DB stores.
+
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod engine;
+pub mod http;
+pub mod container_metrics;
+pub mod influx;
+pub mod inventory;
+pub mod legacy_ini;
+pub mod model;
+pub mod plugin;
+pub mod scaling;
+pub mod scheduler;
+pub mod secret;
+pub mod store;
+pub mod text;
+
+pub use async_trait::async_trait;
+pub use inventory;
+pub use plugin::{
+    CollectContext, Collector, InventorySync, Notifier, PluginContext, PluginParts,
+    PluginRegistration, ScaleContext, Scaler, SyncContext,
+};

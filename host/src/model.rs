@@ -1,0 +1,240 @@
+//! The vocabulary shared by the host and the plugins, with the Monitoring DB's codes.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+
+/// `origin_type` of `alarms`, `alarm_policies` and `alarm_targets`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Origin {
+    /// PaaS-TA (Cloud Foundry / Diego) VM
+    Pas,
+    /// BOSH director VM
+    Bos,
+    /// application container
+    Con,
+}
+
+impl Origin {
+    pub const ALL: [Origin; 3] = [Origin::Pas, Origin::Bos, Origin::Con];
+    pub fn code(self) -> &'static str {
+        match self {
+            Origin::Pas => "pas",
+            Origin::Bos => "bos",
+            Origin::Con => "con",
+        }
+    }
+}
+
+impl FromStr for Origin {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim() {
+            "pas" => Ok(Origin::Pas),
+            "bos" => Ok(Origin::Bos),
+            "con" => Ok(Origin::Con),
+            other => Err(format!("unknown origin_type code {other:?} (expected pas, bos or con)")),
+        }
+    }
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.code())
+    }
+}
+
+/// A measured resource: `alarm_type` of `alarm_policies`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Resource {
+    Cpu,
+    Memory,
+    Disk,
+}
+
+impl Resource {
+    pub const ALL: [Resource; 3] = [Resource::Cpu, Resource::Memory, Resource::Disk];
+    pub fn code(self) -> &'static str {
+        match self {
+            Resource::Cpu => "cpu",
+            Resource::Memory => "memory",
+            Resource::Disk => "disk",
+        }
+    }
+}
+
+impl FromStr for Resource {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim() {
+            "cpu" => Ok(Resource::Cpu),
+            "memory" => Ok(Resource::Memory),
+            "disk" => Ok(Resource::Disk),
+            other => Err(format!("unknown alarm_type code {other:?} (expected cpu, memory or disk)")),
+        }
+    }
+}
+
+impl fmt::Display for Resource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.code())
+    }
+}
+
+/// `alarm_type` of `alarms`: a resource, or `fail` when a target reports no data at all.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AlarmType {
+    Cpu,
+    Memory,
+    Disk,
+    Fail,
+}
+
+impl AlarmType {
+    pub fn code(self) -> &'static str {
+        match self {
+            AlarmType::Cpu => "cpu",
+            AlarmType::Memory => "memory",
+            AlarmType::Disk => "disk",
+            AlarmType::Fail => "fail",
+        }
+    }
+}
+
+impl From<Resource> for AlarmType {
+    fn from(r: Resource) -> Self {
+        match r {
+            Resource::Cpu => AlarmType::Cpu,
+            Resource::Memory => AlarmType::Memory,
+            Resource::Disk => AlarmType::Disk,
+        }
+    }
+}
+
+impl FromStr for AlarmType {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim() {
+            "fail" => Ok(AlarmType::Fail),
+            // 4.0 stored its internal `rootdisk` as `disk`; accept both.
+            "rootdisk" => Ok(AlarmType::Disk),
+            other => other.parse::<Resource>().map(AlarmType::from),
+        }
+    }
+}
+
+impl fmt::Display for AlarmType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.code())
+    }
+}
+
+/// `level` of `alarms`. Ordered: a higher level is more severe.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    Warning,
+    Critical,
+    Fail,
+}
+
+impl Level {
+    pub fn code(self) -> &'static str {
+        match self {
+            Level::Warning => "warning",
+            Level::Critical => "critical",
+            Level::Fail => "fail",
+        }
+    }
+}
+
+impl FromStr for Level {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "warning" => Ok(Level::Warning),
+            "critical" => Ok(Level::Critical),
+            "fail" => Ok(Level::Fail),
+            other => Err(format!("unknown level {other:?} (expected warning, critical or fail)")),
+        }
+    }
+}
+
+impl fmt::Display for Level {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.code())
+    }
+}
+
+/// The app instance behind a container reading (origin `con`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct AppInstance {
+    pub app_name: String,
+    pub app_index: i32,
+    /// `container_interface` tag: the container's key in the original.
+    pub container_name: String,
+    /// vms.name of the Diego cell the container runs on.
+    pub cell_name: String,
+}
+
+/// Who a reading is about.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Target {
+    pub origin: Origin,
+    /// `pas`: vms.id; `con`: vms.id of the cell; `bos`: 9999 as in the original.
+    pub origin_id: i64,
+    /// Display name: vms.name, `bosh.service.name`, or the app name.
+    pub name: String,
+    pub ip: String,
+    pub app: Option<AppInstance>,
+}
+
+/// origin_id of BOSH director alarms in the original (DEFAULT_ORIGIN_ID).
+pub const BOSH_ORIGIN_ID: i64 = 9999;
+
+/// One collector's answer for one target and resource over the policy window.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Reading {
+    pub target: Target,
+    pub value: Measured,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Measured {
+    /// Usage in percent over the window.
+    Usage {
+        resource: Resource,
+        /// time-weighted mean over the window (mean of the bucket means)
+        mean: f64,
+        /// highest bucket mean in the window: under the warning threshold means every part of
+        /// the window was, which is what recovery waits for
+        peak: f64,
+        /// buckets that held data
+        buckets: u32,
+    },
+    /// The target is in the inventory but reported nothing in the window.
+    NoData,
+}
+
+/// A `vms` row joined with its zone: the inventory collectors read.
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow, Serialize)]
+pub struct Vm {
+    pub id: i64,
+    pub zone_id: i64,
+    pub zone_name: Option<String>,
+    pub name: String,
+    pub ip: String,
+    pub vm_type: String,
+}
+
+impl Vm {
+    pub fn is_cell(&self) -> bool {
+        self.vm_type.eq_ignore_ascii_case("cel")
+    }
+}
+
+pub type Timestamp = DateTime<Utc>;

@@ -1,0 +1,259 @@
+//! What a plugin is: the traits it may implement and the registration that names it.
+//!
+//! A plugin crate submits one [`PluginRegistration`] with `inventory::submit!`. The host builds the
+//! plugins that are compiled in AND enabled in config (`[plugins.<name>] enabled = true`) and runs
+//! the parts each one returns in the matching step of a tick.
+
+use crate::config::Settings;
+use crate::influx::InfluxClient;
+use crate::model::{Origin, Reading, Resource, Timestamp, Vm};
+use anyhow::Context as _;
+use async_trait::async_trait;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use sqlx::MySqlPool;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// One plugin, as its crate registers it.
+pub struct PluginRegistration {
+    /// Config section `[plugins.<name>]` and cargo feature name.
+    pub name: &'static str,
+    pub description: &'static str,
+    pub build: fn(&PluginContext) -> anyhow::Result<PluginParts>,
+}
+
+inventory::collect!(PluginRegistration);
+
+/// The plugins compiled into this binary, sorted by name.
+pub fn compiled_plugins() -> Vec<&'static PluginRegistration> {
+    let mut all: Vec<_> = inventory::iter::<PluginRegistration>.into_iter().collect();
+    all.sort_by_key(|p| p.name);
+    all
+}
+
+pub fn find_plugin(name: &str) -> Option<&'static PluginRegistration> {
+    inventory::iter::<PluginRegistration>
+        .into_iter()
+        .find(|p| p.name == name)
+}
+
+/// The parts a plugin contributes to a tick; a plugin fills the ones it has.
+#[derive(Default)]
+pub struct PluginParts {
+    pub inventory: Option<Arc<dyn InventorySync>>,
+    pub collector: Option<Arc<dyn Collector>>,
+    pub notifier: Option<Arc<dyn Notifier>>,
+    pub scaler: Option<Arc<dyn Scaler>>,
+}
+
+/// What a plugin gets when it is built: the whole settings and its own config section.
+pub struct PluginContext {
+    pub name: &'static str,
+    pub settings: Arc<Settings>,
+    pub section: config::Value,
+}
+
+impl PluginContext {
+    /// Deserializes the plugin's own `[plugins.<name>]` section; errors name the section and key.
+    pub fn plugin_config<T: DeserializeOwned>(&self) -> anyhow::Result<T> {
+        self.section
+            .clone()
+            .try_deserialize::<T>()
+            .with_context(|| format!("invalid config section [plugins.{}]", self.name))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Inventory
+
+/// A VM as the platform reports it (BOSH director), before it is written to `vms`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReportedVm {
+    /// `<job_name>/<index>` (or `<instance_group>/<uuid>`)
+    pub name: String,
+    pub ip: String,
+    /// zone name: the BOSH AZ, or the job name's `_z1` suffix; empty when neither exists
+    pub zone: String,
+    pub is_cell: bool,
+}
+
+/// A complete answer from the platform: the host replaces the inventory with it. An error instead
+/// of a snapshot leaves the inventory untouched.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InventorySnapshot {
+    pub vms: Vec<ReportedVm>,
+}
+
+pub struct SyncContext {
+    pub now: Timestamp,
+}
+
+#[async_trait]
+pub trait InventorySync: Send + Sync {
+    /// Fetches the whole VM list. Must return an error, never a partial list, when any part of
+    /// the answer is missing: the host deletes VMs that are absent from a snapshot.
+    async fn fetch(&self, ctx: &SyncContext) -> anyhow::Result<InventorySnapshot>;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Collect
+
+/// The averaging window of each (origin, resource), from `alarm_policies.measure_time`.
+#[derive(Clone, Debug, Default)]
+pub struct Windows {
+    pub by_key: HashMap<(Origin, Resource), Duration>,
+    pub default: Duration,
+}
+
+impl Windows {
+    pub fn get(&self, origin: Origin, resource: Resource) -> Duration {
+        self.by_key
+            .get(&(origin, resource))
+            .copied()
+            .unwrap_or(self.default)
+    }
+    /// The longest window of an origin: one query covers all its resources.
+    pub fn longest(&self, origin: Origin) -> Duration {
+        Resource::ALL
+            .iter()
+            .map(|r| self.get(origin, *r))
+            .max()
+            .unwrap_or(self.default)
+    }
+}
+
+pub struct CollectContext<'a> {
+    pub now: Timestamp,
+    pub settings: &'a Settings,
+    pub influx: &'a InfluxClient,
+    /// the `vms` inventory, zones joined
+    pub vms: &'a [Vm],
+    pub windows: &'a Windows,
+}
+
+#[async_trait]
+pub trait Collector: Send + Sync {
+    /// The origin this collector's readings carry; the engine evaluates an origin only when its
+    /// collector succeeded, so a failed query never reads as a recovery.
+    fn origin(&self) -> Origin;
+    async fn collect(&self, ctx: &CollectContext<'_>) -> anyhow::Result<Vec<Reading>>;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Notify
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NotificationKind {
+    Opened,
+    Escalated,
+    Repeated,
+    Recovered,
+}
+
+impl NotificationKind {
+    pub fn code(self) -> &'static str {
+        match self {
+            NotificationKind::Opened => "opened",
+            NotificationKind::Escalated => "escalated",
+            NotificationKind::Repeated => "repeated",
+            NotificationKind::Recovered => "recovered",
+        }
+    }
+}
+
+/// One pending notification from the outbox, with everything a sink needs to render it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Notification {
+    /// outbox row id
+    pub id: i64,
+    pub alarm_id: i64,
+    pub kind: NotificationKind,
+    pub origin: Origin,
+    pub alarm_type: String,
+    pub level: String,
+    pub target_name: String,
+    pub ip: String,
+    pub app_name: Option<String>,
+    pub app_index: Option<i32>,
+    pub cell_name: Option<String>,
+    pub value: Option<f64>,
+    pub threshold: Option<f64>,
+    /// alarms.alarm_title, alarm_message as stored
+    pub title: String,
+    pub message: String,
+    /// when the alarm was first raised
+    pub raised_at: Timestamp,
+    /// when this event happened
+    pub event_at: Timestamp,
+    /// `alarm_targets` addresses of the origin with mail_send_yn = 'Y'
+    pub recipients: Vec<String>,
+    /// base URL of the monitoring web app (mail.resource.url)
+    pub resource_url: Option<String>,
+    pub language: String,
+}
+
+#[async_trait]
+pub trait Notifier: Send + Sync {
+    /// Sends a batch; one result per notification, in order. A failed one stays pending and is
+    /// retried on a later tick.
+    async fn send(&self, batch: &[Notification]) -> Vec<anyhow::Result<()>>;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Scale
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ScaleAction {
+    Out,
+    In,
+    None,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ScaleOutcome {
+    /// the platform API accepted the change
+    Acted,
+    /// decided, not sent: --dry-run
+    DryRun,
+    /// nothing to do or not allowed now (reason says why)
+    Skipped,
+    /// a scale-out was needed but instance_max_cnt forbids it
+    Blocked,
+    /// the platform API refused or could not be reached
+    Failed,
+}
+
+/// One decision about one app, as the host records it in the scaling history.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ScaleDecision {
+    pub app_guid: String,
+    pub app_name: String,
+    pub action: ScaleAction,
+    pub outcome: ScaleOutcome,
+    pub instances_before: Option<i64>,
+    pub instances_after: Option<i64>,
+    pub cpu_percent: Option<f64>,
+    pub memory_percent: Option<f64>,
+    pub reason: String,
+}
+
+pub struct ScaleContext<'a> {
+    pub now: Timestamp,
+    pub settings: &'a Settings,
+    pub influx: &'a InfluxClient,
+    pub monitoring_db: &'a MySqlPool,
+    pub vms: &'a [Vm],
+    pub dry_run: bool,
+    /// last acted scaling per app guid, from the history: for the cooldown
+    pub last_scaled: &'a HashMap<String, Timestamp>,
+}
+
+#[async_trait]
+pub trait Scaler: Send + Sync {
+    async fn scale(&self, ctx: &ScaleContext<'_>) -> anyhow::Result<Vec<ScaleDecision>>;
+}

@@ -1,0 +1,91 @@
+//! Titles and messages of `alarms` rows, in the original's wording (spec 4.4) or in English.
+
+use crate::model::{AlarmType, Level, Origin, Target};
+
+fn level_word(level: Level) -> &'static str {
+    match level {
+        Level::Warning => "Warning",
+        Level::Critical => "Critical",
+        Level::Fail => "Fail",
+    }
+}
+
+/// (alarm_title, alarm_message) of an alarm as the management UI shows it.
+pub fn title_and_message(
+    lang: &str,
+    target: &Target,
+    alarm_type: AlarmType,
+    level: Level,
+    threshold: Option<f64>,
+    usage: Option<f64>,
+) -> (String, String) {
+    let thr = threshold.map(|t| format!("{t:.0}")).unwrap_or_default();
+    let usage = usage.map(|u| format!("{u:.2}")).unwrap_or_default();
+    let ty = alarm_type.code();
+    let lvl = level.code();
+    let en = lang == "en";
+    if alarm_type == AlarmType::Fail {
+        let who = match &target.app {
+            Some(a) => format!("{}[{}]", a.app_name, a.app_index),
+            None => target.name.clone(),
+        };
+        let t = if en {
+            format!("[{who}] is down (no metrics received).")
+        } else {
+            format!("[{who}]가 다운되었습니다.")
+        };
+        return (t.clone(), t);
+    }
+    match (&target.app, target.origin) {
+        (Some(app), Origin::Con) => {
+            let word = level_word(level);
+            if en {
+                (
+                    format!("{}[{}] App status {word}. ", app.app_name, app.app_index),
+                    format!(
+                        "App status: {word}. {}[{}], CellName:[{}], {ty} {lvl}.\n{} threshold {thr}% exceeded.\ncurrent usage [{usage}]%",
+                        app.app_name, app.app_index, app.cell_name, app.app_name
+                    ),
+                )
+            } else {
+                (
+                    format!("{}[{}] App 상태 {word}. ", app.app_name, app.app_index),
+                    format!(
+                        "App상태:{word}. {}[{}], CellName:[{}], {ty} 상태 {lvl}.\n{} 임계치 {thr}% 초과.\n현재 사용률 [{usage}]%",
+                        app.app_name, app.app_index, app.cell_name, app.app_name
+                    ),
+                )
+            }
+        }
+        _ => {
+            let svc = &target.name;
+            if en {
+                (
+                    format!("[{svc}] {ty} status [{lvl}]"),
+                    format!("[{svc}] {ty} status [{lvl}]\n{ty} threshold {thr}% exceeded.\ncurrent usage [{usage}]%"),
+                )
+            } else {
+                // Critical carries an extra space before 의 in the original; the UI shows it as is.
+                let sp = if level == Level::Critical { " " } else { "" };
+                (
+                    format!("[{svc}]의 {ty} 상태 [{lvl}]"),
+                    format!("[{svc}]{sp}의 {ty} 상태 [{lvl}]\n{ty} 임계치 {thr}% 초과.\n현재 사용률 [{usage}]%"),
+                )
+            }
+        }
+    }
+}
+
+/// Message of a recovery (no alarms row of its own: it goes to `alarm_actions` and the outbox).
+pub fn recovery_message(lang: &str, target: &Target, alarm_type: AlarmType, usage: Option<f64>) -> String {
+    let who = match &target.app {
+        Some(a) => format!("{}[{}]", a.app_name, a.app_index),
+        None => target.name.clone(),
+    };
+    let usage = usage.map(|u| format!(" [{u:.2}]%")).unwrap_or_default();
+    if lang == "en" {
+        format!("[{who}] {} recovered{usage}; alarm resolved by the batch.", alarm_type.code())
+    } else {
+        format!("[{who}]의 {} 상태가 정상으로 회복되었습니다{usage}. (batch 자동 해제)", alarm_type.code())
+    }
+}

@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# Install (if missing) and start the real services the tests and the demo use, without systemd:
+# MariaDB (127.0.0.1:3306), InfluxDB 1.x (127.0.0.1:8086) and an SMTP sink (aiosmtpd: 2525 plain,
+# 2526 STARTTLS). Idempotent: services already running are left alone. Needs root on Debian.
+set -euo pipefail
+export DEBIAN_FRONTEND=noninteractive
+PKI=${MONIT_PKI:-/var/tmp/ci-pki}      # throwaway test CA + server cert (localhost, 127.0.0.1)
+SINK=${MONIT_SMTP_SINK:-/var/tmp/smtp-sink}
+
+need=()
+command -v mariadbd >/dev/null 2>&1 || need+=(mariadb-server mariadb-client)
+command -v influxd >/dev/null 2>&1 || need+=(influxdb)
+[ -d /usr/lib/python3/dist-packages/aiosmtpd ] || need+=(python3-aiosmtpd)
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
+command -v curl >/dev/null 2>&1 || need+=(curl ca-certificates)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "services.sh: installing ${need[*]}" >&2
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+wait_for() { # wait_for DESC CMD... (polls 4x/s, up to 60 s)
+  local desc=$1; shift
+  for _ in $(seq 1 240); do "$@" >/dev/null 2>&1 && return 0; sleep 0.25; done
+  echo "services.sh: timed out waiting for $desc" >&2; return 1
+}
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# rustls rejects a self-signed CA:TRUE cert as a server cert, so: a CA plus a CA:FALSE leaf.
+install -d "$PKI"
+if [ ! -s "$PKI/server.pem" ]; then
+  openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj /CN=monit-test-ca \
+    -keyout "$PKI/ca.key" -out "$PKI/ca.pem" >/dev/null 2>&1
+  openssl req -newkey rsa:2048 -nodes -subj /CN=localhost \
+    -keyout "$PKI/server.key" -out "$PKI/server.csr" >/dev/null 2>&1
+  printf '%s\n' 'subjectAltName=DNS:localhost,IP:127.0.0.1' 'basicConstraints=critical,CA:FALSE' \
+    'extendedKeyUsage=serverAuth' >"$PKI/server.ext"
+  openssl x509 -req -in "$PKI/server.csr" -CA "$PKI/ca.pem" -CAkey "$PKI/ca.key" -CAcreateserial \
+    -days 3650 -extfile "$PKI/server.ext" -out "$PKI/server.pem" >/dev/null 2>&1
+  chmod 0644 "$PKI"/*
+fi
+
+# ---- MariaDB ----
+install -d -o mysql -g mysql /run/mysqld /var/log/mysql
+if ! mariadb-admin ping --silent >/dev/null 2>&1; then
+  setsid mysqld_safe --user=mysql --skip-syslog --log-error=/var/log/mysql/error.log \
+    </dev/null >/dev/null 2>&1 &
+fi
+wait_for mariadb mariadb-admin ping --silent
+mariadb <<'SQL'
+CREATE DATABASE IF NOT EXISTS monit CHARACTER SET utf8mb4;
+CREATE DATABASE IF NOT EXISTS portaldb CHARACTER SET utf8mb4;
+CREATE USER IF NOT EXISTS 'monit'@'localhost' IDENTIFIED BY 'monit';
+CREATE USER IF NOT EXISTS 'monit'@'%' IDENTIFIED BY 'monit';
+-- ALL ON *.* so the tests can create and drop their own databases
+GRANT ALL PRIVILEGES ON *.* TO 'monit'@'localhost';
+GRANT ALL PRIVILEGES ON *.* TO 'monit'@'%';
+SQL
+
+# ---- InfluxDB 1.x (not /etc/init.d/influxdb: it forces ulimit -n 65536 and fails in containers) ----
+install -d -o influxdb -g influxdb /var/lib/influxdb /var/log/influxdb /run/influxdb
+if ! curl -sf -o /dev/null http://127.0.0.1:8086/ping; then
+  INFLUXDB_HTTP_BIND_ADDRESS=127.0.0.1:8086 INFLUXDB_REPORTING_DISABLED=true \
+  INFLUXDB_MONITOR_STORE_ENABLED=false \
+  start-stop-daemon --start --quiet --oknodo --background --no-close \
+    --chuid influxdb:influxdb --make-pidfile --pidfile /run/influxdb/influxd.pid \
+    --exec /usr/bin/influxd -- -config /etc/influxdb/influxdb.conf \
+    </dev/null >>/var/log/influxdb/influxd.log 2>&1
+fi
+wait_for influxdb curl -sf -o /dev/null http://127.0.0.1:8086/ping
+
+# ---- SMTP sink: Debian's aiosmtpd, run by /usr/bin/python3 (not a pyenv python3) ----
+install -d "$SINK"/plain/{cur,new,tmp} "$SINK"/tls/{cur,new,tmp}
+start_sink() {
+  local port=$1; shift
+  if ! port_open "$port"; then
+    setsid /usr/bin/python3 -m aiosmtpd -n -l "127.0.0.1:$port" "$@" \
+      </dev/null >>"$SINK/aiosmtpd-$port.log" 2>&1 &
+  fi
+}
+start_sink 2525 -c aiosmtpd.handlers.Mailbox "$SINK/plain"
+start_sink 2526 --tlscert "$PKI/server.pem" --tlskey "$PKI/server.key" -c aiosmtpd.handlers.Mailbox "$SINK/tls"
+wait_for smtp-2525 port_open 2525
+wait_for smtp-2526 port_open 2526
+
+echo "mariadb  mysql://monit:monit@127.0.0.1:3306/monit"
+echo "influxdb http://127.0.0.1:8086 (no auth)"
+echo "smtp     127.0.0.1:2525 plain -> $SINK/plain/new ; 127.0.0.1:2526 STARTTLS -> $SINK/tls/new (CA $PKI/ca.pem)"
