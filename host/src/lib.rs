@@ -8,7 +8,7 @@ pub mod engine;
 pub mod http;
 pub mod container_metrics;
 pub mod influx;
-pub mod inventory;
+
 pub mod legacy_ini;
 pub mod model;
 pub mod plugin;
@@ -17,6 +17,7 @@ pub mod scheduler;
 pub mod secret;
 pub mod store;
 pub mod text;
+pub mod vm_inventory;
 
 pub use async_trait::async_trait;
 pub use inventory;
