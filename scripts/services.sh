@@ -71,6 +71,7 @@ wait_for influxdb curl -sf -o /dev/null http://127.0.0.1:8086/ping
 
 # ---- SMTP sink: Debian's aiosmtpd, run by /usr/bin/python3 (not a pyenv python3) ----
 install -d "$SINK"/plain/{cur,new,tmp} "$SINK"/tls/{cur,new,tmp}
+install -d "$SINK"/smtps/{cur,new,tmp}
 start_sink() {
   local port=$1; shift
   if ! port_open "$port"; then
@@ -80,8 +81,10 @@ start_sink() {
 }
 start_sink 2525 -c aiosmtpd.handlers.Mailbox "$SINK/plain"
 start_sink 2526 --tlscert "$PKI/server.pem" --tlskey "$PKI/server.key" -c aiosmtpd.handlers.Mailbox "$SINK/tls"
+start_sink 2527 --smtpscert "$PKI/server.pem" --smtpskey "$PKI/server.key" -c aiosmtpd.handlers.Mailbox "$SINK/smtps"
 wait_for smtp-2525 port_open 2525
 wait_for smtp-2526 port_open 2526
+wait_for smtp-2527 port_open 2527
 
 echo "mariadb  mysql://monit:monit@127.0.0.1:3306/monit"
 echo "influxdb http://127.0.0.1:8086 (no auth)"
