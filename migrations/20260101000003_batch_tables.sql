@@ -48,3 +48,11 @@ CREATE TABLE IF NOT EXISTS batch_scaling_history (
   PRIMARY KEY (id),
   KEY ix_batch_scaling_app (app_guid, decided_at)
 ) DEFAULT CHARSET=utf8mb4;
+
+-- Alarm state the reference columns cannot hold: an open alarm that recovered while
+-- alarms.auto_resolve is off (so the recovery notice is sent once, not every tick).
+CREATE TABLE IF NOT EXISTS batch_alarm_state (
+  alarm_id int unsigned NOT NULL,
+  recovered_at datetime NULL,
+  PRIMARY KEY (alarm_id)
+) DEFAULT CHARSET=utf8mb4;

@@ -1,1 +1,449 @@
-//! (in progress)
+//! The Monitoring DB: policies, inventory and open alarms in; alarm changes, the notification
+//! outbox and the run ledger out. Every alarm change of a tick is written in one transaction,
+//! together with its notifications, so a crash loses nothing and sends nothing twice.
+
+use crate::engine::{Change, OpenAlarm, OpenStatus, Policy};
+use crate::model::{AlarmType, Level, Origin, Target, Timestamp, Vm};
+use crate::plugin::{Notification, NotificationKind};
+use crate::text;
+use anyhow::Context as _;
+use sqlx::{MySqlPool, QueryBuilder, Row};
+use std::collections::HashMap;
+
+/// Loads `alarm_policies`; rows with unknown codes or impossible thresholds are skipped with a
+/// log line (they are the operator's to fix, and must not stop the other policies).
+pub async fn load_policies(pool: &MySqlPool, default_measure_seconds: u64) -> anyhow::Result<Vec<Policy>> {
+    let rows = sqlx::query(
+        "SELECT CAST(id AS SIGNED) AS id, origin_type, alarm_type, CAST(warning_threshold AS DOUBLE) AS w, \
+         CAST(critical_threshold AS DOUBLE) AS c, CAST(repeat_time AS SIGNED) AS r, CAST(measure_time AS SIGNED) AS m \
+         FROM alarm_policies ORDER BY id",
+    )
+    .fetch_all(pool)
+    .await
+    .context("reading alarm_policies")?;
+    let mut out: Vec<Policy> = Vec::new();
+    for row in rows {
+        let id: i64 = row.try_get("id")?;
+        let origin: String = row.try_get("origin_type")?;
+        let alarm_type: String = row.try_get("alarm_type")?;
+        let (origin, resource) = match (origin.parse::<Origin>(), alarm_type.parse()) {
+            (Ok(o), Ok(r)) => (o, r),
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::warn!(policy_id = id, "alarm_policies row skipped: {e}");
+                continue;
+            }
+        };
+        let warning: f64 = row.try_get("w")?;
+        let critical: f64 = row.try_get("c")?;
+        if critical < warning {
+            tracing::warn!(policy_id = id, warning, critical, "alarm_policies row skipped: critical_threshold is below warning_threshold");
+            continue;
+        }
+        if out.iter().any(|p| p.origin == origin && p.resource == resource) {
+            tracing::warn!(policy_id = id, %origin, %resource, "alarm_policies row skipped: an earlier row has the same origin_type and alarm_type");
+            continue;
+        }
+        let measure: i64 = row.try_get::<Option<i64>, _>("m")?.unwrap_or(0);
+        out.push(Policy {
+            id,
+            origin,
+            resource,
+            warning,
+            critical,
+            repeat_minutes: row.try_get::<Option<i64>, _>("r")?.unwrap_or(10).max(0),
+            // 0 is what a 2.0 database upgraded by the original holds (defect D16)
+            measure_seconds: if measure > 0 { measure as u64 } else { default_measure_seconds },
+        });
+    }
+    Ok(out)
+}
+
+/// The `vms` inventory with zone names. LEFT JOIN: a VM whose zone is missing is still
+/// monitored (the original's INNER JOIN dropped every cell after a zone_id of 0, defect D15).
+pub async fn load_vms(pool: &MySqlPool) -> anyhow::Result<Vec<Vm>> {
+    sqlx::query_as::<_, Vm>(
+        "SELECT CAST(v.id AS SIGNED) AS id, CAST(v.zone_id AS SIGNED) AS zone_id, z.name AS zone_name, \
+         v.name, v.ip, v.vm_type FROM vms v LEFT JOIN zones z ON z.id = v.zone_id ORDER BY v.id",
+    )
+    .fetch_all(pool)
+    .await
+    .context("reading vms")
+}
+
+pub async fn load_open_alarms(pool: &MySqlPool) -> anyhow::Result<Vec<OpenAlarm>> {
+    let rows = sqlx::query(
+        "SELECT CAST(a.id AS SIGNED) AS id, a.origin_type, CAST(a.origin_id AS SIGNED) AS origin_id, a.alarm_type, \
+         a.level, a.resolve_status, a.reg_date, a.alarm_send_date, a.app_name, CAST(a.app_index AS SIGNED) AS app_index, \
+         (s.recovered_at IS NOT NULL) AS recovered \
+         FROM alarms a LEFT JOIN batch_alarm_state s ON s.alarm_id = a.id \
+         WHERE a.resolve_status IN ('1', '2') ORDER BY a.id",
+    )
+    .fetch_all(pool)
+    .await
+    .context("reading open alarms")?;
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        let id: i64 = row.try_get("id")?;
+        let parsed = (|| -> Result<_, String> {
+            let origin: Origin = row.try_get::<String, _>("origin_type").map_err(|e| e.to_string())?.parse()?;
+            let alarm_type: AlarmType = row.try_get::<String, _>("alarm_type").map_err(|e| e.to_string())?.parse()?;
+            let level: Level = row.try_get::<String, _>("level").map_err(|e| e.to_string())?.parse()?;
+            Ok((origin, alarm_type, level))
+        })();
+        let (origin, alarm_type, level) = match parsed {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::warn!(alarm_id = id, "open alarm ignored: {e}");
+                continue;
+            }
+        };
+        let status: String = row.try_get("resolve_status")?;
+        out.push(OpenAlarm {
+            id,
+            origin,
+            origin_id: row.try_get("origin_id")?,
+            alarm_type,
+            level,
+            status: if status == "2" { OpenStatus::InProgress } else { OpenStatus::Raised },
+            raised_at: row.try_get("reg_date")?,
+            last_sent: row.try_get("alarm_send_date")?,
+            app_name: row.try_get("app_name")?,
+            app_index: row.try_get::<Option<i64>, _>("app_index")?.map(|i| i as i32),
+            recovered: row.try_get::<i64, _>("recovered")? != 0,
+        });
+    }
+    Ok(out)
+}
+
+/// Addresses of `alarm_targets` per origin, rows with mail_send_yn 'Y' (all of them, not only
+/// the last as in the original).
+pub async fn load_recipients(pool: &MySqlPool) -> anyhow::Result<HashMap<String, Vec<String>>> {
+    let rows = sqlx::query(
+        "SELECT origin_type, mail_address FROM alarm_targets WHERE UPPER(mail_send_yn) = 'Y' ORDER BY id",
+    )
+    .fetch_all(pool)
+    .await
+    .context("reading alarm_targets")?;
+    let mut out: HashMap<String, Vec<String>> = HashMap::new();
+    for row in rows {
+        let origin: String = row.try_get("origin_type")?;
+        let addr: String = row.try_get("mail_address")?;
+        let addr = addr.trim().to_string();
+        let list = out.entry(origin.trim().to_string()).or_default();
+        if !addr.is_empty() && !list.contains(&addr) {
+            list.push(addr);
+        }
+    }
+    Ok(out)
+}
+
+/// How notifications are rendered and to whom they are queued.
+pub struct Outbox<'a> {
+    pub notifiers: &'a [String],
+    pub language: &'a str,
+    pub resource_url: Option<&'a str>,
+}
+
+fn payload(
+    kind: NotificationKind,
+    alarm_id: i64,
+    target: &Target,
+    alarm_type: AlarmType,
+    level: Level,
+    value: Option<f64>,
+    threshold: Option<f64>,
+    title: String,
+    message: String,
+    raised_at: Timestamp,
+    now: Timestamp,
+    out: &Outbox<'_>,
+) -> Notification {
+    Notification {
+        id: 0,
+        alarm_id,
+        kind,
+        origin: target.origin,
+        alarm_type: alarm_type.code().to_string(),
+        level: level.code().to_string(),
+        target_name: target.name.clone(),
+        ip: target.ip.clone(),
+        app_name: target.app.as_ref().map(|a| a.app_name.clone()),
+        app_index: target.app.as_ref().map(|a| a.app_index),
+        cell_name: target.app.as_ref().map(|a| a.cell_name.clone()),
+        value,
+        threshold,
+        title,
+        message,
+        raised_at,
+        event_at: now,
+        recipients: Vec::new(),
+        resource_url: out.resource_url.map(str::to_string),
+        language: out.language.to_string(),
+    }
+}
+
+/// Writes one tick's changes and their notifications in one transaction.
+pub async fn apply_changes(
+    pool: &MySqlPool,
+    changes: &[Change],
+    open: &[OpenAlarm],
+    now: Timestamp,
+    out: &Outbox<'_>,
+) -> anyhow::Result<()> {
+    if changes.is_empty() {
+        return Ok(());
+    }
+    let raised: HashMap<i64, Timestamp> = open.iter().map(|a| (a.id, a.raised_at)).collect();
+    let raised_at = |id: i64| raised.get(&id).copied().unwrap_or(now);
+    let lang = out.language;
+    let mut tx = pool.begin().await.context("starting the alarm transaction")?;
+    let mut queued: Vec<Notification> = Vec::new();
+    let mut counted: Vec<i64> = Vec::new();
+    for ch in changes {
+        match ch {
+            Change::Open { target, alarm_type, level, value, threshold } => {
+                let (title, message) = text::title_and_message(lang, target, *alarm_type, *level, *threshold, *value);
+                let app = target.app.as_ref();
+                let res = sqlx::query(
+                    "INSERT INTO alarms (origin_type, origin_id, alarm_type, level, ip, app_yn, app_name, app_index, \
+                     container_name, alarm_title, alarm_message, resolve_status, alarm_cnt, reg_date, reg_user, \
+                     modi_date, modi_user, alarm_send_date) \
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, '1', 1, ?, 'Bat', ?, 'bat', ?)",
+                )
+                .bind(target.origin.code())
+                .bind(target.origin_id)
+                .bind(alarm_type.code())
+                .bind(level.code())
+                .bind(truncate(&target.ip, 15))
+                .bind(if app.is_some() { "Y" } else { "N" })
+                .bind(app.map(|a| truncate(&a.app_name, 500)).unwrap_or_default())
+                .bind(app.map(|a| a.app_index).unwrap_or(0))
+                .bind(app.map(|a| truncate(&a.container_name, 40)).unwrap_or_default())
+                .bind(truncate(&title, 5000))
+                .bind(&message)
+                .bind(now)
+                .bind(now)
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+                .context("inserting an alarm")?;
+                let id = res.last_insert_id() as i64;
+                queued.push(payload(NotificationKind::Opened, id, target, *alarm_type, *level, *value, *threshold, title, message, now, now, out));
+            }
+            Change::Escalate { alarm_id, target, alarm_type, to: level, value, threshold, .. }
+            | Change::Rebreach { alarm_id, target, alarm_type, level, value, threshold } => {
+                let (title, message) = text::title_and_message(lang, target, *alarm_type, *level, *threshold, *value);
+                sqlx::query(
+                    "UPDATE alarms SET level = ?, alarm_title = ?, alarm_message = ?, alarm_cnt = alarm_cnt + 1, \
+                     alarm_send_date = ?, modi_date = ?, modi_user = 'bat' WHERE id = ? AND resolve_status IN ('1', '2')",
+                )
+                .bind(level.code())
+                .bind(truncate(&title, 5000))
+                .bind(&message)
+                .bind(now)
+                .bind(now)
+                .bind(alarm_id)
+                .execute(&mut *tx)
+                .await
+                .context("escalating an alarm")?;
+                sqlx::query("DELETE FROM batch_alarm_state WHERE alarm_id = ?")
+                    .bind(alarm_id)
+                    .execute(&mut *tx)
+                    .await?;
+                let kind = if matches!(ch, Change::Escalate { .. }) { NotificationKind::Escalated } else { NotificationKind::Opened };
+                queued.push(payload(kind, *alarm_id, target, *alarm_type, *level, *value, *threshold, title, message, raised_at(*alarm_id), now, out));
+            }
+            Change::Continue { alarm_id, target, alarm_type, level, value, threshold, renotify } => {
+                if !renotify {
+                    counted.push(*alarm_id);
+                    continue;
+                }
+                sqlx::query(
+                    "UPDATE alarms SET alarm_cnt = alarm_cnt + 1, alarm_send_date = ?, modi_date = ?, modi_user = 'bat' \
+                     WHERE id = ? AND resolve_status IN ('1', '2')",
+                )
+                .bind(now)
+                .bind(now)
+                .bind(alarm_id)
+                .execute(&mut *tx)
+                .await
+                .context("counting an alarm")?;
+                let (title, message) = text::title_and_message(lang, target, *alarm_type, *level, *threshold, *value);
+                queued.push(payload(NotificationKind::Repeated, *alarm_id, target, *alarm_type, *level, *value, *threshold, title, message, raised_at(*alarm_id), now, out));
+            }
+            Change::Recover { alarm_ids, target, alarm_type, level, value, close } => {
+                let message = text::recovery_message(lang, target, *alarm_type, *value);
+                if *close {
+                    let mut q = QueryBuilder::new(
+                        "UPDATE alarms SET resolve_status = '3', complete_date = ",
+                    );
+                    q.push_bind(now)
+                        .push(", complete_user = 'system', modi_date = ")
+                        .push_bind(now)
+                        .push(", modi_user = 'system' WHERE resolve_status IN ('1', '2') AND id IN (");
+                    let mut sep = q.separated(", ");
+                    for id in alarm_ids {
+                        sep.push_bind(id);
+                    }
+                    q.push(")");
+                    q.build().execute(&mut *tx).await.context("resolving an alarm")?;
+                    let mut q = QueryBuilder::new(
+                        "INSERT INTO alarm_actions (alarm_id, alarm_action_desc, reg_date, reg_user, modi_date, modi_user) ",
+                    );
+                    q.push_values(alarm_ids, |mut b, id| {
+                        b.push_bind(id).push_bind(&message).push_bind(now).push("'system'").push_bind(now).push("'system'");
+                    });
+                    q.build().execute(&mut *tx).await.context("recording the resolution in alarm_actions")?;
+                } else {
+                    let mut q = QueryBuilder::new("INSERT INTO batch_alarm_state (alarm_id, recovered_at) ");
+                    q.push_values(alarm_ids, |mut b, id| {
+                        b.push_bind(id).push_bind(now);
+                    });
+                    q.push(" ON DUPLICATE KEY UPDATE recovered_at = VALUES(recovered_at)");
+                    q.build().execute(&mut *tx).await.context("marking an alarm recovered")?;
+                }
+                let lead = alarm_ids.first().copied().unwrap_or(0);
+                let title = format!("[RECOVERED] {}", message.lines().next().unwrap_or_default());
+                queued.push(payload(NotificationKind::Recovered, lead, target, *alarm_type, *level, *value, None, title, message, raised_at(lead), now, out));
+            }
+        }
+    }
+    // Unchanged breaching alarms are counted in one statement, however many there are.
+    if !counted.is_empty() {
+        let mut q = QueryBuilder::new("UPDATE alarms SET alarm_cnt = alarm_cnt + 1 WHERE resolve_status IN ('1', '2') AND id IN (");
+        let mut sep = q.separated(", ");
+        for id in &counted {
+            sep.push_bind(id);
+        }
+        q.push(")");
+        q.build().execute(&mut *tx).await.context("counting alarms")?;
+    }
+    if !queued.is_empty() && !out.notifiers.is_empty() {
+        let rows: Vec<(&Notification, &String)> = queued
+            .iter()
+            .flat_map(|n| out.notifiers.iter().map(move |name| (n, name)))
+            .collect();
+        for chunk in rows.chunks(500) {
+            let mut q = QueryBuilder::new(
+                "INSERT INTO batch_notifications (alarm_id, notifier, kind, payload, status, attempts, next_attempt_at, created_at) ",
+            );
+            q.push_values(chunk, |mut b, (n, name)| {
+                b.push_bind(n.alarm_id)
+                    .push_bind(name.as_str())
+                    .push_bind(n.kind.code())
+                    .push_bind(serde_json::to_string(n).unwrap_or_default())
+                    .push("'pending'")
+                    .push("0")
+                    .push_bind(now)
+                    .push_bind(now);
+            });
+            q.build().execute(&mut *tx).await.context("queueing notifications")?;
+        }
+    }
+    tx.commit().await.context("committing the alarm transaction")?;
+    Ok(())
+}
+
+fn truncate(s: &str, max_chars: usize) -> String {
+    s.chars().take(max_chars).collect()
+}
+
+/// A queued notification due for a notifier.
+pub struct Pending {
+    pub id: i64,
+    pub attempts: i64,
+    pub notification: Notification,
+}
+
+pub async fn due_notifications(pool: &MySqlPool, notifier: &str, now: Timestamp, limit: i64) -> anyhow::Result<Vec<Pending>> {
+    let rows = sqlx::query(
+        "SELECT CAST(id AS SIGNED) AS id, CAST(attempts AS SIGNED) AS attempts, payload FROM batch_notifications \
+         WHERE status = 'pending' AND notifier = ? AND next_attempt_at <= ? ORDER BY id LIMIT ?",
+    )
+    .bind(notifier)
+    .bind(now)
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+    .context("reading the notification outbox")?;
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        let id: i64 = row.try_get("id")?;
+        let payload: String = row.try_get("payload")?;
+        match serde_json::from_str::<Notification>(&payload) {
+            Ok(mut n) => {
+                n.id = id;
+                out.push(Pending { id, attempts: row.try_get("attempts")?, notification: n });
+            }
+            Err(e) => {
+                // Parked, not dropped: the row stays for an operator to read.
+                tracing::error!(notification_id = id, "unreadable outbox payload parked: {e}");
+                sqlx::query("UPDATE batch_notifications SET status = 'invalid', last_error = ? WHERE id = ?")
+                    .bind(format!("unreadable payload: {e}"))
+                    .bind(id)
+                    .execute(pool)
+                    .await?;
+            }
+        }
+    }
+    Ok(out)
+}
+
+pub async fn mark_sent(pool: &MySqlPool, ids: &[i64], now: Timestamp) -> anyhow::Result<()> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let mut q = QueryBuilder::new("UPDATE batch_notifications SET status = 'sent', sent_at = ");
+    q.push_bind(now).push(", attempts = attempts + 1 WHERE id IN (");
+    let mut sep = q.separated(", ");
+    for id in ids {
+        sep.push_bind(id);
+    }
+    q.push(")");
+    q.build().execute(pool).await.context("marking notifications sent")?;
+    Ok(())
+}
+
+pub async fn mark_failed(pool: &MySqlPool, id: i64, next_attempt: Timestamp, error: &str) -> anyhow::Result<()> {
+    sqlx::query(
+        "UPDATE batch_notifications SET attempts = attempts + 1, next_attempt_at = ?, last_error = ? WHERE id = ?",
+    )
+    .bind(next_attempt)
+    .bind(truncate(error, 2000))
+    .bind(id)
+    .execute(pool)
+    .await
+    .context("recording a failed notification")?;
+    Ok(())
+}
+
+pub async fn pending_count(pool: &MySqlPool) -> anyhow::Result<i64> {
+    Ok(sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM batch_notifications WHERE status = 'pending'")
+        .fetch_one(pool)
+        .await?)
+}
+
+/// One ledger row per tick.
+pub async fn record_run(
+    pool: &MySqlPool,
+    started: Timestamp,
+    duration_ms: i64,
+    instance: &str,
+    dry_run: bool,
+    summary: &serde_json::Value,
+    errors: &[String],
+) -> anyhow::Result<()> {
+    sqlx::query(
+        "INSERT INTO batch_runs (started_at, duration_ms, instance, dry_run, summary, errors) VALUES (?, ?, ?, ?, ?, ?)",
+    )
+    .bind(started)
+    .bind(duration_ms)
+    .bind(truncate(instance, 200))
+    .bind(dry_run)
+    .bind(summary.to_string())
+    .bind(if errors.is_empty() { None } else { Some(errors.join("\n")) })
+    .execute(pool)
+    .await
+    .context("recording the run in batch_runs")?;
+    Ok(())
+}
