@@ -1,1 +1,252 @@
-//! (in progress)
+//! The command line: `run [--once] [--dry-run]`, `migrate`, `check-config`, `plugins`, `runs`.
+
+use crate::config::{KNOWN_PLUGINS, Settings, default_config_path};
+use crate::influx::InfluxClient;
+use crate::leader::Leader;
+use crate::plugin::compiled_plugins;
+use crate::scheduler::{Scheduler, build_plugins};
+use crate::{db, http};
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+
+#[derive(Parser, Debug)]
+#[command(name = "monit-batch", version, about = "PaaS-TA monitoring batch: alarms, BOSH inventory and autoscale")]
+pub struct Cli {
+    /// Config file: TOML, or the original's config.ini (by extension). Default: ./monit-batch.toml,
+    /// ./config/monit-batch.toml, then ./config.ini.
+    #[arg(long, short, global = true, env = "MONIT_BATCH_CONFIG")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Apply migrations, then tick every batch.interval_seconds until SIGTERM/SIGINT.
+    Run {
+        /// One tick, then print a summary and exit.
+        #[arg(long)]
+        once: bool,
+        /// Evaluate everything and print what would be opened, notified and scaled; write and send nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Apply the Monitoring DB migrations and exit.
+    Migrate,
+    /// Validate the config and print the effective settings, secrets masked.
+    CheckConfig,
+    /// List the plugins compiled into this binary and whether config enables each.
+    Plugins,
+    /// Show the last ticks recorded in batch_runs.
+    Runs {
+        #[arg(long, default_value_t = 20)]
+        limit: i64,
+    },
+}
+
+pub fn init_logging(settings: Option<&Settings>) {
+    let level = settings.map(|s| s.log.level.clone()).unwrap_or_else(|| "info".into());
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let json = settings.is_some_and(|s| s.log.format == "json");
+    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = if json { b.json().try_init() } else { b.try_init() };
+}
+
+/// Entry point of the binary: parses the command line, runs, and maps errors to exit codes.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("monit-batch: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("monit-batch: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load(cli: &Cli) -> anyhow::Result<Settings> {
+    let path = cli.config.clone().or_else(default_config_path);
+    Settings::load(path.as_deref())
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match &cli.command {
+        Command::Plugins => {
+            // Config is optional here: the listing is about the build.
+            let settings = load(&cli).ok();
+            for p in compiled_plugins() {
+                let enabled = settings.as_ref().is_some_and(|s| s.plugin_enabled(p.name));
+                println!("{:<10} compiled  {:<8}  {}", p.name, if enabled { "enabled" } else { "disabled" }, p.description);
+            }
+            for name in KNOWN_PLUGINS.iter().filter(|n| !compiled_plugins().iter().any(|p| p.name == **n)) {
+                println!("{name:<10} absent    (cargo feature `{name}`)");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::CheckConfig => {
+            let settings = load(&cli)?;
+            let compiled: Vec<_> = compiled_plugins().iter().map(|p| p.name).collect();
+            for name in settings.enabled_plugins() {
+                if !compiled.contains(&name.as_str()) {
+                    anyhow::bail!(
+                        "plugin `{name}` is enabled in {} but not compiled in; rebuild with the cargo feature `{name}`",
+                        settings.source
+                    );
+                }
+            }
+            build_plugins(&Arc::new(settings.clone()))?;
+            println!("# effective config from {} (secrets masked)", settings.source);
+            println!("{}", serde_json::to_string_pretty(&settings.masked())?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Migrate => {
+            let settings = load(&cli)?;
+            init_logging(Some(&settings));
+            let pool = db::lazy_pool(&settings.monitoring_db);
+            db::migrate(&pool, &settings.monitoring_db).await?;
+            println!("migrations applied to {}", db::describe(&settings.monitoring_db));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Runs { limit } => {
+            let settings = load(&cli)?;
+            let pool = db::lazy_pool(&settings.monitoring_db);
+            let rows: Vec<(chrono::DateTime<chrono::Utc>, i64, String, bool, String, Option<String>)> = sqlx::query_as(
+                "SELECT started_at, duration_ms, instance, dry_run, summary, errors FROM batch_runs ORDER BY id DESC LIMIT ?",
+            )
+            .bind(limit)
+            .fetch_all(&pool)
+            .await
+            .with_context(|| format!("reading batch_runs from {}", db::describe(&settings.monitoring_db)))?;
+            for (started, ms, instance, _dry, summary, errors) in rows {
+                let s: serde_json::Value = serde_json::from_str(&summary).unwrap_or_default();
+                println!(
+                    "{} {:>6}ms {} readings={} alarms={} notifications={} scale={} errors={}",
+                    started.format("%Y-%m-%dT%H:%M:%SZ"),
+                    ms,
+                    instance,
+                    s["readings"],
+                    s["alarms"],
+                    s["notifications"],
+                    s["scale"].as_array().map(|a| a.len()).unwrap_or(0),
+                    errors.map(|e| e.lines().count()).unwrap_or(0)
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Run { once, dry_run } => {
+            let settings = Arc::new(load(&cli)?);
+            init_logging(Some(&settings));
+            run_batch(settings, *once, *dry_run).await
+        }
+    }
+}
+
+async fn run_batch(settings: Arc<Settings>, once: bool, dry_run: bool) -> anyhow::Result<ExitCode> {
+    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .map_err(|e| tracing::warn!("metrics recorder not installed: {e}"))
+        .ok();
+    let plugins = build_plugins(&settings)?;
+    let pool = db::lazy_pool(&settings.monitoring_db);
+    if !dry_run {
+        db::migrate(&pool, &settings.monitoring_db).await?;
+    }
+    let influx = InfluxClient::new(&settings.influx)?;
+    tracing::info!(
+        config = %settings.source,
+        plugins = ?plugins.iter().map(|p| p.name).collect::<Vec<_>>(),
+        interval_s = settings.batch.interval_seconds,
+        "monit-batch starting"
+    );
+    let status = Arc::new(Mutex::new(Default::default()));
+    let scheduler = Scheduler {
+        settings: settings.clone(),
+        pool: pool.clone(),
+        influx,
+        plugins,
+        status: status.clone(),
+    };
+    if once {
+        let sum = scheduler.tick(dry_run).await;
+        print_summary(&sum);
+        return Ok(if sum.errors.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(2) });
+    }
+    if settings.server.enabled {
+        http::serve(
+            &settings.server.bind,
+            settings.server.port,
+            http::HttpState { pool: pool.clone(), status, metrics },
+        )
+        .await?;
+    }
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutdown requested: finishing the tick in flight");
+        let _ = tx.send(true);
+    });
+    let leader = Leader::new(
+        settings.batch.leader_election.then(|| db::connect_options(&settings.monitoring_db)),
+        format!("monit-batch:{}", settings.monitoring_db.dbname),
+    );
+    scheduler.run(rx, &leader).await;
+    pool.close().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
+            }
+            _ => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+fn print_summary(sum: &crate::scheduler::TickSummary) {
+    println!("tick {} ({} ms){}", sum.started_at.map(|t| t.to_rfc3339()).unwrap_or_default(), sum.duration_ms, if sum.dry_run { " DRY RUN: nothing written or sent" } else { "" });
+    for (name, ch) in &sum.inventory {
+        println!("  inventory {name}: +{} zones, +{} vms, {} updated, -{} removed", ch.zones_added, ch.vms_added, ch.vms_updated, ch.vms_removed);
+    }
+    for (name, n) in &sum.readings {
+        println!("  readings  {name}: {n}");
+    }
+    let a = &sum.alarms;
+    println!("  alarms    opened {}, escalated {}, still open {} (re-notified {}), recovered {}", a.opened, a.escalated, a.continued, a.renotified, a.recovered);
+    let n = &sum.notifications;
+    println!("  notify    sent {}, failed {}, pending {}", n.sent, n.failed, n.pending);
+    for d in &sum.scale {
+        println!("  scale     {} ({}): {:?} {:?} {:?}->{:?}: {}", d.app_name, d.app_guid, d.action, d.outcome, d.instances_before, d.instances_after, d.reason);
+    }
+    for p in &sum.planned {
+        println!("  would     {p}");
+    }
+    for e in &sum.errors {
+        println!("  ERROR     {e}");
+    }
+}

@@ -53,6 +53,8 @@ pub struct BatchSettings {
     pub step_timeout_seconds: u64,
     /// Name of this instance in logs and the ledger (defaults to the host name).
     pub instance_name: Option<String>,
+    /// Several instances may run: only the holder of a MySQL named lock ticks.
+    pub leader_election: bool,
 }
 
 impl Default for BatchSettings {
@@ -61,6 +63,7 @@ impl Default for BatchSettings {
             interval_seconds: 60,
             step_timeout_seconds: 30,
             instance_name: None,
+            leader_election: true,
         }
     }
 }

@@ -9,6 +9,7 @@ pub mod http;
 pub mod container_metrics;
 pub mod influx;
 
+pub mod leader;
 pub mod legacy_ini;
 pub mod model;
 pub mod plugin;
@@ -18,6 +19,7 @@ pub mod secret;
 pub mod store;
 pub mod text;
 pub mod vm_inventory;
+pub mod vm_metrics;
 
 pub use async_trait::async_trait;
 pub use inventory;

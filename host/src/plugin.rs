@@ -48,20 +48,32 @@ pub struct PluginParts {
     pub scaler: Option<Arc<dyn Scaler>>,
 }
 
-/// What a plugin gets when it is built: the whole settings and its own config section.
+/// What a plugin gets when it is built: the whole settings, its own section among them.
 pub struct PluginContext {
     pub name: &'static str,
     pub settings: Arc<Settings>,
-    pub section: config::Value,
 }
 
 impl PluginContext {
     /// Deserializes the plugin's own `[plugins.<name>]` section; errors name the section and key.
     pub fn plugin_config<T: DeserializeOwned>(&self) -> anyhow::Result<T> {
-        self.section
-            .clone()
-            .try_deserialize::<T>()
-            .with_context(|| format!("invalid config section [plugins.{}]", self.name))
+        let key = format!("plugins.{}", self.name);
+        let src = &self.settings.source;
+        match &self.settings.raw {
+            Some(raw) => raw
+                .get::<T>(&key)
+                .map_err(|e| anyhow::anyhow!("invalid config in {src}: [{key}]: {e}")),
+            None => {
+                let section = self
+                    .settings
+                    .plugins
+                    .get(self.name)
+                    .cloned()
+                    .unwrap_or_else(|| serde_json::json!({}));
+                serde_json::from_value(section)
+                    .with_context(|| format!("invalid config in {src}: [{key}]"))
+            }
+        }
     }
 }
 
