@@ -1,0 +1,72 @@
+//! Collector `bos`: CPU, memory and disk of the BOSH director VM from `bosh_metrics`, in one
+//! query, filtered on `origin` = `service_name` as the 2.0 batch did (4.0 dropped the filter and
+//! averaged every series of the measurement, defect D14). No data at all opens a `fail` alarm,
+//! as the original's "BOSH is down" rule did.
+
+use monit_host::model::{BOSH_ORIGIN_ID, Origin, Reading, Target};
+use monit_host::plugin::{CollectContext, Collector};
+use monit_host::{async_trait, vm_metrics};
+
+pub struct BoshCollector {
+    /// `origin` tag of the director's metrics and its display name (`bosh.service.name`)
+    pub service_name: String,
+    /// host part of the director URL, as the original stored it in `alarms.ip`
+    pub director_ip: String,
+}
+
+/// `https://10.0.1.6:25555` or `10.0.1.6:25555` → `10.0.1.6`
+pub fn host_of(api_url: &str) -> String {
+    let rest = api_url.split_once("://").map(|(_, r)| r).unwrap_or(api_url);
+    let authority = rest.split('/').next().unwrap_or_default();
+    if let Some(v6) = authority.strip_prefix('[') {
+        return v6.split(']').next().unwrap_or_default().to_string();
+    }
+    authority.split(':').next().unwrap_or_default().to_string()
+}
+
+#[async_trait]
+impl Collector for BoshCollector {
+    fn origin(&self) -> Origin {
+        Origin::Bos
+    }
+
+    async fn collect(&self, ctx: &CollectContext<'_>) -> anyhow::Result<Vec<Reading>> {
+        let s = &ctx.settings.influx;
+        let by_key = vm_metrics::read(
+            ctx.influx,
+            &s.bosh_db,
+            &s.bosh_measurement,
+            Some(("origin", &self.service_name)),
+            None,
+            ctx.windows.longest(Origin::Bos).as_secs(),
+            s.bucket_seconds,
+        )
+        .await?;
+        let target = Target {
+            origin: Origin::Bos,
+            origin_id: BOSH_ORIGIN_ID,
+            name: self.service_name.clone(),
+            ip: self.director_ip.clone(),
+            app: None,
+        };
+        Ok(vm_metrics::readings_for(
+            &target,
+            by_key.get(""),
+            ctx.windows,
+            ctx.now.timestamp(),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::host_of;
+
+    #[test]
+    fn director_ip_is_the_host_part_of_the_url() {
+        assert_eq!(host_of("10.0.1.6:25555"), "10.0.1.6");
+        assert_eq!(host_of("https://10.0.1.6:25555/"), "10.0.1.6");
+        assert_eq!(host_of("https://[fd00::6]:25555"), "fd00::6");
+        assert_eq!(host_of("director.example"), "director.example");
+    }
+}
