@@ -1,0 +1,397 @@
+//! The mail's subject and its text and HTML bodies, in the original's layout and wording.
+//!
+//! Everything that comes from outside (app names, titles, messages, URLs) is HTML-escaped in the
+//! HTML body, and control characters are removed from the subject, so a CF app name can inject
+//! neither markup nor a header.
+
+use chrono::{FixedOffset, TimeDelta};
+use monit_host::model::Timestamp;
+use monit_host::plugin::{Notification, NotificationKind};
+use std::fmt::Write as _;
+
+/// A rendered mail, before addressing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RenderedMail {
+    pub subject: String,
+    pub text: String,
+    pub html: String,
+}
+
+/// The labels of one language. `ko` is the original's wording.
+struct Words {
+    button: &'static str,
+    info: &'static str,
+    status: &'static str,
+    server: &'static str,
+    occurred: &'static str,
+    elapsed: &'static str,
+    details: &'static str,
+    recovered: &'static str,
+    copyright: &'static str,
+}
+
+const KO: Words = Words {
+    button: "PaaS-Ta Monitor로 이동",
+    info: "알림 정보",
+    status: "상태",
+    server: "서버 이름",
+    occurred: "발생 시간",
+    elapsed: "경과 시간(분)",
+    details: "상세 내용",
+    recovered: "회복",
+    copyright: "Copyright © PaaS-Ta All rights reserved",
+};
+
+const EN: Words = Words {
+    button: "go to PaaS-Ta Monitor",
+    info: "alarm info",
+    status: "status",
+    server: "server name",
+    occurred: "occurred at",
+    elapsed: "elapsed (min)",
+    details: "details",
+    recovered: "recovered",
+    copyright: "Copyright © PaaS-Ta All rights reserved",
+};
+
+fn is_english(n: &Notification) -> bool {
+    n.language.eq_ignore_ascii_case("en")
+}
+
+/// `app[idx]` for a container alarm, the target's name otherwise.
+pub fn server_name(n: &Notification) -> String {
+    match (&n.app_name, n.app_index) {
+        (Some(app), Some(idx)) => format!("{app}[{idx}]"),
+        (Some(app), None) => app.clone(),
+        (None, _) => n.target_name.clone(),
+    }
+}
+
+/// Header-safe text: every control character (CR, LF, TAB…) becomes a space.
+pub fn header_safe(s: &str) -> String {
+    s.chars().map(|c| if c.is_control() { ' ' } else { c }).collect()
+}
+
+pub fn html_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Escaped, with line breaks kept as `<br>`.
+fn html_lines(s: &str) -> String {
+    s.lines()
+        .map(|l| html_escape(l.trim()))
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("<br>")
+}
+
+/// `2024-05-01 18:30:00 (UTC+09:00)`: the time at the display offset, with that offset named.
+pub fn display_time(t: Timestamp, offset: FixedOffset) -> String {
+    let zone = if offset.local_minus_utc() == 0 {
+        "UTC".to_string()
+    } else {
+        format!("UTC{offset}")
+    };
+    format!("{} ({zone})", t.with_timezone(&offset).format("%Y-%m-%d %H:%M:%S"))
+}
+
+/// Whole minutes from the alarm's start to this event, never negative.
+pub fn elapsed_minutes(n: &Notification) -> i64 {
+    (n.event_at - n.raised_at).max(TimeDelta::zero()).num_minutes()
+}
+
+/// Only an http(s) URL becomes a link: anything else (a `javascript:` URL) is dropped.
+fn link_url(n: &Notification) -> Option<&str> {
+    let url = n.resource_url.as_deref()?.trim();
+    let lower = url.to_ascii_lowercase();
+    (lower.starts_with("http://") || lower.starts_with("https://")).then_some(url)
+}
+
+fn is_down(n: &Notification) -> bool {
+    n.level == "fail" || n.alarm_type == "fail"
+}
+
+/// Subject: the alarm title followed by `!`, as the original; a recovery says so up front.
+pub fn subject(n: &Notification) -> String {
+    let title = header_safe(&n.title);
+    let en = is_english(n);
+    match n.kind {
+        NotificationKind::Recovered if en => format!("[RECOVERED] {} - back to normal", title.trim_end()),
+        NotificationKind::Recovered => format!("[회복] {} - 정상으로 회복되었습니다", title.trim_end()),
+        _ => format!("{title}!"),
+    }
+}
+
+/// The short message after `{status} : ` (the original's mail wording, shorter than alarm_message).
+fn status_message(n: &Notification) -> String {
+    let name = server_name(n);
+    let ty = &n.alarm_type;
+    let en = is_english(n);
+    let usage = n.value.map(|u| format!("{u:.2}"));
+    match n.kind {
+        NotificationKind::Recovered => {
+            let now = usage.map(|u| (u, en));
+            match now {
+                Some((u, true)) => format!("{name}'s {ty} is back to normal, current usage [{u}]%."),
+                Some((u, false)) => {
+                    format!("{name}의 {ty} 상태가 정상으로 회복되었습니다. 현재 사용률 [{u}]% 입니다.")
+                }
+                None if en => format!("{name}'s {ty} is back to normal."),
+                None => format!("{name}의 {ty} 상태가 정상으로 회복되었습니다."),
+            }
+        }
+        _ if is_down(n) => {
+            if en {
+                format!("{name} is down (no metrics received).")
+            } else {
+                format!("{name}이 Down 되었습니다.")
+            }
+        }
+        _ => match (n.threshold, usage) {
+            (Some(thr), Some(u)) if en => {
+                format!("{name}'s {ty} threshold [{thr:.0}]% exceeded, current usage [{u}]%.")
+            }
+            (Some(thr), Some(u)) => {
+                format!("{name}의 {ty} 임계치 [{thr:.0}]%를 초과했습니다. 현재 사용률 [{u}]% 입니다.")
+            }
+            _ => n.message.trim().to_string(),
+        },
+    }
+}
+
+/// One line on what kind of event this is; the first mail of an alarm needs none.
+fn kind_note(n: &Notification) -> Option<String> {
+    let en = is_english(n);
+    let level = &n.level;
+    match n.kind {
+        NotificationKind::Opened => None,
+        NotificationKind::Escalated if en => Some(format!("The alarm was escalated to {level}.")),
+        NotificationKind::Escalated => Some(format!("알림 등급이 {level}(으)로 상향되었습니다.")),
+        NotificationKind::Repeated if en => Some("Reminder: this alarm is still active.".into()),
+        NotificationKind::Repeated => Some("재알림: 아직 해결되지 않은 알림입니다.".into()),
+        NotificationKind::Recovered if en => Some(format!("The {level} alarm has recovered.")),
+        NotificationKind::Recovered => Some(format!("{level} 알림이 정상으로 회복되었습니다.")),
+    }
+}
+
+fn status_cell(n: &Notification, w: &Words) -> String {
+    match n.kind {
+        NotificationKind::Recovered => format!("{} ({})", w.recovered, n.level),
+        _ => n.level.clone(),
+    }
+}
+
+pub fn render(n: &Notification, offset: FixedOffset) -> RenderedMail {
+    let w = if is_english(n) { &EN } else { &KO };
+    let status = status_cell(n, w);
+    let message = status_message(n);
+    let note = kind_note(n);
+    let server = server_name(n);
+    let occurred = display_time(n.raised_at, offset);
+    let elapsed = elapsed_minutes(n).to_string();
+    let link = link_url(n);
+    // The stored alarm_message carries what the short line leaves out (the cell, the IP…).
+    let details = n.message.trim();
+    let details = (!details.is_empty() && details != message).then_some(details);
+
+    let mut text = String::new();
+    let _ = writeln!(text, "{status} : {message}");
+    if let Some(note) = &note {
+        let _ = writeln!(text, "{note}");
+    }
+    text.push('\n');
+    if let Some(url) = link {
+        let _ = writeln!(text, "{}: {url}\n", w.button);
+    }
+    let _ = writeln!(text, "[{}]", w.info);
+    let _ = writeln!(text, "{}: {status}", w.status);
+    let _ = writeln!(text, "{}: {server}", w.server);
+    let _ = writeln!(text, "{}: {occurred}", w.occurred);
+    let _ = writeln!(text, "{}: {elapsed}", w.elapsed);
+    if let Some(d) = details {
+        let _ = writeln!(text, "\n[{}]\n{d}", w.details);
+    }
+    let _ = writeln!(text, "\n{}", w.copyright);
+
+    let e = html_escape;
+    let mut html = String::new();
+    html.push_str("<!DOCTYPE html>\n<html>\n<head>\n<meta charset=\"utf-8\">\n<title>PaaS-TA Monitor</title>\n</head>\n");
+    html.push_str("<body style=\"margin:0;padding:0;font-family:'Noto Sans',sans-serif;font-size:12px;color:#555;\">\n");
+    html.push_str("<div style=\"width:708px;padding:19px 30px;margin:0 auto;background:#f8f8f8;\">\n");
+    if let Some(url) = link {
+        let base = url.trim_end_matches('/');
+        let _ = writeln!(
+            html,
+            "<div style=\"padding-bottom:25px;\"><img src=\"{}\" alt=\"PaaS-TA Monitor\" style=\"border:0 none;width:279px;\"></div>",
+            e(&format!("{base}/public/resources/img/email/logo.png"))
+        );
+    }
+    html.push_str("<div style=\"padding:18px 18px 12px;border:1px solid #ddd;border-top:6px solid #007dc4;background:#fff;\">\n");
+    let _ = writeln!(
+        html,
+        "<p style=\"font-size:15.5px;line-height:26px;color:#404040;text-align:center;\"><strong>{} : </strong>{}</p>",
+        e(&status),
+        html_lines(&message)
+    );
+    if let Some(note) = &note {
+        let _ = writeln!(html, "<p style=\"text-align:center;color:#404040;\">{}</p>", e(note));
+    }
+    if let Some(url) = link {
+        let _ = writeln!(
+            html,
+            "<a href=\"{}\" style=\"display:block;padding:5px 12px;font-size:14px;color:#fff;text-align:center;border-radius:3px;background:#124379;font-weight:600;text-decoration:none;\">{}</a>",
+            e(url),
+            e(w.button)
+        );
+    }
+    let _ = writeln!(
+        html,
+        "<h3 style=\"font-size:15px;color:#555;font-weight:600;padding-top:35px;padding-bottom:6px;margin:0;\">{}</h3>",
+        e(w.info)
+    );
+    html.push_str("<table style=\"text-align:left;border-top:3px solid #888;border-bottom:1px solid #bbb;width:100%;border-collapse:collapse;color:#404040;\">\n<tr>");
+    for h in [w.status, w.server, w.occurred, w.elapsed] {
+        let _ = write!(html, "<th style=\"background-color:#f5f5f5;padding:4px;\">{}</th>", e(h));
+    }
+    html.push_str("</tr>\n<tr>");
+    for v in [&status, &server, &occurred, &elapsed] {
+        let _ = write!(html, "<td style=\"padding:8px 6px;\">{}</td>", e(v));
+    }
+    html.push_str("</tr>\n</table>\n");
+    if let Some(d) = details {
+        let _ = writeln!(
+            html,
+            "<h3 style=\"font-size:15px;color:#555;font-weight:600;padding-top:20px;padding-bottom:6px;margin:0;\">{}</h3>\n<p style=\"color:#404040;\">{}</p>",
+            e(w.details),
+            html_lines(d)
+        );
+    }
+    html.push_str("</div>\n");
+    let _ = writeln!(html, "<p style=\"color:#6f6f6f;\">{}</p>", e(w.copyright));
+    html.push_str("</div>\n</body>\n</html>\n");
+
+    RenderedMail {
+        subject: subject(n),
+        text,
+        html,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+    use monit_host::model::Origin;
+
+    fn notification() -> Notification {
+        let raised = chrono::Utc.with_ymd_and_hms(2024, 5, 1, 9, 30, 0).unwrap();
+        Notification {
+            id: 1,
+            alarm_id: 7,
+            kind: NotificationKind::Opened,
+            origin: Origin::Pas,
+            alarm_type: "cpu".into(),
+            level: "warning".into(),
+            target_name: "router_z1/0".into(),
+            ip: "10.0.0.5".into(),
+            app_name: None,
+            app_index: None,
+            cell_name: None,
+            value: Some(91.234),
+            threshold: Some(85.0),
+            title: "[router_z1/0]의 cpu 상태 [warning]".into(),
+            message: "[router_z1/0]의 cpu 상태 [warning]\ncpu 임계치 85% 초과.\n현재 사용률 [91.23]%".into(),
+            raised_at: raised,
+            event_at: raised + TimeDelta::minutes(42) + TimeDelta::seconds(59),
+            recipients: vec!["ops@example.org".into()],
+            resource_url: Some("http://monitor.example.org".into()),
+            language: "ko".into(),
+        }
+    }
+
+    fn kst() -> FixedOffset {
+        FixedOffset::east_opt(9 * 3600).unwrap()
+    }
+
+    #[test]
+    fn korean_opened_mail_keeps_the_original_layout() {
+        let m = render(&notification(), kst());
+        assert_eq!(m.subject, "[router_z1/0]의 cpu 상태 [warning]!");
+        assert!(m.text.starts_with(
+            "warning : router_z1/0의 cpu 임계치 [85]%를 초과했습니다. 현재 사용률 [91.23]% 입니다.\n"
+        ));
+        assert!(m.text.contains("PaaS-Ta Monitor로 이동: http://monitor.example.org"));
+        assert!(m.text.contains("발생 시간: 2024-05-01 18:30:00 (UTC+09:00)"), "{}", m.text);
+        assert!(m.text.contains("경과 시간(분): 42"), "{}", m.text);
+        assert!(m.html.contains("<a href=\"http://monitor.example.org\""));
+        assert!(m.html.contains("<td style=\"padding:8px 6px;\">router_z1/0</td>"));
+    }
+
+    #[test]
+    fn english_and_utc_display() {
+        let mut n = notification();
+        n.language = "en".into();
+        let m = render(&n, FixedOffset::east_opt(0).unwrap());
+        assert!(m.text.starts_with("warning : router_z1/0's cpu threshold [85]% exceeded, current usage [91.23]%."));
+        assert!(m.text.contains("occurred at: 2024-05-01 09:30:00 (UTC)"), "{}", m.text);
+        assert!(m.text.contains("go to PaaS-Ta Monitor: http://monitor.example.org"));
+    }
+
+    #[test]
+    fn recovered_says_so_in_the_subject() {
+        let mut n = notification();
+        n.kind = NotificationKind::Recovered;
+        n.value = Some(12.0);
+        assert_eq!(subject(&n), "[회복] [router_z1/0]의 cpu 상태 [warning] - 정상으로 회복되었습니다");
+        n.language = "en".into();
+        let m = render(&n, kst());
+        assert_eq!(m.subject, "[RECOVERED] [router_z1/0]의 cpu 상태 [warning] - back to normal");
+        assert!(m.text.starts_with("recovered (warning) : router_z1/0's cpu is back to normal"));
+    }
+
+    #[test]
+    fn container_server_name_and_escaping() {
+        let mut n = notification();
+        n.origin = Origin::Con;
+        n.app_name = Some("<b>x</b>\r\nBcc: a@b".into());
+        n.app_index = Some(2);
+        n.title = format!("{}[2] App 상태 Warning. ", n.app_name.as_deref().unwrap());
+        let m = render(&n, kst());
+        assert!(!m.subject.contains('\r') && !m.subject.contains('\n'));
+        assert_eq!(m.subject, "<b>x</b>  Bcc: a@b[2] App 상태 Warning. !");
+        assert!(!m.html.contains("<b>x</b>"));
+        assert!(m.html.contains("&lt;b&gt;x&lt;/b&gt;"));
+    }
+
+    #[test]
+    fn a_non_http_resource_url_is_not_linked() {
+        let mut n = notification();
+        n.resource_url = Some("javascript:alert(1)".into());
+        let m = render(&n, kst());
+        assert!(!m.html.contains("javascript:"));
+        assert!(!m.html.contains("<a href"));
+    }
+
+    #[test]
+    fn down_and_no_threshold_messages() {
+        let mut n = notification();
+        n.level = "fail".into();
+        n.alarm_type = "fail".into();
+        assert!(render(&n, kst()).text.starts_with("fail : router_z1/0이 Down 되었습니다."));
+        let mut n = notification();
+        n.threshold = None;
+        n.message = "stored message".into();
+        assert!(render(&n, kst()).text.starts_with("warning : stored message\n"));
+    }
+}
