@@ -15,7 +15,7 @@ pub const KNOWN_PLUGINS: &[&str] = &["autoscale", "bosh", "container", "email", 
 
 pub const ENV_PREFIX: &str = "MONIT_BATCH";
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
     #[serde(default)]
@@ -217,6 +217,13 @@ impl Default for AlarmSettings {
             retry_min_seconds: 30,
             retry_max_seconds: 3600,
         }
+    }
+}
+
+/// Debug shows the masked form: the raw config and plugin sections hold secrets in clear.
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Settings({}) {}", self.source, self.masked())
     }
 }
 
