@@ -1,1 +1,265 @@
+//! Collector `container` (origin `con`): CPU, memory and disk of every app container on the
+//! Diego cells of the inventory, from the PaaS-TA cAdvisor metrics in InfluxDB.
+//!
+//! The reading itself lives in the host ([`monit_host::container_metrics`]) because autoscale
+//! reads the same data; this crate maps containers to inventory cells and to readings.
 
+use anyhow::Context as _;
+use monit_host::container_metrics::{ContainerUsage, UsageWindows, read_container_usage};
+use monit_host::model::{AppInstance, Measured, Origin, Reading, Resource, Target, Vm};
+use monit_host::{CollectContext, Collector, PluginContext, PluginParts, PluginRegistration};
+use serde::Deserialize;
+use std::collections::{HashMap, hash_map::Entry};
+use std::sync::Arc;
+
+monit_host::inventory::submit! {
+    PluginRegistration {
+        name: "container",
+        description: "collector of app container CPU, memory and disk (origin con) from cAdvisor metrics in InfluxDB",
+        build,
+    }
+}
+
+/// `[plugins.container]`. Where the metrics are is `[influx]` (`container_db`,
+/// `container_measurement`, `bucket_seconds`); the windows are the `con` alarm policies'.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContainerConfig {
+    /// Run the collector.
+    #[serde(default)]
+    pub enabled: bool,
+}
+
+fn build(ctx: &PluginContext) -> anyhow::Result<PluginParts> {
+    let _config: ContainerConfig = ctx.plugin_config()?;
+    Ok(PluginParts {
+        collector: Some(Arc::new(ContainerCollector)),
+        ..PluginParts::default()
+    })
+}
+
+/// Stateless: everything it needs arrives with each tick's [`CollectContext`].
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ContainerCollector;
+
+#[async_trait::async_trait]
+impl Collector for ContainerCollector {
+    fn origin(&self) -> Origin {
+        Origin::Con
+    }
+
+    async fn collect(&self, ctx: &CollectContext<'_>) -> anyhow::Result<Vec<Reading>> {
+        let cells: Vec<&Vm> = ctx.vms.iter().filter(|vm| vm.is_cell()).collect();
+        if cells.is_empty() {
+            tracing::debug!(
+                "container collector: no cells (vm_type cel) in the inventory; nothing to read"
+            );
+            return Ok(Vec::new());
+        }
+        let windows = UsageWindows {
+            cpu: ctx.windows.get(Origin::Con, Resource::Cpu),
+            memory: ctx.windows.get(Origin::Con, Resource::Memory),
+            disk: ctx.windows.get(Origin::Con, Resource::Disk),
+        };
+        let influx = &ctx.settings.influx;
+        let usage = read_container_usage(ctx.influx, influx, &windows, ctx.now)
+            .await
+            .with_context(|| {
+                format!(
+                    "container collector: reading measurement {} of InfluxDB database {} failed",
+                    influx.container_measurement, influx.container_db
+                )
+            })?;
+        Ok(readings(&usage, &cells))
+    }
+}
+
+/// One reading per (app, index, resource) of the containers on known cells.
+///
+/// The alarm key of a container is its app name and index, not the container, so two containers
+/// with the same name and index (an instance being replaced, or same-named apps in two spaces)
+/// would open two alarms on one key: the highest usage speaks for both, so neither hides a breach.
+/// Containers get no NoData reading: they come and go, and a gone one is simply not reported.
+pub fn readings(usage: &[ContainerUsage], cells: &[&Vm]) -> Vec<Reading> {
+    let by_ip: HashMap<&str, &Vm> = cells.iter().map(|vm| (vm.ip.as_str(), *vm)).collect();
+    let mut unknown_cell = 0u64;
+    let mut duplicates = 0u64;
+    let mut best: HashMap<(String, i32, Resource), Reading> = HashMap::new();
+    let mut order = Vec::new();
+    for c in usage {
+        let Some(cell) = by_ip.get(c.cell_ip.as_str()) else {
+            tracing::debug!(cell_ip = %c.cell_ip, app = %c.app_name, index = c.app_index, container = %c.container, "container on a cell that is not in the inventory: skipped");
+            unknown_cell += 1;
+            continue;
+        };
+        for resource in Resource::ALL {
+            let Some(s) = c.stats(resource) else { continue };
+            let reading = Reading {
+                target: Target {
+                    origin: Origin::Con,
+                    origin_id: cell.id,
+                    name: c.app_name.clone(),
+                    ip: cell.ip.clone(),
+                    app: Some(AppInstance {
+                        app_name: c.app_name.clone(),
+                        app_index: c.app_index,
+                        container_name: c.container.clone(),
+                        cell_name: cell.name.clone(),
+                    }),
+                },
+                value: Measured::Usage {
+                    resource,
+                    mean: s.mean,
+                    peak: s.peak,
+                    buckets: s.buckets,
+                },
+            };
+            let key = (c.app_name.clone(), c.app_index, resource);
+            match best.entry(key.clone()) {
+                Entry::Vacant(v) => {
+                    v.insert(reading);
+                    order.push(key);
+                }
+                Entry::Occupied(mut o) => {
+                    duplicates += 1;
+                    if mean_of(&reading) > mean_of(o.get()) {
+                        o.insert(reading);
+                    }
+                }
+            }
+        }
+    }
+    if unknown_cell > 0 {
+        tracing::debug!(
+            containers = unknown_cell,
+            "container collector: containers on cells outside the inventory skipped"
+        );
+        metrics::counter!("monit_container_skipped_total", "reason" => "cell_not_in_inventory")
+            .increment(unknown_cell);
+    }
+    if duplicates > 0 {
+        tracing::debug!(
+            readings = duplicates,
+            "container collector: several containers share an app name and index; the highest usage kept"
+        );
+        metrics::counter!("monit_container_skipped_total", "reason" => "duplicate_app_instance")
+            .increment(duplicates);
+    }
+    order.into_iter().filter_map(|k| best.remove(&k)).collect()
+}
+
+fn mean_of(r: &Reading) -> f64 {
+    match r.value {
+        Measured::Usage { mean, .. } => mean,
+        Measured::NoData => f64::NEG_INFINITY,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use monit_host::container_metrics::Stats;
+
+    fn cell(id: i64, ip: &str, vm_type: &str) -> Vm {
+        Vm {
+            id,
+            zone_id: 1,
+            zone_name: Some("z1".into()),
+            name: format!("diego-cell/{id}"),
+            ip: ip.into(),
+            vm_type: vm_type.into(),
+        }
+    }
+
+    fn usage(ip: &str, app: &str, index: i32, container: &str, cpu: f64) -> ContainerUsage {
+        ContainerUsage {
+            cell_ip: ip.into(),
+            container: container.into(),
+            app_guid: None,
+            app_name: app.into(),
+            app_index: index,
+            cpu: Some(Stats {
+                mean: cpu,
+                peak: cpu,
+                buckets: 3,
+            }),
+            memory: None,
+            disk: None,
+        }
+    }
+
+    #[test]
+    fn unknown_cells_are_skipped_and_targets_carry_the_cell() {
+        let c1 = cell(7, "10.0.16.21", "cel");
+        let r = readings(
+            &[
+                usage("10.0.16.21", "web", 0, "c1", 40.0),
+                usage("10.9.9.9", "web", 1, "c2", 99.0),
+            ],
+            &[&c1],
+        );
+        assert_eq!(r.len(), 1);
+        let t = &r[0].target;
+        assert_eq!(
+            (t.origin, t.origin_id, t.name.as_str(), t.ip.as_str()),
+            (Origin::Con, 7, "web", "10.0.16.21")
+        );
+        let app = t.app.as_ref().unwrap();
+        assert_eq!(
+            (
+                app.app_index,
+                app.container_name.as_str(),
+                app.cell_name.as_str()
+            ),
+            (0, "c1", "diego-cell/7")
+        );
+    }
+
+    #[test]
+    fn one_reading_per_app_instance_the_highest_wins() {
+        let c1 = cell(7, "10.0.16.21", "cel");
+        let c2 = cell(8, "10.0.16.22", "CEL");
+        let r = readings(
+            &[
+                usage("10.0.16.21", "web", 0, "old", 20.0),
+                usage("10.0.16.22", "web", 0, "new", 95.0),
+            ],
+            &[&c1, &c2],
+        );
+        assert_eq!(r.len(), 1);
+        assert_eq!(r[0].target.app.as_ref().unwrap().container_name, "new");
+        assert_eq!(r[0].target.origin_id, 8);
+    }
+
+    fn context(toml: &str) -> PluginContext {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("monit-batch.toml");
+        std::fs::write(
+            &path,
+            format!("[monitoring_db]\ndbname = \"unused\"\n{toml}"),
+        )
+        .unwrap();
+        let settings =
+            monit_host::config::Settings::load_with_env(Some(&path), HashMap::new()).unwrap();
+        PluginContext {
+            name: "container",
+            settings: Arc::new(settings),
+        }
+    }
+
+    #[test]
+    fn config_takes_enabled_and_rejects_unknown_keys() {
+        let parts = build(&context("[plugins.container]\nenabled = true\n")).unwrap();
+        assert!(parts.collector.is_some() && parts.notifier.is_none() && parts.scaler.is_none());
+        let err = build(&context(
+            "[plugins.container]\nenabled = true\nwindow = 60\n",
+        ))
+        .err()
+        .unwrap();
+        let text = format!("{err:#}");
+        assert!(
+            text.contains("plugins.container") && text.contains("window"),
+            "{text}"
+        );
+    }
+}

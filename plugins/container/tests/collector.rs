@@ -1,0 +1,489 @@
+//! The container collector against the real InfluxDB: every folder under `tests/cases/` is one
+//! case (points to write, the inventory, the windows, the readings expected); the tests below
+//! it cover what a case file cannot say (query count, errors).
+//!
+//! Case points are written relative to the collector's `now`, one point every `every` seconds
+//! as cAdvisor flushes them, so with `every` a multiple of the bucket width every point lands
+//! in its own bucket whatever the phase of `now`: the expected percentages are exact, and the
+//! comparison tolerance (1e-6) only absorbs floating-point rounding.
+
+use chrono::Utc;
+use monit_host::config::{InfluxSettings, Settings};
+use monit_host::influx::InfluxClient;
+use monit_host::model::{Measured, Origin, Reading, Resource, Vm};
+use monit_host::plugin::Windows;
+use monit_host::{CollectContext, Collector};
+use monit_plugin_container::ContainerCollector;
+use serde::Deserialize;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+const TOLERANCE: f64 = 1e-6;
+
+fn influx_url() -> String {
+    std::env::var("MONIT_TEST_INFLUX_URL").unwrap_or_else(|_| "http://127.0.0.1:8086".into())
+}
+
+fn unique_db(tag: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "monit_test_container_{tag}_{}_{}_{}",
+        std::process::id(),
+        Utc::now().timestamp_micros(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+fn settings(db: &str, measurement: &str) -> Settings {
+    serde_json::from_value(serde_json::json!({
+        "monitoring_db": {"dbname": "unused"},
+        "influx": {"url": influx_url(), "container_db": db, "container_measurement": measurement, "bucket_seconds": 30},
+    }))
+    .unwrap()
+}
+
+fn client() -> InfluxClient {
+    InfluxClient::new(&InfluxSettings {
+        url: influx_url(),
+        ..InfluxSettings::default()
+    })
+    .unwrap()
+}
+
+/// Line-protocol escaping of a measurement name.
+fn lp_measurement(m: &str) -> String {
+    m.replace(',', "\\,").replace(' ', "\\ ")
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Case {
+    #[allow(dead_code)]
+    description: String,
+    #[serde(default = "default_measurement")]
+    measurement: String,
+    /// seconds; `default` applies to a resource without its own
+    windows: HashMap<String, u64>,
+    cells: Vec<CaseVm>,
+    #[serde(default)]
+    series: Vec<CaseSeries>,
+    expected: Vec<Expected>,
+}
+
+fn default_measurement() -> String {
+    "container_metrics".into()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CaseVm {
+    id: i64,
+    name: String,
+    ip: String,
+    vm_type: String,
+}
+
+/// One run of points of one series: at `now + from`, `now + from + every`, … up to `now + to`,
+/// the k-th point's value is `start + k × step`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CaseSeries {
+    /// line-protocol tag set (escaped as line protocol wants), without `name`
+    tags: String,
+    name: String,
+    /// extra line-protocol fields, e.g. `app_mem=1073741824,app_disk=1073741824`
+    #[serde(default)]
+    fields: String,
+    from: i64,
+    to: i64,
+    every: i64,
+    start: f64,
+    #[serde(default)]
+    step: f64,
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+struct Expected {
+    app_name: String,
+    app_index: i32,
+    container: String,
+    cell_id: i64,
+    cell_name: String,
+    ip: String,
+    resource: Resource,
+    mean: f64,
+    peak: f64,
+}
+
+fn lines(case: &Case, now: i64) -> String {
+    let m = lp_measurement(&case.measurement);
+    let mut out = String::new();
+    for s in &case.series {
+        let mut t = s.from;
+        let mut k = 0.0;
+        while t <= s.to {
+            let fields = if s.fields.is_empty() {
+                String::new()
+            } else {
+                format!("{},", s.fields)
+            };
+            let v = s.start + k * s.step;
+            out.push_str(&format!(
+                "{m},{},name={} {fields}value={v} {}\n",
+                s.tags,
+                s.name,
+                now + t
+            ));
+            t += s.every;
+            k += 1.0;
+        }
+    }
+    out
+}
+
+fn windows(w: &HashMap<String, u64>) -> Windows {
+    let mut by_key = HashMap::new();
+    for r in Resource::ALL {
+        if let Some(s) = w.get(r.code()) {
+            by_key.insert((Origin::Con, r), Duration::from_secs(*s));
+        }
+    }
+    Windows {
+        by_key,
+        default: Duration::from_secs(*w.get("default").unwrap_or(&600)),
+    }
+}
+
+fn vms(cells: &[CaseVm]) -> Vec<Vm> {
+    cells
+        .iter()
+        .map(|c| Vm {
+            id: c.id,
+            zone_id: 1,
+            zone_name: Some("z1".into()),
+            name: c.name.clone(),
+            ip: c.ip.clone(),
+            vm_type: c.vm_type.clone(),
+        })
+        .collect()
+}
+
+fn actual(readings: &[Reading]) -> Vec<Expected> {
+    let mut out: Vec<Expected> = readings
+        .iter()
+        .map(|r| {
+            let Measured::Usage {
+                resource,
+                mean,
+                peak,
+                ..
+            } = r.value
+            else {
+                panic!("container readings must never be NoData: {r:?}");
+            };
+            assert_eq!(r.target.origin, Origin::Con);
+            let app = r
+                .target
+                .app
+                .as_ref()
+                .expect("a container reading carries its app");
+            assert_eq!(r.target.name, app.app_name);
+            Expected {
+                app_name: app.app_name.clone(),
+                app_index: app.app_index,
+                container: app.container_name.clone(),
+                cell_id: r.target.origin_id,
+                cell_name: app.cell_name.clone(),
+                ip: r.target.ip.clone(),
+                resource,
+                mean,
+                peak,
+            }
+        })
+        .collect();
+    sort(&mut out);
+    out
+}
+
+fn sort(v: &mut [Expected]) {
+    v.sort_by(|a, b| {
+        (&a.app_name, a.app_index, a.resource).cmp(&(&b.app_name, b.app_index, b.resource))
+    });
+}
+
+fn matches(a: &[Expected], e: &[Expected]) -> bool {
+    a.len() == e.len()
+        && a.iter().zip(e).all(|(a, e)| {
+            (
+                &a.app_name,
+                a.app_index,
+                &a.container,
+                a.cell_id,
+                &a.cell_name,
+                &a.ip,
+                a.resource,
+            ) == (
+                &e.app_name,
+                e.app_index,
+                &e.container,
+                e.cell_id,
+                &e.cell_name,
+                &e.ip,
+                e.resource,
+            ) && (a.mean - e.mean).abs() < TOLERANCE
+                && (a.peak - e.peak).abs() < TOLERANCE
+        })
+}
+
+async fn run_case(dir: &Path) -> Result<(), String> {
+    let text = std::fs::read_to_string(dir.join("case.json")).unwrap();
+    let case: Case = serde_json::from_str(&text).map_err(|e| format!("case.json: {e}"))?;
+    let db = unique_db(dir.file_name().unwrap().to_str().unwrap());
+    let influx = client();
+    influx
+        .query("", &format!("CREATE DATABASE \"{db}\""))
+        .await
+        .unwrap();
+    let now = Utc::now();
+    let points = lines(&case, now.timestamp());
+    let written = influx.write(&db, &points).await;
+    let settings = settings(&db, &case.measurement);
+    let cells = vms(&case.cells);
+    let windows = windows(&case.windows);
+    let ctx = CollectContext {
+        now,
+        settings: &settings,
+        influx: &influx,
+        vms: &cells,
+        windows: &windows,
+    };
+    let result = ContainerCollector.collect(&ctx).await;
+    influx
+        .query("", &format!("DROP DATABASE \"{db}\""))
+        .await
+        .unwrap();
+    written.map_err(|e| format!("writing the points: {e}"))?;
+    let readings = result.map_err(|e| format!("collect failed: {e:#}"))?;
+    let got = actual(&readings);
+    let mut want = case.expected.clone();
+    sort(&mut want);
+    if matches(&got, &want) {
+        Ok(())
+    } else {
+        Err(format!(
+            "readings differ\n  got:  {got:#?}\n  want: {want:#?}"
+        ))
+    }
+}
+
+#[tokio::test]
+async fn cases() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/cases");
+    let mut dirs: Vec<_> = std::fs::read_dir(&root)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.join("case.json").is_file())
+        .collect();
+    dirs.sort();
+    assert!(
+        dirs.len() >= 5,
+        "expected the case folders under {}",
+        root.display()
+    );
+    let mut failures = Vec::new();
+    for dir in &dirs {
+        if let Err(e) = run_case(dir).await {
+            failures.push(format!(
+                "case {}: {e}",
+                dir.file_name().unwrap().to_string_lossy()
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+fn cell(id: i64, ip: &str) -> Vm {
+    Vm {
+        id,
+        zone_id: 1,
+        zone_name: Some("z1".into()),
+        name: format!("diego-cell/{id}"),
+        ip: ip.into(),
+        vm_type: "cel".into(),
+    }
+}
+
+/// `monit_influx_queries_total` as counted while `f` runs on this thread.
+fn count_queries<T>(
+    rt: &tokio::runtime::Runtime,
+    f: impl std::future::Future<Output = T>,
+) -> (T, u64) {
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let out = metrics::with_local_recorder(&recorder, || rt.block_on(f));
+    let queries = snapshotter
+        .snapshot()
+        .into_vec()
+        .into_iter()
+        .filter(|(k, ..)| k.key().name() == "monit_influx_queries_total")
+        .map(|(.., v)| match v {
+            DebugValue::Counter(n) => n,
+            other => panic!("monit_influx_queries_total is not a counter: {other:?}"),
+        })
+        .sum();
+    (out, queries)
+}
+
+#[test]
+fn one_query_for_many_containers_on_many_cells() {
+    // current-thread runtime: the futures run on this thread, where the local recorder is set
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let db = unique_db("count");
+    let influx = client();
+    let now = Utc::now();
+    let cells: Vec<Vm> = (0..4)
+        .map(|i| cell(100 + i, &format!("10.0.17.{i}")))
+        .collect();
+    let mut points = String::new();
+    for c in 0..40 {
+        let ip = format!("10.0.17.{}", c % 4);
+        for k in 0..=10i64 {
+            let t = now.timestamp() - 300 + k * 30;
+            let tags = format!(
+                "application_id=guid-{c},application_index=0,application_name=app-{c},cell_ip={ip},container_id=/garden/{c},container_interface=if-{c}"
+            );
+            let f = "app_mem=1000,app_disk=1000";
+            points.push_str(&format!(
+                "container_metrics,{tags},name=cpu_usage_total {f},value={} {t}\n",
+                3 * k
+            ));
+            points.push_str(&format!(
+                "container_metrics,{tags},name=memory_usage {f},value=100 {t}\n"
+            ));
+            points.push_str(&format!(
+                "container_metrics,{tags},name=disk_usage {f},value=200 {t}\n"
+            ));
+        }
+    }
+    rt.block_on(async {
+        influx
+            .query("", &format!("CREATE DATABASE \"{db}\""))
+            .await
+            .unwrap();
+        influx.write(&db, &points).await.unwrap();
+    });
+    let settings = settings(&db, "container_metrics");
+    let windows = Windows {
+        by_key: HashMap::new(),
+        default: Duration::from_secs(300),
+    };
+    let ctx = CollectContext {
+        now,
+        settings: &settings,
+        influx: &influx,
+        vms: &cells,
+        windows: &windows,
+    };
+    let (result, queries) = count_queries(&rt, ContainerCollector.collect(&ctx));
+    rt.block_on(influx.query("", &format!("DROP DATABASE \"{db}\"")))
+        .unwrap();
+    let readings = result.unwrap();
+    assert_eq!(
+        queries, 1,
+        "one InfluxDB query for 40 containers on 4 cells"
+    );
+    assert_eq!(readings.len(), 40 * 3);
+    for r in &readings {
+        let Measured::Usage { resource, mean, .. } = r.value else {
+            panic!("{r:?}")
+        };
+        let want = match resource {
+            Resource::Cpu => 10.0,
+            Resource::Memory => 10.0,
+            Resource::Disk => 20.0,
+        };
+        assert!((mean - want).abs() < TOLERANCE, "{r:?}");
+    }
+
+    // and none at all when the inventory has no cell
+    let no_cells = [Vm {
+        vm_type: "pas".into(),
+        ..cell(1, "10.0.17.0")
+    }];
+    let ctx = CollectContext {
+        vms: &no_cells,
+        ..ctx
+    };
+    let (result, queries) = count_queries(&rt, ContainerCollector.collect(&ctx));
+    assert_eq!(result.unwrap(), Vec::new());
+    assert_eq!(queries, 0);
+}
+
+#[tokio::test]
+async fn a_missing_database_fails_the_step_with_a_clear_error() {
+    let db = unique_db("missing");
+    let influx = client();
+    let settings = settings(&db, "container_metrics");
+    let cells = [cell(1, "10.0.16.21")];
+    let windows = Windows {
+        by_key: HashMap::new(),
+        default: Duration::from_secs(120),
+    };
+    let ctx = CollectContext {
+        now: Utc::now(),
+        settings: &settings,
+        influx: &influx,
+        vms: &cells,
+        windows: &windows,
+    };
+    let err = ContainerCollector.collect(&ctx).await.unwrap_err();
+    let text = format!("{err:#}");
+    assert!(text.contains("database not found"), "{text}");
+    assert!(
+        text.contains(&db) && text.contains("container_metrics"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn an_unreachable_influxdb_fails_the_step() {
+    // a port nothing listens on: bind, take the port, close
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://127.0.0.1:{port}");
+    let influx = InfluxClient::new(&InfluxSettings {
+        url: url.clone(),
+        timeout_seconds: 2,
+        ..InfluxSettings::default()
+    })
+    .unwrap();
+    let settings = settings("container_metric_db", "container_metrics");
+    let cells = [cell(1, "10.0.16.21")];
+    let windows = Windows {
+        by_key: HashMap::new(),
+        default: Duration::from_secs(120),
+    };
+    let ctx = CollectContext {
+        now: Utc::now(),
+        settings: &settings,
+        influx: &influx,
+        vms: &cells,
+        windows: &windows,
+    };
+    let err = ContainerCollector.collect(&ctx).await.unwrap_err();
+    let text = format!("{err:#}");
+    assert!(
+        text.contains(&url) && text.contains("container collector"),
+        "{text}"
+    );
+}
