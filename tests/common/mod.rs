@@ -1,0 +1,211 @@
+//! End-to-end harness: a Monitoring DB and InfluxDB databases of the test's own on the real
+//! services, a config file pointing at them, and the real `monit-batch` binary.
+#![allow(dead_code)]
+
+use sqlx::mysql::MySqlPoolOptions;
+use sqlx::MySqlPool;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+pub fn mysql_url() -> String {
+    std::env::var("MONIT_TEST_MYSQL_URL").unwrap_or_else(|_| "mysql://monit:monit@127.0.0.1:3306".into())
+}
+pub fn influx_url() -> String {
+    std::env::var("MONIT_TEST_INFLUX_URL").unwrap_or_else(|_| "http://127.0.0.1:8086".into())
+}
+pub const SINK: &str = "/var/tmp/smtp-sink";
+
+pub fn unique(tag: &str) -> String {
+    let n = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+    format!("{tag}_{}_{}", std::process::id(), n.as_nanos() % 1_000_000_000_000)
+}
+
+pub fn now_s() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64
+}
+
+pub struct TestEnv {
+    pub name: String,
+    pub db: MySqlPool,
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+    pub cf_db: String,
+    pub bosh_db: String,
+    pub container_db: String,
+    http: reqwest::Client,
+}
+
+impl TestEnv {
+    /// `extra` is appended to the generated TOML (plugin sections, overrides).
+    pub async fn new(tag: &str, extra: &str) -> TestEnv {
+        let name = unique(&format!("monit_e2e_{tag}"));
+        let admin = MySqlPoolOptions::new().max_connections(1).connect(&mysql_url()).await.unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE `{name}` CHARACTER SET utf8mb4")))
+            .execute(&admin)
+            .await
+            .unwrap();
+        admin.close().await;
+        let db = MySqlPoolOptions::new()
+            .max_connections(3)
+            .connect(&format!("{}/{name}", mysql_url()))
+            .await
+            .unwrap();
+        monit_host_migrate(&db).await;
+        let http = reqwest::Client::new();
+        let (cf_db, bosh_db, container_db) = (format!("{name}_cf"), format!("{name}_bosh"), format!("{name}_con"));
+        for d in [&cf_db, &bosh_db, &container_db] {
+            let r = http
+                .post(format!("{}/query", influx_url()))
+                .form(&[("q", format!("CREATE DATABASE \"{d}\""))])
+                .send()
+                .await
+                .unwrap();
+            assert!(r.status().is_success());
+        }
+        let url = url::Url::parse(&mysql_url()).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("monit-batch.toml");
+        std::fs::write(
+            &config,
+            format!(
+                r#"[batch]
+interval_seconds = 1
+step_timeout_seconds = 20
+leader_election = false
+instance_name = "e2e"
+[server]
+enabled = false
+[log]
+level = "info"
+[monitoring_db]
+host = "{host}"
+port = {port}
+dbname = "{name}"
+username = "{user}"
+password = "{pw}"
+[influx]
+url = "{influx}"
+paasta_db = "{cf_db}"
+bosh_db = "{bosh_db}"
+container_db = "{container_db}"
+bucket_seconds = 30
+[alarms]
+retry_min_seconds = 0
+resource_url = "https://monitor.example.com"
+{extra}
+"#,
+                host = url.host_str().unwrap(),
+                port = url.port().unwrap_or(3306),
+                user = url.username(),
+                pw = url.password().unwrap_or(""),
+                influx = influx_url(),
+            ),
+        )
+        .unwrap();
+        TestEnv { name, db, dir, config, cf_db, bosh_db, container_db, http }
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        let out = Command::new(env!("CARGO_BIN_EXE_monit-batch"))
+            .arg("--config")
+            .arg(&self.config)
+            .args(args)
+            .env_remove("PORT")
+            .output()
+            .unwrap();
+        eprintln!(
+            "--- monit-batch {args:?}: {}\n{}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    pub fn run_once(&self) -> Output {
+        self.run(&["run", "--once"])
+    }
+
+    pub async fn write_points(&self, db: &str, lines: &str) {
+        let r = self
+            .http
+            .post(format!("{}/write", influx_url()))
+            .query(&[("db", db), ("precision", "s")])
+            .body(lines.to_string())
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+    }
+
+    /// cf_metrics points of one VM, every 30 s over the last `span` seconds, for a metric.
+    pub fn cf_series(ip: &str, metric: &str, span: i64, value: impl Fn(i64) -> f64) -> String {
+        let now = now_s();
+        let mut out = String::new();
+        let mut t = now - span;
+        while t <= now {
+            out.push_str(&format!(
+                "cf_metrics,eventtype=ValueMetric,index=0,ip={ip},job=cell,metricname={metric},origin=rep,zone=z1 delta=0,total=0,value={} {t}\n",
+                value(now - t)
+            ));
+            t += 30;
+        }
+        out
+    }
+
+    pub async fn exec(&self, sql: &str) {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string())).execute(&self.db).await.unwrap();
+    }
+
+    pub async fn scalar_i64(&self, sql: &str) -> i64 {
+        sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql.to_string())).fetch_one(&self.db).await.unwrap()
+    }
+
+    pub async fn add_vm(&self, name: &str, ip: &str, vm_type: &str) -> i64 {
+        sqlx::query("INSERT IGNORE INTO zones (id, name) VALUES (1, 'z1')").execute(&self.db).await.unwrap();
+        let r = sqlx::query("INSERT INTO vms (zone_id, name, ip, vm_type) VALUES (1, ?, ?, ?)")
+            .bind(name)
+            .bind(ip)
+            .bind(vm_type)
+            .execute(&self.db)
+            .await
+            .unwrap();
+        r.last_insert_id() as i64
+    }
+
+    pub async fn cleanup(self) {
+        self.db.close().await;
+        let admin = MySqlPoolOptions::new().max_connections(1).connect(&mysql_url()).await.unwrap();
+        let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS `{}`", self.name))).execute(&admin).await;
+        for d in [&self.cf_db, &self.bosh_db, &self.container_db] {
+            let _ = self
+                .http
+                .post(format!("{}/query", influx_url()))
+                .form(&[("q", format!("DROP DATABASE \"{d}\""))])
+                .send()
+                .await;
+        }
+    }
+}
+
+async fn monit_host_migrate(db: &MySqlPool) {
+    // The binary migrates on `run`; doing it here lets a test seed rows before the first tick.
+    monit_host::db::MIGRATOR.run(db).await.unwrap();
+}
+
+/// Messages in a Maildir `new/` folder that contain `marker`, as raw RFC 5322 text.
+pub fn mails_with(maildir: &str, marker: &str) -> Vec<String> {
+    let dir = Path::new(SINK).join(maildir).join("new");
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(&dir) {
+        for e in rd.flatten() {
+            if let Ok(text) = std::fs::read_to_string(e.path())
+                && text.contains(marker)
+            {
+                out.push(text);
+            }
+        }
+    }
+    out
+}
