@@ -152,6 +152,9 @@ mod tests {
         .unwrap();
     }
 
+    /// app_guid, action, outcome, instances_after, cpu_percent, reason
+    type HistoryRow = (String, String, String, Option<i32>, Option<f64>, String);
+
     fn decision(guid: &str, action: ScaleAction, outcome: ScaleOutcome) -> ScaleDecision {
         ScaleDecision {
             app_guid: guid.into(),
@@ -204,7 +207,7 @@ mod tests {
         );
         assert_eq!(last.get("a"), Some(&t2), "the latest acted time wins");
 
-        let rows: Vec<(String, String, String, Option<i32>, Option<f64>, String)> = sqlx::query_as(
+        let rows: Vec<HistoryRow> = sqlx::query_as(
             "SELECT app_guid, action, outcome, instances_after, cpu_percent, reason \
              FROM batch_scaling_history ORDER BY id",
         )
