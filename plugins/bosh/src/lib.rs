@@ -1,1 +1,35 @@
+//! BOSH plugin: the VM inventory sync from the BOSH director (zones / vms), and the `bos`
+//! collector of the director's own metrics.
+//!
+//! The director client lives in [`director`], the inventory rules in [`inventory`], the config
+//! section `[plugins.bosh]` in [`config`].
 
+pub mod config;
+pub mod director;
+pub mod inventory;
+
+pub use config::BoshConfig;
+pub use director::DirectorClient;
+pub use inventory::BoshInventory;
+
+use monit_host::{PluginContext, PluginParts, PluginRegistration};
+use std::sync::Arc;
+
+/// Builds the plugin's parts from `[plugins.bosh]`.
+pub fn build(ctx: &PluginContext) -> anyhow::Result<PluginParts> {
+    let config: BoshConfig = ctx.plugin_config()?;
+    let client = Arc::new(DirectorClient::new(&config)?);
+    let inventory = BoshInventory::new(&config, client);
+    Ok(PluginParts {
+        inventory: Some(Arc::new(inventory)),
+        ..Default::default()
+    })
+}
+
+monit_host::inventory::submit! {
+    PluginRegistration {
+        name: "bosh",
+        description: "BOSH director: VM inventory sync (zones, vms) and director metrics (bos)",
+        build,
+    }
+}
