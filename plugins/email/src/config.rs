@@ -6,8 +6,7 @@ use std::fmt;
 use std::path::PathBuf;
 
 /// How the SMTP connection is protected.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Security {
     /// Implicit TLS from the first byte (SMTPS, port 465). `mail.tls.send = true` in config.ini,
     /// and what 2.0 always did.
@@ -26,6 +25,21 @@ impl Security {
             Security::Tls => 465,
             Security::Starttls => 587,
             Security::Plain => 25,
+        }
+    }
+}
+
+/// By hand, so that a wrong value's error lists the right ones (config's own error does not).
+impl<'de> Deserialize<'de> for Security {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        match s.trim().to_ascii_lowercase().as_str() {
+            "tls" => Ok(Security::Tls),
+            "starttls" => Ok(Security::Starttls),
+            "plain" => Ok(Security::Plain),
+            _ => Err(serde::de::Error::custom(format!(
+                "security = {s:?}: expected \"tls\" (implicit TLS), \"starttls\" or \"plain\""
+            ))),
         }
     }
 }

@@ -74,8 +74,10 @@ impl EmailNotifier {
         if !hours.is_finite() || !(-14.0..=14.0).contains(&hours) {
             bail!("plugins.email.display_utc_offset_hours = {hours} is out of range (-14 to 14)");
         }
-        let display_offset = FixedOffset::east_opt((hours * 3600.0).round() as i32)
-            .with_context(|| format!("plugins.email.display_utc_offset_hours = {hours} is not a valid offset"))?;
+        let display_offset =
+            FixedOffset::east_opt((hours * 3600.0).round() as i32).with_context(|| {
+                format!("plugins.email.display_utc_offset_hours = {hours} is not a valid offset")
+            })?;
 
         let tls = match config.security {
             Security::Plain => {
@@ -97,13 +99,18 @@ impl EmailNotifier {
                         );
                     }
                     let cert = Certificate::from_pem(&pem).map_err(|e| {
-                        anyhow!("plugins.email.ca_file: {} is not a valid PEM certificate: {e}", path.display())
+                        anyhow!(
+                            "plugins.email.ca_file: {} is not a valid PEM certificate: {e}",
+                            path.display()
+                        )
                     })?;
                     builder = builder.add_root_certificate(cert);
                 }
-                Some(builder.build_rustls().map_err(|e| {
-                    anyhow!("plugins.email: cannot set up TLS for {host}: {e}")
-                })?)
+                Some(
+                    builder
+                        .build_rustls()
+                        .map_err(|e| anyhow!("plugins.email: cannot set up TLS for {host}: {e}"))?,
+                )
             }
         };
         if config.security == Security::Plain && !config.password.is_empty() {
@@ -200,13 +207,15 @@ impl EmailNotifier {
         what: &str,
         fut: impl Future<Output = anyhow::Result<T>>,
     ) -> anyhow::Result<T> {
-        tokio::time::timeout(self.timeout, fut).await.unwrap_or_else(|_| {
-            Err(anyhow!(
-                "SMTP server {}: {what} timed out after {} s (plugins.email.timeout_seconds)",
-                self.server(),
-                self.timeout.as_secs()
-            ))
-        })
+        tokio::time::timeout(self.timeout, fut)
+            .await
+            .unwrap_or_else(|_| {
+                Err(anyhow!(
+                    "SMTP server {}: {what} timed out after {} s (plugins.email.timeout_seconds)",
+                    self.server(),
+                    self.timeout.as_secs()
+                ))
+            })
     }
 
     /// TCP, TLS (implicit or STARTTLS), EHLO and AUTH.
@@ -220,7 +229,10 @@ impl EmailNotifier {
             let text = e.to_string();
             if text.contains("certificate") || text.contains("Certificate") {
                 match &self.ca_file {
-                    Some(ca) => format!("{text} (the server's certificate is not signed by plugins.email.ca_file {ca} or does not name {})", self.host),
+                    Some(ca) => format!(
+                        "{text} (the server's certificate is not signed by plugins.email.ca_file {ca} or does not name {})",
+                        self.host
+                    ),
                     None => format!("{text} (a private CA needs plugins.email.ca_file)"),
                 }
             } else {
@@ -240,45 +252,60 @@ impl EmailNotifier {
             None,
         )
         .await
-        .map_err(|e| anyhow!("cannot connect to SMTP server {server} (security = {}): {}", self.security, hint(&e)))?;
+        .map_err(|e| {
+            anyhow!(
+                "cannot connect to SMTP server {server} (security = {}): {}",
+                self.security,
+                hint(&e)
+            )
+        })?;
         if self.security == Security::Starttls {
             let Some(tls) = self.tls.clone() else {
                 bail!("SMTP server {server}: STARTTLS without TLS parameters");
             };
             if !conn.can_starttls() {
                 conn.abort().await;
-                bail!("SMTP server {server} does not offer STARTTLS (security = \"starttls\"); use \"tls\" for implicit TLS or \"plain\"");
+                bail!(
+                    "SMTP server {server} does not offer STARTTLS (security = \"starttls\"); use \"tls\" for implicit TLS or \"plain\""
+                );
             }
             conn.starttls(tls, &self.hello)
                 .await
                 .map_err(|e| anyhow!("SMTP server {server}: STARTTLS failed: {}", hint(&e)))?;
         }
         if !self.password.is_empty() {
-            let credentials = Credentials::new(self.username.clone(), self.password.expose().to_string());
+            let credentials =
+                Credentials::new(self.username.clone(), self.password.expose().to_string());
             if let Err(e) = conn
                 .auth(&[Mechanism::Plain, Mechanism::Login], &credentials)
                 .await
             {
                 conn.abort().await;
-                bail!("SMTP server {server}: AUTH as {:?} failed: {e}", self.username);
+                bail!(
+                    "SMTP server {server}: AUTH as {:?} failed: {e}",
+                    self.username
+                );
             }
         }
         Ok(conn)
     }
 
+    /// Sends one mail on the open connection. A timeout drops the connection (closing the
+    /// socket) rather than sending QUIT to a server that already stopped answering.
     async fn deliver(
         &self,
-        conn: &mut AsyncSmtpConnection,
+        slot: &mut Option<AsyncSmtpConnection>,
         message: &Message,
     ) -> anyhow::Result<()> {
+        let Some(conn) = slot.as_mut() else {
+            bail!("SMTP server {}: no open connection", self.server());
+        };
         let bytes = message.formatted();
-        let sent = tokio::time::timeout(self.timeout, conn.send(message.envelope(), &bytes)).await;
-        match sent {
+        match tokio::time::timeout(self.timeout, conn.send(message.envelope(), &bytes)).await {
             Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) => Err(anyhow!("SMTP server {} refused the mail: {e}", self.server())),
+            Ok(Err(e)) => Err(anyhow!("SMTP server {}: mail not sent: {e}", self.server())),
             Err(_) => {
-                // The dialogue stopped half-way: the connection cannot be reused.
-                conn.abort().await;
+                *slot = None;
                 Err(anyhow!(
                     "SMTP server {}: sending timed out after {} s (plugins.email.timeout_seconds)",
                     self.server(),
@@ -320,11 +347,7 @@ impl Notifier for EmailNotifier {
                     }
                 }
             }
-            let Some(c) = conn.as_mut() else {
-                results.push(Err(anyhow!("SMTP server {}: no connection", self.server())));
-                continue;
-            };
-            let sent = self.deliver(c, &message).await;
+            let sent = self.deliver(&mut conn, &message).await;
             match &sent {
                 Ok(()) => tracing::info!(
                     notification = n.id,
@@ -333,7 +356,9 @@ impl Notifier for EmailNotifier {
                     recipients = message.envelope().to().len(),
                     "alarm mail sent"
                 ),
-                Err(e) => tracing::warn!(notification = n.id, alarm = n.alarm_id, error = %format!("{e:#}"), "alarm mail not sent"),
+                Err(e) => {
+                    tracing::warn!(notification = n.id, alarm = n.alarm_id, error = %format!("{e:#}"), "alarm mail not sent")
+                }
             }
             results.push(sent);
         }

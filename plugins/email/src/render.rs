@@ -69,7 +69,9 @@ pub fn server_name(n: &Notification) -> String {
 
 /// Header-safe text: every control character (CR, LF, TAB…) becomes a space.
 pub fn header_safe(s: &str) -> String {
-    s.chars().map(|c| if c.is_control() { ' ' } else { c }).collect()
+    s.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
 }
 
 pub fn html_escape(s: &str) -> String {
@@ -103,12 +105,17 @@ pub fn display_time(t: Timestamp, offset: FixedOffset) -> String {
     } else {
         format!("UTC{offset}")
     };
-    format!("{} ({zone})", t.with_timezone(&offset).format("%Y-%m-%d %H:%M:%S"))
+    format!(
+        "{} ({zone})",
+        t.with_timezone(&offset).format("%Y-%m-%d %H:%M:%S")
+    )
 }
 
 /// Whole minutes from the alarm's start to this event, never negative.
 pub fn elapsed_minutes(n: &Notification) -> i64 {
-    (n.event_at - n.raised_at).max(TimeDelta::zero()).num_minutes()
+    (n.event_at - n.raised_at)
+        .max(TimeDelta::zero())
+        .num_minutes()
 }
 
 /// Only an http(s) URL becomes a link: anything else (a `javascript:` URL) is dropped.
@@ -127,8 +134,12 @@ pub fn subject(n: &Notification) -> String {
     let title = header_safe(&n.title);
     let en = is_english(n);
     match n.kind {
-        NotificationKind::Recovered if en => format!("[RECOVERED] {} - back to normal", title.trim_end()),
-        NotificationKind::Recovered => format!("[회복] {} - 정상으로 회복되었습니다", title.trim_end()),
+        NotificationKind::Recovered if en => {
+            format!("[RECOVERED] {} - back to normal", title.trim_end())
+        }
+        NotificationKind::Recovered => {
+            format!("[회복] {} - 정상으로 회복되었습니다", title.trim_end())
+        }
         _ => format!("{title}!"),
     }
 }
@@ -143,9 +154,13 @@ fn status_message(n: &Notification) -> String {
         NotificationKind::Recovered => {
             let now = usage.map(|u| (u, en));
             match now {
-                Some((u, true)) => format!("{name}'s {ty} is back to normal, current usage [{u}]%."),
+                Some((u, true)) => {
+                    format!("{name}'s {ty} is back to normal, current usage [{u}]%.")
+                }
                 Some((u, false)) => {
-                    format!("{name}의 {ty} 상태가 정상으로 회복되었습니다. 현재 사용률 [{u}]% 입니다.")
+                    format!(
+                        "{name}의 {ty} 상태가 정상으로 회복되었습니다. 현재 사용률 [{u}]% 입니다."
+                    )
                 }
                 None if en => format!("{name}'s {ty} is back to normal."),
                 None => format!("{name}의 {ty} 상태가 정상으로 회복되었습니다."),
@@ -163,7 +178,9 @@ fn status_message(n: &Notification) -> String {
                 format!("{name}'s {ty} threshold [{thr:.0}]% exceeded, current usage [{u}]%.")
             }
             (Some(thr), Some(u)) => {
-                format!("{name}의 {ty} 임계치 [{thr:.0}]%를 초과했습니다. 현재 사용률 [{u}]% 입니다.")
+                format!(
+                    "{name}의 {ty} 임계치 [{thr:.0}]%를 초과했습니다. 현재 사용률 [{u}]% 입니다."
+                )
             }
             _ => n.message.trim().to_string(),
         },
@@ -228,7 +245,9 @@ pub fn render(n: &Notification, offset: FixedOffset) -> RenderedMail {
     let mut html = String::new();
     html.push_str("<!DOCTYPE html>\n<html>\n<head>\n<meta charset=\"utf-8\">\n<title>PaaS-TA Monitor</title>\n</head>\n");
     html.push_str("<body style=\"margin:0;padding:0;font-family:'Noto Sans',sans-serif;font-size:12px;color:#555;\">\n");
-    html.push_str("<div style=\"width:708px;padding:19px 30px;margin:0 auto;background:#f8f8f8;\">\n");
+    html.push_str(
+        "<div style=\"width:708px;padding:19px 30px;margin:0 auto;background:#f8f8f8;\">\n",
+    );
     if let Some(url) = link {
         let base = url.trim_end_matches('/');
         let _ = writeln!(
@@ -245,7 +264,11 @@ pub fn render(n: &Notification, offset: FixedOffset) -> RenderedMail {
         html_lines(&message)
     );
     if let Some(note) = &note {
-        let _ = writeln!(html, "<p style=\"text-align:center;color:#404040;\">{}</p>", e(note));
+        let _ = writeln!(
+            html,
+            "<p style=\"text-align:center;color:#404040;\">{}</p>",
+            e(note)
+        );
     }
     if let Some(url) = link {
         let _ = writeln!(
@@ -262,7 +285,11 @@ pub fn render(n: &Notification, offset: FixedOffset) -> RenderedMail {
     );
     html.push_str("<table style=\"text-align:left;border-top:3px solid #888;border-bottom:1px solid #bbb;width:100%;border-collapse:collapse;color:#404040;\">\n<tr>");
     for h in [w.status, w.server, w.occurred, w.elapsed] {
-        let _ = write!(html, "<th style=\"background-color:#f5f5f5;padding:4px;\">{}</th>", e(h));
+        let _ = write!(
+            html,
+            "<th style=\"background-color:#f5f5f5;padding:4px;\">{}</th>",
+            e(h)
+        );
     }
     html.push_str("</tr>\n<tr>");
     for v in [&status, &server, &occurred, &elapsed] {
@@ -311,7 +338,9 @@ mod tests {
             value: Some(91.234),
             threshold: Some(85.0),
             title: "[router_z1/0]의 cpu 상태 [warning]".into(),
-            message: "[router_z1/0]의 cpu 상태 [warning]\ncpu 임계치 85% 초과.\n현재 사용률 [91.23]%".into(),
+            message:
+                "[router_z1/0]의 cpu 상태 [warning]\ncpu 임계치 85% 초과.\n현재 사용률 [91.23]%"
+                    .into(),
             raised_at: raised,
             event_at: raised + TimeDelta::minutes(42) + TimeDelta::seconds(59),
             recipients: vec!["ops@example.org".into()],
@@ -331,11 +360,22 @@ mod tests {
         assert!(m.text.starts_with(
             "warning : router_z1/0의 cpu 임계치 [85]%를 초과했습니다. 현재 사용률 [91.23]% 입니다.\n"
         ));
-        assert!(m.text.contains("PaaS-Ta Monitor로 이동: http://monitor.example.org"));
-        assert!(m.text.contains("발생 시간: 2024-05-01 18:30:00 (UTC+09:00)"), "{}", m.text);
+        assert!(
+            m.text
+                .contains("PaaS-Ta Monitor로 이동: http://monitor.example.org")
+        );
+        assert!(
+            m.text
+                .contains("발생 시간: 2024-05-01 18:30:00 (UTC+09:00)"),
+            "{}",
+            m.text
+        );
         assert!(m.text.contains("경과 시간(분): 42"), "{}", m.text);
         assert!(m.html.contains("<a href=\"http://monitor.example.org\""));
-        assert!(m.html.contains("<td style=\"padding:8px 6px;\">router_z1/0</td>"));
+        assert!(
+            m.html
+                .contains("<td style=\"padding:8px 6px;\">router_z1/0</td>")
+        );
     }
 
     #[test]
@@ -343,9 +383,18 @@ mod tests {
         let mut n = notification();
         n.language = "en".into();
         let m = render(&n, FixedOffset::east_opt(0).unwrap());
-        assert!(m.text.starts_with("warning : router_z1/0's cpu threshold [85]% exceeded, current usage [91.23]%."));
-        assert!(m.text.contains("occurred at: 2024-05-01 09:30:00 (UTC)"), "{}", m.text);
-        assert!(m.text.contains("go to PaaS-Ta Monitor: http://monitor.example.org"));
+        assert!(m.text.starts_with(
+            "warning : router_z1/0's cpu threshold [85]% exceeded, current usage [91.23]%."
+        ));
+        assert!(
+            m.text.contains("occurred at: 2024-05-01 09:30:00 (UTC)"),
+            "{}",
+            m.text
+        );
+        assert!(
+            m.text
+                .contains("go to PaaS-Ta Monitor: http://monitor.example.org")
+        );
     }
 
     #[test]
@@ -353,11 +402,20 @@ mod tests {
         let mut n = notification();
         n.kind = NotificationKind::Recovered;
         n.value = Some(12.0);
-        assert_eq!(subject(&n), "[회복] [router_z1/0]의 cpu 상태 [warning] - 정상으로 회복되었습니다");
+        assert_eq!(
+            subject(&n),
+            "[회복] [router_z1/0]의 cpu 상태 [warning] - 정상으로 회복되었습니다"
+        );
         n.language = "en".into();
         let m = render(&n, kst());
-        assert_eq!(m.subject, "[RECOVERED] [router_z1/0]의 cpu 상태 [warning] - back to normal");
-        assert!(m.text.starts_with("recovered (warning) : router_z1/0's cpu is back to normal"));
+        assert_eq!(
+            m.subject,
+            "[RECOVERED] [router_z1/0]의 cpu 상태 [warning] - back to normal"
+        );
+        assert!(
+            m.text
+                .starts_with("recovered (warning) : router_z1/0's cpu is back to normal")
+        );
     }
 
     #[test]
@@ -388,10 +446,18 @@ mod tests {
         let mut n = notification();
         n.level = "fail".into();
         n.alarm_type = "fail".into();
-        assert!(render(&n, kst()).text.starts_with("fail : router_z1/0이 Down 되었습니다."));
+        assert!(
+            render(&n, kst())
+                .text
+                .starts_with("fail : router_z1/0이 Down 되었습니다.")
+        );
         let mut n = notification();
         n.threshold = None;
         n.message = "stored message".into();
-        assert!(render(&n, kst()).text.starts_with("warning : stored message\n"));
+        assert!(
+            render(&n, kst())
+                .text
+                .starts_with("warning : stored message\n")
+        );
     }
 }
