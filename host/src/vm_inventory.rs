@@ -63,19 +63,34 @@ fn validate(snapshot: &InventorySnapshot) -> anyhow::Result<()> {
     let mut ips = HashMap::new();
     for vm in &snapshot.vms {
         if vm.name.trim().is_empty() || vm.name.chars().count() > 200 {
-            bail!("VM inventory: VM name {:?} is empty or longer than 200 characters (vms.name)", vm.name);
+            bail!(
+                "VM inventory: VM name {:?} is empty or longer than 200 characters (vms.name)",
+                vm.name
+            );
         }
         if zone_of(vm).chars().count() > 200 {
-            bail!("VM inventory: zone {:?} of VM {} is longer than 200 characters (zones.name)", vm.zone, vm.name);
+            bail!(
+                "VM inventory: zone {:?} of VM {} is longer than 200 characters (zones.name)",
+                vm.zone,
+                vm.name
+            );
         }
         if vm.ip.parse::<Ipv4Addr>().is_err() {
-            bail!("VM inventory: VM {} has IP {:?}, not an IPv4 address (vms.ip holds IPv4 only)", vm.name, vm.ip);
+            bail!(
+                "VM inventory: VM {} has IP {:?}, not an IPv4 address (vms.ip holds IPv4 only)",
+                vm.name,
+                vm.ip
+            );
         }
         if !names.insert(vm.name.as_str()) {
             bail!("VM inventory: VM name {} is reported twice", vm.name);
         }
         if let Some(other) = ips.insert(vm.ip.as_str(), vm.name.as_str()) {
-            bail!("VM inventory: VMs {other} and {} both report IP {} (vms.ip is unique)", vm.name, vm.ip);
+            bail!(
+                "VM inventory: VMs {other} and {} both report IP {} (vms.ip is unique)",
+                vm.name,
+                vm.ip
+            );
         }
     }
     Ok(())
@@ -114,12 +129,11 @@ async fn apply_in(
     let mut changes = InventoryChanges::default();
 
     // FOR UPDATE: a second instance syncing at the same moment waits instead of interleaving.
-    let zones: Vec<ZoneRow> = sqlx::query_as(
-        "SELECT CAST(id AS SIGNED) AS id, name FROM zones ORDER BY id FOR UPDATE",
-    )
-    .fetch_all(&mut **tx)
-    .await
-    .context("VM inventory: reading zones")?;
+    let zones: Vec<ZoneRow> =
+        sqlx::query_as("SELECT CAST(id AS SIGNED) AS id, name FROM zones ORDER BY id FOR UPDATE")
+            .fetch_all(&mut **tx)
+            .await
+            .context("VM inventory: reading zones")?;
     let rows: Vec<VmRow> = sqlx::query_as(
         "SELECT CAST(id AS SIGNED) AS id, CAST(zone_id AS SIGNED) AS zone_id, name, ip, vm_type \
          FROM vms ORDER BY id FOR UPDATE",
@@ -137,23 +151,24 @@ async fn apply_in(
         if zone_ids.contains_key(zone) {
             continue;
         }
-        let done = sqlx::query(
-            "INSERT INTO zones (name, reg_date, modi_date) VALUES (?, ?, ?)",
-        )
-        .bind(zone)
-        .bind(now)
-        .bind(now)
-        .execute(&mut **tx)
-        .await
-        .with_context(|| format!("VM inventory: inserting zone {zone:?}"))?;
+        let done = sqlx::query("INSERT INTO zones (name, reg_date, modi_date) VALUES (?, ?, ?)")
+            .bind(zone)
+            .bind(now)
+            .bind(now)
+            .execute(&mut **tx)
+            .await
+            .with_context(|| format!("VM inventory: inserting zone {zone:?}"))?;
         let id = i64::try_from(done.last_insert_id())
             .with_context(|| format!("VM inventory: id of the new zone {zone:?}"))?;
         zone_ids.insert(zone.to_string(), id);
         changes.zones_added += 1;
     }
 
-    let wanted: HashMap<&str, &ReportedVm> =
-        snapshot.vms.iter().map(|vm| (vm.name.as_str(), vm)).collect();
+    let wanted: HashMap<&str, &ReportedVm> = snapshot
+        .vms
+        .iter()
+        .map(|vm| (vm.name.as_str(), vm))
+        .collect();
     let mut kept: HashMap<&str, &VmRow> = HashMap::new();
     let mut gone: Vec<&VmRow> = Vec::new();
     for row in &rows {
@@ -248,22 +263,41 @@ mod tests {
     use super::*;
 
     fn vm(name: &str, ip: &str) -> ReportedVm {
-        ReportedVm { name: name.into(), ip: ip.into(), zone: "z1".into(), is_cell: false }
+        ReportedVm {
+            name: name.into(),
+            ip: ip.into(),
+            zone: "z1".into(),
+            is_cell: false,
+        }
     }
 
     #[test]
     fn validation_refuses_what_the_tables_cannot_hold() {
         let snap = |vms: Vec<ReportedVm>| InventorySnapshot { vms };
-        assert!(validate(&snap(vec![])).unwrap_err().to_string().contains("empty"));
-        assert!(validate(&snap(vec![vm("a/0", "10.0.0.1"), vm("a/0", "10.0.0.2")]))
-            .unwrap_err()
-            .to_string()
-            .contains("twice"));
-        assert!(validate(&snap(vec![vm("a/0", "10.0.0.1"), vm("b/0", "10.0.0.1")]))
-            .unwrap_err()
-            .to_string()
-            .contains("both report IP"));
-        assert!(validate(&snap(vec![vm("a/0", "fd00::1")])).unwrap_err().to_string().contains("IPv4"));
+        assert!(
+            validate(&snap(vec![]))
+                .unwrap_err()
+                .to_string()
+                .contains("empty")
+        );
+        assert!(
+            validate(&snap(vec![vm("a/0", "10.0.0.1"), vm("a/0", "10.0.0.2")]))
+                .unwrap_err()
+                .to_string()
+                .contains("twice")
+        );
+        assert!(
+            validate(&snap(vec![vm("a/0", "10.0.0.1"), vm("b/0", "10.0.0.1")]))
+                .unwrap_err()
+                .to_string()
+                .contains("both report IP")
+        );
+        assert!(
+            validate(&snap(vec![vm("a/0", "fd00::1")]))
+                .unwrap_err()
+                .to_string()
+                .contains("IPv4")
+        );
         validate(&snap(vec![vm("a/0", "10.0.0.1"), vm("b/0", "10.0.0.2")])).unwrap();
     }
 

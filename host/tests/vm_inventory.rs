@@ -30,11 +30,15 @@ impl TestDb {
             N.fetch_add(1, Ordering::Relaxed)
         );
         let mut admin = MySqlConnection::connect(&server_url()).await.unwrap();
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE `{name}` CHARACTER SET utf8mb4")))
-            .execute(&mut admin)
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "CREATE DATABASE `{name}` CHARACTER SET utf8mb4"
+        )))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+        let pool = MySqlPool::connect(&format!("{}/{name}", server_url()))
             .await
             .unwrap();
-        let pool = MySqlPool::connect(&format!("{}/{name}", server_url())).await.unwrap();
         monit_host::db::MIGRATOR.run(&pool).await.unwrap();
         Self { name, pool }
     }
@@ -42,10 +46,13 @@ impl TestDb {
     async fn drop_db(self) {
         self.pool.close().await;
         let mut admin = MySqlConnection::connect(&server_url()).await.unwrap();
-        sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE `{}`", self.name)))
-            .execute(&mut admin)
-            .await
-            .unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE `{}`",
+            self.name
+        )))
+        .execute(&mut admin)
+        .await
+        .unwrap();
     }
 
     /// (id, name, ip, vm_type, zone name, modi_user) by name
@@ -76,7 +83,12 @@ impl TestDb {
 }
 
 fn vm(name: &str, ip: &str, zone: &str, is_cell: bool) -> ReportedVm {
-    ReportedVm { name: name.into(), ip: ip.into(), zone: zone.into(), is_cell }
+    ReportedVm {
+        name: name.into(),
+        ip: ip.into(),
+        zone: zone.into(),
+        is_cell,
+    }
 }
 
 fn snap(vms: &[ReportedVm]) -> InventorySnapshot {
@@ -98,7 +110,11 @@ async fn first_sync_creates_zones_and_vms() {
     .unwrap();
     assert_eq!(
         changes,
-        InventoryChanges { zones_added: 2, vms_added: 3, ..Default::default() }
+        InventoryChanges {
+            zones_added: 2,
+            vms_added: 3,
+            ..Default::default()
+        }
     );
     assert_eq!(db.zones().await, vec!["z1", "z2"]);
     let rows: Vec<_> = db
@@ -110,9 +126,24 @@ async fn first_sync_creates_zones_and_vms() {
     assert_eq!(
         rows,
         vec![
-            ("api_z2/0".into(), "10.0.17.3".into(), "vms".into(), "z2".into()),
-            ("cell_z1/0".into(), "10.0.16.21".into(), "cel".into(), "z1".into()),
-            ("router_z1/0".into(), "10.0.16.5".into(), "vms".into(), "z1".into()),
+            (
+                "api_z2/0".into(),
+                "10.0.17.3".into(),
+                "vms".into(),
+                "z2".into()
+            ),
+            (
+                "cell_z1/0".into(),
+                "10.0.16.21".into(),
+                "cel".into(),
+                "z1".into()
+            ),
+            (
+                "router_z1/0".into(),
+                "10.0.16.5".into(),
+                "vms".into(),
+                "z1".into()
+            ),
         ]
     );
     // Same snapshot again: nothing to do.
@@ -158,7 +189,12 @@ async fn a_vm_keeps_its_id_while_others_come_and_go() {
     .unwrap();
     assert_eq!(
         changes,
-        InventoryChanges { zones_added: 1, vms_added: 1, vms_removed: 1, ..Default::default() }
+        InventoryChanges {
+            zones_added: 1,
+            vms_added: 1,
+            vms_removed: 1,
+            ..Default::default()
+        }
     );
     assert_eq!(db.id_of("a/0").await, a);
     assert_eq!(db.id_of("c/0").await, c);
@@ -194,7 +230,11 @@ async fn ip_zone_and_type_changes_update_in_place() {
     )
     .await
     .unwrap();
-    let ids = (db.id_of("a/0").await, db.id_of("b/0").await, db.id_of("c/0").await);
+    let ids = (
+        db.id_of("a/0").await,
+        db.id_of("b/0").await,
+        db.id_of("c/0").await,
+    );
 
     // a and b swap IPs (the unique ip index must not trip), c moves to z2 and becomes a cell.
     let changes = apply_snapshot(
@@ -209,10 +249,18 @@ async fn ip_zone_and_type_changes_update_in_place() {
     .unwrap();
     assert_eq!(
         changes,
-        InventoryChanges { zones_added: 1, vms_updated: 3, ..Default::default() }
+        InventoryChanges {
+            zones_added: 1,
+            vms_updated: 3,
+            ..Default::default()
+        }
     );
     assert_eq!(
-        (db.id_of("a/0").await, db.id_of("b/0").await, db.id_of("c/0").await),
+        (
+            db.id_of("a/0").await,
+            db.id_of("b/0").await,
+            db.id_of("c/0").await
+        ),
         ids
     );
     let rows = db.vms().await;
@@ -220,7 +268,10 @@ async fn ip_zone_and_type_changes_update_in_place() {
     assert_eq!(row("a/0").2, "10.0.0.2");
     assert_eq!(row("b/0").2, "10.0.0.1");
     assert_eq!(row("a/0").5.as_deref(), Some("batch"));
-    assert_eq!((row("c/0").3.as_str(), row("c/0").4.as_deref()), ("cel", Some("z2")));
+    assert_eq!(
+        (row("c/0").3.as_str(), row("c/0").4.as_deref()),
+        ("cel", Some("z2"))
+    );
     // z1 is still used by a and b; nothing was left behind
     assert_eq!(db.zones().await, vec!["z1", "z2"]);
 
@@ -270,7 +321,10 @@ async fn rows_left_by_the_original_are_repaired() {
     );
     let rows = db.vms().await;
     assert_eq!(rows.len(), 1);
-    assert_eq!((rows[0].0, rows[0].2.as_str(), rows[0].4.as_deref()), (10, "10.0.0.11", Some("z1")));
+    assert_eq!(
+        (rows[0].0, rows[0].2.as_str(), rows[0].4.as_deref()),
+        (10, "10.0.0.11", Some("z1"))
+    );
     assert_eq!(db.zones().await, vec!["z1"]);
     db.drop_db().await;
 }
@@ -290,7 +344,10 @@ async fn a_failure_midway_rolls_the_whole_sync_back() {
     let db = TestDb::new().await;
     apply_snapshot(
         &db.pool,
-        &snap(&[vm("a/0", "10.0.0.1", "z1", false), vm("b/0", "10.0.0.2", "z1", false)]),
+        &snap(&[
+            vm("a/0", "10.0.0.1", "z1", false),
+            vm("b/0", "10.0.0.2", "z1", false),
+        ]),
     )
     .await
     .unwrap();
@@ -305,7 +362,10 @@ async fn a_failure_midway_rolls_the_whole_sync_back() {
     let before = (db.vms().await, db.zones().await);
     let err = apply_snapshot(
         &db.pool,
-        &snap(&[vm("b/0", "10.0.0.9", "z2", false), vm("boom/0", "10.0.0.1", "z3", false)]),
+        &snap(&[
+            vm("b/0", "10.0.0.9", "z2", false),
+            vm("boom/0", "10.0.0.1", "z3", false),
+        ]),
     )
     .await
     .unwrap_err();
