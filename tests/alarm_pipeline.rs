@@ -18,7 +18,12 @@ fn vm_points(ip: &str, end: i64, cpu: f64) -> String {
     let mut out = String::new();
     let mut t = end - 300;
     while t <= end {
-        for (metric, v) in [("cpuStats.0", cpu), ("cpuStats.1", cpu), ("memoryStats.UsedPercent", 40.0), ("diskStats.Usage", 40.0)] {
+        for (metric, v) in [
+            ("cpuStats.0", cpu),
+            ("cpuStats.1", cpu),
+            ("memoryStats.UsedPercent", 40.0),
+            ("diskStats.Usage", 40.0),
+        ] {
             out.push_str(&format!(
                 "cf_metrics,eventtype=ValueMetric,index=0,ip={ip},job=cell,metricname={metric},origin=rep,zone=z1 delta=0,total=0,value={v} {t}\n"
             ));
@@ -56,7 +61,10 @@ async fn alarms(env: &TestEnv) -> Vec<AlarmRow> {
 async fn vm_alarm_opens_escalates_counts_repeats_and_recovers() {
     let env = TestEnv::new("life", &email_section(2525)).await;
     let tag = unique("ops");
-    let (ops, oncall) = (format!("{tag}@example.com"), format!("oncall-{tag}@example.com"));
+    let (ops, oncall) = (
+        format!("{tag}@example.com"),
+        format!("oncall-{tag}@example.com"),
+    );
     env.exec(&format!(
         "DELETE FROM alarm_targets; \
          INSERT INTO alarm_targets (origin_type, mail_address, mail_send_yn) VALUES ('pas','{ops}','Y'), ('pas','{oncall}','Y'), ('pas','muted-{tag}@example.com','N'), ('con','other-{tag}@example.com','Y'); \
@@ -67,26 +75,62 @@ async fn vm_alarm_opens_escalates_counts_repeats_and_recovers() {
     let end = now_s();
 
     // 1. warning: mean 87% over the window
-    env.write_points(&env.cf_db, &vm_points("10.0.16.21", end, 87.0)).await;
+    env.write_points(&env.cf_db, &vm_points("10.0.16.21", end, 87.0))
+        .await;
     assert!(env.run_once().status.success());
     let a = alarms(&env).await;
     assert_eq!(a.len(), 1, "{a:?}");
-    assert_eq!((a[0].origin_type.as_str(), a[0].origin_id, a[0].alarm_type.as_str(), a[0].level.as_str()), ("pas", vm, "cpu", "warning"));
-    assert_eq!((a[0].resolve_status.as_str(), a[0].alarm_cnt, a[0].app_yn.as_str()), ("1", 1, "N"));
+    assert_eq!(
+        (
+            a[0].origin_type.as_str(),
+            a[0].origin_id,
+            a[0].alarm_type.as_str(),
+            a[0].level.as_str()
+        ),
+        ("pas", vm, "cpu", "warning")
+    );
+    assert_eq!(
+        (
+            a[0].resolve_status.as_str(),
+            a[0].alarm_cnt,
+            a[0].app_yn.as_str()
+        ),
+        ("1", 1, "N")
+    );
     assert_eq!(a[0].alarm_title, "[cell_z1/0]의 cpu 상태 [warning]");
     let mails = mails_with("plain", &ops);
     assert_eq!(mails.len(), 1, "one mail for the opened alarm");
     let msg = MessageParser::default().parse(mails[0].as_bytes()).unwrap();
-    let to: Vec<String> = msg.to().unwrap().iter().filter_map(|a| a.address().map(str::to_string)).collect();
-    assert!(to.contains(&ops) && to.contains(&oncall), "every alarm_targets row of the origin: {to:?}");
-    assert!(!mails[0].contains(&format!("muted-{tag}")) && !mails[0].contains(&format!("other-{tag}")));
-    assert!(msg.subject().unwrap().contains("[cell_z1/0]의 cpu 상태 [warning]"), "{:?}", msg.subject());
+    let to: Vec<String> = msg
+        .to()
+        .unwrap()
+        .iter()
+        .filter_map(|a| a.address().map(str::to_string))
+        .collect();
+    assert!(
+        to.contains(&ops) && to.contains(&oncall),
+        "every alarm_targets row of the origin: {to:?}"
+    );
+    assert!(
+        !mails[0].contains(&format!("muted-{tag}")) && !mails[0].contains(&format!("other-{tag}"))
+    );
+    assert!(
+        msg.subject()
+            .unwrap()
+            .contains("[cell_z1/0]의 cpu 상태 [warning]"),
+        "{:?}",
+        msg.subject()
+    );
     assert!(msg.from().is_some() && msg.date().is_some());
     let html = msg.body_html(0).unwrap();
-    assert!(html.contains("https://monitor.example.com") || html.contains("cell_z1/0"), "{html}");
+    assert!(
+        html.contains("https://monitor.example.com") || html.contains("cell_z1/0"),
+        "{html}"
+    );
 
     // 2. critical: the same alarm escalates, a second mail
-    env.write_points(&env.cf_db, &vm_points("10.0.16.21", end, 95.0)).await;
+    env.write_points(&env.cf_db, &vm_points("10.0.16.21", end, 95.0))
+        .await;
     assert!(env.run_once().status.success());
     let a = alarms(&env).await;
     assert_eq!(a.len(), 1, "escalation keeps one row: {a:?}");
@@ -97,24 +141,45 @@ async fn vm_alarm_opens_escalates_counts_repeats_and_recovers() {
     assert!(env.run_once().status.success());
     let a = alarms(&env).await;
     assert_eq!((a.len(), a[0].alarm_cnt), (1, 3));
-    assert_eq!(mails_with("plain", &ops).len(), 2, "no mail before repeat_time");
+    assert_eq!(
+        mails_with("plain", &ops).len(),
+        2,
+        "no mail before repeat_time"
+    );
 
     // 4. repeat_time passed: one repeat mail
-    env.exec("UPDATE alarms SET alarm_send_date = UTC_TIMESTAMP() - INTERVAL 11 MINUTE").await;
+    env.exec("UPDATE alarms SET alarm_send_date = UTC_TIMESTAMP() - INTERVAL 11 MINUTE")
+        .await;
     assert!(env.run_once().status.success());
     assert_eq!(alarms(&env).await[0].alarm_cnt, 4);
     assert_eq!(mails_with("plain", &ops).len(), 3);
 
     // 5. recovered for the whole window: recovery mail, resolved row, alarm_actions entry
-    env.write_points(&env.cf_db, &vm_points("10.0.16.21", end, 20.0)).await;
+    env.write_points(&env.cf_db, &vm_points("10.0.16.21", end, 20.0))
+        .await;
     assert!(env.run_once().status.success());
     let a = alarms(&env).await;
-    assert_eq!((a[0].resolve_status.as_str(), a[0].complete_user.as_deref()), ("3", Some("system")));
-    assert_eq!(env.scalar_i64(&format!("SELECT COUNT(*) FROM alarm_actions WHERE alarm_id = {}", a[0].id)).await, 1);
+    assert_eq!(
+        (a[0].resolve_status.as_str(), a[0].complete_user.as_deref()),
+        ("3", Some("system"))
+    );
+    assert_eq!(
+        env.scalar_i64(&format!(
+            "SELECT COUNT(*) FROM alarm_actions WHERE alarm_id = {}",
+            a[0].id
+        ))
+        .await,
+        1
+    );
     let mails = mails_with("plain", &ops);
     assert_eq!(mails.len(), 4);
     assert!(
-        mails.iter().any(|m| MessageParser::default().parse(m.as_bytes()).unwrap().subject().unwrap_or_default().contains("RECOVERED")
+        mails.iter().any(|m| MessageParser::default()
+            .parse(m.as_bytes())
+            .unwrap()
+            .subject()
+            .unwrap_or_default()
+            .contains("RECOVERED")
             || m.contains("RECOVERED")),
         "a recovery mail"
     );
@@ -123,19 +188,25 @@ async fn vm_alarm_opens_escalates_counts_repeats_and_recovers() {
     assert!(env.run_once().status.success());
     assert_eq!(alarms(&env).await.len(), 1);
     assert_eq!(mails_with("plain", &ops).len(), 4);
-    assert_eq!(env.scalar_i64("SELECT COUNT(*) FROM batch_notifications WHERE status <> 'sent'").await, 0);
+    assert_eq!(
+        env.scalar_i64("SELECT COUNT(*) FROM batch_notifications WHERE status <> 'sent'")
+            .await,
+        0
+    );
     env.cleanup().await;
 }
 
 #[tokio::test]
 async fn under_threshold_no_data_and_a_short_spike() {
     let env = TestEnv::new("quiet", "[plugins.paasta]\nenabled = true\n").await;
-    env.exec("UPDATE alarm_policies SET measure_time = 300 WHERE origin_type = 'pas'").await;
+    env.exec("UPDATE alarm_policies SET measure_time = 300 WHERE origin_type = 'pas'")
+        .await;
     let _calm = env.add_vm("calm/0", "10.0.0.1", "vms").await;
     let silent = env.add_vm("silent/0", "10.0.0.2", "vms").await;
     let _spiky = env.add_vm("spiky/0", "10.0.0.3", "vms").await;
     let end = now_s();
-    env.write_points(&env.cf_db, &vm_points("10.0.0.1", end, 50.0)).await;
+    env.write_points(&env.cf_db, &vm_points("10.0.0.1", end, 50.0))
+        .await;
     // one 100% sample in a 300 s window of 50%: the mean stays far under 85
     let mut spiky = vm_points("10.0.0.3", end, 50.0);
     spiky.push_str(&format!(
@@ -148,10 +219,18 @@ async fn under_threshold_no_data_and_a_short_spike() {
     assert!(out.status.success());
     let a = alarms(&env).await;
     assert_eq!(a.len(), 1, "only the silent VM alarms: {a:?}");
-    assert_eq!((a[0].origin_id, a[0].alarm_type.as_str(), a[0].level.as_str()), (silent, "fail", "fail"));
+    assert_eq!(
+        (
+            a[0].origin_id,
+            a[0].alarm_type.as_str(),
+            a[0].level.as_str()
+        ),
+        (silent, "fail", "fail")
+    );
     assert!(a[0].alarm_title.contains("silent/0"));
     // the VM reports again: its fail alarm is resolved
-    env.write_points(&env.cf_db, &vm_points("10.0.0.2", now_s(), 30.0)).await;
+    env.write_points(&env.cf_db, &vm_points("10.0.0.2", now_s(), 30.0))
+        .await;
     assert!(env.run_once().status.success());
     let a = alarms(&env).await;
     assert_eq!((a.len(), a[0].resolve_status.as_str()), (1, "3"));
@@ -161,7 +240,8 @@ async fn under_threshold_no_data_and_a_short_spike() {
 #[tokio::test]
 async fn newer_agent_metrics_alarm_on_memory_and_the_fullest_disk() {
     let env = TestEnv::new("agent", "[plugins.paasta]\nenabled = true\n").await;
-    env.exec("UPDATE alarm_policies SET measure_time = 300 WHERE origin_type = 'pas'").await;
+    env.exec("UPDATE alarm_policies SET measure_time = 300 WHERE origin_type = 'pas'")
+        .await;
     let vm = env.add_vm("diego-cell/6f0c", "10.0.16.30", "cel").await;
     let end = now_s();
     let mut lines = String::new();
@@ -183,8 +263,15 @@ async fn newer_agent_metrics_alarm_on_memory_and_the_fullest_disk() {
     env.write_points(&env.cf_db, &lines).await;
     assert!(env.run_once().status.success());
     let a = alarms(&env).await;
-    let by_type: Vec<(&str, &str, i64)> = a.iter().map(|r| (r.alarm_type.as_str(), r.level.as_str(), r.origin_id)).collect();
-    assert_eq!(by_type, vec![("memory", "critical", vm), ("disk", "warning", vm)], "{a:?}");
+    let by_type: Vec<(&str, &str, i64)> = a
+        .iter()
+        .map(|r| (r.alarm_type.as_str(), r.level.as_str(), r.origin_id))
+        .collect();
+    assert_eq!(
+        by_type,
+        vec![("memory", "critical", vm), ("disk", "warning", vm)],
+        "{a:?}"
+    );
     env.cleanup().await;
 }
 
@@ -202,14 +289,31 @@ async fn smtp_down_keeps_mail_pending_and_sends_it_once_when_back() {
     ))
     .await;
     env.add_vm("cell_z1/0", "10.0.16.21", "cel").await;
-    env.write_points(&env.cf_db, &vm_points("10.0.16.21", now_s(), 95.0)).await;
+    env.write_points(&env.cf_db, &vm_points("10.0.16.21", now_s(), 95.0))
+        .await;
 
     let out = env.run_once();
     assert!(out.status.success(), "a failed send is not a failed tick");
-    assert_eq!(alarms(&env).await.len(), 1, "the alarm is recorded although SMTP is down");
-    assert_eq!(env.scalar_i64("SELECT COUNT(*) FROM batch_notifications WHERE status = 'pending' AND attempts = 1").await, 1);
-    let err: String = sqlx::query_scalar("SELECT last_error FROM batch_notifications").fetch_one(&env.db).await.unwrap();
-    assert!(err.contains(&format!("127.0.0.1:{port}")), "the error names the server: {err}");
+    assert_eq!(
+        alarms(&env).await.len(),
+        1,
+        "the alarm is recorded although SMTP is down"
+    );
+    assert_eq!(
+        env.scalar_i64(
+            "SELECT COUNT(*) FROM batch_notifications WHERE status = 'pending' AND attempts = 1"
+        )
+        .await,
+        1
+    );
+    let err: String = sqlx::query_scalar("SELECT last_error FROM batch_notifications")
+        .fetch_one(&env.db)
+        .await
+        .unwrap();
+    assert!(
+        err.contains(&format!("127.0.0.1:{port}")),
+        "the error names the server: {err}"
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("pending 1"));
 
     // the server comes back
@@ -218,7 +322,15 @@ async fn smtp_down_keeps_mail_pending_and_sends_it_once_when_back() {
         std::fs::create_dir_all(maildir.join(d)).unwrap();
     }
     let mut sink = std::process::Command::new("/usr/bin/python3")
-        .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}"), "-c", "aiosmtpd.handlers.Mailbox"])
+        .args([
+            "-m",
+            "aiosmtpd",
+            "-n",
+            "-l",
+            &format!("127.0.0.1:{port}"),
+            "-c",
+            "aiosmtpd.handlers.Mailbox",
+        ])
         .arg(&maildir)
         .spawn()
         .unwrap();
@@ -234,7 +346,11 @@ async fn smtp_down_keeps_mail_pending_and_sends_it_once_when_back() {
     let _ = sink.kill();
     let _ = sink.wait();
     assert_eq!(delivered, 1, "sent exactly once after the server came back");
-    assert_eq!(env.scalar_i64("SELECT COUNT(*) FROM batch_notifications WHERE status = 'sent'").await, 1);
+    assert_eq!(
+        env.scalar_i64("SELECT COUNT(*) FROM batch_notifications WHERE status = 'sent'")
+            .await,
+        1
+    );
     env.cleanup().await;
 }
 
@@ -247,8 +363,14 @@ async fn mail_as_received_escapes_hostile_names() {
          UPDATE alarm_policies SET measure_time = 300 WHERE origin_type = 'pas';"
     ))
     .await;
-    env.add_vm("<script>x</script>\r\nBcc: evil@example.com", "10.0.16.22", "vms").await;
-    env.write_points(&env.cf_db, &vm_points("10.0.16.22", now_s(), 95.0)).await;
+    env.add_vm(
+        "<script>x</script>\r\nBcc: evil@example.com",
+        "10.0.16.22",
+        "vms",
+    )
+    .await;
+    env.write_points(&env.cf_db, &vm_points("10.0.16.22", now_s(), 95.0))
+        .await;
     assert!(env.run_once().status.success());
     let mails = mails_with("plain", &tag);
     assert_eq!(mails.len(), 1);
@@ -256,7 +378,12 @@ async fn mail_as_received_escapes_hostile_names() {
     assert!(msg.bcc().is_none(), "no header injection");
     let headers = mails[0].split("\n\n").next().unwrap().replace("\r\n", "\n");
     let headers = headers.split("\n\n").next().unwrap();
-    assert!(!headers.lines().any(|l| l.to_ascii_lowercase().starts_with("bcc:")), "{headers}");
+    assert!(
+        !headers
+            .lines()
+            .any(|l| l.to_ascii_lowercase().starts_with("bcc:")),
+        "{headers}"
+    );
     let html = msg.body_html(0).unwrap();
     assert!(!html.contains("<script>x</script>"), "{html}");
     assert!(html.contains("&lt;script&gt;"), "{html}");

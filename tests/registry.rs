@@ -18,7 +18,11 @@ fn plugins_listed_are_the_features_built() {
         .env("MONIT_BATCH_CONFIG", "/nonexistent/none.toml")
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8_lossy(&out.stdout);
     for (name, built) in FEATURES {
         let line = text
@@ -37,16 +41,34 @@ fn enabling_a_plugin_that_is_not_compiled_in_names_the_feature() {
         // every plugin is built: enable an unknown one instead, which must fail too
         let dir = tempfile::tempdir().unwrap();
         let cfg = dir.path().join("m.toml");
-        std::fs::write(&cfg, "[monitoring_db]\ndbname = \"x\"\n[plugins.nosuch]\nenabled = true\n").unwrap();
-        let out = Command::new(env!("CARGO_BIN_EXE_monit-batch")).args(["--config"]).arg(&cfg).arg("check-config").output().unwrap();
+        std::fs::write(
+            &cfg,
+            "[monitoring_db]\ndbname = \"x\"\n[plugins.nosuch]\nenabled = true\n",
+        )
+        .unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_monit-batch"))
+            .args(["--config"])
+            .arg(&cfg)
+            .arg("check-config")
+            .output()
+            .unwrap();
         assert!(!out.status.success());
         assert!(String::from_utf8_lossy(&out.stderr).contains("unknown plugin"));
         return;
     };
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("m.toml");
-    std::fs::write(&cfg, format!("[monitoring_db]\ndbname = \"x\"\n[plugins.{name}]\nenabled = true\n")).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_monit-batch")).args(["--config"]).arg(&cfg).arg("check-config").output().unwrap();
+    std::fs::write(
+        &cfg,
+        format!("[monitoring_db]\ndbname = \"x\"\n[plugins.{name}]\nenabled = true\n"),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_monit-batch"))
+        .args(["--config"])
+        .arg(&cfg)
+        .arg("check-config")
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(&format!("cargo feature `{name}`")), "{err}");

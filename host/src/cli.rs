@@ -13,7 +13,11 @@ use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 
 #[derive(Parser, Debug)]
-#[command(name = "monit-batch", version, about = "PaaS-TA monitoring batch: alarms, BOSH inventory and autoscale")]
+#[command(
+    name = "monit-batch",
+    version,
+    about = "PaaS-TA monitoring batch: alarms, BOSH inventory and autoscale"
+)]
 pub struct Cli {
     /// Config file: TOML, or the original's config.ini (by extension). Default: ./monit-batch.toml,
     /// ./config/monit-batch.toml, then ./config.ini.
@@ -47,20 +51,40 @@ pub enum Command {
     },
 }
 
+#[derive(sqlx::FromRow)]
+struct RunRow {
+    started_at: chrono::DateTime<chrono::Utc>,
+    duration_ms: i64,
+    instance: String,
+    summary: String,
+    errors: Option<String>,
+}
+
 pub fn init_logging(settings: Option<&Settings>) {
-    let level = settings.map(|s| s.log.level.clone()).unwrap_or_else(|| "info".into());
+    let level = settings
+        .map(|s| s.log.level.clone())
+        .unwrap_or_else(|| "info".into());
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(&level))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let json = settings.is_some_and(|s| s.log.format == "json");
-    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    let _ = if json { b.json().try_init() } else { b.try_init() };
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = if json {
+        b.json().try_init()
+    } else {
+        b.try_init()
+    };
 }
 
 /// Entry point of the binary: parses the command line, runs, and maps errors to exit codes.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("monit-batch: cannot start the async runtime: {e}");
@@ -88,9 +112,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let settings = load(&cli).ok();
             for p in compiled_plugins() {
                 let enabled = settings.as_ref().is_some_and(|s| s.plugin_enabled(p.name));
-                println!("{:<10} compiled  {:<8}  {}", p.name, if enabled { "enabled" } else { "disabled" }, p.description);
+                println!(
+                    "{:<10} compiled  {:<8}  {}",
+                    p.name,
+                    if enabled { "enabled" } else { "disabled" },
+                    p.description
+                );
             }
-            for name in KNOWN_PLUGINS.iter().filter(|n| !compiled_plugins().iter().any(|p| p.name == **n)) {
+            for name in KNOWN_PLUGINS
+                .iter()
+                .filter(|n| !compiled_plugins().iter().any(|p| p.name == **n))
+            {
                 println!("{name:<10} absent    (cargo feature `{name}`)");
             }
             Ok(ExitCode::SUCCESS)
@@ -107,7 +139,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             }
             build_plugins(&Arc::new(settings.clone()))?;
-            println!("# effective config from {} (secrets masked)", settings.source);
+            println!(
+                "# effective config from {} (secrets masked)",
+                settings.source
+            );
             println!("{}", serde_json::to_string_pretty(&settings.masked())?);
             Ok(ExitCode::SUCCESS)
         }
@@ -116,20 +151,30 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             init_logging(Some(&settings));
             let pool = db::lazy_pool(&settings.monitoring_db);
             db::migrate(&pool, &settings.monitoring_db).await?;
-            println!("migrations applied to {}", db::describe(&settings.monitoring_db));
+            println!(
+                "migrations applied to {}",
+                db::describe(&settings.monitoring_db)
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Runs { limit } => {
             let settings = load(&cli)?;
             let pool = db::lazy_pool(&settings.monitoring_db);
-            let rows: Vec<(chrono::DateTime<chrono::Utc>, i64, String, bool, String, Option<String>)> = sqlx::query_as(
-                "SELECT started_at, duration_ms, instance, dry_run, summary, errors FROM batch_runs ORDER BY id DESC LIMIT ?",
+            let rows: Vec<RunRow> = sqlx::query_as(
+                "SELECT started_at, duration_ms, instance, summary, errors FROM batch_runs ORDER BY id DESC LIMIT ?",
             )
             .bind(limit)
             .fetch_all(&pool)
             .await
             .with_context(|| format!("reading batch_runs from {}", db::describe(&settings.monitoring_db)))?;
-            for (started, ms, instance, _dry, summary, errors) in rows {
+            for RunRow {
+                started_at: started,
+                duration_ms: ms,
+                instance,
+                summary,
+                errors,
+            } in rows
+            {
                 let s: serde_json::Value = serde_json::from_str(&summary).unwrap_or_default();
                 println!(
                     "{} {:>6}ms {} readings={} alarms={} notifications={} scale={} errors={}",
@@ -181,13 +226,21 @@ async fn run_batch(settings: Arc<Settings>, once: bool, dry_run: bool) -> anyhow
     if once {
         let sum = scheduler.tick(dry_run).await;
         print_summary(&sum);
-        return Ok(if sum.errors.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(2) });
+        return Ok(if sum.errors.is_empty() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(2)
+        });
     }
     if settings.server.enabled {
         http::serve(
             &settings.server.bind,
             settings.server.port,
-            http::HttpState { pool: pool.clone(), status, metrics },
+            http::HttpState {
+                pool: pool.clone(),
+                status,
+                metrics,
+            },
         )
         .await?;
     }
@@ -198,7 +251,10 @@ async fn run_batch(settings: Arc<Settings>, once: bool, dry_run: bool) -> anyhow
         let _ = tx.send(true);
     });
     let leader = Leader::new(
-        settings.batch.leader_election.then(|| db::connect_options(&settings.monitoring_db)),
+        settings
+            .batch
+            .leader_election
+            .then(|| db::connect_options(&settings.monitoring_db)),
         format!("monit-batch:{}", settings.monitoring_db.dbname),
     );
     scheduler.run(rx, &leader).await;
@@ -210,7 +266,10 @@ async fn wait_for_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+        match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
             (Ok(mut term), Ok(mut int)) => {
                 tokio::select! {
                     _ = term.recv() => {}
@@ -229,19 +288,46 @@ async fn wait_for_signal() {
 }
 
 fn print_summary(sum: &crate::scheduler::TickSummary) {
-    println!("tick {} ({} ms){}", sum.started_at.map(|t| t.to_rfc3339()).unwrap_or_default(), sum.duration_ms, if sum.dry_run { " DRY RUN: nothing written or sent" } else { "" });
+    println!(
+        "tick {} ({} ms){}",
+        sum.started_at.map(|t| t.to_rfc3339()).unwrap_or_default(),
+        sum.duration_ms,
+        if sum.dry_run {
+            " DRY RUN: nothing written or sent"
+        } else {
+            ""
+        }
+    );
     for (name, ch) in &sum.inventory {
-        println!("  inventory {name}: +{} zones, +{} vms, {} updated, -{} removed", ch.zones_added, ch.vms_added, ch.vms_updated, ch.vms_removed);
+        println!(
+            "  inventory {name}: +{} zones, +{} vms, {} updated, -{} removed",
+            ch.zones_added, ch.vms_added, ch.vms_updated, ch.vms_removed
+        );
     }
     for (name, n) in &sum.readings {
         println!("  readings  {name}: {n}");
     }
     let a = &sum.alarms;
-    println!("  alarms    opened {}, escalated {}, still open {} (re-notified {}), recovered {}", a.opened, a.escalated, a.continued, a.renotified, a.recovered);
+    println!(
+        "  alarms    opened {}, escalated {}, still open {} (re-notified {}), recovered {}",
+        a.opened, a.escalated, a.continued, a.renotified, a.recovered
+    );
     let n = &sum.notifications;
-    println!("  notify    sent {}, failed {}, pending {}", n.sent, n.failed, n.pending);
+    println!(
+        "  notify    sent {}, failed {}, pending {}",
+        n.sent, n.failed, n.pending
+    );
     for d in &sum.scale {
-        println!("  scale     {} ({}): {:?} {:?} {:?}->{:?}: {}", d.app_name, d.app_guid, d.action, d.outcome, d.instances_before, d.instances_after, d.reason);
+        println!(
+            "  scale     {} ({}): {:?} {:?} {:?}->{:?}: {}",
+            d.app_name,
+            d.app_guid,
+            d.action,
+            d.outcome,
+            d.instances_before,
+            d.instances_after,
+            d.reason
+        );
     }
     for p in &sum.planned {
         println!("  would     {p}");

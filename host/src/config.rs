@@ -11,7 +11,14 @@ use std::path::{Path, PathBuf};
 
 /// Plugins this project ships, with the cargo feature that compiles each in. A name outside
 /// this list and outside the registry is a typo, not a missing feature.
-pub const KNOWN_PLUGINS: &[&str] = &["autoscale", "bosh", "container", "email", "paasta", "webhook"];
+pub const KNOWN_PLUGINS: &[&str] = &[
+    "autoscale",
+    "bosh",
+    "container",
+    "email",
+    "paasta",
+    "webhook",
+];
 
 pub const ENV_PREFIX: &str = "MONIT_BATCH";
 
@@ -236,7 +243,8 @@ pub fn default_config_path() -> Option<PathBuf> {
 }
 
 fn is_legacy(path: &Path) -> bool {
-    path.extension().is_some_and(|e| e.eq_ignore_ascii_case("ini"))
+    path.extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("ini"))
 }
 
 impl Settings {
@@ -253,7 +261,10 @@ impl Settings {
         let source = match path {
             Some(p) if !p.is_file() => bail!("config file {} not found", p.display()),
             Some(p) if is_legacy(p) => {
-                let compiled = compiled_plugins().iter().map(|p| p.name.to_string()).collect();
+                let compiled = compiled_plugins()
+                    .iter()
+                    .map(|p| p.name.to_string())
+                    .collect();
                 builder = builder.add_source(LegacyIni::new(p, compiled));
                 p.display().to_string()
             }
@@ -273,9 +284,9 @@ impl Settings {
                 .source(Some(env.clone().into_iter().collect())),
         );
         if let Some(port) = env.get("PORT") {
-            let port: u16 = port
-                .parse()
-                .with_context(|| format!("environment variable PORT: not a port number: {port:?}"))?;
+            let port: u16 = port.parse().with_context(|| {
+                format!("environment variable PORT: not a port number: {port:?}")
+            })?;
             builder = builder.set_override("server.port", port as i64)?;
         }
         let raw = builder
@@ -299,7 +310,10 @@ impl Settings {
         if self.batch.step_timeout_seconds == 0 {
             bail!("invalid config in {src}: batch.step_timeout_seconds must be greater than 0");
         }
-        for (key, db) in [("monitoring_db", Some(&self.monitoring_db)), ("portal_db", self.portal_db.as_ref())] {
+        for (key, db) in [
+            ("monitoring_db", Some(&self.monitoring_db)),
+            ("portal_db", self.portal_db.as_ref()),
+        ] {
             if let Some(db) = db
                 && db.db_type != "mysql"
             {
@@ -310,18 +324,26 @@ impl Settings {
             }
         }
         if !matches!(self.log.format.as_str(), "plain" | "json") {
-            bail!("invalid config in {src}: log.format must be \"plain\" or \"json\", got {:?}", self.log.format);
+            bail!(
+                "invalid config in {src}: log.format must be \"plain\" or \"json\", got {:?}",
+                self.log.format
+            );
         }
         if !matches!(self.alarms.language.as_str(), "ko" | "en") {
-            bail!("invalid config in {src}: alarms.language must be \"ko\" or \"en\", got {:?}", self.alarms.language);
+            bail!(
+                "invalid config in {src}: alarms.language must be \"ko\" or \"en\", got {:?}",
+                self.alarms.language
+            );
         }
-        url::Url::parse(&self.influx.url)
-            .with_context(|| format!("invalid config in {src}: influx.url {:?}", self.influx.url))?;
+        url::Url::parse(&self.influx.url).with_context(|| {
+            format!("invalid config in {src}: influx.url {:?}", self.influx.url)
+        })?;
         for (name, section) in &self.plugins {
             if !section.is_object() {
                 bail!("invalid config in {src}: plugins.{name} must be a table");
             }
-            if !KNOWN_PLUGINS.contains(&name.as_str()) && crate::plugin::find_plugin(name).is_none() {
+            if !KNOWN_PLUGINS.contains(&name.as_str()) && crate::plugin::find_plugin(name).is_none()
+            {
                 bail!(
                     "invalid config in {src}: unknown plugin [plugins.{name}]; known plugins: {}",
                     KNOWN_PLUGINS.join(", ")
@@ -330,7 +352,9 @@ impl Settings {
             if let Some(enabled) = section.get("enabled")
                 && !enabled.is_boolean()
             {
-                bail!("invalid config in {src}: plugins.{name}.enabled must be true or false, got {enabled}");
+                bail!(
+                    "invalid config in {src}: plugins.{name}.enabled must be true or false, got {enabled}"
+                );
             }
         }
         Ok(())
@@ -375,9 +399,9 @@ pub fn mask_secrets(v: &mut serde_json::Value) {
         serde_json::Value::Object(map) => {
             for (k, val) in map.iter_mut() {
                 let k = k.to_ascii_lowercase();
-                let secret = ["password", "secret", "token", "pass"]
-                    .iter()
-                    .any(|s| k == *s || k.ends_with(&format!("_{s}")) || k.starts_with(&format!("{s}_")));
+                let secret = ["password", "secret", "token", "pass"].iter().any(|s| {
+                    k == *s || k.ends_with(&format!("_{s}")) || k.starts_with(&format!("{s}_"))
+                });
                 if secret && val.as_str().is_some_and(|s| !s.is_empty()) {
                     *val = serde_json::Value::String("***".into());
                 } else {

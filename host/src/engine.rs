@@ -99,9 +99,17 @@ impl AlarmKey {
         let app_name = a.app_name.clone().unwrap_or_default();
         AlarmKey {
             origin: a.origin,
-            origin_id: if a.origin == Origin::Con { 0 } else { a.origin_id },
+            origin_id: if a.origin == Origin::Con {
+                0
+            } else {
+                a.origin_id
+            },
             alarm_type: a.alarm_type,
-            app_index: if app_name.is_empty() { 0 } else { a.app_index.unwrap_or(0) },
+            app_index: if app_name.is_empty() {
+                0
+            } else {
+                a.app_index.unwrap_or(0)
+            },
             app_name,
         }
     }
@@ -203,8 +211,10 @@ pub fn evaluate(
     now: Timestamp,
     opts: &EngineOptions,
 ) -> Vec<Change> {
-    let policy: HashMap<(Origin, Resource), &Policy> =
-        policies.iter().map(|p| ((p.origin, p.resource), p)).collect();
+    let policy: HashMap<(Origin, Resource), &Policy> = policies
+        .iter()
+        .map(|p| ((p.origin, p.resource), p))
+        .collect();
     // Several open rows can share a key in a database the original wrote (it kept a warning and
     // a critical row side by side): the most severe, newest one leads, all close together.
     let mut groups: HashMap<AlarmKey, Vec<&OpenAlarm>> = HashMap::new();
@@ -234,9 +244,17 @@ pub fn evaluate(
 
     let mut changes = Vec::new();
     let mut targets_with_data: HashSet<AlarmKey> = HashSet::new();
-    for r in readings.iter().filter(|r| evaluated.contains(&r.target.origin)) {
+    for r in readings
+        .iter()
+        .filter(|r| evaluated.contains(&r.target.origin))
+    {
         match &r.value {
-            Measured::Usage { resource, mean, peak, .. } => {
+            Measured::Usage {
+                resource,
+                mean,
+                peak,
+                ..
+            } => {
                 targets_with_data.insert(AlarmKey::of_target(&r.target, AlarmType::Fail));
                 let Some(p) = policy.get(&(r.target.origin, *resource)) else {
                     continue;
@@ -288,7 +306,13 @@ pub fn evaluate(
                         // Recovery waits until the whole window is under the warning threshold,
                         // so an alarm does not flap on a mean that dips just below it.
                         if *peak < p.warning && !a.recovered {
-                            changes.push(recover(&groups[&key], &r.target, alarm_type, Some(*mean), opts));
+                            changes.push(recover(
+                                &groups[&key],
+                                &r.target,
+                                alarm_type,
+                                Some(*mean),
+                                opts,
+                            ));
                         }
                     }
                 }
@@ -367,21 +391,55 @@ mod tests {
     use chrono::TimeZone;
 
     fn now() -> Timestamp {
-        chrono::Utc.with_ymd_and_hms(2026, 11, 25, 12, 0, 0).unwrap()
+        chrono::Utc
+            .with_ymd_and_hms(2026, 11, 25, 12, 0, 0)
+            .unwrap()
     }
     fn opts() -> EngineOptions {
-        EngineOptions { auto_resolve: true, default_repeat_minutes: 10 }
+        EngineOptions {
+            auto_resolve: true,
+            default_repeat_minutes: 10,
+        }
     }
     fn pol(origin: Origin, resource: Resource, warning: f64, critical: f64) -> Policy {
-        Policy { id: 1, origin, resource, warning, critical, repeat_minutes: 10, measure_seconds: 600 }
+        Policy {
+            id: 1,
+            origin,
+            resource,
+            warning,
+            critical,
+            repeat_minutes: 10,
+            measure_seconds: 600,
+        }
     }
     fn vm(id: i64) -> Target {
-        Target { origin: Origin::Pas, origin_id: id, name: format!("vm/{id}"), ip: format!("10.0.0.{id}"), app: None }
+        Target {
+            origin: Origin::Pas,
+            origin_id: id,
+            name: format!("vm/{id}"),
+            ip: format!("10.0.0.{id}"),
+            app: None,
+        }
     }
     fn usage(t: Target, resource: Resource, mean: f64, peak: f64) -> Reading {
-        Reading { target: t, value: Measured::Usage { resource, mean, peak, buckets: 20 } }
+        Reading {
+            target: t,
+            value: Measured::Usage {
+                resource,
+                mean,
+                peak,
+                buckets: 20,
+            },
+        }
     }
-    fn open(id: i64, t: &Target, ty: AlarmType, level: Level, status: OpenStatus, sent_min_ago: i64) -> OpenAlarm {
+    fn open(
+        id: i64,
+        t: &Target,
+        ty: AlarmType,
+        level: Level,
+        status: OpenStatus,
+        sent_min_ago: i64,
+    ) -> OpenAlarm {
         OpenAlarm {
             id,
             origin: t.origin,
@@ -403,24 +461,56 @@ mod tests {
 
     #[test]
     fn under_threshold_does_nothing() {
-        let c = eval(&[pol(Origin::Pas, Resource::Cpu, 85.0, 90.0)], &[], &[usage(vm(1), Resource::Cpu, 84.9, 99.0)]);
+        let c = eval(
+            &[pol(Origin::Pas, Resource::Cpu, 85.0, 90.0)],
+            &[],
+            &[usage(vm(1), Resource::Cpu, 84.9, 99.0)],
+        );
         assert!(c.is_empty(), "{c:?}");
     }
 
     #[test]
     fn at_warning_opens_warning_and_critical_wins() {
         let p = [pol(Origin::Pas, Resource::Cpu, 85.0, 90.0)];
-        let c = eval(&p, &[], &[usage(vm(1), Resource::Cpu, 85.0, 85.0), usage(vm(2), Resource::Cpu, 95.0, 99.0)]);
-        assert!(matches!(&c[0], Change::Open { level: Level::Warning, threshold: Some(t), .. } if *t == 85.0), "{c:?}");
-        assert!(matches!(&c[1], Change::Open { level: Level::Critical, threshold: Some(t), .. } if *t == 90.0), "{c:?}");
+        let c = eval(
+            &p,
+            &[],
+            &[
+                usage(vm(1), Resource::Cpu, 85.0, 85.0),
+                usage(vm(2), Resource::Cpu, 95.0, 99.0),
+            ],
+        );
+        assert!(
+            matches!(&c[0], Change::Open { level: Level::Warning, threshold: Some(t), .. } if *t == 85.0),
+            "{c:?}"
+        );
+        assert!(
+            matches!(&c[1], Change::Open { level: Level::Critical, threshold: Some(t), .. } if *t == 90.0),
+            "{c:?}"
+        );
     }
 
     #[test]
     fn warning_to_critical_escalates_the_same_alarm() {
         let t = vm(1);
         let o = [open(7, &t, CPU, Level::Warning, OpenStatus::Raised, 1)];
-        let c = eval(&[pol(Origin::Pas, Resource::Cpu, 85.0, 90.0)], &o, &[usage(t, Resource::Cpu, 92.0, 95.0)]);
-        assert!(matches!(&c[..], [Change::Escalate { alarm_id: 7, from: Level::Warning, to: Level::Critical, .. }]), "{c:?}");
+        let c = eval(
+            &[pol(Origin::Pas, Resource::Cpu, 85.0, 90.0)],
+            &o,
+            &[usage(t, Resource::Cpu, 92.0, 95.0)],
+        );
+        assert!(
+            matches!(
+                &c[..],
+                [Change::Escalate {
+                    alarm_id: 7,
+                    from: Level::Warning,
+                    to: Level::Critical,
+                    ..
+                }]
+            ),
+            "{c:?}"
+        );
     }
 
     #[test]
@@ -429,18 +519,51 @@ mod tests {
         let p = [pol(Origin::Pas, Resource::Cpu, 85.0, 90.0)];
         let recent = [open(7, &t, CPU, Level::Critical, OpenStatus::Raised, 9)];
         let c = eval(&p, &recent, &[usage(t.clone(), Resource::Cpu, 95.0, 95.0)]);
-        assert!(matches!(&c[..], [Change::Continue { alarm_id: 7, renotify: false, .. }]), "{c:?}");
+        assert!(
+            matches!(
+                &c[..],
+                [Change::Continue {
+                    alarm_id: 7,
+                    renotify: false,
+                    ..
+                }]
+            ),
+            "{c:?}"
+        );
         let old = [open(7, &t, CPU, Level::Critical, OpenStatus::Raised, 10)];
         let c = eval(&p, &old, &[usage(t, Resource::Cpu, 95.0, 95.0)]);
-        assert!(matches!(&c[..], [Change::Continue { alarm_id: 7, renotify: true, .. }]), "{c:?}");
+        assert!(
+            matches!(
+                &c[..],
+                [Change::Continue {
+                    alarm_id: 7,
+                    renotify: true,
+                    ..
+                }]
+            ),
+            "{c:?}"
+        );
     }
 
     #[test]
     fn critical_alarm_at_warning_level_keeps_its_level() {
         let t = vm(1);
         let o = [open(7, &t, CPU, Level::Critical, OpenStatus::Raised, 1)];
-        let c = eval(&[pol(Origin::Pas, Resource::Cpu, 85.0, 90.0)], &o, &[usage(t, Resource::Cpu, 87.0, 89.0)]);
-        assert!(matches!(&c[..], [Change::Continue { level: Level::Critical, .. }]), "{c:?}");
+        let c = eval(
+            &[pol(Origin::Pas, Resource::Cpu, 85.0, 90.0)],
+            &o,
+            &[usage(t, Resource::Cpu, 87.0, 89.0)],
+        );
+        assert!(
+            matches!(
+                &c[..],
+                [Change::Continue {
+                    level: Level::Critical,
+                    ..
+                }]
+            ),
+            "{c:?}"
+        );
     }
 
     #[test]
@@ -452,7 +575,10 @@ mod tests {
         let c = eval(&p, &o, &[usage(t.clone(), Resource::Cpu, 70.0, 88.0)]);
         assert!(c.is_empty(), "{c:?}");
         let c = eval(&p, &o, &[usage(t, Resource::Cpu, 40.0, 50.0)]);
-        assert!(matches!(&c[..], [Change::Recover { alarm_ids, close: true, .. }] if alarm_ids == &vec![7]), "{c:?}");
+        assert!(
+            matches!(&c[..], [Change::Recover { alarm_ids, close: true, .. }] if alarm_ids == &vec![7]),
+            "{c:?}"
+        );
     }
 
     #[test]
@@ -460,26 +586,83 @@ mod tests {
         let t = vm(1);
         let p = [pol(Origin::Pas, Resource::Cpu, 85.0, 90.0)];
         let o = [open(7, &t, CPU, Level::Warning, OpenStatus::Raised, 1)];
-        let no_close = EngineOptions { auto_resolve: false, default_repeat_minutes: 10 };
-        let c = evaluate(&p, &o, &[usage(t.clone(), Resource::Cpu, 40.0, 50.0)], &Origin::ALL, now(), &no_close);
-        assert!(matches!(&c[..], [Change::Recover { close: false, .. }]), "{c:?}");
+        let no_close = EngineOptions {
+            auto_resolve: false,
+            default_repeat_minutes: 10,
+        };
+        let c = evaluate(
+            &p,
+            &o,
+            &[usage(t.clone(), Resource::Cpu, 40.0, 50.0)],
+            &Origin::ALL,
+            now(),
+            &no_close,
+        );
+        assert!(
+            matches!(&c[..], [Change::Recover { close: false, .. }]),
+            "{c:?}"
+        );
         let mut marked = o.clone();
         marked[0].recovered = true;
-        let c = evaluate(&p, &marked, &[usage(t.clone(), Resource::Cpu, 40.0, 50.0)], &Origin::ALL, now(), &no_close);
+        let c = evaluate(
+            &p,
+            &marked,
+            &[usage(t.clone(), Resource::Cpu, 40.0, 50.0)],
+            &Origin::ALL,
+            now(),
+            &no_close,
+        );
         assert!(c.is_empty(), "recovery notice must not repeat: {c:?}");
-        let c = evaluate(&p, &marked, &[usage(t, Resource::Cpu, 86.0, 90.0)], &Origin::ALL, now(), &no_close);
-        assert!(matches!(&c[..], [Change::Rebreach { alarm_id: 7, level: Level::Warning, .. }]), "{c:?}");
+        let c = evaluate(
+            &p,
+            &marked,
+            &[usage(t, Resource::Cpu, 86.0, 90.0)],
+            &Origin::ALL,
+            now(),
+            &no_close,
+        );
+        assert!(
+            matches!(
+                &c[..],
+                [Change::Rebreach {
+                    alarm_id: 7,
+                    level: Level::Warning,
+                    ..
+                }]
+            ),
+            "{c:?}"
+        );
     }
 
     #[test]
     fn in_progress_alarm_is_never_duplicated_nor_repeated_but_escalates_and_recovers() {
         let t = vm(1);
         let p = [pol(Origin::Pas, Resource::Cpu, 85.0, 90.0)];
-        let o = [open(7, &t, CPU, Level::Warning, OpenStatus::InProgress, 600)];
+        let o = [open(
+            7,
+            &t,
+            CPU,
+            Level::Warning,
+            OpenStatus::InProgress,
+            600,
+        )];
         let c = eval(&p, &o, &[usage(t.clone(), Resource::Cpu, 86.0, 88.0)]);
-        assert!(matches!(&c[..], [Change::Continue { alarm_id: 7, renotify: false, .. }]), "{c:?}");
+        assert!(
+            matches!(
+                &c[..],
+                [Change::Continue {
+                    alarm_id: 7,
+                    renotify: false,
+                    ..
+                }]
+            ),
+            "{c:?}"
+        );
         let c = eval(&p, &o, &[usage(t.clone(), Resource::Cpu, 95.0, 96.0)]);
-        assert!(matches!(&c[..], [Change::Escalate { alarm_id: 7, .. }]), "{c:?}");
+        assert!(
+            matches!(&c[..], [Change::Escalate { alarm_id: 7, .. }]),
+            "{c:?}"
+        );
         let c = eval(&p, &o, &[usage(t, Resource::Cpu, 10.0, 10.0)]);
         assert!(matches!(&c[..], [Change::Recover { .. }]), "{c:?}");
     }
@@ -489,11 +672,22 @@ mod tests {
         let t = vm(1);
         let o = [open(7, &t, CPU, Level::Warning, OpenStatus::Raised, 1)];
         // threshold raised above the usage: the alarm recovers
-        let c = eval(&[pol(Origin::Pas, Resource::Cpu, 95.0, 98.0)], &o, &[usage(t.clone(), Resource::Cpu, 86.0, 90.0)]);
+        let c = eval(
+            &[pol(Origin::Pas, Resource::Cpu, 95.0, 98.0)],
+            &o,
+            &[usage(t.clone(), Resource::Cpu, 86.0, 90.0)],
+        );
         assert!(matches!(&c[..], [Change::Recover { .. }]), "{c:?}");
         // critical lowered under the usage: the alarm escalates
-        let c = eval(&[pol(Origin::Pas, Resource::Cpu, 50.0, 80.0)], &o, &[usage(t.clone(), Resource::Cpu, 86.0, 90.0)]);
-        assert!(matches!(&c[..], [Change::Escalate { to: Level::Critical, threshold: Some(x), .. }] if *x == 80.0), "{c:?}");
+        let c = eval(
+            &[pol(Origin::Pas, Resource::Cpu, 50.0, 80.0)],
+            &o,
+            &[usage(t.clone(), Resource::Cpu, 86.0, 90.0)],
+        );
+        assert!(
+            matches!(&c[..], [Change::Escalate { to: Level::Critical, threshold: Some(x), .. }] if *x == 80.0),
+            "{c:?}"
+        );
         // policy removed: nothing to compare against, the alarm is held as it is
         let c = eval(&[], &o, &[usage(t, Resource::Cpu, 10.0, 10.0)]);
         assert!(c.is_empty(), "{c:?}");
@@ -503,21 +697,67 @@ mod tests {
     fn no_data_opens_fail_and_data_back_recovers_it() {
         let t = vm(1);
         let p = [pol(Origin::Pas, Resource::Cpu, 85.0, 90.0)];
-        let nodata = Reading { target: t.clone(), value: Measured::NoData };
+        let nodata = Reading {
+            target: t.clone(),
+            value: Measured::NoData,
+        };
         let c = eval(&p, &[], std::slice::from_ref(&nodata));
-        assert!(matches!(&c[..], [Change::Open { alarm_type: AlarmType::Fail, level: Level::Fail, .. }]), "{c:?}");
-        let o = [open(9, &t, AlarmType::Fail, Level::Fail, OpenStatus::Raised, 3)];
+        assert!(
+            matches!(
+                &c[..],
+                [Change::Open {
+                    alarm_type: AlarmType::Fail,
+                    level: Level::Fail,
+                    ..
+                }]
+            ),
+            "{c:?}"
+        );
+        let o = [open(
+            9,
+            &t,
+            AlarmType::Fail,
+            Level::Fail,
+            OpenStatus::Raised,
+            3,
+        )];
         let c = eval(&p, &o, &[nodata]);
-        assert!(matches!(&c[..], [Change::Continue { alarm_id: 9, renotify: false, .. }]), "{c:?}");
+        assert!(
+            matches!(
+                &c[..],
+                [Change::Continue {
+                    alarm_id: 9,
+                    renotify: false,
+                    ..
+                }]
+            ),
+            "{c:?}"
+        );
         let c = eval(&p, &o, &[usage(t, Resource::Cpu, 10.0, 10.0)]);
-        assert!(matches!(&c[..], [Change::Recover { alarm_type: AlarmType::Fail, .. }]), "{c:?}");
+        assert!(
+            matches!(
+                &c[..],
+                [Change::Recover {
+                    alarm_type: AlarmType::Fail,
+                    ..
+                }]
+            ),
+            "{c:?}"
+        );
     }
 
     #[test]
     fn origins_not_evaluated_are_left_alone() {
         let t = vm(1);
         let o = [open(7, &t, CPU, Level::Warning, OpenStatus::Raised, 100)];
-        let c = evaluate(&[pol(Origin::Pas, Resource::Cpu, 85.0, 90.0)], &o, &[usage(t, Resource::Cpu, 1.0, 1.0)], &[Origin::Con], now(), &opts());
+        let c = evaluate(
+            &[pol(Origin::Pas, Resource::Cpu, 85.0, 90.0)],
+            &o,
+            &[usage(t, Resource::Cpu, 1.0, 1.0)],
+            &[Origin::Con],
+            now(),
+            &opts(),
+        );
         assert!(c.is_empty(), "{c:?}");
     }
 
@@ -528,11 +768,30 @@ mod tests {
             origin_id: cell,
             name: "web".into(),
             ip: "10.0.0.9".into(),
-            app: Some(AppInstance { app_name: "web".into(), app_index: 0, container_name: "c".into(), cell_name: format!("cell/{cell}") }),
+            app: Some(AppInstance {
+                app_name: "web".into(),
+                app_index: 0,
+                container_name: "c".into(),
+                cell_name: format!("cell/{cell}"),
+            }),
         };
-        let o = [open(5, &app(1), AlarmType::Memory, Level::Warning, OpenStatus::Raised, 1)];
-        let c = eval(&[pol(Origin::Con, Resource::Memory, 85.0, 90.0)], &o, &[usage(app(2), Resource::Memory, 88.0, 88.0)]);
-        assert!(matches!(&c[..], [Change::Continue { alarm_id: 5, .. }]), "{c:?}");
+        let o = [open(
+            5,
+            &app(1),
+            AlarmType::Memory,
+            Level::Warning,
+            OpenStatus::Raised,
+            1,
+        )];
+        let c = eval(
+            &[pol(Origin::Con, Resource::Memory, 85.0, 90.0)],
+            &o,
+            &[usage(app(2), Resource::Memory, 88.0, 88.0)],
+        );
+        assert!(
+            matches!(&c[..], [Change::Continue { alarm_id: 5, .. }]),
+            "{c:?}"
+        );
     }
 
     #[test]
@@ -542,13 +801,24 @@ mod tests {
             open(3, &t, CPU, Level::Warning, OpenStatus::Raised, 1),
             open(4, &t, CPU, Level::Critical, OpenStatus::Raised, 1),
         ];
-        let c = eval(&[pol(Origin::Pas, Resource::Cpu, 85.0, 90.0)], &o, &[usage(t, Resource::Cpu, 1.0, 1.0)]);
-        assert!(matches!(&c[..], [Change::Recover { alarm_ids, level: Level::Critical, .. }] if alarm_ids == &vec![4, 3]), "{c:?}");
+        let c = eval(
+            &[pol(Origin::Pas, Resource::Cpu, 85.0, 90.0)],
+            &o,
+            &[usage(t, Resource::Cpu, 1.0, 1.0)],
+        );
+        assert!(
+            matches!(&c[..], [Change::Recover { alarm_ids, level: Level::Critical, .. }] if alarm_ids == &vec![4, 3]),
+            "{c:?}"
+        );
     }
 
     #[test]
     fn non_finite_values_are_ignored() {
-        let c = eval(&[pol(Origin::Pas, Resource::Cpu, 85.0, 90.0)], &[], &[usage(vm(1), Resource::Cpu, f64::NAN, f64::NAN)]);
+        let c = eval(
+            &[pol(Origin::Pas, Resource::Cpu, 85.0, 90.0)],
+            &[],
+            &[usage(vm(1), Resource::Cpu, f64::NAN, f64::NAN)],
+        );
         assert!(c.is_empty());
     }
 }

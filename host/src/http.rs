@@ -32,7 +32,11 @@ async fn ready(State(s): State<HttpState>) -> impl IntoResponse {
         .lock()
         .map(|st| (st.last_tick, st.last_tick_ok))
         .unwrap_or((None, false));
-    let code = if db_ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let code = if db_ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     (
         code,
         Json(serde_json::json!({
@@ -46,12 +50,19 @@ async fn ready(State(s): State<HttpState>) -> impl IntoResponse {
 async fn metrics(State(s): State<HttpState>) -> impl IntoResponse {
     match &s.metrics {
         Some(h) => (StatusCode::OK, h.render()),
-        None => (StatusCode::NOT_FOUND, "metrics recorder not installed".to_string()),
+        None => (
+            StatusCode::NOT_FOUND,
+            "metrics recorder not installed".to_string(),
+        ),
     }
 }
 
 /// Serves until the process ends; a port that cannot be bound is an error at start.
-pub async fn serve(bind: &str, port: u16, state: HttpState) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+pub async fn serve(
+    bind: &str,
+    port: u16,
+    state: HttpState,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     let listener = tokio::net::TcpListener::bind((bind, port))
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {bind}:{port} (server.port / PORT): {e}"))?;

@@ -15,9 +15,17 @@ pub enum InfluxError {
         source: reqwest::Error,
     },
     #[error("InfluxDB {url}: HTTP {status}: {body}")]
-    Status { url: String, status: u16, body: String },
+    Status {
+        url: String,
+        status: u16,
+        body: String,
+    },
     #[error("InfluxDB {url} database {db}: query error: {message}")]
-    Query { url: String, db: String, message: String },
+    Query {
+        url: String,
+        db: String,
+        message: String,
+    },
     #[error("InfluxDB {url}: malformed answer: {message}")]
     Decode { url: String, message: String },
     #[error("InfluxDB client: {0}")]
@@ -236,8 +244,12 @@ mod tests {
 
     #[test]
     fn error_in_a_200_answer_is_an_error() {
-        let e = decode("http://x", "nope", br#"{"results":[{"statement_id":0,"error":"database not found: nope"}]}"#)
-            .unwrap_err();
+        let e = decode(
+            "http://x",
+            "nope",
+            br#"{"results":[{"statement_id":0,"error":"database not found: nope"}]}"#,
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("database not found"), "{e}");
         assert!(e.to_string().contains("nope"));
     }

@@ -26,14 +26,34 @@ const KEYS: &[(&str, Option<&str>, Kind)] = &[
     ("influx.pass", Some("influx.password"), Kind::Str),
     ("influx.paasta.db_name", Some("influx.paasta_db"), Kind::Str),
     ("influx.bosh.db_name", Some("influx.bosh_db"), Kind::Str),
-    ("influx.container.db_name", Some("influx.container_db"), Kind::Str),
+    (
+        "influx.container.db_name",
+        Some("influx.container_db"),
+        Kind::Str,
+    ),
     ("influx.cf_measurement", None, Kind::Str),
     ("influx.cf_process_measurement", None, Kind::Str),
     ("influx.defaultTimeRange", None, Kind::Str),
-    ("monitoring.db.type", Some("monitoring_db.db_type"), Kind::Str),
-    ("monitoring.db.dbname", Some("monitoring_db.dbname"), Kind::Str),
-    ("monitoring.db.username", Some("monitoring_db.username"), Kind::Str),
-    ("monitoring.db.password", Some("monitoring_db.password"), Kind::Str),
+    (
+        "monitoring.db.type",
+        Some("monitoring_db.db_type"),
+        Kind::Str,
+    ),
+    (
+        "monitoring.db.dbname",
+        Some("monitoring_db.dbname"),
+        Kind::Str,
+    ),
+    (
+        "monitoring.db.username",
+        Some("monitoring_db.username"),
+        Kind::Str,
+    ),
+    (
+        "monitoring.db.password",
+        Some("monitoring_db.password"),
+        Kind::Str,
+    ),
     ("monitoring.db.host", Some("monitoring_db.host"), Kind::Str),
     ("monitoring.db.port", Some("monitoring_db.port"), Kind::Int),
     ("portal.db.type", Some("portal_db.db_type"), Kind::Str),
@@ -46,33 +66,97 @@ const KEYS: &[(&str, Option<&str>, Kind)] = &[
     ("bosh.ip", None, Kind::Str),
     ("bosh.admin", Some("plugins.bosh.username"), Kind::Str),
     ("bosh.password", Some("plugins.bosh.password"), Kind::Str),
-    ("bosh.cf.deployment.name", Some("plugins.bosh.cf_deployment"), Kind::Str),
-    ("bosh.diego.deployment.name", Some("plugins.bosh.diego_deployment"), Kind::Str),
-    ("bosh.diego.cell.name.prefix", Some("plugins.bosh.cell_prefix"), Kind::Str),
-    ("bosh.cell.name.prefix", Some("plugins.bosh.cell_prefix"), Kind::Str),
-    ("bosh.service.name", Some("plugins.bosh.service_name"), Kind::Str),
+    (
+        "bosh.cf.deployment.name",
+        Some("plugins.bosh.cf_deployment"),
+        Kind::Str,
+    ),
+    (
+        "bosh.diego.deployment.name",
+        Some("plugins.bosh.diego_deployment"),
+        Kind::Str,
+    ),
+    (
+        "bosh.diego.cell.name.prefix",
+        Some("plugins.bosh.cell_prefix"),
+        Kind::Str,
+    ),
+    (
+        "bosh.cell.name.prefix",
+        Some("plugins.bosh.cell_prefix"),
+        Kind::Str,
+    ),
+    (
+        "bosh.service.name",
+        Some("plugins.bosh.service_name"),
+        Kind::Str,
+    ),
     ("mail.smtp.host", Some("plugins.email.smtp_host"), Kind::Str),
     ("mail.smtp.port", Some("plugins.email.smtp_port"), Kind::Int),
     ("mail.sender", Some("plugins.email.sender"), Kind::Str),
-    ("mail.sender.password", Some("plugins.email.password"), Kind::Str),
+    (
+        "mail.sender.password",
+        Some("plugins.email.password"),
+        Kind::Str,
+    ),
     ("mail.resource.url", Some("alarms.resource_url"), Kind::Str),
     ("mail.receiver.email", None, Kind::Str),
     ("mail.alarm.send", Some("plugins.email.enabled"), Kind::Bool),
-    ("mail.tls.send", Some("plugins.email.security"), Kind::MailTls),
-    ("batch.interval.second", Some("batch.interval_seconds"), Kind::Int),
-    ("gmt.time.hour.gap", Some("alarms.gmt_time_hour_gap"), Kind::Int),
-    ("autoscale.portal.url", Some("plugins.autoscale.portal_url"), Kind::Str),
+    (
+        "mail.tls.send",
+        Some("plugins.email.security"),
+        Kind::MailTls,
+    ),
+    (
+        "batch.interval.second",
+        Some("batch.interval_seconds"),
+        Kind::Int,
+    ),
+    (
+        "gmt.time.hour.gap",
+        Some("alarms.gmt_time_hour_gap"),
+        Kind::Int,
+    ),
+    (
+        "autoscale.portal.url",
+        Some("plugins.autoscale.portal_url"),
+        Kind::Str,
+    ),
     ("portal.api.url", None, Kind::Str),
     ("redis.addr", None, Kind::Str),
     ("redis.password", None, Kind::Str),
     ("redis.db", None, Kind::Str),
     ("user.portal.alarm.interval", None, Kind::Str),
-    ("cf.client.api_address", Some("plugins.autoscale.cf_api_url"), Kind::Str),
-    ("cf.client.uaa_address", Some("plugins.autoscale.uaa_url"), Kind::Str),
-    ("cf.client.username", Some("plugins.autoscale.cf_username"), Kind::Str),
-    ("cf.client.password", Some("plugins.autoscale.cf_password"), Kind::Str),
-    ("cf.client.clientid", Some("plugins.autoscale.client_id"), Kind::Str),
-    ("cf.client.clientpassword", Some("plugins.autoscale.client_secret"), Kind::Str),
+    (
+        "cf.client.api_address",
+        Some("plugins.autoscale.cf_api_url"),
+        Kind::Str,
+    ),
+    (
+        "cf.client.uaa_address",
+        Some("plugins.autoscale.uaa_url"),
+        Kind::Str,
+    ),
+    (
+        "cf.client.username",
+        Some("plugins.autoscale.cf_username"),
+        Kind::Str,
+    ),
+    (
+        "cf.client.password",
+        Some("plugins.autoscale.cf_password"),
+        Kind::Str,
+    ),
+    (
+        "cf.client.clientid",
+        Some("plugins.autoscale.client_id"),
+        Kind::Str,
+    ),
+    (
+        "cf.client.clientpassword",
+        Some("plugins.autoscale.client_secret"),
+        Kind::Str,
+    ),
 ];
 
 /// One `key = value` line.
@@ -162,7 +246,10 @@ impl LegacyIni {
                 tracing::debug!(key = %e.key, "config.ini key accepted but unused");
                 continue;
             };
-            if let Some(plugin) = target.strip_prefix("plugins.").and_then(|p| p.split('.').next()) {
+            if let Some(plugin) = target
+                .strip_prefix("plugins.")
+                .and_then(|p| p.split('.').next())
+            {
                 explicit_plugins.push(plugin.to_string());
             }
             let bad = |what: &str| {
@@ -178,9 +265,10 @@ impl LegacyIni {
                         .parse::<i64>()
                         .map_err(|_| bad("expected an integer"))?,
                 ),
-                Kind::Bool => ValueKind::Boolean(parse_bool(&e.value).ok_or_else(|| {
-                    bad("expected a boolean (true/false, 1/0, t/f, yes/no)")
-                })?),
+                Kind::Bool => ValueKind::Boolean(
+                    parse_bool(&e.value)
+                        .ok_or_else(|| bad("expected a boolean (true/false, 1/0, t/f, yes/no)"))?,
+                ),
                 Kind::MailTls => ValueKind::String(
                     if parse_bool(&e.value).ok_or_else(|| bad("expected a boolean"))? {
                         "tls".to_string()
@@ -198,7 +286,11 @@ impl LegacyIni {
                 continue;
             }
             let on = plugin != "email" || !explicit_plugins.contains(&"email".to_string());
-            set(&mut out, &key, Value::new(Some(&file), ValueKind::Boolean(on)));
+            set(
+                &mut out,
+                &key,
+                Value::new(Some(&file), ValueKind::Boolean(on)),
+            );
         }
         Ok(out)
     }
@@ -233,7 +325,10 @@ mod tests {
              mail.alarm.send = true # send mail\nmail.sender.password = pa#ss\n\
              ; other comment\nnot a pair\nbosh.cf.deployment.name=paasta-controller\t# cf\n",
         );
-        let kv: Vec<_> = e.iter().map(|e| (e.key.as_str(), e.value.as_str(), e.line)).collect();
+        let kv: Vec<_> = e
+            .iter()
+            .map(|e| (e.key.as_str(), e.value.as_str(), e.line))
+            .collect();
         assert_eq!(
             kv,
             vec![
@@ -249,8 +344,15 @@ mod tests {
     fn non_numeric_interval_names_file_line_and_key() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("config.ini");
-        std::fs::write(&p, "monitoring.db.dbname = x\nbatch.interval.second = sixty\n").unwrap();
-        let err = LegacyIni::new(&p, vec![]).translate().unwrap_err().to_string();
+        std::fs::write(
+            &p,
+            "monitoring.db.dbname = x\nbatch.interval.second = sixty\n",
+        )
+        .unwrap();
+        let err = LegacyIni::new(&p, vec![])
+            .translate()
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("config.ini:2"), "{err}");
         assert!(err.contains("batch.interval.second"), "{err}");
         assert!(err.contains("integer"), "{err}");
@@ -264,7 +366,11 @@ mod tests {
         let out = LegacyIni::new(&p, vec!["email".into(), "paasta".into()])
             .translate()
             .unwrap();
-        let get = |k: &str| out.iter().find(|(key, _)| key == k).map(|(_, v)| v.to_string());
+        let get = |k: &str| {
+            out.iter()
+                .find(|(key, _)| key == k)
+                .map(|(_, v)| v.to_string())
+        };
         assert_eq!(get("plugins.email.enabled").as_deref(), Some("false"));
         assert_eq!(get("plugins.paasta.enabled").as_deref(), Some("true"));
         assert_eq!(get("plugins.email.security").as_deref(), Some("tls"));

@@ -35,7 +35,9 @@ impl FromStr for Origin {
             "pas" => Ok(Origin::Pas),
             "bos" => Ok(Origin::Bos),
             "con" => Ok(Origin::Con),
-            other => Err(format!("unknown origin_type code {other:?} (expected pas, bos or con)")),
+            other => Err(format!(
+                "unknown origin_type code {other:?} (expected pas, bos or con)"
+            )),
         }
     }
 }
@@ -73,7 +75,9 @@ impl FromStr for Resource {
             "cpu" => Ok(Resource::Cpu),
             "memory" => Ok(Resource::Memory),
             "disk" => Ok(Resource::Disk),
-            other => Err(format!("unknown alarm_type code {other:?} (expected cpu, memory or disk)")),
+            other => Err(format!(
+                "unknown alarm_type code {other:?} (expected cpu, memory or disk)"
+            )),
         }
     }
 }
@@ -159,7 +163,9 @@ impl FromStr for Level {
             "warning" => Ok(Level::Warning),
             "critical" => Ok(Level::Critical),
             "fail" => Ok(Level::Fail),
-            other => Err(format!("unknown level {other:?} (expected warning, critical or fail)")),
+            other => Err(format!(
+                "unknown level {other:?} (expected warning, critical or fail)"
+            )),
         }
     }
 }

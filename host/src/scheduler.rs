@@ -108,7 +108,8 @@ async fn guarded<T>(
         Ok(Err(e)) => format!("{step}/{plugin}: {e:#}"),
         Err(_) => format!("{step}/{plugin}: timed out after {}s", timeout.as_secs()),
     };
-    metrics::counter!("monit_plugin_failures_total", "step" => step, "plugin" => plugin).increment(1);
+    metrics::counter!("monit_plugin_failures_total", "step" => step, "plugin" => plugin)
+        .increment(1);
     tracing::error!(step, plugin, "{err}");
     Err(err)
 }
@@ -175,11 +176,18 @@ impl Scheduler {
         sum
     }
 
-    async fn tick_steps(&self, now: Timestamp, dry_run: bool, sum: &mut TickSummary) -> anyhow::Result<()> {
+    async fn tick_steps(
+        &self,
+        now: Timestamp,
+        dry_run: bool,
+        sum: &mut TickSummary,
+    ) -> anyhow::Result<()> {
         let timeout = self.step_timeout();
         // 1. inventory
         for p in &self.plugins {
-            let Some(inv) = &p.parts.inventory else { continue };
+            let Some(inv) = &p.parts.inventory else {
+                continue;
+            };
             let ctx = SyncContext { now };
             let fetched = guarded("inventory", p.name, timeout, inv.fetch(&ctx)).await;
             match fetched {
@@ -189,7 +197,14 @@ impl Scheduler {
                     snapshot.vms.len()
                 )),
                 Ok(snapshot) => {
-                    match guarded("inventory", p.name, timeout, vm_inventory::apply_snapshot(&self.pool, &snapshot)).await {
+                    match guarded(
+                        "inventory",
+                        p.name,
+                        timeout,
+                        vm_inventory::apply_snapshot(&self.pool, &snapshot),
+                    )
+                    .await
+                    {
                         Ok(ch) => {
                             sum.inventory.insert(p.name.to_string(), ch);
                         }
@@ -208,7 +223,12 @@ impl Scheduler {
         let windows = Windows {
             by_key: policies
                 .iter()
-                .map(|p| ((p.origin, p.resource), Duration::from_secs(p.measure_seconds)))
+                .map(|p| {
+                    (
+                        (p.origin, p.resource),
+                        Duration::from_secs(p.measure_seconds),
+                    )
+                })
                 .collect(),
             default: Duration::from_secs(a.default_measure_seconds),
         };
@@ -226,9 +246,11 @@ impl Scheduler {
             .iter()
             .filter_map(|p| p.parts.collector.as_ref().map(|c| (p.name, c)))
             .collect();
-        let results = futures::future::join_all(collectors.iter().map(|(name, c)| {
-            guarded("collect", name, timeout, c.collect(&ctx))
-        }))
+        let results = futures::future::join_all(
+            collectors
+                .iter()
+                .map(|(name, c)| guarded("collect", name, timeout, c.collect(&ctx))),
+        )
         .await;
         let mut readings: Vec<Reading> = Vec::new();
         let mut evaluated: Vec<Origin> = Vec::new();
@@ -236,7 +258,8 @@ impl Scheduler {
         for ((name, c), res) in collectors.iter().zip(results) {
             match res {
                 Ok(r) => {
-                    metrics::counter!("monit_readings_total", "collector" => *name).increment(r.len() as u64);
+                    metrics::counter!("monit_readings_total", "collector" => *name)
+                        .increment(r.len() as u64);
                     sum.readings.insert(name.to_string(), r.len());
                     evaluated.push(c.origin());
                     readings.extend(r);
@@ -320,7 +343,11 @@ impl Scheduler {
                     n
                 })
                 .collect();
-            let results = match guarded("notify", p.name, self.step_timeout(), async { Ok(n.send(&batch).await) }).await {
+            let results = match guarded("notify", p.name, self.step_timeout(), async {
+                Ok(n.send(&batch).await)
+            })
+            .await
+            {
                 Ok(r) => r,
                 Err(e) => {
                     sum.errors.push(e.clone());
@@ -328,7 +355,12 @@ impl Scheduler {
                 }
             };
             let mut sent = Vec::new();
-            for (d, res) in due.iter().zip(results.into_iter().chain(std::iter::repeat_with(|| Err(anyhow::anyhow!("notifier returned no result"))))) {
+            for (d, res) in due
+                .iter()
+                .zip(results.into_iter().chain(std::iter::repeat_with(|| {
+                    Err(anyhow::anyhow!("notifier returned no result"))
+                })))
+            {
                 match res {
                     Ok(()) => sent.push(d.id),
                     Err(e) => {
@@ -338,8 +370,15 @@ impl Scheduler {
                             .saturating_mul(1u64 << d.attempts.clamp(0, 20))
                             .min(a.retry_max_seconds);
                         let next = now + chrono::Duration::seconds(backoff as i64);
-                        tracing::warn!(notifier = p.name, notification_id = d.id, retry_in_s = backoff, "send failed: {e:#}");
-                        if let Err(e) = store::mark_failed(&self.pool, d.id, next, &format!("{e:#}")).await {
+                        tracing::warn!(
+                            notifier = p.name,
+                            notification_id = d.id,
+                            retry_in_s = backoff,
+                            "send failed: {e:#}"
+                        );
+                        if let Err(e) =
+                            store::mark_failed(&self.pool, d.id, next, &format!("{e:#}")).await
+                        {
                             sum.errors.push(format!("notify/{}: {e:#}", p.name));
                         }
                     }
@@ -362,7 +401,13 @@ impl Scheduler {
         }
     }
 
-    async fn scale(&self, now: Timestamp, dry_run: bool, vms: &[crate::model::Vm], sum: &mut TickSummary) {
+    async fn scale(
+        &self,
+        now: Timestamp,
+        dry_run: bool,
+        vms: &[crate::model::Vm],
+        sum: &mut TickSummary,
+    ) {
         let scalers: Vec<_> = self
             .plugins
             .iter()
@@ -396,10 +441,16 @@ impl Scheduler {
                     }
                     if dry_run {
                         sum.planned.extend(decisions.iter().map(|d| {
-                            format!("scale {} ({}): {:?} {:?}: {}", d.app_name, d.app_guid, d.action, d.outcome, d.reason)
+                            format!(
+                                "scale {} ({}): {:?} {:?}: {}",
+                                d.app_name, d.app_guid, d.action, d.outcome, d.reason
+                            )
                         }));
-                    } else if let Err(e) = scaling::record_decisions(&self.pool, &decisions, now).await {
-                        sum.errors.push(format!("scale/{name}: recording decisions: {e:#}"));
+                    } else if let Err(e) =
+                        scaling::record_decisions(&self.pool, &decisions, now).await
+                    {
+                        sum.errors
+                            .push(format!("scale/{name}: recording decisions: {e:#}"));
                     }
                     sum.scale.extend(decisions);
                 }
@@ -411,8 +462,13 @@ impl Scheduler {
     /// Ticks every `batch.interval_seconds` until `shutdown` turns true. A tick in flight when
     /// the signal comes is finished (its DB writes complete), then the loop ends. Ticks never
     /// overlap and a slow tick does not cause a burst of catch-up ticks.
-    pub async fn run(&self, mut shutdown: tokio::sync::watch::Receiver<bool>, leader: &crate::leader::Leader) {
-        let mut interval = tokio::time::interval(Duration::from_secs(self.settings.batch.interval_seconds));
+    pub async fn run(
+        &self,
+        mut shutdown: tokio::sync::watch::Receiver<bool>,
+        leader: &crate::leader::Leader,
+    ) {
+        let mut interval =
+            tokio::time::interval(Duration::from_secs(self.settings.batch.interval_seconds));
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         loop {
             tokio::select! {
@@ -436,27 +492,84 @@ impl Scheduler {
 
 fn describe_change(c: &Change) -> String {
     let who = |t: &crate::model::Target| match &t.app {
-        Some(a) => format!("{} {}[{}] on {}", t.origin, a.app_name, a.app_index, a.cell_name),
+        Some(a) => format!(
+            "{} {}[{}] on {}",
+            t.origin, a.app_name, a.app_index, a.cell_name
+        ),
         None => format!("{} {} ({})", t.origin, t.name, t.ip),
     };
-    let v = |v: &Option<f64>| v.map(|v| format!("{v:.2}%")).unwrap_or_else(|| "no data".into());
+    let v = |v: &Option<f64>| {
+        v.map(|v| format!("{v:.2}%"))
+            .unwrap_or_else(|| "no data".into())
+    };
     match c {
-        Change::Open { target, alarm_type, level, value, .. } => {
-            format!("open {alarm_type} {level} alarm for {} at {}, notify", who(target), v(value))
+        Change::Open {
+            target,
+            alarm_type,
+            level,
+            value,
+            ..
+        } => {
+            format!(
+                "open {alarm_type} {level} alarm for {} at {}, notify",
+                who(target),
+                v(value)
+            )
         }
-        Change::Escalate { alarm_id, target, alarm_type, from, to, value, .. } => {
-            format!("escalate alarm {alarm_id} ({alarm_type}) of {} {from} -> {to} at {}, notify", who(target), v(value))
+        Change::Escalate {
+            alarm_id,
+            target,
+            alarm_type,
+            from,
+            to,
+            value,
+            ..
+        } => {
+            format!(
+                "escalate alarm {alarm_id} ({alarm_type}) of {} {from} -> {to} at {}, notify",
+                who(target),
+                v(value)
+            )
         }
-        Change::Rebreach { alarm_id, target, alarm_type, level, value, .. } => {
-            format!("re-open alarm {alarm_id} ({alarm_type} {level}) of {} at {}, notify", who(target), v(value))
+        Change::Rebreach {
+            alarm_id,
+            target,
+            alarm_type,
+            level,
+            value,
+            ..
+        } => {
+            format!(
+                "re-open alarm {alarm_id} ({alarm_type} {level}) of {} at {}, notify",
+                who(target),
+                v(value)
+            )
         }
-        Change::Continue { alarm_id, target, alarm_type, value, renotify, .. } => format!(
+        Change::Continue {
+            alarm_id,
+            target,
+            alarm_type,
+            value,
+            renotify,
+            ..
+        } => format!(
             "count alarm {alarm_id} ({alarm_type}) of {} at {}{}",
             who(target),
             v(value),
-            if *renotify { ", repeat notification" } else { "" }
+            if *renotify {
+                ", repeat notification"
+            } else {
+                ""
+            }
         ),
-        Change::Recover { alarm_ids, target, alarm_type, value, close, .. } => format!(
+        Change::Recover {
+            alarm_ids,
+            target,
+            alarm_type,
+            value,
+            close,
+            ..
+        } => format!(
             "{} alarm(s) {alarm_ids:?} ({alarm_type}) of {} at {}, notify recovery",
             if *close { "resolve" } else { "mark recovered" },
             who(target),

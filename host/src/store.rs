@@ -12,7 +12,10 @@ use std::collections::HashMap;
 
 /// Loads `alarm_policies`; rows with unknown codes or impossible thresholds are skipped with a
 /// log line (they are the operator's to fix, and must not stop the other policies).
-pub async fn load_policies(pool: &MySqlPool, default_measure_seconds: u64) -> anyhow::Result<Vec<Policy>> {
+pub async fn load_policies(
+    pool: &MySqlPool,
+    default_measure_seconds: u64,
+) -> anyhow::Result<Vec<Policy>> {
     let rows = sqlx::query(
         "SELECT CAST(id AS SIGNED) AS id, origin_type, alarm_type, CAST(warning_threshold AS DOUBLE) AS w, \
          CAST(critical_threshold AS DOUBLE) AS c, CAST(repeat_time AS SIGNED) AS r, CAST(measure_time AS SIGNED) AS m \
@@ -36,10 +39,18 @@ pub async fn load_policies(pool: &MySqlPool, default_measure_seconds: u64) -> an
         let warning: f64 = row.try_get("w")?;
         let critical: f64 = row.try_get("c")?;
         if critical < warning {
-            tracing::warn!(policy_id = id, warning, critical, "alarm_policies row skipped: critical_threshold is below warning_threshold");
+            tracing::warn!(
+                policy_id = id,
+                warning,
+                critical,
+                "alarm_policies row skipped: critical_threshold is below warning_threshold"
+            );
             continue;
         }
-        if out.iter().any(|p| p.origin == origin && p.resource == resource) {
+        if out
+            .iter()
+            .any(|p| p.origin == origin && p.resource == resource)
+        {
             tracing::warn!(policy_id = id, %origin, %resource, "alarm_policies row skipped: an earlier row has the same origin_type and alarm_type");
             continue;
         }
@@ -52,7 +63,11 @@ pub async fn load_policies(pool: &MySqlPool, default_measure_seconds: u64) -> an
             critical,
             repeat_minutes: row.try_get::<Option<i64>, _>("r")?.unwrap_or(10).max(0),
             // 0 is what a 2.0 database upgraded by the original holds (defect D16)
-            measure_seconds: if measure > 0 { measure as u64 } else { default_measure_seconds },
+            measure_seconds: if measure > 0 {
+                measure as u64
+            } else {
+                default_measure_seconds
+            },
         });
     }
     Ok(out)
@@ -85,9 +100,18 @@ pub async fn load_open_alarms(pool: &MySqlPool) -> anyhow::Result<Vec<OpenAlarm>
     for row in rows {
         let id: i64 = row.try_get("id")?;
         let parsed = (|| -> Result<_, String> {
-            let origin: Origin = row.try_get::<String, _>("origin_type").map_err(|e| e.to_string())?.parse()?;
-            let alarm_type: AlarmType = row.try_get::<String, _>("alarm_type").map_err(|e| e.to_string())?.parse()?;
-            let level: Level = row.try_get::<String, _>("level").map_err(|e| e.to_string())?.parse()?;
+            let origin: Origin = row
+                .try_get::<String, _>("origin_type")
+                .map_err(|e| e.to_string())?
+                .parse()?;
+            let alarm_type: AlarmType = row
+                .try_get::<String, _>("alarm_type")
+                .map_err(|e| e.to_string())?
+                .parse()?;
+            let level: Level = row
+                .try_get::<String, _>("level")
+                .map_err(|e| e.to_string())?
+                .parse()?;
             Ok((origin, alarm_type, level))
         })();
         let (origin, alarm_type, level) = match parsed {
@@ -104,11 +128,17 @@ pub async fn load_open_alarms(pool: &MySqlPool) -> anyhow::Result<Vec<OpenAlarm>
             origin_id: row.try_get("origin_id")?,
             alarm_type,
             level,
-            status: if status == "2" { OpenStatus::InProgress } else { OpenStatus::Raised },
+            status: if status == "2" {
+                OpenStatus::InProgress
+            } else {
+                OpenStatus::Raised
+            },
             raised_at: row.try_get("reg_date")?,
             last_sent: row.try_get("alarm_send_date")?,
             app_name: row.try_get("app_name")?,
-            app_index: row.try_get::<Option<i64>, _>("app_index")?.map(|i| i as i32),
+            app_index: row
+                .try_get::<Option<i64>, _>("app_index")?
+                .map(|i| i as i32),
             recovered: row.try_get::<i64, _>("recovered")? != 0,
         });
     }
@@ -144,20 +174,30 @@ pub struct Outbox<'a> {
     pub resource_url: Option<&'a str>,
 }
 
-fn payload(
-    kind: NotificationKind,
-    alarm_id: i64,
-    target: &Target,
+/// What an alarm event is about, as the engine decided it.
+struct Event<'a> {
+    target: &'a Target,
     alarm_type: AlarmType,
     level: Level,
     value: Option<f64>,
     threshold: Option<f64>,
-    title: String,
-    message: String,
-    raised_at: Timestamp,
-    now: Timestamp,
+}
+
+fn payload(
+    kind: NotificationKind,
+    alarm_id: i64,
+    ev: Event<'_>,
+    (title, message): (String, String),
+    (raised_at, now): (Timestamp, Timestamp),
     out: &Outbox<'_>,
 ) -> Notification {
+    let Event {
+        target,
+        alarm_type,
+        level,
+        value,
+        threshold,
+    } = ev;
     Notification {
         id: 0,
         alarm_id,
@@ -196,13 +236,23 @@ pub async fn apply_changes(
     let raised: HashMap<i64, Timestamp> = open.iter().map(|a| (a.id, a.raised_at)).collect();
     let raised_at = |id: i64| raised.get(&id).copied().unwrap_or(now);
     let lang = out.language;
-    let mut tx = pool.begin().await.context("starting the alarm transaction")?;
+    let mut tx = pool
+        .begin()
+        .await
+        .context("starting the alarm transaction")?;
     let mut queued: Vec<Notification> = Vec::new();
     let mut counted: Vec<i64> = Vec::new();
     for ch in changes {
         match ch {
-            Change::Open { target, alarm_type, level, value, threshold } => {
-                let (title, message) = text::title_and_message(lang, target, *alarm_type, *level, *threshold, *value);
+            Change::Open {
+                target,
+                alarm_type,
+                level,
+                value,
+                threshold,
+            } => {
+                let (title, message) =
+                    text::title_and_message(lang, target, *alarm_type, *level, *threshold, *value);
                 let app = target.app.as_ref();
                 let res = sqlx::query(
                     "INSERT INTO alarms (origin_type, origin_id, alarm_type, level, ip, app_yn, app_name, app_index, \
@@ -228,11 +278,40 @@ pub async fn apply_changes(
                 .await
                 .context("inserting an alarm")?;
                 let id = res.last_insert_id() as i64;
-                queued.push(payload(NotificationKind::Opened, id, target, *alarm_type, *level, *value, *threshold, title, message, now, now, out));
+                queued.push(payload(
+                    NotificationKind::Opened,
+                    id,
+                    Event {
+                        target,
+                        alarm_type: *alarm_type,
+                        level: *level,
+                        value: *value,
+                        threshold: *threshold,
+                    },
+                    (title, message),
+                    (now, now),
+                    out,
+                ));
             }
-            Change::Escalate { alarm_id, target, alarm_type, to: level, value, threshold, .. }
-            | Change::Rebreach { alarm_id, target, alarm_type, level, value, threshold } => {
-                let (title, message) = text::title_and_message(lang, target, *alarm_type, *level, *threshold, *value);
+            Change::Escalate {
+                alarm_id,
+                target,
+                alarm_type,
+                to: level,
+                value,
+                threshold,
+                ..
+            }
+            | Change::Rebreach {
+                alarm_id,
+                target,
+                alarm_type,
+                level,
+                value,
+                threshold,
+            } => {
+                let (title, message) =
+                    text::title_and_message(lang, target, *alarm_type, *level, *threshold, *value);
                 sqlx::query(
                     "UPDATE alarms SET level = ?, alarm_title = ?, alarm_message = ?, alarm_cnt = alarm_cnt + 1, \
                      alarm_send_date = ?, modi_date = ?, modi_user = 'bat' WHERE id = ? AND resolve_status IN ('1', '2')",
@@ -250,10 +329,35 @@ pub async fn apply_changes(
                     .bind(alarm_id)
                     .execute(&mut *tx)
                     .await?;
-                let kind = if matches!(ch, Change::Escalate { .. }) { NotificationKind::Escalated } else { NotificationKind::Opened };
-                queued.push(payload(kind, *alarm_id, target, *alarm_type, *level, *value, *threshold, title, message, raised_at(*alarm_id), now, out));
+                let kind = if matches!(ch, Change::Escalate { .. }) {
+                    NotificationKind::Escalated
+                } else {
+                    NotificationKind::Opened
+                };
+                queued.push(payload(
+                    kind,
+                    *alarm_id,
+                    Event {
+                        target,
+                        alarm_type: *alarm_type,
+                        level: *level,
+                        value: *value,
+                        threshold: *threshold,
+                    },
+                    (title, message),
+                    (raised_at(*alarm_id), now),
+                    out,
+                ));
             }
-            Change::Continue { alarm_id, target, alarm_type, level, value, threshold, renotify } => {
+            Change::Continue {
+                alarm_id,
+                target,
+                alarm_type,
+                level,
+                value,
+                threshold,
+                renotify,
+            } => {
                 if !renotify {
                     counted.push(*alarm_id);
                     continue;
@@ -268,10 +372,31 @@ pub async fn apply_changes(
                 .execute(&mut *tx)
                 .await
                 .context("counting an alarm")?;
-                let (title, message) = text::title_and_message(lang, target, *alarm_type, *level, *threshold, *value);
-                queued.push(payload(NotificationKind::Repeated, *alarm_id, target, *alarm_type, *level, *value, *threshold, title, message, raised_at(*alarm_id), now, out));
+                let (title, message) =
+                    text::title_and_message(lang, target, *alarm_type, *level, *threshold, *value);
+                queued.push(payload(
+                    NotificationKind::Repeated,
+                    *alarm_id,
+                    Event {
+                        target,
+                        alarm_type: *alarm_type,
+                        level: *level,
+                        value: *value,
+                        threshold: *threshold,
+                    },
+                    (title, message),
+                    (raised_at(*alarm_id), now),
+                    out,
+                ));
             }
-            Change::Recover { alarm_ids, target, alarm_type, level, value, close } => {
+            Change::Recover {
+                alarm_ids,
+                target,
+                alarm_type,
+                level,
+                value,
+                close,
+            } => {
                 let message = text::recovery_message(lang, target, *alarm_type, *value);
                 if *close {
                     let mut q = QueryBuilder::new(
@@ -280,43 +405,79 @@ pub async fn apply_changes(
                     q.push_bind(now)
                         .push(", complete_user = 'system', modi_date = ")
                         .push_bind(now)
-                        .push(", modi_user = 'system' WHERE resolve_status IN ('1', '2') AND id IN (");
+                        .push(
+                            ", modi_user = 'system' WHERE resolve_status IN ('1', '2') AND id IN (",
+                        );
                     let mut sep = q.separated(", ");
                     for id in alarm_ids {
                         sep.push_bind(id);
                     }
                     q.push(")");
-                    q.build().execute(&mut *tx).await.context("resolving an alarm")?;
+                    q.build()
+                        .execute(&mut *tx)
+                        .await
+                        .context("resolving an alarm")?;
                     let mut q = QueryBuilder::new(
                         "INSERT INTO alarm_actions (alarm_id, alarm_action_desc, reg_date, reg_user, modi_date, modi_user) ",
                     );
                     q.push_values(alarm_ids, |mut b, id| {
-                        b.push_bind(id).push_bind(&message).push_bind(now).push("'system'").push_bind(now).push("'system'");
+                        b.push_bind(id)
+                            .push_bind(&message)
+                            .push_bind(now)
+                            .push("'system'")
+                            .push_bind(now)
+                            .push("'system'");
                     });
-                    q.build().execute(&mut *tx).await.context("recording the resolution in alarm_actions")?;
+                    q.build()
+                        .execute(&mut *tx)
+                        .await
+                        .context("recording the resolution in alarm_actions")?;
                 } else {
-                    let mut q = QueryBuilder::new("INSERT INTO batch_alarm_state (alarm_id, recovered_at) ");
+                    let mut q = QueryBuilder::new(
+                        "INSERT INTO batch_alarm_state (alarm_id, recovered_at) ",
+                    );
                     q.push_values(alarm_ids, |mut b, id| {
                         b.push_bind(id).push_bind(now);
                     });
                     q.push(" ON DUPLICATE KEY UPDATE recovered_at = VALUES(recovered_at)");
-                    q.build().execute(&mut *tx).await.context("marking an alarm recovered")?;
+                    q.build()
+                        .execute(&mut *tx)
+                        .await
+                        .context("marking an alarm recovered")?;
                 }
                 let lead = alarm_ids.first().copied().unwrap_or(0);
                 let title = format!("[RECOVERED] {}", message.lines().next().unwrap_or_default());
-                queued.push(payload(NotificationKind::Recovered, lead, target, *alarm_type, *level, *value, None, title, message, raised_at(lead), now, out));
+                queued.push(payload(
+                    NotificationKind::Recovered,
+                    lead,
+                    Event {
+                        target,
+                        alarm_type: *alarm_type,
+                        level: *level,
+                        value: *value,
+                        threshold: None,
+                    },
+                    (title, message),
+                    (raised_at(lead), now),
+                    out,
+                ));
             }
         }
     }
     // Unchanged breaching alarms are counted in one statement, however many there are.
     if !counted.is_empty() {
-        let mut q = QueryBuilder::new("UPDATE alarms SET alarm_cnt = alarm_cnt + 1 WHERE resolve_status IN ('1', '2') AND id IN (");
+        let mut q = QueryBuilder::new(
+            "UPDATE alarms SET alarm_cnt = alarm_cnt + 1 WHERE resolve_status IN ('1', '2') AND id IN (",
+        );
         let mut sep = q.separated(", ");
         for id in &counted {
             sep.push_bind(id);
         }
         q.push(")");
-        q.build().execute(&mut *tx).await.context("counting alarms")?;
+        q.build()
+            .execute(&mut *tx)
+            .await
+            .context("counting alarms")?;
     }
     if !queued.is_empty() && !out.notifiers.is_empty() {
         let rows: Vec<(&Notification, &String)> = queued
@@ -337,10 +498,15 @@ pub async fn apply_changes(
                     .push_bind(now)
                     .push_bind(now);
             });
-            q.build().execute(&mut *tx).await.context("queueing notifications")?;
+            q.build()
+                .execute(&mut *tx)
+                .await
+                .context("queueing notifications")?;
         }
     }
-    tx.commit().await.context("committing the alarm transaction")?;
+    tx.commit()
+        .await
+        .context("committing the alarm transaction")?;
     Ok(())
 }
 
@@ -355,7 +521,12 @@ pub struct Pending {
     pub notification: Notification,
 }
 
-pub async fn due_notifications(pool: &MySqlPool, notifier: &str, now: Timestamp, limit: i64) -> anyhow::Result<Vec<Pending>> {
+pub async fn due_notifications(
+    pool: &MySqlPool,
+    notifier: &str,
+    now: Timestamp,
+    limit: i64,
+) -> anyhow::Result<Vec<Pending>> {
     let rows = sqlx::query(
         "SELECT CAST(id AS SIGNED) AS id, CAST(attempts AS SIGNED) AS attempts, payload FROM batch_notifications \
          WHERE status = 'pending' AND notifier = ? AND next_attempt_at <= ? ORDER BY id LIMIT ?",
@@ -373,11 +544,18 @@ pub async fn due_notifications(pool: &MySqlPool, notifier: &str, now: Timestamp,
         match serde_json::from_str::<Notification>(&payload) {
             Ok(mut n) => {
                 n.id = id;
-                out.push(Pending { id, attempts: row.try_get("attempts")?, notification: n });
+                out.push(Pending {
+                    id,
+                    attempts: row.try_get("attempts")?,
+                    notification: n,
+                });
             }
             Err(e) => {
                 // Parked, not dropped: the row stays for an operator to read.
-                tracing::error!(notification_id = id, "unreadable outbox payload parked: {e}");
+                tracing::error!(
+                    notification_id = id,
+                    "unreadable outbox payload parked: {e}"
+                );
                 sqlx::query("UPDATE batch_notifications SET status = 'invalid', last_error = ? WHERE id = ?")
                     .bind(format!("unreadable payload: {e}"))
                     .bind(id)
@@ -394,17 +572,26 @@ pub async fn mark_sent(pool: &MySqlPool, ids: &[i64], now: Timestamp) -> anyhow:
         return Ok(());
     }
     let mut q = QueryBuilder::new("UPDATE batch_notifications SET status = 'sent', sent_at = ");
-    q.push_bind(now).push(", attempts = attempts + 1 WHERE id IN (");
+    q.push_bind(now)
+        .push(", attempts = attempts + 1 WHERE id IN (");
     let mut sep = q.separated(", ");
     for id in ids {
         sep.push_bind(id);
     }
     q.push(")");
-    q.build().execute(pool).await.context("marking notifications sent")?;
+    q.build()
+        .execute(pool)
+        .await
+        .context("marking notifications sent")?;
     Ok(())
 }
 
-pub async fn mark_failed(pool: &MySqlPool, id: i64, next_attempt: Timestamp, error: &str) -> anyhow::Result<()> {
+pub async fn mark_failed(
+    pool: &MySqlPool,
+    id: i64,
+    next_attempt: Timestamp,
+    error: &str,
+) -> anyhow::Result<()> {
     sqlx::query(
         "UPDATE batch_notifications SET attempts = attempts + 1, next_attempt_at = ?, last_error = ? WHERE id = ?",
     )
@@ -418,9 +605,11 @@ pub async fn mark_failed(pool: &MySqlPool, id: i64, next_attempt: Timestamp, err
 }
 
 pub async fn pending_count(pool: &MySqlPool) -> anyhow::Result<i64> {
-    Ok(sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM batch_notifications WHERE status = 'pending'")
-        .fetch_one(pool)
-        .await?)
+    Ok(sqlx::query_scalar::<_, i64>(
+        "SELECT COUNT(*) FROM batch_notifications WHERE status = 'pending'",
+    )
+    .fetch_one(pool)
+    .await?)
 }
 
 /// One ledger row per tick.

@@ -62,14 +62,18 @@ pub fn title_and_message(
             if en {
                 (
                     format!("[{svc}] {ty} status [{lvl}]"),
-                    format!("[{svc}] {ty} status [{lvl}]\n{ty} threshold {thr}% exceeded.\ncurrent usage [{usage}]%"),
+                    format!(
+                        "[{svc}] {ty} status [{lvl}]\n{ty} threshold {thr}% exceeded.\ncurrent usage [{usage}]%"
+                    ),
                 )
             } else {
                 // Critical carries an extra space before 의 in the original; the UI shows it as is.
                 let sp = if level == Level::Critical { " " } else { "" };
                 (
                     format!("[{svc}]의 {ty} 상태 [{lvl}]"),
-                    format!("[{svc}]{sp}의 {ty} 상태 [{lvl}]\n{ty} 임계치 {thr}% 초과.\n현재 사용률 [{usage}]%"),
+                    format!(
+                        "[{svc}]{sp}의 {ty} 상태 [{lvl}]\n{ty} 임계치 {thr}% 초과.\n현재 사용률 [{usage}]%"
+                    ),
                 )
             }
         }
@@ -77,15 +81,26 @@ pub fn title_and_message(
 }
 
 /// Message of a recovery (no alarms row of its own: it goes to `alarm_actions` and the outbox).
-pub fn recovery_message(lang: &str, target: &Target, alarm_type: AlarmType, usage: Option<f64>) -> String {
+pub fn recovery_message(
+    lang: &str,
+    target: &Target,
+    alarm_type: AlarmType,
+    usage: Option<f64>,
+) -> String {
     let who = match &target.app {
         Some(a) => format!("{}[{}]", a.app_name, a.app_index),
         None => target.name.clone(),
     };
     let usage = usage.map(|u| format!(" [{u:.2}]%")).unwrap_or_default();
     if lang == "en" {
-        format!("[{who}] {} recovered{usage}; alarm resolved by the batch.", alarm_type.code())
+        format!(
+            "[{who}] {} recovered{usage}; alarm resolved by the batch.",
+            alarm_type.code()
+        )
     } else {
-        format!("[{who}]의 {} 상태가 정상으로 회복되었습니다{usage}. (batch 자동 해제)", alarm_type.code())
+        format!(
+            "[{who}]의 {} 상태가 정상으로 회복되었습니다{usage}. (batch 자동 해제)",
+            alarm_type.code()
+        )
     }
 }

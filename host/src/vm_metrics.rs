@@ -103,7 +103,13 @@ pub async fn read(
     window_seconds: u64,
     bucket_seconds: u64,
 ) -> Result<HashMap<String, VmBuckets>, InfluxError> {
-    let q = build_query(measurement, filter, group_by, window_seconds, bucket_seconds);
+    let q = build_query(
+        measurement,
+        filter,
+        group_by,
+        window_seconds,
+        bucket_seconds,
+    );
     let series = influx.query(db, &q).await?;
     Ok(fold(&series, group_by))
 }
@@ -171,7 +177,11 @@ pub fn fold(series: &[Series], group_by: Option<&str>) -> HashMap<String, VmBuck
             let memory = if !r.used_percent.is_empty() {
                 r.used_percent
             } else {
-                let spare = if r.available.is_empty() { &r.free } else { &r.available };
+                let spare = if r.available.is_empty() {
+                    &r.free
+                } else {
+                    &r.available
+                };
                 r.total
                     .iter()
                     .filter(|(_, total)| **total > 0.0)
@@ -187,73 +197,6 @@ pub fn fold(series: &[Series], group_by: Option<&str>) -> HashMap<String, VmBuck
             (k, VmBuckets { cpu, memory, disk })
         })
         .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::influx::Cell;
-
-    fn series(ip: &str, metric: &str, points: &[(i64, f64)]) -> Series {
-        Series {
-            name: "cf_metrics".into(),
-            tags: [("ip".to_string(), ip.to_string()), ("metricname".to_string(), metric.to_string())]
-                .into_iter()
-                .collect(),
-            columns: vec!["time".into(), "mean".into()],
-            values: points
-                .iter()
-                .map(|(t, v)| vec![Cell::Number(*t as f64), Cell::Number(*v)])
-                .collect(),
-        }
-    }
-
-    #[test]
-    fn both_writer_generations_fold_to_the_same_resources() {
-        let s = vec![
-            // 2.0/3.0 writer
-            series("10.0.0.1", "cpuStats.0", &[(0, 80.0), (30, 90.0)]),
-            series("10.0.0.1", "cpuStats.1", &[(0, 100.0), (30, 100.0)]),
-            series("10.0.0.1", "memoryStats.UsedPercent", &[(0, 50.0)]),
-            series("10.0.0.1", "diskStats.Usage", &[(0, 40.0)]),
-            // newer agent
-            series("10.0.0.2", "cpuStats.core.0", &[(0, 10.0)]),
-            series("10.0.0.2", "memoryStats.TotalMemory", &[(0, 1000.0)]),
-            series("10.0.0.2", "memoryStats.FreeMemory", &[(0, 100.0)]),
-            series("10.0.0.2", "memoryStats.AvailableMemory", &[(0, 250.0)]),
-            series("10.0.0.2", "diskStats./.Usage", &[(0, 30.0)]),
-            series("10.0.0.2", "diskStats./var/vcap/data.Usage", &[(0, 87.0)]),
-        ];
-        let f = fold(&s, Some("ip"));
-        let a = &f["10.0.0.1"];
-        assert_eq!(a.cpu.get(&0), Some(&90.0));
-        assert_eq!(a.cpu.get(&30), Some(&95.0));
-        assert_eq!(a.memory.get(&0), Some(&50.0));
-        assert_eq!(a.disk.get(&0), Some(&40.0));
-        let b = &f["10.0.0.2"];
-        assert_eq!(b.cpu.get(&0), Some(&10.0));
-        assert_eq!(b.memory.get(&0), Some(&75.0), "Available is preferred over Free");
-        assert_eq!(b.disk.get(&0), Some(&87.0), "the fullest mount counts");
-    }
-
-    #[test]
-    fn stats_are_time_weighted_and_windowed() {
-        let b: BTreeMap<i64, f64> = [(0, 10.0), (30, 20.0), (60, 90.0)].into_iter().collect();
-        let s = stats_since(&b, 0).unwrap();
-        assert_eq!(s.mean, 40.0);
-        assert_eq!(s.peak, 90.0);
-        assert_eq!(s.buckets, 3);
-        assert_eq!(stats_since(&b, 60).unwrap().mean, 90.0);
-        assert!(stats_since(&b, 61).is_none());
-    }
-
-    #[test]
-    fn query_escapes_config_values() {
-        let q = build_query("cf\"m", Some(("origin", "micro'bosh")), Some("ip"), 600, 30);
-        assert!(q.contains(r#"FROM "cf\"m""#), "{q}");
-        assert!(q.contains(r#""origin" = 'micro\'bosh'"#), "{q}");
-        assert!(q.contains("GROUP BY time(30s), \"ip\", \"metricname\" fill(none)"), "{q}");
-    }
 }
 
 /// Readings of one target: a usage per resource with data in its window, or `NoData` when the
@@ -286,4 +229,81 @@ pub fn readings_for(
             })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::influx::Cell;
+
+    fn series(ip: &str, metric: &str, points: &[(i64, f64)]) -> Series {
+        Series {
+            name: "cf_metrics".into(),
+            tags: [
+                ("ip".to_string(), ip.to_string()),
+                ("metricname".to_string(), metric.to_string()),
+            ]
+            .into_iter()
+            .collect(),
+            columns: vec!["time".into(), "mean".into()],
+            values: points
+                .iter()
+                .map(|(t, v)| vec![Cell::Number(*t as f64), Cell::Number(*v)])
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn both_writer_generations_fold_to_the_same_resources() {
+        let s = vec![
+            // 2.0/3.0 writer
+            series("10.0.0.1", "cpuStats.0", &[(0, 80.0), (30, 90.0)]),
+            series("10.0.0.1", "cpuStats.1", &[(0, 100.0), (30, 100.0)]),
+            series("10.0.0.1", "memoryStats.UsedPercent", &[(0, 50.0)]),
+            series("10.0.0.1", "diskStats.Usage", &[(0, 40.0)]),
+            // newer agent
+            series("10.0.0.2", "cpuStats.core.0", &[(0, 10.0)]),
+            series("10.0.0.2", "memoryStats.TotalMemory", &[(0, 1000.0)]),
+            series("10.0.0.2", "memoryStats.FreeMemory", &[(0, 100.0)]),
+            series("10.0.0.2", "memoryStats.AvailableMemory", &[(0, 250.0)]),
+            series("10.0.0.2", "diskStats./.Usage", &[(0, 30.0)]),
+            series("10.0.0.2", "diskStats./var/vcap/data.Usage", &[(0, 87.0)]),
+        ];
+        let f = fold(&s, Some("ip"));
+        let a = &f["10.0.0.1"];
+        assert_eq!(a.cpu.get(&0), Some(&90.0));
+        assert_eq!(a.cpu.get(&30), Some(&95.0));
+        assert_eq!(a.memory.get(&0), Some(&50.0));
+        assert_eq!(a.disk.get(&0), Some(&40.0));
+        let b = &f["10.0.0.2"];
+        assert_eq!(b.cpu.get(&0), Some(&10.0));
+        assert_eq!(
+            b.memory.get(&0),
+            Some(&75.0),
+            "Available is preferred over Free"
+        );
+        assert_eq!(b.disk.get(&0), Some(&87.0), "the fullest mount counts");
+    }
+
+    #[test]
+    fn stats_are_time_weighted_and_windowed() {
+        let b: BTreeMap<i64, f64> = [(0, 10.0), (30, 20.0), (60, 90.0)].into_iter().collect();
+        let s = stats_since(&b, 0).unwrap();
+        assert_eq!(s.mean, 40.0);
+        assert_eq!(s.peak, 90.0);
+        assert_eq!(s.buckets, 3);
+        assert_eq!(stats_since(&b, 60).unwrap().mean, 90.0);
+        assert!(stats_since(&b, 61).is_none());
+    }
+
+    #[test]
+    fn query_escapes_config_values() {
+        let q = build_query("cf\"m", Some(("origin", "micro'bosh")), Some("ip"), 600, 30);
+        assert!(q.contains(r#"FROM "cf\"m""#), "{q}");
+        assert!(q.contains(r#""origin" = 'micro\'bosh'"#), "{q}");
+        assert!(
+            q.contains("GROUP BY time(30s), \"ip\", \"metricname\" fill(none)"),
+            "{q}"
+        );
+    }
 }

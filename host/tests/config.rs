@@ -11,10 +11,14 @@ fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
 }
 
 fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
-const MINIMAL: &str = "[monitoring_db]\ndbname = \"monit\"\nusername = \"monit\"\npassword = \"s3cret-pw\"\n";
+const MINIMAL: &str =
+    "[monitoring_db]\ndbname = \"monit\"\nusername = \"monit\"\npassword = \"s3cret-pw\"\n";
 
 #[test]
 fn sample_toml_loads_with_documented_defaults() {
@@ -30,7 +34,11 @@ fn sample_toml_loads_with_documented_defaults() {
 #[test]
 fn environment_overrides_the_file_and_port_wins() {
     let dir = tempfile::tempdir().unwrap();
-    let p = write(dir.path(), "m.toml", &format!("{MINIMAL}[batch]\ninterval_seconds = 60\n[plugins.paasta]\nenabled = false\n"));
+    let p = write(
+        dir.path(),
+        "m.toml",
+        &format!("{MINIMAL}[batch]\ninterval_seconds = 60\n[plugins.paasta]\nenabled = false\n"),
+    );
     let s = Settings::load_with_env(
         Some(&p),
         env(&[
@@ -53,7 +61,9 @@ fn secrets_are_masked_in_the_effective_config_and_debug() {
     let p = write(
         dir.path(),
         "m.toml",
-        &format!("{MINIMAL}[influx]\npassword = \"influx-pw\"\n[plugins.email]\nenabled = false\npassword = \"smtp-pw\"\n"),
+        &format!(
+            "{MINIMAL}[influx]\npassword = \"influx-pw\"\n[plugins.email]\nenabled = false\npassword = \"smtp-pw\"\n"
+        ),
     );
     let s = Settings::load_with_env(Some(&p), env(&[])).unwrap();
     let shown = serde_json::to_string(&s.masked()).unwrap();
@@ -74,19 +84,32 @@ fn legacy_config_ini_is_accepted_unchanged() {
     assert_eq!(s.monitoring_db.port, 3306);
     assert_eq!(s.monitoring_db.password.expose(), "monit");
     assert_eq!(s.influx.container_db, "container_metric_db");
-    assert_eq!(s.alarms.resource_url.as_deref(), Some("https://monitoring.example.com"));
+    assert_eq!(
+        s.alarms.resource_url.as_deref(),
+        Some("https://monitoring.example.com")
+    );
     let bosh = &s.plugins["bosh"];
-    assert_eq!(bosh["cf_deployment"], "paasta-controller", "trailing comment stripped");
+    assert_eq!(
+        bosh["cf_deployment"], "paasta-controller",
+        "trailing comment stripped"
+    );
     assert_eq!(bosh["api_url"], "10.0.1.6:25555");
     assert_eq!(bosh["cell_prefix"], "cell");
-    assert_eq!(s.plugins["email"]["enabled"], false, "mail.alarm.send = false # comment");
+    assert_eq!(
+        s.plugins["email"]["enabled"], false,
+        "mail.alarm.send = false # comment"
+    );
     assert_eq!(s.plugins["email"]["smtp_port"], 465);
 }
 
 #[test]
 fn legacy_values_keep_hashes_inside_passwords() {
     let dir = tempfile::tempdir().unwrap();
-    let p = write(dir.path(), "config.ini", "monitoring.db.dbname=monit\nmonitoring.db.password=pa#ss;word  # the password\n");
+    let p = write(
+        dir.path(),
+        "config.ini",
+        "monitoring.db.dbname=monit\nmonitoring.db.password=pa#ss;word  # the password\n",
+    );
     let s = Settings::load_with_env(Some(&p), env(&[])).unwrap();
     assert_eq!(s.monitoring_db.password.expose(), "pa#ss;word");
 }
@@ -94,7 +117,10 @@ fn legacy_values_keep_hashes_inside_passwords() {
 fn error_of(text: &str, name: &str) -> String {
     let dir = tempfile::tempdir().unwrap();
     let p = write(dir.path(), name, text);
-    format!("{:#}", Settings::load_with_env(Some(&p), env(&[])).unwrap_err())
+    format!(
+        "{:#}",
+        Settings::load_with_env(Some(&p), env(&[])).unwrap_err()
+    )
 }
 
 #[test]
@@ -108,30 +134,54 @@ fn missing_required_key_is_named() {
 
 #[test]
 fn unknown_plugin_is_named() {
-    let e = error_of(&format!("{MINIMAL}[plugins.pasta]\nenabled = true\n"), "m.toml");
+    let e = error_of(
+        &format!("{MINIMAL}[plugins.pasta]\nenabled = true\n"),
+        "m.toml",
+    );
     assert!(e.contains("unknown plugin [plugins.pasta]"), "{e}");
     assert!(e.contains("paasta"), "lists the known ones: {e}");
 }
 
 #[test]
 fn non_numeric_interval_is_named() {
-    let e = error_of(&format!("{MINIMAL}[batch]\ninterval_seconds = \"sixty\"\n"), "m.toml");
+    let e = error_of(
+        &format!("{MINIMAL}[batch]\ninterval_seconds = \"sixty\"\n"),
+        "m.toml",
+    );
     assert!(e.contains("interval_seconds"), "{e}");
     assert!(e.contains("m.toml"), "{e}");
-    let e = error_of(&format!("{MINIMAL}[batch]\ninterval_seconds = 0\n"), "m.toml");
-    assert!(e.contains("batch.interval_seconds must be greater than 0"), "{e}");
-    let e = error_of("monitoring.db.dbname=x\nbatch.interval.second = 6O\n", "config.ini");
-    assert!(e.contains("config.ini:2") && e.contains("batch.interval.second"), "{e}");
+    let e = error_of(
+        &format!("{MINIMAL}[batch]\ninterval_seconds = 0\n"),
+        "m.toml",
+    );
+    assert!(
+        e.contains("batch.interval_seconds must be greater than 0"),
+        "{e}"
+    );
+    let e = error_of(
+        "monitoring.db.dbname=x\nbatch.interval.second = 6O\n",
+        "config.ini",
+    );
+    assert!(
+        e.contains("config.ini:2") && e.contains("batch.interval.second"),
+        "{e}"
+    );
 }
 
 #[test]
 fn misspelled_key_is_an_error_not_ignored() {
-    let e = error_of(&format!("{MINIMAL}[batch]\ninterval_second = 5\n"), "m.toml");
+    let e = error_of(
+        &format!("{MINIMAL}[batch]\ninterval_second = 5\n"),
+        "m.toml",
+    );
     assert!(e.contains("interval_second"), "{e}");
 }
 
 #[test]
 fn wrong_db_type_is_refused() {
-    let e = error_of("monitoring.db.type=postgres\nmonitoring.db.dbname=x\n", "config.ini");
+    let e = error_of(
+        "monitoring.db.type=postgres\nmonitoring.db.dbname=x\n",
+        "config.ini",
+    );
     assert!(e.contains("monitoring_db.db_type"), "{e}");
 }

@@ -6,28 +6,57 @@ use sqlx::mysql::MySqlPoolOptions;
 use sqlx::{MySqlPool, Row};
 
 fn server_url() -> String {
-    std::env::var("MONIT_TEST_MYSQL_URL").unwrap_or_else(|_| "mysql://monit:monit@127.0.0.1:3306".into())
+    std::env::var("MONIT_TEST_MYSQL_URL")
+        .unwrap_or_else(|_| "mysql://monit:monit@127.0.0.1:3306".into())
 }
 
 async fn fresh_db(tag: &str) -> (MySqlPool, String) {
     let name = format!(
         "monit_mig_{tag}_{}_{}",
         std::process::id(),
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos()
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos()
     );
-    let admin = MySqlPoolOptions::new().max_connections(1).connect(&server_url()).await.unwrap();
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE `{name}` CHARACTER SET utf8mb4"))).execute(&admin).await.unwrap();
-    let pool = MySqlPoolOptions::new().max_connections(2).connect(&format!("{}/{name}", server_url())).await.unwrap();
+    let admin = MySqlPoolOptions::new()
+        .max_connections(1)
+        .connect(&server_url())
+        .await
+        .unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "CREATE DATABASE `{name}` CHARACTER SET utf8mb4"
+    )))
+    .execute(&admin)
+    .await
+    .unwrap();
+    let pool = MySqlPoolOptions::new()
+        .max_connections(2)
+        .connect(&format!("{}/{name}", server_url()))
+        .await
+        .unwrap();
     (pool, name)
 }
 
 async fn drop_db(name: &str) {
-    let admin = MySqlPoolOptions::new().max_connections(1).connect(&server_url()).await.unwrap();
-    sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS `{name}`"))).execute(&admin).await.unwrap();
+    let admin = MySqlPoolOptions::new()
+        .max_connections(1)
+        .connect(&server_url())
+        .await
+        .unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS `{name}`"
+    )))
+    .execute(&admin)
+    .await
+    .unwrap();
 }
 
 async fn count(pool: &MySqlPool, table: &str) -> i64 {
-    sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM {table}"))).fetch_one(pool).await.unwrap()
+    sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM {table}")))
+        .fetch_one(pool)
+        .await
+        .unwrap()
 }
 
 async fn columns(pool: &MySqlPool, table: &str) -> Vec<String> {
@@ -44,15 +73,43 @@ async fn columns(pool: &MySqlPool, table: &str) -> Vec<String> {
 async fn empty_database_gets_reference_tables_and_seeds_once() {
     let (pool, name) = fresh_db("empty").await;
     MIGRATOR.run(&pool).await.unwrap();
-    for t in ["zones", "vms", "alarm_policies", "alarm_targets", "alarms", "alarm_actions", "batch_notifications", "batch_runs", "batch_scaling_history"] {
+    for t in [
+        "zones",
+        "vms",
+        "alarm_policies",
+        "alarm_targets",
+        "alarms",
+        "alarm_actions",
+        "batch_notifications",
+        "batch_runs",
+        "batch_scaling_history",
+    ] {
         assert!(!columns(&pool, t).await.is_empty(), "table {t} missing");
     }
     assert_eq!(
         columns(&pool, "alarms").await,
         [
-            "id", "origin_type", "origin_id", "alarm_type", "level", "ip", "app_yn", "app_name", "app_index", "container_name",
-            "alarm_title", "alarm_message", "resolve_status", "alarm_cnt", "reg_date", "reg_user", "modi_date", "modi_user",
-            "alarm_send_date", "complete_date", "complete_user"
+            "id",
+            "origin_type",
+            "origin_id",
+            "alarm_type",
+            "level",
+            "ip",
+            "app_yn",
+            "app_name",
+            "app_index",
+            "container_name",
+            "alarm_title",
+            "alarm_message",
+            "resolve_status",
+            "alarm_cnt",
+            "reg_date",
+            "reg_user",
+            "modi_date",
+            "modi_user",
+            "alarm_send_date",
+            "complete_date",
+            "complete_user"
         ]
     );
     assert_eq!(count(&pool, "alarm_policies").await, 9);
@@ -63,7 +120,15 @@ async fn empty_database_gets_reference_tables_and_seeds_once() {
         .unwrap();
     assert_eq!(row.get::<String, _>(0), "pas");
     assert_eq!(row.get::<String, _>(1), "disk");
-    assert_eq!((row.get::<i32, _>(2), row.get::<i32, _>(3), row.get::<i32, _>(4), row.get::<i32, _>(5)), (85, 90, 10, 600));
+    assert_eq!(
+        (
+            row.get::<i32, _>(2),
+            row.get::<i32, _>(3),
+            row.get::<i32, _>(4),
+            row.get::<i32, _>(5)
+        ),
+        (85, 90, 10, 600)
+    );
     // a second run: nothing to do, nothing duplicated
     MIGRATOR.run(&pool).await.unwrap();
     assert_eq!(count(&pool, "alarm_policies").await, 9);
@@ -98,22 +163,42 @@ async fn database_created_by_the_original_keeps_its_rows() {
     sqlx::raw_sql(ORIGINAL_2_0).execute(&pool).await.unwrap();
     MIGRATOR.run(&pool).await.unwrap();
     // 4.0 columns added, existing rows kept as the operator left them
-    assert!(columns(&pool, "alarm_policies").await.contains(&"measure_time".to_string()));
-    assert!(columns(&pool, "alarm_targets").await.contains(&"mail_send_yn".to_string()));
+    assert!(
+        columns(&pool, "alarm_policies")
+            .await
+            .contains(&"measure_time".to_string())
+    );
+    assert!(
+        columns(&pool, "alarm_targets")
+            .await
+            .contains(&"mail_send_yn".to_string())
+    );
     let (w, c, r, m): (i32, i32, i32, i32) = sqlx::query_as("SELECT warning_threshold, critical_threshold, repeat_time, measure_time FROM alarm_policies WHERE id = 1")
         .fetch_one(&pool)
         .await
         .unwrap();
     assert_eq!((w, c, r), (70, 95, 30), "operator edit kept");
-    assert_eq!(m, 600, "measure_time of upgraded rows is usable, not 0 (defect D16)");
+    assert_eq!(
+        m, 600,
+        "measure_time of upgraded rows is usable, not 0 (defect D16)"
+    );
     // the seed filled only the missing id (9), no duplicates
     assert_eq!(count(&pool, "alarm_policies").await, 9);
-    let n9: String = sqlx::query_scalar("SELECT alarm_type FROM alarm_policies WHERE id = 9").fetch_one(&pool).await.unwrap();
+    let n9: String = sqlx::query_scalar("SELECT alarm_type FROM alarm_policies WHERE id = 9")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
     assert_eq!(n9, "disk");
     assert_eq!(count(&pool, "alarm_targets").await, 4);
-    let addr: String = sqlx::query_scalar("SELECT mail_address FROM alarm_targets WHERE id = 1").fetch_one(&pool).await.unwrap();
+    let addr: String = sqlx::query_scalar("SELECT mail_address FROM alarm_targets WHERE id = 1")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
     assert_eq!(addr, "ops@example.com");
-    let yn: String = sqlx::query_scalar("SELECT mail_send_yn FROM alarm_targets WHERE id = 4").fetch_one(&pool).await.unwrap();
+    let yn: String = sqlx::query_scalar("SELECT mail_send_yn FROM alarm_targets WHERE id = 4")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
     assert_eq!(yn, "Y");
     assert_eq!(count(&pool, "alarms").await, 1);
     assert_eq!(count(&pool, "vms").await, 1);
@@ -139,13 +224,25 @@ async fn database_created_by_the_4_0_batch_migrates_too() {
     .await
     .unwrap();
     MIGRATOR.run(&pool).await.unwrap();
-    let m: i32 = sqlx::query_scalar("SELECT measure_time FROM alarm_policies WHERE id = 1").fetch_one(&pool).await.unwrap();
-    assert_eq!(m, 0, "existing column left alone; the engine reads 0 as the configured default");
-    let yn: String = sqlx::query_scalar("SELECT mail_send_yn FROM alarm_targets WHERE id = 4").fetch_one(&pool).await.unwrap();
+    let m: i32 = sqlx::query_scalar("SELECT measure_time FROM alarm_policies WHERE id = 1")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        m, 0,
+        "existing column left alone; the engine reads 0 as the configured default"
+    );
+    let yn: String = sqlx::query_scalar("SELECT mail_send_yn FROM alarm_targets WHERE id = 4")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
     assert_eq!(yn, "N");
     assert_eq!(count(&pool, "alarm_policies").await, 9);
     let policies = monit_host::store::load_policies(&pool, 120).await.unwrap();
-    assert_eq!(policies.iter().find(|p| p.id == 1).unwrap().measure_seconds, 120);
+    assert_eq!(
+        policies.iter().find(|p| p.id == 1).unwrap().measure_seconds,
+        120
+    );
     pool.close().await;
     drop_db(&name).await;
 }

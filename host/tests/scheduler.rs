@@ -4,7 +4,10 @@
 use monit_host::config::Settings;
 use monit_host::influx::InfluxClient;
 use monit_host::model::{Measured, Origin, Reading, Resource, Target};
-use monit_host::plugin::{CollectContext, Collector, Notification, Notifier, PluginContext, PluginParts, PluginRegistration};
+use monit_host::plugin::{
+    CollectContext, Collector, Notification, Notifier, PluginContext, PluginParts,
+    PluginRegistration,
+};
 use monit_host::scheduler::{Scheduler, build_plugins};
 use monit_host::{async_trait, db};
 use sqlx::mysql::MySqlPoolOptions;
@@ -45,8 +48,19 @@ impl Collector for Hot {
             .vms
             .iter()
             .map(|vm| Reading {
-                target: Target { origin: Origin::Pas, origin_id: vm.id, name: vm.name.clone(), ip: vm.ip.clone(), app: None },
-                value: Measured::Usage { resource: Resource::Cpu, mean: 99.0, peak: 99.0, buckets: 10 },
+                target: Target {
+                    origin: Origin::Pas,
+                    origin_id: vm.id,
+                    name: vm.name.clone(),
+                    ip: vm.ip.clone(),
+                    app: None,
+                },
+                value: Measured::Usage {
+                    resource: Resource::Cpu,
+                    mean: 99.0,
+                    peak: 99.0,
+                    buckets: 10,
+                },
             })
             .collect())
     }
@@ -56,7 +70,10 @@ struct RefusingNotifier;
 #[async_trait]
 impl Notifier for RefusingNotifier {
     async fn send(&self, batch: &[Notification]) -> Vec<anyhow::Result<()>> {
-        batch.iter().map(|_| Err(anyhow::anyhow!("sink down"))).collect()
+        batch
+            .iter()
+            .map(|_| Err(anyhow::anyhow!("sink down")))
+            .collect()
     }
 }
 
@@ -69,13 +86,24 @@ impl Notifier for AcceptingNotifier {
 }
 
 fn failing(_: &PluginContext) -> anyhow::Result<PluginParts> {
-    Ok(PluginParts { collector: Some(Arc::new(Failing)), notifier: Some(Arc::new(RefusingNotifier)), ..Default::default() })
+    Ok(PluginParts {
+        collector: Some(Arc::new(Failing)),
+        notifier: Some(Arc::new(RefusingNotifier)),
+        ..Default::default()
+    })
 }
 fn hanging(_: &PluginContext) -> anyhow::Result<PluginParts> {
-    Ok(PluginParts { collector: Some(Arc::new(Hanging)), ..Default::default() })
+    Ok(PluginParts {
+        collector: Some(Arc::new(Hanging)),
+        ..Default::default()
+    })
 }
 fn hot(_: &PluginContext) -> anyhow::Result<PluginParts> {
-    Ok(PluginParts { collector: Some(Arc::new(Hot)), notifier: Some(Arc::new(AcceptingNotifier)), ..Default::default() })
+    Ok(PluginParts {
+        collector: Some(Arc::new(Hot)),
+        notifier: Some(Arc::new(AcceptingNotifier)),
+        ..Default::default()
+    })
 }
 
 monit_host::inventory::submit! { PluginRegistration { name: "test-failing", description: "fails", build: failing } }
@@ -84,11 +112,24 @@ monit_host::inventory::submit! { PluginRegistration { name: "test-hot", descript
 
 #[tokio::test]
 async fn a_failing_or_hanging_plugin_does_not_stop_the_others() {
-    let base = std::env::var("MONIT_TEST_MYSQL_URL").unwrap_or_else(|_| "mysql://monit:monit@127.0.0.1:3306".into());
+    let base = std::env::var("MONIT_TEST_MYSQL_URL")
+        .unwrap_or_else(|_| "mysql://monit:monit@127.0.0.1:3306".into());
     let name = format!("monit_sched_{}", std::process::id());
-    let admin = MySqlPoolOptions::new().max_connections(1).connect(&base).await.unwrap();
-    sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS `{name}`"))).execute(&admin).await.unwrap();
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE `{name}`"))).execute(&admin).await.unwrap();
+    let admin = MySqlPoolOptions::new()
+        .max_connections(1)
+        .connect(&base)
+        .await
+        .unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS `{name}`"
+    )))
+    .execute(&admin)
+    .await
+    .unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE `{name}`")))
+        .execute(&admin)
+        .await
+        .unwrap();
     let url = url::Url::parse(&base).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("m.toml");
@@ -107,7 +148,12 @@ async fn a_failing_or_hanging_plugin_does_not_stop_the_others() {
     let settings = Arc::new(Settings::load_with_env(Some(&cfg), Default::default()).unwrap());
     let pool = db::lazy_pool(&settings.monitoring_db);
     db::migrate(&pool, &settings.monitoring_db).await.unwrap();
-    sqlx::query("INSERT INTO vms (zone_id, name, ip, vm_type) VALUES (0, 'hot/0', '10.9.9.9', 'vms')").execute(&pool).await.unwrap();
+    sqlx::query(
+        "INSERT INTO vms (zone_id, name, ip, vm_type) VALUES (0, 'hot/0', '10.9.9.9', 'vms')",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
     // an open bos alarm: its collector fails, so it must be neither counted nor resolved
     sqlx::query(
         "INSERT INTO alarms (origin_type, origin_id, alarm_type, level, ip, app_yn, alarm_title, alarm_message, resolve_status, alarm_send_date) \
@@ -125,24 +171,60 @@ async fn a_failing_or_hanging_plugin_does_not_stop_the_others() {
     };
     let started = std::time::Instant::now();
     let sum = scheduler.tick(false).await;
-    assert!(started.elapsed().as_secs() < 10, "the hanging plugin was cut off by the step timeout");
-    assert!(sum.errors.iter().any(|e| e.contains("collect/test-failing") && e.contains("boom")), "{:?}", sum.errors);
-    assert!(sum.errors.iter().any(|e| e.contains("collect/test-hanging") && e.contains("timed out")), "{:?}", sum.errors);
+    assert!(
+        started.elapsed().as_secs() < 10,
+        "the hanging plugin was cut off by the step timeout"
+    );
+    assert!(
+        sum.errors
+            .iter()
+            .any(|e| e.contains("collect/test-failing") && e.contains("boom")),
+        "{:?}",
+        sum.errors
+    );
+    assert!(
+        sum.errors
+            .iter()
+            .any(|e| e.contains("collect/test-hanging") && e.contains("timed out")),
+        "{:?}",
+        sum.errors
+    );
     assert_eq!(sum.readings.get("test-hot"), Some(&1));
-    assert_eq!(sum.alarms.opened, 1, "the healthy collector's alarm is opened");
+    assert_eq!(
+        sum.alarms.opened, 1,
+        "the healthy collector's alarm is opened"
+    );
     // each notifier has its own outbox row: one refused (pending), one sent
-    let rows: Vec<(String, String)> = sqlx::query_as("SELECT notifier, status FROM batch_notifications ORDER BY notifier")
-        .fetch_all(&pool)
-        .await
-        .unwrap();
-    assert_eq!(rows, vec![("test-failing".into(), "pending".into()), ("test-hot".into(), "sent".into())]);
-    let (cnt, status): (i32, String) = sqlx::query_as("SELECT alarm_cnt, resolve_status FROM alarms WHERE origin_type = 'bos'")
+    let rows: Vec<(String, String)> =
+        sqlx::query_as("SELECT notifier, status FROM batch_notifications ORDER BY notifier")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        rows,
+        vec![
+            ("test-failing".into(), "pending".into()),
+            ("test-hot".into(), "sent".into())
+        ]
+    );
+    let (cnt, status): (i32, String) =
+        sqlx::query_as("SELECT alarm_cnt, resolve_status FROM alarms WHERE origin_type = 'bos'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        (cnt, status.as_str()),
+        (1, "1"),
+        "bos alarm untouched while its collector fails"
+    );
+    let runs: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM batch_runs")
         .fetch_one(&pool)
         .await
         .unwrap();
-    assert_eq!((cnt, status.as_str()), (1, "1"), "bos alarm untouched while its collector fails");
-    let runs: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM batch_runs").fetch_one(&pool).await.unwrap();
     assert_eq!(runs, 1, "the tick is in the ledger");
     pool.close().await;
-    sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE `{name}`"))).execute(&admin).await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE `{name}`")))
+        .execute(&admin)
+        .await
+        .unwrap();
 }

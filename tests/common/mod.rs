@@ -2,14 +2,15 @@
 //! services, a config file pointing at them, and the real `monit-batch` binary.
 #![allow(dead_code)]
 
-use sqlx::mysql::MySqlPoolOptions;
 use sqlx::MySqlPool;
+use sqlx::mysql::MySqlPoolOptions;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 pub fn mysql_url() -> String {
-    std::env::var("MONIT_TEST_MYSQL_URL").unwrap_or_else(|_| "mysql://monit:monit@127.0.0.1:3306".into())
+    std::env::var("MONIT_TEST_MYSQL_URL")
+        .unwrap_or_else(|_| "mysql://monit:monit@127.0.0.1:3306".into())
 }
 pub fn influx_url() -> String {
     std::env::var("MONIT_TEST_INFLUX_URL").unwrap_or_else(|_| "http://127.0.0.1:8086".into())
@@ -18,11 +19,18 @@ pub const SINK: &str = "/var/tmp/smtp-sink";
 
 pub fn unique(tag: &str) -> String {
     let n = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
-    format!("{tag}_{}_{}", std::process::id(), n.as_nanos() % 1_000_000_000_000)
+    format!(
+        "{tag}_{}_{}",
+        std::process::id(),
+        n.as_nanos() % 1_000_000_000_000
+    )
 }
 
 pub fn now_s() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
 }
 
 pub struct TestEnv {
@@ -40,11 +48,17 @@ impl TestEnv {
     /// `extra` is appended to the generated TOML (plugin sections, overrides).
     pub async fn new(tag: &str, extra: &str) -> TestEnv {
         let name = unique(&format!("monit_e2e_{tag}"));
-        let admin = MySqlPoolOptions::new().max_connections(1).connect(&mysql_url()).await.unwrap();
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE `{name}` CHARACTER SET utf8mb4")))
-            .execute(&admin)
+        let admin = MySqlPoolOptions::new()
+            .max_connections(1)
+            .connect(&mysql_url())
             .await
             .unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "CREATE DATABASE `{name}` CHARACTER SET utf8mb4"
+        )))
+        .execute(&admin)
+        .await
+        .unwrap();
         admin.close().await;
         let db = MySqlPoolOptions::new()
             .max_connections(3)
@@ -53,7 +67,11 @@ impl TestEnv {
             .unwrap();
         monit_host_migrate(&db).await;
         let http = reqwest::Client::new();
-        let (cf_db, bosh_db, container_db) = (format!("{name}_cf"), format!("{name}_bosh"), format!("{name}_con"));
+        let (cf_db, bosh_db, container_db) = (
+            format!("{name}_cf"),
+            format!("{name}_bosh"),
+            format!("{name}_con"),
+        );
         for d in [&cf_db, &bosh_db, &container_db] {
             let r = http
                 .post(format!("{}/query", influx_url()))
@@ -103,7 +121,16 @@ resource_url = "https://monitor.example.com"
             ),
         )
         .unwrap();
-        TestEnv { name, db, dir, config, cf_db, bosh_db, container_db, http }
+        TestEnv {
+            name,
+            db,
+            dir,
+            config,
+            cf_db,
+            bosh_db,
+            container_db,
+            http,
+        }
     }
 
     pub fn run(&self, args: &[&str]) -> Output {
@@ -155,15 +182,24 @@ resource_url = "https://monitor.example.com"
     }
 
     pub async fn exec(&self, sql: &str) {
-        sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string())).execute(&self.db).await.unwrap();
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string()))
+            .execute(&self.db)
+            .await
+            .unwrap();
     }
 
     pub async fn scalar_i64(&self, sql: &str) -> i64 {
-        sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql.to_string())).fetch_one(&self.db).await.unwrap()
+        sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql.to_string()))
+            .fetch_one(&self.db)
+            .await
+            .unwrap()
     }
 
     pub async fn add_vm(&self, name: &str, ip: &str, vm_type: &str) -> i64 {
-        sqlx::query("INSERT IGNORE INTO zones (id, name) VALUES (1, 'z1')").execute(&self.db).await.unwrap();
+        sqlx::query("INSERT IGNORE INTO zones (id, name) VALUES (1, 'z1')")
+            .execute(&self.db)
+            .await
+            .unwrap();
         let r = sqlx::query("INSERT INTO vms (zone_id, name, ip, vm_type) VALUES (1, ?, ?, ?)")
             .bind(name)
             .bind(ip)
@@ -176,8 +212,17 @@ resource_url = "https://monitor.example.com"
 
     pub async fn cleanup(self) {
         self.db.close().await;
-        let admin = MySqlPoolOptions::new().max_connections(1).connect(&mysql_url()).await.unwrap();
-        let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS `{}`", self.name))).execute(&admin).await;
+        let admin = MySqlPoolOptions::new()
+            .max_connections(1)
+            .connect(&mysql_url())
+            .await
+            .unwrap();
+        let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS `{}`",
+            self.name
+        )))
+        .execute(&admin)
+        .await;
         for d in [&self.cf_db, &self.bosh_db, &self.container_db] {
             let _ = self
                 .http

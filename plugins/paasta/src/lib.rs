@@ -2,7 +2,9 @@
 //! from the PaaS-TA metrics database, in one InfluxDB query for all VMs.
 
 use monit_host::model::{Origin, Reading, Target};
-use monit_host::plugin::{CollectContext, Collector, PluginContext, PluginParts, PluginRegistration};
+use monit_host::plugin::{
+    CollectContext, Collector, PluginContext, PluginParts, PluginRegistration,
+};
 use monit_host::{async_trait, vm_metrics};
 use serde::Deserialize;
 use std::sync::Arc;
