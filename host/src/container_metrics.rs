@@ -32,16 +32,9 @@ pub const CPU_SERIES: &str = "cpu_usage_total";
 pub const MEMORY_SERIES: &str = "memory_usage";
 pub const DISK_SERIES: &str = "disk_usage";
 
-/// Usage of one resource of one container over its window, in percent.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Stats {
-    /// time-weighted mean over the window (memory, disk: mean of the bucket values)
-    pub mean: f64,
-    /// highest bucket value (CPU: highest rate between two buckets)
-    pub peak: f64,
-    /// buckets with data (CPU: intervals between two buckets)
-    pub buckets: u32,
-}
+/// Usage of one resource of one container over its window, in percent. For CPU, `peak` is the
+/// highest rate between two buckets and `buckets` counts those intervals.
+pub use crate::vm_metrics::Stats;
 
 /// One app container seen in the window, with whatever usage its data allowed.
 #[derive(Clone, Debug, PartialEq)]
