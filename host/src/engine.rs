@@ -813,6 +813,20 @@ mod tests {
     }
 
     #[test]
+    fn one_decision_per_key_even_with_duplicate_readings() {
+        let p = [pol(Origin::Pas, Resource::Cpu, 85.0, 90.0)];
+        let c = eval(
+            &p,
+            &[],
+            &[
+                usage(vm(1), Resource::Cpu, 95.0, 95.0),
+                usage(vm(1), Resource::Cpu, 96.0, 96.0),
+            ],
+        );
+        assert_eq!(c.len(), 1, "{c:?}");
+    }
+
+    #[test]
     fn non_finite_values_are_ignored() {
         let c = eval(
             &[pol(Origin::Pas, Resource::Cpu, 85.0, 90.0)],
