@@ -244,10 +244,20 @@ pub fn evaluate(
 
     let mut changes = Vec::new();
     let mut targets_with_data: HashSet<AlarmKey> = HashSet::new();
+    // One decision per alarm key and tick: two readings with one key (the same app instance
+    // reported twice) must not open two alarms. The first reading of a key decides.
+    let mut decided: HashSet<AlarmKey> = HashSet::new();
     for r in readings
         .iter()
         .filter(|r| evaluated.contains(&r.target.origin))
     {
+        let ty = match &r.value {
+            Measured::Usage { resource, .. } => AlarmType::from(*resource),
+            Measured::NoData => AlarmType::Fail,
+        };
+        if !decided.insert(AlarmKey::of_target(&r.target, ty)) {
+            continue;
+        }
         match &r.value {
             Measured::Usage {
                 resource,
