@@ -200,7 +200,7 @@ impl DirectorClient {
             .get(url.clone())
             .send()
             .await
-            .with_context(|| format!("BOSH director GET {url}"))?;
+            .map_err(|e| request_error(e, format!("BOSH director GET {url}")))?;
         let resp = expect_success(resp, "BOSH director", &url).await?;
         read_json(resp, "BOSH director", &url).await
     }
@@ -287,7 +287,7 @@ impl DirectorClient {
             .header(reqwest::header::ACCEPT, "application/json")
             .send()
             .await
-            .with_context(|| format!("UAA POST {token_url} for {who}"))?;
+            .map_err(|e| request_error(e, format!("UAA POST {token_url} for {who}")))?;
         let status = resp.status();
         if !status.is_success() {
             let body = resp.text().await.unwrap_or_default();
@@ -342,7 +342,10 @@ impl DirectorClient {
                         .request(method.clone(), url.clone())
                         .basic_auth(&self.username, Some(self.password.expose())),
                 );
-                let resp = req.send().await.with_context(|| what.clone())?;
+                let resp = req
+                    .send()
+                    .await
+                    .map_err(|e| request_error(e, what.clone()))?;
                 if resp.status() == StatusCode::UNAUTHORIZED {
                     // The director may have moved to UAA: read /info again next time.
                     *self.auth.lock().await = None;
@@ -361,7 +364,10 @@ impl DirectorClient {
                             .request(method.clone(), url.clone())
                             .bearer_auth(token.expose()),
                     );
-                    let resp = req.send().await.with_context(|| what.clone())?;
+                    let resp = req
+                        .send()
+                        .await
+                        .map_err(|e| request_error(e, what.clone()))?;
                     if resp.status() != StatusCode::UNAUTHORIZED {
                         return Ok(resp);
                     }
@@ -515,6 +521,19 @@ async fn read_json<T: DeserializeOwned>(
         .with_context(|| format!("{service} GET {url}: reading the answer"))?;
     serde_json::from_str(&text)
         .with_context(|| format!("{service} GET {url}: unexpected answer {}", snippet(&text)))
+}
+
+/// A failed request, with a hint when the certificate was the problem.
+fn request_error(e: reqwest::Error, what: String) -> anyhow::Error {
+    let err = anyhow::Error::new(e);
+    let chain = format!("{err:#}");
+    if chain.contains("certificate") {
+        err.context(format!(
+            "{what} (TLS: set plugins.bosh.ca_cert to the PEM file of the CA that signed this server's certificate)"
+        ))
+    } else {
+        err.context(what)
+    }
 }
 
 /// The start of a body, for an error message.

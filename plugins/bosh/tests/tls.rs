@@ -136,7 +136,9 @@ async fn an_unknown_ca_is_refused() {
     let err = fetch(&config(&url)).await.unwrap_err();
     let msg = format!("{err:#}");
     assert!(
-        msg.contains("/info") && msg.to_ascii_lowercase().contains("certificate"),
+        msg.contains("/info")
+            && msg.contains("UnknownIssuer")
+            && msg.contains("set plugins.bosh.ca_cert"),
         "{msg}"
     );
 }
