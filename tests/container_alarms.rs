@@ -7,7 +7,15 @@ use common::{TestEnv, now_s};
 
 /// `container_metrics` of one app instance over the last 300 s, every 30 s: CPU grows by
 /// `cpu_per_30s` seconds per 30 s (so 9 s = 30% of a core), memory at `mem` of a 1 GiB limit.
-fn container(app: &str, idx: u32, iface: &str, cell_ip: &str, cpu_per_30s: f64, mem: f64, until: i64) -> String {
+fn container(
+    app: &str,
+    idx: u32,
+    iface: &str,
+    cell_ip: &str,
+    cpu_per_30s: f64,
+    mem: f64,
+    until: i64,
+) -> String {
     let mut out = String::new();
     let tags = format!(
         "application_id={app}-guid,application_index={idx},application_name={app},cell_ip={cell_ip},container_id=/garden/{iface},container_interface={iface},machine=cell"
@@ -15,7 +23,12 @@ fn container(app: &str, idx: u32, iface: &str, cell_ip: &str, cpu_per_30s: f64, 
     let mut t = until - 300;
     let mut cpu = 1000.0;
     while t <= until {
-        for (name, v) in [("cpu_usage_total", cpu), ("memory_usage", mem * 1073741824.0), ("disk_usage", 0.1 * 1073741824.0), ("load_average", 0.0)] {
+        for (name, v) in [
+            ("cpu_usage_total", cpu),
+            ("memory_usage", mem * 1073741824.0),
+            ("disk_usage", 0.1 * 1073741824.0),
+            ("load_average", 0.0),
+        ] {
             out.push_str(&format!("container_metrics,{tags},name={name} app_mem=1073741824,app_disk=1073741824,value={v} {t}\n"));
         }
         cpu += cpu_per_30s;
@@ -39,13 +52,30 @@ struct ConAlarm {
 #[tokio::test]
 async fn container_over_threshold_opens_a_con_alarm_with_app_fields() {
     let env = TestEnv::new("con", "[plugins.container]\nenabled = true\n").await;
-    env.exec("UPDATE alarm_policies SET measure_time = 240 WHERE origin_type = 'con'").await;
+    env.exec("UPDATE alarm_policies SET measure_time = 240 WHERE origin_type = 'con'")
+        .await;
     let cell0 = env.add_vm("cell_z1/0", "10.0.16.21", "cel").await;
     let cell1 = env.add_vm("cell_z1/1", "10.0.16.22", "cel").await;
     let now = now_s();
     let mut lines = String::new();
-    lines += &container("spring-music", 0, "wggd5cu4rlph-0", "10.0.16.21", 28.5, 0.30, now); // 95% of a core
-    lines += &container("spring-music", 1, "wggd5cu4rlph-1", "10.0.16.22", 3.0, 0.30, now); // 10%
+    lines += &container(
+        "spring-music",
+        0,
+        "wggd5cu4rlph-0",
+        "10.0.16.21",
+        28.5,
+        0.30,
+        now,
+    ); // 95% of a core
+    lines += &container(
+        "spring-music",
+        1,
+        "wggd5cu4rlph-1",
+        "10.0.16.22",
+        3.0,
+        0.30,
+        now,
+    ); // 10%
     lines += &container("web", 0, "abcd-0", "10.0.16.21", 3.0, 0.87, now); // memory 87%: warning
     lines += &container("web", 1, "abcd-1", "10.0.16.22", 1.0, 0.20, now);
     // an app that stopped reporting five minutes ago, last seen at 100% CPU
@@ -88,16 +118,28 @@ async fn container_over_threshold_opens_a_con_alarm_with_app_fields() {
         "only the hot instances alarm; the stopped app opens nothing"
     );
     let _ = cell1;
-    let title: String = sqlx::query_scalar("SELECT alarm_title FROM alarms WHERE app_name = 'spring-music'").fetch_one(&env.db).await.unwrap();
+    let title: String =
+        sqlx::query_scalar("SELECT alarm_title FROM alarms WHERE app_name = 'spring-music'")
+            .fetch_one(&env.db)
+            .await
+            .unwrap();
     assert_eq!(title, "spring-music[0] App 상태 Critical. ");
-    let msg: String = sqlx::query_scalar("SELECT alarm_message FROM alarms WHERE app_name = 'spring-music'").fetch_one(&env.db).await.unwrap();
+    let msg: String =
+        sqlx::query_scalar("SELECT alarm_message FROM alarms WHERE app_name = 'spring-music'")
+            .fetch_one(&env.db)
+            .await
+            .unwrap();
     assert!(msg.contains("CellName:[cell_z1/0]"), "{msg}");
     env.cleanup().await;
 }
 
 #[tokio::test]
 async fn an_influxdb_error_skips_the_container_step_and_keeps_its_alarms() {
-    let env = TestEnv::new("conerr", "[plugins.container]\nenabled = true\n[plugins.paasta]\nenabled = true\n").await;
+    let env = TestEnv::new(
+        "conerr",
+        "[plugins.container]\nenabled = true\n[plugins.paasta]\nenabled = true\n",
+    )
+    .await;
     env.add_vm("cell_z1/0", "10.0.16.21", "cel").await;
     env.exec(
         "INSERT INTO alarms (origin_type, origin_id, alarm_type, level, ip, app_yn, app_name, app_index, container_name, alarm_title, alarm_message, resolve_status, alarm_send_date) \
@@ -106,14 +148,34 @@ async fn an_influxdb_error_skips_the_container_step_and_keeps_its_alarms() {
     .await;
     // the container database does not exist: InfluxDB answers 200 with an error
     sqlx::query("SELECT 1").execute(&env.db).await.unwrap();
-    let cfg = std::fs::read_to_string(&env.config).unwrap().replace(&env.container_db, "no_such_db_for_this_test");
+    let cfg = std::fs::read_to_string(&env.config)
+        .unwrap()
+        .replace(&env.container_db, "no_such_db_for_this_test");
     std::fs::write(&env.config, cfg).unwrap();
     let out = env.run_once();
-    assert_eq!(out.status.code(), Some(2), "a failed step is reported in the exit code");
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "a failed step is reported in the exit code"
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("ERROR     collect/container") && stdout.contains("database not found"), "{stdout}");
-    assert!(stdout.contains("readings  paasta"), "the other collector went on: {stdout}");
-    let (cnt, status): (i32, String) = sqlx::query_as("SELECT alarm_cnt, resolve_status FROM alarms WHERE origin_type = 'con'").fetch_one(&env.db).await.unwrap();
-    assert_eq!((cnt, status.as_str()), (1, "1"), "the open container alarm is neither counted nor resolved");
+    assert!(
+        stdout.contains("ERROR     collect/container") && stdout.contains("database not found"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("readings  paasta"),
+        "the other collector went on: {stdout}"
+    );
+    let (cnt, status): (i32, String) =
+        sqlx::query_as("SELECT alarm_cnt, resolve_status FROM alarms WHERE origin_type = 'con'")
+            .fetch_one(&env.db)
+            .await
+            .unwrap();
+    assert_eq!(
+        (cnt, status.as_str()),
+        (1, "1"),
+        "the open container alarm is neither counted nor resolved"
+    );
     env.cleanup().await;
 }

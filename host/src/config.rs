@@ -58,6 +58,8 @@ pub struct BatchSettings {
     pub interval_seconds: u64,
     /// Longest time one plugin may take in one step before it is abandoned for this tick.
     pub step_timeout_seconds: u64,
+    /// Longest time the inventory step (BOSH director tasks) may take.
+    pub inventory_timeout_seconds: u64,
     /// Name of this instance in logs and the ledger (defaults to the host name).
     pub instance_name: Option<String>,
     /// Several instances may run: only the holder of a MySQL named lock ticks.
@@ -69,6 +71,7 @@ impl Default for BatchSettings {
         Self {
             interval_seconds: 60,
             step_timeout_seconds: 30,
+            inventory_timeout_seconds: 120,
             instance_name: None,
             leader_election: true,
         }

@@ -86,7 +86,8 @@ pub struct ReportedVm {
     /// `<job_name>/<index>` (or `<instance_group>/<uuid>`)
     pub name: String,
     pub ip: String,
-    /// zone name: the BOSH AZ, or the job name's `_z1` suffix; empty when neither exists
+    /// zone name: the BOSH AZ, else the job name's `_z<N>` suffix, else the deployment name;
+    /// the host stores an empty one as zone `default`
     pub zone: String,
     pub is_cell: bool,
 }

@@ -183,13 +183,14 @@ impl Scheduler {
         sum: &mut TickSummary,
     ) -> anyhow::Result<()> {
         let timeout = self.step_timeout();
-        // 1. inventory
+        // 1. inventory: director tasks take longer than a query, hence a bound of its own
+        let inv_timeout = Duration::from_secs(self.settings.batch.inventory_timeout_seconds.max(1));
         for p in &self.plugins {
             let Some(inv) = &p.parts.inventory else {
                 continue;
             };
             let ctx = SyncContext { now };
-            let fetched = guarded("inventory", p.name, timeout, inv.fetch(&ctx)).await;
+            let fetched = guarded("inventory", p.name, inv_timeout, inv.fetch(&ctx)).await;
             match fetched {
                 Ok(snapshot) if dry_run => sum.planned.push(format!(
                     "inventory/{}: would sync {} VMs",

@@ -4,6 +4,7 @@
 //! The director client lives in [`director`], the inventory rules in [`inventory`], the config
 //! section `[plugins.bosh]` in [`config`].
 
+pub mod collector;
 pub mod config;
 pub mod director;
 pub mod inventory;
@@ -20,8 +21,13 @@ pub fn build(ctx: &PluginContext) -> anyhow::Result<PluginParts> {
     let config: BoshConfig = ctx.plugin_config()?;
     let client = Arc::new(DirectorClient::new(&config)?);
     let inventory = BoshInventory::new(&config, client);
+    let collector = collector::BoshCollector {
+        service_name: config.service_name.clone(),
+        director_ip: collector::host_of(&config.api_url),
+    };
     Ok(PluginParts {
         inventory: Some(Arc::new(inventory)),
+        collector: Some(Arc::new(collector)),
         ..Default::default()
     })
 }
