@@ -58,6 +58,8 @@ pub struct BatchSettings {
     pub interval_seconds: u64,
     /// Longest time one plugin may take in one step before it is abandoned for this tick.
     pub step_timeout_seconds: u64,
+    /// batch_runs rows and sent notifications older than this are deleted.
+    pub ledger_retention_days: u64,
     /// Longest time the inventory step (BOSH director tasks) may take.
     pub inventory_timeout_seconds: u64,
     /// Name of this instance in logs and the ledger (defaults to the host name).
@@ -72,6 +74,7 @@ impl Default for BatchSettings {
             interval_seconds: 60,
             step_timeout_seconds: 30,
             inventory_timeout_seconds: 120,
+            ledger_retention_days: 30,
             instance_name: None,
             leader_election: true,
         }
@@ -279,6 +282,14 @@ impl Settings {
             }
             None => "environment".to_string(),
         };
+        if let Some(vcap) = env.get("VCAP_SERVICES") {
+            if let Some(db) = vcap_mysql(vcap)? {
+                builder = builder.add_source(config::File::from_str(
+                    &serde_json::json!({ "monitoring_db": db }).to_string(),
+                    config::FileFormat::Json,
+                ));
+            }
+        }
         builder = builder.add_source(
             config::Environment::with_prefix(ENV_PREFIX)
                 .prefix_separator("__")
@@ -394,6 +405,75 @@ impl Settings {
                 .unwrap_or_else(|_| format!("pid-{}", std::process::id()))
         })
     }
+}
+
+/// The Monitoring DB credentials of a MySQL service bound on Cloud Foundry (`VCAP_SERVICES`):
+/// the first service whose label, tags or name mention mysql or mariadb. Its `uri`
+/// (`mysql://user:pass@host:port/db`) or its hostname/port/name/username/password fields.
+fn vcap_mysql(vcap: &str) -> anyhow::Result<Option<serde_json::Value>> {
+    let services: BTreeMap<String, Vec<serde_json::Value>> = serde_json::from_str(vcap)
+        .context("environment variable VCAP_SERVICES is not the JSON Cloud Foundry writes")?;
+    let is_mysql = |s: &serde_json::Value, label: &str| {
+        let text = format!("{label} {} {}", s["name"], s["tags"]).to_ascii_lowercase();
+        text.contains("mysql") || text.contains("mariadb")
+    };
+    let Some(svc) = services
+        .iter()
+        .flat_map(|(label, list)| list.iter().map(move |s| (label, s)))
+        .find(|(label, s)| is_mysql(s, label))
+        .map(|(_, s)| s)
+    else {
+        return Ok(None);
+    };
+    let c = &svc["credentials"];
+    let name = svc["name"].as_str().unwrap_or("?");
+    let mut db = serde_json::Map::new();
+    if let Some(uri) = c["uri"].as_str().or(c["jdbcUrl"].as_str()) {
+        let u = url::Url::parse(uri.trim_start_matches("jdbc:")).with_context(|| {
+            format!("VCAP_SERVICES service {name:?}: credentials.uri is not a URL")
+        })?;
+        if let Some(h) = u.host_str() {
+            db.insert("host".into(), h.into());
+        }
+        if let Some(p) = u.port() {
+            db.insert("port".into(), p.into());
+        }
+        let dbname = u.path().trim_start_matches('/');
+        if !dbname.is_empty() {
+            db.insert("dbname".into(), dbname.into());
+        }
+        if !u.username().is_empty() {
+            db.insert("username".into(), u.username().into());
+        }
+        if let Some(p) = u.password() {
+            let p = percent_encoding::percent_decode_str(p).decode_utf8_lossy();
+            db.insert("password".into(), p.into());
+        }
+    }
+    for (from, to) in [
+        ("hostname", "host"),
+        ("host", "host"),
+        ("name", "dbname"),
+        ("database", "dbname"),
+        ("username", "username"),
+        ("user", "username"),
+        ("password", "password"),
+    ] {
+        if let Some(v) = c[from].as_str() {
+            db.insert(to.into(), v.into());
+        }
+    }
+    if let Some(p) = c["port"]
+        .as_u64()
+        .or_else(|| c["port"].as_str().and_then(|p| p.parse().ok()))
+    {
+        db.insert("port".into(), p.into());
+    }
+    tracing::info!(
+        service = name,
+        "Monitoring DB credentials from VCAP_SERVICES"
+    );
+    Ok(Some(serde_json::Value::Object(db)))
 }
 
 /// Masks values whose key names a secret, at any depth (plugin sections are free-form).

@@ -154,6 +154,12 @@ impl Scheduler {
         {
             tracing::warn!("ledger: {e:#}");
         }
+        if !dry_run
+            && let Err(e) =
+                store::prune(&self.pool, now, self.settings.batch.ledger_retention_days).await
+        {
+            tracing::warn!("ledger: {e:#}");
+        }
         if let Ok(mut st) = self.status.lock() {
             st.last_tick = Some(now);
             st.last_tick_ok = sum.errors.is_empty();

@@ -636,3 +636,19 @@ pub async fn record_run(
     .context("recording the run in batch_runs")?;
     Ok(())
 }
+
+/// Deletes ledger rows and sent notifications older than the retention.
+pub async fn prune(pool: &MySqlPool, now: Timestamp, retention_days: u64) -> anyhow::Result<()> {
+    let before = now - chrono::Duration::days(retention_days.min(36500) as i64);
+    sqlx::query("DELETE FROM batch_runs WHERE started_at < ?")
+        .bind(before)
+        .execute(pool)
+        .await
+        .context("pruning batch_runs")?;
+    sqlx::query("DELETE FROM batch_notifications WHERE status = 'sent' AND sent_at < ?")
+        .bind(before)
+        .execute(pool)
+        .await
+        .context("pruning sent notifications")?;
+    Ok(())
+}

@@ -185,3 +185,46 @@ fn wrong_db_type_is_refused() {
     );
     assert!(e.contains("monitoring_db.db_type"), "{e}");
 }
+
+#[test]
+fn cloud_foundry_mysql_binding_supplies_the_monitoring_db() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = write(
+        dir.path(),
+        "m.toml",
+        "[monitoring_db]\ndbname = \"local\"\nhost = \"127.0.0.1\"\n",
+    );
+    let vcap = r#"{"p.mysql":[{"name":"monit-db","label":"p.mysql","tags":["mysql"],
+        "credentials":{"hostname":"10.0.8.5","port":3306,"name":"service_instance_db","username":"u1","password":"p@ss:w/rd",
+        "uri":"mysql://u1:p%40ss%3Aw%2Frd@10.0.8.5:3306/service_instance_db?reconnect=true"}}],
+        "p.redis":[{"name":"cache","label":"p.redis","tags":["redis"],"credentials":{"host":"10.0.9.9"}}]}"#;
+    let s = Settings::load_with_env(Some(&p), env(&[("VCAP_SERVICES", vcap)])).unwrap();
+    assert_eq!(s.monitoring_db.host, "10.0.8.5");
+    assert_eq!(s.monitoring_db.dbname, "service_instance_db");
+    assert_eq!(s.monitoring_db.username, "u1");
+    assert_eq!(s.monitoring_db.password.expose(), "p@ss:w/rd");
+    // an explicit environment override still wins
+    let s = Settings::load_with_env(
+        Some(&p),
+        env(&[
+            ("VCAP_SERVICES", vcap),
+            ("MONIT_BATCH__MONITORING_DB__HOST", "db.override"),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(s.monitoring_db.host, "db.override");
+    // only a uri
+    let vcap = r#"{"user-provided":[{"name":"mysql-monit","label":"user-provided","tags":[],"credentials":{"uri":"mysql://a:b@h.example:3307/mon"}}]}"#;
+    let s = Settings::load_with_env(Some(&p), env(&[("VCAP_SERVICES", vcap)])).unwrap();
+    assert_eq!(
+        (
+            s.monitoring_db.host.as_str(),
+            s.monitoring_db.port,
+            s.monitoring_db.dbname.as_str()
+        ),
+        ("h.example", 3307, "mon")
+    );
+    // garbage is an error naming the variable
+    let e = Settings::load_with_env(Some(&p), env(&[("VCAP_SERVICES", "{not json")])).unwrap_err();
+    assert!(format!("{e:#}").contains("VCAP_SERVICES"));
+}
