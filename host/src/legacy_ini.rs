@@ -235,7 +235,6 @@ impl LegacyIni {
             out.retain(|(old, _)| old != k);
             out.push((k.to_string(), v));
         }
-        let mut explicit_plugins = Vec::new();
         for e in parse(&text) {
             let origin = format!("{file}:{}", e.line);
             let Some((_, target, kind)) = KEYS.iter().find(|(k, _, _)| *k == e.key) else {
@@ -246,12 +245,6 @@ impl LegacyIni {
                 tracing::debug!(key = %e.key, "config.ini key accepted but unused");
                 continue;
             };
-            if let Some(plugin) = target
-                .strip_prefix("plugins.")
-                .and_then(|p| p.split('.').next())
-            {
-                explicit_plugins.push(plugin.to_string());
-            }
             let bad = |what: &str| {
                 ConfigError::Message(format!(
                     "{origin}: key `{}`: {what}, got {:?}",
@@ -279,13 +272,23 @@ impl LegacyIni {
             };
             set(&mut out, target, Value::new(Some(&origin), kind_value));
         }
-        // The original ran every component; an explicit `mail.alarm.send` decides for email.
+        // The original ran every component it had config for: collectors always, BOSH with a
+        // director URL, autoscale with a portal or CF API URL; mail only if mail.alarm.send says so.
+        let has = |out: &[(String, Value)], k: &str| out.iter().any(|(key, _)| key == k);
         for plugin in &self.implicit_plugins {
             let key = format!("plugins.{plugin}.enabled");
-            if out.iter().any(|(k, _)| *k == key) {
+            if has(&out, &key) {
                 continue;
             }
-            let on = plugin != "email" || !explicit_plugins.contains(&"email".to_string());
+            let on = match plugin.as_str() {
+                "paasta" | "container" => true,
+                "bosh" => has(&out, "plugins.bosh.api_url"),
+                "autoscale" => {
+                    has(&out, "plugins.autoscale.portal_url")
+                        || has(&out, "plugins.autoscale.cf_api_url")
+                }
+                _ => false,
+            };
             set(
                 &mut out,
                 &key,
@@ -363,7 +366,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("config.ini");
         std::fs::write(&p, "mail.alarm.send = false\nmail.tls.send = true\n").unwrap();
-        let out = LegacyIni::new(&p, vec!["email".into(), "paasta".into()])
+        let out = LegacyIni::new(&p, vec!["email".into(), "paasta".into(), "bosh".into()])
             .translate()
             .unwrap();
         let get = |k: &str| {
@@ -373,6 +376,11 @@ mod tests {
         };
         assert_eq!(get("plugins.email.enabled").as_deref(), Some("false"));
         assert_eq!(get("plugins.paasta.enabled").as_deref(), Some("true"));
+        assert_eq!(
+            get("plugins.bosh.enabled").as_deref(),
+            Some("false"),
+            "no bosh.api.url"
+        );
         assert_eq!(get("plugins.email.security").as_deref(), Some("tls"));
     }
 }
