@@ -42,15 +42,22 @@ pub struct TestEnv {
     pub bosh_db: String,
     pub container_db: String,
     http: reqwest::Client,
+    pub mysql: String,
+    pub influx: String,
 }
 
 impl TestEnv {
     /// `extra` is appended to the generated TOML (plugin sections, overrides).
     pub async fn new(tag: &str, extra: &str) -> TestEnv {
+        Self::on(tag, extra, &mysql_url(), &influx_url()).await
+    }
+
+    /// On given servers (a test's private MariaDB or InfluxDB).
+    pub async fn on(tag: &str, extra: &str, mysql: &str, influx: &str) -> TestEnv {
         let name = unique(&format!("monit_e2e_{tag}"));
         let admin = MySqlPoolOptions::new()
             .max_connections(1)
-            .connect(&mysql_url())
+            .connect(mysql)
             .await
             .unwrap();
         sqlx::query(sqlx::AssertSqlSafe(format!(
@@ -62,7 +69,7 @@ impl TestEnv {
         admin.close().await;
         let db = MySqlPoolOptions::new()
             .max_connections(3)
-            .connect(&format!("{}/{name}", mysql_url()))
+            .connect(&format!("{mysql}/{name}"))
             .await
             .unwrap();
         monit_host_migrate(&db).await;
@@ -74,14 +81,14 @@ impl TestEnv {
         );
         for d in [&cf_db, &bosh_db, &container_db] {
             let r = http
-                .post(format!("{}/query", influx_url()))
+                .post(format!("{influx}/query"))
                 .form(&[("q", format!("CREATE DATABASE \"{d}\""))])
                 .send()
                 .await
                 .unwrap();
             assert!(r.status().is_success());
         }
-        let url = url::Url::parse(&mysql_url()).unwrap();
+        let url = url::Url::parse(mysql).unwrap();
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("monit-batch.toml");
         std::fs::write(
@@ -117,7 +124,6 @@ resource_url = "https://monitor.example.com"
                 port = url.port().unwrap_or(3306),
                 user = url.username(),
                 pw = url.password().unwrap_or(""),
-                influx = influx_url(),
             ),
         )
         .unwrap();
@@ -130,6 +136,8 @@ resource_url = "https://monitor.example.com"
             bosh_db,
             container_db,
             http,
+            mysql: mysql.to_string(),
+            influx: influx.to_string(),
         }
     }
 
@@ -157,7 +165,7 @@ resource_url = "https://monitor.example.com"
     pub async fn write_points(&self, db: &str, lines: &str) {
         let r = self
             .http
-            .post(format!("{}/write", influx_url()))
+            .post(format!("{}/write", self.influx))
             .query(&[("db", db), ("precision", "s")])
             .body(lines.to_string())
             .send()
@@ -212,11 +220,13 @@ resource_url = "https://monitor.example.com"
 
     pub async fn cleanup(self) {
         self.db.close().await;
-        let admin = MySqlPoolOptions::new()
+        let Ok(admin) = MySqlPoolOptions::new()
             .max_connections(1)
-            .connect(&mysql_url())
+            .connect(&self.mysql)
             .await
-            .unwrap();
+        else {
+            return;
+        };
         let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
             "DROP DATABASE IF EXISTS `{}`",
             self.name
@@ -226,7 +236,7 @@ resource_url = "https://monitor.example.com"
         for d in [&self.cf_db, &self.bosh_db, &self.container_db] {
             let _ = self
                 .http
-                .post(format!("{}/query", influx_url()))
+                .post(format!("{}/query", self.influx))
                 .form(&[("q", format!("DROP DATABASE \"{d}\""))])
                 .send()
                 .await;

@@ -1,0 +1,397 @@
+//! Faults survived by the long-running process, against private instances of the real services
+//! (started by the test on free ports, so stopping them does not disturb other tests):
+//! InfluxDB stopped and back, MariaDB restarted, a tick slower than the interval.
+
+mod common;
+
+use common::{TestEnv, now_s};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn port_open(port: u16) -> bool {
+    std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+}
+
+fn wait_port(port: u16, open: bool) {
+    let start = Instant::now();
+    while port_open(port) != open {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "port {port} not {}",
+            if open { "open" } else { "closed" }
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// An influxd of the test's own, keeping its data in `dir` across restarts.
+struct PrivateInflux {
+    port: u16,
+    rpc: u16,
+    dir: std::path::PathBuf,
+    child: Option<Child>,
+}
+
+impl PrivateInflux {
+    fn start(dir: &Path) -> PrivateInflux {
+        let mut p = PrivateInflux {
+            port: free_port(),
+            rpc: free_port(),
+            dir: dir.to_path_buf(),
+            child: None,
+        };
+        p.up();
+        p
+    }
+    fn up(&mut self) {
+        let child = Command::new("influxd")
+            .args(["-config", "/etc/influxdb/influxdb.conf"])
+            .env(
+                "INFLUXDB_HTTP_BIND_ADDRESS",
+                format!("127.0.0.1:{}", self.port),
+            )
+            .env("INFLUXDB_BIND_ADDRESS", format!("127.0.0.1:{}", self.rpc))
+            .env("INFLUXDB_META_DIR", self.dir.join("meta"))
+            .env("INFLUXDB_DATA_DIR", self.dir.join("data"))
+            .env("INFLUXDB_DATA_WAL_DIR", self.dir.join("wal"))
+            .env("INFLUXDB_REPORTING_DISABLED", "true")
+            .env("INFLUXDB_MONITOR_STORE_ENABLED", "false")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        wait_port(self.port, true);
+    }
+    fn down(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        wait_port(self.port, false);
+    }
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for PrivateInflux {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A mariadbd of the test's own (no grant tables: the test connects as root without password).
+struct PrivateMariadb {
+    port: u16,
+    dir: std::path::PathBuf,
+    child: Option<Child>,
+}
+
+impl PrivateMariadb {
+    fn start(dir: &Path) -> PrivateMariadb {
+        let st = Command::new("mariadb-install-db")
+            .args([
+                "--no-defaults",
+                "--user=root",
+                "--skip-test-db",
+                "--auth-root-authentication-method=normal",
+            ])
+            .arg(format!("--datadir={}", dir.display()))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(st.success(), "mariadb-install-db");
+        let mut m = PrivateMariadb {
+            port: free_port(),
+            dir: dir.to_path_buf(),
+            child: None,
+        };
+        m.up();
+        m
+    }
+    fn up(&mut self) {
+        let child = Command::new("mariadbd")
+            .args([
+                "--no-defaults",
+                "--user=root",
+                "--bind-address=127.0.0.1",
+                "--skip-name-resolve",
+                "--innodb-buffer-pool-size=16M",
+            ])
+            .arg(format!("--datadir={}", self.dir.display()))
+            .arg(format!("--port={}", self.port))
+            .arg(format!(
+                "--socket={}",
+                self.dir.join("mysqld.sock").display()
+            ))
+            .arg(format!(
+                "--pid-file={}",
+                self.dir.join("mysqld.pid").display()
+            ))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        wait_port(self.port, true);
+    }
+    fn down(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &c.id().to_string()])
+                .status();
+            let _ = c.wait();
+        }
+        wait_port(self.port, false);
+    }
+    fn url(&self) -> String {
+        format!("mysql://root@127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for PrivateMariadb {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn spawn_loop(env: &TestEnv) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_monit-batch"))
+        .arg("--config")
+        .arg(&env.config)
+        .arg("run")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+fn stop(mut child: Child) -> Option<i32> {
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let start = Instant::now();
+    loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            return st.code();
+        }
+        if start.elapsed() > Duration::from_secs(30) {
+            let _ = child.kill();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+async fn wait_for<F: AsyncFnMut() -> bool>(what: &str, mut cond: F, within: Duration) {
+    let start = Instant::now();
+    while !cond().await {
+        assert!(start.elapsed() < within, "{what}: not within {within:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn hot_vm(ip: &str) -> String {
+    TestEnv::cf_series(ip, "cpuStats.0", 300, |_| 97.0)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn influxdb_stopped_during_a_run_fails_ticks_cleanly_and_recovers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut influx = PrivateInflux::start(tmp.path());
+    let env = TestEnv::on(
+        "influxdown",
+        "[plugins.paasta]\nenabled = true\n",
+        &common::mysql_url(),
+        &influx.url(),
+    )
+    .await;
+    env.exec("UPDATE alarm_policies SET measure_time = 300 WHERE origin_type = 'pas'")
+        .await;
+    env.add_vm("router_z1/0", "10.0.16.11", "vms").await;
+    env.write_points(&env.cf_db, &hot_vm("10.0.16.11")).await;
+    let child = spawn_loop(&env);
+    wait_for(
+        "the alarm opens",
+        async || env.scalar_i64("SELECT COUNT(*) FROM alarms").await == 1,
+        Duration::from_secs(20),
+    )
+    .await;
+
+    influx.down();
+    let failed_before = env
+        .scalar_i64("SELECT COUNT(*) FROM batch_runs WHERE errors LIKE '%collect/paasta%'")
+        .await;
+    wait_for(
+        "ticks fail while InfluxDB is down",
+        async || {
+            env.scalar_i64("SELECT COUNT(*) FROM batch_runs WHERE errors LIKE '%collect/paasta%'")
+                .await
+                >= failed_before + 2
+        },
+        Duration::from_secs(20),
+    )
+    .await;
+    let err: String = sqlx::query_scalar(
+        "SELECT errors FROM batch_runs WHERE errors IS NOT NULL ORDER BY id DESC LIMIT 1",
+    )
+    .fetch_one(&env.db)
+    .await
+    .unwrap();
+    assert!(
+        err.contains(&influx.url()),
+        "the error names InfluxDB: {err}"
+    );
+    let (status, cnt_down): (String, i64) =
+        sqlx::query_as("SELECT resolve_status, CAST(alarm_cnt AS SIGNED) FROM alarms")
+            .fetch_one(&env.db)
+            .await
+            .unwrap();
+    assert_eq!(status, "1", "an outage is not a recovery");
+    assert_eq!(
+        env.scalar_i64("SELECT COUNT(*) FROM alarms WHERE alarm_type = 'fail'")
+            .await,
+        0,
+        "an outage is not 'no data'"
+    );
+
+    influx.up();
+    wait_for(
+        "ticks succeed again and the alarm is counted",
+        async || {
+            env.scalar_i64("SELECT CAST(alarm_cnt AS SIGNED) FROM alarms")
+                .await
+                > cnt_down
+        },
+        Duration::from_secs(20),
+    )
+    .await;
+    assert_eq!(stop(child), Some(0), "the process lived through the outage");
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mariadb_restarted_the_pool_reconnects_and_pending_mail_is_kept() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut db = PrivateMariadb::start(tmp.path());
+    let dead_smtp = free_port();
+    let extra = format!(
+        "[plugins.paasta]\nenabled = true\n[plugins.email]\nenabled = true\nsmtp_host = \"127.0.0.1\"\nsmtp_port = {dead_smtp}\nsecurity = \"plain\"\nsender = \"m@example.com\"\n"
+    );
+    let env = TestEnv::on("dbrestart", &extra, &db.url(), &common::influx_url()).await;
+    env.exec("UPDATE alarm_policies SET measure_time = 300 WHERE origin_type = 'pas'")
+        .await;
+    env.add_vm("router_z1/0", "10.0.16.11", "vms").await;
+    env.write_points(&env.cf_db, &hot_vm("10.0.16.11")).await;
+    let child = spawn_loop(&env);
+    wait_for(
+        "the alarm is recorded with its mail pending",
+        async || {
+            env.scalar_i64("SELECT COUNT(*) FROM batch_notifications WHERE status = 'pending'")
+                .await
+                == 1
+        },
+        Duration::from_secs(20),
+    )
+    .await;
+    let runs_before = env.scalar_i64("SELECT COUNT(*) FROM batch_runs").await;
+    env.db.close().await;
+
+    db.down();
+    tokio::time::sleep(Duration::from_secs(3)).await; // a few ticks against a dead DB
+    db.up();
+
+    let pool = sqlx::mysql::MySqlPoolOptions::new()
+        .max_connections(1)
+        .connect(&format!("{}/{}", db.url(), env.name))
+        .await
+        .unwrap();
+    let count = async |sql: &str| -> i64 {
+        sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_string()))
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+    };
+    let start = Instant::now();
+    while count("SELECT COUNT(*) FROM batch_runs").await <= runs_before + 1 {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "ticks did not resume after the restart"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        count("SELECT COUNT(*) FROM alarms").await,
+        1,
+        "no alarm lost or doubled"
+    );
+    assert_eq!(
+        count("SELECT COUNT(*) FROM batch_notifications WHERE status = 'pending'").await,
+        1,
+        "pending mail kept"
+    );
+    assert!(
+        count("SELECT CAST(attempts AS SIGNED) FROM batch_notifications").await >= 2,
+        "and still retried"
+    );
+    assert_eq!(stop(child), Some(0));
+    pool.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tick_slower_than_the_interval_neither_overlaps_nor_piles_up() {
+    // A director that answers /info after 2.5 s makes every tick slower than the 1 s interval.
+    let director = wiremock::MockServer::start().await;
+    wiremock::Mock::given(wiremock::matchers::path("/info"))
+        .respond_with(wiremock::ResponseTemplate::new(500).set_delay(Duration::from_millis(2500)))
+        .mount(&director)
+        .await;
+    let extra = format!(
+        "[plugins.paasta]\nenabled = true\n[plugins.bosh]\nenabled = true\napi_url = \"{}\"\nusername = \"a\"\npassword = \"b\"\ncf_deployment = \"paasta\"\ntimeout_seconds = 10\n",
+        director.uri()
+    );
+    let env = TestEnv::new("slow", &extra).await;
+    env.add_vm("router_z1/0", "10.0.16.11", "vms").await;
+    env.write_points(
+        &env.cf_db,
+        &TestEnv::cf_series("10.0.16.11", "cpuStats.0", 300, |_| 10.0),
+    )
+    .await;
+    let child = spawn_loop(&env);
+    tokio::time::sleep(Duration::from_secs(9)).await;
+    assert_eq!(stop(child), Some(0));
+    let runs: Vec<(chrono::DateTime<chrono::Utc>, i64)> =
+        sqlx::query_as("SELECT started_at, duration_ms FROM batch_runs ORDER BY id")
+            .fetch_all(&env.db)
+            .await
+            .unwrap();
+    assert!(runs.len() >= 2, "{runs:?}");
+    assert!(runs.len() <= 4, "no burst of catch-up ticks: {runs:?}");
+    for w in runs.windows(2) {
+        let gap = (w[1].0 - w[0].0).num_milliseconds();
+        assert!(w[0].1 >= 2000, "the tick was slow: {runs:?}");
+        assert!(
+            gap >= w[0].1,
+            "tick started before the previous one ended: {runs:?}"
+        );
+    }
+    let _ = now_s();
+    env.cleanup().await;
+}
