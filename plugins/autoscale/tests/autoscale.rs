@@ -892,3 +892,80 @@ async fn registered_and_needs_the_portal_db() {
     let err = format!("{:#}", (reg.build)(&typo).err().expect("unknown key"));
     assert!(err.contains("portal_uri"), "{err}");
 }
+
+/// Settings from a file, as the binary loads them.
+fn settings_from(file_name: &str, text: &str) -> Settings {
+    let dir = std::env::temp_dir().join(unique("cfg"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join(file_name);
+    std::fs::write(&file, text).unwrap();
+    let settings = Settings::load_with_env(Some(&file), HashMap::new()).unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    settings
+}
+
+#[tokio::test]
+async fn the_sample_config_is_a_valid_section() {
+    let sample = include_str!("../sample.toml");
+    let settings = settings_from(
+        "monit-batch.toml",
+        &format!("[monitoring_db]\ndbname = \"m\"\n\n[portal_db]\ndbname = \"p\"\n\n{sample}"),
+    );
+    let ctx = monit_host::PluginContext {
+        name: "autoscale",
+        settings: std::sync::Arc::new(settings),
+    };
+    let cfg: AutoscaleConfig = ctx.plugin_config().unwrap();
+    assert!(cfg.enabled);
+    assert_eq!(
+        cfg.actuator_kind().unwrap(),
+        monit_plugin_autoscale::config::ActuatorKind::Cf
+    );
+    let reg = monit_host::plugin::find_plugin("autoscale").unwrap();
+    assert!((reg.build)(&ctx).unwrap().scaler.is_some());
+}
+
+#[tokio::test]
+async fn legacy_config_ini_keys_reach_the_plugin() {
+    let common = "monitoring.db.dbname = m\nportal.db.type = mysql\nportal.db.dbname = portaldb\n\
+                  portal.db.host = 127.0.0.1\nportal.db.port = 3306\n";
+    // 2.0: only the portal
+    let v2 = settings_from(
+        "config.ini",
+        &format!("{common}autoscale.portal.url = http://portal-api:2225\n"),
+    );
+    let ctx = monit_host::PluginContext {
+        name: "autoscale",
+        settings: std::sync::Arc::new(v2),
+    };
+    let cfg: AutoscaleConfig = ctx.plugin_config().unwrap();
+    assert_eq!(
+        cfg.actuator_kind().unwrap(),
+        monit_plugin_autoscale::config::ActuatorKind::Portal
+    );
+    assert_eq!(cfg.portal_url.as_deref(), Some("http://portal-api:2225"));
+    assert!((monit_host::plugin::find_plugin("autoscale").unwrap().build)(&ctx).is_ok());
+    // 4.0: the CF client keys
+    let v4 = settings_from(
+        "config.ini",
+        &format!(
+            "{common}cf.client.api_address = https://api.sys.example\ncf.client.username = admin\n\
+             cf.client.password = 12345\ncf.client.clientid = \ncf.client.clientpassword = \n"
+        ),
+    );
+    let ctx = monit_host::PluginContext {
+        name: "autoscale",
+        settings: std::sync::Arc::new(v4),
+    };
+    let cfg: AutoscaleConfig = ctx.plugin_config().unwrap();
+    assert_eq!(
+        cfg.actuator_kind().unwrap(),
+        monit_plugin_autoscale::config::ActuatorKind::Cf
+    );
+    assert_eq!(
+        cfg.cf_password.expose(),
+        "12345",
+        "a numeric password is still a password"
+    );
+    assert!((monit_host::plugin::find_plugin("autoscale").unwrap().build)(&ctx).is_ok());
+}
