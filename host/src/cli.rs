@@ -44,6 +44,22 @@ pub enum Command {
     CheckConfig,
     /// List the plugins compiled into this binary and whether config enables each.
     Plugins,
+    /// Replay the stored InfluxDB history through the current policies and print, per policy,
+    /// how many alarms and notifications they would have produced. Writes nothing.
+    Backtest {
+        /// Start, RFC 3339 (2026-11-24T00:00:00Z) or a duration back from now (24h, 90m, 3600s)
+        #[arg(long)]
+        from: String,
+        /// End, as --from; default now
+        #[arg(long, default_value = "0s")]
+        to: String,
+        /// Seconds between replayed ticks; default batch.interval_seconds
+        #[arg(long)]
+        step: Option<u64>,
+        /// Print the report as JSON
+        #[arg(long)]
+        json: bool,
+    },
     /// Show the last ticks recorded in batch_runs.
     Runs {
         #[arg(long, default_value_t = 20)]
@@ -190,6 +206,54 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Backtest {
+            from,
+            to,
+            step,
+            json,
+        } => {
+            let settings = Arc::new(load(&cli)?);
+            init_logging(Some(&settings));
+            let now = chrono::Utc::now();
+            let from = parse_time(from, now)?;
+            let to = parse_time(to, now)?;
+            if from >= to {
+                anyhow::bail!("backtest: --from must be before --to");
+            }
+            let plugins = build_plugins(&settings)?;
+            let pool = db::lazy_pool(&settings.monitoring_db);
+            let policies =
+                crate::store::load_policies(&pool, settings.alarms.default_measure_seconds).await?;
+            let vms = crate::store::load_vms(&pool).await?;
+            let influx = InfluxClient::new(&settings.influx)?;
+            let replay = crate::backtest::Replay {
+                settings: &settings,
+                influx: &influx,
+                plugins: &plugins,
+                policies: &policies,
+                vms: &vms,
+            };
+            let step =
+                std::time::Duration::from_secs(step.unwrap_or(settings.batch.interval_seconds));
+            let report = replay.run(from, to, step).await;
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                println!(
+                    "backtest {} .. {} every {}s over {} VMs",
+                    from.to_rfc3339(),
+                    to.to_rfc3339(),
+                    step.as_secs(),
+                    vms.len()
+                );
+                crate::backtest::print(&report, &policies);
+            }
+            Ok(if report.errors.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(2)
+            })
+        }
         Command::Run { once, dry_run } => {
             let settings = Arc::new(load(&cli)?);
             init_logging(Some(&settings));
@@ -285,6 +349,28 @@ async fn wait_for_signal() {
     {
         let _ = tokio::signal::ctrl_c().await;
     }
+}
+
+/// `2026-11-24T00:00:00Z`, or a duration back from `now`: `24h`, `90m`, `3600s`, `2d`.
+fn parse_time(
+    s: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> anyhow::Result<chrono::DateTime<chrono::Utc>> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+        return Ok(t.with_timezone(&chrono::Utc));
+    }
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: i64 = num.parse().map_err(|_| {
+        anyhow::anyhow!("not a time: {s:?} (RFC 3339, or a duration back from now like 24h)")
+    })?;
+    let secs = match unit {
+        "s" | "" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86400,
+        _ => anyhow::bail!("not a time: {s:?} (units: s, m, h, d)"),
+    };
+    Ok(now - chrono::Duration::seconds(secs))
 }
 
 fn print_summary(sum: &crate::scheduler::TickSummary) {

@@ -140,7 +140,7 @@ pub fn usage_query(settings: &InfluxSettings, windows: &UsageWindows, now: Times
     format!(
         "SELECT last({value}) AS {last}, mean({value}) AS {mean}, last({app_mem}) AS {app_mem}, \
          last({app_disk}) AS {app_disk} FROM {measurement} \
-         WHERE time > {start}s AND {name} =~ /^({CPU_SERIES}|{MEMORY_SERIES}|{DISK_SERIES})$/ \
+         WHERE time > {start}s AND time <= {end}s AND {name} =~ /^({CPU_SERIES}|{MEMORY_SERIES}|{DISK_SERIES})$/ \
          AND {container_id} <> '/' AND {application_name} <> '' \
          GROUP BY time({bucket}s), {group_by} fill(none)",
         value = ident("value"),
@@ -153,6 +153,7 @@ pub fn usage_query(settings: &InfluxSettings, windows: &UsageWindows, now: Times
         container_id = ident("container_id"),
         application_name = ident("application_name"),
         group_by = group_by.join(", "),
+        end = now.timestamp(),
     )
 }
 

@@ -1,6 +1,7 @@
 //! Plugin host of the monitoring batch: the traits plugins implement, the registry they join,
 //! configuration, the scheduler, the alarm engine and the Monitoring DB stores.
 
+pub mod backtest;
 pub mod cli;
 pub mod config;
 pub mod db;

@@ -66,52 +66,54 @@ impl VmBuckets {
 
 pub const METRIC_REGEX: &str = r"/^(cpuStats\.(core\.)?[0-9]+|memoryStats\.(UsedPercent|TotalMemory|FreeMemory|AvailableMemory)|diskStats\.(.+\.)?Usage)$/";
 
-/// The one query for a measurement: bucket means per `group_by` tag (if any) and metric name.
-pub fn build_query(
-    measurement: &str,
-    filter: Option<(&str, &str)>,
-    group_by: Option<&str>,
-    window_seconds: u64,
-    bucket_seconds: u64,
-) -> String {
-    let mut q = format!(
-        "SELECT mean(\"value\") FROM {} WHERE time > now() - {}s AND \"metricname\" =~ {}",
-        ident(measurement),
-        window_seconds.max(1),
-        METRIC_REGEX
-    );
-    if let Some((tag, value)) = filter {
-        q.push_str(&format!(" AND {} = {}", ident(tag), string(value)));
-    }
-    q.push_str(&format!(" GROUP BY time({}s), ", bucket_seconds.max(1)));
-    if let Some(tag) = group_by {
-        q.push_str(&ident(tag));
-        q.push_str(", ");
-    }
-    q.push_str("\"metricname\" fill(none)");
-    q
+/// The one query for a measurement: bucket means per `group_by` tag (if any) and metric name,
+/// over `(end - window, end]` in absolute time, so a past `end` replays history (backtest).
+#[derive(Clone, Copy, Debug)]
+pub struct VmQuery<'a> {
+    pub measurement: &'a str,
+    /// an equality filter on one tag, e.g. `origin` = the BOSH service name
+    pub filter: Option<(&'a str, &'a str)>,
+    /// the tag that identifies a VM (`ip`); `None` folds every series into one
+    pub group_by: Option<&'a str>,
+    pub window_seconds: u64,
+    pub bucket_seconds: u64,
+    pub end_epoch: i64,
 }
 
-/// Runs the query and folds the series into per-VM buckets keyed by the `group_by` tag value
-/// (`""` without grouping).
-pub async fn read(
-    influx: &InfluxClient,
-    db: &str,
-    measurement: &str,
-    filter: Option<(&str, &str)>,
-    group_by: Option<&str>,
-    window_seconds: u64,
-    bucket_seconds: u64,
-) -> Result<HashMap<String, VmBuckets>, InfluxError> {
-    let q = build_query(
-        measurement,
-        filter,
-        group_by,
-        window_seconds,
-        bucket_seconds,
-    );
-    let series = influx.query(db, &q).await?;
-    Ok(fold(&series, group_by))
+impl VmQuery<'_> {
+    pub fn to_influxql(&self) -> String {
+        let start = self.end_epoch - self.window_seconds.max(1) as i64;
+        let mut q = format!(
+            "SELECT mean(\"value\") FROM {} WHERE time > {start}s AND time <= {}s AND \"metricname\" =~ {}",
+            ident(self.measurement),
+            self.end_epoch,
+            METRIC_REGEX
+        );
+        if let Some((tag, value)) = self.filter {
+            q.push_str(&format!(" AND {} = {}", ident(tag), string(value)));
+        }
+        q.push_str(&format!(
+            " GROUP BY time({}s), ",
+            self.bucket_seconds.max(1)
+        ));
+        if let Some(tag) = self.group_by {
+            q.push_str(&ident(tag));
+            q.push_str(", ");
+        }
+        q.push_str("\"metricname\" fill(none)");
+        q
+    }
+
+    /// Runs the query and folds the series into per-VM buckets keyed by the `group_by` tag
+    /// value (`""` without grouping).
+    pub async fn read(
+        &self,
+        influx: &InfluxClient,
+        db: &str,
+    ) -> Result<HashMap<String, VmBuckets>, InfluxError> {
+        let series = influx.query(db, &self.to_influxql()).await?;
+        Ok(fold(&series, self.group_by))
+    }
 }
 
 #[derive(Default)]
@@ -298,7 +300,16 @@ mod tests {
 
     #[test]
     fn query_escapes_config_values() {
-        let q = build_query("cf\"m", Some(("origin", "micro'bosh")), Some("ip"), 600, 30);
+        let q = VmQuery {
+            measurement: "cf\"m",
+            filter: Some(("origin", "micro'bosh")),
+            group_by: Some("ip"),
+            window_seconds: 600,
+            bucket_seconds: 30,
+            end_epoch: 1_000_000,
+        }
+        .to_influxql();
+        assert!(q.contains("time > 999400s AND time <= 1000000s"), "{q}");
         assert!(q.contains(r#"FROM "cf\"m""#), "{q}");
         assert!(q.contains(r#""origin" = 'micro\'bosh'"#), "{q}");
         assert!(

@@ -32,15 +32,15 @@ impl Collector for BoshCollector {
 
     async fn collect(&self, ctx: &CollectContext<'_>) -> anyhow::Result<Vec<Reading>> {
         let s = &ctx.settings.influx;
-        let by_key = vm_metrics::read(
-            ctx.influx,
-            &s.bosh_db,
-            &s.bosh_measurement,
-            Some(("origin", &self.service_name)),
-            None,
-            ctx.windows.longest(Origin::Bos).as_secs(),
-            s.bucket_seconds,
-        )
+        let by_key = vm_metrics::VmQuery {
+            measurement: &s.bosh_measurement,
+            filter: Some(("origin", &self.service_name)),
+            group_by: None,
+            window_seconds: ctx.windows.longest(Origin::Bos).as_secs(),
+            bucket_seconds: s.bucket_seconds,
+            end_epoch: ctx.now.timestamp(),
+        }
+        .read(ctx.influx, &s.bosh_db)
         .await?;
         let target = Target {
             origin: Origin::Bos,

@@ -28,15 +28,15 @@ impl Collector for PaastaCollector {
 
     async fn collect(&self, ctx: &CollectContext<'_>) -> anyhow::Result<Vec<Reading>> {
         let s = &ctx.settings.influx;
-        let by_ip = vm_metrics::read(
-            ctx.influx,
-            &s.paasta_db,
-            &s.paasta_measurement,
-            None,
-            Some("ip"),
-            ctx.windows.longest(Origin::Pas).as_secs(),
-            s.bucket_seconds,
-        )
+        let by_ip = vm_metrics::VmQuery {
+            measurement: &s.paasta_measurement,
+            filter: None,
+            group_by: Some("ip"),
+            window_seconds: ctx.windows.longest(Origin::Pas).as_secs(),
+            bucket_seconds: s.bucket_seconds,
+            end_epoch: ctx.now.timestamp(),
+        }
+        .read(ctx.influx, &s.paasta_db)
         .await?;
         let now = ctx.now.timestamp();
         Ok(ctx
