@@ -265,6 +265,12 @@ pub fn usage_from_series(
         for list in [&mut c.cpu, &mut c.memory, &mut c.disk] {
             list.sort_by_key(|(t, _)| *t);
         }
+        // The newest bucket may still be filling: its last value sits earlier in it than in the
+        // complete buckets, so a rate over bucket starts would read low. A rate ends in a
+        // complete bucket only.
+        if c.cpu.len() > 2 && c.cpu.last().is_some_and(|(t, _)| t + width > now_s) {
+            c.cpu.pop();
+        }
         let [cell_ip, container, app_name, app_index, app_guid] = key;
         let index = app_index.trim().parse::<i32>().unwrap_or_else(|_| {
             tracing::debug!(app = %app_name, container = %container, application_index = %app_index, "application_index is not a number: read as 0");
