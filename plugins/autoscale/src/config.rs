@@ -73,6 +73,11 @@ pub struct AutoscaleConfig {
     /// Skip TLS verification of the portal, Cloud Controller and UAA: only for a lab, and logged loudly.
     #[serde(default)]
     pub insecure_skip_verify: bool,
+    /// Decide and record every decision in the scaling history (outcome `dry_run`), but never
+    /// call the portal or the Cloud Controller: to watch what autoscale would do before letting
+    /// it act. (`monit-batch run --once --dry-run` instead records nothing at all.)
+    #[serde(default)]
+    pub dry_run: bool,
 }
 
 fn default_timeout_seconds() -> u64 {

@@ -216,7 +216,8 @@ impl AutoscaleScaler {
                 );
             }
         };
-        if !ctx.dry_run && Instant::now() >= deadline {
+        let dry_run = ctx.dry_run || self.config.dry_run;
+        if !dry_run && Instant::now() >= deadline {
             return skipped(
                 &p.guid,
                 &p.app,
@@ -224,7 +225,7 @@ impl AutoscaleScaler {
             );
         }
         // A dry run calls nothing, not even the read: the count then comes from the metrics.
-        let platform_instances = if ctx.dry_run {
+        let platform_instances = if dry_run {
             None
         } else {
             match within(deadline, self.actuator.current_instances(&p.guid)).await {
@@ -272,7 +273,7 @@ impl AutoscaleScaler {
         } else {
             String::new()
         };
-        if ctx.dry_run {
+        if dry_run {
             return from_plan(
                 p,
                 &plan,

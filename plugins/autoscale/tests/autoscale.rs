@@ -616,6 +616,32 @@ async fn dry_run_decides_and_calls_nothing() {
 }
 
 #[tokio::test]
+async fn dry_run_from_config_decides_and_calls_nothing_on_a_real_tick() {
+    let env = Env::new(SPEC_TABLE, &[row(1, 4)]).await;
+    env.load(2, HOT, 50.0).await;
+    let cc = MockServer::start().await;
+    let uaa = MockServer::start().await;
+    for server in [&cc, &uaa] {
+        Mock::given(any())
+            .respond_with(ResponseTemplate::new(500))
+            .expect(0)
+            .mount(server)
+            .await;
+    }
+    let mut cfg = cf_cfg(&cc);
+    cfg["uaa_url"] = json!(uaa.uri());
+    cfg["dry_run"] = json!(true);
+    let s = scaler(&env, cfg);
+    // not a --dry-run tick: the config alone keeps it from acting
+    let d = env.run(&s, false, &HashMap::new()).await;
+    let d = only(&d);
+    assert_eq!((d.action, d.outcome), (ScaleAction::Out, ScaleOutcome::DryRun), "{d:#?}");
+    cc.verify().await;
+    uaa.verify().await;
+    env.drop().await;
+}
+
+#[tokio::test]
 async fn a_5xx_is_retried_then_recorded_as_failed() {
     let env = Env::new(SPEC_TABLE, &[row(1, 4)]).await;
     env.load(2, HOT, 50.0).await;
