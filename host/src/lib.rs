@@ -14,6 +14,7 @@ pub mod leader;
 pub mod legacy_ini;
 pub mod model;
 pub mod plugin;
+pub mod scale_alarms;
 pub mod scaling;
 pub mod scheduler;
 pub mod secret;

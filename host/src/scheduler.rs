@@ -316,8 +316,33 @@ impl Scheduler {
             self.notify(now, sum).await;
         }
 
-        // 6. scale
-        self.scale(now, dry_run, &vms, sum).await;
+        // 6. scale; a needed scale-out blocked by instance_max_cnt is an alarm of its own
+        let decisions = self.scale(now, dry_run, &vms, sum).await;
+        if !dry_run && !decisions.is_empty() {
+            let repeat = policies
+                .iter()
+                .find(|p| p.origin == Origin::Con && p.resource == crate::model::Resource::Cpu)
+                .map(|p| p.repeat_minutes)
+                .unwrap_or(a.default_repeat_minutes as i64);
+            let changes =
+                crate::scale_alarms::changes(&decisions, &open, now, repeat, a.auto_resolve);
+            if !changes.is_empty() {
+                let c = engine::count(&changes);
+                sum.alarms.opened += c.opened;
+                sum.alarms.continued += c.continued;
+                sum.alarms.renotified += c.renotified;
+                sum.alarms.recovered += c.recovered;
+                let outbox = store::Outbox {
+                    notifiers: &notifiers,
+                    language: &a.language,
+                    resource_url: a.resource_url.as_deref(),
+                };
+                store::apply_changes(&self.pool, &changes, &open, now, &outbox).await?;
+                if c.opened + c.renotified + c.recovered > 0 {
+                    self.notify(now, sum).await;
+                }
+            }
+        }
         Ok(())
     }
 
@@ -414,23 +439,24 @@ impl Scheduler {
         dry_run: bool,
         vms: &[crate::model::Vm],
         sum: &mut TickSummary,
-    ) {
+    ) -> Vec<ScaleDecision> {
         let scalers: Vec<_> = self
             .plugins
             .iter()
             .filter_map(|p| p.parts.scaler.as_ref().map(|s| (p.name, s)))
             .collect();
         if scalers.is_empty() {
-            return;
+            return Vec::new();
         }
         let last_scaled: HashMap<String, Timestamp> = match scaling::last_acted(&self.pool).await {
             Ok(m) => m,
             Err(e) => {
                 // Without the history the cooldown cannot be honoured: do not scale blind.
                 sum.errors.push(format!("scale: {e:#}"));
-                return;
+                return Vec::new();
             }
         };
+        let mut all = Vec::new();
         for (name, s) in scalers {
             let ctx = ScaleContext {
                 now,
@@ -459,11 +485,13 @@ impl Scheduler {
                         sum.errors
                             .push(format!("scale/{name}: recording decisions: {e:#}"));
                     }
+                    all.extend(decisions.iter().cloned());
                     sum.scale.extend(decisions);
                 }
                 Err(e) => sum.errors.push(e),
             }
         }
+        all
     }
 
     /// Ticks every `batch.interval_seconds` until `shutdown` turns true. A tick in flight when

@@ -37,6 +37,30 @@ pub fn title_and_message(
         return (t.clone(), t);
     }
     match (&target.app, target.origin) {
+        (Some(app), Origin::Con) if app.app_index == crate::scale_alarms::APP_LEVEL_INDEX => {
+            let usage = if usage.is_empty() {
+                String::new()
+            } else {
+                format!(" ({ty} {usage}%)")
+            };
+            if en {
+                (
+                    format!("[{}] autoscale blocked at instance_max_cnt", app.app_name),
+                    format!(
+                        "[{}] needs more instances{usage} but is at instance_max_cnt: raise the maximum or the app's resources.",
+                        app.app_name
+                    ),
+                )
+            } else {
+                (
+                    format!("[{}] 오토스케일 최대 인스턴스 도달", app.app_name),
+                    format!(
+                        "[{}] 인스턴스 증설이 필요하나{usage} instance_max_cnt에 도달했습니다. 최대 인스턴스 수 또는 앱 자원을 늘려 주십시오.",
+                        app.app_name
+                    ),
+                )
+            }
+        }
         (Some(app), Origin::Con) => {
             let word = level_word(level);
             if en {
