@@ -29,6 +29,9 @@ fn app_points(app: &str, guid: &str, idx: u32, cell_ip: &str, until: i64) -> Str
     out
 }
 
+/// app_name, action, outcome, instances_before, instances_after
+type HistoryRow = (String, String, String, Option<i32>, Option<i32>);
+
 #[tokio::test(flavor = "multi_thread")]
 async fn scale_out_blocked_at_max_alarms_and_cooldown_holds() {
     let portal_name = unique("monit_portal");
@@ -119,7 +122,7 @@ async fn scale_out_blocked_at_max_alarms_and_cooldown_holds() {
     let e = &env;
     let out = tokio::task::block_in_place(|| e.run_once());
     assert!(out.status.success());
-    let history: Vec<(String, String, String, Option<i32>, Option<i32>)> = sqlx::query_as(
+    let history: Vec<HistoryRow> = sqlx::query_as(
         "SELECT app_name, action, outcome, instances_before, instances_after FROM batch_scaling_history ORDER BY app_name",
     )
     .fetch_all(&env.db)

@@ -282,13 +282,13 @@ impl Settings {
             }
             None => "environment".to_string(),
         };
-        if let Some(vcap) = env.get("VCAP_SERVICES") {
-            if let Some(db) = vcap_mysql(vcap)? {
-                builder = builder.add_source(config::File::from_str(
-                    &serde_json::json!({ "monitoring_db": db }).to_string(),
-                    config::FileFormat::Json,
-                ));
-            }
+        if let Some(vcap) = env.get("VCAP_SERVICES")
+            && let Some(db) = vcap_mysql(vcap)?
+        {
+            builder = builder.add_source(config::File::from_str(
+                &serde_json::json!({ "monitoring_db": db }).to_string(),
+                config::FileFormat::Json,
+            ));
         }
         builder = builder.add_source(
             config::Environment::with_prefix(ENV_PREFIX)

@@ -4,10 +4,10 @@
 pub mod backtest;
 pub mod cli;
 pub mod config;
+pub mod container_metrics;
 pub mod db;
 pub mod engine;
 pub mod http;
-pub mod container_metrics;
 pub mod influx;
 
 pub mod leader;

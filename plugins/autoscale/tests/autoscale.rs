@@ -635,7 +635,11 @@ async fn dry_run_from_config_decides_and_calls_nothing_on_a_real_tick() {
     // not a --dry-run tick: the config alone keeps it from acting
     let d = env.run(&s, false, &HashMap::new()).await;
     let d = only(&d);
-    assert_eq!((d.action, d.outcome), (ScaleAction::Out, ScaleOutcome::DryRun), "{d:#?}");
+    assert_eq!(
+        (d.action, d.outcome),
+        (ScaleAction::Out, ScaleOutcome::DryRun),
+        "{d:#?}"
+    );
     cc.verify().await;
     uaa.verify().await;
     env.drop().await;
