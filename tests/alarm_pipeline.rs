@@ -390,3 +390,29 @@ async fn mail_as_received_escapes_hostile_names() {
     assert!(msg.body_text(0).is_some(), "multipart: a text part too");
     env.cleanup().await;
 }
+
+#[tokio::test]
+async fn one_influxdb_query_per_measurement_whatever_the_number_of_vms() {
+    let env = TestEnv::new("queries", "[plugins.paasta]\nenabled = true\n").await;
+    env.exec("UPDATE alarm_policies SET measure_time = 300 WHERE origin_type = 'pas'")
+        .await;
+    let end = now_s();
+    let mut lines = String::new();
+    for i in 0..60 {
+        let ip = format!("10.1.{}.{}", i / 200, i % 200 + 1);
+        env.add_vm(&format!("vm_z1/{i}"), &ip, "vms").await;
+        lines += &vm_points(&ip, end, 30.0 + i as f64);
+    }
+    env.write_points(&env.cf_db, &lines).await;
+    let out = env.run(&["run", "--once", "--json"]);
+    assert!(out.status.success());
+    let sum: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(sum["influx_queries"], 1, "60 VMs, one query: {sum}");
+    assert_eq!(
+        sum["readings"]["paasta"], 180,
+        "cpu, memory and disk of each VM"
+    );
+    assert!(sum["influx_rows"].as_u64().unwrap() >= 60 * 4 * 10, "{sum}");
+    assert!(sum["steps_ms"]["3_collect"].is_number(), "{sum}");
+    env.cleanup().await;
+}

@@ -37,6 +37,9 @@ pub enum Command {
         /// Evaluate everything and print what would be opened, notified and scaled; write and send nothing.
         #[arg(long)]
         dry_run: bool,
+        /// With --once: print the summary as JSON (steps, InfluxDB queries, alarms, ...).
+        #[arg(long)]
+        json: bool,
     },
     /// Apply the Monitoring DB migrations and exit.
     Migrate,
@@ -254,15 +257,24 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ExitCode::from(2)
             })
         }
-        Command::Run { once, dry_run } => {
+        Command::Run {
+            once,
+            dry_run,
+            json,
+        } => {
             let settings = Arc::new(load(&cli)?);
             init_logging(Some(&settings));
-            run_batch(settings, *once, *dry_run).await
+            run_batch(settings, *once, *dry_run, *json).await
         }
     }
 }
 
-async fn run_batch(settings: Arc<Settings>, once: bool, dry_run: bool) -> anyhow::Result<ExitCode> {
+async fn run_batch(
+    settings: Arc<Settings>,
+    once: bool,
+    dry_run: bool,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
     let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
         .install_recorder()
         .map_err(|e| tracing::warn!("metrics recorder not installed: {e}"))
@@ -289,7 +301,11 @@ async fn run_batch(settings: Arc<Settings>, once: bool, dry_run: bool) -> anyhow
     };
     if once {
         let sum = scheduler.tick(dry_run).await;
-        print_summary(&sum);
+        if json {
+            println!("{}", serde_json::to_string_pretty(&sum)?);
+        } else {
+            print_summary(&sum);
+        }
         return Ok(if sum.errors.is_empty() {
             ExitCode::SUCCESS
         } else {
@@ -390,6 +406,16 @@ fn print_summary(sum: &crate::scheduler::TickSummary) {
             ch.zones_added, ch.vms_added, ch.vms_updated, ch.vms_removed
         );
     }
+    let steps: Vec<String> = sum
+        .steps_ms
+        .iter()
+        .map(|(k, v)| format!("{k} {v}ms"))
+        .collect();
+    println!("  steps     {}", steps.join(", "));
+    println!(
+        "  influxdb  {} queries, {} rows",
+        sum.influx_queries, sum.influx_rows
+    );
     for (name, n) in &sum.readings {
         println!("  readings  {name}: {n}");
     }

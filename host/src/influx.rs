@@ -88,12 +88,20 @@ struct StatementResult {
     error: Option<String>,
 }
 
+/// Queries and rows this client has issued and read, for the tick summary and the benchmark.
+#[derive(Debug, Default)]
+pub struct InfluxStats {
+    pub queries: std::sync::atomic::AtomicU64,
+    pub rows: std::sync::atomic::AtomicU64,
+}
+
 #[derive(Clone)]
 pub struct InfluxClient {
     http: reqwest::Client,
     base: String,
     user: Option<String>,
     password: Secret,
+    pub stats: std::sync::Arc<InfluxStats>,
 }
 
 impl std::fmt::Debug for InfluxClient {
@@ -129,6 +137,7 @@ impl InfluxClient {
             base: s.url.trim_end_matches('/').to_string(),
             user: s.user.clone().filter(|u| !u.is_empty()),
             password: s.password.clone(),
+            stats: Default::default(),
         })
     }
 
@@ -165,7 +174,13 @@ impl InfluxClient {
                 body: text.chars().take(300).collect(),
             });
         }
-        decode(&self.base, db, &body)
+        let series = decode(&self.base, db, &body)?;
+        use std::sync::atomic::Ordering::Relaxed;
+        self.stats.queries.fetch_add(1, Relaxed);
+        self.stats
+            .rows
+            .fetch_add(series.iter().map(|s| s.values.len() as u64).sum(), Relaxed);
+        Ok(series)
     }
 
     /// Writes line protocol (tests, demo and bench seed data this way).

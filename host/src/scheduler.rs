@@ -71,6 +71,11 @@ pub struct TickSummary {
     pub alarms: ChangeCounts,
     pub notifications: NotifyCounts,
     pub scale: Vec<ScaleDecision>,
+    /// wall time of each step of the tick, milliseconds
+    pub steps_ms: BTreeMap<String, u64>,
+    /// InfluxDB queries issued and result rows read in this tick
+    pub influx_queries: u64,
+    pub influx_rows: u64,
     /// in a dry run: what would have been written
     pub planned: Vec<String>,
     pub errors: Vec<String>,
@@ -129,12 +134,19 @@ impl Scheduler {
             dry_run,
             ..Default::default()
         };
+        use std::sync::atomic::Ordering::Relaxed;
+        let (q0, r0) = (
+            self.influx.stats.queries.load(Relaxed),
+            self.influx.stats.rows.load(Relaxed),
+        );
         if let Err(e) = self.tick_steps(now, dry_run, &mut sum).await {
             let msg = format!("tick: {e:#}");
             tracing::error!("{msg}");
             sum.errors.push(msg);
         }
         sum.duration_ms = started.elapsed().as_millis() as u64;
+        sum.influx_queries = self.influx.stats.queries.load(Relaxed) - q0;
+        sum.influx_rows = self.influx.stats.rows.load(Relaxed) - r0;
         metrics::counter!("monit_ticks_total").increment(1);
         if !sum.errors.is_empty() {
             metrics::counter!("monit_tick_failures_total").increment(1);
@@ -189,6 +201,12 @@ impl Scheduler {
         sum: &mut TickSummary,
     ) -> anyhow::Result<()> {
         let timeout = self.step_timeout();
+        let mut phase = Instant::now();
+        let mut lap = |sum: &mut TickSummary, name: &str| {
+            sum.steps_ms
+                .insert(name.to_string(), phase.elapsed().as_millis() as u64);
+            phase = Instant::now();
+        };
         // 1. inventory: director tasks take longer than a query, hence a bound of its own
         let inv_timeout = Duration::from_secs(self.settings.batch.inventory_timeout_seconds.max(1));
         for p in &self.plugins {
@@ -222,6 +240,7 @@ impl Scheduler {
             }
         }
 
+        lap(sum, "1_inventory");
         // 2. what to compare against
         let a = &self.settings.alarms;
         let policies = store::load_policies(&self.pool, a.default_measure_seconds).await?;
@@ -240,6 +259,7 @@ impl Scheduler {
             default: Duration::from_secs(a.default_measure_seconds),
         };
 
+        lap(sum, "2_load");
         // 3. collect, all collectors at once
         let ctx = CollectContext {
             now,
@@ -279,6 +299,7 @@ impl Scheduler {
         }
         evaluated.retain(|o| !failed.contains(o));
 
+        lap(sum, "3_collect");
         // 4. evaluate and persist in one transaction, notifications queued with it
         let opts = EngineOptions {
             auto_resolve: a.auto_resolve,
@@ -311,11 +332,13 @@ impl Scheduler {
             store::apply_changes(&self.pool, &changes, &open, now, &outbox).await?;
         }
 
+        lap(sum, "4_evaluate_persist");
         // 5. notify from the outbox (new and earlier failed ones)
         if !dry_run {
             self.notify(now, sum).await;
         }
 
+        lap(sum, "5_notify");
         // 6. scale; a needed scale-out blocked by instance_max_cnt is an alarm of its own
         let decisions = self.scale(now, dry_run, &vms, sum).await;
         if !dry_run && !decisions.is_empty() {
@@ -343,6 +366,7 @@ impl Scheduler {
                 }
             }
         }
+        lap(sum, "6_scale");
         Ok(())
     }
 
