@@ -4,94 +4,10 @@
 
 mod common;
 
-use common::{TestEnv, now_s};
+use common::{PrivateInflux, TestEnv, free_port, now_s, wait_port};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn port_open(port: u16) -> bool {
-    std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-}
-
-fn wait_port(port: u16, open: bool) {
-    let start = Instant::now();
-    while port_open(port) != open {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "port {port} not {}",
-            if open { "open" } else { "closed" }
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// An influxd of the test's own, keeping its data in `dir` across restarts.
-struct PrivateInflux {
-    port: u16,
-    rpc: u16,
-    dir: std::path::PathBuf,
-    child: Option<Child>,
-}
-
-impl PrivateInflux {
-    fn start(dir: &Path) -> PrivateInflux {
-        let mut p = PrivateInflux {
-            port: free_port(),
-            rpc: free_port(),
-            dir: dir.to_path_buf(),
-            child: None,
-        };
-        p.up();
-        p
-    }
-    fn up(&mut self) {
-        let child = Command::new("influxd")
-            .args(["-config", "/etc/influxdb/influxdb.conf"])
-            .env(
-                "INFLUXDB_HTTP_BIND_ADDRESS",
-                format!("127.0.0.1:{}", self.port),
-            )
-            .env("INFLUXDB_BIND_ADDRESS", format!("127.0.0.1:{}", self.rpc))
-            .env("INFLUXDB_META_DIR", self.dir.join("meta"))
-            .env("INFLUXDB_DATA_DIR", self.dir.join("data"))
-            .env("INFLUXDB_DATA_WAL_DIR", self.dir.join("wal"))
-            .env("INFLUXDB_REPORTING_DISABLED", "true")
-            .env("INFLUXDB_MONITOR_STORE_ENABLED", "false")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        self.child = Some(child);
-        wait_port(self.port, true);
-    }
-    fn down(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        wait_port(self.port, false);
-    }
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for PrivateInflux {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
 
 /// A mariadbd of the test's own (no grant tables: the test connects as root without password).
 struct PrivateMariadb {

@@ -5,7 +5,7 @@
 use sqlx::MySqlPool;
 use sqlx::mysql::MySqlPoolOptions;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 pub fn mysql_url() -> String {
@@ -263,4 +263,99 @@ pub fn mails_with(maildir: &str, marker: &str) -> Vec<String> {
         }
     }
     out
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn port_open(port: u16) -> bool {
+    std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+}
+
+pub fn wait_port(port: u16, open: bool) {
+    let start = std::time::Instant::now();
+    while port_open(port) != open {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(60),
+            "port {port} not {}",
+            if open { "open" } else { "closed" }
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// An influxd of the test's own, keeping its data in `dir` across restarts.
+pub struct PrivateInflux {
+    pub port: u16,
+    env: Vec<(String, String)>,
+    rpc: u16,
+    dir: std::path::PathBuf,
+    child: Option<Child>,
+}
+
+impl PrivateInflux {
+    pub fn start(dir: &Path) -> PrivateInflux {
+        Self::start_with(dir, &[])
+    }
+
+    /// With extra `INFLUXDB_*` settings (auth, TLS).
+    pub fn start_with(dir: &Path, env: &[(&str, String)]) -> PrivateInflux {
+        let mut p = PrivateInflux {
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect(),
+            port: free_port(),
+            rpc: free_port(),
+            dir: dir.to_path_buf(),
+            child: None,
+        };
+        p.up();
+        p
+    }
+    pub fn up(&mut self) {
+        let child = Command::new("influxd")
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .args(["-config", "/etc/influxdb/influxdb.conf"])
+            .env(
+                "INFLUXDB_HTTP_BIND_ADDRESS",
+                format!("127.0.0.1:{}", self.port),
+            )
+            .env("INFLUXDB_BIND_ADDRESS", format!("127.0.0.1:{}", self.rpc))
+            .env("INFLUXDB_META_DIR", self.dir.join("meta"))
+            .env("INFLUXDB_DATA_DIR", self.dir.join("data"))
+            .env("INFLUXDB_DATA_WAL_DIR", self.dir.join("wal"))
+            .env("INFLUXDB_REPORTING_DISABLED", "true")
+            .env("INFLUXDB_MONITOR_STORE_ENABLED", "false")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        wait_port(self.port, true);
+    }
+    pub fn down(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        wait_port(self.port, false);
+    }
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for PrivateInflux {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
 }

@@ -1,0 +1,110 @@
+//! The InfluxDB client against real influxd instances with authentication and with TLS.
+
+mod common;
+
+use common::PrivateInflux;
+use monit_host::config::InfluxSettings;
+use monit_host::influx::InfluxClient;
+use monit_host::secret::Secret;
+
+fn pki() -> std::path::PathBuf {
+    std::path::PathBuf::from(
+        std::env::var("MONIT_PKI").unwrap_or_else(|_| "/var/tmp/ci-pki".into()),
+    )
+}
+
+#[tokio::test]
+async fn basic_auth_works_and_a_wrong_password_is_a_clear_error_without_the_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let influx =
+        PrivateInflux::start_with(dir.path(), &[("INFLUXDB_HTTP_AUTH_ENABLED", "true".into())]);
+    // the first admin user may be created without credentials
+    let http = reqwest::Client::new();
+    let r = http
+        .post(format!("{}/query", influx.url()))
+        .form(&[(
+            "q",
+            "CREATE USER monit WITH PASSWORD 'Right-pw-1' WITH ALL PRIVILEGES",
+        )])
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+    let mut s = InfluxSettings {
+        url: influx.url(),
+        user: Some("monit".into()),
+        password: Secret::new("Right-pw-1"),
+        ..Default::default()
+    };
+    let c = InfluxClient::new(&s).unwrap();
+    c.query("", "CREATE DATABASE authdb").await.unwrap();
+    c.write("authdb", "m,ip=1.2.3.4 value=1 1700000000")
+        .await
+        .unwrap();
+    let series = c.query("authdb", "SELECT value FROM m").await.unwrap();
+    assert_eq!(series.len(), 1);
+
+    s.password = Secret::new("Wrong-pw-2");
+    let c = InfluxClient::new(&s).unwrap();
+    let e = c
+        .query("authdb", "SELECT value FROM m")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains(&influx.url()) && e.contains("401"), "{e}");
+    assert!(
+        !e.contains("Wrong-pw-2") && !format!("{c:?}").contains("Wrong-pw-2"),
+        "{e}"
+    );
+}
+
+#[tokio::test]
+async fn tls_with_a_private_ca_file_and_refused_without_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let influx = PrivateInflux::start_with(
+        dir.path(),
+        &[
+            ("INFLUXDB_HTTP_HTTPS_ENABLED", "true".into()),
+            (
+                "INFLUXDB_HTTP_HTTPS_CERTIFICATE",
+                pki().join("server.pem").display().to_string(),
+            ),
+            (
+                "INFLUXDB_HTTP_HTTPS_PRIVATE_KEY",
+                pki().join("server.key").display().to_string(),
+            ),
+        ],
+    );
+    let url = influx.url().replace("http://", "https://");
+    let trusted = InfluxSettings {
+        url: url.clone(),
+        ca_file: Some(pki().join("ca.pem")),
+        ..Default::default()
+    };
+    let c = InfluxClient::new(&trusted).unwrap();
+    c.query("", "CREATE DATABASE tlsdb").await.unwrap();
+    assert!(c.query("tlsdb", "SHOW MEASUREMENTS").await.is_ok());
+
+    let untrusted = InfluxSettings {
+        url: url.clone(),
+        ..Default::default()
+    };
+    let e = InfluxClient::new(&untrusted)
+        .unwrap()
+        .query("tlsdb", "SHOW MEASUREMENTS")
+        .await
+        .unwrap_err();
+    let msg = format!("{e:#}");
+    assert!(msg.contains(&url), "{msg}");
+
+    let missing = InfluxSettings {
+        url,
+        ca_file: Some("/nonexistent/ca.pem".into()),
+        ..Default::default()
+    };
+    let e = InfluxClient::new(&missing).unwrap_err().to_string();
+    assert!(
+        e.contains("influx.ca_file") && e.contains("/nonexistent/ca.pem"),
+        "{e}"
+    );
+}
