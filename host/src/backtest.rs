@@ -153,19 +153,10 @@ impl Replay<'_> {
     /// Ticks at `from + step`, `from + 2·step`, … up to `to`, starting with no open alarm.
     pub async fn run(&self, from: Timestamp, to: Timestamp, step: Duration) -> BacktestReport {
         let a = &self.settings.alarms;
-        let windows = Windows {
-            by_key: self
-                .policies
-                .iter()
-                .map(|p| {
-                    (
-                        (p.origin, p.resource),
-                        Duration::from_secs(p.measure_seconds),
-                    )
-                })
-                .collect(),
-            default: Duration::from_secs(a.default_measure_seconds),
-        };
+        let windows = Windows::from_policies(
+            self.policies,
+            Duration::from_secs(a.default_measure_seconds),
+        );
         let opts = EngineOptions {
             auto_resolve: a.auto_resolve,
             default_repeat_minutes: a.default_repeat_minutes as i64,

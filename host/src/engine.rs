@@ -172,6 +172,74 @@ pub enum Change {
     },
 }
 
+/// What a change is about, whatever its kind: the target, the alarm and the value that decided.
+#[derive(Clone, Copy, Debug)]
+pub struct Subject<'a> {
+    pub target: &'a Target,
+    pub alarm_type: AlarmType,
+    /// the level after the change
+    pub level: Level,
+    pub value: Option<f64>,
+    pub threshold: Option<f64>,
+}
+
+impl Change {
+    pub fn subject(&self) -> Subject<'_> {
+        match self {
+            Change::Open {
+                target,
+                alarm_type,
+                level,
+                value,
+                threshold,
+            }
+            | Change::Escalate {
+                target,
+                alarm_type,
+                to: level,
+                value,
+                threshold,
+                ..
+            }
+            | Change::Rebreach {
+                target,
+                alarm_type,
+                level,
+                value,
+                threshold,
+                ..
+            }
+            | Change::Continue {
+                target,
+                alarm_type,
+                level,
+                value,
+                threshold,
+                ..
+            } => Subject {
+                target,
+                alarm_type: *alarm_type,
+                level: *level,
+                value: *value,
+                threshold: *threshold,
+            },
+            Change::Recover {
+                target,
+                alarm_type,
+                level,
+                value,
+                ..
+            } => Subject {
+                target,
+                alarm_type: *alarm_type,
+                level: *level,
+                value: *value,
+                threshold: None,
+            },
+        }
+    }
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct ChangeCounts {
     pub opened: u32,

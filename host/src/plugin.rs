@@ -121,6 +121,22 @@ pub struct Windows {
 }
 
 impl Windows {
+    /// Each policy's `measure_time`; `default` for resources without a policy.
+    pub fn from_policies(policies: &[crate::engine::Policy], default: Duration) -> Self {
+        Windows {
+            by_key: policies
+                .iter()
+                .map(|p| {
+                    (
+                        (p.origin, p.resource),
+                        Duration::from_secs(p.measure_seconds),
+                    )
+                })
+                .collect(),
+            default,
+        }
+    }
+
     pub fn get(&self, origin: Origin, resource: Resource) -> Duration {
         self.by_key
             .get(&(origin, resource))

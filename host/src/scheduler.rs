@@ -246,18 +246,8 @@ impl Scheduler {
         let policies = store::load_policies(&self.pool, a.default_measure_seconds).await?;
         let vms = store::load_vms(&self.pool).await?;
         let open = store::load_open_alarms(&self.pool).await?;
-        let windows = Windows {
-            by_key: policies
-                .iter()
-                .map(|p| {
-                    (
-                        (p.origin, p.resource),
-                        Duration::from_secs(p.measure_seconds),
-                    )
-                })
-                .collect(),
-            default: Duration::from_secs(a.default_measure_seconds),
-        };
+        let windows =
+            Windows::from_policies(&policies, Duration::from_secs(a.default_measure_seconds));
 
         lap(sum, "2_load");
         // 3. collect, all collectors at once
@@ -550,71 +540,31 @@ impl Scheduler {
 }
 
 fn describe_change(c: &Change) -> String {
-    let who = |t: &crate::model::Target| match &t.app {
+    let s = c.subject();
+    let who = match &s.target.app {
         Some(a) => format!(
             "{} {}[{}] on {}",
-            t.origin, a.app_name, a.app_index, a.cell_name
+            s.target.origin, a.app_name, a.app_index, a.cell_name
         ),
-        None => format!("{} {} ({})", t.origin, t.name, t.ip),
+        None => format!("{} {} ({})", s.target.origin, s.target.name, s.target.ip),
     };
-    let v = |v: &Option<f64>| {
-        v.map(|v| format!("{v:.2}%"))
-            .unwrap_or_else(|| "no data".into())
-    };
+    let v = s
+        .value
+        .map(|v| format!("{v:.2}%"))
+        .unwrap_or_else(|| "no data".into());
+    let (ty, level) = (s.alarm_type, s.level);
     match c {
-        Change::Open {
-            target,
-            alarm_type,
-            level,
-            value,
-            ..
-        } => {
-            format!(
-                "open {alarm_type} {level} alarm for {} at {}, notify",
-                who(target),
-                v(value)
-            )
+        Change::Open { .. } => format!("open {ty} {level} alarm for {who} at {v}, notify"),
+        Change::Escalate { alarm_id, from, .. } => {
+            format!("escalate alarm {alarm_id} ({ty}) of {who} {from} -> {level} at {v}, notify")
         }
-        Change::Escalate {
-            alarm_id,
-            target,
-            alarm_type,
-            from,
-            to,
-            value,
-            ..
-        } => {
-            format!(
-                "escalate alarm {alarm_id} ({alarm_type}) of {} {from} -> {to} at {}, notify",
-                who(target),
-                v(value)
-            )
-        }
-        Change::Rebreach {
-            alarm_id,
-            target,
-            alarm_type,
-            level,
-            value,
-            ..
-        } => {
-            format!(
-                "re-open alarm {alarm_id} ({alarm_type} {level}) of {} at {}, notify",
-                who(target),
-                v(value)
-            )
+        Change::Rebreach { alarm_id, .. } => {
+            format!("re-open alarm {alarm_id} ({ty} {level}) of {who} at {v}, notify")
         }
         Change::Continue {
-            alarm_id,
-            target,
-            alarm_type,
-            value,
-            renotify,
-            ..
+            alarm_id, renotify, ..
         } => format!(
-            "count alarm {alarm_id} ({alarm_type}) of {} at {}{}",
-            who(target),
-            v(value),
+            "count alarm {alarm_id} ({ty}) of {who} at {v}{}",
             if *renotify {
                 ", repeat notification"
             } else {
@@ -622,17 +572,10 @@ fn describe_change(c: &Change) -> String {
             }
         ),
         Change::Recover {
-            alarm_ids,
-            target,
-            alarm_type,
-            value,
-            close,
-            ..
+            alarm_ids, close, ..
         } => format!(
-            "{} alarm(s) {alarm_ids:?} ({alarm_type}) of {} at {}, notify recovery",
-            if *close { "resolve" } else { "mark recovered" },
-            who(target),
-            v(value)
+            "{} alarm(s) {alarm_ids:?} ({ty}) of {who} at {v}, notify recovery",
+            if *close { "resolve" } else { "mark recovered" }
         ),
     }
 }

@@ -2,8 +2,8 @@
 //! outbox and the run ledger out. Every alarm change of a tick is written in one transaction,
 //! together with its notifications, so a crash loses nothing and sends nothing twice.
 
-use crate::engine::{Change, OpenAlarm, OpenStatus, Policy};
-use crate::model::{AlarmType, Level, Origin, Target, Timestamp, Vm};
+use crate::engine::{Change, OpenAlarm, OpenStatus, Policy, Subject};
+use crate::model::{AlarmType, Level, Origin, Timestamp, Vm};
 use crate::plugin::{Notification, NotificationKind};
 use crate::text;
 use anyhow::Context as _;
@@ -174,24 +174,15 @@ pub struct Outbox<'a> {
     pub resource_url: Option<&'a str>,
 }
 
-/// What an alarm event is about, as the engine decided it.
-struct Event<'a> {
-    target: &'a Target,
-    alarm_type: AlarmType,
-    level: Level,
-    value: Option<f64>,
-    threshold: Option<f64>,
-}
-
 fn payload(
     kind: NotificationKind,
     alarm_id: i64,
-    ev: Event<'_>,
+    ev: Subject<'_>,
     (title, message): (String, String),
     (raised_at, now): (Timestamp, Timestamp),
     out: &Outbox<'_>,
 ) -> Notification {
-    let Event {
+    let Subject {
         target,
         alarm_type,
         level,
@@ -281,13 +272,7 @@ pub async fn apply_changes(
                 queued.push(payload(
                     NotificationKind::Opened,
                     id,
-                    Event {
-                        target,
-                        alarm_type: *alarm_type,
-                        level: *level,
-                        value: *value,
-                        threshold: *threshold,
-                    },
+                    ch.subject(),
                     (title, message),
                     (now, now),
                     out,
@@ -337,13 +322,7 @@ pub async fn apply_changes(
                 queued.push(payload(
                     kind,
                     *alarm_id,
-                    Event {
-                        target,
-                        alarm_type: *alarm_type,
-                        level: *level,
-                        value: *value,
-                        threshold: *threshold,
-                    },
+                    ch.subject(),
                     (title, message),
                     (raised_at(*alarm_id), now),
                     out,
@@ -377,13 +356,7 @@ pub async fn apply_changes(
                 queued.push(payload(
                     NotificationKind::Repeated,
                     *alarm_id,
-                    Event {
-                        target,
-                        alarm_type: *alarm_type,
-                        level: *level,
-                        value: *value,
-                        threshold: *threshold,
-                    },
+                    ch.subject(),
                     (title, message),
                     (raised_at(*alarm_id), now),
                     out,
@@ -393,9 +366,9 @@ pub async fn apply_changes(
                 alarm_ids,
                 target,
                 alarm_type,
-                level,
                 value,
                 close,
+                ..
             } => {
                 let message = text::recovery_message(lang, target, *alarm_type, *value);
                 if *close {
@@ -450,13 +423,7 @@ pub async fn apply_changes(
                 queued.push(payload(
                     NotificationKind::Recovered,
                     lead,
-                    Event {
-                        target,
-                        alarm_type: *alarm_type,
-                        level: *level,
-                        value: *value,
-                        threshold: None,
-                    },
+                    ch.subject(),
                     (title, message),
                     (raised_at(lead), now),
                     out,
