@@ -1,0 +1,257 @@
+//! Bodies of the fuzz targets, as plain functions. `fuzz_targets/*.rs` run them under libFuzzer
+//! (nightly), and `host/tests/bad_input.rs` includes this file to run them over the seed corpus
+//! on stable, so every `cargo test -p monit-host` checks them too.
+//!
+//! A body panics only where the host breaks a promise it makes about outside input (an error
+//! that does not name its source, a secret in the effective config, a non-finite reading); any
+//! other panic comes from the code under test and is a bug there.
+
+use monit_host::config::Settings;
+use monit_host::engine::{self, Change, EngineOptions, OpenAlarm, OpenStatus, Policy};
+use monit_host::influx::{self, Series};
+use monit_host::legacy_ini;
+use monit_host::model::{AlarmType, Level, Origin, Resource, Target};
+use monit_host::plugin::Windows;
+use monit_host::vm_metrics::{self, VmBuckets};
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::Duration;
+
+/// The InfluxDB base URL the decoder is given: every decode error must name it.
+pub const INFLUX_URL: &str = "http://influx.fuzz.invalid:8086";
+
+/// Evaluation time when the data gives none that is usable (2027-01-15).
+const DEFAULT_NOW: i64 = 1_800_000_000;
+
+/// config.ini keys holding a secret, and where `Settings::masked()` shows the translated value.
+const SECRET_KEYS: &[(&str, &[&str])] = &[
+    ("monitoring.db.password", &["monitoring_db", "password"]),
+    ("portal.db.password", &["portal_db", "password"]),
+    ("influx.pass", &["influx", "password"]),
+    ("bosh.password", &["plugins", "bosh", "password"]),
+    ("mail.sender.password", &["plugins", "email", "password"]),
+    ("cf.client.password", &["plugins", "autoscale", "cf_password"]),
+    (
+        "cf.client.clientpassword",
+        &["plugins", "autoscale", "client_secret"],
+    ),
+];
+
+/// `legacy_ini::parse` on the text, then the whole translation (`Settings::load_with_env` on a
+/// `config.ini` written into `dir`). Parsing never fails; loading fails with a message naming
+/// the file, or yields settings whose secrets are masked.
+pub fn legacy_ini(data: &[u8], dir: &Path) {
+    let text = std::str::from_utf8(data).ok();
+    let entries = text.map(legacy_ini::parse).unwrap_or_default();
+    if let Some(text) = text {
+        check_entries(text, &entries);
+    }
+    let path = dir.join("config.ini");
+    if let Err(e) = std::fs::write(&path, data) {
+        // the fuzzing machine's problem, not the parser's
+        panic!("cannot write {}: {e}", path.display());
+    }
+    match Settings::load_with_env(Some(&path), HashMap::new()) {
+        Err(e) => {
+            let msg = format!("{e:#}");
+            assert!(
+                msg.contains(&path.display().to_string()),
+                "a config error must name the file: {msg}"
+            );
+        }
+        Ok(settings) => {
+            assert!(settings.batch.interval_seconds > 0, "validated");
+            let masked = settings.masked();
+            for (key, at) in SECRET_KEYS {
+                let Some(value) = entries.iter().rev().find(|e| e.key == *key) else {
+                    continue;
+                };
+                if value.value.is_empty() {
+                    continue;
+                }
+                let shown = at.iter().try_fold(&masked, |v, k| v.get(*k));
+                assert_eq!(
+                    shown.and_then(|v| v.as_str()),
+                    Some("***"),
+                    "{key} shown unmasked in the effective config"
+                );
+            }
+        }
+    }
+}
+
+fn check_entries(text: &str, entries: &[legacy_ini::Entry]) {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut previous = 0;
+    for e in entries {
+        assert!(
+            e.line > previous && e.line <= lines.len(),
+            "line numbers increase and exist: {e:?}"
+        );
+        previous = e.line;
+        assert!(!e.key.is_empty(), "{e:?}");
+        assert_eq!(e.key, e.key.trim(), "keys are trimmed: {e:?}");
+        assert!(!e.key.contains('='), "split at the first `=`: {e:?}");
+        assert!(
+            !e.key.starts_with('#') && !e.key.starts_with(';'),
+            "comment lines are not entries: {e:?}"
+        );
+        assert_eq!(e.value, e.value.trim(), "values are trimmed: {e:?}");
+        assert!(!e.value.contains('⇒'), "`⇒ comment` is stripped: {e:?}");
+        assert!(
+            lines[e.line - 1].contains(&e.key),
+            "an entry comes from its line: {e:?}"
+        );
+    }
+}
+
+/// `influx::decode` on an answer body: an error names the InfluxDB URL; a decoded answer goes
+/// through [`vm_fold`].
+pub fn influx_decode(data: &[u8]) {
+    match influx::decode(INFLUX_URL, "fuzz_db", data) {
+        Err(e) => {
+            let msg = e.to_string();
+            assert!(
+                msg.contains(INFLUX_URL),
+                "a decode error must name InfluxDB: {msg}"
+            );
+        }
+        Ok(series) => vm_fold(&series),
+    }
+}
+
+/// `vm_metrics::fold` (grouped by `ip` and ungrouped), then readings and the alarm engine: every
+/// bucket is a finite percentage in its range, and no alarm carries a non-finite value.
+pub fn vm_fold(series: &[Series]) {
+    for group_by in [Some("ip"), None] {
+        let folded = vm_metrics::fold(series, group_by);
+        for (key, b) in &folded {
+            check_buckets(key, b);
+        }
+        evaluate(&folded);
+    }
+}
+
+fn check_buckets(key: &str, b: &VmBuckets) {
+    for (resource, buckets) in [("cpu", &b.cpu), ("memory", &b.memory), ("disk", &b.disk)] {
+        for (t, v) in buckets {
+            assert!(v.is_finite(), "{key} {resource} at {t}: {v}");
+        }
+    }
+    for (t, v) in &b.cpu {
+        assert!(
+            (0.0..=101.0).contains(v),
+            "{key} cpu at {t}: {v} is not a percentage"
+        );
+    }
+    for (t, v) in &b.disk {
+        assert!(*v >= 0.0, "{key} disk at {t}: {v}");
+    }
+}
+
+fn evaluate(folded: &HashMap<String, VmBuckets>) {
+    // the newest bucket stands for the clock, so the windows hold data; times far outside
+    // chrono's range cannot come from the clock
+    let now = folded
+        .values()
+        .flat_map(|b| [&b.cpu, &b.memory, &b.disk])
+        .filter_map(|m| m.keys().next_back().copied())
+        .filter(|t| (-1_000_000_000_000..1_000_000_000_000).contains(t))
+        .max()
+        .unwrap_or(DEFAULT_NOW);
+    let Some(now_ts) = chrono::DateTime::from_timestamp(now, 0) else {
+        return;
+    };
+    let windows = Windows {
+        by_key: HashMap::new(),
+        default: Duration::from_secs(600),
+    };
+    let mut keys: Vec<&String> = folded.keys().collect();
+    keys.sort();
+    let mut readings = Vec::new();
+    for (i, key) in keys.iter().enumerate() {
+        let target = Target {
+            origin: Origin::Pas,
+            origin_id: i as i64 + 1,
+            name: format!("vm/{key}"),
+            ip: (*key).clone(),
+            app: None,
+        };
+        readings.extend(vm_metrics::readings_for(
+            &target,
+            folded.get(*key),
+            &windows,
+            now,
+        ));
+    }
+    // a VM in the inventory without data at all
+    readings.extend(vm_metrics::readings_for(
+        &Target {
+            origin: Origin::Pas,
+            origin_id: 0,
+            name: "silent".into(),
+            ip: "0.0.0.0".into(),
+            app: None,
+        },
+        None,
+        &windows,
+        now,
+    ));
+    let policies: Vec<Policy> = Resource::ALL
+        .iter()
+        .enumerate()
+        .map(|(i, r)| Policy {
+            id: i as i64 + 1,
+            origin: Origin::Pas,
+            resource: *r,
+            warning: 85.0,
+            critical: 90.0,
+            repeat_minutes: 10,
+            measure_seconds: 600,
+        })
+        .collect();
+    // an open warning of every kind on the first VM, so escalation and recovery run too
+    let open: Vec<OpenAlarm> = [
+        AlarmType::Cpu,
+        AlarmType::Memory,
+        AlarmType::Disk,
+        AlarmType::Fail,
+    ]
+    .iter()
+    .enumerate()
+    .map(|(i, ty)| OpenAlarm {
+        id: i as i64 + 1,
+        origin: Origin::Pas,
+        origin_id: 1,
+        alarm_type: *ty,
+        level: if *ty == AlarmType::Fail {
+            Level::Fail
+        } else {
+            Level::Warning
+        },
+        status: OpenStatus::Raised,
+        raised_at: now_ts - chrono::Duration::hours(1),
+        last_sent: None,
+        app_name: None,
+        app_index: None,
+        recovered: false,
+    })
+    .collect();
+    let opts = EngineOptions {
+        auto_resolve: true,
+        default_repeat_minutes: 10,
+    };
+    let changes = engine::evaluate(&policies, &open, &readings, &[Origin::Pas], now_ts, &opts);
+    for c in &changes {
+        let value = match c {
+            Change::Open { value, .. }
+            | Change::Escalate { value, .. }
+            | Change::Continue { value, .. }
+            | Change::Rebreach { value, .. }
+            | Change::Recover { value, .. } => value,
+        };
+        if let Some(v) = value {
+            assert!(v.is_finite(), "an alarm change with a non-finite value: {c:?}");
+        }
+    }
+}
