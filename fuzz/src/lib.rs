@@ -30,7 +30,10 @@ const SECRET_KEYS: &[(&str, &[&str])] = &[
     ("influx.pass", &["influx", "password"]),
     ("bosh.password", &["plugins", "bosh", "password"]),
     ("mail.sender.password", &["plugins", "email", "password"]),
-    ("cf.client.password", &["plugins", "autoscale", "cf_password"]),
+    (
+        "cf.client.password",
+        &["plugins", "autoscale", "cf_password"],
+    ),
     (
         "cf.client.clientpassword",
         &["plugins", "autoscale", "client_secret"],
@@ -251,7 +254,10 @@ fn evaluate(folded: &HashMap<String, VmBuckets>) {
             | Change::Recover { value, .. } => value,
         };
         if let Some(v) = value {
-            assert!(v.is_finite(), "an alarm change with a non-finite value: {c:?}");
+            assert!(
+                v.is_finite(),
+                "an alarm change with a non-finite value: {c:?}"
+            );
         }
     }
 }
