@@ -3,8 +3,8 @@
 
 mod common;
 
-use common::{TestEnv, mysql_url, now_s, unique};
-use sqlx::mysql::MySqlPoolOptions;
+use common::{TestEnv, mysql_url, now_s};
+use monit_testkit::TestDb;
 use wiremock::matchers::{body_json, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
@@ -34,23 +34,8 @@ type HistoryRow = (String, String, String, Option<i32>, Option<i32>);
 
 #[tokio::test(flavor = "multi_thread")]
 async fn scale_out_blocked_at_max_alarms_and_cooldown_holds() {
-    let portal_name = unique("monit_portal");
-    let admin = MySqlPoolOptions::new()
-        .max_connections(1)
-        .connect(&mysql_url())
-        .await
-        .unwrap();
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "CREATE DATABASE `{portal_name}`"
-    )))
-    .execute(&admin)
-    .await
-    .unwrap();
-    let portal = MySqlPoolOptions::new()
-        .max_connections(1)
-        .connect(&format!("{}/{portal_name}", mysql_url()))
-        .await
-        .unwrap();
+    let portal = TestDb::create("e2e_portal").await;
+    let portal_name = &portal.name;
     sqlx::raw_sql(
         "CREATE TABLE auto_scaling_config (no int NOT NULL, guid varchar(255) NOT NULL, org varchar(255), space varchar(255), app varchar(255), \
          instance_min_cnt int, instance_max_cnt int, cpu_threshold_min_per float, cpu_threshold_max_per float, memory_min_size int, \
@@ -59,7 +44,7 @@ async fn scale_out_blocked_at_max_alarms_and_cooldown_holds() {
          (1, 'guid-full', 'org', 'space', 'full', 1, 2, 20, 80, 10, 90, 120, 'Y', 'Y'), \
          (2, 'guid-room', 'org', 'space', 'room', 1, 4, 20, 80, 10, 90, 120, 'Y', 'Y');",
     )
-    .execute(&portal)
+    .execute(&portal.pool)
     .await
     .unwrap();
 
@@ -198,11 +183,5 @@ async fn scale_out_blocked_at_max_alarms_and_cooldown_holds() {
     );
 
     env.cleanup().await;
-    portal.close().await;
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "DROP DATABASE `{portal_name}`"
-    )))
-    .execute(&admin)
-    .await
-    .unwrap();
+    portal.drop().await;
 }

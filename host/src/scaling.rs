@@ -102,54 +102,13 @@ pub async fn last_acted(pool: &MySqlPool) -> anyhow::Result<HashMap<String, Time
 mod tests {
     use super::*;
     use chrono::{Duration, TimeZone, Utc};
-    use sqlx::mysql::MySqlPoolOptions;
+    use monit_testkit::TestDb;
 
-    fn server_url() -> String {
-        std::env::var("MONIT_TEST_MYSQL_URL")
-            .unwrap_or_else(|_| "mysql://monit:monit@127.0.0.1:3306".to_string())
-            .trim_end_matches('/')
-            .to_string()
-    }
-
-    /// A freshly migrated Monitoring DB of its own; dropped by `drop_db`.
-    async fn fresh_db(tag: &str) -> (MySqlPool, String) {
-        let name = format!(
-            "scaling_{tag}_{}_{}",
-            std::process::id(),
-            Utc::now().timestamp_nanos_opt().unwrap_or_default() % 1_000_000_000
-        );
-        let admin = MySqlPoolOptions::new()
-            .max_connections(1)
-            .connect(&server_url())
-            .await
-            .unwrap();
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE `{name}`")))
-            .execute(&admin)
-            .await
-            .unwrap();
-        admin.close().await;
-        let pool = MySqlPoolOptions::new()
-            .max_connections(2)
-            .connect(&format!("{}/{name}?timezone=%2B00:00", server_url()))
-            .await
-            .unwrap();
-        crate::db::MIGRATOR.run(&pool).await.unwrap();
-        (pool, name)
-    }
-
-    async fn drop_db(pool: MySqlPool, name: &str) {
-        pool.close().await;
-        let admin = MySqlPoolOptions::new()
-            .max_connections(1)
-            .connect(&server_url())
-            .await
-            .unwrap();
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "DROP DATABASE IF EXISTS `{name}`"
-        )))
-        .execute(&admin)
-        .await
-        .unwrap();
+    /// A freshly migrated Monitoring DB of its own.
+    async fn fresh_db(tag: &str) -> TestDb {
+        let db = TestDb::create(&format!("scaling_{tag}")).await;
+        crate::db::MIGRATOR.run(&db.pool).await.unwrap();
+        db
     }
 
     /// app_guid, action, outcome, instances_after, cpu_percent, reason
@@ -177,7 +136,8 @@ mod tests {
 
     #[tokio::test]
     async fn records_every_decision_and_cooldown_counts_only_acted() {
-        let (pool, name) = fresh_db("record").await;
+        let db = fresh_db("record").await;
+        let pool = db.pool.clone();
         let t1 = Utc.with_ymd_and_hms(2026, 3, 1, 10, 0, 0).unwrap();
         let t2 = t1 + Duration::minutes(5);
         let long_reason = "x".repeat(1500);
@@ -238,14 +198,15 @@ mod tests {
             REASON_CHARS,
             "a long reason is clipped, not refused"
         );
-        drop_db(pool, &name).await;
+        db.drop().await;
     }
 
     #[tokio::test]
     async fn empty_history_has_no_cooldowns_and_empty_batch_is_a_no_op() {
-        let (pool, name) = fresh_db("empty").await;
+        let db = fresh_db("empty").await;
+        let pool = db.pool.clone();
         record_decisions(&pool, &[], Utc::now()).await.unwrap();
         assert!(last_acted(&pool).await.unwrap().is_empty());
-        drop_db(pool, &name).await;
+        db.drop().await;
     }
 }

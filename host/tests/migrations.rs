@@ -2,55 +2,8 @@
 //! and 4.0) created and filled, and a second run that changes nothing.
 
 use monit_host::db::MIGRATOR;
-use sqlx::mysql::MySqlPoolOptions;
+use monit_testkit::TestDb;
 use sqlx::{MySqlPool, Row};
-
-fn server_url() -> String {
-    std::env::var("MONIT_TEST_MYSQL_URL")
-        .unwrap_or_else(|_| "mysql://monit:monit@127.0.0.1:3306".into())
-}
-
-async fn fresh_db(tag: &str) -> (MySqlPool, String) {
-    let name = format!(
-        "monit_mig_{tag}_{}_{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos()
-    );
-    let admin = MySqlPoolOptions::new()
-        .max_connections(1)
-        .connect(&server_url())
-        .await
-        .unwrap();
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "CREATE DATABASE `{name}` CHARACTER SET utf8mb4"
-    )))
-    .execute(&admin)
-    .await
-    .unwrap();
-    let pool = MySqlPoolOptions::new()
-        .max_connections(2)
-        .connect(&format!("{}/{name}", server_url()))
-        .await
-        .unwrap();
-    (pool, name)
-}
-
-async fn drop_db(name: &str) {
-    let admin = MySqlPoolOptions::new()
-        .max_connections(1)
-        .connect(&server_url())
-        .await
-        .unwrap();
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "DROP DATABASE IF EXISTS `{name}`"
-    )))
-    .execute(&admin)
-    .await
-    .unwrap();
-}
 
 async fn count(pool: &MySqlPool, table: &str) -> i64 {
     sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM {table}")))
@@ -71,7 +24,8 @@ async fn columns(pool: &MySqlPool, table: &str) -> Vec<String> {
 
 #[tokio::test]
 async fn empty_database_gets_reference_tables_and_seeds_once() {
-    let (pool, name) = fresh_db("empty").await;
+    let db = TestDb::create("mig_empty").await;
+    let pool = db.pool.clone();
     MIGRATOR.run(&pool).await.unwrap();
     for t in [
         "zones",
@@ -133,8 +87,7 @@ async fn empty_database_gets_reference_tables_and_seeds_once() {
     MIGRATOR.run(&pool).await.unwrap();
     assert_eq!(count(&pool, "alarm_policies").await, 9);
     assert_eq!(count(&pool, "alarm_targets").await, 3);
-    pool.close().await;
-    drop_db(&name).await;
+    db.drop().await;
 }
 
 /// The tables as the 2.0 batch's GORM AutoMigrate created them (no measure_time, no mail_send_yn).
@@ -159,7 +112,8 @@ INSERT INTO alarms (origin_type, origin_id, alarm_type, level, ip, app_yn, app_n
 
 #[tokio::test]
 async fn database_created_by_the_original_keeps_its_rows() {
-    let (pool, name) = fresh_db("orig20").await;
+    let db = TestDb::create("mig_orig20").await;
+    let pool = db.pool.clone();
     sqlx::raw_sql(ORIGINAL_2_0).execute(&pool).await.unwrap();
     MIGRATOR.run(&pool).await.unwrap();
     // 4.0 columns added, existing rows kept as the operator left them
@@ -206,13 +160,13 @@ async fn database_created_by_the_original_keeps_its_rows() {
     MIGRATOR.run(&pool).await.unwrap();
     assert_eq!(count(&pool, "alarm_policies").await, 9);
     assert_eq!(count(&pool, "alarm_targets").await, 4);
-    pool.close().await;
-    drop_db(&name).await;
+    db.drop().await;
 }
 
 #[tokio::test]
 async fn database_created_by_the_4_0_batch_migrates_too() {
-    let (pool, name) = fresh_db("orig40").await;
+    let db = TestDb::create("mig_orig40").await;
+    let pool = db.pool.clone();
     sqlx::raw_sql(ORIGINAL_2_0).execute(&pool).await.unwrap();
     // what 4.0's AutoMigrate did to it: columns added with implicit 0
     sqlx::raw_sql(
@@ -243,6 +197,5 @@ async fn database_created_by_the_4_0_batch_migrates_too() {
         policies.iter().find(|p| p.id == 1).unwrap().measure_seconds,
         120
     );
-    pool.close().await;
-    drop_db(&name).await;
+    db.drop().await;
 }

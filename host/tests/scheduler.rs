@@ -10,7 +10,7 @@ use monit_host::plugin::{
 };
 use monit_host::scheduler::{Scheduler, build_plugins};
 use monit_host::{async_trait, db};
-use sqlx::mysql::MySqlPoolOptions;
+use monit_testkit::{TestDb, mysql_url};
 use std::sync::Arc;
 
 struct Failing;
@@ -112,25 +112,10 @@ monit_host::inventory::submit! { PluginRegistration { name: "test-hot", descript
 
 #[tokio::test]
 async fn a_failing_or_hanging_plugin_does_not_stop_the_others() {
-    let base = std::env::var("MONIT_TEST_MYSQL_URL")
-        .unwrap_or_else(|_| "mysql://monit:monit@127.0.0.1:3306".into());
-    let name = format!("monit_sched_{}", std::process::id());
-    let admin = MySqlPoolOptions::new()
-        .max_connections(1)
-        .connect(&base)
-        .await
-        .unwrap();
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "DROP DATABASE IF EXISTS `{name}`"
-    )))
-    .execute(&admin)
-    .await
-    .unwrap();
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE `{name}`")))
-        .execute(&admin)
-        .await
-        .unwrap();
-    let url = url::Url::parse(&base).unwrap();
+    // an empty database: the scheduler's own pool migrates it, as the binary does
+    let test_db = TestDb::create("sched").await;
+    let name = &test_db.name;
+    let url = url::Url::parse(&mysql_url()).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("m.toml");
     std::fs::write(
@@ -223,8 +208,5 @@ async fn a_failing_or_hanging_plugin_does_not_stop_the_others() {
         .unwrap();
     assert_eq!(runs, 1, "the tick is in the ledger");
     pool.close().await;
-    sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE `{name}`")))
-        .execute(&admin)
-        .await
-        .unwrap();
+    test_db.drop().await;
 }

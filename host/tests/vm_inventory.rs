@@ -2,57 +2,28 @@
 
 use monit_host::plugin::{InventorySnapshot, ReportedVm};
 use monit_host::vm_inventory::{InventoryChanges, apply_snapshot};
-use sqlx::{Connection as _, MySqlConnection, MySqlPool};
-use std::sync::atomic::{AtomicU32, Ordering};
+use monit_testkit::TestDb;
+use std::ops::Deref;
 
-fn server_url() -> String {
-    std::env::var("MONIT_TEST_MYSQL_URL")
-        .unwrap_or_else(|_| "mysql://monit:monit@127.0.0.1:3306".into())
-        .trim_end_matches('/')
-        .to_string()
+/// A migrated Monitoring DB of the test's own, with the queries the assertions read.
+struct InventoryDb(TestDb);
+
+impl Deref for InventoryDb {
+    type Target = TestDb;
+    fn deref(&self) -> &TestDb {
+        &self.0
+    }
 }
 
-struct TestDb {
-    name: String,
-    pool: MySqlPool,
-}
-
-impl TestDb {
+impl InventoryDb {
     async fn new() -> Self {
-        static N: AtomicU32 = AtomicU32::new(0);
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos();
-        let name = format!(
-            "monit_test_inv_{}_{}_{nanos}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        );
-        let mut admin = MySqlConnection::connect(&server_url()).await.unwrap();
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "CREATE DATABASE `{name}` CHARACTER SET utf8mb4"
-        )))
-        .execute(&mut admin)
-        .await
-        .unwrap();
-        let pool = MySqlPool::connect(&format!("{}/{name}", server_url()))
-            .await
-            .unwrap();
-        monit_host::db::MIGRATOR.run(&pool).await.unwrap();
-        Self { name, pool }
+        let db = TestDb::create("inv").await;
+        monit_host::db::MIGRATOR.run(&db.pool).await.unwrap();
+        Self(db)
     }
 
     async fn drop_db(self) {
-        self.pool.close().await;
-        let mut admin = MySqlConnection::connect(&server_url()).await.unwrap();
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "DROP DATABASE `{}`",
-            self.name
-        )))
-        .execute(&mut admin)
-        .await
-        .unwrap();
+        self.0.drop().await;
     }
 
     /// (id, name, ip, vm_type, zone name, modi_user) by name
@@ -97,7 +68,7 @@ fn snap(vms: &[ReportedVm]) -> InventorySnapshot {
 
 #[tokio::test]
 async fn first_sync_creates_zones_and_vms() {
-    let db = TestDb::new().await;
+    let db = InventoryDb::new().await;
     let changes = apply_snapshot(
         &db.pool,
         &snap(&[
@@ -163,7 +134,7 @@ async fn first_sync_creates_zones_and_vms() {
 
 #[tokio::test]
 async fn a_vm_keeps_its_id_while_others_come_and_go() {
-    let db = TestDb::new().await;
+    let db = InventoryDb::new().await;
     apply_snapshot(
         &db.pool,
         &snap(&[
@@ -206,7 +177,7 @@ async fn a_vm_keeps_its_id_while_others_come_and_go() {
 
 #[tokio::test]
 async fn an_empty_snapshot_is_refused_and_nothing_changes() {
-    let db = TestDb::new().await;
+    let db = InventoryDb::new().await;
     apply_snapshot(&db.pool, &snap(&[vm("a/0", "10.0.0.1", "z1", false)]))
         .await
         .unwrap();
@@ -219,7 +190,7 @@ async fn an_empty_snapshot_is_refused_and_nothing_changes() {
 
 #[tokio::test]
 async fn ip_zone_and_type_changes_update_in_place() {
-    let db = TestDb::new().await;
+    let db = InventoryDb::new().await;
     apply_snapshot(
         &db.pool,
         &snap(&[
@@ -293,7 +264,7 @@ async fn ip_zone_and_type_changes_update_in_place() {
 
 #[tokio::test]
 async fn rows_left_by_the_original_are_repaired() {
-    let db = TestDb::new().await;
+    let db = InventoryDb::new().await;
     // D15: zone_id 0; and a name twice (the original's races).
     sqlx::query(
         "INSERT INTO vms (id, zone_id, name, ip, vm_type) VALUES \
@@ -331,7 +302,7 @@ async fn rows_left_by_the_original_are_repaired() {
 
 #[tokio::test]
 async fn a_vm_with_no_zone_goes_to_the_default_zone() {
-    let db = TestDb::new().await;
+    let db = InventoryDb::new().await;
     apply_snapshot(&db.pool, &snap(&[vm("a/0", "10.0.0.1", "", false)]))
         .await
         .unwrap();
@@ -341,7 +312,7 @@ async fn a_vm_with_no_zone_goes_to_the_default_zone() {
 
 #[tokio::test]
 async fn a_failure_midway_rolls_the_whole_sync_back() {
-    let db = TestDb::new().await;
+    let db = InventoryDb::new().await;
     apply_snapshot(
         &db.pool,
         &snap(&[

@@ -2,29 +2,16 @@
 //! services, a config file pointing at them, and the real `monit-batch` binary.
 #![allow(dead_code)]
 
+use monit_testkit::{TestDb, create_influx_db, try_drop_influx_db};
+// for the tests that name them; not every test binary does
+#[allow(unused_imports)]
+pub use monit_testkit::{influx_url, mysql_url, unique};
 use sqlx::MySqlPool;
-use sqlx::mysql::MySqlPoolOptions;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-pub fn mysql_url() -> String {
-    std::env::var("MONIT_TEST_MYSQL_URL")
-        .unwrap_or_else(|_| "mysql://monit:monit@127.0.0.1:3306".into())
-}
-pub fn influx_url() -> String {
-    std::env::var("MONIT_TEST_INFLUX_URL").unwrap_or_else(|_| "http://127.0.0.1:8086".into())
-}
 pub const SINK: &str = "/var/tmp/smtp-sink";
-
-pub fn unique(tag: &str) -> String {
-    let n = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
-    format!(
-        "{tag}_{}_{}",
-        std::process::id(),
-        n.as_nanos() % 1_000_000_000_000
-    )
-}
 
 pub fn now_s() -> i64 {
     SystemTime::now()
@@ -36,6 +23,7 @@ pub fn now_s() -> i64 {
 pub struct TestEnv {
     pub name: String,
     pub db: MySqlPool,
+    test_db: TestDb,
     pub dir: tempfile::TempDir,
     pub config: PathBuf,
     pub cf_db: String,
@@ -54,24 +42,8 @@ impl TestEnv {
 
     /// On given servers (a test's private MariaDB or InfluxDB).
     pub async fn on(tag: &str, extra: &str, mysql: &str, influx: &str) -> TestEnv {
-        let name = unique(&format!("monit_e2e_{tag}"));
-        let admin = MySqlPoolOptions::new()
-            .max_connections(1)
-            .connect(mysql)
-            .await
-            .unwrap();
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "CREATE DATABASE `{name}` CHARACTER SET utf8mb4"
-        )))
-        .execute(&admin)
-        .await
-        .unwrap();
-        admin.close().await;
-        let db = MySqlPoolOptions::new()
-            .max_connections(3)
-            .connect(&format!("{mysql}/{name}"))
-            .await
-            .unwrap();
+        let test_db = TestDb::create_on(mysql, &format!("e2e_{tag}")).await;
+        let (name, db) = (test_db.name.clone(), test_db.pool.clone());
         monit_host_migrate(&db).await;
         let http = reqwest::Client::new();
         let (cf_db, bosh_db, container_db) = (
@@ -80,13 +52,7 @@ impl TestEnv {
             format!("{name}_con"),
         );
         for d in [&cf_db, &bosh_db, &container_db] {
-            let r = http
-                .post(format!("{influx}/query"))
-                .form(&[("q", format!("CREATE DATABASE \"{d}\""))])
-                .send()
-                .await
-                .unwrap();
-            assert!(r.status().is_success());
+            create_influx_db(influx, d).await;
         }
         let url = url::Url::parse(mysql).unwrap();
         let dir = tempfile::tempdir().unwrap();
@@ -130,6 +96,7 @@ resource_url = "https://monitor.example.com"
         TestEnv {
             name,
             db,
+            test_db,
             dir,
             config,
             cf_db,
@@ -218,28 +185,11 @@ resource_url = "https://monitor.example.com"
         r.last_insert_id() as i64
     }
 
+    /// Best effort: a cleanup failing (a private server the test stopped) must not fail the test.
     pub async fn cleanup(self) {
-        self.db.close().await;
-        let Ok(admin) = MySqlPoolOptions::new()
-            .max_connections(1)
-            .connect(&self.mysql)
-            .await
-        else {
-            return;
-        };
-        let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "DROP DATABASE IF EXISTS `{}`",
-            self.name
-        )))
-        .execute(&admin)
-        .await;
+        let _ = self.test_db.try_drop().await;
         for d in [&self.cf_db, &self.bosh_db, &self.container_db] {
-            let _ = self
-                .http
-                .post(format!("{}/query", self.influx))
-                .form(&[("q", format!("DROP DATABASE \"{d}\""))])
-                .send()
-                .await;
+            let _ = try_drop_influx_db(&self.influx, d).await;
         }
     }
 }

@@ -8,6 +8,7 @@ use monit_host::influx::InfluxClient;
 use monit_host::plugin::{ScaleAction, ScaleContext, ScaleDecision, ScaleOutcome, Scaler as _};
 use monit_plugin_autoscale::AutoscaleScaler;
 use monit_plugin_autoscale::config::AutoscaleConfig;
+use monit_testkit::{TestDb, create_influx_db, drop_influx_db, influx_url, mysql_url, unique};
 use serde_json::json;
 use sqlx::MySqlPool;
 use sqlx::mysql::MySqlPoolOptions;
@@ -25,27 +26,6 @@ const GIB: f64 = 1_073_741_824.0;
 /// CPU load of a busy app in the tests, percent of one core: far enough above the max (80) that
 /// a window edge read a little low still crosses it.
 const HOT: f64 = 120.0;
-
-fn mysql_url() -> String {
-    std::env::var("MONIT_TEST_MYSQL_URL")
-        .unwrap_or_else(|_| "mysql://monit:monit@127.0.0.1:3306".into())
-        .trim_end_matches('/')
-        .to_string()
-}
-
-fn influx_url() -> String {
-    std::env::var("MONIT_TEST_INFLUX_URL").unwrap_or_else(|_| "http://127.0.0.1:8086".into())
-}
-
-fn unique(tag: &str) -> String {
-    static N: AtomicU32 = AtomicU32::new(0);
-    format!(
-        "as_{tag}_{}_{}_{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::SeqCst),
-        Utc::now().timestamp_subsec_nanos() % 100_000
-    )
-}
 
 /// A policy row; `None` is stored as NULL.
 #[derive(Clone)]
@@ -99,7 +79,7 @@ const PORTAL_TABLE: &str = "CREATE TABLE auto_scaling_config (
     auto_decrease_yn varchar(1) DEFAULT NULL, PRIMARY KEY (no))";
 
 struct Env {
-    portal_db: String,
+    portal_db: TestDb,
     portal: MySqlPool,
     influx_db: String,
     influx: InfluxClient,
@@ -110,24 +90,8 @@ struct Env {
 
 impl Env {
     async fn new(table: &str, rows: &[Row]) -> Env {
-        let portal_db = unique("portal");
-        let admin = MySqlPoolOptions::new()
-            .max_connections(1)
-            .connect(&mysql_url())
-            .await
-            .unwrap();
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "CREATE DATABASE `{portal_db}`"
-        )))
-        .execute(&admin)
-        .await
-        .unwrap();
-        admin.close().await;
-        let portal = MySqlPoolOptions::new()
-            .max_connections(2)
-            .connect(&format!("{}/{portal_db}", mysql_url()))
-            .await
-            .unwrap();
+        let portal_db = TestDb::create("as_portal").await;
+        let portal = portal_db.pool.clone();
         sqlx::query(sqlx::AssertSqlSafe(table.to_string()))
             .execute(&portal)
             .await
@@ -152,17 +116,14 @@ impl Env {
             .await
             .unwrap();
         }
-        let influx_db = unique("metrics");
+        let influx_db = unique("monit_test_as_metrics");
         let settings: Settings = serde_json::from_value(json!({
             "monitoring_db": {"dbname": "unused"},
             "influx": {"url": influx_url(), "container_db": influx_db, "bucket_seconds": 30},
         }))
         .unwrap();
         let influx = InfluxClient::new(&settings.influx).unwrap();
-        influx
-            .query("", &format!("CREATE DATABASE \"{influx_db}\""))
-            .await
-            .unwrap();
+        create_influx_db(&influx_url(), &influx_db).await;
         let monitoring = MySqlPoolOptions::new()
             .connect_lazy(&format!("{}/unused", mysql_url()))
             .unwrap();
@@ -243,23 +204,8 @@ impl Env {
     }
 
     async fn drop(self) {
-        self.portal.close().await;
-        let admin = MySqlPoolOptions::new()
-            .max_connections(1)
-            .connect(&mysql_url())
-            .await
-            .unwrap();
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "DROP DATABASE IF EXISTS `{}`",
-            self.portal_db
-        )))
-        .execute(&admin)
-        .await
-        .unwrap();
-        self.influx
-            .query("", &format!("DROP DATABASE \"{}\"", self.influx_db))
-            .await
-            .unwrap();
+        self.portal_db.drop().await;
+        drop_influx_db(&influx_url(), &self.influx_db).await;
     }
 }
 
@@ -485,21 +431,8 @@ async fn cooldown_from_the_recorded_history_holds_a_second_action() {
     let env = Env::new(SPEC_TABLE, &[row(1, 4)]).await;
     env.load(2, HOT, 50.0).await;
     // the host's side: a Monitoring DB with the scaling history
-    let mon_db = unique("monitoring");
-    let admin = MySqlPoolOptions::new()
-        .max_connections(1)
-        .connect(&mysql_url())
-        .await
-        .unwrap();
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE `{mon_db}`")))
-        .execute(&admin)
-        .await
-        .unwrap();
-    let history = MySqlPoolOptions::new()
-        .max_connections(2)
-        .connect(&format!("{}/{mon_db}", mysql_url()))
-        .await
-        .unwrap();
+    let mon_db = TestDb::create("as_monitoring").await;
+    let history = mon_db.pool.clone();
     monit_host::db::MIGRATOR.run(&history).await.unwrap();
 
     let portal = MockServer::start().await;
@@ -538,11 +471,7 @@ async fn cooldown_from_the_recorded_history_holds_a_second_action() {
     assert_eq!(code(d), "cooldown");
     portal.verify().await;
 
-    history.close().await;
-    sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE `{mon_db}`")))
-        .execute(&admin)
-        .await
-        .unwrap();
+    mon_db.drop().await;
     env.drop().await;
 }
 

@@ -14,26 +14,16 @@ use monit_host::model::{Measured, Origin, Reading, Resource, Vm};
 use monit_host::plugin::Windows;
 use monit_host::{CollectContext, Collector};
 use monit_plugin_container::ContainerCollector;
+use monit_testkit::{create_influx_db, drop_influx_db, influx_url, unique};
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 const TOLERANCE: f64 = 1e-6;
 
-fn influx_url() -> String {
-    std::env::var("MONIT_TEST_INFLUX_URL").unwrap_or_else(|_| "http://127.0.0.1:8086".into())
-}
-
 fn unique_db(tag: &str) -> String {
-    static N: AtomicU32 = AtomicU32::new(0);
-    format!(
-        "monit_test_container_{tag}_{}_{}_{}",
-        std::process::id(),
-        Utc::now().timestamp_micros(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
+    unique(&format!("monit_test_container_{tag}"))
 }
 
 fn settings(db: &str, measurement: &str) -> Settings {
@@ -243,10 +233,7 @@ async fn run_case(dir: &Path) -> Result<(), String> {
     let case: Case = serde_json::from_str(&text).map_err(|e| format!("case.json: {e}"))?;
     let db = unique_db(dir.file_name().unwrap().to_str().unwrap());
     let influx = client();
-    influx
-        .query("", &format!("CREATE DATABASE \"{db}\""))
-        .await
-        .unwrap();
+    create_influx_db(&influx_url(), &db).await;
     let now = Utc::now();
     let points = lines(&case, now.timestamp());
     let written = influx.write(&db, &points).await;
@@ -261,10 +248,7 @@ async fn run_case(dir: &Path) -> Result<(), String> {
         windows: &windows,
     };
     let result = ContainerCollector.collect(&ctx).await;
-    influx
-        .query("", &format!("DROP DATABASE \"{db}\""))
-        .await
-        .unwrap();
+    drop_influx_db(&influx_url(), &db).await;
     written.map_err(|e| format!("writing the points: {e}"))?;
     let readings = result.map_err(|e| format!("collect failed: {e:#}"))?;
     let got = actual(&readings);
@@ -373,10 +357,7 @@ fn one_query_for_many_containers_on_many_cells() {
         }
     }
     rt.block_on(async {
-        influx
-            .query("", &format!("CREATE DATABASE \"{db}\""))
-            .await
-            .unwrap();
+        create_influx_db(&influx_url(), &db).await;
         influx.write(&db, &points).await.unwrap();
     });
     let settings = settings(&db, "container_metrics");
@@ -392,8 +373,7 @@ fn one_query_for_many_containers_on_many_cells() {
         windows: &windows,
     };
     let (result, queries) = count_queries(&rt, ContainerCollector.collect(&ctx));
-    rt.block_on(influx.query("", &format!("DROP DATABASE \"{db}\"")))
-        .unwrap();
+    rt.block_on(drop_influx_db(&influx_url(), &db));
     let readings = result.unwrap();
     assert_eq!(
         queries, 1,

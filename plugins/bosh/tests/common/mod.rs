@@ -3,9 +3,9 @@
 #![allow(dead_code)]
 
 use monit_plugin_bosh::BoshConfig;
+use monit_testkit::TestDb as TestkitDb;
 use serde_json::json;
-use sqlx::{Connection as _, MySqlConnection, MySqlPool};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::ops::Deref;
 use wiremock::matchers::{
     basic_auth, bearer_token, body_string_contains, method, path, query_param,
 };
@@ -274,54 +274,25 @@ pub fn sync_ctx() -> monit_host::plugin::SyncContext {
 // ---------------------------------------------------------------------------------------------
 // A throwaway Monitoring DB
 
-fn server_url() -> String {
-    std::env::var("MONIT_TEST_MYSQL_URL")
-        .unwrap_or_else(|_| "mysql://monit:monit@127.0.0.1:3306".into())
-        .trim_end_matches('/')
-        .to_string()
-}
+/// A migrated Monitoring DB of the test's own, with the query the assertions read.
+pub struct TestDb(TestkitDb);
 
-pub struct TestDb {
-    pub name: String,
-    pub pool: MySqlPool,
+impl Deref for TestDb {
+    type Target = TestkitDb;
+    fn deref(&self) -> &TestkitDb {
+        &self.0
+    }
 }
 
 impl TestDb {
     pub async fn new() -> Self {
-        static N: AtomicU32 = AtomicU32::new(0);
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos();
-        let name = format!(
-            "monit_test_bosh_{}_{}_{nanos}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        );
-        let mut admin = MySqlConnection::connect(&server_url()).await.unwrap();
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "CREATE DATABASE `{name}` CHARACTER SET utf8mb4"
-        )))
-        .execute(&mut admin)
-        .await
-        .unwrap();
-        let pool = MySqlPool::connect(&format!("{}/{name}", server_url()))
-            .await
-            .unwrap();
-        monit_host::db::MIGRATOR.run(&pool).await.unwrap();
-        Self { name, pool }
+        let db = TestkitDb::create("bosh").await;
+        monit_host::db::MIGRATOR.run(&db.pool).await.unwrap();
+        Self(db)
     }
 
     pub async fn drop_db(self) {
-        self.pool.close().await;
-        let mut admin = MySqlConnection::connect(&server_url()).await.unwrap();
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "DROP DATABASE `{}`",
-            self.name
-        )))
-        .execute(&mut admin)
-        .await
-        .unwrap();
+        self.0.drop().await;
     }
 
     /// (id, name, ip, vm_type, zone name) ordered by name
