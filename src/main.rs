@@ -11,6 +11,8 @@ use monit_plugin_container as _;
 use monit_plugin_email as _;
 #[cfg(feature = "paasta")]
 use monit_plugin_paasta as _;
+#[cfg(feature = "webhook")]
+use monit_plugin_webhook as _;
 
 fn main() -> std::process::ExitCode {
     monit_host::cli::main()

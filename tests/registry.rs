@@ -9,6 +9,7 @@ const FEATURES: &[(&str, bool)] = &[
     ("container", cfg!(feature = "container")),
     ("email", cfg!(feature = "email")),
     ("paasta", cfg!(feature = "paasta")),
+    ("webhook", cfg!(feature = "webhook")),
 ];
 
 #[test]
