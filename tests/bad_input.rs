@@ -265,7 +265,6 @@ async fn negative_values_and_zero_total_memory_open_no_alarm() {
 
 /// A memory or disk "percentage" of 1e308 or 250 is a writer's bug, not a full machine.
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "fails until vm_metrics::fold bounds memory and disk percentages like CPU (issue 6 report)"]
 async fn huge_values_open_no_alarm() {
     let env = TestEnv::new("huge", "[plugins.paasta]\nenabled = true\n").await;
     env.exec("UPDATE alarm_policies SET measure_time = 300 WHERE origin_type = 'pas'")

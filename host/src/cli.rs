@@ -89,6 +89,7 @@ pub fn init_logging(settings: Option<&Settings>) {
     let json = settings.is_some_and(|s| s.log.format == "json");
     let b = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     let _ = if json {
         b.json().try_init()

@@ -294,7 +294,7 @@ impl Settings {
             config::Environment::with_prefix(ENV_PREFIX)
                 .prefix_separator("__")
                 .separator("__")
-                .try_parsing(true)
+                .try_parsing(false)
                 .source(Some(env.clone().into_iter().collect())),
         );
         if let Some(port) = env.get("PORT") {
@@ -364,7 +364,7 @@ impl Settings {
                 );
             }
             if let Some(enabled) = section.get("enabled")
-                && !enabled.is_boolean()
+                && as_bool(enabled).is_none()
             {
                 bail!(
                     "invalid config in {src}: plugins.{name}.enabled must be true or false, got {enabled}"
@@ -378,7 +378,7 @@ impl Settings {
         self.plugins
             .get(name)
             .and_then(|s| s.get("enabled"))
-            .and_then(|v| v.as_bool())
+            .and_then(as_bool)
             .unwrap_or(false)
     }
 
@@ -404,6 +404,20 @@ impl Settings {
                 .or_else(|_| std::env::var("HOSTNAME"))
                 .unwrap_or_else(|_| format!("pid-{}", std::process::id()))
         })
+    }
+}
+
+/// `true`/`false`, as TOML writes them or as the environment does (strings: environment values
+/// are not guessed at, so a password `007` stays `007`).
+fn as_bool(v: &serde_json::Value) -> Option<bool> {
+    match v {
+        serde_json::Value::Bool(b) => Some(*b),
+        serde_json::Value::String(s) => match s.trim().to_ascii_lowercase().as_str() {
+            "true" => Some(true),
+            "false" => Some(false),
+            _ => None,
+        },
+        _ => None,
     }
 }
 

@@ -140,7 +140,8 @@ pub fn usage_query(settings: &InfluxSettings, windows: &UsageWindows, now: Times
     format!(
         "SELECT last({value}) AS {last}, mean({value}) AS {mean}, last({app_mem}) AS {app_mem}, \
          last({app_disk}) AS {app_disk} FROM {measurement} \
-         WHERE time > {start}s AND time <= {end}s AND {name} =~ /^({CPU_SERIES}|{MEMORY_SERIES}|{DISK_SERIES})$/ \
+         WHERE time > {start}s AND time <= {end}s \
+         AND {value} > -{bound} AND {value} < {bound} AND {name} =~ /^({CPU_SERIES}|{MEMORY_SERIES}|{DISK_SERIES})$/ \
          AND {container_id} <> '/' AND {application_name} <> '' \
          GROUP BY time({bucket}s), {group_by} fill(none)",
         value = ident("value"),
@@ -154,6 +155,7 @@ pub fn usage_query(settings: &InfluxSettings, windows: &UsageWindows, now: Times
         application_name = ident("application_name"),
         group_by = group_by.join(", "),
         end = now.timestamp(),
+        bound = crate::vm_metrics::VALUE_BOUND,
     )
 }
 
@@ -212,7 +214,9 @@ pub fn usage_from_series(
             let pct_of = |limit: Option<f64>, bad: &mut u32| -> Option<f64> {
                 let used = cell(mean).filter(|v| *v >= 0.0)?;
                 match limit {
-                    Some(l) if l > 0.0 => Some(used / l * 100.0).filter(|p| p.is_finite()),
+                    Some(l) if l > 0.0 => {
+                        Some(used / l * 100.0).filter(|p| crate::vm_metrics::PERCENT.contains(p))
+                    }
                     _ => {
                         *bad += 1;
                         None

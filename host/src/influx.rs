@@ -211,7 +211,11 @@ impl InfluxClient {
 pub fn decode(base: &str, db: &str, body: &[u8]) -> Result<Vec<Series>, InfluxError> {
     let answer: Answer = serde_json::from_slice(body).map_err(|e| InfluxError::Decode {
         url: base.to_string(),
-        message: e.to_string(),
+        // the start of the body shows the cause (an HTML error page, a proxy's text, ...)
+        message: format!(
+            "{e}; the answer begins {:?}",
+            String::from_utf8_lossy(&body[..body.len().min(120)])
+        ),
     })?;
     if let Some(message) = answer.error {
         return Err(InfluxError::Query {

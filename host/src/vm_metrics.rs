@@ -64,6 +64,13 @@ impl VmBuckets {
     }
 }
 
+/// A usage percentage outside this range is a broken writer, not a load: dropped, never alarmed.
+pub const PERCENT: std::ops::RangeInclusive<f64> = 0.0..=101.0;
+
+/// Points beyond this magnitude are left out in the query itself: two of them in one bucket make
+/// InfluxDB 1.x's mean +Inf, which it cannot encode, and the whole answer would fail.
+pub const VALUE_BOUND: &str = "1000000000000000.0";
+
 pub const METRIC_REGEX: &str = r"/^(cpuStats\.(core\.)?[0-9]+|memoryStats\.(UsedPercent|TotalMemory|FreeMemory|AvailableMemory)|diskStats\.(.+\.)?Usage)$/";
 
 /// The one query for a measurement: bucket means per `group_by` tag (if any) and metric name,
@@ -84,7 +91,8 @@ impl VmQuery<'_> {
     pub fn to_influxql(&self) -> String {
         let start = self.end_epoch - self.window_seconds.max(1) as i64;
         let mut q = format!(
-            "SELECT mean(\"value\") FROM {} WHERE time > {start}s AND time <= {}s AND \"metricname\" =~ {}",
+            "SELECT mean(\"value\") FROM {} WHERE time > {start}s AND time <= {}s \
+             AND \"value\" > -{VALUE_BOUND} AND \"value\" < {VALUE_BOUND} AND \"metricname\" =~ {}",
             ident(self.measurement),
             self.end_epoch,
             METRIC_REGEX
@@ -149,21 +157,23 @@ pub fn fold(series: &[Series], group_by: Option<&str>) -> HashMap<String, VmBuck
             };
             let t = t as i64;
             if metric.starts_with("cpuStats.") {
-                if !(0.0..=100.0 * 1.01).contains(&v) {
+                if !PERCENT.contains(&v) {
                     continue;
                 }
                 let e = r.cpu_sum.entry(t).or_insert((0.0, 0));
                 e.0 += v;
                 e.1 += 1;
             } else if metric == "memoryStats.UsedPercent" {
-                r.used_percent.insert(t, v);
+                if PERCENT.contains(&v) {
+                    r.used_percent.insert(t, v);
+                }
             } else if metric == "memoryStats.TotalMemory" {
                 r.total.insert(t, v);
             } else if metric == "memoryStats.AvailableMemory" {
                 r.available.insert(t, v);
             } else if metric == "memoryStats.FreeMemory" {
                 r.free.insert(t, v);
-            } else if metric.starts_with("diskStats.") {
+            } else if metric.starts_with("diskStats.") && PERCENT.contains(&v) {
                 let e = r.disk.entry(t).or_insert(f64::MIN);
                 *e = e.max(v);
             }
@@ -195,7 +205,7 @@ pub fn fold(series: &[Series], group_by: Option<&str>) -> HashMap<String, VmBuck
                     })
                     .collect()
             };
-            let disk = r.disk.into_iter().filter(|(_, v)| *v >= 0.0).collect();
+            let disk = r.disk;
             (k, VmBuckets { cpu, memory, disk })
         })
         .collect()
