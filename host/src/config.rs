@@ -492,21 +492,65 @@ fn vcap_mysql(vcap: &str) -> anyhow::Result<Option<serde_json::Value>> {
 
 /// Masks values whose key names a secret, at any depth (plugin sections are free-form).
 pub fn mask_secrets(v: &mut serde_json::Value) {
+    use serde_json::Value;
     match v {
-        serde_json::Value::Object(map) => {
+        Value::Object(map) => {
             for (k, val) in map.iter_mut() {
                 let k = k.to_ascii_lowercase();
-                let secret = ["password", "secret", "token", "pass"].iter().any(|s| {
-                    k == *s || k.ends_with(&format!("_{s}")) || k.starts_with(&format!("{s}_"))
-                });
+                let secret = ["password", "secret", "token", "pass", "authorization"]
+                    .iter()
+                    .any(|s| {
+                        k == *s || k.ends_with(&format!("_{s}")) || k.starts_with(&format!("{s}_"))
+                    });
                 if secret && val.as_str().is_some_and(|s| !s.is_empty()) {
-                    *val = serde_json::Value::String("***".into());
+                    *val = Value::String("***".into());
+                } else if k == "headers"
+                    && let Value::Object(h) = val
+                {
+                    // header values carry API keys and bearer tokens
+                    h.values_mut()
+                        .filter(|x| x.as_str().is_some_and(|s| !s.is_empty()))
+                        .for_each(|x| *x = Value::String("***".into()));
+                } else if k == "urls" {
+                    // webhook URLs carry their token in the path or query
+                    let redact = |x: &mut Value| {
+                        if let Some(s) = x.as_str() {
+                            *x = Value::String(redact_url(s, true));
+                        }
+                    };
+                    match val {
+                        Value::Array(a) => a.iter_mut().for_each(redact),
+                        other => redact(other),
+                    }
+                } else if let Some(s) = val.as_str()
+                    && s.contains("://")
+                {
+                    *val = Value::String(redact_url(s, false));
                 } else {
                     mask_secrets(val);
                 }
             }
         }
-        serde_json::Value::Array(a) => a.iter_mut().for_each(mask_secrets),
+        Value::Array(a) => a.iter_mut().for_each(mask_secrets),
         _ => {}
     }
+}
+
+/// A URL without its password (`user:***@`), and with `drop_path` also without path and query.
+fn redact_url(s: &str, drop_path: bool) -> String {
+    let Ok(mut u) = url::Url::parse(s) else {
+        return s.to_string();
+    };
+    if u.password().is_some() {
+        let _ = u.set_password(Some("***"));
+    }
+    if drop_path {
+        let port = u.port().map(|p| format!(":{p}")).unwrap_or_default();
+        return format!(
+            "{}://{}{port}/…",
+            u.scheme(),
+            u.host_str().unwrap_or_default()
+        );
+    }
+    u.to_string()
 }

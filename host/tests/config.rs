@@ -228,3 +228,26 @@ fn cloud_foundry_mysql_binding_supplies_the_monitoring_db() {
     let e = Settings::load_with_env(Some(&p), env(&[("VCAP_SERVICES", "{not json")])).unwrap_err();
     assert!(format!("{e:#}").contains("VCAP_SERVICES"));
 }
+
+#[test]
+fn header_values_url_passwords_and_webhook_paths_are_masked() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = write(
+        dir.path(),
+        "m.toml",
+        &format!(
+            "{MINIMAL}[influx]\nurl = \"http://reader:Url-pw-9@influx.example:8086\"\n\
+             [plugins.webhook]\nenabled = false\nurls = [\"https://hooks.example.com/services/T00/B00/Tok3n\"]\n\
+             [plugins.webhook.headers]\nAuthorization = \"Bearer Hdr-t0ken\"\nX-Api-Key = \"K3y-value\"\n"
+        ),
+    );
+    let s = Settings::load_with_env(Some(&p), env(&[])).unwrap();
+    let shown = serde_json::to_string(&s.masked()).unwrap();
+    for secret in ["Url-pw-9", "Tok3n", "Hdr-t0ken", "K3y-value"] {
+        assert!(!shown.contains(secret), "{secret} in {shown}");
+    }
+    assert!(
+        shown.contains("hooks.example.com") && shown.contains("influx.example"),
+        "{shown}"
+    );
+}
