@@ -376,8 +376,8 @@ fn one_query_for_many_containers_on_many_cells() {
     rt.block_on(drop_influx_db(&influx_url(), &db));
     let readings = result.unwrap();
     assert_eq!(
-        queries, 1,
-        "one InfluxDB query for 40 containers on 4 cells"
+        queries, 3,
+        "one InfluxDB query per series (cpu, memory, disk) for 40 containers on 4 cells"
     );
     assert_eq!(readings.len(), 40 * 3);
     for r in &readings {
