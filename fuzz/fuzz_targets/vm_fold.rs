@@ -49,7 +49,7 @@ impl In {
     fn cell(self) -> Cell {
         match self {
             In::Number(n) => Cell::Number(n),
-            In::Text(s) => Cell::Text(s),
+            In::Text(_) => Cell::Text,
             In::Bool(b) => Cell::Bool(b),
             In::Null => Cell::Null,
         }
