@@ -4,6 +4,7 @@
 pub mod config;
 pub mod notifier;
 pub mod render;
+mod transport;
 
 pub use config::{EmailConfig, Security};
 pub use notifier::EmailNotifier;

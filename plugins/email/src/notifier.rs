@@ -2,18 +2,24 @@
 
 use crate::config::{EmailConfig, Security};
 use crate::render::{self, header_safe};
+use crate::transport::{self, ImplicitTls};
 use anyhow::{Context as _, anyhow, bail};
 use async_trait::async_trait;
 use chrono::FixedOffset;
 use lettre::message::{Mailbox, MultiPart};
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
-use lettre::transport::smtp::client::{AsyncSmtpConnection, Certificate, TlsParameters};
+use lettre::transport::smtp::client::{
+    AsyncSmtpConnection, AsyncTokioStream, Certificate, TlsParameters,
+};
 use lettre::transport::smtp::extension::ClientId;
 use lettre::{Address, Message};
 use monit_host::plugin::{Notification, Notifier};
 use monit_host::secret::Secret;
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject as _;
 use std::fmt;
 use std::future::Future;
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -23,8 +29,7 @@ pub struct EmailNotifier {
     host: String,
     port: u16,
     security: Security,
-    /// `Some` for `tls` and `starttls`.
-    tls: Option<TlsParameters>,
+    tls: TlsSetup,
     ca_file: Option<String>,
     username: String,
     password: Secret,
@@ -33,6 +38,17 @@ pub struct EmailNotifier {
     display_offset: FixedOffset,
     hello: ClientId,
     connections_opened: AtomicU64,
+    nodelay_connections: AtomicU64,
+}
+
+/// What `security` needs at connect time, built once from the config.
+enum TlsSetup {
+    Plain,
+    /// Handed to lettre, which upgrades the stream after STARTTLS.
+    Starttls(TlsParameters),
+    /// Done here before lettre sees the stream: lettre cannot take an existing stream and start
+    /// it with TLS.
+    Implicit(ImplicitTls),
 }
 
 impl fmt::Debug for EmailNotifier {
@@ -79,39 +95,31 @@ impl EmailNotifier {
                 format!("plugins.email.display_utc_offset_hours = {hours} is not a valid offset")
             })?;
 
-        let tls = match config.security {
-            Security::Plain => {
-                if config.ca_file.is_some() {
-                    tracing::warn!("plugins.email.ca_file is ignored with security = \"plain\"");
-                }
-                None
+        let extra_roots = match (&config.ca_file, config.security) {
+            (Some(_), Security::Plain) => {
+                tracing::warn!("plugins.email.ca_file is ignored with security = \"plain\"");
+                Vec::new()
             }
-            Security::Tls | Security::Starttls => {
+            (Some(path), _) => read_ca_file(path)?,
+            (None, _) => Vec::new(),
+        };
+        let tls = match config.security {
+            Security::Plain => TlsSetup::Plain,
+            Security::Starttls => {
                 let mut builder = TlsParameters::builder(host.clone());
-                if let Some(path) = &config.ca_file {
-                    let pem = std::fs::read(path).with_context(|| {
-                        format!("plugins.email.ca_file: cannot read {}", path.display())
-                    })?;
-                    if !String::from_utf8_lossy(&pem).contains("-----BEGIN CERTIFICATE-----") {
-                        bail!(
-                            "plugins.email.ca_file: {} holds no PEM certificate",
-                            path.display()
-                        );
-                    }
-                    let cert = Certificate::from_pem(&pem).map_err(|e| {
-                        anyhow!(
-                            "plugins.email.ca_file: {} is not a valid PEM certificate: {e}",
-                            path.display()
-                        )
+                for der in &extra_roots {
+                    let cert = Certificate::from_der(der.to_vec()).map_err(|e| {
+                        anyhow!("plugins.email.ca_file: cannot use its certificate: {e}")
                     })?;
                     builder = builder.add_root_certificate(cert);
                 }
-                Some(
+                TlsSetup::Starttls(
                     builder
                         .build_rustls()
                         .map_err(|e| anyhow!("plugins.email: cannot set up TLS for {host}: {e}"))?,
                 )
             }
+            Security::Tls => TlsSetup::Implicit(ImplicitTls::new(&host, &extra_roots)?),
         };
         if config.security == Security::Plain && !config.password.is_empty() {
             tracing::warn!(
@@ -137,6 +145,7 @@ impl EmailNotifier {
             display_offset,
             hello: ClientId::default(),
             connections_opened: AtomicU64::new(0),
+            nodelay_connections: AtomicU64::new(0),
         })
     }
 
@@ -148,6 +157,12 @@ impl EmailNotifier {
     /// SMTP connections opened since this notifier was built (a gauge for tests and metrics).
     pub fn connections_opened(&self) -> u64 {
         self.connections_opened.load(Ordering::Relaxed)
+    }
+
+    /// Of [`connections_opened`](Self::connections_opened), those whose socket reported
+    /// TCP_NODELAY set once connected (a check for tests: without it each mail waits ~40 ms).
+    pub fn nodelay_connections(&self) -> u64 {
+        self.nodelay_connections.load(Ordering::Relaxed)
     }
 
     /// The complete message of one notification: envelope and RFC 5322 bytes.
@@ -239,39 +254,44 @@ impl EmailNotifier {
                 text
             }
         };
-        let implicit = match self.security {
-            Security::Tls => self.tls.clone(),
-            _ => None,
-        };
-        self.connections_opened.fetch_add(1, Ordering::Relaxed);
-        let mut conn = AsyncSmtpConnection::connect_tokio1(
-            (self.host.as_str(), self.port),
-            Some(self.timeout),
-            &self.hello,
-            implicit,
-            None,
-        )
-        .await
-        .map_err(|e| {
+        let cannot_connect = |e: &dyn fmt::Display| {
             anyhow!(
                 "cannot connect to SMTP server {server} (security = {}): {}",
                 self.security,
-                hint(&e)
+                hint(e)
             )
-        })?;
-        if self.security == Security::Starttls {
-            let Some(tls) = self.tls.clone() else {
-                bail!("SMTP server {server}: STARTTLS without TLS parameters");
-            };
+        };
+        self.connections_opened.fetch_add(1, Ordering::Relaxed);
+        let (tcp, nodelay) = transport::connect_nodelay(&self.host, self.port)
+            .await
+            .map_err(|e| cannot_connect(&e))?;
+        if nodelay {
+            self.nodelay_connections.fetch_add(1, Ordering::Relaxed);
+        }
+        let stream: Box<dyn AsyncTokioStream> = match &self.tls {
+            TlsSetup::Implicit(tls) => {
+                Box::new(tls.handshake(tcp).await.map_err(|e| cannot_connect(&e))?)
+            }
+            TlsSetup::Plain | TlsSetup::Starttls(_) => Box::new(tcp),
+        };
+        let mut conn = AsyncSmtpConnection::connect_with_transport(stream, &self.hello)
+            .await
+            .map_err(|e| cannot_connect(&e))?;
+        if let TlsSetup::Starttls(tls) = &self.tls {
             if !conn.can_starttls() {
                 conn.abort().await;
                 bail!(
                     "SMTP server {server} does not offer STARTTLS (security = \"starttls\"); use \"tls\" for implicit TLS or \"plain\""
                 );
             }
-            conn.starttls(tls, &self.hello)
+            conn.starttls(tls.clone(), &self.hello)
                 .await
                 .map_err(|e| anyhow!("SMTP server {server}: STARTTLS failed: {}", hint(&e)))?;
+            // lettre upgrades only a plain TCP stream it recognises; never go on in clear text.
+            if !conn.is_encrypted() {
+                conn.abort().await;
+                bail!("SMTP server {server}: the connection is not encrypted after STARTTLS");
+            }
         }
         if !self.password.is_empty() {
             let credentials =
@@ -375,4 +395,25 @@ impl Notifier for EmailNotifier {
 /// The same mailbox, whatever the case (a duplicate `alarm_targets` row in other capitals).
 fn same_address(a: &Address, b: &Address) -> bool {
     AsRef::<str>::as_ref(a).eq_ignore_ascii_case(b.as_ref())
+}
+
+/// Every certificate of the PEM file `plugins.email.ca_file`.
+fn read_ca_file(path: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
+    let pem = std::fs::read(path)
+        .with_context(|| format!("plugins.email.ca_file: cannot read {}", path.display()))?;
+    let certs = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| {
+            anyhow!(
+                "plugins.email.ca_file: {} is not a valid PEM certificate: {e}",
+                path.display()
+            )
+        })?;
+    if certs.is_empty() {
+        bail!(
+            "plugins.email.ca_file: {} holds no PEM certificate",
+            path.display()
+        );
+    }
+    Ok(certs)
 }

@@ -302,6 +302,23 @@ async fn a_batch_of_three_goes_over_one_connection() {
     assert_ne!(peer(&later), peers[0]);
 }
 
+/// lettre writes a mail's body and its closing `.` separately; with Nagle on, each mail waited
+/// ~40 ms for the server's delayed ACK. The notifier opens the socket itself with TCP_NODELAY.
+#[tokio::test]
+async fn a_batch_of_twenty_goes_over_one_connection_with_nagle_off() {
+    let notifier = EmailNotifier::new(config(2525, Security::Plain)).unwrap();
+    let markers: Vec<String> = (0..20).map(|i| marker(&format!("nodelay{i}"))).collect();
+    let batch: Vec<Notification> = markers.iter().map(|m| notification(m)).collect();
+    let results = notifier.send(&batch).await;
+    assert_eq!(results.len(), 20);
+    assert_all_ok(&results);
+    assert_eq!(notifier.connections_opened(), 1);
+    assert_eq!(notifier.nodelay_connections(), 1);
+    for m in &markers {
+        find_mail(&sink_dir("plain"), m);
+    }
+}
+
 #[tokio::test]
 async fn a_notification_without_recipients_fails_alone() {
     let (a, b) = (marker("norcpt-a"), marker("norcpt-b"));
@@ -339,6 +356,9 @@ async fn starttls_with_the_private_ca() {
     n.level = "critical".into();
     n.title = format!("[vm-{m}]의 cpu 상태 [critical]");
     assert_all_ok(&notifier.send(&[n]).await);
+    // the socket under the STARTTLS upgrade is ours too
+    assert_eq!(notifier.connections_opened(), 1);
+    assert_eq!(notifier.nodelay_connections(), 1);
     let raw = find_mail(&sink_dir("tls"), &m);
     let mail = MessageParser::default().parse(&raw).unwrap();
     assert_eq!(
@@ -361,6 +381,8 @@ async fn implicit_tls_on_the_smtps_port() {
     n.language = "en".into();
     n.value = Some(12.0);
     assert_all_ok(&notifier.send(&[n]).await);
+    assert_eq!(notifier.connections_opened(), 1);
+    assert_eq!(notifier.nodelay_connections(), 1);
     let raw = find_mail(&sink_dir("smtps"), &m);
     let mail = MessageParser::default().parse(&raw).unwrap();
     let subject = mail.subject().unwrap();
