@@ -129,8 +129,22 @@ pub fn build(cfg: &AutoscaleConfig, retry: RetryPolicy) -> anyhow::Result<Arc<dy
 }
 
 fn transport_error(what: &str, e: reqwest::Error) -> ActError {
-    // reqwest's message carries the URL, which holds no secret here (tokens go in headers)
-    ActError::Transient(format!("{what}: {e}"))
+    // reqwest's own message is only "error sending request"; the cause (timed out, connection
+    // refused, certificate) is in its source chain. The URL holds no secret here.
+    let kind = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "cannot connect"
+    } else {
+        "request failed"
+    };
+    let mut msg = format!("{what}: {kind}");
+    let mut source = std::error::Error::source(&e);
+    while let Some(cause) = source {
+        msg.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    ActError::Transient(msg)
 }
 
 fn status_error(what: &str, status: reqwest::StatusCode, body: &str) -> ActError {

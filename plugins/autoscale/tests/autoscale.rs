@@ -605,6 +605,37 @@ async fn a_5xx_is_retried_then_recorded_as_failed() {
 }
 
 #[tokio::test]
+async fn a_portal_that_does_not_answer_times_out_is_retried_and_recorded_as_failed() {
+    let env = Env::new(SPEC_TABLE, &[row(1, 4)]).await;
+    env.load(2, HOT, 50.0).await;
+    let portal = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/external/app/updateApp"))
+        .respond_with(ResponseTemplate::new(200).set_delay(std::time::Duration::from_secs(3)))
+        .expect(3) // a timeout is retried like a network error
+        .mount(&portal)
+        .await;
+    let mut cfg = portal_cfg(&portal);
+    cfg["timeout_seconds"] = json!(1);
+    let s = scaler(&env, cfg);
+    let d = env.run(&s, false, &HashMap::new()).await;
+    let d = only(&d);
+    assert_eq!(
+        (d.action, d.outcome),
+        (ScaleAction::Out, ScaleOutcome::Failed),
+        "{d:#?}"
+    );
+    assert_eq!(d.instances_after, None);
+    assert!(
+        d.reason.to_lowercase().contains("time"),
+        "the reason says it timed out: {}",
+        d.reason
+    );
+    portal.verify().await;
+    env.drop().await;
+}
+
+#[tokio::test]
 async fn a_4xx_is_reported_at_once_not_retried() {
     let env = Env::new(SPEC_TABLE, &[row(1, 4)]).await;
     env.load(2, HOT, 50.0).await;
