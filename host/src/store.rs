@@ -233,17 +233,19 @@ pub async fn apply_changes(
         .context("starting the alarm transaction")?;
     let mut queued: Vec<Notification> = Vec::new();
     let mut counted: Vec<i64> = Vec::new();
+    let rendered = |ch: &Change| {
+        let s = ch.subject();
+        text::title_and_message(lang, s.target, s.alarm_type, s.level, s.threshold, s.value)
+    };
     for ch in changes {
         match ch {
             Change::Open {
                 target,
                 alarm_type,
                 level,
-                value,
-                threshold,
+                ..
             } => {
-                let (title, message) =
-                    text::title_and_message(lang, target, *alarm_type, *level, *threshold, *value);
+                let (title, message) = rendered(ch);
                 let app = target.app.as_ref();
                 let res = sqlx::query(
                     "INSERT INTO alarms (origin_type, origin_id, alarm_type, level, ip, app_yn, app_name, app_index, \
@@ -280,23 +282,13 @@ pub async fn apply_changes(
             }
             Change::Escalate {
                 alarm_id,
-                target,
-                alarm_type,
                 to: level,
-                value,
-                threshold,
                 ..
             }
             | Change::Rebreach {
-                alarm_id,
-                target,
-                alarm_type,
-                level,
-                value,
-                threshold,
+                alarm_id, level, ..
             } => {
-                let (title, message) =
-                    text::title_and_message(lang, target, *alarm_type, *level, *threshold, *value);
+                let (title, message) = rendered(ch);
                 sqlx::query(
                     "UPDATE alarms SET level = ?, alarm_title = ?, alarm_message = ?, alarm_cnt = alarm_cnt + 1, \
                      alarm_send_date = ?, modi_date = ?, modi_user = 'bat' WHERE id = ? AND resolve_status IN ('1', '2')",
@@ -329,13 +321,7 @@ pub async fn apply_changes(
                 ));
             }
             Change::Continue {
-                alarm_id,
-                target,
-                alarm_type,
-                level,
-                value,
-                threshold,
-                renotify,
+                alarm_id, renotify, ..
             } => {
                 if !renotify {
                     counted.push(*alarm_id);
@@ -351,8 +337,7 @@ pub async fn apply_changes(
                 .execute(&mut *tx)
                 .await
                 .context("counting an alarm")?;
-                let (title, message) =
-                    text::title_and_message(lang, target, *alarm_type, *level, *threshold, *value);
+                let (title, message) = rendered(ch);
                 queued.push(payload(
                     NotificationKind::Repeated,
                     *alarm_id,
