@@ -64,6 +64,17 @@ pub struct OpenAlarm {
     pub recovered: bool,
 }
 
+impl OpenAlarm {
+    /// A repeat notification is due: raised (not in an operator's hands) and `repeat_minutes`
+    /// since the last one.
+    pub fn repeat_due(&self, now: Timestamp, repeat_minutes: i64) -> bool {
+        self.status == OpenStatus::Raised
+            && self
+                .last_sent
+                .is_none_or(|t| now - t >= chrono::Duration::minutes(repeat_minutes.max(0)))
+    }
+}
+
 /// The identity of an alarm. Containers are keyed by app and index, not by cell, so an instance
 /// that moved to another cell keeps its alarm (as in the original).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -304,11 +315,6 @@ pub fn evaluate(
             })
             .unwrap_or(opts.default_repeat_minutes)
     };
-    let due = |a: &OpenAlarm, repeat_minutes: i64| -> bool {
-        a.status == OpenStatus::Raised
-            && a.last_sent
-                .is_none_or(|t| now - t >= chrono::Duration::minutes(repeat_minutes.max(0)))
-    };
 
     let mut changes = Vec::new();
     let mut targets_with_data: HashSet<AlarmKey> = HashSet::new();
@@ -378,7 +384,7 @@ pub fn evaluate(
                         level: a.level,
                         value: Some(*mean),
                         threshold: p.threshold(a.level),
-                        renotify: due(a, p.repeat_minutes),
+                        renotify: a.repeat_due(now, p.repeat_minutes),
                     }),
                     (Some(a), None) => {
                         // Recovery waits until the whole window is under the warning threshold,
@@ -421,7 +427,7 @@ pub fn evaluate(
                         level: Level::Fail,
                         value: None,
                         threshold: None,
-                        renotify: due(a, repeat_of(r.target.origin, None)),
+                        renotify: a.repeat_due(now, repeat_of(r.target.origin, None)),
                     }),
                 }
             }

@@ -3,7 +3,7 @@
 //! after `repeat_time` while it stays blocked, and resolved by the first decision that is no
 //! longer blocked. Decisions that saw no usable data neither raise nor resolve.
 
-use crate::engine::{AlarmKey, Change, OpenAlarm, OpenStatus};
+use crate::engine::{AlarmKey, Change, OpenAlarm};
 use crate::model::{AlarmType, AppInstance, Level, Origin, Target, Timestamp};
 use crate::plugin::{ScaleDecision, ScaleOutcome};
 
@@ -74,9 +74,7 @@ pub fn changes(
                     level: a.level,
                     value,
                     threshold: None,
-                    renotify: a.status == OpenStatus::Raised
-                        && a.last_sent
-                            .is_none_or(|s| now - s >= chrono::Duration::minutes(repeat_minutes)),
+                    renotify: a.repeat_due(now, repeat_minutes),
                 }),
             }
             continue;
@@ -102,6 +100,7 @@ pub fn changes(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::OpenStatus;
     use crate::plugin::ScaleAction;
     use chrono::TimeZone;
 
