@@ -216,6 +216,12 @@ pub struct AlarmSettings {
     /// First retry delay of a failed notification; doubles per attempt up to the maximum.
     pub retry_min_seconds: u64,
     pub retry_max_seconds: u64,
+    /// Each tick sends for at most this long (fresh alarms first), then leaves the rest for the
+    /// next tick: a step never times out halfway through a batch. At most
+    /// batch.step_timeout_seconds (the smaller of the two applies).
+    pub notify_budget_seconds: u64,
+    /// A notification not delivered within this many hours is parked (`monit-batch outbox`).
+    pub notification_max_age_hours: u64,
 }
 
 impl Default for AlarmSettings {
@@ -229,6 +235,8 @@ impl Default for AlarmSettings {
             gmt_time_hour_gap: 0,
             retry_min_seconds: 30,
             retry_max_seconds: 3600,
+            notify_budget_seconds: 20,
+            notification_max_age_hours: 24,
         }
     }
 }
@@ -254,6 +262,16 @@ fn is_legacy(path: &Path) -> bool {
 }
 
 impl Settings {
+    /// How long one tick may spend sending notifications.
+    pub fn notify_budget(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(
+            self.alarms
+                .notify_budget_seconds
+                .min(self.batch.step_timeout_seconds)
+                .max(1),
+        )
+    }
+
     /// Loads and validates. Errors name the file, the key and the reason.
     pub fn load(path: Option<&Path>) -> anyhow::Result<Settings> {
         Self::load_with_env(path, std::env::vars().collect())
@@ -336,6 +354,19 @@ impl Settings {
                     db.db_type
                 );
             }
+        }
+        let a = &self.alarms;
+        if !(1..=86_400).contains(&a.notify_budget_seconds) {
+            bail!(
+                "invalid config in {src}: alarms.notify_budget_seconds = {} must be between 1 and 86400",
+                a.notify_budget_seconds
+            );
+        }
+        if !(1..=24 * 365).contains(&a.notification_max_age_hours) {
+            bail!(
+                "invalid config in {src}: alarms.notification_max_age_hours = {} must be between 1 and 8760",
+                a.notification_max_age_hours
+            );
         }
         if !matches!(self.log.format.as_str(), "plain" | "json") {
             bail!(

@@ -13,6 +13,7 @@ pub mod influx;
 pub mod leader;
 pub mod legacy_ini;
 pub mod model;
+pub mod outbox;
 pub mod plugin;
 pub mod scale_alarms;
 pub mod scaling;

@@ -219,16 +219,69 @@ pub struct Notification {
     pub event_at: Timestamp,
     /// `alarm_targets` addresses of the origin with mail_send_yn = 'Y'
     pub recipients: Vec<String>,
+    /// recipients (addresses, webhook URL labels) that accepted or refused this notification
+    /// for good on an earlier try: a notifier skips them
+    #[serde(default)]
+    pub done_recipients: Vec<String>,
     /// base URL of the monitoring web app (mail.resource.url)
     pub resource_url: Option<String>,
     pub language: String,
 }
 
+/// A recipient refused for good (SMTP 5xx at RCPT, a webhook URL answering 4xx): recorded for
+/// the notification and never tried again.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Refusal {
+    pub recipient: String,
+    pub reason: String,
+}
+
+/// What became of one notification, as its notifier reports it. This is the retry flag of
+/// Alertmanager's notifiers, with per-recipient detail: the host marks the outbox row at once,
+/// records every recipient that is done, and retries only the ones that are not.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Delivery {
+    /// Accepted for every remaining recipient except the ones in `rejected`.
+    Sent { rejected: Vec<Refusal> },
+    /// Not delivered to every recipient, worth another try later: `accepted` and `rejected`
+    /// are done; the other recipients are retried.
+    Retry {
+        reason: String,
+        accepted: Vec<String>,
+        rejected: Vec<Refusal>,
+    },
+    /// Can never be delivered (no valid recipient, every recipient refused, a message the
+    /// server refuses for good): the row is parked for an operator.
+    Reject { reason: String },
+    /// The sink itself cannot be reached now; nothing of this notification was delivered. The
+    /// host retries it later and stops sending through this notifier for the tick.
+    Unavailable { reason: String },
+}
+
+impl Delivery {
+    pub fn retry(reason: impl Into<String>) -> Self {
+        Delivery::Retry {
+            reason: reason.into(),
+            accepted: Vec::new(),
+            rejected: Vec::new(),
+        }
+    }
+}
+
+/// A run of deliveries through one notifier (one SMTP connection for the whole run). The host
+/// calls [`deliver`](NotifySession::deliver) once per notification, checking its lease and
+/// its time budget before each, and records each result before the next call.
+#[async_trait]
+pub trait NotifySession: Send {
+    async fn deliver(&mut self, n: &Notification) -> Delivery;
+    /// Ends the run politely (SMTP QUIT); every delivery is already recorded.
+    async fn close(self: Box<Self>);
+}
+
 #[async_trait]
 pub trait Notifier: Send + Sync {
-    /// Sends a batch; one result per notification, in order. A failed one stays pending and is
-    /// retried on a later tick.
-    async fn send(&self, batch: &[Notification]) -> Vec<anyhow::Result<()>>;
+    /// Starts a run; a session opens its connection lazily, at its first delivery.
+    fn session(&self) -> Box<dyn NotifySession + '_>;
 }
 
 // ---------------------------------------------------------------------------------------------

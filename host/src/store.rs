@@ -208,18 +208,21 @@ fn payload(
         raised_at,
         event_at: now,
         recipients: Vec::new(),
+        done_recipients: Vec::new(),
         resource_url: out.resource_url.map(str::to_string),
         language: out.language.to_string(),
     }
 }
 
-/// Writes one tick's changes and their notifications in one transaction.
+/// Writes one tick's changes and their notifications in one transaction. With a `fence`
+/// (leader election on), nothing is written unless this instance still holds the lease.
 pub async fn apply_changes(
     pool: &MySqlPool,
     changes: &[Change],
     open: &[OpenAlarm],
     now: Timestamp,
     out: &Outbox<'_>,
+    fence: Option<&crate::leader::Fence>,
 ) -> anyhow::Result<()> {
     if changes.is_empty() {
         return Ok(());
@@ -231,6 +234,9 @@ pub async fn apply_changes(
         .begin()
         .await
         .context("starting the alarm transaction")?;
+    if let Some(fence) = fence {
+        fence.check(&mut tx).await?;
+    }
     let mut queued: Vec<Notification> = Vec::new();
     let mut counted: Vec<i64> = Vec::new();
     let rendered = |ch: &Change| {
@@ -438,7 +444,7 @@ pub async fn apply_changes(
             .collect();
         for chunk in rows.chunks(500) {
             let mut q = QueryBuilder::new(
-                "INSERT INTO batch_notifications (alarm_id, notifier, kind, payload, status, attempts, next_attempt_at, created_at) ",
+                "INSERT INTO batch_notifications (alarm_id, notifier, kind, payload, status, attempts, next_attempt_at, created_at, priority) ",
             );
             q.push_values(chunk, |mut b, (n, name)| {
                 b.push_bind(n.alarm_id)
@@ -448,7 +454,8 @@ pub async fn apply_changes(
                     .push("'pending'")
                     .push("0")
                     .push_bind(now)
-                    .push_bind(now);
+                    .push_bind(now)
+                    .push_bind(crate::outbox::priority(n.kind, &n.level));
             });
             q.build()
                 .execute(&mut *tx)
@@ -464,104 +471,6 @@ pub async fn apply_changes(
 
 fn truncate(s: &str, max_chars: usize) -> String {
     s.chars().take(max_chars).collect()
-}
-
-/// A queued notification due for a notifier.
-pub struct Pending {
-    pub id: i64,
-    pub attempts: i64,
-    pub notification: Notification,
-}
-
-pub async fn due_notifications(
-    pool: &MySqlPool,
-    notifier: &str,
-    now: Timestamp,
-    limit: i64,
-) -> anyhow::Result<Vec<Pending>> {
-    let rows = sqlx::query(
-        "SELECT CAST(id AS SIGNED) AS id, CAST(attempts AS SIGNED) AS attempts, payload FROM batch_notifications \
-         WHERE status = 'pending' AND notifier = ? AND next_attempt_at <= ? ORDER BY id LIMIT ?",
-    )
-    .bind(notifier)
-    .bind(now)
-    .bind(limit)
-    .fetch_all(pool)
-    .await
-    .context("reading the notification outbox")?;
-    let mut out = Vec::with_capacity(rows.len());
-    for row in rows {
-        let id: i64 = row.try_get("id")?;
-        let payload: String = row.try_get("payload")?;
-        match serde_json::from_str::<Notification>(&payload) {
-            Ok(mut n) => {
-                n.id = id;
-                out.push(Pending {
-                    id,
-                    attempts: row.try_get("attempts")?,
-                    notification: n,
-                });
-            }
-            Err(e) => {
-                // Parked, not dropped: the row stays for an operator to read.
-                tracing::error!(
-                    notification_id = id,
-                    "unreadable outbox payload parked: {e}"
-                );
-                sqlx::query("UPDATE batch_notifications SET status = 'invalid', last_error = ? WHERE id = ?")
-                    .bind(format!("unreadable payload: {e}"))
-                    .bind(id)
-                    .execute(pool)
-                    .await?;
-            }
-        }
-    }
-    Ok(out)
-}
-
-pub async fn mark_sent(pool: &MySqlPool, ids: &[i64], now: Timestamp) -> anyhow::Result<()> {
-    if ids.is_empty() {
-        return Ok(());
-    }
-    let mut q = QueryBuilder::new("UPDATE batch_notifications SET status = 'sent', sent_at = ");
-    q.push_bind(now)
-        .push(", attempts = attempts + 1 WHERE id IN (");
-    let mut sep = q.separated(", ");
-    for id in ids {
-        sep.push_bind(id);
-    }
-    q.push(")");
-    q.build()
-        .execute(pool)
-        .await
-        .context("marking notifications sent")?;
-    Ok(())
-}
-
-pub async fn mark_failed(
-    pool: &MySqlPool,
-    id: i64,
-    next_attempt: Timestamp,
-    error: &str,
-) -> anyhow::Result<()> {
-    sqlx::query(
-        "UPDATE batch_notifications SET attempts = attempts + 1, next_attempt_at = ?, last_error = ? WHERE id = ?",
-    )
-    .bind(next_attempt)
-    .bind(truncate(error, 2000))
-    .bind(id)
-    .execute(pool)
-    .await
-    .context("recording a failed notification")?;
-    Ok(())
-}
-
-pub async fn pending_count(pool: &MySqlPool) -> anyhow::Result<i64> {
-    Ok(sqlx::query_scalar::<_, i64>(
-        "SELECT COUNT(*) FROM batch_notifications WHERE status = 'pending'",
-    )
-    .fetch_one(pool)
-    .await?)
 }
 
 /// One ledger row per tick.
@@ -597,10 +506,20 @@ pub async fn prune(pool: &MySqlPool, now: Timestamp, retention_days: u64) -> any
         .execute(pool)
         .await
         .context("pruning batch_runs")?;
-    sqlx::query("DELETE FROM batch_notifications WHERE status = 'sent' AND sent_at < ?")
-        .bind(before)
-        .execute(pool)
-        .await
-        .context("pruning sent notifications")?;
+    sqlx::query(
+        "DELETE FROM batch_notifications WHERE (status = 'sent' AND sent_at < ?) OR (status = 'dropped' AND created_at < ?)",
+    )
+    .bind(before)
+    .bind(before)
+    .execute(pool)
+    .await
+    .context("pruning sent notifications")?;
+    sqlx::query(
+        "DELETE r FROM batch_notification_recipients r LEFT JOIN batch_notifications n ON n.id = r.notification_id \
+         WHERE n.id IS NULL",
+    )
+    .execute(pool)
+    .await
+    .context("pruning delivered recipients")?;
     Ok(())
 }
