@@ -393,15 +393,16 @@ async fn outbox_command(pool: &sqlx::MySqlPool, action: &OutboxAction) -> anyhow
             if let Some(s) = status
                 && !matches!(s.as_str(), "pending" | "parked" | "sent" | "dropped")
             {
-                anyhow::bail!(
-                    "--status {s:?}: expected pending, parked, sent or dropped"
-                );
+                anyhow::bail!("--status {s:?}: expected pending, parked, sent or dropped");
             }
             let rows = outbox::list(pool, status.as_deref(), *limit).await?;
             if *json {
                 println!("{}", serde_json::to_string_pretty(&rows)?);
             } else {
-                println!("{:>8} {:<8} {:<8} {:<9} {:>8} {:>3} {:>4} {:<20} last error", "id", "status", "notifier", "kind", "alarm", "pri", "try", "created");
+                println!(
+                    "{:>8} {:<8} {:<8} {:<9} {:>8} {:>3} {:>4} {:<20} last error",
+                    "id", "status", "notifier", "kind", "alarm", "pri", "try", "created"
+                );
                 for r in rows {
                     println!(
                         "{:>8} {:<8} {:<8} {:<9} {:>8} {:>3} {:>4} {:<20} {}",
@@ -413,7 +414,11 @@ async fn outbox_command(pool: &sqlx::MySqlPool, action: &OutboxAction) -> anyhow
                         r.priority,
                         r.attempts,
                         r.created_at.format("%Y-%m-%dT%H:%M:%SZ"),
-                        r.last_error.unwrap_or_default().lines().next().unwrap_or_default()
+                        r.last_error
+                            .unwrap_or_default()
+                            .lines()
+                            .next()
+                            .unwrap_or_default()
                     );
                 }
             }

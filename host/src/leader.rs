@@ -44,7 +44,9 @@ impl Fence {
                 "this instance lost the leader lock {} (it holds epoch {}, the lease is at {}): another instance writes now; nothing written",
                 self.lock_name,
                 self.epoch,
-                other.map(|e| e.to_string()).unwrap_or_else(|| "none".into())
+                other
+                    .map(|e| e.to_string())
+                    .unwrap_or_else(|| "none".into())
             ),
         }
     }

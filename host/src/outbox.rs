@@ -348,7 +348,11 @@ pub struct Listed {
     pub last_error: Option<String>,
 }
 
-pub async fn list(pool: &MySqlPool, status: Option<&str>, limit: u32) -> anyhow::Result<Vec<Listed>> {
+pub async fn list(
+    pool: &MySqlPool,
+    status: Option<&str>,
+    limit: u32,
+) -> anyhow::Result<Vec<Listed>> {
     let mut q = QueryBuilder::new(
         "SELECT CAST(id AS SIGNED) AS id, notifier, kind, CAST(alarm_id AS SIGNED) AS alarm_id, status, \
          CAST(priority AS SIGNED) AS priority, CAST(attempts AS SIGNED) AS attempts, created_at, next_attempt_at, \
@@ -358,8 +362,13 @@ pub async fn list(pool: &MySqlPool, status: Option<&str>, limit: u32) -> anyhow:
         Some(s) => q.push("status = ").push_bind(s.to_string()),
         None => q.push("status IN ('pending', 'parked')"),
     };
-    q.push(" ORDER BY status, priority, id DESC LIMIT ").push_bind(limit);
-    let rows = q.build().fetch_all(pool).await.context("listing the outbox")?;
+    q.push(" ORDER BY status, priority, id DESC LIMIT ")
+        .push_bind(limit);
+    let rows = q
+        .build()
+        .fetch_all(pool)
+        .await
+        .context("listing the outbox")?;
     let mut out = Vec::with_capacity(rows.len());
     for row in rows {
         out.push(Listed {
@@ -384,15 +393,18 @@ pub async fn requeue(pool: &MySqlPool, ids: &[i64], now: Timestamp) -> anyhow::R
     if ids.is_empty() {
         return Ok(0);
     }
-    let mut q = QueryBuilder::new(
-        "UPDATE batch_notifications SET status = 'pending', next_attempt_at = ",
-    );
+    let mut q =
+        QueryBuilder::new("UPDATE batch_notifications SET status = 'pending', next_attempt_at = ");
     q.push_bind(now)
         .push(", created_at = ")
         .push_bind(now)
         .push(", claimed_by = NULL, claim_until = NULL WHERE status IN ('pending', 'parked') AND ");
     push_id_in(&mut q, "id", ids);
-    Ok(q.build().execute(pool).await.context("re-queueing")?.rows_affected())
+    Ok(q.build()
+        .execute(pool)
+        .await
+        .context("re-queueing")?
+        .rows_affected())
 }
 
 /// Drops parked or pending rows for good. Returns how many.
@@ -405,7 +417,11 @@ pub async fn drop_rows(pool: &MySqlPool, ids: &[i64]) -> anyhow::Result<u64> {
          WHERE status IN ('pending', 'parked') AND ",
     );
     push_id_in(&mut q, "id", ids);
-    Ok(q.build().execute(pool).await.context("dropping")?.rows_affected())
+    Ok(q.build()
+        .execute(pool)
+        .await
+        .context("dropping")?
+        .rows_affected())
 }
 
 fn clip(s: &str, max_chars: usize) -> String {

@@ -266,6 +266,28 @@ impl Delivery {
             rejected: Vec::new(),
         }
     }
+
+    /// Ok when sent (to every recipient not refused for good), else why not.
+    pub fn into_result(self) -> anyhow::Result<()> {
+        match self {
+            Delivery::Sent { .. } => Ok(()),
+            Delivery::Retry { reason, .. }
+            | Delivery::Reject { reason }
+            | Delivery::Unavailable { reason } => Err(anyhow::anyhow!(reason)),
+        }
+    }
+}
+
+/// Sends each notification through one session, in order, and closes it: for tests and
+/// one-shot tools (the scheduler drives sessions itself, recording each outcome at once).
+pub async fn deliver_all(notifier: &dyn Notifier, batch: &[Notification]) -> Vec<Delivery> {
+    let mut session = notifier.session();
+    let mut out = Vec::with_capacity(batch.len());
+    for n in batch {
+        out.push(session.deliver(n).await);
+    }
+    session.close().await;
+    out
 }
 
 /// A run of deliveries through one notifier (one SMTP connection for the whole run). The host

@@ -4,13 +4,13 @@
 use crate::config::{KNOWN_PLUGINS, Settings};
 use crate::engine::{self, Change, ChangeCounts, EngineOptions};
 use crate::influx::InfluxClient;
+use crate::leader::Leader;
 use crate::model::{Origin, Reading, Timestamp};
+use crate::outbox;
 use crate::plugin::{
     CollectContext, PluginContext, PluginParts, ScaleContext, ScaleDecision, SyncContext, Windows,
     find_plugin,
 };
-use crate::leader::Leader;
-use crate::outbox;
 use crate::plugin::{Delivery, NotifySession};
 use crate::vm_inventory::InventoryChanges;
 use crate::{scaling, store, vm_inventory};
@@ -364,8 +364,15 @@ impl Scheduler {
                 language: &a.language,
                 resource_url: a.resource_url.as_deref(),
             };
-            store::apply_changes(&self.pool, &changes, &open, now, &outbox, self.fence()?.as_ref())
-                .await?;
+            store::apply_changes(
+                &self.pool,
+                &changes,
+                &open,
+                now,
+                &outbox,
+                self.fence()?.as_ref(),
+            )
+            .await?;
         }
 
         lap(sum, "4_evaluate_persist");
@@ -396,7 +403,14 @@ impl Scheduler {
                     language: &a.language,
                     resource_url: a.resource_url.as_deref(),
                 };
-                store::apply_changes(&self.pool, &changes, &open, now, &outbox, self.fence()?.as_ref())
+                store::apply_changes(
+                    &self.pool,
+                    &changes,
+                    &open,
+                    now,
+                    &outbox,
+                    self.fence()?.as_ref(),
+                )
                 .await?;
                 if c.opened + c.renotified + c.recovered > 0 {
                     self.notify(sum).await;
@@ -475,9 +489,9 @@ impl Scheduler {
         sum: &mut TickSummary,
     ) -> Stop {
         let a = &self.settings.alarms;
-        // A claim outlives one delivery (bounded by the step timeout) with room to record it;
-        // it is renewed before each send.
-        let ttl = self.step_timeout() + Duration::from_secs(30);
+        // A claim outlives one delivery (bounded by the step timeout) with room to record it
+        // (up to half the claim); it is renewed before each send.
+        let ttl = self.step_timeout() * 2 + Duration::from_secs(5);
         loop {
             if Instant::now() >= deadline {
                 return Stop::Budget;
@@ -538,10 +552,7 @@ impl Scheduler {
                     }
                 }
                 let mut n = c.notification;
-                n.recipients = recipients
-                    .get(n.origin.code())
-                    .cloned()
-                    .unwrap_or_default();
+                n.recipients = recipients.get(n.origin.code()).cloned().unwrap_or_default();
                 let started = Instant::now();
                 let delivery = tokio::time::timeout(self.step_timeout(), session.deliver(&n))
                     .await
@@ -597,7 +608,11 @@ impl Scheduler {
                     .increment(1);
                 match &delivery {
                     Delivery::Reject { reason } => {
-                        tracing::error!(notifier = name, notification_id = c.id, "notification parked, it can never be sent: {reason}");
+                        tracing::error!(
+                            notifier = name,
+                            notification_id = c.id,
+                            "notification parked, it can never be sent: {reason}"
+                        );
                         metrics::counter!("monit_notifications_parked_total", "notifier" => name, "why" => "rejected")
                             .increment(1);
                     }
@@ -607,8 +622,12 @@ impl Scheduler {
                         "notification not delivered, retried later: {reason}"
                     ),
                     Delivery::Unavailable { reason } => {
-                        let msg = format!("notify/{name}: unavailable, the rest waits for the next tick: {reason}");
-                        self.notify_error(sum, msg);
+                        // A sink that is down is not a failed tick: the outbox keeps the mail.
+                        tracing::error!(
+                            notifier = name,
+                            notification_id = c.id,
+                            "notifier unavailable, the rest waits for the next tick: {reason}"
+                        );
                         let _ = outbox::release(&self.pool, &unsent, &self.claim_owner).await;
                         return Stop::Notifier;
                     }

@@ -352,6 +352,8 @@ impl Notifier for EmailNotifier {
             notifier: self,
             conn: None,
             in_flight: false,
+            broke: false,
+            unreachable: None,
         })
     }
 }
@@ -396,6 +398,12 @@ pub struct EmailSession<'a> {
     /// set while a mail is on the wire: if the host gave up on a delivery (its own timeout),
     /// the connection is mid-command and must not be reused
     in_flight: bool,
+    /// the connection broke (timeout, network) during the last mail: if it breaks again on a
+    /// fresh one, the server is not answering and the rest of the run waits
+    broke: bool,
+    /// the server could not be reached in this run: later mails fail at once, not each after
+    /// its own connect timeout
+    unreachable: Option<String>,
 }
 
 /// What goes to the server in one exchange.
@@ -444,7 +452,10 @@ impl EmailSession<'_> {
     async fn step(&mut self, what: &str, send: Exchange<'_>) -> Reply {
         let notifier = self.notifier;
         let Some(conn) = self.conn.as_mut() else {
-            return Reply::Broken(format!("SMTP server {}: connection lost", notifier.server()));
+            return Reply::Broken(format!(
+                "SMTP server {}: connection lost",
+                notifier.server()
+            ));
         };
         let reply = match send {
             Exchange::Command(cmd) => smtp_reply(notifier, what, conn.command(cmd)).await,
@@ -452,6 +463,7 @@ impl EmailSession<'_> {
         };
         if matches!(reply, Reply::Broken(_)) {
             self.conn = None;
+            self.broke = true;
         }
         reply
     }
@@ -608,25 +620,41 @@ impl NotifySession for EmailSession<'_> {
                 rejected: composed.invalid,
             };
         }
+        if let Some(reason) = &self.unreachable {
+            return Delivery::Unavailable {
+                reason: reason.clone(),
+            };
+        }
         if self.conn.as_ref().is_none_or(|c| c.has_broken()) {
             match self.notifier.open().await {
                 Ok(c) => self.conn = Some(c),
                 Err(e) => {
                     let reason = format!("{e:#}");
                     tracing::warn!(server = %self.notifier.server(), error = %reason, "cannot open the SMTP connection");
+                    self.unreachable = Some(reason.clone());
                     return Delivery::Unavailable { reason };
                 }
             }
         }
+        let broke_before = std::mem::take(&mut self.broke);
         self.in_flight = true;
-        let delivery = self.transact(&composed).await;
+        let mut delivery = self.transact(&composed).await;
         self.in_flight = false;
+        if broke_before
+            && self.broke
+            && let Delivery::Retry { reason, .. } = &delivery
+        {
+            delivery = Delivery::Unavailable {
+                reason: format!("{reason} (twice in a row: the server is not answering)"),
+            };
+        }
         match &delivery {
             Delivery::Sent { rejected } => tracing::info!(
                 notification = n.id,
                 alarm = n.alarm_id,
                 kind = n.kind.code(),
-                recipients = composed.remaining.len() - rejected.len().min(composed.remaining.len()),
+                recipients =
+                    composed.remaining.len() - rejected.len().min(composed.remaining.len()),
                 refused = rejected.len(),
                 "alarm mail sent"
             ),

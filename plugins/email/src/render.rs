@@ -344,6 +344,7 @@ mod tests {
             raised_at: raised,
             event_at: raised + TimeDelta::minutes(42) + TimeDelta::seconds(59),
             recipients: vec!["ops@example.org".into()],
+            done_recipients: Vec::new(),
             resource_url: Some("http://monitor.example.org".into()),
             language: "ko".into(),
         }

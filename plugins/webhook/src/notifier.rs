@@ -190,7 +190,11 @@ impl WebhookNotifier {
                 }),
             }
         }
-        match (accepted.is_empty(), deferred.is_empty(), rejected.is_empty()) {
+        match (
+            accepted.is_empty(),
+            deferred.is_empty(),
+            rejected.is_empty(),
+        ) {
             (_, true, _) if !accepted.is_empty() => Delivery::Sent { rejected },
             (true, true, _) => Delivery::Reject {
                 reason: format!(

@@ -250,6 +250,7 @@ mod tests {
             raised_at: t,
             event_at: t,
             recipients: vec!["ops@example.org".into()],
+            done_recipients: Vec::new(),
             resource_url: Some("javascript:alert(1)".into()),
             language: "en".into(),
         }
