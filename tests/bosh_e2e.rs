@@ -233,21 +233,31 @@ async fn a_vm_missing_from_one_director_answer_keeps_its_id_and_its_alarm() {
     director.reset().await;
     mount_director(&director, &[THREE_VMS[0], THREE_VMS[2]]).await;
     run();
-    env.exec("UPDATE batch_vm_absence SET first_missing_at = first_missing_at - INTERVAL 31 MINUTE")
-        .await;
+    env.exec(
+        "UPDATE batch_vm_absence SET first_missing_at = first_missing_at - INTERVAL 31 MINUTE",
+    )
+    .await;
     let stdout = run();
-    assert!(stdout.contains("-1 removed, 0 missing (kept), 1 alarms closed"), "{stdout}");
+    assert!(
+        stdout.contains("-1 removed, 0 missing (kept), 1 alarms closed"),
+        "{stdout}"
+    );
     assert_eq!(
-        env.scalar_i64("SELECT COUNT(*) FROM vms WHERE name = 'diego-cell/1'").await,
+        env.scalar_i64("SELECT COUNT(*) FROM vms WHERE name = 'diego-cell/1'")
+            .await,
         0
     );
     let a = alarms().await;
     assert_eq!((a.len(), a[0].2.as_str()), (1, "3"), "{a:?}");
-    let note: String = sqlx::query_scalar("SELECT alarm_action_desc FROM alarm_actions WHERE alarm_id = ?")
-        .bind(alarm)
-        .fetch_one(&env.db)
-        .await
-        .unwrap();
-    assert!(note.contains("VM diego-cell/1 removed from the BOSH inventory"), "{note}");
+    let note: String =
+        sqlx::query_scalar("SELECT alarm_action_desc FROM alarm_actions WHERE alarm_id = ?")
+            .bind(alarm)
+            .fetch_one(&env.db)
+            .await
+            .unwrap();
+    assert!(
+        note.contains("VM diego-cell/1 removed from the BOSH inventory"),
+        "{note}"
+    );
     env.cleanup().await;
 }

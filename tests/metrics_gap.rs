@@ -39,11 +39,7 @@ fn points(ip: &str, from: i64, to: i64) -> String {
     let mut out = String::new();
     let mut t = from + 10;
     while t <= to {
-        for metric in [
-            "cpuStats.0",
-            "memoryStats.UsedPercent",
-            "diskStats.Usage",
-        ] {
+        for metric in ["cpuStats.0", "memoryStats.UsedPercent", "diskStats.Usage"] {
             out.push_str(&format!(
                 "cf_metrics,ip={ip},metricname={metric} value=30 {t}\n"
             ));
@@ -92,9 +88,17 @@ async fn influxdb_back_after_a_long_outage_raises_one_pipeline_alarm_not_one_per
 
     let sum = run_json(&env);
     let a = alarms(&env).await;
-    assert_eq!(a.len(), 1, "one pipeline alarm, no per-VM fail alarm: {a:?}");
     assert_eq!(
-        (a[0].origin_id, a[0].alarm_type.as_str(), a[0].resolve_status.as_str()),
+        a.len(),
+        1,
+        "one pipeline alarm, no per-VM fail alarm: {a:?}"
+    );
+    assert_eq!(
+        (
+            a[0].origin_id,
+            a[0].alarm_type.as_str(),
+            a[0].resolve_status.as_str()
+        ),
         (0, "fail", "1")
     );
     assert!(
@@ -153,7 +157,8 @@ async fn one_silent_vm_of_five_is_down_and_keeps_its_alarm_through_a_gap() {
         .await;
     let now = now_s();
     for ip in &IPS[..4] {
-        env.write_points(&env.cf_db, &points(ip, now - 300, now)).await;
+        env.write_points(&env.cf_db, &points(ip, now - 300, now))
+            .await;
     }
 
     // 1 of 5 silent while the others report: that VM is down, as before.
@@ -161,7 +166,11 @@ async fn one_silent_vm_of_five_is_down_and_keeps_its_alarm_through_a_gap() {
     let a = alarms(&env).await;
     assert_eq!(a.len(), 1, "{a:?}");
     assert_eq!(
-        (a[0].origin_id, a[0].alarm_type.as_str(), a[0].resolve_status.as_str()),
+        (
+            a[0].origin_id,
+            a[0].alarm_type.as_str(),
+            a[0].resolve_status.as_str()
+        ),
         (silent_id, "fail", "1")
     );
     assert!(a[0].alarm_title.contains("vm_z1/4"), "{}", a[0].alarm_title);
@@ -208,7 +217,10 @@ async fn one_silent_vm_of_five_is_down_and_keeps_its_alarm_through_a_gap() {
 async fn drop_points(env: &TestEnv) {
     let r = reqwest::Client::new()
         .post(format!("{}/query", env.influx))
-        .query(&[("db", env.cf_db.as_str()), ("q", "DROP SERIES FROM cf_metrics")])
+        .query(&[
+            ("db", env.cf_db.as_str()),
+            ("q", "DROP SERIES FROM cf_metrics"),
+        ])
         .send()
         .await
         .unwrap();

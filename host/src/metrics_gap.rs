@@ -374,13 +374,7 @@ mod tests {
             absent_dropped: 0,
             verdict: Verdict::Gap,
         };
-        let c = pipeline_changes(
-            std::slice::from_ref(&gap),
-            &policy(),
-            &[],
-            now(),
-            &opts(),
-        );
+        let c = pipeline_changes(std::slice::from_ref(&gap), &policy(), &[], now(), &opts());
         match &c[..] {
             [
                 Change::Open {
@@ -441,24 +435,12 @@ mod tests {
             verdict,
         };
         let open = [open_pipeline(7, 1, false)];
-        let c = pipeline_changes(
-            &[check(Verdict::Flowing)],
-            &policy(),
-            &open,
-            now(),
-            &opts(),
-        );
+        let c = pipeline_changes(&[check(Verdict::Flowing)], &policy(), &open, now(), &opts());
         assert!(
             matches!(&c[..], [Change::Recover { alarm_ids, close: true, alarm_type: AlarmType::Fail, .. }] if alarm_ids == &vec![7]),
             "{c:?}"
         );
-        let c = pipeline_changes(
-            &[check(Verdict::Unknown)],
-            &policy(),
-            &open,
-            now(),
-            &opts(),
-        );
+        let c = pipeline_changes(&[check(Verdict::Unknown)], &policy(), &open, now(), &opts());
         assert!(c.is_empty(), "{c:?}");
         // nothing open and data flowing: nothing to say
         let c = pipeline_changes(&[check(Verdict::Flowing)], &policy(), &[], now(), &opts());

@@ -435,7 +435,12 @@ async fn close_alarms_of(
     .fetch_all(&mut **tx)
     .await
     .with_context(|| format!("VM inventory: reading the open alarms of VM id {vm_id}"))?;
-    close_alarms(tx, &ids.iter().map(|id| (*id, note)).collect::<Vec<_>>(), now).await
+    close_alarms(
+        tx,
+        &ids.iter().map(|id| (*id, note)).collect::<Vec<_>>(),
+        now,
+    )
+    .await
 }
 
 /// Closes open VM alarms whose VM is no longer in `vms` at all: left by older runs (which
@@ -478,7 +483,8 @@ async fn close_alarms(
         return Ok(0);
     }
     let now = now.naive_utc();
-    let mut q = QueryBuilder::<MySql>::new("UPDATE alarms SET resolve_status = '3', complete_date = ");
+    let mut q =
+        QueryBuilder::<MySql>::new("UPDATE alarms SET resolve_status = '3', complete_date = ");
     q.push_bind(now)
         .push(", complete_user = 'system', modi_date = ")
         .push_bind(now)

@@ -359,9 +359,7 @@ async fn a_failure_midway_rolls_the_whole_sync_back() {
 
 fn at(minutes: i64) -> chrono::DateTime<chrono::Utc> {
     use chrono::TimeZone;
-    chrono::Utc
-        .with_ymd_and_hms(2026, 11, 29, 6, 0, 0)
-        .unwrap()
+    chrono::Utc.with_ymd_and_hms(2026, 11, 29, 6, 0, 0).unwrap()
         + chrono::Duration::minutes(minutes)
 }
 
@@ -496,7 +494,11 @@ async fn a_vm_missing_beyond_the_grace_is_removed_and_its_open_alarms_closed_wit
     sync_at(&db, 10, 30, &without_b).await;
     let changes = sync_at(&db, 39, 30, &without_b).await;
     assert_eq!((changes.vms_absent, changes.vms_removed), (1, 0));
-    assert_eq!(db.id_of("b/0").await, b, "29 minutes missing: still within the grace");
+    assert_eq!(
+        db.id_of("b/0").await,
+        b,
+        "29 minutes missing: still within the grace"
+    );
 
     let changes = sync_at(&db, 40, 30, &without_b).await;
     assert_eq!(
@@ -628,6 +630,9 @@ async fn open_alarms_of_vms_no_longer_in_vms_are_closed_by_the_next_sync() {
         assert_eq!(db.alarm_state(id).await.0, "1", "alarm {id}");
     }
     // Said once: the next sync finds nothing more to close.
-    assert_eq!(sync_at(&db, 2, 30, &abc()).await, InventoryChanges::default());
+    assert_eq!(
+        sync_at(&db, 2, 30, &abc()).await,
+        InventoryChanges::default()
+    );
     db.drop_db().await;
 }
