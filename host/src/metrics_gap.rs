@@ -448,6 +448,30 @@ mod tests {
     }
 
     #[test]
+    fn a_gap_is_counted_per_origin_and_flowing_data_is_not() {
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        let check = |verdict| GapCheck {
+            origin: Origin::Pas,
+            targets: 5,
+            silent: 5,
+            absent_dropped: 0,
+            verdict,
+        };
+        metrics::with_local_recorder(&recorder, || {
+            report(&check(Verdict::Gap));
+            report(&check(Verdict::Flowing));
+            report(&check(Verdict::Unknown));
+            report(&check(Verdict::Gap));
+        });
+        let text = handle.render();
+        assert!(
+            text.contains("monit_metric_gaps_total{origin=\"pas\"} 2"),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn vm_alarms_are_not_the_pipeline_alarm() {
         let mut vm_alarm = open_pipeline(8, 1, false);
         vm_alarm.origin_id = 4;
