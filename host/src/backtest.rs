@@ -5,6 +5,7 @@
 use crate::config::Settings;
 use crate::engine::{self, Change, EngineOptions, OpenAlarm, OpenStatus, Policy};
 use crate::influx::InfluxClient;
+use crate::metrics_gap;
 use crate::model::{AlarmType, Origin, Timestamp, Vm};
 use crate::plugin::{CollectContext, Windows};
 use crate::scheduler::BuiltPlugin;
@@ -183,19 +184,36 @@ impl Replay<'_> {
             };
             let mut readings = Vec::new();
             let mut evaluated = Vec::new();
+            let mut gap_checks = Vec::new();
             for p in self.plugins {
                 let Some(c) = &p.parts.collector else {
                     continue;
                 };
                 match c.collect(&ctx).await {
-                    Ok(r) => {
+                    Ok(mut r) => {
+                        // as the live tick does; past absences from BOSH are not known
+                        let no_absences = Default::default();
+                        gap_checks.push(metrics_gap::screen(
+                            c.origin(),
+                            &mut r,
+                            a.pipeline_gap_ratio,
+                            &no_absences,
+                        ));
                         evaluated.push(c.origin());
                         readings.extend(r);
                     }
                     Err(e) => report.errors.push(format!("{} at {now}: {e:#}", p.name)),
                 }
             }
-            let changes = engine::evaluate(self.policies, &open, &readings, &evaluated, now, &opts);
+            let mut changes =
+                engine::evaluate(self.policies, &open, &readings, &evaluated, now, &opts);
+            changes.extend(metrics_gap::pipeline_changes(
+                &gap_checks,
+                self.policies,
+                &open,
+                now,
+                &opts,
+            ));
             apply(&mut open, &changes, now, &mut next_id, &mut report);
             report.ticks += 1;
             now += step;

@@ -507,8 +507,13 @@ fn print_summary(sum: &crate::scheduler::TickSummary) {
     );
     for (name, ch) in &sum.inventory {
         println!(
-            "  inventory {name}: +{} zones, +{} vms, {} updated, -{} removed",
-            ch.zones_added, ch.vms_added, ch.vms_updated, ch.vms_removed
+            "  inventory {name}: +{} zones, +{} vms, {} updated, -{} removed, {} missing (kept), {} alarms closed",
+            ch.zones_added,
+            ch.vms_added,
+            ch.vms_updated,
+            ch.vms_removed,
+            ch.vms_absent,
+            ch.alarms_closed
         );
     }
     let steps: Vec<String> = sum
@@ -523,6 +528,12 @@ fn print_summary(sum: &crate::scheduler::TickSummary) {
     );
     for (name, n) in &sum.readings {
         println!("  readings  {name}: {n}");
+    }
+    for g in &sum.metric_gaps {
+        println!(
+            "  gap       {}: {} of {} targets without data (metrics pipeline, one alarm)",
+            g.origin, g.silent, g.targets
+        );
     }
     let a = &sum.alarms;
     println!(

@@ -22,6 +22,9 @@ pub const KNOWN_PLUGINS: &[&str] = &[
 
 pub const ENV_PREFIX: &str = "MONIT_BATCH";
 
+/// Upper bound of `batch.vm_removal_grace_minutes`.
+pub const MAX_VM_REMOVAL_GRACE_MINUTES: u64 = 7 * 24 * 60;
+
 #[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
@@ -66,6 +69,10 @@ pub struct BatchSettings {
     pub instance_name: Option<String>,
     /// Several instances may run: only the holder of a MySQL named lock ticks.
     pub leader_election: bool,
+    /// A VM missing from the BOSH inventory keeps its `vms` row (same id, open alarms) until it
+    /// has been missing this long; then it is removed and its open alarms closed. 0 removes it
+    /// in the first sync that misses it. At most 10080 (a week).
+    pub vm_removal_grace_minutes: u64,
 }
 
 impl Default for BatchSettings {
@@ -77,6 +84,7 @@ impl Default for BatchSettings {
             ledger_retention_days: 30,
             instance_name: None,
             leader_election: true,
+            vm_removal_grace_minutes: 30,
         }
     }
 }
@@ -222,6 +230,10 @@ pub struct AlarmSettings {
     pub notify_budget_seconds: u64,
     /// A notification not delivered within this many hours is parked (`monit-batch outbox`).
     pub notification_max_age_hours: u64,
+    /// When at least this share of an origin's VMs (of two or more) has no data in the window,
+    /// the metrics pipeline is down, not the VMs: one pipeline alarm instead of a `fail` alarm
+    /// per VM. Greater than 0, at most 1 (1 = only when every VM is silent).
+    pub pipeline_gap_ratio: f64,
 }
 
 impl Default for AlarmSettings {
@@ -237,6 +249,7 @@ impl Default for AlarmSettings {
             retry_max_seconds: 3600,
             notify_budget_seconds: 20,
             notification_max_age_hours: 24,
+            pipeline_gap_ratio: 0.9,
         }
     }
 }
@@ -366,6 +379,21 @@ impl Settings {
             bail!(
                 "invalid config in {src}: alarms.notification_max_age_hours = {} must be between 1 and 8760",
                 a.notification_max_age_hours
+            );
+        }
+        if self.batch.vm_removal_grace_minutes > MAX_VM_REMOVAL_GRACE_MINUTES {
+            bail!(
+                "invalid config in {src}: batch.vm_removal_grace_minutes = {}: at most \
+                 {MAX_VM_REMOVAL_GRACE_MINUTES} (a week); 0 removes a missing VM at once",
+                self.batch.vm_removal_grace_minutes
+            );
+        }
+        let ratio = self.alarms.pipeline_gap_ratio;
+        if !(ratio > 0.0 && ratio <= 1.0) {
+            bail!(
+                "invalid config in {src}: alarms.pipeline_gap_ratio = {ratio}: must be greater \
+                 than 0 and at most 1 (the share of VMs without data that means the metrics \
+                 pipeline is down)"
             );
         }
         if !matches!(self.log.format.as_str(), "plain" | "json") {

@@ -12,6 +12,7 @@ pub mod influx;
 
 pub mod leader;
 pub mod legacy_ini;
+pub mod metrics_gap;
 pub mod model;
 pub mod outbox;
 pub mod plugin;

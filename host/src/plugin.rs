@@ -106,7 +106,8 @@ pub struct SyncContext {
 #[async_trait]
 pub trait InventorySync: Send + Sync {
     /// Fetches the whole VM list. Must return an error, never a partial list, when any part of
-    /// the answer is missing: the host deletes VMs that are absent from a snapshot.
+    /// the answer is missing: the host removes VMs that stay absent from the snapshots for
+    /// longer than `batch.vm_removal_grace_minutes`.
     async fn fetch(&self, ctx: &SyncContext) -> anyhow::Result<InventorySnapshot>;
 }
 

@@ -13,7 +13,7 @@ use crate::plugin::{
 };
 use crate::plugin::{Delivery, NotifySession};
 use crate::vm_inventory::InventoryChanges;
-use crate::{scaling, store, vm_inventory};
+use crate::{metrics_gap, scaling, store, vm_inventory};
 use anyhow::{Context as _, bail};
 use serde::Serialize;
 use sqlx::MySqlPool;
@@ -89,6 +89,8 @@ pub struct TickSummary {
     pub dry_run: bool,
     pub inventory: BTreeMap<String, InventoryChanges>,
     pub readings: BTreeMap<String, usize>,
+    /// collectors whose answer was a gap in the metrics pipeline (see metrics_gap)
+    pub metric_gaps: Vec<crate::metrics_gap::GapCheck>,
     pub alarms: ChangeCounts,
     pub notifications: NotifyCounts,
     pub scale: Vec<ScaleDecision>,
@@ -267,12 +269,18 @@ impl Scheduler {
                     snapshot.vms.len()
                 )),
                 Ok(snapshot) => {
-                    match guarded(
-                        "inventory",
-                        p.name,
-                        timeout,
-                        vm_inventory::apply_snapshot(&self.pool, &snapshot),
-                    )
+                    match guarded("inventory", p.name, timeout, async {
+                        vm_inventory::apply_snapshot_fenced(
+                            &self.pool,
+                            &snapshot,
+                            vm_inventory::Removal::after_minutes(
+                                now,
+                                self.settings.batch.vm_removal_grace_minutes,
+                            ),
+                            self.fence()?.as_ref(),
+                        )
+                        .await
+                    })
                     .await
                     {
                         Ok(ch) => {
@@ -314,15 +322,27 @@ impl Scheduler {
                 .map(|(name, c)| guarded("collect", name, timeout, c.collect(&ctx))),
         )
         .await;
+        // VMs missing from the BOSH inventory are silent, not down (see metrics_gap::screen)
+        let absent = vm_inventory::absent_vm_ids(&self.pool)
+            .await
+            .unwrap_or_else(|e| {
+                sum.errors.push(format!("collect: {e:#}"));
+                Default::default()
+            });
         let mut readings: Vec<Reading> = Vec::new();
         let mut evaluated: Vec<Origin> = Vec::new();
         let mut failed: Vec<Origin> = Vec::new();
+        let mut gap_checks = Vec::new();
         for ((name, c), res) in collectors.iter().zip(results) {
             match res {
-                Ok(r) => {
+                Ok(mut r) => {
                     metrics::counter!("monit_readings_total", "collector" => *name)
                         .increment(r.len() as u64);
                     sum.readings.insert(name.to_string(), r.len());
+                    let check =
+                        metrics_gap::screen(c.origin(), &mut r, a.pipeline_gap_ratio, &absent);
+                    metrics_gap::report(&check);
+                    gap_checks.push(check);
                     evaluated.push(c.origin());
                     readings.extend(r);
                 }
@@ -333,6 +353,12 @@ impl Scheduler {
             }
         }
         evaluated.retain(|o| !failed.contains(o));
+        gap_checks.retain(|c| !failed.contains(&c.origin));
+        sum.metric_gaps = gap_checks
+            .iter()
+            .filter(|c| c.verdict == metrics_gap::Verdict::Gap)
+            .cloned()
+            .collect();
 
         lap(sum, "3_collect");
         // 4. evaluate and persist in one transaction, notifications queued with it
@@ -340,7 +366,14 @@ impl Scheduler {
             auto_resolve: a.auto_resolve,
             default_repeat_minutes: a.default_repeat_minutes as i64,
         };
-        let changes = engine::evaluate(&policies, &open, &readings, &evaluated, now, &opts);
+        let mut changes = engine::evaluate(&policies, &open, &readings, &evaluated, now, &opts);
+        changes.extend(metrics_gap::pipeline_changes(
+            &gap_checks,
+            &policies,
+            &open,
+            now,
+            &opts,
+        ));
         sum.alarms = engine::count(&changes);
         for (k, v) in [
             ("opened", sum.alarms.opened),
