@@ -461,7 +461,13 @@ pub fn evaluate(
                         threshold: p.threshold(level),
                     }),
                     (Some(a), Some(level)) => changes.push(still_breaching(
-                        a, &r.target, alarm_type, level, *mean, p, now,
+                        a,
+                        &r.target,
+                        alarm_type,
+                        level,
+                        (*mean, *peak),
+                        p,
+                        now,
                     )),
                     (Some(a), None) => {
                         // Recovery waits until the whole window is under the warning threshold,
@@ -529,20 +535,24 @@ pub fn evaluate(
 }
 
 /// An open alarm that breaches `level` now. Its row always follows the current level (so no
-/// message states a threshold the value does not exceed); what is notified follows the repeat
-/// rules: a step-down only when a repeat is due, and a flap back up to the level the last
-/// notification stated only when a repeat is due, so a value oscillating around the critical
-/// threshold mails at most once per repeat_time for each direction.
+/// message states a threshold the value does not exceed); what is mailed follows the repeat
+/// rules, with a guard against a value flapping around the critical threshold:
+/// * an escalation is mailed when it goes above the level the last mail stated, or when a repeat
+///   is due; back up to the last mail's level within repeat_time, the row alone changes;
+/// * a step-down is mailed only when a repeat is due and the whole window is under the threshold
+///   of the level it leaves (the rule recovery follows), so crossing back and forth does not
+///   read as a step-down; until then the row alone changes.
 fn still_breaching(
     a: &OpenAlarm,
     target: &Target,
     alarm_type: AlarmType,
     level: Level,
-    mean: f64,
+    (mean, peak): (f64, f64),
     p: &Policy,
     now: Timestamp,
 ) -> Change {
     let repeat_due = a.repeat_due(now, p.repeat_minutes);
+    let settled_below = |from: Level| p.threshold(from).is_none_or(|t| peak < t);
     let (alarm_id, target, value, threshold) =
         (a.id, target.clone(), Some(mean), p.threshold(level));
     if level > a.level {
@@ -565,10 +575,10 @@ fn still_breaching(
             to: level,
             value,
             threshold,
-            notify: repeat_due,
+            notify: repeat_due && settled_below(a.notified_level.max(a.level)),
         }
-    } else if level < a.notified_level && repeat_due {
-        // stepped down silently earlier: the repeat that is due now says so
+    } else if level < a.notified_level && repeat_due && settled_below(a.notified_level) {
+        // stepped down without a mail earlier: the repeat that is due now says so
         Change::StepDown {
             alarm_id,
             target,
@@ -880,48 +890,97 @@ mod tests {
 
     #[test]
     fn a_value_flapping_around_critical_notifies_once_per_repeat_time() {
-        // Simulated ticks one minute apart with the value crossing 90 % every tick, applying
-        // each change to the alarm as the store does: one mail opens it (critical), and within
-        // repeat_time neither the step-downs nor the flaps back up send anything.
+        // Simulated ticks one minute apart with the mean crossing 90 % every tick (the window
+        // holds both, so its highest bucket stays above 90), applying each change to the alarm
+        // as the store does. Within repeat_time neither the step-downs nor the flaps back up
+        // send anything, and each mail states the level of its moment.
+        let t = vm(1);
+        for repeat in [10, 11] {
+            let p = [Policy {
+                repeat_minutes: repeat,
+                ..pol(Origin::Pas, Resource::Cpu, 85.0, 90.0)
+            }];
+            let start = now();
+            let mut a = open(7, &t, CPU, Level::Critical, OpenStatus::Raised, 0);
+            a.last_sent = Some(start);
+            let mut sent = vec![(0, Level::Critical)];
+            for minute in 1..=45 {
+                let at = start + chrono::Duration::minutes(minute);
+                let v = if minute % 2 == 1 { 89.0 } else { 91.0 };
+                let c = evaluate(
+                    &p,
+                    std::slice::from_ref(&a),
+                    &[usage(t.clone(), Resource::Cpu, v, 91.0)],
+                    &Origin::ALL,
+                    at,
+                    &opts(),
+                );
+                let (level, notified) = match &c[..] {
+                    [Change::Escalate { to, notify, .. } | Change::StepDown { to, notify, .. }] => {
+                        (*to, *notify)
+                    }
+                    [
+                        Change::Continue {
+                            level, renotify, ..
+                        },
+                    ] => (*level, *renotify),
+                    other => panic!("unexpected {other:?}"),
+                };
+                assert_eq!(
+                    level,
+                    if v >= 90.0 {
+                        Level::Critical
+                    } else {
+                        Level::Warning
+                    }
+                );
+                a.level = level;
+                if notified {
+                    a.last_sent = Some(at);
+                    a.notified_level = level;
+                    sent.push((minute, level));
+                }
+            }
+            for w in sent.windows(2) {
+                assert!(w[1].0 - w[0].0 >= repeat, "repeat {repeat}: {sent:?}");
+            }
+            assert!(sent.len() >= 4, "still reminded: {sent:?}");
+        }
+    }
+
+    #[test]
+    fn a_step_down_is_not_mailed_until_the_whole_window_is_under_the_level_it_leaves() {
         let t = vm(1);
         let p = [pol(Origin::Pas, Resource::Cpu, 85.0, 90.0)];
-        let start = now();
-        let mut a = open(7, &t, CPU, Level::Critical, OpenStatus::Raised, 0);
-        a.last_sent = Some(start);
-        let mut sent = Vec::new();
-        for minute in 1..=25 {
-            let at = start + chrono::Duration::minutes(minute);
-            let v = if minute % 2 == 1 { 89.0 } else { 91.0 };
-            let c = evaluate(
-                &p,
-                std::slice::from_ref(&a),
-                &[usage(t.clone(), Resource::Cpu, v, v)],
-                &Origin::ALL,
-                at,
-                &opts(),
-            );
-            assert_eq!(c.len(), 1, "{c:?}");
-            let (level, notified) = match &c[0] {
-                Change::Escalate { to, notify, .. } | Change::StepDown { to, notify, .. } => {
-                    (*to, *notify)
-                }
-                Change::Continue {
-                    level, renotify, ..
-                } => (*level, *renotify),
-                other => panic!("unexpected {other:?}"),
-            };
-            a.level = level;
-            if notified {
-                a.last_sent = Some(at);
-                a.notified_level = level;
-                sent.push((minute, level));
-            }
-        }
-        // one mail per repeat_time (10 min), each one telling the level of its moment
-        assert_eq!(
-            sent,
-            vec![(10, Level::Critical), (20, Level::Critical)],
-            "{sent:?}"
+        let o = [open(7, &t, CPU, Level::Critical, OpenStatus::Raised, 30)];
+        // mean in the warning band, part of the window still critical: the row only
+        let c = eval(&p, &o, &[usage(t.clone(), Resource::Cpu, 88.0, 93.0)]);
+        assert!(
+            matches!(
+                &c[..],
+                [Change::StepDown {
+                    to: Level::Warning,
+                    notify: false,
+                    ..
+                }]
+            ),
+            "{c:?}"
+        );
+        // once settled, the due repeat tells the step-down
+        let mut o = o[0].clone();
+        o.level = Level::Warning;
+        let c = eval(&p, &[o], &[usage(t, Resource::Cpu, 88.0, 89.0)]);
+        assert!(
+            matches!(
+                &c[..],
+                [Change::StepDown {
+                    from: Level::Critical,
+                    to: Level::Warning,
+                    notify: true,
+                    ..
+                }]
+            ),
+            "{c:?}"
         );
     }
 
