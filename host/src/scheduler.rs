@@ -300,6 +300,7 @@ impl Scheduler {
         for (k, v) in [
             ("opened", sum.alarms.opened),
             ("escalated", sum.alarms.escalated),
+            ("stepped_down", sum.alarms.stepped_down),
             ("renotified", sum.alarms.renotified),
             ("recovered", sum.alarms.recovered),
         ] {
