@@ -18,6 +18,8 @@ use std::time::Duration;
 pub struct PolicyOutcome {
     pub alarms_opened: u32,
     pub escalations: u32,
+    /// alarms that went down a level and stayed open (notified or not)
+    pub step_downs: u32,
     pub repeats: u32,
     pub recoveries: u32,
     pub notifications: u32,
@@ -64,6 +66,7 @@ fn apply(
                     app_name: target.app.as_ref().map(|a| a.app_name.clone()),
                     app_index: target.app.as_ref().map(|a| a.app_index),
                     recovered: false,
+                    notified_level: *level,
                 });
                 let o = report
                     .by_policy
@@ -77,18 +80,46 @@ fn apply(
                 target,
                 alarm_type,
                 to,
+                notify,
                 ..
             }
-            | Change::Rebreach {
+            | Change::StepDown {
                 alarm_id,
                 target,
                 alarm_type,
-                level: to,
+                to,
+                notify,
                 ..
             } => {
                 if let Some(a) = open.iter_mut().find(|a| a.id == *alarm_id) {
                     a.level = *to;
+                    if *notify {
+                        a.last_sent = Some(now);
+                        a.notified_level = *to;
+                    }
+                }
+                let o = report
+                    .by_policy
+                    .entry(key(target.origin, *alarm_type))
+                    .or_default();
+                if matches!(ch, Change::Escalate { .. }) {
+                    o.escalations += 1;
+                } else {
+                    o.step_downs += 1;
+                }
+                o.notifications += u32::from(*notify);
+            }
+            Change::Rebreach {
+                alarm_id,
+                target,
+                alarm_type,
+                level,
+                ..
+            } => {
+                if let Some(a) = open.iter_mut().find(|a| a.id == *alarm_id) {
+                    a.level = *level;
                     a.last_sent = Some(now);
+                    a.notified_level = *level;
                     a.recovered = false;
                 }
                 let o = report
@@ -102,12 +133,14 @@ fn apply(
                 alarm_id,
                 target,
                 alarm_type,
+                level,
                 renotify,
                 ..
             } => {
                 if *renotify {
                     if let Some(a) = open.iter_mut().find(|a| a.id == *alarm_id) {
                         a.last_sent = Some(now);
+                        a.notified_level = *level;
                     }
                     let o = report
                         .by_policy
@@ -119,18 +152,15 @@ fn apply(
             }
             Change::Recover {
                 alarm_ids,
+                close_ids,
                 target,
                 alarm_type,
-                close,
                 ..
             } => {
-                if *close {
-                    open.retain(|a| !alarm_ids.contains(&a.id));
-                } else {
-                    open.iter_mut()
-                        .filter(|a| alarm_ids.contains(&a.id))
-                        .for_each(|a| a.recovered = true);
-                }
+                open.retain(|a| !close_ids.contains(&a.id));
+                open.iter_mut()
+                    .filter(|a| alarm_ids.contains(&a.id))
+                    .for_each(|a| a.recovered = true);
                 let o = report
                     .by_policy
                     .entry(key(target.origin, *alarm_type))
@@ -225,13 +255,14 @@ impl Replay<'_> {
 /// One line per policy, for the terminal.
 pub fn print(report: &BacktestReport, policies: &[Policy]) {
     println!(
-        "{:<12} {:>9} {:>9} {:>7} {:>7} {:>7} {:>8} {:>8} {:>13}",
+        "{:<12} {:>9} {:>9} {:>7} {:>7} {:>7} {:>7} {:>8} {:>8} {:>13}",
         "policy",
         "warning",
         "critical",
         "window",
         "opened",
         "escal.",
+        "down",
         "repeats",
         "recov.",
         "notifications"
@@ -250,8 +281,8 @@ pub fn print(report: &BacktestReport, policies: &[Policy]) {
             })
             .unwrap_or_else(|| ("-".into(), "-".into(), "-".into()));
         println!(
-            "{k:<12} {w:>9} {c:>9} {m:>7} {:>7} {:>7} {:>8} {:>8} {:>13}",
-            o.alarms_opened, o.escalations, o.repeats, o.recoveries, o.notifications
+            "{k:<12} {w:>9} {c:>9} {m:>7} {:>7} {:>7} {:>7} {:>8} {:>8} {:>13}",
+            o.alarms_opened, o.escalations, o.step_downs, o.repeats, o.recoveries, o.notifications
         );
     }
     println!("{} ticks replayed", report.ticks);

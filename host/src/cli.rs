@@ -537,8 +537,8 @@ fn print_summary(sum: &crate::scheduler::TickSummary) {
     }
     let a = &sum.alarms;
     println!(
-        "  alarms    opened {}, escalated {}, still open {} (re-notified {}), recovered {}",
-        a.opened, a.escalated, a.continued, a.renotified, a.recovered
+        "  alarms    opened {}, escalated {}, stepped down {}, still open {} (re-notified {}), recovered {}",
+        a.opened, a.escalated, a.stepped_down, a.continued, a.renotified, a.recovered
     );
     let n = &sum.notifications;
     println!(

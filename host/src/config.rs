@@ -209,8 +209,9 @@ impl Default for InfluxSettings {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AlarmSettings {
-    /// Close an alarm (resolve_status 3, complete_user `system`) once it has recovered.
-    pub auto_resolve: bool,
+    /// Which recovered alarms are closed (resolve_status 3, complete_user `system`): `unclaimed`
+    /// (status 1 only), `all` or `none`; true/false are read as unclaimed/none.
+    pub auto_resolve: crate::engine::AutoResolve,
     /// `ko` keeps the original's Korean titles and messages; `en` writes English.
     pub language: String,
     /// Window for a policy whose measure_time is 0 or missing (a 2.0 database upgraded in place).
@@ -239,7 +240,7 @@ pub struct AlarmSettings {
 impl Default for AlarmSettings {
     fn default() -> Self {
         Self {
-            auto_resolve: true,
+            auto_resolve: crate::engine::AutoResolve::Unclaimed,
             language: "ko".into(),
             default_measure_seconds: 120,
             default_repeat_minutes: 10,

@@ -243,7 +243,7 @@ mod tests {
     }
     fn opts() -> EngineOptions {
         EngineOptions {
-            auto_resolve: true,
+            auto_resolve: crate::engine::AutoResolve::Unclaimed,
             default_repeat_minutes: 10,
         }
     }
@@ -271,6 +271,7 @@ mod tests {
             app_name: Some(String::new()),
             app_index: Some(0),
             recovered,
+            notified_level: Level::Fail,
         }
     }
 
@@ -437,7 +438,7 @@ mod tests {
         let open = [open_pipeline(7, 1, false)];
         let c = pipeline_changes(&[check(Verdict::Flowing)], &policy(), &open, now(), &opts());
         assert!(
-            matches!(&c[..], [Change::Recover { alarm_ids, close: true, alarm_type: AlarmType::Fail, .. }] if alarm_ids == &vec![7]),
+            matches!(&c[..], [Change::Recover { alarm_ids, close_ids, alarm_type: AlarmType::Fail, .. }] if alarm_ids == &vec![7] && close_ids == &vec![7]),
             "{c:?}"
         );
         let c = pipeline_changes(&[check(Verdict::Unknown)], &policy(), &open, now(), &opts());

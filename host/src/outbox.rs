@@ -27,7 +27,7 @@ pub fn priority(kind: NotificationKind, level: &str) -> i8 {
     match kind {
         NotificationKind::Opened | NotificationKind::Escalated if severe => 0,
         NotificationKind::Opened | NotificationKind::Escalated => 1,
-        NotificationKind::Repeated => 2,
+        NotificationKind::Repeated | NotificationKind::SteppedDown => 2,
         NotificationKind::Recovered => 3,
     }
 }

@@ -179,6 +179,10 @@ pub trait Collector: Send + Sync {
 pub enum NotificationKind {
     Opened,
     Escalated,
+    /// the alarm went down a level and is still open (threshold raised, or the value fell into
+    /// the warning band)
+    #[serde(rename = "stepped_down")]
+    SteppedDown,
     Repeated,
     Recovered,
 }
@@ -188,6 +192,7 @@ impl NotificationKind {
         match self {
             NotificationKind::Opened => "opened",
             NotificationKind::Escalated => "escalated",
+            NotificationKind::SteppedDown => "stepped_down",
             NotificationKind::Repeated => "repeated",
             NotificationKind::Recovered => "recovered",
         }

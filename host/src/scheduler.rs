@@ -378,6 +378,7 @@ impl Scheduler {
         for (k, v) in [
             ("opened", sum.alarms.opened),
             ("escalated", sum.alarms.escalated),
+            ("stepped_down", sum.alarms.stepped_down),
             ("renotified", sum.alarms.renotified),
             ("recovered", sum.alarms.recovered),
         ] {
@@ -807,9 +808,24 @@ fn describe_change(c: &Change) -> String {
     let (ty, level) = (s.alarm_type, s.level);
     match c {
         Change::Open { .. } => format!("open {ty} {level} alarm for {who} at {v}, notify"),
-        Change::Escalate { alarm_id, from, .. } => {
-            format!("escalate alarm {alarm_id} ({ty}) of {who} {from} -> {level} at {v}, notify")
-        }
+        Change::Escalate {
+            alarm_id,
+            from,
+            notify,
+            ..
+        } => format!(
+            "escalate alarm {alarm_id} ({ty}) of {who} {from} -> {level} at {v}{}",
+            if *notify { ", notify" } else { "" }
+        ),
+        Change::StepDown {
+            alarm_id,
+            from,
+            notify,
+            ..
+        } => format!(
+            "step down alarm {alarm_id} ({ty}) of {who} {from} -> {level} at {v}{}",
+            if *notify { ", notify" } else { "" }
+        ),
         Change::Rebreach { alarm_id, .. } => {
             format!("re-open alarm {alarm_id} ({ty} {level}) of {who} at {v}, notify")
         }
@@ -824,10 +840,11 @@ fn describe_change(c: &Change) -> String {
             }
         ),
         Change::Recover {
-            alarm_ids, close, ..
+            alarm_ids,
+            close_ids,
+            ..
         } => format!(
-            "{} alarm(s) {alarm_ids:?} ({ty}) of {who} at {v}, notify recovery",
-            if *close { "resolve" } else { "mark recovered" }
+            "alarm(s) {alarm_ids:?} ({ty}) of {who} recovered at {v}: resolve {close_ids:?}, leave the others open with a note, notify recovery"
         ),
     }
 }

@@ -89,7 +89,7 @@ pub async fn load_open_alarms(pool: &MySqlPool) -> anyhow::Result<Vec<OpenAlarm>
     let rows = sqlx::query(
         "SELECT CAST(a.id AS SIGNED) AS id, a.origin_type, CAST(a.origin_id AS SIGNED) AS origin_id, a.alarm_type, \
          a.level, a.resolve_status, a.reg_date, a.alarm_send_date, a.app_name, CAST(a.app_index AS SIGNED) AS app_index, \
-         (s.recovered_at IS NOT NULL) AS recovered \
+         (s.recovered_at IS NOT NULL) AS recovered, s.notified_level \
          FROM alarms a LEFT JOIN batch_alarm_state s ON s.alarm_id = a.id \
          WHERE a.resolve_status IN ('1', '2') ORDER BY a.id",
     )
@@ -140,6 +140,11 @@ pub async fn load_open_alarms(pool: &MySqlPool) -> anyhow::Result<Vec<OpenAlarm>
                 .try_get::<Option<i64>, _>("app_index")?
                 .map(|i| i as i32),
             recovered: row.try_get::<i64, _>("recovered")? != 0,
+            // none recorded (an alarm from before it was kept): the row's level was notified
+            notified_level: row
+                .try_get::<Option<String>, _>("notified_level")?
+                .and_then(|l| l.parse().ok())
+                .unwrap_or(level),
         });
     }
     Ok(out)
@@ -239,6 +244,8 @@ pub async fn apply_changes(
     }
     let mut queued: Vec<Notification> = Vec::new();
     let mut counted: Vec<i64> = Vec::new();
+    // (alarm, level) of every notification: batch_alarm_state.notified_level
+    let mut notified: Vec<(i64, Level)> = Vec::new();
     let rendered = |ch: &Change| {
         let s = ch.subject();
         text::title_and_message(lang, s.target, s.alarm_type, s.level, s.threshold, s.value)
@@ -277,6 +284,7 @@ pub async fn apply_changes(
                 .await
                 .context("inserting an alarm")?;
                 let id = res.last_insert_id() as i64;
+                notified.push((id, *level));
                 queued.push(payload(
                     NotificationKind::Opened,
                     id,
@@ -287,47 +295,58 @@ pub async fn apply_changes(
                 ));
             }
             Change::Escalate {
-                alarm_id,
-                to: level,
-                ..
+                alarm_id, notify, ..
             }
-            | Change::Rebreach {
+            | Change::StepDown {
+                alarm_id, notify, ..
+            } => {
+                let kind = match ch {
+                    Change::Escalate { .. } => NotificationKind::Escalated,
+                    _ => NotificationKind::SteppedDown,
+                };
+                let notification = relevel(&mut tx, ch, *alarm_id, *notify, now, &rendered)
+                    .await?
+                    .map(|texts| {
+                        payload(
+                            kind,
+                            *alarm_id,
+                            ch.subject(),
+                            texts,
+                            (raised_at(*alarm_id), now),
+                            out,
+                        )
+                    });
+                if let Some(n) = notification {
+                    notified.push((*alarm_id, ch.subject().level));
+                    queued.push(n);
+                }
+            }
+            Change::Rebreach {
                 alarm_id, level, ..
             } => {
-                let (title, message) = rendered(ch);
-                sqlx::query(
-                    "UPDATE alarms SET level = ?, alarm_title = ?, alarm_message = ?, alarm_cnt = alarm_cnt + 1, \
-                     alarm_send_date = ?, modi_date = ?, modi_user = 'bat' WHERE id = ? AND resolve_status IN ('1', '2')",
-                )
-                .bind(level.code())
-                .bind(truncate(&title, 5000))
-                .bind(&message)
-                .bind(now)
-                .bind(now)
-                .bind(alarm_id)
-                .execute(&mut *tx)
-                .await
-                .context("escalating an alarm")?;
-                sqlx::query("DELETE FROM batch_alarm_state WHERE alarm_id = ?")
+                let texts = relevel(&mut tx, ch, *alarm_id, true, now, &rendered).await?;
+                sqlx::query("UPDATE batch_alarm_state SET recovered_at = NULL WHERE alarm_id = ?")
                     .bind(alarm_id)
                     .execute(&mut *tx)
-                    .await?;
-                let kind = if matches!(ch, Change::Escalate { .. }) {
-                    NotificationKind::Escalated
-                } else {
-                    NotificationKind::Opened
-                };
-                queued.push(payload(
-                    kind,
-                    *alarm_id,
-                    ch.subject(),
-                    (title, message),
-                    (raised_at(*alarm_id), now),
-                    out,
-                ));
+                    .await
+                    .context("clearing the recovered mark of an alarm")?;
+                notified.push((*alarm_id, *level));
+                if let Some(texts) = texts {
+                    queued.push(payload(
+                        NotificationKind::Opened,
+                        *alarm_id,
+                        ch.subject(),
+                        texts,
+                        (raised_at(*alarm_id), now),
+                        out,
+                    ));
+                }
             }
             Change::Continue {
-                alarm_id, renotify, ..
+                alarm_id,
+                renotify,
+                level,
+                ..
             } => {
                 if !renotify {
                     counted.push(*alarm_id);
@@ -343,6 +362,7 @@ pub async fn apply_changes(
                 .execute(&mut *tx)
                 .await
                 .context("counting an alarm")?;
+                notified.push((*alarm_id, *level));
                 let (title, message) = rendered(ch);
                 queued.push(payload(
                     NotificationKind::Repeated,
@@ -355,61 +375,28 @@ pub async fn apply_changes(
             }
             Change::Recover {
                 alarm_ids,
+                close_ids,
                 target,
                 alarm_type,
                 value,
-                close,
                 ..
             } => {
-                let message = text::recovery_message(lang, target, *alarm_type, *value);
-                if *close {
-                    let mut q = QueryBuilder::new(
-                        "UPDATE alarms SET resolve_status = '3', complete_date = ",
-                    );
-                    q.push_bind(now)
-                        .push(", complete_user = 'system', modi_date = ")
-                        .push_bind(now)
-                        .push(
-                            ", modi_user = 'system' WHERE resolve_status IN ('1', '2') AND id IN (",
-                        );
-                    let mut sep = q.separated(", ");
-                    for id in alarm_ids {
-                        sep.push_bind(id);
-                    }
-                    q.push(")");
-                    q.build()
-                        .execute(&mut *tx)
-                        .await
-                        .context("resolving an alarm")?;
-                    let mut q = QueryBuilder::new(
-                        "INSERT INTO alarm_actions (alarm_id, alarm_action_desc, reg_date, reg_user, modi_date, modi_user) ",
-                    );
-                    q.push_values(alarm_ids, |mut b, id| {
-                        b.push_bind(id)
-                            .push_bind(&message)
-                            .push_bind(now)
-                            .push("'system'")
-                            .push_bind(now)
-                            .push("'system'");
-                    });
-                    q.build()
-                        .execute(&mut *tx)
-                        .await
-                        .context("recording the resolution in alarm_actions")?;
-                } else {
-                    let mut q = QueryBuilder::new(
-                        "INSERT INTO batch_alarm_state (alarm_id, recovered_at) ",
-                    );
-                    q.push_values(alarm_ids, |mut b, id| {
-                        b.push_bind(id).push_bind(now);
-                    });
-                    q.push(" ON DUPLICATE KEY UPDATE recovered_at = VALUES(recovered_at)");
-                    q.build()
-                        .execute(&mut *tx)
-                        .await
-                        .context("marking an alarm recovered")?;
+                let keep_ids: Vec<i64> = alarm_ids
+                    .iter()
+                    .filter(|id| !close_ids.contains(id))
+                    .copied()
+                    .collect();
+                if !close_ids.is_empty() {
+                    let message = text::recovery_message(lang, target, *alarm_type, *value, true);
+                    close_recovered(&mut tx, close_ids, &message, now).await?;
+                }
+                if !keep_ids.is_empty() {
+                    let note = text::recovery_note(lang, target, *alarm_type, *value, now);
+                    keep_recovered(&mut tx, &keep_ids, &note, now).await?;
                 }
                 let lead = alarm_ids.first().copied().unwrap_or(0);
+                let closed = close_ids.contains(&lead);
+                let message = text::recovery_message(lang, target, *alarm_type, *value, closed);
                 let title = format!("[RECOVERED] {}", message.lines().next().unwrap_or_default());
                 queued.push(payload(
                     NotificationKind::Recovered,
@@ -436,6 +423,17 @@ pub async fn apply_changes(
             .execute(&mut *tx)
             .await
             .context("counting alarms")?;
+    }
+    if !notified.is_empty() {
+        let mut q = QueryBuilder::new("INSERT INTO batch_alarm_state (alarm_id, notified_level) ");
+        q.push_values(&notified, |mut b, (id, level)| {
+            b.push_bind(id).push_bind(level.code());
+        });
+        q.push(" ON DUPLICATE KEY UPDATE notified_level = VALUES(notified_level)");
+        q.build()
+            .execute(&mut *tx)
+            .await
+            .context("recording the notified level of alarms in batch_alarm_state")?;
     }
     if !queued.is_empty() && !out.notifiers.is_empty() {
         let rows: Vec<(&Notification, &String)> = queued
@@ -466,6 +464,117 @@ pub async fn apply_changes(
     tx.commit()
         .await
         .context("committing the alarm transaction")?;
+    Ok(())
+}
+
+type Tx<'c> = sqlx::Transaction<'c, sqlx::MySql>;
+
+/// Moves an open alarm to the change's level in place: level, title, message (rendered for the
+/// new level and value) and alarm_cnt; alarm_send_date only when it is notified. Returns the
+/// (title, message) to notify with, if `notify`.
+async fn relevel(
+    tx: &mut Tx<'_>,
+    ch: &Change,
+    alarm_id: i64,
+    notify: bool,
+    now: Timestamp,
+    rendered: &impl Fn(&Change) -> (String, String),
+) -> anyhow::Result<Option<(String, String)>> {
+    let (title, message) = rendered(ch);
+    sqlx::query(
+        "UPDATE alarms SET level = ?, alarm_title = ?, alarm_message = ?, alarm_cnt = alarm_cnt + 1, \
+         alarm_send_date = COALESCE(?, alarm_send_date), modi_date = ?, modi_user = 'bat' \
+         WHERE id = ? AND resolve_status IN ('1', '2')",
+    )
+    .bind(ch.subject().level.code())
+    .bind(truncate(&title, 5000))
+    .bind(&message)
+    .bind(notify.then_some(now))
+    .bind(now)
+    .bind(alarm_id)
+    .execute(&mut **tx)
+    .await
+    .with_context(|| format!("changing the level of alarm {alarm_id}"))?;
+    Ok(notify.then_some((title, message)))
+}
+
+/// Closes recovered alarms as `system` (status 3) with an alarm_actions row saying so.
+async fn close_recovered(
+    tx: &mut Tx<'_>,
+    ids: &[i64],
+    message: &str,
+    now: Timestamp,
+) -> anyhow::Result<()> {
+    let mut q = QueryBuilder::new("UPDATE alarms SET resolve_status = '3', complete_date = ");
+    q.push_bind(now)
+        .push(", complete_user = 'system', modi_date = ")
+        .push_bind(now)
+        .push(", modi_user = 'system' WHERE resolve_status IN ('1', '2') AND id IN (");
+    let mut sep = q.separated(", ");
+    for id in ids {
+        sep.push_bind(id);
+    }
+    q.push(")");
+    q.build()
+        .execute(&mut **tx)
+        .await
+        .context("resolving an alarm")?;
+    add_actions(tx, ids, message, now).await?;
+    let mut q = QueryBuilder::new("DELETE FROM batch_alarm_state WHERE alarm_id IN (");
+    let mut sep = q.separated(", ");
+    for id in ids {
+        sep.push_bind(id);
+    }
+    q.push(")");
+    q.build()
+        .execute(&mut **tx)
+        .await
+        .context("dropping the batch state of closed alarms")?;
+    Ok(())
+}
+
+/// Recovered alarms the batch leaves open (an operator's, or auto_resolve "none"): a note in
+/// alarm_actions and the recovered mark, so the notice goes out once.
+async fn keep_recovered(
+    tx: &mut Tx<'_>,
+    ids: &[i64],
+    note: &str,
+    now: Timestamp,
+) -> anyhow::Result<()> {
+    add_actions(tx, ids, note, now).await?;
+    let mut q = QueryBuilder::new("INSERT INTO batch_alarm_state (alarm_id, recovered_at) ");
+    q.push_values(ids, |mut b, id| {
+        b.push_bind(id).push_bind(now);
+    });
+    q.push(" ON DUPLICATE KEY UPDATE recovered_at = VALUES(recovered_at)");
+    q.build()
+        .execute(&mut **tx)
+        .await
+        .context("marking an alarm recovered")?;
+    Ok(())
+}
+
+async fn add_actions(
+    tx: &mut Tx<'_>,
+    ids: &[i64],
+    text: &str,
+    now: Timestamp,
+) -> anyhow::Result<()> {
+    let mut q = QueryBuilder::new(
+        "INSERT INTO alarm_actions (alarm_id, alarm_action_desc, reg_date, reg_user, modi_date, modi_user) ",
+    );
+    q.push_values(ids, |mut b, id| {
+        b.push_bind(id)
+            .push_bind(text)
+            .push_bind(now)
+            .push("'system'")
+            .push_bind(now)
+            .push("'system'");
+    });
+    q.build()
+        .execute(&mut **tx)
+        .await
+        .context("writing a note in alarm_actions")?;
     Ok(())
 }
 
