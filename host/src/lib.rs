@@ -21,6 +21,7 @@ pub mod scaling;
 pub mod scheduler;
 pub mod secret;
 pub mod store;
+pub mod telemetry;
 pub mod text;
 pub mod vm_inventory;
 pub mod vm_metrics;
