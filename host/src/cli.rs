@@ -96,6 +96,10 @@ pub fn init_logging(settings: Option<&Settings>) {
     } else {
         b.try_init()
     };
+    // found while loading, before any subscriber could show them
+    for w in settings.iter().flat_map(|s| &s.warnings) {
+        tracing::warn!("{w}");
+    }
 }
 
 /// Entry point of the binary: parses the command line, runs, and maps errors to exit codes.
@@ -151,6 +155,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let settings = load(&cli)?;
             // builds every enabled plugin: one not compiled in fails here, naming its feature
             build_plugins(&Arc::new(settings.clone()))?;
+            for w in &settings.warnings {
+                eprintln!("warning: {w}");
+            }
             println!(
                 "# effective config from {} (secrets masked)",
                 settings.source
@@ -307,8 +314,7 @@ async fn run_batch(
     }
     if settings.server.enabled {
         http::serve(
-            &settings.server.bind,
-            settings.server.port,
+            &settings.server,
             http::HttpState {
                 pool: pool.clone(),
                 status,

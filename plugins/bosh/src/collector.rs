@@ -18,6 +18,8 @@ pub struct BoshCollector {
 pub fn host_of(api_url: &str) -> String {
     let rest = api_url.split_once("://").map(|(_, r)| r).unwrap_or(api_url);
     let authority = rest.split('/').next().unwrap_or_default();
+    // never the userinfo: `user:pass@host` is not a host
+    let authority = authority.rsplit('@').next().unwrap_or_default();
     if let Some(v6) = authority.strip_prefix('[') {
         return v6.split(']').next().unwrap_or_default().to_string();
     }
