@@ -86,14 +86,14 @@ fn legacy_config_ini_is_accepted_unchanged() {
     assert_eq!(s.influx.container_db, "container_metric_db");
     assert_eq!(
         s.alarms.resource_url.as_deref(),
-        Some("https://monitoring.example.com")
+        Some("https://monitoring.example")
     );
     let bosh = &s.plugins["bosh"];
     assert_eq!(
         bosh["cf_deployment"], "paasta-controller",
         "trailing comment stripped"
     );
-    assert_eq!(bosh["api_url"], "10.0.1.6:25555");
+    assert_eq!(bosh["api_url"], "director.example:25555");
     assert_eq!(bosh["cell_prefix"], "cell");
     assert_eq!(
         s.plugins["email"]["enabled"], false,
@@ -195,11 +195,11 @@ fn cloud_foundry_mysql_binding_supplies_the_monitoring_db() {
         "[monitoring_db]\ndbname = \"local\"\nhost = \"127.0.0.1\"\n",
     );
     let vcap = r#"{"p.mysql":[{"name":"monit-db","label":"p.mysql","tags":["mysql"],
-        "credentials":{"hostname":"10.0.8.5","port":3306,"name":"service_instance_db","username":"u1","password":"p@ss:w/rd",
-        "uri":"mysql://u1:p%40ss%3Aw%2Frd@10.0.8.5:3306/service_instance_db?reconnect=true"}}],
+        "credentials":{"hostname":"mysql.example","port":3306,"name":"service_instance_db","username":"u1","password":"p@ss:w/rd",
+        "uri":"mysql://u1:p%40ss%3Aw%2Frd@mysql.example:3306/service_instance_db?reconnect=true"}}],
         "p.redis":[{"name":"cache","label":"p.redis","tags":["redis"],"credentials":{"host":"10.0.9.9"}}]}"#;
     let s = Settings::load_with_env(Some(&p), env(&[("VCAP_SERVICES", vcap)])).unwrap();
-    assert_eq!(s.monitoring_db.host, "10.0.8.5");
+    assert_eq!(s.monitoring_db.host, "mysql.example");
     assert_eq!(s.monitoring_db.dbname, "service_instance_db");
     assert_eq!(s.monitoring_db.username, "u1");
     assert_eq!(s.monitoring_db.password.expose(), "p@ss:w/rd");

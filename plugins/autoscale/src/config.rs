@@ -37,7 +37,7 @@ pub struct AutoscaleConfig {
     /// `autoscale.portal.url`).
     #[serde(default)]
     pub actuator: Option<ActuatorKind>,
-    /// PaaS-TA portal base URL (`autoscale.portal.url` in config.ini), e.g. `http://portal-api:2225`.
+    /// PaaS-TA portal base URL (`autoscale.portal.url` in config.ini), e.g. `http://portal-api.example:2225`.
     #[serde(default)]
     pub portal_url: Option<String>,
     /// Cloud Controller base URL (`cf.client.api_address`), e.g. `https://api.sys.example.com`.

@@ -246,13 +246,13 @@ mod tests {
 
     #[test]
     fn legacy_host_port_gets_https() {
-        let c = BoshConfig::new("10.0.1.6:25555", "paasta");
+        let c = BoshConfig::new("director.example:25555", "paasta");
         assert_eq!(
             c.director_url().unwrap().as_str(),
-            "https://10.0.1.6:25555/"
+            "https://director.example:25555/"
         );
-        let c = BoshConfig::new("http://director:25555", "paasta");
-        assert_eq!(c.director_url().unwrap().as_str(), "http://director:25555/");
+        let c = BoshConfig::new("http://director.example:25555", "paasta");
+        assert_eq!(c.director_url().unwrap().as_str(), "http://director.example:25555/");
     }
 
     #[test]

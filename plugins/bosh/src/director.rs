@@ -573,7 +573,7 @@ pub fn parse_vm_lines(text: &str) -> anyhow::Result<Vec<DirectorVm>> {
     lines.finish()
 }
 
-/// `https://director:25555/tasks/42` or `/tasks/42` → 42.
+/// `https://director.example:25555/tasks/42` or `/tasks/42` → 42.
 fn task_id_from_location(location: &str) -> Option<u64> {
     let path = location.split(['?', '#']).next()?;
     let (_, rest) = path.rsplit_once("/tasks/")?;
@@ -621,7 +621,7 @@ mod tests {
     #[test]
     fn task_ids_from_locations() {
         assert_eq!(
-            task_id_from_location("https://director:25555/tasks/42"),
+            task_id_from_location("https://director.example:25555/tasks/42"),
             Some(42)
         );
         assert_eq!(task_id_from_location("/tasks/7"), Some(7));
