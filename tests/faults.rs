@@ -4,8 +4,7 @@
 
 mod common;
 
-use common::{PrivateInflux, PrivateMariadb, TestEnv, free_port, now_s, wait_port};
-use std::path::Path;
+use common::{PrivateInflux, PrivateMariadb, TestEnv, free_port, now_s};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
