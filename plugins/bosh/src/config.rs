@@ -274,6 +274,38 @@ mod tests {
     }
 
     #[test]
+    fn userinfo_of_api_url_is_the_login_and_never_shown() {
+        let mut c = BoshConfig::new("https://ad%40min:pw-in-url@director.example:25555", "p");
+        assert_eq!(
+            c.director_url().unwrap().as_str(),
+            "https://director.example:25555/"
+        );
+        let (user, pw) = c.credentials().unwrap();
+        assert_eq!((user.as_str(), pw.expose()), ("ad@min", "pw-in-url"));
+        c.validate().unwrap();
+        assert!(!format!("{c:?}").contains("pw-in-url"), "{c:?}");
+        // an explicit username wins; the URL's password is still dropped
+        c.username = "admin".into();
+        assert_eq!(c.credentials().unwrap().0, "admin");
+        c.api_url = "ftp://u:pw-in-url@director.example".into();
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("plugins.bosh.api_url") && !e.contains("pw-in-url"), "{e}");
+    }
+
+    #[test]
+    fn numbers_are_range_checked() {
+        let mut c = BoshConfig::new("d:1", "paasta");
+        c.username = "admin".into();
+        c.task_timeout_seconds = u64::MAX;
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("plugins.bosh.task_timeout_seconds"), "{e}");
+        c.task_timeout_seconds = 20;
+        c.max_answer_bytes = 10;
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("plugins.bosh.max_answer_bytes"), "{e}");
+    }
+
+    #[test]
     fn deployments_skip_empty_and_duplicate_names() {
         let mut c = BoshConfig::new("d:1", "paasta");
         c.diego_deployment = Some(String::new());

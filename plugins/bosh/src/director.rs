@@ -647,6 +647,23 @@ mod tests {
     }
 
     #[test]
+    fn vm_lines_split_anywhere_across_chunks() {
+        let text = "{\"job_name\":\"a\",\"index\":0}\r\n\n{\"job_name\":\"b\",\"index\":1}";
+        let mut lines = VmLines::default();
+        for b in text.as_bytes() {
+            lines.push(std::slice::from_ref(b));
+        }
+        let vms = lines.finish().unwrap();
+        assert_eq!(vms.len(), 2, "the last line needs no newline");
+        assert_eq!(vms[1].job_name.as_deref(), Some("b"));
+        let mut lines = VmLines::default();
+        lines.push(b"{\"job_name\":\"a\"}\nnot js");
+        lines.push(b"on\n{\"job_name\":\"c\"}\n");
+        let err = lines.finish().unwrap_err().to_string();
+        assert!(err.contains("line 2") && err.contains("not json"), "{err}");
+    }
+
+    #[test]
     fn snippets_are_bounded() {
         let long = "x".repeat(1000);
         assert!(snippet(&long).len() < 220);
