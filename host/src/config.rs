@@ -323,9 +323,18 @@ impl Settings {
             })?;
             builder = builder.set_override("server.port", port as i64)?;
         }
-        let raw = builder
-            .build()
-            .with_context(|| format!("invalid config in {source}"))?;
+        let raw = builder.build().map_err(|e| {
+            // the TOML reader's "number too large to fit in target type" names neither key nor line
+            match path.and_then(|p| std::fs::read_to_string(p).ok()).and_then(|t| huge_integer_in_toml(&t)) {
+                Some((line, key)) => anyhow::anyhow!(
+                    "invalid config in {source}: line {line}: {key}: the number is too large for any setting"
+                ),
+                None => anyhow::anyhow!("invalid config in {source}: {e}"),
+            }
+        })?;
+        if let Some(key) = number_too_large(&raw) {
+            bail!("invalid config in {source}: {key}: the number is too large for any setting");
+        }
         let mut settings: Settings = raw
             .clone()
             .try_deserialize()
@@ -489,6 +498,53 @@ impl Settings {
                 .unwrap_or_else(|_| format!("pid-{}", std::process::id()))
         })
     }
+}
+
+/// `(line, section.key)` of the first integer in a TOML text that does not fit 64 bits.
+fn huge_integer_in_toml(text: &str) -> Option<(usize, String)> {
+    let mut section = String::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.split('#').next().unwrap_or_default().trim();
+        if let Some(h) = line.strip_prefix('[') {
+            section = h.trim_matches(|c| c == '[' || c == ']').trim().to_string();
+            continue;
+        }
+        let Some((key, value)) = line.split_once('=') else {
+            continue;
+        };
+        let digits = value.trim().trim_start_matches(['+', '-']).replace('_', "");
+        if !digits.is_empty()
+            && digits.chars().all(|c| c.is_ascii_digit())
+            && value.trim().replace('_', "").parse::<i64>().is_err()
+        {
+            let key = key.trim();
+            let full = if section.is_empty() { key.to_string() } else { format!("{section}.{key}") };
+            return Some((i + 1, full));
+        }
+    }
+    None
+}
+
+/// The key of a number beyond 64-bit range: serde's error for it ("number too large to fit in
+/// target type") names no key, so it is found here first.
+fn number_too_large(raw: &config::Config) -> Option<String> {
+    use config::{Value, ValueKind};
+    fn walk(prefix: &str, v: &Value) -> Option<String> {
+        match &v.kind {
+            ValueKind::U64(n) if *n > i64::MAX as u64 => Some(format!("{prefix} = {n}")),
+            ValueKind::I128(n) => Some(format!("{prefix} = {n}")),
+            ValueKind::U128(n) => Some(format!("{prefix} = {n}")),
+            ValueKind::Table(t) => t.iter().find_map(|(k, v)| {
+                walk(&if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") }, v)
+            }),
+            ValueKind::Array(a) => a
+                .iter()
+                .enumerate()
+                .find_map(|(i, v)| walk(&format!("{prefix}[{i}]"), v)),
+            _ => None,
+        }
+    }
+    walk("", &raw.cache)
 }
 
 /// A config number outside `range` is an error naming its key, the value and the range. Plugins
