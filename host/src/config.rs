@@ -325,7 +325,10 @@ impl Settings {
         }
         let raw = builder.build().map_err(|e| {
             // the TOML reader's "number too large to fit in target type" names neither key nor line
-            match path.and_then(|p| std::fs::read_to_string(p).ok()).and_then(|t| huge_integer_in_toml(&t)) {
+            let toml_text = path
+                .filter(|p| !is_legacy(p))
+                .and_then(|p| std::fs::read_to_string(p).ok());
+            match toml_text.and_then(|t| huge_integer_in_toml(&t)) {
                 Some((line, key)) => anyhow::anyhow!(
                     "invalid config in {source}: line {line}: {key}: the number is too large for any setting"
                 ),
