@@ -458,7 +458,14 @@ async fn a_policy_row_with_a_null_threshold_is_skipped_and_the_others_run() {
     }
     assert_eq!(
         alarms(&env).await,
-        vec![("pas".into(), hot, "cpu".into(), "critical".into(), "1".into(), 1)],
+        vec![(
+            "pas".into(),
+            hot,
+            "cpu".into(),
+            "critical".into(),
+            "1".into(),
+            1
+        )],
         "the pas cpu policy still runs"
     );
     env.cleanup().await;
@@ -696,7 +703,8 @@ fn wrong_types_in_config_exit_non_zero_naming_the_key() {
         ),
         (
             "config.ini",
-            "monitoring.db.dbname = monit\nbatch.interval.second = 99999999999999999999\n".to_string(),
+            "monitoring.db.dbname = monit\nbatch.interval.second = 99999999999999999999\n"
+                .to_string(),
             "batch.interval.second",
         ),
         // a log level that is not one used to become `info` silently
@@ -750,7 +758,11 @@ async fn unknown_config_ini_keys_are_reported_by_check_config_and_in_the_log() {
         .output()
         .unwrap();
     assert!(check.status.success(), "{}", text(&check.stderr));
-    assert!(text(&check.stderr).contains(warning), "{}", text(&check.stderr));
+    assert!(
+        text(&check.stderr).contains(warning),
+        "{}",
+        text(&check.stderr)
+    );
     let run = std::process::Command::new(env!("CARGO_BIN_EXE_monit-batch"))
         .arg("--config")
         .arg(&ini)
@@ -761,7 +773,8 @@ async fn unknown_config_ini_keys_are_reported_by_check_config_and_in_the_log() {
         .unwrap();
     let log = log_text(&run.stderr);
     assert!(
-        log.lines().any(|l| l.contains("WARN") && l.contains(warning)),
+        log.lines()
+            .any(|l| l.contains("WARN") && l.contains(warning)),
         "{log}"
     );
     env.cleanup().await;

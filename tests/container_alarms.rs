@@ -206,7 +206,12 @@ async fn an_app_name_longer_than_the_column_keeps_one_alarm() {
     .fetch_all(&env.db)
     .await
     .unwrap();
-    assert_eq!(rows.len(), 1, "one alarm for the app: {:?}", rows.iter().map(|r| (r.0, r.1)).collect::<Vec<_>>());
+    assert_eq!(
+        rows.len(),
+        1,
+        "one alarm for the app: {:?}",
+        rows.iter().map(|r| (r.0, r.1)).collect::<Vec<_>>()
+    );
     assert_eq!(rows[0].1, 2, "alarm_cnt counts both ticks");
     assert_eq!(rows[0].2.chars().count(), 500);
     assert!(long.starts_with(&rows[0].2));

@@ -6,9 +6,15 @@ use std::path::{Path, PathBuf};
 
 /// Names in the docs that are not hosts to contact, each with the reason it may stay.
 const DOCUMENTED_EXCEPTIONS: &[(&str, &str)] = &[
-    ("host", "placeholder in `host:port` / `scheme://host:port` explanations"),
+    (
+        "host",
+        "placeholder in `host:port` / `scheme://host:port` explanations",
+    ),
     ("...", "placeholder in `https://...`"),
-    ("hooks.slack.com", "the form of Slack's webhook URLs, commented out"),
+    (
+        "hooks.slack.com",
+        "the form of Slack's webhook URLs, commented out",
+    ),
 ];
 
 fn files() -> Vec<PathBuf> {
@@ -39,7 +45,9 @@ fn files() -> Vec<PathBuf> {
 }
 
 fn allowed_host(host: &str) -> bool {
-    let h = host.trim_matches(|c| c == '[' || c == ']').to_ascii_lowercase();
+    let h = host
+        .trim_matches(|c| c == '[' || c == ']')
+        .to_ascii_lowercase();
     h == "localhost"
         || h == "::1"
         || h == "0.0.0.0"
@@ -119,14 +127,20 @@ fn ipv4_literals(text: &str) -> Vec<String> {
     let bytes = text.as_bytes();
     let mut i = 0;
     while i < bytes.len() {
-        if bytes[i].is_ascii_digit() && (i == 0 || !(bytes[i - 1].is_ascii_alphanumeric() || bytes[i - 1] == b'.')) {
+        if bytes[i].is_ascii_digit()
+            && (i == 0 || !(bytes[i - 1].is_ascii_alphanumeric() || bytes[i - 1] == b'.'))
+        {
             let cand: String = text[i..]
                 .chars()
                 .take_while(|c| c.is_ascii_digit() || *c == '.')
                 .collect();
             let cand = cand.trim_end_matches('.');
             let parts: Vec<&str> = cand.split('.').collect();
-            if parts.len() == 4 && parts.iter().all(|p| !p.is_empty() && p.parse::<u8>().is_ok()) {
+            if parts.len() == 4
+                && parts
+                    .iter()
+                    .all(|p| !p.is_empty() && p.parse::<u8>().is_ok())
+            {
                 out.push(cand.to_string());
             }
             i += cand.len().max(1);
@@ -185,8 +199,14 @@ fn the_scanner_finds_what_it_must() {
         hosts_of_keys("smtp_host = \"smtp.gmail.com\"").as_deref(),
         Some("smtp.gmail.com")
     );
-    assert_eq!(mail_domains("sender = \"a <x@corp.com>\""), vec!["corp.com"]);
-    assert_eq!(ipv4_literals("ip 172.16.0.9, v1.2.3.4.5"), vec!["172.16.0.9"]);
+    assert_eq!(
+        mail_domains("sender = \"a <x@corp.com>\""),
+        vec!["corp.com"]
+    );
+    assert_eq!(
+        ipv4_literals("ip 172.16.0.9, v1.2.3.4.5"),
+        vec!["172.16.0.9"]
+    );
     assert!(!allowed_host("10.0.1.6") && !allowed_ipv4("10.0.1.6"));
     assert!(allowed_host("director.example") && allowed_host("127.0.0.1"));
     assert!(!allowed_host("example.com.evil"));

@@ -65,11 +65,24 @@ async fn basic_auth_works_and_a_wrong_password_is_a_clear_error_without_the_pass
     };
     let c = InfluxClient::new(&in_url("Right-pw-1")).unwrap();
     assert_eq!(c.url(), influx.url());
-    assert_eq!(c.query("authdb", "SELECT value FROM m").await.unwrap().len(), 1);
+    assert_eq!(
+        c.query("authdb", "SELECT value FROM m")
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
     let c = InfluxClient::new(&in_url("Wrong-pw-3")).unwrap();
-    let e = c.query("authdb", "SELECT value FROM m").await.unwrap_err().to_string();
+    let e = c
+        .query("authdb", "SELECT value FROM m")
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("401") && e.contains(&influx.url()), "{e}");
-    assert!(!e.contains("Wrong-pw-3") && !format!("{c:?}").contains("Wrong-pw-3"), "{e}");
+    assert!(
+        !e.contains("Wrong-pw-3") && !format!("{c:?}").contains("Wrong-pw-3"),
+        "{e}"
+    );
 }
 
 #[tokio::test]
@@ -98,7 +111,11 @@ async fn an_answer_over_max_answer_bytes_is_an_error_naming_the_key() {
     // over a limit of 4 KiB (InfluxDB streams this answer chunked, without a length)
     s.max_answer_bytes = 4096;
     let c = InfluxClient::new(&s).unwrap();
-    let e = c.query(&db, "SELECT value FROM m").await.unwrap_err().to_string();
+    let e = c
+        .query(&db, "SELECT value FROM m")
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(
         e.contains("influx.max_answer_bytes = 4096") && e.contains(&format!("{url}/query")),
         "{e}"

@@ -40,7 +40,9 @@ async fn director() -> MockServer {
         .await;
     Mock::given(method("GET"))
         .and(path("/deployments"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!([{"name": "paasta"}])))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(serde_json::json!([{"name": "paasta"}])),
+        )
         .mount(&s)
         .await;
     let task = serde_json::json!({"id": 42, "state": "done", "description": "vms"});
@@ -269,7 +271,13 @@ async fn no_secret_in_any_output_or_row_at_trace_level() {
     let host = "127.0.0.1";
     let user = format!("r{}", unique("").replace('_', ""));
     create_user(&root, &user, &secret("mdb"), &env.name).await;
-    create_user(&root, &format!("{user}_p"), &secret("portaldb"), &portal.name).await;
+    create_user(
+        &root,
+        &format!("{user}_p"),
+        &secret("portaldb"),
+        &portal.name,
+    )
+    .await;
     create_user(&root, &format!("{user}_v"), &secret("vcap"), &env.name).await;
 
     let dir = director().await;
@@ -312,7 +320,10 @@ async fn no_secret_in_any_output_or_row_at_trace_level() {
         ("unreachable", &unreachable, vec![]),
         ("db down", &db_down, vec![]),
     ] {
-        let path = env.dir.path().join(format!("{}.toml", variant.replace(' ', "_")));
+        let path = env
+            .dir
+            .path()
+            .join(format!("{}.toml", variant.replace(' ', "_")));
         std::fs::write(&path, config(&env, &user, &portal.name, endpoints)).unwrap();
         let commands: &[&[&str]] = if variant == "db down" {
             // each waits out the pool's acquire timeout: the errors of three are enough
@@ -340,10 +351,17 @@ async fn no_secret_in_any_output_or_row_at_trace_level() {
         .scalar_i64("SELECT COUNT(*) FROM batch_runs WHERE errors IS NOT NULL AND errors <> ''")
         .await;
     let alarms = env.scalar_i64("SELECT COUNT(*) FROM alarms").await;
-    let notes = env.scalar_i64("SELECT COUNT(*) FROM batch_notifications").await;
-    assert!(runs >= 4 && errors >= 1 && alarms >= 1 && notes >= 1,
-        "runs {runs}, with errors {errors}, alarms {alarms}, notifications {notes}");
-    assert!(outputs > 10_000, "trace logging produced only {outputs} bytes");
+    let notes = env
+        .scalar_i64("SELECT COUNT(*) FROM batch_notifications")
+        .await;
+    assert!(
+        runs >= 4 && errors >= 1 && alarms >= 1 && notes >= 1,
+        "runs {runs}, with errors {errors}, alarms {alarms}, notifications {notes}"
+    );
+    assert!(
+        outputs > 10_000,
+        "trace logging produced only {outputs} bytes"
+    );
     let errors_text: Vec<String> =
         sqlx::query_scalar("SELECT errors FROM batch_runs WHERE errors IS NOT NULL")
             .fetch_all(&env.db)
@@ -369,15 +387,24 @@ async fn no_secret_in_any_output_or_row_at_trace_level() {
         .args(mysql.password().map(|p| format!("--password={p}")))
         .output()
         .unwrap();
-    assert!(dump.status.success(), "{}", String::from_utf8_lossy(&dump.stderr));
+    assert!(
+        dump.status.success(),
+        "{}",
+        String::from_utf8_lossy(&dump.stderr)
+    );
     let dump = String::from_utf8_lossy(&dump.stdout);
-    assert!(dump.contains("INSERT INTO `batch_runs`"), "dump has the ledger");
+    assert!(
+        dump.contains("INSERT INTO `batch_runs`"),
+        "dump has the ledger"
+    );
     found.extend(leaks("Monitoring DB", &dump));
 
     for u in [user.clone(), format!("{user}_p"), format!("{user}_v")] {
-        let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP USER IF EXISTS '{u}'@'%'")))
-            .execute(&root)
-            .await;
+        let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "DROP USER IF EXISTS '{u}'@'%'"
+        )))
+        .execute(&root)
+        .await;
     }
     let _ = portal.try_drop().await;
     env.cleanup().await;

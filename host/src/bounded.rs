@@ -21,7 +21,11 @@ pub async fn for_each_chunk(
         return Err(ReadError::TooLarge { limit });
     }
     let mut seen = 0u64;
-    while let Some(chunk) = resp.chunk().await.map_err(|e| ReadError::Read(e.without_url()))? {
+    while let Some(chunk) = resp
+        .chunk()
+        .await
+        .map_err(|e| ReadError::Read(e.without_url()))?
+    {
         seen += chunk.len() as u64;
         if seen > limit {
             return Err(ReadError::TooLarge { limit });

@@ -343,7 +343,9 @@ impl Settings {
             .try_deserialize()
             .map_err(|e| anyhow::anyhow!("invalid config in {source}: {e}"))?;
         if let Some(p) = path.filter(|p| is_legacy(p)) {
-            settings.warnings.extend(crate::legacy_ini::unknown_key_warnings(p));
+            settings
+                .warnings
+                .extend(crate::legacy_ini::unknown_key_warnings(p));
         }
         settings.source = source;
         settings.raw = Some(std::sync::Arc::new(raw));
@@ -371,14 +373,14 @@ impl Settings {
             }
             self.influx.url = url.to_string();
         }
-        if let Some(raw) = self.alarms.resource_url.clone() {
-            if let Ok((url, Some(_))) = crate::redact::split_userinfo("alarms.resource_url", &raw) {
-                self.warnings.push(
-                    "alarms.resource_url has a user and password: dropped, the link is shown in every notification"
-                        .into(),
-                );
-                self.alarms.resource_url = Some(url.to_string());
-            }
+        if let Some(raw) = self.alarms.resource_url.clone()
+            && let Ok((url, Some(_))) = crate::redact::split_userinfo("alarms.resource_url", &raw)
+        {
+            self.warnings.push(
+                "alarms.resource_url has a user and password: dropped, the link is shown in every notification"
+                    .into(),
+            );
+            self.alarms.resource_url = Some(url.to_string());
         }
         Ok(())
     }
@@ -444,11 +446,31 @@ impl Settings {
         const DAY: u64 = 86_400;
         let (b, srv, i, a) = (&self.batch, &self.server, &self.influx, &self.alarms);
         check_range("batch.interval_seconds", b.interval_seconds, 1..=DAY)?;
-        check_range("batch.step_timeout_seconds", b.step_timeout_seconds, 1..=DAY)?;
-        check_range("batch.inventory_timeout_seconds", b.inventory_timeout_seconds, 1..=DAY)?;
-        check_range("batch.ledger_retention_days", b.ledger_retention_days, 1..=36_500)?;
-        check_range("server.header_read_timeout_seconds", srv.header_read_timeout_seconds, 1..=3600)?;
-        check_range("server.request_timeout_seconds", srv.request_timeout_seconds, 1..=3600)?;
+        check_range(
+            "batch.step_timeout_seconds",
+            b.step_timeout_seconds,
+            1..=DAY,
+        )?;
+        check_range(
+            "batch.inventory_timeout_seconds",
+            b.inventory_timeout_seconds,
+            1..=DAY,
+        )?;
+        check_range(
+            "batch.ledger_retention_days",
+            b.ledger_retention_days,
+            1..=36_500,
+        )?;
+        check_range(
+            "server.header_read_timeout_seconds",
+            srv.header_read_timeout_seconds,
+            1..=3600,
+        )?;
+        check_range(
+            "server.request_timeout_seconds",
+            srv.request_timeout_seconds,
+            1..=3600,
+        )?;
         check_range("server.max_connections", srv.max_connections, 1..=10_000)?;
         for (key, db) in [
             ("monitoring_db", Some(&self.monitoring_db)),
@@ -456,14 +478,30 @@ impl Settings {
         ] {
             if let Some(db) = db {
                 check_range(&format!("{key}.port"), db.port, 1..=u16::MAX)?;
-                check_range(&format!("{key}.max_connections"), db.max_connections, 1..=1000)?;
+                check_range(
+                    &format!("{key}.max_connections"),
+                    db.max_connections,
+                    1..=1000,
+                )?;
             }
         }
         check_range("influx.timeout_seconds", i.timeout_seconds, 1..=3600)?;
         check_range("influx.bucket_seconds", i.bucket_seconds, 1..=DAY)?;
-        check_range("influx.max_answer_bytes", i.max_answer_bytes, 1024..=4 << 30)?;
-        check_range("alarms.default_measure_seconds", a.default_measure_seconds, 1..=7 * DAY)?;
-        check_range("alarms.default_repeat_minutes", a.default_repeat_minutes, 0..=525_600)?;
+        check_range(
+            "influx.max_answer_bytes",
+            i.max_answer_bytes,
+            1024..=4 << 30,
+        )?;
+        check_range(
+            "alarms.default_measure_seconds",
+            a.default_measure_seconds,
+            1..=7 * DAY,
+        )?;
+        check_range(
+            "alarms.default_repeat_minutes",
+            a.default_repeat_minutes,
+            0..=525_600,
+        )?;
         check_range("alarms.gmt_time_hour_gap", a.gmt_time_hour_gap, -24..=24)?;
         check_range("alarms.retry_min_seconds", a.retry_min_seconds, 0..=DAY)?;
         check_range("alarms.retry_max_seconds", a.retry_max_seconds, 0..=7 * DAY)?;
@@ -521,7 +559,11 @@ fn huge_integer_in_toml(text: &str) -> Option<(usize, String)> {
             && value.trim().replace('_', "").parse::<i64>().is_err()
         {
             let key = key.trim();
-            let full = if section.is_empty() { key.to_string() } else { format!("{section}.{key}") };
+            let full = if section.is_empty() {
+                key.to_string()
+            } else {
+                format!("{section}.{key}")
+            };
             return Some((i + 1, full));
         }
     }
@@ -538,7 +580,14 @@ fn number_too_large(raw: &config::Config) -> Option<String> {
             ValueKind::I128(n) => Some(format!("{prefix} = {n}")),
             ValueKind::U128(n) => Some(format!("{prefix} = {n}")),
             ValueKind::Table(t) => t.iter().find_map(|(k, v)| {
-                walk(&if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") }, v)
+                walk(
+                    &if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}.{k}")
+                    },
+                    v,
+                )
             }),
             ValueKind::Array(a) => a
                 .iter()

@@ -2,10 +2,10 @@
 //! configuration, the scheduler, the alarm engine and the Monitoring DB stores.
 
 pub mod backtest;
+pub mod bounded;
 pub mod cli;
 pub mod config;
 pub mod container_metrics;
-pub mod bounded;
 pub mod db;
 pub mod engine;
 pub mod http;

@@ -37,7 +37,9 @@ pub fn text(s: &str) -> String {
         out.push_str(head);
         // the authority ends at the first of / ? # or whitespace / quote
         let end = tail
-            .find(|c: char| matches!(c, '/' | '?' | '#' | '"' | '\'' | '<' | '>') || c.is_whitespace())
+            .find(|c: char| {
+                matches!(c, '/' | '?' | '#' | '"' | '\'' | '<' | '>') || c.is_whitespace()
+            })
             .unwrap_or(tail.len());
         let authority = &tail[..end];
         match authority.rfind('@') {
@@ -67,16 +69,17 @@ pub struct UrlCredentials {
 /// Parses `raw` (the value of config key `key`) and takes its userinfo out: the URL without it,
 /// and the percent-decoded user and password if there were any. Errors name the key and show the
 /// value redacted.
-pub fn split_userinfo(
-    key: &str,
-    raw: &str,
-) -> anyhow::Result<(url::Url, Option<UrlCredentials>)> {
+pub fn split_userinfo(key: &str, raw: &str) -> anyhow::Result<(url::Url, Option<UrlCredentials>)> {
     let mut u = url::Url::parse(raw.trim())
         .map_err(|e| anyhow::anyhow!("{key} = {:?} is not a URL: {e}", url(raw)))?;
     if u.username().is_empty() && u.password().is_none() {
         return Ok((u, None));
     }
-    let decode = |s: &str| percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned();
+    let decode = |s: &str| {
+        percent_encoding::percent_decode_str(s)
+            .decode_utf8_lossy()
+            .into_owned()
+    };
     let creds = UrlCredentials {
         user: decode(u.username()),
         password: Secret::new(u.password().map(decode).unwrap_or_default()),
@@ -101,7 +104,10 @@ mod tests {
             text("InfluxDB http://a:b@h/query: error; UAA https://c:d@u/oauth/token"),
             "InfluxDB http://a:***@h/query: error; UAA https://c:***@u/oauth/token"
         );
-        assert_eq!(text("\"mysql://x:y@db:3306/m\""), "\"mysql://x:***@db:3306/m\"");
+        assert_eq!(
+            text("\"mysql://x:y@db:3306/m\""),
+            "\"mysql://x:***@db:3306/m\""
+        );
         assert_eq!(text("a token@x:// b"), "a token@x:// b");
     }
 

@@ -86,8 +86,16 @@ pub async fn load_policies(
             continue;
         }
         // NULL (or unreadable) repeat / measure times take the defaults, as a 0 does
-        let measure: i64 = row.try_get::<Option<i64>, _>("m").ok().flatten().unwrap_or(0);
-        let repeat: i64 = row.try_get::<Option<i64>, _>("r").ok().flatten().unwrap_or(10);
+        let measure: i64 = row
+            .try_get::<Option<i64>, _>("m")
+            .ok()
+            .flatten()
+            .unwrap_or(0);
+        let repeat: i64 = row
+            .try_get::<Option<i64>, _>("r")
+            .ok()
+            .flatten()
+            .unwrap_or(10);
         out.push(Policy {
             id,
             origin,

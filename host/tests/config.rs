@@ -273,7 +273,10 @@ fn influx_url_userinfo_becomes_the_login_and_leaves_the_url() {
     );
     assert_eq!(s.warnings.len(), 1, "{:?}", s.warnings);
     let shown = format!("{s:?} {}", s.masked());
-    assert!(!shown.contains("p%40ss-in-url") && !shown.contains("ui-pw"), "{shown}");
+    assert!(
+        !shown.contains("p%40ss-in-url") && !shown.contains("ui-pw"),
+        "{shown}"
+    );
     // influx.user set: it wins, and the URL still loses its password
     let p = write(
         dir.path(),

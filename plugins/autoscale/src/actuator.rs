@@ -383,8 +383,9 @@ impl CfActuator {
             ))
         })?;
         // a URL from an answer: any userinfo in it is neither kept nor shown
-        let (uaa, _) = monit_host::redact::split_userinfo(&format!("{what}: links.uaa.href"), &href)
-            .map_err(|e| ActError::Permanent(e.to_string()))?;
+        let (uaa, _) =
+            monit_host::redact::split_userinfo(&format!("{what}: links.uaa.href"), &href)
+                .map_err(|e| ActError::Permanent(e.to_string()))?;
         state.uaa = Some(uaa.clone());
         Ok(uaa)
     }

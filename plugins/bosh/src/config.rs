@@ -163,7 +163,11 @@ impl BoshConfig {
         }
         for (key, value, range) in [
             ("timeout_seconds", self.timeout_seconds, 1..=3600),
-            ("task_timeout_seconds", self.task_timeout_seconds, 1..=86_400),
+            (
+                "task_timeout_seconds",
+                self.task_timeout_seconds,
+                1..=86_400,
+            ),
             ("task_poll_millis", self.task_poll_millis, 1..=600_000),
             ("max_answer_bytes", self.max_answer_bytes, 1024..=4 << 30),
         ] {
@@ -252,7 +256,10 @@ mod tests {
             "https://director.example:25555/"
         );
         let c = BoshConfig::new("http://director.example:25555", "paasta");
-        assert_eq!(c.director_url().unwrap().as_str(), "http://director.example:25555/");
+        assert_eq!(
+            c.director_url().unwrap().as_str(),
+            "http://director.example:25555/"
+        );
     }
 
     #[test]
@@ -289,7 +296,10 @@ mod tests {
         assert_eq!(c.credentials().unwrap().0, "admin");
         c.api_url = "ftp://u:pw-in-url@director.example".into();
         let e = c.validate().unwrap_err().to_string();
-        assert!(e.contains("plugins.bosh.api_url") && !e.contains("pw-in-url"), "{e}");
+        assert!(
+            e.contains("plugins.bosh.api_url") && !e.contains("pw-in-url"),
+            "{e}"
+        );
     }
 
     #[test]

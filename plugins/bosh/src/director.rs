@@ -226,7 +226,12 @@ impl DirectorClient {
         })
     }
 
-    fn read_error(&self, e: monit_host::bounded::ReadError, service: &str, url: &Url) -> anyhow::Error {
+    fn read_error(
+        &self,
+        e: monit_host::bounded::ReadError,
+        service: &str,
+        url: &Url,
+    ) -> anyhow::Error {
         match e {
             monit_host::bounded::ReadError::TooLarge { limit } => anyhow!(
                 "{service} GET {url}: the answer is larger than plugins.bosh.max_answer_bytes = {limit} bytes"
