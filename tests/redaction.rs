@@ -238,11 +238,52 @@ fn run(config: &std::path::Path, args: &[&str], env: &[(&str, String)]) -> Strin
     text
 }
 
+/// Standard base64, for the forms secrets take on the wire (basic auth, SMTP AUTH PLAIN).
+fn base64(bytes: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for c in bytes.chunks(3) {
+        let n = (c[0] as u32) << 16
+            | (*c.get(1).unwrap_or(&0) as u32) << 8
+            | *c.get(2).unwrap_or(&0) as u32;
+        for i in 0..4 {
+            if i <= c.len() {
+                out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// What a secret looks like in a header a trace log might print: `user:secret` in base64.
+fn wire_forms() -> Vec<String> {
+    [
+        ("iu:", "influxpw"),
+        ("monit:", "boshclient"),
+        ("admin:", "boshpw"),
+        ("batch:", "cfclient"),
+        ("\0mailer\0", "smtp"),
+    ]
+    .iter()
+    .map(|(user, key)| base64(format!("{user}{}", secret(key)).as_bytes()))
+    .collect()
+}
+
 fn leaks(what: &str, text: &str) -> Vec<String> {
+    let wire = wire_forms();
     text.lines()
-        .filter(|l| l.contains(MARK))
+        .filter(|l| l.contains(MARK) || wire.iter().any(|w| l.contains(w.as_str())))
         .map(|l| format!("{what}: {}", l.chars().take(400).collect::<String>()))
         .collect()
+}
+
+#[test]
+fn base64_is_standard() {
+    assert_eq!(base64(b"user:pass"), "dXNlcjpwYXNz");
+    assert_eq!(base64(b"ab"), "YWI=");
+    assert_eq!(base64(b"a"), "YQ==");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -623,7 +623,8 @@ pub async fn record_run(
     .bind(truncate(instance, 200))
     .bind(dry_run)
     .bind(summary.to_string())
-    .bind(if errors.is_empty() { None } else { Some(errors.join("\n")) })
+    // URLs are stripped of userinfo at the source; this catches one that came from an answer
+    .bind(if errors.is_empty() { None } else { Some(crate::redact::text(&errors.join("\n"))) })
     .execute(pool)
     .await
     .context("recording the run in batch_runs")?;
