@@ -289,6 +289,31 @@ mod tests {
     }
 
     #[test]
+    fn url_userinfo_is_basic_auth_for_the_portal_and_refused_for_cf() {
+        let c = parse(serde_json::json!({"portal_url": "http://pu:portal-pw@portal.example:2225"}))
+            .unwrap();
+        let ActuatorSettings::Portal { url, auth } = c.actuator_settings().unwrap() else {
+            panic!()
+        };
+        assert_eq!(url.as_str(), "http://portal.example:2225/");
+        let auth = auth.unwrap();
+        assert_eq!(
+            (auth.user.as_str(), auth.password.expose()),
+            ("pu", "portal-pw")
+        );
+        for key in ["cf_api_url", "uaa_url"] {
+            let mut v = serde_json::json!({"cf_api_url": "https://api.sys.example", "client_id": "c", "client_secret": "s"});
+            v[key] = "https://u:cf-url-pw@api.sys.example".into();
+            let e = parse(v)
+                .unwrap()
+                .actuator_settings()
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(key) && !e.contains("cf-url-pw"), "{e}");
+        }
+    }
+
+    #[test]
     fn user_without_client_is_a_password_grant() {
         let c = parse(serde_json::json!({"cf_api_url": "https://api.x", "cf_username": "admin", "cf_password": "pw"}))
             .unwrap();
