@@ -216,9 +216,18 @@ async fn exchange(
 ) -> Result<(reqwest::StatusCode, String), ActError> {
     let resp = req.send().await.map_err(|e| transport_error(what, e))?;
     let status = resp.status();
-    let body = resp.text().await.map_err(|e| transport_error(what, e))?;
-    Ok((status, body))
+    let body = monit_host::bounded::read(resp, MAX_ANSWER_BYTES)
+        .await
+        .map_err(|e| match e {
+            monit_host::bounded::ReadError::Read(e) => transport_error(what, e),
+            too_large => ActError::Permanent(format!("{what}: {too_large}")),
+        })?;
+    Ok((status, String::from_utf8_lossy(&body).into_owned()))
 }
+
+/// The portal, the Cloud Controller and UAA answer with small JSON documents (a process, a
+/// token); anything larger is not one of them.
+const MAX_ANSWER_BYTES: u64 = 4 * 1024 * 1024;
 
 /// Sends a request and returns the body of a 2xx answer.
 async fn send(what: &str, req: reqwest::RequestBuilder) -> Result<String, ActError> {
