@@ -8,40 +8,54 @@ use common::{TestEnv, now_s};
 use wiremock::matchers::{method, path, query_param};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
+/// The VMs the fake director reports for deployment `paasta`: (job, index, ip, az).
+type DirectorVms<'a> = &'a [(&'a str, u32, &'a str, &'a str)];
+
+const THREE_VMS: DirectorVms<'static> = &[
+    ("diego-cell", 0, "10.0.16.21", "z1"),
+    ("diego-cell", 1, "10.0.16.22", "z2"),
+    ("router", 0, "10.0.16.11", "z1"),
+];
+
 async fn fake_director() -> MockServer {
     let s = MockServer::start().await;
+    mount_director(&s, THREE_VMS).await;
+    s
+}
+
+/// Mounts the director's API on `s`, reporting `vms`; `s.reset()` first to change the answer.
+async fn mount_director(s: &MockServer, vms: DirectorVms<'_>) {
     Mock::given(method("GET")).and(path("/info"))
         .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
             "name": "micro-bosh", "uuid": "7c1f", "version": "271.2.0", "user": null, "cpi": "openstack_cpi",
             "user_authentication": {"type": "basic", "options": {}}
         })))
-        .mount(&s).await;
+        .mount(s).await;
     Mock::given(method("GET")).and(path("/deployments"))
         .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!([
             {"name": "paasta", "releases": [{"name": "cf", "version": "1.0"}], "stemcells": [], "cloud_config": "latest"},
             {"name": "other", "releases": [], "stemcells": [], "cloud_config": "latest"}
         ])))
-        .mount(&s).await;
+        .mount(s).await;
     Mock::given(method("GET")).and(path("/deployments/paasta/vms")).and(query_param("format", "full"))
         .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!(
             {"id": 42, "state": "queued", "description": "retrieve vm-stats", "timestamp": 1700000000, "result": "", "user": "admin"})))
-        .mount(&s).await;
+        .mount(s).await;
     Mock::given(method("GET")).and(path("/tasks/42"))
         .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!(
             {"id": 42, "state": "done", "description": "retrieve vm-stats", "timestamp": 1700000000, "result": "", "user": "admin"})))
-        .mount(&s).await;
+        .mount(s).await;
     let vm = |job: &str, idx: u32, ip: &str, az: &str| {
         serde_json::json!({"vm_cid": format!("i-{ip}"), "ips": [ip], "dns": [], "agent_id": "a", "job_name": job, "index": idx,
             "job_state": "running", "state": "started", "vm_type": "small", "az": az, "id": format!("id-{ip}"),
             "bootstrap": idx == 0, "ignore": false, "resurrection_paused": false, "processes": []})
         .to_string()
     };
-    let ndjson = [
-        vm("diego-cell", 0, "10.0.16.21", "z1"),
-        vm("diego-cell", 1, "10.0.16.22", "z2"),
-        vm("router", 0, "10.0.16.11", "z1"),
-    ]
-    .join("\n");
+    let ndjson = vms
+        .iter()
+        .map(|(job, idx, ip, az)| vm(job, *idx, ip, az))
+        .collect::<Vec<_>>()
+        .join("\n");
     Mock::given(method("GET"))
         .and(path("/tasks/42/output"))
         .and(query_param("type", "result"))
@@ -50,23 +64,22 @@ async fn fake_director() -> MockServer {
                 .insert_header("content-type", "text/plain")
                 .set_body_string(ndjson + "\n"),
         )
-        .mount(&s)
+        .mount(s)
         .await;
-    s
+}
+
+fn bosh_section(director: &MockServer) -> String {
+    format!(
+        "[plugins.paasta]\nenabled = true\n[plugins.bosh]\nenabled = true\napi_url = \"{}\"\nusername = \"admin\"\npassword = \"pw\"\n\
+         cf_deployment = \"paasta\"\ncell_prefix = \"cell\"\nservice_name = \"micro-bosh\"\ntask_poll_millis = 50\n",
+        director.uri()
+    )
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn director_inventory_and_director_metrics_raise_the_right_alarms() {
     let director = fake_director().await;
-    let env = TestEnv::new(
-        "bosh",
-        &format!(
-            "[plugins.paasta]\nenabled = true\n[plugins.bosh]\nenabled = true\napi_url = \"{}\"\nusername = \"admin\"\npassword = \"pw\"\n\
-             cf_deployment = \"paasta\"\ncell_prefix = \"cell\"\nservice_name = \"micro-bosh\"\ntask_poll_millis = 50\n",
-            director.uri()
-        ),
-    )
-    .await;
+    let env = TestEnv::new("bosh", &bosh_section(&director)).await;
     env.exec("UPDATE alarm_policies SET measure_time = 300 WHERE origin_type IN ('pas', 'bos')")
         .await;
     let now = now_s();
@@ -158,5 +171,93 @@ async fn director_inventory_and_director_metrics_raise_the_right_alarms() {
             .await
             .unwrap();
     assert_eq!(title, "[micro-bosh]의 cpu 상태 [critical]");
+    env.cleanup().await;
+}
+
+/// A VM missing from one director answer keeps its id and its open alarm (no second alarm when
+/// it is back); missing beyond `batch.vm_removal_grace_minutes` it is removed and its alarm
+/// closed with a note.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_vm_missing_from_one_director_answer_keeps_its_id_and_its_alarm() {
+    let director = fake_director().await;
+    let env = TestEnv::new("churn", &bosh_section(&director)).await;
+    env.exec("UPDATE alarm_policies SET measure_time = 300 WHERE origin_type IN ('pas', 'bos')")
+        .await;
+    // diego-cell/1 (10.0.16.22) is silent while the two others report: it is down
+    for ip in ["10.0.16.21", "10.0.16.11"] {
+        env.write_points(
+            &env.cf_db,
+            &TestEnv::cf_series(ip, "cpuStats.0", 300, |_| 10.0),
+        )
+        .await;
+    }
+    let run = || {
+        let out = tokio::task::block_in_place(|| env.run_once());
+        assert!(out.status.success());
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let cell1 = "SELECT CAST(id AS SIGNED) FROM vms WHERE name = 'diego-cell/1'";
+    let fail_alarms = "SELECT CAST(id AS SIGNED), CAST(origin_id AS SIGNED), resolve_status, CAST(alarm_cnt AS SIGNED) \
+                       FROM alarms WHERE origin_type = 'pas' AND alarm_type = 'fail' ORDER BY id";
+    let alarms = || async {
+        sqlx::query_as::<_, (i64, i64, String, i64)>(fail_alarms)
+            .fetch_all(&env.db)
+            .await
+            .unwrap()
+    };
+
+    run();
+    let id = env.scalar_i64(cell1).await;
+    let a = alarms().await;
+    assert_eq!(a.len(), 1, "{a:?}");
+    let alarm = a[0].0;
+    assert_eq!((a[0].1, a[0].2.as_str(), a[0].3), (id, "1", 1));
+
+    // One answer without diego-cell/1: kept with its id, its alarm untouched.
+    director.reset().await;
+    mount_director(&director, &[THREE_VMS[0], THREE_VMS[2]]).await;
+    let stdout = run();
+    assert!(stdout.contains("-0 removed, 1 missing (kept)"), "{stdout}");
+    assert_eq!(env.scalar_i64(cell1).await, id);
+    assert_eq!(alarms().await, vec![(alarm, id, "1".into(), 1)]);
+
+    // Back in the next answer: the same id, the same alarm counted, no second alarm.
+    director.reset().await;
+    mount_director(&director, THREE_VMS).await;
+    run();
+    assert_eq!(env.scalar_i64(cell1).await, id);
+    assert_eq!(alarms().await, vec![(alarm, id, "1".into(), 2)]);
+
+    // Missing again, now for longer than the grace (30 minutes by default; the clock of the
+    // absence is moved back instead of waiting): removed, its alarm closed with a note.
+    director.reset().await;
+    mount_director(&director, &[THREE_VMS[0], THREE_VMS[2]]).await;
+    run();
+    env.exec(
+        "UPDATE batch_vm_absence SET first_missing_at = first_missing_at - INTERVAL 31 MINUTE",
+    )
+    .await;
+    let stdout = run();
+    assert!(
+        stdout.contains("-1 removed, 0 missing (kept), 1 alarms closed"),
+        "{stdout}"
+    );
+    assert_eq!(
+        env.scalar_i64("SELECT COUNT(*) FROM vms WHERE name = 'diego-cell/1'")
+            .await,
+        0
+    );
+    let a = alarms().await;
+    assert_eq!((a.len(), a[0].2.as_str()), (1, "3"), "{a:?}");
+    let note: String =
+        sqlx::query_scalar("SELECT alarm_action_desc FROM alarm_actions WHERE alarm_id = ?")
+            .bind(alarm)
+            .fetch_one(&env.db)
+            .await
+            .unwrap();
+    assert!(
+        note.contains("VM diego-cell/1 removed from the BOSH inventory"),
+        "{note}"
+    );
     env.cleanup().await;
 }

@@ -238,10 +238,15 @@ fn evaluate(folded: &HashMap<String, VmBuckets>) {
         app_name: None,
         app_index: None,
         recovered: false,
+        notified_level: if *ty == AlarmType::Fail {
+            Level::Fail
+        } else {
+            Level::Warning
+        },
     })
     .collect();
     let opts = EngineOptions {
-        auto_resolve: true,
+        auto_resolve: engine::AutoResolve::Unclaimed,
         default_repeat_minutes: 10,
     };
     let changes = engine::evaluate(&policies, &open, &readings, &[Origin::Pas], now_ts, &opts);
@@ -249,6 +254,7 @@ fn evaluate(folded: &HashMap<String, VmBuckets>) {
         let value = match c {
             Change::Open { value, .. }
             | Change::Escalate { value, .. }
+            | Change::StepDown { value, .. }
             | Change::Continue { value, .. }
             | Change::Rebreach { value, .. }
             | Change::Recover { value, .. } => value,

@@ -5,6 +5,7 @@
 use crate::config::Settings;
 use crate::engine::{self, Change, EngineOptions, OpenAlarm, OpenStatus, Policy};
 use crate::influx::InfluxClient;
+use crate::metrics_gap;
 use crate::model::{AlarmType, Origin, Timestamp, Vm};
 use crate::plugin::{CollectContext, Windows};
 use crate::scheduler::BuiltPlugin;
@@ -17,6 +18,8 @@ use std::time::Duration;
 pub struct PolicyOutcome {
     pub alarms_opened: u32,
     pub escalations: u32,
+    /// alarms that went down a level and stayed open (notified or not)
+    pub step_downs: u32,
     pub repeats: u32,
     pub recoveries: u32,
     pub notifications: u32,
@@ -63,6 +66,7 @@ fn apply(
                     app_name: target.app.as_ref().map(|a| a.app_name.clone()),
                     app_index: target.app.as_ref().map(|a| a.app_index),
                     recovered: false,
+                    notified_level: *level,
                 });
                 let o = report
                     .by_policy
@@ -76,18 +80,46 @@ fn apply(
                 target,
                 alarm_type,
                 to,
+                notify,
                 ..
             }
-            | Change::Rebreach {
+            | Change::StepDown {
                 alarm_id,
                 target,
                 alarm_type,
-                level: to,
+                to,
+                notify,
                 ..
             } => {
                 if let Some(a) = open.iter_mut().find(|a| a.id == *alarm_id) {
                     a.level = *to;
+                    if *notify {
+                        a.last_sent = Some(now);
+                        a.notified_level = *to;
+                    }
+                }
+                let o = report
+                    .by_policy
+                    .entry(key(target.origin, *alarm_type))
+                    .or_default();
+                if matches!(ch, Change::Escalate { .. }) {
+                    o.escalations += 1;
+                } else {
+                    o.step_downs += 1;
+                }
+                o.notifications += u32::from(*notify);
+            }
+            Change::Rebreach {
+                alarm_id,
+                target,
+                alarm_type,
+                level,
+                ..
+            } => {
+                if let Some(a) = open.iter_mut().find(|a| a.id == *alarm_id) {
+                    a.level = *level;
                     a.last_sent = Some(now);
+                    a.notified_level = *level;
                     a.recovered = false;
                 }
                 let o = report
@@ -101,12 +133,14 @@ fn apply(
                 alarm_id,
                 target,
                 alarm_type,
+                level,
                 renotify,
                 ..
             } => {
                 if *renotify {
                     if let Some(a) = open.iter_mut().find(|a| a.id == *alarm_id) {
                         a.last_sent = Some(now);
+                        a.notified_level = *level;
                     }
                     let o = report
                         .by_policy
@@ -118,18 +152,15 @@ fn apply(
             }
             Change::Recover {
                 alarm_ids,
+                close_ids,
                 target,
                 alarm_type,
-                close,
                 ..
             } => {
-                if *close {
-                    open.retain(|a| !alarm_ids.contains(&a.id));
-                } else {
-                    open.iter_mut()
-                        .filter(|a| alarm_ids.contains(&a.id))
-                        .for_each(|a| a.recovered = true);
-                }
+                open.retain(|a| !close_ids.contains(&a.id));
+                open.iter_mut()
+                    .filter(|a| alarm_ids.contains(&a.id))
+                    .for_each(|a| a.recovered = true);
                 let o = report
                     .by_policy
                     .entry(key(target.origin, *alarm_type))
@@ -183,19 +214,36 @@ impl Replay<'_> {
             };
             let mut readings = Vec::new();
             let mut evaluated = Vec::new();
+            let mut gap_checks = Vec::new();
             for p in self.plugins {
                 let Some(c) = &p.parts.collector else {
                     continue;
                 };
                 match c.collect(&ctx).await {
-                    Ok(r) => {
+                    Ok(mut r) => {
+                        // as the live tick does; past absences from BOSH are not known
+                        let no_absences = Default::default();
+                        gap_checks.push(metrics_gap::screen(
+                            c.origin(),
+                            &mut r,
+                            a.pipeline_gap_ratio,
+                            &no_absences,
+                        ));
                         evaluated.push(c.origin());
                         readings.extend(r);
                     }
                     Err(e) => report.errors.push(format!("{} at {now}: {e:#}", p.name)),
                 }
             }
-            let changes = engine::evaluate(self.policies, &open, &readings, &evaluated, now, &opts);
+            let mut changes =
+                engine::evaluate(self.policies, &open, &readings, &evaluated, now, &opts);
+            changes.extend(metrics_gap::pipeline_changes(
+                &gap_checks,
+                self.policies,
+                &open,
+                now,
+                &opts,
+            ));
             apply(&mut open, &changes, now, &mut next_id, &mut report);
             report.ticks += 1;
             now += step;
@@ -207,13 +255,14 @@ impl Replay<'_> {
 /// One line per policy, for the terminal.
 pub fn print(report: &BacktestReport, policies: &[Policy]) {
     println!(
-        "{:<12} {:>9} {:>9} {:>7} {:>7} {:>7} {:>8} {:>8} {:>13}",
+        "{:<12} {:>9} {:>9} {:>7} {:>7} {:>7} {:>7} {:>8} {:>8} {:>13}",
         "policy",
         "warning",
         "critical",
         "window",
         "opened",
         "escal.",
+        "down",
         "repeats",
         "recov.",
         "notifications"
@@ -232,8 +281,8 @@ pub fn print(report: &BacktestReport, policies: &[Policy]) {
             })
             .unwrap_or_else(|| ("-".into(), "-".into(), "-".into()));
         println!(
-            "{k:<12} {w:>9} {c:>9} {m:>7} {:>7} {:>7} {:>8} {:>8} {:>13}",
-            o.alarms_opened, o.escalations, o.repeats, o.recoveries, o.notifications
+            "{k:<12} {w:>9} {c:>9} {m:>7} {:>7} {:>7} {:>7} {:>8} {:>8} {:>13}",
+            o.alarms_opened, o.escalations, o.step_downs, o.repeats, o.recoveries, o.notifications
         );
     }
     println!("{} ticks replayed", report.ticks);

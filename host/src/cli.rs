@@ -1,4 +1,5 @@
-//! The command line: `run [--once] [--dry-run]`, `migrate`, `check-config`, `plugins`, `runs`.
+//! The command line: `run [--once] [--dry-run]`, `migrate`, `check-config`, `plugins`, `runs`,
+//! `outbox`, `backtest`.
 
 use crate::config::{KNOWN_PLUGINS, Settings, default_config_path};
 use crate::influx::InfluxClient;
@@ -67,6 +68,38 @@ pub enum Command {
     Runs {
         #[arg(long, default_value_t = 20)]
         limit: i64,
+    },
+    /// The notification outbox: list pending and parked rows, retry or drop them.
+    Outbox {
+        #[command(subcommand)]
+        action: Option<OutboxAction>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum OutboxAction {
+    /// List rows (default: pending and parked), highest priority and newest first.
+    List {
+        /// only rows in this state: pending, parked, sent, dropped
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Put rows back in the queue, due now (e.g. after fixing alarm_targets).
+    Retry {
+        /// outbox row ids (`outbox list`)
+        ids: Vec<i64>,
+        /// every parked row
+        #[arg(long, conflicts_with = "ids")]
+        all_parked: bool,
+    },
+    /// Drop rows for good: they are never sent.
+    Drop {
+        #[arg(required = true)]
+        ids: Vec<i64>,
     },
 }
 
@@ -175,6 +208,19 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 db::describe(&settings.monitoring_db)
             );
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Outbox { action } => {
+            let settings = load(&cli)?;
+            let pool = db::lazy_pool(&settings.monitoring_db);
+            let action = action.as_ref().unwrap_or(&OutboxAction::List {
+                status: None,
+                limit: 50,
+                json: false,
+            });
+            let db = db::describe(&settings.monitoring_db);
+            outbox_command(&pool, action)
+                .await
+                .with_context(|| format!("outbox of {db}"))
         }
         Command::Runs { limit } => {
             let settings = load(&cli)?;
@@ -292,12 +338,20 @@ async fn run_batch(
         "monit-batch starting"
     );
     let status = Arc::new(Mutex::new(Default::default()));
+    // `run --once` ticks whoever holds the lock: it is the operator's explicit request.
+    let leader = Arc::new(Leader::new(
+        (!once && settings.batch.leader_election)
+            .then(|| db::connect_options(&settings.monitoring_db)),
+        format!("monit-batch:{}", settings.monitoring_db.dbname),
+    ));
     let scheduler = Scheduler {
         settings: settings.clone(),
         pool: pool.clone(),
         influx,
         plugins,
         status: status.clone(),
+        leader,
+        claim_owner: crate::scheduler::claim_owner(&settings),
     };
     if once {
         let sum = scheduler.tick(dry_run).await;
@@ -329,15 +383,73 @@ async fn run_batch(
         tracing::info!("shutdown requested: finishing the tick in flight");
         let _ = tx.send(true);
     });
-    let leader = Leader::new(
-        settings
-            .batch
-            .leader_election
-            .then(|| db::connect_options(&settings.monitoring_db)),
-        format!("monit-batch:{}", settings.monitoring_db.dbname),
-    );
-    scheduler.run(rx, &leader).await;
+    scheduler.run(rx).await;
     pool.close().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn outbox_command(pool: &sqlx::MySqlPool, action: &OutboxAction) -> anyhow::Result<ExitCode> {
+    use crate::outbox;
+    match action {
+        OutboxAction::List {
+            status,
+            limit,
+            json,
+        } => {
+            if let Some(s) = status
+                && !matches!(s.as_str(), "pending" | "parked" | "sent" | "dropped")
+            {
+                anyhow::bail!("--status {s:?}: expected pending, parked, sent or dropped");
+            }
+            let rows = outbox::list(pool, status.as_deref(), *limit).await?;
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else {
+                println!(
+                    "{:>8} {:<8} {:<8} {:<9} {:>8} {:>3} {:>4} {:<20} last error",
+                    "id", "status", "notifier", "kind", "alarm", "pri", "try", "created"
+                );
+                for r in rows {
+                    println!(
+                        "{:>8} {:<8} {:<8} {:<9} {:>8} {:>3} {:>4} {:<20} {}",
+                        r.id,
+                        r.status,
+                        r.notifier,
+                        r.kind,
+                        r.alarm_id,
+                        r.priority,
+                        r.attempts,
+                        r.created_at.format("%Y-%m-%dT%H:%M:%SZ"),
+                        r.last_error
+                            .unwrap_or_default()
+                            .lines()
+                            .next()
+                            .unwrap_or_default()
+                    );
+                }
+            }
+        }
+        OutboxAction::Retry { ids, all_parked } => {
+            let ids = if *all_parked {
+                outbox::list(pool, Some("parked"), u32::MAX)
+                    .await?
+                    .into_iter()
+                    .map(|r| r.id)
+                    .collect()
+            } else {
+                ids.clone()
+            };
+            if ids.is_empty() {
+                anyhow::bail!("outbox retry: name the row ids, or --all-parked");
+            }
+            let n = outbox::requeue(pool, &ids, chrono::Utc::now()).await?;
+            println!("{n} notification(s) queued again");
+        }
+        OutboxAction::Drop { ids } => {
+            let n = outbox::drop_rows(pool, ids).await?;
+            println!("{n} notification(s) dropped");
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -404,8 +516,13 @@ fn print_summary(sum: &crate::scheduler::TickSummary) {
     );
     for (name, ch) in &sum.inventory {
         println!(
-            "  inventory {name}: +{} zones, +{} vms, {} updated, -{} removed",
-            ch.zones_added, ch.vms_added, ch.vms_updated, ch.vms_removed
+            "  inventory {name}: +{} zones, +{} vms, {} updated, -{} removed, {} missing (kept), {} alarms closed",
+            ch.zones_added,
+            ch.vms_added,
+            ch.vms_updated,
+            ch.vms_removed,
+            ch.vms_absent,
+            ch.alarms_closed
         );
     }
     let steps: Vec<String> = sum
@@ -421,15 +538,21 @@ fn print_summary(sum: &crate::scheduler::TickSummary) {
     for (name, n) in &sum.readings {
         println!("  readings  {name}: {n}");
     }
+    for g in &sum.metric_gaps {
+        println!(
+            "  gap       {}: {} of {} targets without data (metrics pipeline, one alarm)",
+            g.origin, g.silent, g.targets
+        );
+    }
     let a = &sum.alarms;
     println!(
-        "  alarms    opened {}, escalated {}, still open {} (re-notified {}), recovered {}",
-        a.opened, a.escalated, a.continued, a.renotified, a.recovered
+        "  alarms    opened {}, escalated {}, stepped down {}, still open {} (re-notified {}), recovered {}",
+        a.opened, a.escalated, a.stepped_down, a.continued, a.renotified, a.recovered
     );
     let n = &sum.notifications;
     println!(
-        "  notify    sent {}, failed {}, pending {}",
-        n.sent, n.failed, n.pending
+        "  notify    sent {}, failed {}, parked {}, pending {}",
+        n.sent, n.failed, n.parked, n.pending
     );
     for d in &sum.scale {
         println!(

@@ -22,6 +22,9 @@ pub const KNOWN_PLUGINS: &[&str] = &[
 
 pub const ENV_PREFIX: &str = "MONIT_BATCH";
 
+/// Upper bound of `batch.vm_removal_grace_minutes`.
+pub const MAX_VM_REMOVAL_GRACE_MINUTES: u64 = 7 * 24 * 60;
+
 #[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
@@ -70,6 +73,10 @@ pub struct BatchSettings {
     pub instance_name: Option<String>,
     /// Several instances may run: only the holder of a MySQL named lock ticks.
     pub leader_election: bool,
+    /// A VM missing from the BOSH inventory keeps its `vms` row (same id, open alarms) until it
+    /// has been missing this long; then it is removed and its open alarms closed. 0 removes it
+    /// in the first sync that misses it. At most 10080 (a week).
+    pub vm_removal_grace_minutes: u64,
 }
 
 impl Default for BatchSettings {
@@ -81,6 +88,7 @@ impl Default for BatchSettings {
             ledger_retention_days: 30,
             instance_name: None,
             leader_election: true,
+            vm_removal_grace_minutes: 30,
         }
     }
 }
@@ -221,8 +229,9 @@ impl Default for InfluxSettings {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AlarmSettings {
-    /// Close an alarm (resolve_status 3, complete_user `system`) once it has recovered.
-    pub auto_resolve: bool,
+    /// Which recovered alarms are closed (resolve_status 3, complete_user `system`): `unclaimed`
+    /// (status 1 only), `all` or `none`; true/false are read as unclaimed/none.
+    pub auto_resolve: crate::engine::AutoResolve,
     /// `ko` keeps the original's Korean titles and messages; `en` writes English.
     pub language: String,
     /// Window for a policy whose measure_time is 0 or missing (a 2.0 database upgraded in place).
@@ -236,12 +245,22 @@ pub struct AlarmSettings {
     /// First retry delay of a failed notification; doubles per attempt up to the maximum.
     pub retry_min_seconds: u64,
     pub retry_max_seconds: u64,
+    /// Each tick sends for at most this long (fresh alarms first), then leaves the rest for the
+    /// next tick: a step never times out halfway through a batch. At most
+    /// batch.step_timeout_seconds (the smaller of the two applies).
+    pub notify_budget_seconds: u64,
+    /// A notification not delivered within this many hours is parked (`monit-batch outbox`).
+    pub notification_max_age_hours: u64,
+    /// When at least this share of an origin's VMs (of two or more) has no data in the window,
+    /// the metrics pipeline is down, not the VMs: one pipeline alarm instead of a `fail` alarm
+    /// per VM. Greater than 0, at most 1 (1 = only when every VM is silent).
+    pub pipeline_gap_ratio: f64,
 }
 
 impl Default for AlarmSettings {
     fn default() -> Self {
         Self {
-            auto_resolve: true,
+            auto_resolve: crate::engine::AutoResolve::Unclaimed,
             language: "ko".into(),
             default_measure_seconds: 120,
             default_repeat_minutes: 10,
@@ -249,6 +268,9 @@ impl Default for AlarmSettings {
             gmt_time_hour_gap: 0,
             retry_min_seconds: 30,
             retry_max_seconds: 3600,
+            notify_budget_seconds: 20,
+            notification_max_age_hours: 24,
+            pipeline_gap_ratio: 0.9,
         }
     }
 }
@@ -274,6 +296,16 @@ fn is_legacy(path: &Path) -> bool {
 }
 
 impl Settings {
+    /// How long one tick may spend sending notifications.
+    pub fn notify_budget(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(
+            self.alarms
+                .notify_budget_seconds
+                .min(self.batch.step_timeout_seconds)
+                .max(1),
+        )
+    }
+
     /// Loads and validates. Errors name the file, the key and the reason.
     pub fn load(path: Option<&Path>) -> anyhow::Result<Settings> {
         Self::load_with_env(path, std::env::vars().collect())
@@ -403,6 +435,34 @@ impl Settings {
                     db.db_type
                 );
             }
+        }
+        let a = &self.alarms;
+        if !(1..=86_400).contains(&a.notify_budget_seconds) {
+            bail!(
+                "invalid config in {src}: alarms.notify_budget_seconds = {} must be between 1 and 86400",
+                a.notify_budget_seconds
+            );
+        }
+        if !(1..=24 * 365).contains(&a.notification_max_age_hours) {
+            bail!(
+                "invalid config in {src}: alarms.notification_max_age_hours = {} must be between 1 and 8760",
+                a.notification_max_age_hours
+            );
+        }
+        if self.batch.vm_removal_grace_minutes > MAX_VM_REMOVAL_GRACE_MINUTES {
+            bail!(
+                "invalid config in {src}: batch.vm_removal_grace_minutes = {}: at most \
+                 {MAX_VM_REMOVAL_GRACE_MINUTES} (a week); 0 removes a missing VM at once",
+                self.batch.vm_removal_grace_minutes
+            );
+        }
+        let ratio = self.alarms.pipeline_gap_ratio;
+        if !(ratio > 0.0 && ratio <= 1.0) {
+            bail!(
+                "invalid config in {src}: alarms.pipeline_gap_ratio = {ratio}: must be greater \
+                 than 0 and at most 1 (the share of VMs without data that means the metrics \
+                 pipeline is down)"
+            );
         }
         if !matches!(self.log.format.as_str(), "plain" | "json") {
             bail!(

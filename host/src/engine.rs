@@ -62,8 +62,13 @@ pub struct OpenAlarm {
     pub last_sent: Option<Timestamp>,
     pub app_name: Option<String>,
     pub app_index: Option<i32>,
-    /// recovered while auto_resolve was off: waits for a new breach, without repeating the notice
+    /// recovered but left open (an operator's alarm, or auto_resolve "none"): waits for a new
+    /// breach, without repeating the notice
     pub recovered: bool,
+    /// The level the last notification stated. It differs from `level` after a level change
+    /// that was not notified (a step-down before repeat_time, or a flap back up), and keeps a
+    /// level that flaps around a threshold from notifying on every crossing.
+    pub notified_level: Level,
 }
 
 impl OpenAlarm {
@@ -128,9 +133,71 @@ impl AlarmKey {
     }
 }
 
+/// Which recovered alarms the batch closes (`alarms.auto_resolve`). Accepts the old booleans:
+/// `true` is `unclaimed`, `false` is `none`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AutoResolve {
+    /// Only alarms nobody has taken (resolve_status 1). An operator's alarm (2) stays theirs: it
+    /// gets a note in alarm_actions and the recovery notice, and keeps its status.
+    #[default]
+    Unclaimed,
+    /// Every recovered alarm, an operator's too (status 3 by `system`).
+    All,
+    /// None: every recovered alarm gets the note and the notice and stays open.
+    None,
+}
+
+impl AutoResolve {
+    pub fn closes(self, status: OpenStatus) -> bool {
+        match self {
+            AutoResolve::Unclaimed => status == OpenStatus::Raised,
+            AutoResolve::All => true,
+            AutoResolve::None => false,
+        }
+    }
+}
+
+impl std::str::FromStr for AutoResolve {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "unclaimed" | "true" => Ok(AutoResolve::Unclaimed),
+            "all" => Ok(AutoResolve::All),
+            "none" | "false" => Ok(AutoResolve::None),
+            other => Err(format!(
+                "invalid auto_resolve {other:?}: expected \"unclaimed\", \"all\" or \"none\" (or true = unclaimed, false = none)"
+            )),
+        }
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for AutoResolve {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = AutoResolve;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("\"unclaimed\", \"all\", \"none\", true or false")
+            }
+            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<AutoResolve, E> {
+                Ok(if v {
+                    AutoResolve::Unclaimed
+                } else {
+                    AutoResolve::None
+                })
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<AutoResolve, E> {
+                v.parse().map_err(E::custom)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct EngineOptions {
-    pub auto_resolve: bool,
+    pub auto_resolve: AutoResolve,
     /// repeat interval of `fail` alarms when the origin has no policy rows
     pub default_repeat_minutes: i64,
 }
@@ -145,6 +212,8 @@ pub enum Change {
         value: Option<f64>,
         threshold: Option<f64>,
     },
+    /// up a level, in place; `notify` is false when the last notification already stated this
+    /// level and repeat_time has not passed (a value flapping around the critical threshold)
     Escalate {
         alarm_id: i64,
         target: Target,
@@ -153,6 +222,19 @@ pub enum Change {
         to: Level,
         value: Option<f64>,
         threshold: Option<f64>,
+        notify: bool,
+    },
+    /// down a level, in place (threshold raised, or the value fell into the warning band);
+    /// notified under the repeat rules: only when a repeat is due, else the row alone changes
+    StepDown {
+        alarm_id: i64,
+        target: Target,
+        alarm_type: AlarmType,
+        from: Level,
+        to: Level,
+        value: Option<f64>,
+        threshold: Option<f64>,
+        notify: bool,
     },
     /// still breaching: alarm_cnt + 1, and a repeat notification when `renotify`
     Continue {
@@ -164,7 +246,7 @@ pub enum Change {
         threshold: Option<f64>,
         renotify: bool,
     },
-    /// a recovered-but-open alarm (auto_resolve off) breaches again: notify as new, clear the mark
+    /// a recovered-but-open alarm breaches again: notify as new, clear the mark
     Rebreach {
         alarm_id: i64,
         target: Target,
@@ -175,13 +257,14 @@ pub enum Change {
     },
     /// back under the warning threshold for a whole window (or data back, for `fail`)
     Recover {
+        /// every open row of the alarm, the lead first
         alarm_ids: Vec<i64>,
+        /// the rows to close (auto_resolve); the others stay open with a note, marked recovered
+        close_ids: Vec<i64>,
         target: Target,
         alarm_type: AlarmType,
         level: Level,
         value: Option<f64>,
-        /// close it (auto_resolve) or only mark it recovered
-        close: bool,
     },
 }
 
@@ -207,6 +290,14 @@ impl Change {
                 threshold,
             }
             | Change::Escalate {
+                target,
+                alarm_type,
+                to: level,
+                value,
+                threshold,
+                ..
+            }
+            | Change::StepDown {
                 target,
                 alarm_type,
                 to: level,
@@ -257,6 +348,7 @@ impl Change {
 pub struct ChangeCounts {
     pub opened: u32,
     pub escalated: u32,
+    pub stepped_down: u32,
     pub continued: u32,
     pub renotified: u32,
     pub recovered: u32,
@@ -268,6 +360,7 @@ pub fn count(changes: &[Change]) -> ChangeCounts {
         match ch {
             Change::Open { .. } | Change::Rebreach { .. } => c.opened += 1,
             Change::Escalate { .. } => c.escalated += 1,
+            Change::StepDown { .. } => c.stepped_down += 1,
             Change::Continue { renotify, .. } => {
                 c.continued += 1;
                 if *renotify {
@@ -369,25 +462,15 @@ pub fn evaluate(
                         value: Some(*mean),
                         threshold: p.threshold(level),
                     }),
-                    (Some(a), Some(level)) if level > a.level => changes.push(Change::Escalate {
-                        alarm_id: a.id,
-                        target: r.target.clone(),
+                    (Some(a), Some(level)) => changes.push(still_breaching(
+                        a,
+                        &r.target,
                         alarm_type,
-                        from: a.level,
-                        to: level,
-                        value: Some(*mean),
-                        threshold: p.threshold(level),
-                    }),
-                    (Some(a), Some(_)) => changes.push(Change::Continue {
-                        alarm_id: a.id,
-                        target: r.target.clone(),
-                        alarm_type,
-                        // an alarm never steps down while it is still breaching
-                        level: a.level,
-                        value: Some(*mean),
-                        threshold: p.threshold(a.level),
-                        renotify: a.repeat_due(now, p.repeat_minutes),
-                    }),
+                        level,
+                        (*mean, *peak),
+                        p,
+                        now,
+                    )),
                     (Some(a), None) => {
                         // Recovery waits until the whole window is under the warning threshold,
                         // so an alarm does not flap on a mean that dips just below it.
@@ -453,6 +536,74 @@ pub fn evaluate(
     changes
 }
 
+/// An open alarm that breaches `level` now. Its row always follows the current level (so no
+/// message states a threshold the value does not exceed); what is mailed follows the repeat
+/// rules, with a guard against a value flapping around the critical threshold:
+/// * an escalation is mailed when it goes above the level the last mail stated, or when a repeat
+///   is due; back up to the last mail's level within repeat_time, the row alone changes;
+/// * a step-down is mailed only when a repeat is due and the whole window is under the threshold
+///   of the level it leaves (the rule recovery follows), so crossing back and forth does not
+///   read as a step-down; until then the row alone changes.
+fn still_breaching(
+    a: &OpenAlarm,
+    target: &Target,
+    alarm_type: AlarmType,
+    level: Level,
+    (mean, peak): (f64, f64),
+    p: &Policy,
+    now: Timestamp,
+) -> Change {
+    let repeat_due = a.repeat_due(now, p.repeat_minutes);
+    let settled_below = |from: Level| p.threshold(from).is_none_or(|t| peak < t);
+    let (alarm_id, target, value, threshold) =
+        (a.id, target.clone(), Some(mean), p.threshold(level));
+    if level > a.level {
+        Change::Escalate {
+            alarm_id,
+            target,
+            alarm_type,
+            from: a.level,
+            to: level,
+            value,
+            threshold,
+            notify: level > a.notified_level || repeat_due,
+        }
+    } else if level < a.level {
+        Change::StepDown {
+            alarm_id,
+            target,
+            alarm_type,
+            from: a.level,
+            to: level,
+            value,
+            threshold,
+            notify: repeat_due && settled_below(a.notified_level.max(a.level)),
+        }
+    } else if level < a.notified_level && repeat_due && settled_below(a.notified_level) {
+        // stepped down without a mail earlier: the repeat that is due now says so
+        Change::StepDown {
+            alarm_id,
+            target,
+            alarm_type,
+            from: a.notified_level,
+            to: level,
+            value,
+            threshold,
+            notify: true,
+        }
+    } else {
+        Change::Continue {
+            alarm_id,
+            target,
+            alarm_type,
+            level,
+            value,
+            threshold,
+            renotify: repeat_due,
+        }
+    }
+}
+
 fn recover(
     group: &[&OpenAlarm],
     target: &Target,
@@ -462,11 +613,15 @@ fn recover(
 ) -> Change {
     Change::Recover {
         alarm_ids: group.iter().map(|a| a.id).collect(),
+        close_ids: group
+            .iter()
+            .filter(|a| opts.auto_resolve.closes(a.status))
+            .map(|a| a.id)
+            .collect(),
         target: target.clone(),
         alarm_type,
         level: group.first().map(|a| a.level).unwrap_or(Level::Warning),
         value,
-        close: opts.auto_resolve,
     }
 }
 
@@ -483,7 +638,7 @@ mod tests {
     }
     fn opts() -> EngineOptions {
         EngineOptions {
-            auto_resolve: true,
+            auto_resolve: AutoResolve::Unclaimed,
             default_repeat_minutes: 10,
         }
     }
@@ -538,6 +693,7 @@ mod tests {
             app_name: t.app.as_ref().map(|a| a.app_name.clone()),
             app_index: t.app.as_ref().map(|a| a.app_index),
             recovered: false,
+            notified_level: level,
         }
     }
     fn eval(p: &[Policy], o: &[OpenAlarm], r: &[Reading]) -> Vec<Change> {
@@ -632,24 +788,280 @@ mod tests {
     }
 
     #[test]
-    fn critical_alarm_at_warning_level_keeps_its_level() {
+    fn a_critical_alarm_back_in_the_warning_band_steps_down_in_place() {
         let t = vm(1);
+        let p = [pol(Origin::Pas, Resource::Cpu, 85.0, 90.0)];
+        // within repeat_time: the row steps down, nothing is sent
         let o = [open(7, &t, CPU, Level::Critical, OpenStatus::Raised, 1)];
-        let c = eval(
-            &[pol(Origin::Pas, Resource::Cpu, 85.0, 90.0)],
-            &o,
-            &[usage(t, Resource::Cpu, 87.0, 89.0)],
+        let c = eval(&p, &o, &[usage(t.clone(), Resource::Cpu, 87.0, 89.0)]);
+        assert!(
+            matches!(&c[..], [Change::StepDown { alarm_id: 7, from: Level::Critical, to: Level::Warning, threshold: Some(x), notify: false, .. }] if *x == 85.0),
+            "{c:?}"
         );
+        // a repeat is due: the step-down is notified
+        let o = [open(7, &t, CPU, Level::Critical, OpenStatus::Raised, 10)];
+        let c = eval(&p, &o, &[usage(t.clone(), Resource::Cpu, 87.0, 89.0)]);
         assert!(
             matches!(
                 &c[..],
-                [Change::Continue {
-                    level: Level::Critical,
+                [Change::StepDown {
+                    to: Level::Warning,
+                    notify: true,
                     ..
                 }]
             ),
             "{c:?}"
         );
+        // an operator's alarm steps down too, silently (no repeats in status 2)
+        let o = [open(
+            7,
+            &t,
+            CPU,
+            Level::Critical,
+            OpenStatus::InProgress,
+            600,
+        )];
+        let c = eval(&p, &o, &[usage(t, Resource::Cpu, 87.0, 89.0)]);
+        assert!(
+            matches!(
+                &c[..],
+                [Change::StepDown {
+                    to: Level::Warning,
+                    notify: false,
+                    ..
+                }]
+            ),
+            "{c:?}"
+        );
+    }
+
+    #[test]
+    fn raised_thresholds_step_a_critical_alarm_down_with_the_new_warning_threshold() {
+        // the case: thresholds raised to 95/99 under a critical alarm at ~97 %
+        let t = vm(1);
+        let o = [open(7, &t, CPU, Level::Critical, OpenStatus::Raised, 11)];
+        let c = eval(
+            &[pol(Origin::Pas, Resource::Cpu, 95.0, 99.0)],
+            &o,
+            &[usage(t, Resource::Cpu, 97.03, 97.5)],
+        );
+        assert!(
+            matches!(&c[..], [Change::StepDown { to: Level::Warning, threshold: Some(x), value: Some(v), notify: true, .. }] if *x == 95.0 && *v >= *x),
+            "{c:?}"
+        );
+    }
+
+    #[test]
+    fn a_silent_step_down_is_told_by_the_next_due_repeat() {
+        let t = vm(1);
+        let p = [pol(Origin::Pas, Resource::Cpu, 85.0, 90.0)];
+        let mut o = open(7, &t, CPU, Level::Warning, OpenStatus::Raised, 10);
+        o.notified_level = Level::Critical;
+        let c = eval(
+            &p,
+            &[o.clone()],
+            &[usage(t.clone(), Resource::Cpu, 87.0, 89.0)],
+        );
+        assert!(
+            matches!(
+                &c[..],
+                [Change::StepDown {
+                    from: Level::Critical,
+                    to: Level::Warning,
+                    notify: true,
+                    ..
+                }]
+            ),
+            "{c:?}"
+        );
+        // not yet due: counted, nothing sent
+        o.last_sent = Some(now() - chrono::Duration::minutes(3));
+        let c = eval(&p, &[o], &[usage(t, Resource::Cpu, 87.0, 89.0)]);
+        assert!(
+            matches!(
+                &c[..],
+                [Change::Continue {
+                    level: Level::Warning,
+                    renotify: false,
+                    ..
+                }]
+            ),
+            "{c:?}"
+        );
+    }
+
+    #[test]
+    fn a_value_flapping_around_critical_notifies_once_per_repeat_time() {
+        // Simulated ticks one minute apart with the mean crossing 90 % every tick (the window
+        // holds both, so its highest bucket stays above 90), applying each change to the alarm
+        // as the store does. Within repeat_time neither the step-downs nor the flaps back up
+        // send anything, and each mail states the level of its moment.
+        let t = vm(1);
+        for repeat in [10, 11] {
+            let p = [Policy {
+                repeat_minutes: repeat,
+                ..pol(Origin::Pas, Resource::Cpu, 85.0, 90.0)
+            }];
+            let start = now();
+            let mut a = open(7, &t, CPU, Level::Critical, OpenStatus::Raised, 0);
+            a.last_sent = Some(start);
+            let mut sent = vec![(0, Level::Critical)];
+            for minute in 1..=45 {
+                let at = start + chrono::Duration::minutes(minute);
+                let v = if minute % 2 == 1 { 89.0 } else { 91.0 };
+                let c = evaluate(
+                    &p,
+                    std::slice::from_ref(&a),
+                    &[usage(t.clone(), Resource::Cpu, v, 91.0)],
+                    &Origin::ALL,
+                    at,
+                    &opts(),
+                );
+                let (level, notified) = match &c[..] {
+                    [Change::Escalate { to, notify, .. } | Change::StepDown { to, notify, .. }] => {
+                        (*to, *notify)
+                    }
+                    [
+                        Change::Continue {
+                            level, renotify, ..
+                        },
+                    ] => (*level, *renotify),
+                    other => panic!("unexpected {other:?}"),
+                };
+                assert_eq!(
+                    level,
+                    if v >= 90.0 {
+                        Level::Critical
+                    } else {
+                        Level::Warning
+                    }
+                );
+                a.level = level;
+                if notified {
+                    a.last_sent = Some(at);
+                    a.notified_level = level;
+                    sent.push((minute, level));
+                }
+            }
+            for w in sent.windows(2) {
+                assert!(w[1].0 - w[0].0 >= repeat, "repeat {repeat}: {sent:?}");
+            }
+            assert!(sent.len() >= 4, "still reminded: {sent:?}");
+        }
+    }
+
+    #[test]
+    fn a_step_down_is_not_mailed_until_the_whole_window_is_under_the_level_it_leaves() {
+        let t = vm(1);
+        let p = [pol(Origin::Pas, Resource::Cpu, 85.0, 90.0)];
+        let o = [open(7, &t, CPU, Level::Critical, OpenStatus::Raised, 30)];
+        // mean in the warning band, part of the window still critical: the row only
+        let c = eval(&p, &o, &[usage(t.clone(), Resource::Cpu, 88.0, 93.0)]);
+        assert!(
+            matches!(
+                &c[..],
+                [Change::StepDown {
+                    to: Level::Warning,
+                    notify: false,
+                    ..
+                }]
+            ),
+            "{c:?}"
+        );
+        // once settled, the due repeat tells the step-down
+        let mut o = o[0].clone();
+        o.level = Level::Warning;
+        let c = eval(&p, &[o], &[usage(t, Resource::Cpu, 88.0, 89.0)]);
+        assert!(
+            matches!(
+                &c[..],
+                [Change::StepDown {
+                    from: Level::Critical,
+                    to: Level::Warning,
+                    notify: true,
+                    ..
+                }]
+            ),
+            "{c:?}"
+        );
+    }
+
+    #[test]
+    fn escalation_past_the_last_notified_level_always_notifies() {
+        let t = vm(1);
+        let p = [pol(Origin::Pas, Resource::Cpu, 85.0, 90.0)];
+        let o = [open(7, &t, CPU, Level::Warning, OpenStatus::Raised, 1)];
+        let c = eval(&p, &o, &[usage(t.clone(), Resource::Cpu, 92.0, 95.0)]);
+        assert!(
+            matches!(&c[..], [Change::Escalate { notify: true, .. }]),
+            "{c:?}"
+        );
+        // flapping back up to the level the last mail stated, within repeat_time: row only
+        let mut o = open(7, &t, CPU, Level::Warning, OpenStatus::Raised, 1);
+        o.notified_level = Level::Critical;
+        let c = eval(&p, &[o], &[usage(t, Resource::Cpu, 92.0, 95.0)]);
+        assert!(
+            matches!(
+                &c[..],
+                [Change::Escalate {
+                    to: Level::Critical,
+                    notify: false,
+                    ..
+                }]
+            ),
+            "{c:?}"
+        );
+    }
+
+    /// Property over a grid of policies, open alarms and readings: whenever a change states a
+    /// threshold, the value it states meets it, and the threshold is the one of the level the
+    /// change gives the alarm. (Messages and mails are rendered from exactly these numbers.)
+    #[test]
+    fn no_change_ever_states_a_threshold_its_value_does_not_exceed() {
+        let t = vm(1);
+        let thresholds = [(50.0, 60.0), (85.0, 90.0), (95.0, 99.0), (90.0, 90.0)];
+        let values = [
+            0.0, 49.9, 50.0, 59.99, 60.0, 84.9, 85.0, 89.99, 90.0, 94.0, 96.97, 97.03, 99.0, 100.0,
+        ];
+        let levels = [Level::Warning, Level::Critical];
+        let statuses = [OpenStatus::Raised, OpenStatus::InProgress];
+        let mut checked = 0;
+        for (w, c) in thresholds {
+            let p = [pol(Origin::Pas, Resource::Cpu, w, c)];
+            let mut opens: Vec<Vec<OpenAlarm>> = vec![vec![]];
+            for level in levels {
+                for notified in levels {
+                    for status in statuses {
+                        for (sent_ago, recovered) in [(1, false), (30, false), (30, true)] {
+                            let mut a = open(7, &t, CPU, level, status, sent_ago);
+                            a.notified_level = notified;
+                            a.recovered = recovered;
+                            opens.push(vec![a]);
+                        }
+                    }
+                }
+            }
+            for o in &opens {
+                for &mean in &values {
+                    for &peak in &values {
+                        if peak < mean {
+                            continue;
+                        }
+                        let reading = usage(t.clone(), Resource::Cpu, mean, peak);
+                        for ch in eval(&p, o, &[reading]) {
+                            let s = ch.subject();
+                            if let Some(thr) = s.threshold {
+                                let v = s.value.expect("a threshold comes with a value");
+                                assert!(v >= thr, "{v} does not exceed {thr}: {ch:?}");
+                                assert_eq!(Some(thr), p[0].threshold(s.level), "{ch:?}");
+                                checked += 1;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        assert!(checked > 1000, "the grid produced changes: {checked}");
     }
 
     #[test]
@@ -662,7 +1074,7 @@ mod tests {
         assert!(c.is_empty(), "{c:?}");
         let c = eval(&p, &o, &[usage(t, Resource::Cpu, 40.0, 50.0)]);
         assert!(
-            matches!(&c[..], [Change::Recover { alarm_ids, close: true, .. }] if alarm_ids == &vec![7]),
+            matches!(&c[..], [Change::Recover { alarm_ids, close_ids, .. }] if alarm_ids == &vec![7] && close_ids == &vec![7]),
             "{c:?}"
         );
     }
@@ -673,7 +1085,7 @@ mod tests {
         let p = [pol(Origin::Pas, Resource::Cpu, 85.0, 90.0)];
         let o = [open(7, &t, CPU, Level::Warning, OpenStatus::Raised, 1)];
         let no_close = EngineOptions {
-            auto_resolve: false,
+            auto_resolve: AutoResolve::None,
             default_repeat_minutes: 10,
         };
         let c = evaluate(
@@ -685,7 +1097,7 @@ mod tests {
             &no_close,
         );
         assert!(
-            matches!(&c[..], [Change::Recover { close: false, .. }]),
+            matches!(&c[..], [Change::Recover { close_ids, .. }] if close_ids.is_empty()),
             "{c:?}"
         );
         let mut marked = o.clone();
@@ -751,6 +1163,72 @@ mod tests {
         );
         let c = eval(&p, &o, &[usage(t, Resource::Cpu, 10.0, 10.0)]);
         assert!(matches!(&c[..], [Change::Recover { .. }]), "{c:?}");
+    }
+
+    #[test]
+    fn an_operators_alarm_recovers_without_being_closed_unless_auto_resolve_is_all() {
+        let t = vm(1);
+        let p = [pol(Origin::Pas, Resource::Cpu, 85.0, 90.0)];
+        let taken = [open(7, &t, CPU, Level::Warning, OpenStatus::InProgress, 1)];
+        let raised = [open(8, &t, CPU, Level::Warning, OpenStatus::Raised, 1)];
+        let low = [usage(t.clone(), Resource::Cpu, 10.0, 10.0)];
+        let recover = |mode: AutoResolve, o: &[OpenAlarm]| {
+            let opts = EngineOptions {
+                auto_resolve: mode,
+                default_repeat_minutes: 10,
+            };
+            match &evaluate(&p, o, &low, &Origin::ALL, now(), &opts)[..] {
+                [
+                    Change::Recover {
+                        alarm_ids,
+                        close_ids,
+                        ..
+                    },
+                ] => (alarm_ids.clone(), close_ids.clone()),
+                other => panic!("{other:?}"),
+            }
+        };
+        assert_eq!(recover(AutoResolve::Unclaimed, &taken), (vec![7], vec![]));
+        assert_eq!(recover(AutoResolve::Unclaimed, &raised), (vec![8], vec![8]));
+        assert_eq!(recover(AutoResolve::All, &taken), (vec![7], vec![7]));
+        assert_eq!(recover(AutoResolve::None, &raised), (vec![8], vec![]));
+        // legacy duplicate rows, one taken: only the unclaimed one closes
+        let both = [
+            open(3, &t, CPU, Level::Warning, OpenStatus::Raised, 1),
+            open(4, &t, CPU, Level::Critical, OpenStatus::InProgress, 1),
+        ];
+        assert_eq!(
+            recover(AutoResolve::Unclaimed, &both),
+            (vec![4, 3], vec![3])
+        );
+        // once recovered and left open, the notice is not repeated
+        let mut marked = taken.clone();
+        marked[0].recovered = true;
+        assert!(eval(&p, &marked, &low).is_empty());
+    }
+
+    #[test]
+    fn auto_resolve_accepts_the_modes_and_the_old_booleans() {
+        let parse = |v: serde_json::Value| serde_json::from_value::<AutoResolve>(v);
+        assert_eq!(
+            parse(serde_json::json!(true)).unwrap(),
+            AutoResolve::Unclaimed
+        );
+        assert_eq!(parse(serde_json::json!(false)).unwrap(), AutoResolve::None);
+        assert_eq!(parse(serde_json::json!("all")).unwrap(), AutoResolve::All);
+        assert_eq!(
+            parse(serde_json::json!("unclaimed")).unwrap(),
+            AutoResolve::Unclaimed
+        );
+        assert_eq!(parse(serde_json::json!("none")).unwrap(), AutoResolve::None);
+        // an environment override arrives as a string
+        assert_eq!(
+            parse(serde_json::json!("false")).unwrap(),
+            AutoResolve::None
+        );
+        let e = parse(serde_json::json!("maybe")).unwrap_err().to_string();
+        assert!(e.contains("unclaimed") && e.contains("maybe"), "{e}");
+        assert!(parse(serde_json::json!(1)).is_err());
     }
 
     #[test]

@@ -13,7 +13,9 @@ pub mod influx;
 
 pub mod leader;
 pub mod legacy_ini;
+pub mod metrics_gap;
 pub mod model;
+pub mod outbox;
 pub mod plugin;
 pub mod redact;
 pub mod scale_alarms;

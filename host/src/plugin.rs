@@ -106,7 +106,8 @@ pub struct SyncContext {
 #[async_trait]
 pub trait InventorySync: Send + Sync {
     /// Fetches the whole VM list. Must return an error, never a partial list, when any part of
-    /// the answer is missing: the host deletes VMs that are absent from a snapshot.
+    /// the answer is missing: the host removes VMs that stay absent from the snapshots for
+    /// longer than `batch.vm_removal_grace_minutes`.
     async fn fetch(&self, ctx: &SyncContext) -> anyhow::Result<InventorySnapshot>;
 }
 
@@ -178,6 +179,10 @@ pub trait Collector: Send + Sync {
 pub enum NotificationKind {
     Opened,
     Escalated,
+    /// the alarm went down a level and is still open (threshold raised, or the value fell into
+    /// the warning band)
+    #[serde(rename = "stepped_down")]
+    SteppedDown,
     Repeated,
     Recovered,
 }
@@ -187,6 +192,7 @@ impl NotificationKind {
         match self {
             NotificationKind::Opened => "opened",
             NotificationKind::Escalated => "escalated",
+            NotificationKind::SteppedDown => "stepped_down",
             NotificationKind::Repeated => "repeated",
             NotificationKind::Recovered => "recovered",
         }
@@ -219,16 +225,91 @@ pub struct Notification {
     pub event_at: Timestamp,
     /// `alarm_targets` addresses of the origin with mail_send_yn = 'Y'
     pub recipients: Vec<String>,
+    /// recipients (addresses, webhook URL labels) that accepted or refused this notification
+    /// for good on an earlier try: a notifier skips them
+    #[serde(default)]
+    pub done_recipients: Vec<String>,
     /// base URL of the monitoring web app (mail.resource.url)
     pub resource_url: Option<String>,
     pub language: String,
 }
 
+/// A recipient refused for good (SMTP 5xx at RCPT, a webhook URL answering 4xx): recorded for
+/// the notification and never tried again.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Refusal {
+    pub recipient: String,
+    pub reason: String,
+}
+
+/// What became of one notification, as its notifier reports it. This is the retry flag of
+/// Alertmanager's notifiers, with per-recipient detail: the host marks the outbox row at once,
+/// records every recipient that is done, and retries only the ones that are not.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Delivery {
+    /// Accepted for every remaining recipient except the ones in `rejected`.
+    Sent { rejected: Vec<Refusal> },
+    /// Not delivered to every recipient, worth another try later: `accepted` and `rejected`
+    /// are done; the other recipients are retried.
+    Retry {
+        reason: String,
+        accepted: Vec<String>,
+        rejected: Vec<Refusal>,
+    },
+    /// Can never be delivered (no valid recipient, every recipient refused, a message the
+    /// server refuses for good): the row is parked for an operator.
+    Reject { reason: String },
+    /// The sink itself cannot be reached now; nothing of this notification was delivered. The
+    /// host retries it later and stops sending through this notifier for the tick.
+    Unavailable { reason: String },
+}
+
+impl Delivery {
+    pub fn retry(reason: impl Into<String>) -> Self {
+        Delivery::Retry {
+            reason: reason.into(),
+            accepted: Vec::new(),
+            rejected: Vec::new(),
+        }
+    }
+
+    /// Ok when sent (to every recipient not refused for good), else why not.
+    pub fn into_result(self) -> anyhow::Result<()> {
+        match self {
+            Delivery::Sent { .. } => Ok(()),
+            Delivery::Retry { reason, .. }
+            | Delivery::Reject { reason }
+            | Delivery::Unavailable { reason } => Err(anyhow::anyhow!(reason)),
+        }
+    }
+}
+
+/// Sends each notification through one session, in order, and closes it: for tests and
+/// one-shot tools (the scheduler drives sessions itself, recording each outcome at once).
+pub async fn deliver_all(notifier: &dyn Notifier, batch: &[Notification]) -> Vec<Delivery> {
+    let mut session = notifier.session();
+    let mut out = Vec::with_capacity(batch.len());
+    for n in batch {
+        out.push(session.deliver(n).await);
+    }
+    session.close().await;
+    out
+}
+
+/// A run of deliveries through one notifier (one SMTP connection for the whole run). The host
+/// calls [`deliver`](NotifySession::deliver) once per notification, checking its lease and
+/// its time budget before each, and records each result before the next call.
+#[async_trait]
+pub trait NotifySession: Send {
+    async fn deliver(&mut self, n: &Notification) -> Delivery;
+    /// Ends the run politely (SMTP QUIT); every delivery is already recorded.
+    async fn close(self: Box<Self>);
+}
+
 #[async_trait]
 pub trait Notifier: Send + Sync {
-    /// Sends a batch; one result per notification, in order. A failed one stays pending and is
-    /// retried on a later tick.
-    async fn send(&self, batch: &[Notification]) -> Vec<anyhow::Result<()>>;
+    /// Starts a run; a session opens its connection lazily, at its first delivery.
+    fn session(&self) -> Box<dyn NotifySession + '_>;
 }
 
 // ---------------------------------------------------------------------------------------------

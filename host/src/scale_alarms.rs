@@ -3,7 +3,7 @@
 //! after `repeat_time` while it stays blocked, and resolved by the first decision that is no
 //! longer blocked. Decisions that saw no usable data neither raise nor resolve.
 
-use crate::engine::{AlarmKey, Change, OpenAlarm};
+use crate::engine::{AlarmKey, AutoResolve, Change, OpenAlarm};
 use crate::model::{AlarmType, AppInstance, Level, Origin, Target, Timestamp};
 use crate::plugin::{ScaleDecision, ScaleOutcome};
 
@@ -33,7 +33,7 @@ pub fn changes(
     open: &[OpenAlarm],
     now: Timestamp,
     repeat_minutes: i64,
-    auto_resolve: bool,
+    auto_resolve: AutoResolve,
 ) -> Vec<Change> {
     let mut out = Vec::new();
     for d in decisions {
@@ -86,11 +86,15 @@ pub fn changes(
         for a in open_for_app {
             out.push(Change::Recover {
                 alarm_ids: vec![a.id],
+                close_ids: if auto_resolve.closes(a.status) {
+                    vec![a.id]
+                } else {
+                    vec![]
+                },
                 target: t.clone(),
                 alarm_type: a.alarm_type,
                 level: a.level,
                 value: None,
-                close: auto_resolve,
             });
         }
     }
@@ -135,6 +139,7 @@ mod tests {
             app_name: Some("web".into()),
             app_index: Some(APP_LEVEL_INDEX),
             recovered: false,
+            notified_level: Level::Critical,
         }
     }
 
@@ -144,12 +149,18 @@ mod tests {
             ScaleOutcome::Blocked,
             "at_max: cpu_high: cpu 95%; already at instance_max_cnt 4",
         )];
-        let c = changes(&d, &[], now(), 10, true);
+        let c = changes(&d, &[], now(), 10, AutoResolve::Unclaimed);
         assert!(
             matches!(&c[..], [Change::Open { alarm_type: AlarmType::Cpu, level: Level::Critical, value: Some(v), .. }] if *v == 95.0),
             "{c:?}"
         );
-        let c = changes(&d, &[open(3, AlarmType::Cpu, 5)], now(), 10, true);
+        let c = changes(
+            &d,
+            &[open(3, AlarmType::Cpu, 5)],
+            now(),
+            10,
+            AutoResolve::Unclaimed,
+        );
         assert!(
             matches!(
                 &c[..],
@@ -161,7 +172,13 @@ mod tests {
             ),
             "{c:?}"
         );
-        let c = changes(&d, &[open(3, AlarmType::Cpu, 10)], now(), 10, true);
+        let c = changes(
+            &d,
+            &[open(3, AlarmType::Cpu, 10)],
+            now(),
+            10,
+            AutoResolve::Unclaimed,
+        );
         assert!(
             matches!(
                 &c[..],
@@ -177,7 +194,7 @@ mod tests {
             ScaleOutcome::Blocked,
             "at_max: memory_high: mem 97%",
         )];
-        let c = changes(&mem, &[], now(), 10, true);
+        let c = changes(&mem, &[], now(), 10, AutoResolve::Unclaimed);
         assert!(
             matches!(
                 &c[..],
@@ -198,10 +215,10 @@ mod tests {
             &o,
             now(),
             10,
-            true,
+            AutoResolve::Unclaimed,
         );
         assert!(
-            matches!(&c[..], [Change::Recover { alarm_ids, close: true, .. }] if alarm_ids == &vec![3]),
+            matches!(&c[..], [Change::Recover { alarm_ids, close_ids, .. }] if alarm_ids == &vec![3] && close_ids == &vec![3]),
             "{c:?}"
         );
         let c = changes(
@@ -212,7 +229,7 @@ mod tests {
             &o,
             now(),
             10,
-            true,
+            AutoResolve::Unclaimed,
         );
         assert!(c.is_empty(), "{c:?}");
         let c = changes(
@@ -220,7 +237,7 @@ mod tests {
             &[],
             now(),
             10,
-            true,
+            AutoResolve::Unclaimed,
         );
         assert!(c.is_empty(), "nothing open, nothing to resolve: {c:?}");
     }

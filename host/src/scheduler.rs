@@ -4,13 +4,16 @@
 use crate::config::{KNOWN_PLUGINS, Settings};
 use crate::engine::{self, Change, ChangeCounts, EngineOptions};
 use crate::influx::InfluxClient;
+use crate::leader::Leader;
 use crate::model::{Origin, Reading, Timestamp};
+use crate::outbox;
 use crate::plugin::{
     CollectContext, PluginContext, PluginParts, ScaleContext, ScaleDecision, SyncContext, Windows,
     find_plugin,
 };
+use crate::plugin::{Delivery, NotifySession};
 use crate::vm_inventory::InventoryChanges;
-use crate::{scaling, store, vm_inventory};
+use crate::{metrics_gap, scaling, store, vm_inventory};
 use anyhow::{Context as _, bail};
 use serde::Serialize;
 use sqlx::MySqlPool;
@@ -56,7 +59,25 @@ pub fn build_plugins(settings: &Arc<Settings>) -> anyhow::Result<Vec<BuiltPlugin
 pub struct NotifyCounts {
     pub sent: u32,
     pub failed: u32,
+    /// rejected by a notifier, or expired, this tick
+    pub parked: u32,
     pub pending: i64,
+}
+
+/// Rows claimed at a time: small, so a crash strands few claims.
+const CLAIM_CHUNK: u32 = 20;
+
+/// Why a notifier's share of the notify step ended.
+#[derive(Debug, PartialEq, Eq)]
+enum Stop {
+    /// nothing left that is due
+    Done,
+    /// the notify budget is spent
+    Budget,
+    /// the notifier's sink is down; others may go on
+    Notifier,
+    /// lease lost or the DB away: nothing more may be sent
+    All,
 }
 
 /// What one tick did: printed by `run --once`, stored in `batch_runs`, logged on one line.
@@ -68,6 +89,8 @@ pub struct TickSummary {
     pub dry_run: bool,
     pub inventory: BTreeMap<String, InventoryChanges>,
     pub readings: BTreeMap<String, usize>,
+    /// collectors whose answer was a gap in the metrics pipeline (see metrics_gap)
+    pub metric_gaps: Vec<crate::metrics_gap::GapCheck>,
     pub alarms: ChangeCounts,
     pub notifications: NotifyCounts,
     pub scale: Vec<ScaleDecision>,
@@ -94,6 +117,19 @@ pub struct Scheduler {
     pub influx: InfluxClient,
     pub plugins: Vec<BuiltPlugin>,
     pub status: Arc<Mutex<Status>>,
+    pub leader: Arc<Leader>,
+    /// who claims outbox rows: this process, unique across instances and restarts
+    pub claim_owner: String,
+}
+
+/// A claim owner for this process: the instance name, the pid and the start time.
+pub fn claim_owner(settings: &Settings) -> String {
+    let name: String = settings.instance_name().chars().take(120).collect();
+    format!(
+        "{name}/{}/{}",
+        std::process::id(),
+        chrono::Utc::now().timestamp_micros()
+    )
 }
 
 /// Runs `fut` for one plugin in one step, bounded by the step timeout; records its duration and
@@ -120,6 +156,17 @@ async fn guarded<T>(
 }
 
 impl Scheduler {
+    /// The lease a write must hold; an error when leader election is on and the lock is gone.
+    fn fence(&self) -> anyhow::Result<Option<crate::leader::Fence>> {
+        match self.leader.fence() {
+            Some(f) => Ok(Some(f)),
+            None if self.leader.elected() => {
+                bail!("this instance no longer holds the leader lock: nothing written")
+            }
+            None => Ok(None),
+        }
+    }
+
     fn step_timeout(&self) -> Duration {
         Duration::from_secs(self.settings.batch.step_timeout_seconds)
     }
@@ -222,12 +269,18 @@ impl Scheduler {
                     snapshot.vms.len()
                 )),
                 Ok(snapshot) => {
-                    match guarded(
-                        "inventory",
-                        p.name,
-                        timeout,
-                        vm_inventory::apply_snapshot(&self.pool, &snapshot),
-                    )
+                    match guarded("inventory", p.name, timeout, async {
+                        vm_inventory::apply_snapshot_fenced(
+                            &self.pool,
+                            &snapshot,
+                            vm_inventory::Removal::after_minutes(
+                                now,
+                                self.settings.batch.vm_removal_grace_minutes,
+                            ),
+                            self.fence()?.as_ref(),
+                        )
+                        .await
+                    })
                     .await
                     {
                         Ok(ch) => {
@@ -269,15 +322,27 @@ impl Scheduler {
                 .map(|(name, c)| guarded("collect", name, timeout, c.collect(&ctx))),
         )
         .await;
+        // VMs missing from the BOSH inventory are silent, not down (see metrics_gap::screen)
+        let absent = vm_inventory::absent_vm_ids(&self.pool)
+            .await
+            .unwrap_or_else(|e| {
+                sum.errors.push(format!("collect: {e:#}"));
+                Default::default()
+            });
         let mut readings: Vec<Reading> = Vec::new();
         let mut evaluated: Vec<Origin> = Vec::new();
         let mut failed: Vec<Origin> = Vec::new();
+        let mut gap_checks = Vec::new();
         for ((name, c), res) in collectors.iter().zip(results) {
             match res {
-                Ok(r) => {
+                Ok(mut r) => {
                     metrics::counter!("monit_readings_total", "collector" => *name)
                         .increment(r.len() as u64);
                     sum.readings.insert(name.to_string(), r.len());
+                    let check =
+                        metrics_gap::screen(c.origin(), &mut r, a.pipeline_gap_ratio, &absent);
+                    metrics_gap::report(&check);
+                    gap_checks.push(check);
                     evaluated.push(c.origin());
                     readings.extend(r);
                 }
@@ -288,6 +353,12 @@ impl Scheduler {
             }
         }
         evaluated.retain(|o| !failed.contains(o));
+        gap_checks.retain(|c| !failed.contains(&c.origin));
+        sum.metric_gaps = gap_checks
+            .iter()
+            .filter(|c| c.verdict == metrics_gap::Verdict::Gap)
+            .cloned()
+            .collect();
 
         lap(sum, "3_collect");
         // 4. evaluate and persist in one transaction, notifications queued with it
@@ -295,11 +366,19 @@ impl Scheduler {
             auto_resolve: a.auto_resolve,
             default_repeat_minutes: a.default_repeat_minutes as i64,
         };
-        let changes = engine::evaluate(&policies, &open, &readings, &evaluated, now, &opts);
+        let mut changes = engine::evaluate(&policies, &open, &readings, &evaluated, now, &opts);
+        changes.extend(metrics_gap::pipeline_changes(
+            &gap_checks,
+            &policies,
+            &open,
+            now,
+            &opts,
+        ));
         sum.alarms = engine::count(&changes);
         for (k, v) in [
             ("opened", sum.alarms.opened),
             ("escalated", sum.alarms.escalated),
+            ("stepped_down", sum.alarms.stepped_down),
             ("renotified", sum.alarms.renotified),
             ("recovered", sum.alarms.recovered),
         ] {
@@ -319,13 +398,21 @@ impl Scheduler {
                 language: &a.language,
                 resource_url: a.resource_url.as_deref(),
             };
-            store::apply_changes(&self.pool, &changes, &open, now, &outbox).await?;
+            store::apply_changes(
+                &self.pool,
+                &changes,
+                &open,
+                now,
+                &outbox,
+                self.fence()?.as_ref(),
+            )
+            .await?;
         }
 
         lap(sum, "4_evaluate_persist");
         // 5. notify from the outbox (new and earlier failed ones)
         if !dry_run {
-            self.notify(now, sum).await;
+            self.notify(sum).await;
         }
 
         lap(sum, "5_notify");
@@ -350,9 +437,17 @@ impl Scheduler {
                     language: &a.language,
                     resource_url: a.resource_url.as_deref(),
                 };
-                store::apply_changes(&self.pool, &changes, &open, now, &outbox).await?;
+                store::apply_changes(
+                    &self.pool,
+                    &changes,
+                    &open,
+                    now,
+                    &outbox,
+                    self.fence()?.as_ref(),
+                )
+                .await?;
                 if c.opened + c.renotified + c.recovered > 0 {
-                    self.notify(now, sum).await;
+                    self.notify(sum).await;
                 }
             }
         }
@@ -360,91 +455,260 @@ impl Scheduler {
         Ok(())
     }
 
-    async fn notify(&self, now: Timestamp, sum: &mut TickSummary) {
+    /// Sends from the outbox: claimed rows, fresh alarms first, each marked as soon as its
+    /// notifier reports, the lease checked before each send, within the notify budget.
+    async fn notify(&self, sum: &mut TickSummary) {
+        let a = &self.settings.alarms;
+        let max_age = Duration::from_secs(a.notification_max_age_hours.saturating_mul(3600));
+        match outbox::park_expired(&self.pool, max_age).await {
+            Ok(0) => {}
+            Ok(n) => {
+                tracing::warn!(
+                    parked = n,
+                    max_age_hours = a.notification_max_age_hours,
+                    "notifications not delivered in time parked (see `monit-batch outbox`)"
+                );
+                metrics::counter!("monit_notifications_parked_total", "notifier" => "all", "why" => "expired")
+                    .increment(n);
+                sum.notifications.parked += n as u32;
+            }
+            Err(e) => self.notify_error(sum, format!("notify: {e:#}")),
+        }
         let recipients = match store::load_recipients(&self.pool).await {
             Ok(r) => r,
             Err(e) => {
-                sum.errors.push(format!("notify: {e:#}"));
+                self.notify_error(sum, format!("notify: {e:#}"));
                 return;
             }
         };
-        let a = &self.settings.alarms;
-        for p in &self.plugins {
-            let Some(n) = &p.parts.notifier else { continue };
-            let due = match store::due_notifications(&self.pool, p.name, now, 500).await {
-                Ok(d) => d,
-                Err(e) => {
-                    sum.errors.push(format!("notify/{}: {e:#}", p.name));
-                    continue;
-                }
-            };
-            if due.is_empty() {
+        let deadline = Instant::now() + self.settings.notify_budget();
+        'notifiers: for p in &self.plugins {
+            let Some(notifier) = &p.parts.notifier else {
                 continue;
+            };
+            let mut session = notifier.session();
+            let stop = self
+                .notify_through(p.name, session.as_mut(), &recipients, deadline, sum)
+                .await;
+            let _ = tokio::time::timeout(self.step_timeout(), session.close()).await;
+            if stop == Stop::All {
+                break 'notifiers;
             }
-            let batch: Vec<_> = due
-                .iter()
-                .map(|d| {
-                    let mut n = d.notification.clone();
-                    n.recipients = recipients.get(n.origin.code()).cloned().unwrap_or_default();
-                    n
-                })
-                .collect();
-            let results = match guarded("notify", p.name, self.step_timeout(), async {
-                Ok(n.send(&batch).await)
-            })
+        }
+        match outbox::counts(&self.pool).await {
+            Ok(c) => {
+                let pending = c.get("pending").copied().unwrap_or(0);
+                let parked = c.get("parked").copied().unwrap_or(0);
+                sum.notifications.pending = pending;
+                metrics::gauge!("monit_notifications", "state" => "pending").set(pending as f64);
+                metrics::gauge!("monit_notifications", "state" => "parked").set(parked as f64);
+                metrics::gauge!("monit_notifications_pending").set(pending as f64);
+            }
+            Err(e) => self.notify_error(sum, format!("notify: {e:#}")),
+        }
+    }
+
+    fn notify_error(&self, sum: &mut TickSummary, msg: String) {
+        tracing::error!("{msg}");
+        sum.errors.push(msg);
+    }
+
+    /// One notifier's share of the notify step. Returns why it stopped.
+    async fn notify_through(
+        &self,
+        name: &'static str,
+        session: &mut (dyn NotifySession + '_),
+        recipients: &HashMap<String, Vec<String>>,
+        deadline: Instant,
+        sum: &mut TickSummary,
+    ) -> Stop {
+        let a = &self.settings.alarms;
+        // A claim outlives one delivery (bounded by the step timeout) with room to record it
+        // (up to half the claim); it is renewed before each send.
+        let ttl = self.step_timeout() * 2 + Duration::from_secs(5);
+        // Rows due at the start of this run; a row retried in it comes due a second later at
+        // the earliest (the column holds whole seconds), so it is not tried twice in one run.
+        let started = chrono::Utc::now();
+        let not_before = started + chrono::Duration::seconds(1);
+        loop {
+            if Instant::now() >= deadline {
+                return Stop::Budget;
+            }
+            let claimed = match outbox::claim(
+                &self.pool,
+                name,
+                &self.claim_owner,
+                ttl,
+                started,
+                CLAIM_CHUNK,
+            )
             .await
             {
-                Ok(r) => r,
+                Ok(c) => c,
                 Err(e) => {
-                    sum.errors.push(e.clone());
-                    batch.iter().map(|_| Err(anyhow::anyhow!("{e}"))).collect()
+                    self.notify_error(sum, format!("notify/{name}: {e:#}"));
+                    return Stop::All;
                 }
             };
-            let mut sent = Vec::new();
-            for (d, res) in due
-                .iter()
-                .zip(results.into_iter().chain(std::iter::repeat_with(|| {
-                    Err(anyhow::anyhow!("notifier returned no result"))
-                })))
-            {
-                match res {
-                    Ok(()) => sent.push(d.id),
-                    Err(e) => {
-                        sum.notifications.failed += 1;
-                        let backoff = a
-                            .retry_min_seconds
-                            .saturating_mul(1u64 << d.attempts.clamp(0, 20))
-                            .min(a.retry_max_seconds);
-                        let next = now + chrono::Duration::seconds(backoff as i64);
+            if claimed.is_empty() {
+                return Stop::Done;
+            }
+            let mut unsent: Vec<i64> = claimed.iter().map(|c| c.id).collect();
+            for c in claimed {
+                let stop = if Instant::now() >= deadline {
+                    Some(Stop::Budget)
+                } else if !self.leader.holds().await {
+                    self.notify_error(
+                        sum,
+                        format!("notify/{name}: the leader lock was lost; sending stopped"),
+                    );
+                    Some(Stop::All)
+                } else {
+                    None
+                };
+                if let Some(stop) = stop {
+                    if let Err(e) = outbox::release(&self.pool, &unsent, &self.claim_owner).await {
+                        tracing::warn!("notify/{name}: {e:#}");
+                    }
+                    return stop;
+                }
+                unsent.retain(|id| *id != c.id);
+                match outbox::renew(&self.pool, c.id, &self.claim_owner, ttl).await {
+                    Ok(true) => {}
+                    Ok(false) => {
                         tracing::warn!(
-                            notifier = p.name,
-                            notification_id = d.id,
-                            retry_in_s = backoff,
-                            "send failed: {e:#}"
+                            notifier = name,
+                            notification_id = c.id,
+                            "claim lapsed: left to the instance that holds it now"
                         );
-                        if let Err(e) =
-                            store::mark_failed(&self.pool, d.id, next, &format!("{e:#}")).await
-                        {
-                            sum.errors.push(format!("notify/{}: {e:#}", p.name));
-                        }
+                        continue;
+                    }
+                    Err(e) => {
+                        self.notify_error(sum, format!("notify/{name}: {e:#}"));
+                        let _ = outbox::release(&self.pool, &unsent, &self.claim_owner).await;
+                        return Stop::All;
                     }
                 }
+                let mut n = c.notification;
+                n.recipients = recipients.get(n.origin.code()).cloned().unwrap_or_default();
+                let started = Instant::now();
+                let delivery = tokio::time::timeout(self.step_timeout(), session.deliver(&n))
+                    .await
+                    .unwrap_or_else(|_| {
+                        Delivery::retry(format!(
+                            "no outcome within batch.step_timeout_seconds = {}",
+                            self.step_timeout().as_secs()
+                        ))
+                    });
+                metrics::histogram!("monit_notification_send_seconds", "notifier" => name)
+                    .record(started.elapsed().as_secs_f64());
+                let now = chrono::Utc::now();
+                let outcome = match &delivery {
+                    Delivery::Sent { .. } => outbox::Outcome::Sent,
+                    Delivery::Reject { .. } => outbox::Outcome::Parked,
+                    Delivery::Retry { .. } | Delivery::Unavailable { .. } => {
+                        outbox::Outcome::RetryAt(
+                            outbox::next_attempt(
+                                now,
+                                c.id,
+                                c.attempts,
+                                Duration::from_secs(a.retry_min_seconds),
+                                Duration::from_secs(a.retry_max_seconds),
+                            )
+                            .max(not_before),
+                        )
+                    }
+                };
+                if let Err(e) = self.record_delivery(c.id, &delivery, &outcome, ttl).await {
+                    // Nothing more goes out until the outcome is on record: the row stays
+                    // claimed, and is sent again only after its claim lapses.
+                    self.notify_error(
+                        sum,
+                        format!(
+                            "notify/{name}: notification {} delivered but not recorded, sending stopped: {e:#}",
+                            c.id
+                        ),
+                    );
+                    return Stop::All;
+                }
+                let result = match (&delivery, &outcome) {
+                    (Delivery::Sent { .. }, _) => {
+                        sum.notifications.sent += 1;
+                        "sent"
+                    }
+                    (_, outbox::Outcome::Parked) => {
+                        sum.notifications.parked += 1;
+                        "parked"
+                    }
+                    _ => {
+                        sum.notifications.failed += 1;
+                        "failed"
+                    }
+                };
+                metrics::counter!("monit_notifications_total", "notifier" => name, "result" => result)
+                    .increment(1);
+                match &delivery {
+                    Delivery::Reject { reason } => {
+                        tracing::error!(
+                            notifier = name,
+                            notification_id = c.id,
+                            "notification parked, it can never be sent: {reason}"
+                        );
+                        metrics::counter!("monit_notifications_parked_total", "notifier" => name, "why" => "rejected")
+                            .increment(1);
+                    }
+                    Delivery::Retry { reason, .. } => tracing::warn!(
+                        notifier = name,
+                        notification_id = c.id,
+                        "notification not delivered, retried later: {reason}"
+                    ),
+                    Delivery::Unavailable { reason } => {
+                        // A sink that is down is not a failed tick: the outbox keeps the mail.
+                        tracing::error!(
+                            notifier = name,
+                            notification_id = c.id,
+                            "notifier unavailable, the rest waits for the next tick: {reason}"
+                        );
+                        let _ = outbox::release(&self.pool, &unsent, &self.claim_owner).await;
+                        return Stop::Notifier;
+                    }
+                    Delivery::Sent { .. } => {}
+                }
             }
-            sum.notifications.sent += sent.len() as u32;
-            if let Err(e) = store::mark_sent(&self.pool, &sent, chrono::Utc::now()).await {
-                sum.errors.push(format!("notify/{}: {e:#}", p.name));
-            }
-            metrics::counter!("monit_notifications_total", "notifier" => p.name, "result" => "sent").increment(sent.len() as u64);
-            metrics::counter!("monit_notifications_total", "notifier" => p.name, "result" => "failed")
-                .increment((due.len() - sent.len()) as u64);
         }
-        match store::pending_count(&self.pool).await {
-            Ok(n) => {
-                sum.notifications.pending = n;
-                metrics::gauge!("monit_notifications_pending").set(n as f64);
-            }
-            Err(e) => sum.errors.push(format!("notify: {e:#}")),
+    }
+
+    /// Records a delivery, retrying while the DB is away (for up to half the claim), since an
+    /// outcome not on record means a second send later.
+    async fn record_delivery(
+        &self,
+        id: i64,
+        delivery: &Delivery,
+        outcome: &outbox::Outcome,
+        ttl: Duration,
+    ) -> anyhow::Result<()> {
+        use backon::Retryable as _;
+        let owner = &self.claim_owner;
+        let record = || async {
+            outbox::record(&self.pool, id, owner, delivery, outcome, chrono::Utc::now()).await
+        };
+        let kept = record
+            .retry(
+                backon::ExponentialBuilder::default()
+                    .with_min_delay(Duration::from_millis(200))
+                    .with_max_delay(Duration::from_secs(5))
+                    .with_total_delay(Some(ttl / 2)),
+            )
+            .sleep(tokio::time::sleep)
+            .notify(|e, d| tracing::warn!(notification_id = id, retry_in = ?d, "recording a delivery: {e:#}"))
+            .await?;
+        if !kept {
+            tracing::warn!(
+                notification_id = id,
+                "the claim lapsed before the outcome was recorded"
+            );
         }
+        Ok(())
     }
 
     async fn scale(
@@ -511,11 +775,7 @@ impl Scheduler {
     /// Ticks every `batch.interval_seconds` until `shutdown` turns true. A tick in flight when
     /// the signal comes is finished (its DB writes complete), then the loop ends. Ticks never
     /// overlap and a slow tick does not cause a burst of catch-up ticks.
-    pub async fn run(
-        &self,
-        mut shutdown: tokio::sync::watch::Receiver<bool>,
-        leader: &crate::leader::Leader,
-    ) {
+    pub async fn run(&self, mut shutdown: tokio::sync::watch::Receiver<bool>) {
         let mut interval =
             tokio::time::interval(Duration::from_secs(self.settings.batch.interval_seconds));
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -527,14 +787,14 @@ impl Scheduler {
             if *shutdown.borrow() {
                 break;
             }
-            if leader.acquire().await {
+            if self.leader.acquire().await {
                 self.tick(false).await;
             }
             if *shutdown.borrow() {
                 break;
             }
         }
-        leader.release().await;
+        self.leader.release().await;
         tracing::info!("scheduler stopped");
     }
 }
@@ -555,9 +815,24 @@ fn describe_change(c: &Change) -> String {
     let (ty, level) = (s.alarm_type, s.level);
     match c {
         Change::Open { .. } => format!("open {ty} {level} alarm for {who} at {v}, notify"),
-        Change::Escalate { alarm_id, from, .. } => {
-            format!("escalate alarm {alarm_id} ({ty}) of {who} {from} -> {level} at {v}, notify")
-        }
+        Change::Escalate {
+            alarm_id,
+            from,
+            notify,
+            ..
+        } => format!(
+            "escalate alarm {alarm_id} ({ty}) of {who} {from} -> {level} at {v}{}",
+            if *notify { ", notify" } else { "" }
+        ),
+        Change::StepDown {
+            alarm_id,
+            from,
+            notify,
+            ..
+        } => format!(
+            "step down alarm {alarm_id} ({ty}) of {who} {from} -> {level} at {v}{}",
+            if *notify { ", notify" } else { "" }
+        ),
         Change::Rebreach { alarm_id, .. } => {
             format!("re-open alarm {alarm_id} ({ty} {level}) of {who} at {v}, notify")
         }
@@ -572,10 +847,11 @@ fn describe_change(c: &Change) -> String {
             }
         ),
         Change::Recover {
-            alarm_ids, close, ..
+            alarm_ids,
+            close_ids,
+            ..
         } => format!(
-            "{} alarm(s) {alarm_ids:?} ({ty}) of {who} at {v}, notify recovery",
-            if *close { "resolve" } else { "mark recovered" }
+            "alarm(s) {alarm_ids:?} ({ty}) of {who} recovered at {v}: resolve {close_ids:?}, leave the others open with a note, notify recovery"
         ),
     }
 }

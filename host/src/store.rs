@@ -130,7 +130,7 @@ pub async fn load_open_alarms(pool: &MySqlPool) -> anyhow::Result<Vec<OpenAlarm>
     let rows = sqlx::query(
         "SELECT CAST(a.id AS SIGNED) AS id, a.origin_type, CAST(a.origin_id AS SIGNED) AS origin_id, a.alarm_type, \
          a.level, a.resolve_status, a.reg_date, a.alarm_send_date, a.app_name, CAST(a.app_index AS SIGNED) AS app_index, \
-         (s.recovered_at IS NOT NULL) AS recovered \
+         (s.recovered_at IS NOT NULL) AS recovered, s.notified_level \
          FROM alarms a LEFT JOIN batch_alarm_state s ON s.alarm_id = a.id \
          WHERE a.resolve_status IN ('1', '2') ORDER BY a.id",
     )
@@ -181,6 +181,11 @@ pub async fn load_open_alarms(pool: &MySqlPool) -> anyhow::Result<Vec<OpenAlarm>
                 .try_get::<Option<i64>, _>("app_index")?
                 .map(|i| i as i32),
             recovered: row.try_get::<i64, _>("recovered")? != 0,
+            // none recorded (an alarm from before it was kept): the row's level was notified
+            notified_level: row
+                .try_get::<Option<String>, _>("notified_level")?
+                .and_then(|l| l.parse().ok())
+                .unwrap_or(level),
         });
     }
     Ok(out)
@@ -249,18 +254,21 @@ fn payload(
         raised_at,
         event_at: now,
         recipients: Vec::new(),
+        done_recipients: Vec::new(),
         resource_url: out.resource_url.map(str::to_string),
         language: out.language.to_string(),
     }
 }
 
-/// Writes one tick's changes and their notifications in one transaction.
+/// Writes one tick's changes and their notifications in one transaction. With a `fence`
+/// (leader election on), nothing is written unless this instance still holds the lease.
 pub async fn apply_changes(
     pool: &MySqlPool,
     changes: &[Change],
     open: &[OpenAlarm],
     now: Timestamp,
     out: &Outbox<'_>,
+    fence: Option<&crate::leader::Fence>,
 ) -> anyhow::Result<()> {
     if changes.is_empty() {
         return Ok(());
@@ -272,8 +280,13 @@ pub async fn apply_changes(
         .begin()
         .await
         .context("starting the alarm transaction")?;
+    if let Some(fence) = fence {
+        fence.check(&mut tx).await?;
+    }
     let mut queued: Vec<Notification> = Vec::new();
     let mut counted: Vec<i64> = Vec::new();
+    // (alarm, level) of every notification: batch_alarm_state.notified_level
+    let mut notified: Vec<(i64, Level)> = Vec::new();
     let rendered = |ch: &Change| {
         let s = ch.subject();
         text::title_and_message(lang, s.target, s.alarm_type, s.level, s.threshold, s.value)
@@ -312,6 +325,7 @@ pub async fn apply_changes(
                 .await
                 .context("inserting an alarm")?;
                 let id = res.last_insert_id() as i64;
+                notified.push((id, *level));
                 queued.push(payload(
                     NotificationKind::Opened,
                     id,
@@ -322,47 +336,58 @@ pub async fn apply_changes(
                 ));
             }
             Change::Escalate {
-                alarm_id,
-                to: level,
-                ..
+                alarm_id, notify, ..
             }
-            | Change::Rebreach {
+            | Change::StepDown {
+                alarm_id, notify, ..
+            } => {
+                let kind = match ch {
+                    Change::Escalate { .. } => NotificationKind::Escalated,
+                    _ => NotificationKind::SteppedDown,
+                };
+                let notification = relevel(&mut tx, ch, *alarm_id, *notify, now, &rendered)
+                    .await?
+                    .map(|texts| {
+                        payload(
+                            kind,
+                            *alarm_id,
+                            ch.subject(),
+                            texts,
+                            (raised_at(*alarm_id), now),
+                            out,
+                        )
+                    });
+                if let Some(n) = notification {
+                    notified.push((*alarm_id, ch.subject().level));
+                    queued.push(n);
+                }
+            }
+            Change::Rebreach {
                 alarm_id, level, ..
             } => {
-                let (title, message) = rendered(ch);
-                sqlx::query(
-                    "UPDATE alarms SET level = ?, alarm_title = ?, alarm_message = ?, alarm_cnt = alarm_cnt + 1, \
-                     alarm_send_date = ?, modi_date = ?, modi_user = 'bat' WHERE id = ? AND resolve_status IN ('1', '2')",
-                )
-                .bind(level.code())
-                .bind(truncate(&title, 5000))
-                .bind(&message)
-                .bind(now)
-                .bind(now)
-                .bind(alarm_id)
-                .execute(&mut *tx)
-                .await
-                .context("escalating an alarm")?;
-                sqlx::query("DELETE FROM batch_alarm_state WHERE alarm_id = ?")
+                let texts = relevel(&mut tx, ch, *alarm_id, true, now, &rendered).await?;
+                sqlx::query("UPDATE batch_alarm_state SET recovered_at = NULL WHERE alarm_id = ?")
                     .bind(alarm_id)
                     .execute(&mut *tx)
-                    .await?;
-                let kind = if matches!(ch, Change::Escalate { .. }) {
-                    NotificationKind::Escalated
-                } else {
-                    NotificationKind::Opened
-                };
-                queued.push(payload(
-                    kind,
-                    *alarm_id,
-                    ch.subject(),
-                    (title, message),
-                    (raised_at(*alarm_id), now),
-                    out,
-                ));
+                    .await
+                    .context("clearing the recovered mark of an alarm")?;
+                notified.push((*alarm_id, *level));
+                if let Some(texts) = texts {
+                    queued.push(payload(
+                        NotificationKind::Opened,
+                        *alarm_id,
+                        ch.subject(),
+                        texts,
+                        (raised_at(*alarm_id), now),
+                        out,
+                    ));
+                }
             }
             Change::Continue {
-                alarm_id, renotify, ..
+                alarm_id,
+                renotify,
+                level,
+                ..
             } => {
                 if !renotify {
                     counted.push(*alarm_id);
@@ -378,6 +403,7 @@ pub async fn apply_changes(
                 .execute(&mut *tx)
                 .await
                 .context("counting an alarm")?;
+                notified.push((*alarm_id, *level));
                 let (title, message) = rendered(ch);
                 queued.push(payload(
                     NotificationKind::Repeated,
@@ -390,61 +416,28 @@ pub async fn apply_changes(
             }
             Change::Recover {
                 alarm_ids,
+                close_ids,
                 target,
                 alarm_type,
                 value,
-                close,
                 ..
             } => {
-                let message = text::recovery_message(lang, target, *alarm_type, *value);
-                if *close {
-                    let mut q = QueryBuilder::new(
-                        "UPDATE alarms SET resolve_status = '3', complete_date = ",
-                    );
-                    q.push_bind(now)
-                        .push(", complete_user = 'system', modi_date = ")
-                        .push_bind(now)
-                        .push(
-                            ", modi_user = 'system' WHERE resolve_status IN ('1', '2') AND id IN (",
-                        );
-                    let mut sep = q.separated(", ");
-                    for id in alarm_ids {
-                        sep.push_bind(id);
-                    }
-                    q.push(")");
-                    q.build()
-                        .execute(&mut *tx)
-                        .await
-                        .context("resolving an alarm")?;
-                    let mut q = QueryBuilder::new(
-                        "INSERT INTO alarm_actions (alarm_id, alarm_action_desc, reg_date, reg_user, modi_date, modi_user) ",
-                    );
-                    q.push_values(alarm_ids, |mut b, id| {
-                        b.push_bind(id)
-                            .push_bind(&message)
-                            .push_bind(now)
-                            .push("'system'")
-                            .push_bind(now)
-                            .push("'system'");
-                    });
-                    q.build()
-                        .execute(&mut *tx)
-                        .await
-                        .context("recording the resolution in alarm_actions")?;
-                } else {
-                    let mut q = QueryBuilder::new(
-                        "INSERT INTO batch_alarm_state (alarm_id, recovered_at) ",
-                    );
-                    q.push_values(alarm_ids, |mut b, id| {
-                        b.push_bind(id).push_bind(now);
-                    });
-                    q.push(" ON DUPLICATE KEY UPDATE recovered_at = VALUES(recovered_at)");
-                    q.build()
-                        .execute(&mut *tx)
-                        .await
-                        .context("marking an alarm recovered")?;
+                let keep_ids: Vec<i64> = alarm_ids
+                    .iter()
+                    .filter(|id| !close_ids.contains(id))
+                    .copied()
+                    .collect();
+                if !close_ids.is_empty() {
+                    let message = text::recovery_message(lang, target, *alarm_type, *value, true);
+                    close_recovered(&mut tx, close_ids, &message, now).await?;
+                }
+                if !keep_ids.is_empty() {
+                    let note = text::recovery_note(lang, target, *alarm_type, *value, now);
+                    keep_recovered(&mut tx, &keep_ids, &note, now).await?;
                 }
                 let lead = alarm_ids.first().copied().unwrap_or(0);
+                let closed = close_ids.contains(&lead);
+                let message = text::recovery_message(lang, target, *alarm_type, *value, closed);
                 let title = format!("[RECOVERED] {}", message.lines().next().unwrap_or_default());
                 queued.push(payload(
                     NotificationKind::Recovered,
@@ -472,6 +465,17 @@ pub async fn apply_changes(
             .await
             .context("counting alarms")?;
     }
+    if !notified.is_empty() {
+        let mut q = QueryBuilder::new("INSERT INTO batch_alarm_state (alarm_id, notified_level) ");
+        q.push_values(&notified, |mut b, (id, level)| {
+            b.push_bind(id).push_bind(level.code());
+        });
+        q.push(" ON DUPLICATE KEY UPDATE notified_level = VALUES(notified_level)");
+        q.build()
+            .execute(&mut *tx)
+            .await
+            .context("recording the notified level of alarms in batch_alarm_state")?;
+    }
     if !queued.is_empty() && !out.notifiers.is_empty() {
         let rows: Vec<(&Notification, &String)> = queued
             .iter()
@@ -479,7 +483,7 @@ pub async fn apply_changes(
             .collect();
         for chunk in rows.chunks(500) {
             let mut q = QueryBuilder::new(
-                "INSERT INTO batch_notifications (alarm_id, notifier, kind, payload, status, attempts, next_attempt_at, created_at) ",
+                "INSERT INTO batch_notifications (alarm_id, notifier, kind, payload, status, attempts, next_attempt_at, created_at, priority) ",
             );
             q.push_values(chunk, |mut b, (n, name)| {
                 b.push_bind(n.alarm_id)
@@ -489,7 +493,8 @@ pub async fn apply_changes(
                     .push("'pending'")
                     .push("0")
                     .push_bind(now)
-                    .push_bind(now);
+                    .push_bind(now)
+                    .push_bind(crate::outbox::priority(n.kind, &n.level));
             });
             q.build()
                 .execute(&mut *tx)
@@ -503,106 +508,119 @@ pub async fn apply_changes(
     Ok(())
 }
 
-fn truncate(s: &str, max_chars: usize) -> String {
-    s.chars().take(max_chars).collect()
-}
+type Tx<'c> = sqlx::Transaction<'c, sqlx::MySql>;
 
-/// A queued notification due for a notifier.
-pub struct Pending {
-    pub id: i64,
-    pub attempts: i64,
-    pub notification: Notification,
-}
-
-pub async fn due_notifications(
-    pool: &MySqlPool,
-    notifier: &str,
+/// Moves an open alarm to the change's level in place: level, title, message (rendered for the
+/// new level and value) and alarm_cnt; alarm_send_date only when it is notified. Returns the
+/// (title, message) to notify with, if `notify`.
+async fn relevel(
+    tx: &mut Tx<'_>,
+    ch: &Change,
+    alarm_id: i64,
+    notify: bool,
     now: Timestamp,
-    limit: i64,
-) -> anyhow::Result<Vec<Pending>> {
-    let rows = sqlx::query(
-        "SELECT CAST(id AS SIGNED) AS id, CAST(attempts AS SIGNED) AS attempts, payload FROM batch_notifications \
-         WHERE status = 'pending' AND notifier = ? AND next_attempt_at <= ? ORDER BY id LIMIT ?",
+    rendered: &impl Fn(&Change) -> (String, String),
+) -> anyhow::Result<Option<(String, String)>> {
+    let (title, message) = rendered(ch);
+    sqlx::query(
+        "UPDATE alarms SET level = ?, alarm_title = ?, alarm_message = ?, alarm_cnt = alarm_cnt + 1, \
+         alarm_send_date = COALESCE(?, alarm_send_date), modi_date = ?, modi_user = 'bat' \
+         WHERE id = ? AND resolve_status IN ('1', '2')",
     )
-    .bind(notifier)
+    .bind(ch.subject().level.code())
+    .bind(truncate(&title, 5000))
+    .bind(&message)
+    .bind(notify.then_some(now))
     .bind(now)
-    .bind(limit)
-    .fetch_all(pool)
+    .bind(alarm_id)
+    .execute(&mut **tx)
     .await
-    .context("reading the notification outbox")?;
-    let mut out = Vec::with_capacity(rows.len());
-    for row in rows {
-        let id: i64 = row.try_get("id")?;
-        let payload: String = row.try_get("payload")?;
-        match serde_json::from_str::<Notification>(&payload) {
-            Ok(mut n) => {
-                n.id = id;
-                out.push(Pending {
-                    id,
-                    attempts: row.try_get("attempts")?,
-                    notification: n,
-                });
-            }
-            Err(e) => {
-                // Parked, not dropped: the row stays for an operator to read.
-                tracing::error!(
-                    notification_id = id,
-                    "unreadable outbox payload parked: {e}"
-                );
-                sqlx::query("UPDATE batch_notifications SET status = 'invalid', last_error = ? WHERE id = ?")
-                    .bind(format!("unreadable payload: {e}"))
-                    .bind(id)
-                    .execute(pool)
-                    .await?;
-            }
-        }
-    }
-    Ok(out)
+    .with_context(|| format!("changing the level of alarm {alarm_id}"))?;
+    Ok(notify.then_some((title, message)))
 }
 
-pub async fn mark_sent(pool: &MySqlPool, ids: &[i64], now: Timestamp) -> anyhow::Result<()> {
-    if ids.is_empty() {
-        return Ok(());
-    }
-    let mut q = QueryBuilder::new("UPDATE batch_notifications SET status = 'sent', sent_at = ");
+/// Closes recovered alarms as `system` (status 3) with an alarm_actions row saying so.
+async fn close_recovered(
+    tx: &mut Tx<'_>,
+    ids: &[i64],
+    message: &str,
+    now: Timestamp,
+) -> anyhow::Result<()> {
+    let mut q = QueryBuilder::new("UPDATE alarms SET resolve_status = '3', complete_date = ");
     q.push_bind(now)
-        .push(", attempts = attempts + 1 WHERE id IN (");
+        .push(", complete_user = 'system', modi_date = ")
+        .push_bind(now)
+        .push(", modi_user = 'system' WHERE resolve_status IN ('1', '2') AND id IN (");
     let mut sep = q.separated(", ");
     for id in ids {
         sep.push_bind(id);
     }
     q.push(")");
     q.build()
-        .execute(pool)
+        .execute(&mut **tx)
         .await
-        .context("marking notifications sent")?;
+        .context("resolving an alarm")?;
+    add_actions(tx, ids, message, now).await?;
+    let mut q = QueryBuilder::new("DELETE FROM batch_alarm_state WHERE alarm_id IN (");
+    let mut sep = q.separated(", ");
+    for id in ids {
+        sep.push_bind(id);
+    }
+    q.push(")");
+    q.build()
+        .execute(&mut **tx)
+        .await
+        .context("dropping the batch state of closed alarms")?;
     Ok(())
 }
 
-pub async fn mark_failed(
-    pool: &MySqlPool,
-    id: i64,
-    next_attempt: Timestamp,
-    error: &str,
+/// Recovered alarms the batch leaves open (an operator's, or auto_resolve "none"): a note in
+/// alarm_actions and the recovered mark, so the notice goes out once.
+async fn keep_recovered(
+    tx: &mut Tx<'_>,
+    ids: &[i64],
+    note: &str,
+    now: Timestamp,
 ) -> anyhow::Result<()> {
-    sqlx::query(
-        "UPDATE batch_notifications SET attempts = attempts + 1, next_attempt_at = ?, last_error = ? WHERE id = ?",
-    )
-    .bind(next_attempt)
-    .bind(truncate(error, 2000))
-    .bind(id)
-    .execute(pool)
-    .await
-    .context("recording a failed notification")?;
+    add_actions(tx, ids, note, now).await?;
+    let mut q = QueryBuilder::new("INSERT INTO batch_alarm_state (alarm_id, recovered_at) ");
+    q.push_values(ids, |mut b, id| {
+        b.push_bind(id).push_bind(now);
+    });
+    q.push(" ON DUPLICATE KEY UPDATE recovered_at = VALUES(recovered_at)");
+    q.build()
+        .execute(&mut **tx)
+        .await
+        .context("marking an alarm recovered")?;
     Ok(())
 }
 
-pub async fn pending_count(pool: &MySqlPool) -> anyhow::Result<i64> {
-    Ok(sqlx::query_scalar::<_, i64>(
-        "SELECT COUNT(*) FROM batch_notifications WHERE status = 'pending'",
-    )
-    .fetch_one(pool)
-    .await?)
+async fn add_actions(
+    tx: &mut Tx<'_>,
+    ids: &[i64],
+    text: &str,
+    now: Timestamp,
+) -> anyhow::Result<()> {
+    let mut q = QueryBuilder::new(
+        "INSERT INTO alarm_actions (alarm_id, alarm_action_desc, reg_date, reg_user, modi_date, modi_user) ",
+    );
+    q.push_values(ids, |mut b, id| {
+        b.push_bind(id)
+            .push_bind(text)
+            .push_bind(now)
+            .push("'system'")
+            .push_bind(now)
+            .push("'system'");
+    });
+    q.build()
+        .execute(&mut **tx)
+        .await
+        .context("writing a note in alarm_actions")?;
+    Ok(())
+}
+
+fn truncate(s: &str, max_chars: usize) -> String {
+    s.chars().take(max_chars).collect()
 }
 
 /// One ledger row per tick.
@@ -639,10 +657,20 @@ pub async fn prune(pool: &MySqlPool, now: Timestamp, retention_days: u64) -> any
         .execute(pool)
         .await
         .context("pruning batch_runs")?;
-    sqlx::query("DELETE FROM batch_notifications WHERE status = 'sent' AND sent_at < ?")
-        .bind(before)
-        .execute(pool)
-        .await
-        .context("pruning sent notifications")?;
+    sqlx::query(
+        "DELETE FROM batch_notifications WHERE (status = 'sent' AND sent_at < ?) OR (status = 'dropped' AND created_at < ?)",
+    )
+    .bind(before)
+    .bind(before)
+    .execute(pool)
+    .await
+    .context("pruning sent notifications")?;
+    sqlx::query(
+        "DELETE r FROM batch_notification_recipients r LEFT JOIN batch_notifications n ON n.id = r.notification_id \
+         WHERE n.id IS NULL",
+    )
+    .execute(pool)
+    .await
+    .context("pruning delivered recipients")?;
     Ok(())
 }

@@ -1,6 +1,6 @@
 //! Titles and messages of `alarms` rows, in the original's wording (spec 4.4) or in English.
 
-use crate::model::{AlarmType, Level, Origin, Target};
+use crate::model::{AlarmType, Level, Origin, Target, Timestamp};
 
 fn level_word(level: Level) -> &'static str {
     match level {
@@ -105,26 +105,82 @@ pub fn title_and_message(
 }
 
 /// Message of a recovery (no alarms row of its own: it goes to `alarm_actions` and the outbox).
+/// `closed`: the batch closed the alarm; otherwise it stays open for its operator.
 pub fn recovery_message(
     lang: &str,
     target: &Target,
     alarm_type: AlarmType,
     usage: Option<f64>,
+    closed: bool,
 ) -> String {
     let who = match &target.app {
         Some(a) => format!("{}[{}]", a.app_name, a.app_index),
         None => target.name.clone(),
     };
     let usage = usage.map(|u| format!(" [{u:.2}]%")).unwrap_or_default();
-    if lang == "en" {
-        format!(
-            "[{who}] {} recovered{usage}; alarm resolved by the batch.",
-            alarm_type.code()
-        )
-    } else {
-        format!(
-            "[{who}]의 {} 상태가 정상으로 회복되었습니다{usage}. (batch 자동 해제)",
-            alarm_type.code()
-        )
+    let ty = alarm_type.code();
+    match (lang == "en", closed) {
+        (true, true) => format!("[{who}] {ty} recovered{usage}; alarm resolved by the batch."),
+        (true, false) => format!(
+            "[{who}] {ty} recovered{usage}; the alarm stays open (not resolved by the batch)."
+        ),
+        (false, true) => {
+            format!("[{who}]의 {ty} 상태가 정상으로 회복되었습니다{usage}. (batch 자동 해제)")
+        }
+        (false, false) => format!(
+            "[{who}]의 {ty} 상태가 정상으로 회복되었습니다{usage}. (자동 해제하지 않음: 처리 상태는 담당자가 정합니다)"
+        ),
+    }
+}
+
+/// The `alarm_actions` note on a recovered alarm the batch leaves open: when, and the value.
+pub fn recovery_note(
+    lang: &str,
+    target: &Target,
+    alarm_type: AlarmType,
+    usage: Option<f64>,
+    at: Timestamp,
+) -> String {
+    format!(
+        "[{}] {}",
+        at.format("%Y-%m-%d %H:%M:%S UTC"),
+        recovery_message(lang, target, alarm_type, usage, false)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn vm() -> Target {
+        Target {
+            origin: Origin::Pas,
+            origin_id: 1,
+            name: "cell_z1/0".into(),
+            ip: "10.0.16.21".into(),
+            app: None,
+        }
+    }
+
+    #[test]
+    fn a_recovery_note_says_when_and_the_value_in_the_configured_language() {
+        let at = chrono::Utc.with_ymd_and_hms(2026, 11, 29, 7, 5, 0).unwrap();
+        let ko = recovery_note("ko", &vm(), AlarmType::Cpu, Some(12.345), at);
+        assert_eq!(
+            ko,
+            "[2026-11-29 07:05:00 UTC] [cell_z1/0]의 cpu 상태가 정상으로 회복되었습니다 [12.35]%. (자동 해제하지 않음: 처리 상태는 담당자가 정합니다)"
+        );
+        let en = recovery_note("en", &vm(), AlarmType::Cpu, Some(12.345), at);
+        assert!(
+            en.starts_with(
+                "[2026-11-29 07:05:00 UTC] [cell_z1/0] cpu recovered [12.35]%; the alarm stays open"
+            ),
+            "{en}"
+        );
+        assert!(
+            recovery_message("en", &vm(), AlarmType::Cpu, None, true)
+                .contains("resolved by the batch")
+        );
     }
 }

@@ -216,7 +216,7 @@ fn windows() -> monit_host::plugin::Windows {
 
 fn opts() -> EngineOptions {
     EngineOptions {
-        auto_resolve: true,
+        auto_resolve: monit_host::engine::AutoResolve::Unclaimed,
         default_repeat_minutes: 10,
     }
 }
@@ -323,6 +323,7 @@ fn a_nan_reading_neither_opens_nor_resolves() {
         app_name: None,
         app_index: None,
         recovered: false,
+        notified_level: Level::Critical,
     };
     let readings: Vec<Reading> = [(1, f64::NAN), (2, f64::INFINITY), (3, f64::NAN)]
         .iter()
@@ -367,6 +368,7 @@ fn a_nan_reading_neither_opens_nor_resolves() {
         app_name: None,
         app_index: None,
         recovered: false,
+        notified_level: Level::Critical,
     };
     let changes = engine::evaluate(&policies(), &[open], &[low], &[Origin::Pas], now, &opts());
     assert!(matches!(

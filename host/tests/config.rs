@@ -348,3 +348,42 @@ fn log_level_must_be_levels_or_target_level_pairs() {
         assert!(e.contains("log.level"), "{e}");
     }
 }
+
+#[test]
+fn auto_resolve_takes_a_mode_or_the_old_boolean_from_the_file_and_the_environment() {
+    use monit_host::engine::AutoResolve;
+    let dir = tempfile::tempdir().unwrap();
+    let load = |toml: &str, vars: &[(&str, &str)]| {
+        let p = write(dir.path(), "m.toml", &format!("{MINIMAL}{toml}"));
+        Settings::load_with_env(Some(&p), env(vars)).map(|s| s.alarms.auto_resolve)
+    };
+    assert_eq!(load("", &[]).unwrap(), AutoResolve::Unclaimed, "default");
+    for (value, mode) in [
+        ("\"all\"", AutoResolve::All),
+        ("\"none\"", AutoResolve::None),
+        ("\"unclaimed\"", AutoResolve::Unclaimed),
+        ("true", AutoResolve::Unclaimed),
+        ("false", AutoResolve::None),
+    ] {
+        assert_eq!(
+            load(&format!("[alarms]\nauto_resolve = {value}\n"), &[]).unwrap(),
+            mode,
+            "{value}"
+        );
+    }
+    for (value, mode) in [("all", AutoResolve::All), ("false", AutoResolve::None)] {
+        assert_eq!(
+            load("", &[("MONIT_BATCH__ALARMS__AUTO_RESOLVE", value)]).unwrap(),
+            mode,
+            "env {value}"
+        );
+    }
+    let e = format!(
+        "{:#}",
+        load("[alarms]\nauto_resolve = \"some\"\n", &[]).unwrap_err()
+    );
+    assert!(
+        e.contains("auto_resolve") && e.contains("unclaimed") && e.contains("m.toml"),
+        "{e}"
+    );
+}

@@ -5,8 +5,8 @@ use monit_host::config::Settings;
 use monit_host::influx::InfluxClient;
 use monit_host::model::{Measured, Origin, Reading, Resource, Target};
 use monit_host::plugin::{
-    CollectContext, Collector, Notification, Notifier, PluginContext, PluginParts,
-    PluginRegistration,
+    CollectContext, Collector, Delivery, Notification, Notifier, NotifySession, PluginContext,
+    PluginParts, PluginRegistration,
 };
 use monit_host::scheduler::{Scheduler, build_plugins};
 use monit_host::{async_trait, db};
@@ -66,22 +66,31 @@ impl Collector for Hot {
     }
 }
 
-struct RefusingNotifier;
+/// A sink that answers every notification the same way.
+struct Answering(fn() -> Delivery);
 #[async_trait]
+impl NotifySession for Answering {
+    async fn deliver(&mut self, _: &Notification) -> Delivery {
+        (self.0)()
+    }
+    async fn close(self: Box<Self>) {}
+}
+
+struct RefusingNotifier;
 impl Notifier for RefusingNotifier {
-    async fn send(&self, batch: &[Notification]) -> Vec<anyhow::Result<()>> {
-        batch
-            .iter()
-            .map(|_| Err(anyhow::anyhow!("sink down")))
-            .collect()
+    fn session(&self) -> Box<dyn NotifySession + '_> {
+        Box::new(Answering(|| Delivery::Unavailable {
+            reason: "sink down".into(),
+        }))
     }
 }
 
 struct AcceptingNotifier;
-#[async_trait]
 impl Notifier for AcceptingNotifier {
-    async fn send(&self, batch: &[Notification]) -> Vec<anyhow::Result<()>> {
-        batch.iter().map(|_| Ok(())).collect()
+    fn session(&self) -> Box<dyn NotifySession + '_> {
+        Box::new(Answering(|| Delivery::Sent {
+            rejected: Vec::new(),
+        }))
     }
 }
 
@@ -153,6 +162,8 @@ async fn a_failing_or_hanging_plugin_does_not_stop_the_others() {
         influx: InfluxClient::new(&settings.influx).unwrap(),
         plugins: build_plugins(&settings).unwrap(),
         status: Default::default(),
+        leader: Arc::new(monit_host::leader::Leader::new(None, "unused")),
+        claim_owner: monit_host::scheduler::claim_owner(&settings),
     };
     let started = std::time::Instant::now();
     let sum = scheduler.tick(false).await;

@@ -338,12 +338,13 @@ pub fn decide(inp: &Inputs<'_>) -> Plan {
             );
             return plan;
         }
-        let wanted = format!("{code}: {loads}; scaling out to {}", count + 1);
-        if held(&mut plan, wanted.clone()) {
+        // the code is the reason's own prefix: the detail must not repeat it
+        let detail = format!("{loads}; scaling out to {}", count + 1);
+        if held(&mut plan, format!("{code}: {detail}")) {
             return plan;
         }
         plan.verdict = Verdict::Act { to: count + 1 };
-        plan.reason = reason(code, wanted);
+        plan.reason = reason(code, detail);
         return plan;
     }
 
@@ -382,12 +383,12 @@ pub fn decide(inp: &Inputs<'_>) -> Plan {
             );
             return plan;
         }
-        let wanted = format!("load_low: {loads}; scaling in to {}", count - 1);
-        if held(&mut plan, wanted.clone()) {
+        let detail = format!("{loads}; scaling in to {}", count - 1);
+        if held(&mut plan, format!("load_low: {detail}")) {
             return plan;
         }
         plan.verdict = Verdict::Act { to: count - 1 };
-        plan.reason = reason("load_low", wanted);
+        plan.reason = reason("load_low", detail);
         return plan;
     }
 
@@ -459,6 +460,86 @@ mod tests {
         assert_eq!(plan.reason.code, "cpu_high");
         assert_eq!(plan.cpu_percent, Some(90.0));
         assert_eq!(plan.instances_before, Some(2));
+    }
+
+    #[test]
+    fn no_reason_repeats_its_code() {
+        // the history once read `cpu_high: cpu_high: mean CPU …`
+        let p = policy();
+        let cases = [
+            (
+                Some(2),
+                vec![inst(0, 95.0, 30.0), inst(1, 85.0, 30.0)],
+                None,
+            ),
+            (
+                Some(2),
+                vec![inst(0, 30.0, 95.0), inst(1, 30.0, 85.0)],
+                None,
+            ),
+            (
+                Some(3),
+                vec![inst(0, 5.0, 5.0), inst(1, 5.0, 5.0), inst(2, 5.0, 5.0)],
+                None,
+            ),
+            (
+                Some(2),
+                vec![inst(0, 95.0, 30.0), inst(1, 85.0, 30.0)],
+                Some(10),
+            ),
+            (
+                Some(4),
+                vec![
+                    inst(0, 95.0, 30.0),
+                    inst(1, 95.0, 30.0),
+                    inst(2, 95.0, 30.0),
+                    inst(3, 95.0, 30.0),
+                ],
+                None,
+            ),
+            (
+                Some(2),
+                vec![inst(0, 50.0, 50.0), inst(1, 50.0, 50.0)],
+                None,
+            ),
+        ];
+        let mut codes = Vec::new();
+        for (platform, usage, last) in cases {
+            let plan = run(&p, platform, &usage, last);
+            let text = plan.reason.to_string();
+            let code = plan.reason.code;
+            assert!(
+                !plan.reason.detail.starts_with(&format!("{code}:")),
+                "code repeated: {text}"
+            );
+            assert_eq!(text.matches(&format!("{code}: ")).count(), 1, "{text}");
+            codes.push(code);
+        }
+        assert_eq!(
+            codes,
+            [
+                "cpu_high",
+                "memory_high",
+                "load_low",
+                "cooldown",
+                "at_max",
+                "within_thresholds"
+            ]
+        );
+        let acted = run(
+            &p,
+            Some(2),
+            &[inst(0, 95.0, 30.0), inst(1, 85.0, 30.0)],
+            None,
+        );
+        assert!(
+            acted
+                .reason
+                .to_string()
+                .starts_with("cpu_high: mean CPU 90"),
+            "{}",
+            acted.reason
+        );
     }
 
     #[test]

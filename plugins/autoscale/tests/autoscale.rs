@@ -309,6 +309,11 @@ async fn cpu_over_max_scales_out_through_the_cloud_controller() {
     );
     assert_eq!((d.instances_before, d.instances_after), (Some(2), Some(3)));
     assert_eq!(code(d), "cpu_high");
+    assert!(
+        d.reason.starts_with("cpu_high: mean CPU"),
+        "code said once: {}",
+        d.reason
+    );
     let cpu = d.cpu_percent.unwrap();
     assert!(cpu > 80.0 && cpu <= HOT + 0.5, "mean CPU {cpu}");
     assert!((d.memory_percent.unwrap() - 50.0).abs() < 0.5);
@@ -343,6 +348,11 @@ async fn low_cpu_and_memory_scale_in_through_the_portal() {
     );
     assert_eq!((d.instances_before, d.instances_after), (Some(3), Some(2)));
     assert_eq!(code(d), "load_low");
+    assert!(
+        d.reason.starts_with("load_low: mean CPU"),
+        "code said once: {}",
+        d.reason
+    );
     portal.verify().await;
     // every value of the body is a string, as the portal expects
     let body: serde_json::Value =

@@ -4,7 +4,7 @@ mod common;
 
 use common::*;
 use monit_host::plugin::InventorySync;
-use monit_host::vm_inventory::apply_snapshot;
+use monit_host::vm_inventory::{Removal, apply_snapshot};
 use monit_plugin_bosh::{BoshInventory, DirectorClient};
 use std::sync::Arc;
 use wiremock::matchers::{method, path};
@@ -40,7 +40,9 @@ async fn director_to_rows_then_a_failing_director_leaves_them() {
 
     // 1. first sync
     let snapshot = inventory.fetch(&sync_ctx()).await.unwrap();
-    let changes = apply_snapshot(&db.pool, &snapshot).await.unwrap();
+    let changes = apply_snapshot(&db.pool, &snapshot, Removal::at_once(chrono::Utc::now()))
+        .await
+        .unwrap();
     assert_eq!((changes.zones_added, changes.vms_added), (3, 4));
     let first = db.vms().await;
     let rows: Vec<_> = first
@@ -77,7 +79,9 @@ async fn director_to_rows_then_a_failing_director_leaves_them() {
     )
     .await;
     let snapshot = inventory.fetch(&sync_ctx()).await.unwrap();
-    let changes = apply_snapshot(&db.pool, &snapshot).await.unwrap();
+    let changes = apply_snapshot(&db.pool, &snapshot, Removal::at_once(chrono::Utc::now()))
+        .await
+        .unwrap();
     assert_eq!(
         (changes.vms_added, changes.vms_updated, changes.vms_removed),
         (1, 1, 1)
@@ -119,7 +123,9 @@ async fn director_to_rows_then_a_failing_director_leaves_them() {
         .await;
     let snapshot = inventory.fetch(&sync_ctx()).await.unwrap();
     assert!(snapshot.vms.is_empty());
-    let err = apply_snapshot(&db.pool, &snapshot).await.unwrap_err();
+    let err = apply_snapshot(&db.pool, &snapshot, Removal::at_once(chrono::Utc::now()))
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("empty"), "{err}");
     assert_eq!(db.vms().await, second);
 

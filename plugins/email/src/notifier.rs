@@ -6,14 +6,17 @@ use crate::transport::{self, ImplicitTls};
 use anyhow::{Context as _, anyhow, bail};
 use async_trait::async_trait;
 use chrono::FixedOffset;
+use lettre::address::Envelope;
+use lettre::message::header::{Header, HeaderName, HeaderValue};
 use lettre::message::{Mailbox, MultiPart};
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::{
     AsyncSmtpConnection, AsyncTokioStream, Certificate, TlsParameters,
 };
-use lettre::transport::smtp::extension::ClientId;
+use lettre::transport::smtp::commands::{Data, Mail, Rcpt, Rset};
+use lettre::transport::smtp::extension::{ClientId, Extension, MailBodyParameter, MailParameter};
 use lettre::{Address, Message};
-use monit_host::plugin::{Notification, Notifier};
+use monit_host::plugin::{Delivery, Notification, Notifier, NotifySession, Refusal};
 use monit_host::secret::Secret;
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject as _;
@@ -165,27 +168,41 @@ impl EmailNotifier {
         self.nodelay_connections.load(Ordering::Relaxed)
     }
 
-    /// The complete message of one notification: envelope and RFC 5322 bytes.
-    pub fn compose(&self, n: &Notification) -> anyhow::Result<Message> {
+    /// The complete message of one notification. The `To:` header names every valid
+    /// recipient; the envelope only those not done on an earlier try.
+    pub fn compose(&self, n: &Notification) -> anyhow::Result<Composed> {
         let recipients = self.recipients(n)?;
         let mail = render::render(n, self.display_offset);
         let mut builder = Message::builder()
             .from(self.from.clone())
             .subject(header_safe(&mail.subject))
+            .header(NotificationId(n.id.to_string()))
             .message_id(None);
-        for to in recipients {
-            builder = builder.to(Mailbox::new(None, to));
+        for to in &recipients.valid {
+            builder = builder.to(Mailbox::new(None, to.clone()));
         }
-        builder
+        if !recipients.remaining.is_empty() {
+            let envelope =
+                Envelope::new(Some(self.from.email.clone()), recipients.remaining.clone())
+                    .with_context(|| format!("cannot address notification {}", n.id))?;
+            builder = builder.envelope(envelope);
+        }
+        let message = builder
             .multipart(MultiPart::alternative_plain_html(mail.text, mail.html))
-            .with_context(|| format!("cannot build the mail of notification {}", n.id))
+            .with_context(|| format!("cannot build the mail of notification {}", n.id))?;
+        Ok(Composed {
+            message,
+            remaining: recipients.remaining,
+            invalid: recipients.invalid,
+        })
     }
 
-    /// Every distinct valid address of the notification. Invalid ones are logged and skipped, so
-    /// one bad `alarm_targets` row does not hold back the mail to the others.
-    fn recipients(&self, n: &Notification) -> anyhow::Result<Vec<Address>> {
+    /// Every distinct valid address of the notification, and those of them not done yet.
+    /// Invalid ones are logged and reported as refused, so one bad `alarm_targets` row does not
+    /// hold back the mail to the others.
+    fn recipients(&self, n: &Notification) -> anyhow::Result<Recipients> {
         let origin = n.origin.code();
-        let mut out: Vec<Address> = Vec::new();
+        let mut valid: Vec<Address> = Vec::new();
         let mut invalid = Vec::new();
         for raw in &n.recipients {
             let raw = raw.trim();
@@ -193,16 +210,19 @@ impl EmailNotifier {
                 continue;
             }
             match raw.parse::<Address>() {
-                Ok(a) if !out.iter().any(|o| same_address(o, &a)) => out.push(a),
+                Ok(a) if !valid.iter().any(|o| same_address(o, &a)) => valid.push(a),
                 Ok(_) => {}
                 Err(e) => {
                     tracing::warn!(notification = n.id, origin, address = %raw.escape_debug(), error = %e,
                         "alarm_targets.mail_address is not a valid e-mail address; skipped");
-                    invalid.push(raw.escape_debug().to_string());
+                    invalid.push(Refusal {
+                        recipient: raw.escape_debug().to_string(),
+                        reason: format!("not a valid e-mail address: {e}"),
+                    });
                 }
             }
         }
-        if out.is_empty() {
+        if valid.is_empty() {
             if invalid.is_empty() {
                 bail!(
                     "no mail recipients for origin {origin}: add alarm_targets rows for origin {origin} \
@@ -211,10 +231,25 @@ impl EmailNotifier {
             }
             bail!(
                 "no valid mail recipient for origin {origin} (invalid: {}): fix the alarm_targets rows for origin {origin}",
-                invalid.join(", ")
+                invalid
+                    .iter()
+                    .map(|r| r.recipient.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             );
         }
-        Ok(out)
+        let done = |a: &Address| {
+            n.done_recipients
+                .iter()
+                .any(|d| d.trim().eq_ignore_ascii_case(a.as_ref()))
+        };
+        let remaining = valid.iter().filter(|a| !done(a)).cloned().collect();
+        invalid.retain(|r| !n.done_recipients.contains(&r.recipient));
+        Ok(Recipients {
+            valid,
+            remaining,
+            invalid,
+        })
     }
 
     async fn with_timeout<T>(
@@ -309,86 +344,337 @@ impl EmailNotifier {
         }
         Ok(conn)
     }
+}
 
-    /// Sends one mail on the open connection. A timeout drops the connection (closing the
-    /// socket) rather than sending QUIT to a server that already stopped answering.
-    async fn deliver(
-        &self,
-        slot: &mut Option<AsyncSmtpConnection>,
-        message: &Message,
-    ) -> anyhow::Result<()> {
-        let Some(conn) = slot.as_mut() else {
-            bail!("SMTP server {}: no open connection", self.server());
+impl Notifier for EmailNotifier {
+    fn session(&self) -> Box<dyn NotifySession + '_> {
+        Box::new(EmailSession {
+            notifier: self,
+            conn: None,
+            in_flight: false,
+            broke: false,
+            unreachable: None,
+        })
+    }
+}
+
+/// A notification's mail, ready for the envelope's recipients.
+pub struct Composed {
+    pub message: Message,
+    /// the envelope: valid recipients not done yet
+    pub remaining: Vec<Address>,
+    /// `alarm_targets` addresses that are not e-mail addresses, reported as refused
+    pub invalid: Vec<Refusal>,
+}
+
+struct Recipients {
+    valid: Vec<Address>,
+    remaining: Vec<Address>,
+    invalid: Vec<Refusal>,
+}
+
+/// `X-Monit-Notification-Id`: the outbox row, for receivers and audits that match mails to rows.
+#[derive(Clone)]
+struct NotificationId(String);
+
+impl Header for NotificationId {
+    fn name() -> HeaderName {
+        HeaderName::new_from_ascii_str("X-Monit-Notification-Id")
+    }
+    fn parse(s: &str) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+        Ok(Self(s.to_string()))
+    }
+    fn display(&self) -> HeaderValue {
+        HeaderValue::new(Self::name(), self.0.clone())
+    }
+}
+
+/// One SMTP connection for a run of mails, opened at the first and reopened only when broken.
+/// Each recipient is offered on its own (`RCPT TO`), so one refused address does not fail the
+/// mail for the others.
+pub struct EmailSession<'a> {
+    notifier: &'a EmailNotifier,
+    conn: Option<AsyncSmtpConnection>,
+    /// set while a mail is on the wire: if the host gave up on a delivery (its own timeout),
+    /// the connection is mid-command and must not be reused
+    in_flight: bool,
+    /// the connection broke (timeout, network) during the last mail: if it breaks again on a
+    /// fresh one, the server is not answering and the rest of the run waits
+    broke: bool,
+    /// the server could not be reached in this run: later mails fail at once, not each after
+    /// its own connect timeout
+    unreachable: Option<String>,
+}
+
+/// What goes to the server in one exchange.
+enum Exchange<'m> {
+    Command(String),
+    Message(&'m [u8]),
+}
+
+/// What one SMTP reply means for a delivery.
+enum Reply {
+    Ok,
+    /// 5xx: refused for good
+    Permanent(String),
+    /// 4xx: try again later
+    Transient(String),
+    /// no usable reply (network error, timeout): the connection is gone
+    Broken(String),
+}
+
+/// Waits for one SMTP exchange within the notifier's timeout and says what its reply means.
+async fn smtp_reply<F>(notifier: &EmailNotifier, what: &str, fut: F) -> Reply
+where
+    F: Future<
+        Output = Result<
+            lettre::transport::smtp::response::Response,
+            lettre::transport::smtp::Error,
+        >,
+    >,
+{
+    match tokio::time::timeout(notifier.timeout, fut).await {
+        Ok(Ok(_)) => Reply::Ok,
+        Ok(Err(e)) if e.is_permanent() => Reply::Permanent(format!("{what}: {e}")),
+        Ok(Err(e)) if e.is_transient() => Reply::Transient(format!("{what}: {e}")),
+        Ok(Err(e)) => Reply::Broken(format!("SMTP server {}: {what}: {e}", notifier.server())),
+        Err(_) => Reply::Broken(format!(
+            "SMTP server {}: {what} timed out after {} s (plugins.email.timeout_seconds)",
+            notifier.server(),
+            notifier.timeout.as_secs()
+        )),
+    }
+}
+
+impl EmailSession<'_> {
+    /// Sends one command (or the message) on the open connection; a broken reply drops the
+    /// connection, so the next mail opens a new one.
+    async fn step(&mut self, what: &str, send: Exchange<'_>) -> Reply {
+        let notifier = self.notifier;
+        let Some(conn) = self.conn.as_mut() else {
+            return Reply::Broken(format!(
+                "SMTP server {}: connection lost",
+                notifier.server()
+            ));
         };
-        let bytes = message.formatted();
-        match tokio::time::timeout(self.timeout, conn.send(message.envelope(), &bytes)).await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) => Err(anyhow!("SMTP server {}: mail not sent: {e}", self.server())),
-            Err(_) => {
-                *slot = None;
-                Err(anyhow!(
-                    "SMTP server {}: sending timed out after {} s (plugins.email.timeout_seconds)",
-                    self.server(),
-                    self.timeout.as_secs()
-                ))
+        let reply = match send {
+            Exchange::Command(cmd) => smtp_reply(notifier, what, conn.command(cmd)).await,
+            Exchange::Message(bytes) => smtp_reply(notifier, what, conn.message(bytes)).await,
+        };
+        if matches!(reply, Reply::Broken(_)) {
+            self.conn = None;
+            self.broke = true;
+        }
+        reply
+    }
+
+    /// Back to a clean state after a refused transaction; a failed RSET drops the connection.
+    async fn reset(&mut self) {
+        if let Some(conn) = self.conn.as_mut()
+            && !matches!(
+                tokio::time::timeout(self.notifier.timeout, conn.command(Rset)).await,
+                Ok(Ok(_))
+            )
+        {
+            self.conn = None;
+        }
+    }
+
+    async fn transact(&mut self, composed: &Composed) -> Delivery {
+        let bytes = composed.message.formatted();
+        let mut rejected = composed.invalid.clone();
+        let Some(conn) = self.conn.as_mut() else {
+            return Delivery::Unavailable {
+                reason: format!("SMTP server {}: no open connection", self.notifier.server()),
+            };
+        };
+        let mut params = Vec::new();
+        if !bytes.is_ascii() && conn.server_info().supports_feature(Extension::EightBitMime) {
+            params.push(MailParameter::Body(MailBodyParameter::EightBitMime));
+        }
+        let mail = Mail::new(Some(self.notifier.from.email.clone()), params).to_string();
+        match self.step("MAIL FROM", Exchange::Command(mail)).await {
+            Reply::Ok => {}
+            // The sender refused: that holds for every mail of the run, not for this one.
+            Reply::Permanent(why) | Reply::Transient(why) => {
+                self.reset().await;
+                return Delivery::Unavailable {
+                    reason: format!("SMTP server {}: {why}", self.notifier.server()),
+                };
+            }
+            Reply::Broken(why) => return Delivery::Unavailable { reason: why },
+        }
+        let mut accepted: Vec<&Address> = Vec::new();
+        let mut deferred: Vec<String> = Vec::new();
+        for to in &composed.remaining {
+            let rcpt = Rcpt::new(to.clone(), Vec::new()).to_string();
+            match self.step("RCPT TO", Exchange::Command(rcpt)).await {
+                Reply::Ok => accepted.push(to),
+                Reply::Permanent(why) => {
+                    tracing::warn!(recipient = %to, "alarm mail refused for this recipient: {why}");
+                    rejected.push(Refusal {
+                        recipient: to.to_string(),
+                        reason: why,
+                    });
+                }
+                Reply::Transient(why) => deferred.push(format!("{to}: {why}")),
+                Reply::Broken(why) => {
+                    return Delivery::Retry {
+                        reason: why,
+                        accepted: Vec::new(),
+                        rejected,
+                    };
+                }
+            }
+        }
+        if accepted.is_empty() {
+            self.reset().await;
+            if deferred.is_empty() {
+                return Delivery::Reject {
+                    reason: format!(
+                        "every recipient was refused: {}",
+                        rejected
+                            .iter()
+                            .map(|r| format!("{} ({})", r.recipient, r.reason))
+                            .collect::<Vec<_>>()
+                            .join("; ")
+                    ),
+                };
+            }
+            return Delivery::Retry {
+                reason: format!("recipients deferred: {}", deferred.join("; ")),
+                accepted: Vec::new(),
+                rejected,
+            };
+        }
+        match self.step("DATA", Exchange::Command(Data.to_string())).await {
+            Reply::Ok => {}
+            Reply::Permanent(why) | Reply::Transient(why) => {
+                self.reset().await;
+                return Delivery::Retry {
+                    reason: why,
+                    accepted: Vec::new(),
+                    rejected,
+                };
+            }
+            Reply::Broken(why) => {
+                return Delivery::Retry {
+                    reason: why,
+                    accepted: Vec::new(),
+                    rejected,
+                };
+            }
+        }
+        match self.step("message", Exchange::Message(&bytes)).await {
+            Reply::Ok => {}
+            Reply::Permanent(why) => {
+                return Delivery::Reject {
+                    reason: format!("the server refused the message for good: {why}"),
+                };
+            }
+            Reply::Transient(why) => {
+                return Delivery::Retry {
+                    reason: why,
+                    accepted: Vec::new(),
+                    rejected,
+                };
+            }
+            // The server may or may not have taken it: the one mail a retry may double.
+            Reply::Broken(why) => {
+                return Delivery::Retry {
+                    reason: format!("{why} (the server may have accepted it)"),
+                    accepted: Vec::new(),
+                    rejected,
+                };
+            }
+        }
+        if deferred.is_empty() {
+            Delivery::Sent { rejected }
+        } else {
+            Delivery::Retry {
+                reason: format!("recipients deferred: {}", deferred.join("; ")),
+                accepted: accepted.iter().map(|a| a.to_string()).collect(),
+                rejected,
             }
         }
     }
 }
 
 #[async_trait]
-impl Notifier for EmailNotifier {
-    async fn send(&self, batch: &[Notification]) -> Vec<anyhow::Result<()>> {
-        let mut results: Vec<anyhow::Result<()>> = Vec::with_capacity(batch.len());
-        let mut conn: Option<AsyncSmtpConnection> = None;
-        // Once the server cannot be reached, the rest of the batch gets the same error at once.
-        let mut unreachable: Option<String> = None;
-        for n in batch {
-            let message = match self.compose(n) {
-                Ok(m) => m,
-                Err(e) => {
-                    results.push(Err(e));
-                    continue;
-                }
-            };
-            if let Some(why) = &unreachable {
-                results.push(Err(anyhow!("{why}")));
-                continue;
-            }
-            if conn.as_ref().is_none_or(|c| c.has_broken()) {
-                match self.open().await {
-                    Ok(c) => conn = Some(c),
-                    Err(e) => {
-                        let why = format!("{e:#}");
-                        tracing::warn!(server = %self.server(), error = %why, "cannot open the SMTP connection");
-                        unreachable = Some(why.clone());
-                        results.push(Err(anyhow!(why)));
-                        continue;
-                    }
-                }
-            }
-            let sent = self.deliver(&mut conn, &message).await;
-            match &sent {
-                Ok(()) => tracing::info!(
-                    notification = n.id,
-                    alarm = n.alarm_id,
-                    kind = n.kind.code(),
-                    recipients = message.envelope().to().len(),
-                    "alarm mail sent"
-                ),
-                Err(e) => {
-                    tracing::warn!(notification = n.id, alarm = n.alarm_id, error = %format!("{e:#}"), "alarm mail not sent")
-                }
-            }
-            results.push(sent);
+impl NotifySession for EmailSession<'_> {
+    async fn deliver(&mut self, n: &Notification) -> Delivery {
+        if self.in_flight {
+            self.conn = None;
         }
-        if let Some(mut c) = conn
+        let composed = match self.notifier.compose(n) {
+            Ok(c) => c,
+            Err(e) => {
+                return Delivery::Reject {
+                    reason: format!("{e:#}"),
+                };
+            }
+        };
+        if composed.remaining.is_empty() {
+            // every recipient took it (or refused it) on an earlier try
+            return Delivery::Sent {
+                rejected: composed.invalid,
+            };
+        }
+        if let Some(reason) = &self.unreachable {
+            return Delivery::Unavailable {
+                reason: reason.clone(),
+            };
+        }
+        if self.conn.as_ref().is_none_or(|c| c.has_broken()) {
+            match self.notifier.open().await {
+                Ok(c) => self.conn = Some(c),
+                Err(e) => {
+                    let reason = format!("{e:#}");
+                    tracing::warn!(server = %self.notifier.server(), error = %reason, "cannot open the SMTP connection");
+                    self.unreachable = Some(reason.clone());
+                    return Delivery::Unavailable { reason };
+                }
+            }
+        }
+        let broke_before = std::mem::take(&mut self.broke);
+        self.in_flight = true;
+        let mut delivery = self.transact(&composed).await;
+        self.in_flight = false;
+        if broke_before
+            && self.broke
+            && let Delivery::Retry { reason, .. } = &delivery
+        {
+            delivery = Delivery::Unavailable {
+                reason: format!("{reason} (twice in a row: the server is not answering)"),
+            };
+        }
+        match &delivery {
+            Delivery::Sent { rejected } => tracing::info!(
+                notification = n.id,
+                alarm = n.alarm_id,
+                kind = n.kind.code(),
+                recipients =
+                    composed.remaining.len() - rejected.len().min(composed.remaining.len()),
+                refused = rejected.len(),
+                "alarm mail sent"
+            ),
+            Delivery::Retry { reason, .. }
+            | Delivery::Reject { reason }
+            | Delivery::Unavailable { reason } => {
+                tracing::warn!(notification = n.id, alarm = n.alarm_id, error = %reason, "alarm mail not sent")
+            }
+        }
+        delivery
+    }
+
+    async fn close(self: Box<Self>) {
+        if let Some(mut c) = self.conn
+            && !self.in_flight
             && !c.has_broken()
         {
-            // Every mail is already accepted; a failed QUIT changes nothing.
-            let _ = tokio::time::timeout(self.timeout, c.quit()).await;
+            // Every mail is already recorded; a failed QUIT changes nothing.
+            let _ = tokio::time::timeout(self.notifier.timeout, c.quit()).await;
         }
-        results
     }
 }
 

@@ -195,6 +195,12 @@ fn kind_note(n: &Notification) -> Option<String> {
         NotificationKind::Opened => None,
         NotificationKind::Escalated if en => Some(format!("The alarm was escalated to {level}.")),
         NotificationKind::Escalated => Some(format!("알림 등급이 {level}(으)로 상향되었습니다.")),
+        NotificationKind::SteppedDown if en => Some(format!(
+            "The alarm stepped down to {level} and is still open."
+        )),
+        NotificationKind::SteppedDown => Some(format!(
+            "알림 등급이 {level}(으)로 하향되었습니다. 아직 해결되지 않은 알림입니다."
+        )),
         NotificationKind::Repeated if en => Some("Reminder: this alarm is still active.".into()),
         NotificationKind::Repeated => Some("재알림: 아직 해결되지 않은 알림입니다.".into()),
         NotificationKind::Recovered if en => Some(format!("The {level} alarm has recovered.")),
@@ -344,6 +350,7 @@ mod tests {
             raised_at: raised,
             event_at: raised + TimeDelta::minutes(42) + TimeDelta::seconds(59),
             recipients: vec!["ops@example.org".into()],
+            done_recipients: Vec::new(),
             resource_url: Some("http://monitor.example.org".into()),
             language: "ko".into(),
         }
@@ -415,6 +422,31 @@ mod tests {
         assert!(
             m.text
                 .starts_with("recovered (warning) : router_z1/0's cpu is back to normal")
+        );
+    }
+
+    #[test]
+    fn a_step_down_says_so_and_states_the_threshold_it_exceeds() {
+        let mut n = notification();
+        n.kind = NotificationKind::SteppedDown;
+        n.level = "warning".into();
+        n.threshold = Some(95.0);
+        n.value = Some(97.03);
+        let m = render(&n, kst());
+        assert_eq!(m.subject, "[router_z1/0]의 cpu 상태 [warning]!");
+        assert!(
+            m.text.starts_with(
+                "warning : router_z1/0의 cpu 임계치 [95]%를 초과했습니다. 현재 사용률 [97.03]% 입니다.\n알림 등급이 warning(으)로 하향되었습니다."
+            ),
+            "{}",
+            m.text
+        );
+        assert!(m.html.contains("하향되었습니다"), "{}", m.html);
+        n.language = "en".into();
+        assert!(
+            render(&n, kst())
+                .text
+                .contains("The alarm stepped down to warning and is still open."),
         );
     }
 

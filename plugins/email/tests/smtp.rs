@@ -5,7 +5,7 @@
 use chrono::{TimeDelta, Utc};
 use mail_parser::MessageParser;
 use monit_host::model::Origin;
-use monit_host::plugin::{Notification, NotificationKind, Notifier};
+use monit_host::plugin::{Delivery, Notification, NotificationKind, deliver_all};
 use monit_host::secret::Secret;
 use monit_plugin_email::{EmailConfig, EmailNotifier, Security};
 use std::path::{Path, PathBuf};
@@ -73,6 +73,7 @@ fn notification(marker: &str) -> Notification {
         raised_at: raised,
         event_at: raised + TimeDelta::minutes(17) + TimeDelta::seconds(5),
         recipients: vec![format!("to-{marker}@example.org")],
+        done_recipients: Vec::new(),
         resource_url: Some("https://monitor.example.org/".into()),
         language: "ko".into(),
     }
@@ -115,6 +116,14 @@ fn header_names(raw: &[u8]) -> Vec<String> {
         .collect()
 }
 
+async fn send(notifier: &EmailNotifier, batch: &[Notification]) -> Vec<anyhow::Result<()>> {
+    deliver_all(notifier, batch)
+        .await
+        .into_iter()
+        .map(Delivery::into_result)
+        .collect()
+}
+
 fn assert_all_ok(results: &[anyhow::Result<()>]) {
     for (i, r) in results.iter().enumerate() {
         if let Err(e) = r {
@@ -136,7 +145,7 @@ async fn plain_mail_has_headers_both_parts_the_link_and_every_recipient() {
     ];
     let notifier = EmailNotifier::new(config(2525, Security::Plain)).unwrap();
     let before = Utc::now();
-    assert_all_ok(&notifier.send(std::slice::from_ref(&n)).await);
+    assert_all_ok(&send(&notifier, std::slice::from_ref(&n)).await);
 
     let raw = find_mail(&sink_dir("plain"), &m);
     let mail = MessageParser::default().parse(&raw).unwrap();
@@ -236,7 +245,7 @@ async fn an_app_name_cannot_inject_markup_or_a_header() {
     n.title = format!("{evil}[3] App 상태 Warning. ");
     n.message = format!("App상태:Warning. {evil}[3], CellName:[cell_z1/0], cpu 상태 warning.");
     let notifier = EmailNotifier::new(config(2525, Security::Plain)).unwrap();
-    assert_all_ok(&notifier.send(&[n]).await);
+    assert_all_ok(&send(&notifier, &[n]).await);
 
     let raw = find_mail(&sink_dir("plain"), &m);
     let names = header_names(&raw);
@@ -278,7 +287,7 @@ async fn a_batch_of_three_goes_over_one_connection() {
     let notifier = EmailNotifier::new(config(2525, Security::Plain)).unwrap();
     let markers: Vec<String> = (0..3).map(|i| marker(&format!("batch{i}"))).collect();
     let batch: Vec<Notification> = markers.iter().map(|m| notification(m)).collect();
-    let results = notifier.send(&batch).await;
+    let results = send(&notifier, &batch).await;
     assert_eq!(results.len(), 3);
     assert_all_ok(&results);
     assert_eq!(notifier.connections_opened(), 1);
@@ -297,7 +306,7 @@ async fn a_batch_of_three_goes_over_one_connection() {
 
     // ...and a second send() is a second connection, from another port.
     let later = marker("batch-later");
-    assert_all_ok(&notifier.send(&[notification(&later)]).await);
+    assert_all_ok(&send(&notifier, &[notification(&later)]).await);
     assert_eq!(notifier.connections_opened(), 2);
     assert_ne!(peer(&later), peers[0]);
 }
@@ -309,7 +318,7 @@ async fn a_batch_of_twenty_goes_over_one_connection_with_nagle_off() {
     let notifier = EmailNotifier::new(config(2525, Security::Plain)).unwrap();
     let markers: Vec<String> = (0..20).map(|i| marker(&format!("nodelay{i}"))).collect();
     let batch: Vec<Notification> = markers.iter().map(|m| notification(m)).collect();
-    let results = notifier.send(&batch).await;
+    let results = send(&notifier, &batch).await;
     assert_eq!(results.len(), 20);
     assert_all_ok(&results);
     assert_eq!(notifier.connections_opened(), 1);
@@ -328,9 +337,11 @@ async fn a_notification_without_recipients_fails_alone() {
     let mut invalid = notification(&marker("norcpt-invalid"));
     invalid.recipients = vec!["not an address".into(), "".into()];
     let notifier = EmailNotifier::new(config(2525, Security::Plain)).unwrap();
-    let results = notifier
-        .send(&[notification(&a), none, invalid, notification(&b)])
-        .await;
+    let results = send(
+        &notifier,
+        &[notification(&a), none, invalid, notification(&b)],
+    )
+    .await;
     assert_eq!(results.len(), 4);
     assert!(results[0].is_ok() && results[3].is_ok(), "{results:?}");
     let e = format!("{:#}", results[1].as_ref().unwrap_err());
@@ -355,7 +366,7 @@ async fn starttls_with_the_private_ca() {
     n.kind = NotificationKind::Escalated;
     n.level = "critical".into();
     n.title = format!("[vm-{m}]의 cpu 상태 [critical]");
-    assert_all_ok(&notifier.send(&[n]).await);
+    assert_all_ok(&send(&notifier, &[n]).await);
     // the socket under the STARTTLS upgrade is ours too
     assert_eq!(notifier.connections_opened(), 1);
     assert_eq!(notifier.nodelay_connections(), 1);
@@ -380,7 +391,7 @@ async fn implicit_tls_on_the_smtps_port() {
     n.kind = NotificationKind::Recovered;
     n.language = "en".into();
     n.value = Some(12.0);
-    assert_all_ok(&notifier.send(&[n]).await);
+    assert_all_ok(&send(&notifier, &[n]).await);
     assert_eq!(notifier.connections_opened(), 1);
     assert_eq!(notifier.nodelay_connections(), 1);
     let raw = find_mail(&sink_dir("smtps"), &m);
@@ -413,7 +424,7 @@ async fn a_closed_port_fails_every_notification_naming_the_server() {
     let batch: Vec<_> = (0..3)
         .map(|i| notification(&marker(&format!("closed{i}"))))
         .collect();
-    let results = notifier.send(&batch).await;
+    let results = send(&notifier, &batch).await;
     assert_eq!(results.len(), 3);
     for r in &results {
         let e = format!("{:#}", r.as_ref().unwrap_err());
@@ -430,7 +441,7 @@ async fn a_wrong_ca_fails_tls_with_a_clear_error() {
     let mut c = config(2527, Security::Tls);
     c.ca_file = Some(wrong);
     let notifier = EmailNotifier::new(c).unwrap();
-    let results = notifier.send(&[notification(&marker("wrongca"))]).await;
+    let results = send(&notifier, &[notification(&marker("wrongca"))]).await;
     let e = format!("{:#}", results[0].as_ref().unwrap_err());
     assert!(e.contains("127.0.0.1:2527"), "{e}");
     assert!(e.contains("UnknownIssuer"), "{e}");
@@ -438,7 +449,7 @@ async fn a_wrong_ca_fails_tls_with_a_clear_error() {
 
     // STARTTLS without the private CA: the built-in roots do not trust the test CA either
     let notifier = EmailNotifier::new(config(2526, Security::Starttls)).unwrap();
-    let results = notifier.send(&[notification(&marker("noca"))]).await;
+    let results = send(&notifier, &[notification(&marker("noca"))]).await;
     let e = format!("{:#}", results[0].as_ref().unwrap_err());
     assert!(
         e.contains("127.0.0.1:2526") && e.contains("STARTTLS failed"),
@@ -453,7 +464,7 @@ async fn a_wrong_ca_fails_tls_with_a_clear_error() {
 #[tokio::test]
 async fn plain_text_to_a_starttls_only_server_is_refused() {
     let notifier = EmailNotifier::new(config(2526, Security::Plain)).unwrap();
-    let results = notifier.send(&[notification(&marker("needtls"))]).await;
+    let results = send(&notifier, &[notification(&marker("needtls"))]).await;
     let e = format!("{:#}", results[0].as_ref().unwrap_err());
     assert!(e.contains("127.0.0.1:2526") && e.contains("530"), "{e}");
 }
@@ -501,13 +512,13 @@ async fn auth_uses_the_sender_as_user_and_keeps_the_password_secret() {
     c.password = Secret::new("s3cret-pw");
     let notifier = EmailNotifier::new(c).unwrap();
     assert!(!format!("{notifier:?}").contains("s3cret-pw"));
-    assert_all_ok(&notifier.send(&[notification(&m)]).await);
+    assert_all_ok(&send(&notifier, &[notification(&m)]).await);
     find_mail(&dir.path().join("new"), &m);
 
     let mut c = config(port, Security::Plain);
     c.password = Secret::new("wrong-pw-123");
     let notifier = EmailNotifier::new(c).unwrap();
-    let results = notifier.send(&[notification(&marker("badauth"))]).await;
+    let results = send(&notifier, &[notification(&marker("badauth"))]).await;
     let e = format!("{:#}", results[0].as_ref().unwrap_err());
     assert!(
         e.contains("AUTH as \"monit-batch@example.org\" failed"),
@@ -518,7 +529,7 @@ async fn auth_uses_the_sender_as_user_and_keeps_the_password_secret() {
 
     // without a password there is no AUTH, and this server insists on it
     let notifier = EmailNotifier::new(config(port, Security::Plain)).unwrap();
-    let results = notifier.send(&[notification(&marker("noauth"))]).await;
+    let results = send(&notifier, &[notification(&marker("noauth"))]).await;
     assert!(results[0].is_err());
 }
 
@@ -531,12 +542,14 @@ async fn a_silent_server_times_out_as_configured() {
     c.timeout_seconds = 1;
     let notifier = EmailNotifier::new(c).unwrap();
     let started = Instant::now();
-    let results = notifier
-        .send(&[
+    let results = send(
+        &notifier,
+        &[
             notification(&marker("silent")),
             notification(&marker("silent")),
-        ])
-        .await;
+        ],
+    )
+    .await;
     assert!(
         started.elapsed() < Duration::from_secs(5),
         "took {:?}",

@@ -1,27 +1,19 @@
-//! POSTs each notification to every configured URL, with retries, and remembers which URL
-//! accepted which notification so that a retry goes only to the URLs that did not.
+//! POSTs each notification to every configured URL, with retries. Each URL is a recipient of
+//! its own: the host records which URLs accepted (or refused for good) a notification, so a
+//! retry goes only to the others.
 
 use crate::config::{Format, WebhookConfig, redacted_url};
 use crate::payload;
 use anyhow::{Context as _, bail};
 use backon::{ExponentialBuilder, Retryable as _};
-use futures::{FutureExt as _, StreamExt as _};
-use monit_host::plugin::{Notification, Notifier};
+use monit_host::plugin::{Delivery, Notification, Notifier, NotifySession, Refusal};
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
-use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 /// Header carrying `notification_id`, in every format, for receivers that deduplicate.
 pub const NOTIFICATION_ID_HEADER: &str = "x-monit-notification-id";
-
-/// How many notifications of a batch are in flight at once (each to all its URLs).
-const CONCURRENCY: usize = 4;
-
-/// How many notification ids the delivery memory keeps; beyond it the oldest go first.
-const MEMORY_CAP: usize = 10_000;
 
 /// One configured URL.
 #[derive(Clone)]
@@ -31,7 +23,7 @@ struct Endpoint {
     label: String,
 }
 
-/// The `webhook` notifier. Build it once and keep it: the delivery memory lives in it.
+/// The `webhook` notifier.
 pub struct WebhookNotifier {
     client: reqwest::Client,
     endpoints: Vec<Endpoint>,
@@ -41,8 +33,6 @@ pub struct WebhookNotifier {
     retry_max_times: usize,
     retry_min_delay: Duration,
     retry_max_delay: Duration,
-    /// notification id → indexes of the URLs that accepted it (2xx)
-    delivered: Mutex<BTreeMap<i64, BTreeSet<usize>>>,
 }
 
 impl fmt::Debug for WebhookNotifier {
@@ -128,7 +118,6 @@ impl WebhookNotifier {
             retry_max_times: config.retry_max_times,
             retry_min_delay: Duration::from_millis(500),
             retry_max_delay: Duration::from_secs(4),
-            delivered: Mutex::new(BTreeMap::new()),
         })
     }
 
@@ -156,79 +145,81 @@ impl WebhookNotifier {
         self.format
     }
 
-    fn accepted_by(&self, id: i64) -> BTreeSet<usize> {
-        self.memory().get(&id).cloned().unwrap_or_default()
-    }
-
-    fn remember(&self, id: i64, endpoint: usize) {
-        let mut m = self.memory();
-        m.entry(id).or_default().insert(endpoint);
-        while m.len() > MEMORY_CAP {
-            m.pop_first();
-        }
-    }
-
-    fn memory(&self) -> std::sync::MutexGuard<'_, BTreeMap<i64, BTreeSet<usize>>> {
-        // The map stays consistent even if a holder panicked: each update is one insert.
-        self.delivered
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    /// One notification to every URL that has not accepted it yet.
-    async fn deliver(&self, n: &Notification, down: &[OnceLock<String>]) -> anyhow::Result<()> {
-        let accepted = self.accepted_by(n.id);
+    /// One notification to every URL that has not taken it (or refused it for good) yet. A
+    /// URL found down earlier in the session is not tried again in it.
+    async fn deliver(&self, n: &Notification, down: &mut [Option<String>]) -> Delivery {
         let todo: Vec<(usize, &Endpoint)> = self
             .endpoints
             .iter()
             .enumerate()
-            .filter(|(i, _)| !accepted.contains(i))
+            .filter(|(_, ep)| !n.done_recipients.contains(&ep.label))
             .collect();
         if todo.is_empty() {
-            // Every URL took it on an earlier try, whose result the host did not record (its
-            // step timed out): nothing to send again.
-            return Ok(());
+            return Delivery::Sent {
+                rejected: Vec::new(),
+            };
         }
         let body = payload::body(n, self.format);
         let results = futures::future::join_all(todo.iter().map(|(i, ep)| {
             let body = &body;
+            let known_down = down[*i].clone();
             async move {
-                if let Some(reason) = down[*i].get() {
-                    return Err(format!(
-                        "{}: not tried, it failed earlier in this batch: {reason}",
-                        ep.label
-                    ));
-                }
-                match self.post(ep, n.id, body).await {
-                    Ok(()) => {
-                        self.remember(n.id, *i);
-                        Ok(())
-                    }
-                    Err(f) => {
-                        // A URL that is down stays down for the rest of the batch: later
-                        // notifications fail at once instead of each waiting out the retries.
-                        if f.transient {
-                            let _ = down[*i].set(f.reason.clone());
-                        }
-                        Err(format!("{}: {}", ep.label, f.reason))
-                    }
+                match known_down {
+                    Some(reason) => Err(Failure {
+                        transient: true,
+                        reason: format!("not tried, it failed earlier in this run: {reason}"),
+                    }),
+                    None => self.post(ep, n.id, body).await,
                 }
             }
         }))
         .await;
-        let failed: Vec<String> = results.into_iter().filter_map(Result::err).collect();
-        if failed.is_empty() {
-            return Ok(());
+        let mut accepted = Vec::new();
+        let mut rejected = Vec::new();
+        let mut deferred = Vec::new();
+        for ((i, ep), res) in todo.iter().zip(results) {
+            match res {
+                Ok(()) => accepted.push(ep.label.clone()),
+                Err(f) if f.transient => {
+                    down[*i].get_or_insert_with(|| f.reason.clone());
+                    deferred.push(format!("{}: {}", ep.label, f.reason));
+                }
+                Err(f) => rejected.push(Refusal {
+                    recipient: ep.label.clone(),
+                    reason: f.reason,
+                }),
+            }
         }
-        let total = self.endpoints.len();
-        let took = total - failed.len();
-        if took == 0 {
-            bail!("webhook: not delivered: {}", failed.join("; "));
+        match (
+            accepted.is_empty(),
+            deferred.is_empty(),
+            rejected.is_empty(),
+        ) {
+            (_, true, _) if !accepted.is_empty() => Delivery::Sent { rejected },
+            (true, true, _) => Delivery::Reject {
+                reason: format!(
+                    "webhook: every URL refused it: {}",
+                    rejected
+                        .iter()
+                        .map(|r| format!("{}: {}", r.recipient, r.reason))
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                ),
+            },
+            (true, false, true) => Delivery::Unavailable {
+                reason: format!("webhook: not delivered: {}", deferred.join("; ")),
+            },
+            _ => Delivery::Retry {
+                reason: format!(
+                    "webhook: accepted by {} of {} URLs, retried later only to the others: {}",
+                    accepted.len(),
+                    todo.len(),
+                    deferred.join("; ")
+                ),
+                accepted,
+                rejected,
+            },
         }
-        bail!(
-            "webhook: accepted by {took} of {total} URLs, retried later only to the others: {}",
-            failed.join("; ")
-        )
     }
 
     /// POSTs the body to one URL, retrying transient failures.
@@ -323,23 +314,27 @@ impl WebhookNotifier {
     }
 }
 
-#[async_trait::async_trait]
 impl Notifier for WebhookNotifier {
-    /// A notification counts as sent only when every URL accepted it (2xx). The URLs that did
-    /// are remembered by notification id, so the host's retry of a partly delivered one goes
-    /// only to the others (see README.md, "Delivery").
-    async fn send(&self, batch: &[Notification]) -> Vec<anyhow::Result<()>> {
-        let down: Vec<OnceLock<String>> = self.endpoints.iter().map(|_| OnceLock::new()).collect();
-        let down = &down;
-        // Boxed into a Vec first: a lazy `map` closure over borrowed notifications trips the
-        // compiler's `Send` check of the async-trait future ("FnOnce is not general enough").
-        let deliveries: Vec<_> = batch
-            .iter()
-            .map(|n| self.deliver(n, down).boxed())
-            .collect();
-        futures::stream::iter(deliveries)
-            .buffered(CONCURRENCY)
-            .collect()
-            .await
+    fn session(&self) -> Box<dyn NotifySession + '_> {
+        Box::new(WebhookSession {
+            notifier: self,
+            down: vec![None; self.endpoints.len()],
+        })
     }
+}
+
+/// A run of deliveries: remembers which URLs are down, so later notifications fail at once
+/// instead of each waiting out the retries.
+struct WebhookSession<'a> {
+    notifier: &'a WebhookNotifier,
+    down: Vec<Option<String>>,
+}
+
+#[async_trait::async_trait]
+impl NotifySession for WebhookSession<'_> {
+    async fn deliver(&mut self, n: &Notification) -> Delivery {
+        self.notifier.deliver(n, &mut self.down).await
+    }
+
+    async fn close(self: Box<Self>) {}
 }

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 pub struct Document<'a> {
     /// Same for every attempt at the same notification: the receiver's deduplication key.
     pub notification_id: i64,
-    /// `opened`, `escalated`, `repeated` or `recovered`
+    /// `opened`, `escalated`, `stepped_down`, `repeated` or `recovered`
     pub event: &'static str,
     pub event_at: Timestamp,
     pub alarm: Alarm<'a>,
@@ -171,6 +171,7 @@ fn event_label(kind: NotificationKind) -> &'static str {
     match kind {
         NotificationKind::Opened => "ALARM",
         NotificationKind::Escalated => "ESCALATED",
+        NotificationKind::SteppedDown => "STEPPED DOWN",
         NotificationKind::Repeated => "STILL FIRING",
         NotificationKind::Recovered => "RECOVERED",
     }
@@ -250,6 +251,7 @@ mod tests {
             raised_at: t,
             event_at: t,
             recipients: vec!["ops@example.org".into()],
+            done_recipients: Vec::new(),
             resource_url: Some("javascript:alert(1)".into()),
             language: "en".into(),
         }
@@ -264,6 +266,27 @@ mod tests {
         assert!(s.contains("a &amp; b"), "{s}");
         assert!(!s.contains("javascript:"), "{s}");
         assert!(v["text"].as_str().unwrap().starts_with("[ALARM] CRITICAL:"));
+    }
+
+    #[test]
+    fn a_step_down_is_its_own_event() {
+        let mut n = notification();
+        n.kind = NotificationKind::SteppedDown;
+        n.level = "warning".into();
+        let d = serde_json::to_value(document(&n)).unwrap();
+        assert_eq!(d["event"], "stepped_down");
+        assert_eq!(d["level"], "warning");
+        let v = slack(&n);
+        assert!(
+            v["text"]
+                .as_str()
+                .unwrap()
+                .starts_with("[STEPPED DOWN] WARNING:"),
+            "{v}"
+        );
+        // the outbox row round-trips the kind
+        let back: Notification = serde_json::from_str(&serde_json::to_string(&n).unwrap()).unwrap();
+        assert_eq!(back.kind, NotificationKind::SteppedDown);
     }
 
     #[test]

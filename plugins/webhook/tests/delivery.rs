@@ -1,8 +1,8 @@
 //! The notifier against wiremock receivers: what they get, how failures are retried and named,
-//! and that a URL which accepted a notification does not get it again.
+//! and that a URL the host recorded as done does not get it again.
 
 use monit_host::model::Origin;
-use monit_host::plugin::{Notification, NotificationKind, Notifier};
+use monit_host::plugin::{Delivery, Notification, NotificationKind, deliver_all};
 use monit_host::secret::Secret;
 use monit_plugin_webhook::{Format, WebhookConfig, WebhookNotifier};
 use serde_json::Value;
@@ -33,6 +33,7 @@ fn notification(id: i64) -> Notification {
         raised_at: raised,
         event_at: raised + chrono::Duration::minutes(5),
         recipients: vec!["ops@example.org".into()],
+        done_recipients: Vec::new(),
         resource_url: Some("http://monitor.example.org".into()),
         language: "ko".into(),
     }
@@ -52,6 +53,14 @@ async fn bodies(server: &MockServer) -> Vec<Value> {
         .unwrap()
         .iter()
         .map(|r| serde_json::from_slice(&r.body).unwrap())
+        .collect()
+}
+
+async fn send(n: &WebhookNotifier, batch: &[Notification]) -> Vec<anyhow::Result<()>> {
+    deliver_all(n, batch)
+        .await
+        .into_iter()
+        .map(Delivery::into_result)
         .collect()
 }
 
@@ -80,7 +89,7 @@ async fn json_document_shape() {
         .mount(&server)
         .await;
     let n = notifier(WebhookConfig::new([format!("{}/hook", server.uri())]));
-    ok(n.send(&[notification(42)]).await);
+    ok(send(&n, &[notification(42)]).await);
 
     let body = bodies(&server).await.remove(0);
     assert_eq!(
@@ -128,7 +137,7 @@ async fn slack_message_shape() {
     let mut recovered = notification(43);
     recovered.kind = NotificationKind::Recovered;
     recovered.resource_url = None;
-    ok(n.send(&[notification(42), recovered]).await);
+    ok(send(&n, &[notification(42), recovered]).await);
 
     let got = bodies(&server).await;
     let opened = got
@@ -199,7 +208,7 @@ async fn a_5xx_is_retried_until_accepted() {
         .await;
     let mut c = WebhookConfig::new([server.uri()]);
     c.retry_max_times = 2;
-    ok(notifier(c).send(&[notification(1)]).await);
+    ok(send(&notifier(c), &[notification(1)]).await);
 }
 
 #[tokio::test]
@@ -212,7 +221,7 @@ async fn a_5xx_past_the_retries_fails_naming_status_and_attempts() {
         .await;
     let mut c = WebhookConfig::new([server.uri()]);
     c.retry_max_times = 2;
-    let e = errors(notifier(c).send(&[notification(1)]).await).remove(0);
+    let e = errors(send(&notifier(c), &[notification(1)]).await).remove(0);
     assert!(
         e.contains("urls[0]")
             && e.contains("HTTP 502 Bad Gateway: upstream down")
@@ -231,7 +240,7 @@ async fn a_4xx_is_not_retried() {
         .await;
     let mut c = WebhookConfig::new([server.uri()]);
     c.retry_max_times = 3;
-    let e = errors(notifier(c).send(&[notification(1)]).await).remove(0);
+    let e = errors(send(&notifier(c), &[notification(1)]).await).remove(0);
     assert!(
         e.contains("HTTP 400 Bad Request: invalid_payload") && e.contains("(1 attempt)"),
         "{e}"
@@ -255,9 +264,11 @@ async fn a_redirect_is_reported_not_followed() {
         .mount(&server)
         .await;
     let e = errors(
-        notifier(WebhookConfig::new([format!("{}/old", server.uri())]))
-            .send(&[notification(1)])
-            .await,
+        send(
+            &notifier(WebhookConfig::new([format!("{}/old", server.uri())])),
+            &[notification(1)],
+        )
+        .await,
     )
     .remove(0);
     assert!(e.contains("HTTP 302 Found"), "{e}");
@@ -284,7 +295,7 @@ async fn a_timeout_fails_that_url_only_and_names_it() {
     c.timeout_seconds = 1;
     c.retry_max_times = 0;
     let started = Instant::now();
-    let e = errors(notifier(c).send(&[notification(1)]).await).remove(0);
+    let e = errors(send(&notifier(c), &[notification(1)]).await).remove(0);
     assert!(
         started.elapsed() < Duration::from_secs(3),
         "{:?}",
@@ -313,8 +324,7 @@ async fn every_url_gets_every_notification() {
             .await;
     }
     let n = notifier(WebhookConfig::new([a.uri(), b.uri()]));
-    ok(n.send(&[notification(1), notification(2), notification(3)])
-        .await);
+    ok(send(&n, &[notification(1), notification(2), notification(3)]).await);
     for s in [&a, &b] {
         let mut ids: Vec<i64> = bodies(s)
             .await
@@ -352,15 +362,32 @@ async fn a_retry_skips_the_urls_that_already_accepted() {
     c.retry_max_times = 0;
     let n = notifier(c);
 
-    let e = errors(n.send(&[notification(9)]).await).remove(0);
+    let first = deliver_all(&n, &[notification(9)]).await.remove(0);
+    let Delivery::Retry {
+        reason, accepted, ..
+    } = first
+    else {
+        panic!("{first:?}")
+    };
     assert!(
-        e.contains("accepted by 1 of 2 URLs") && e.contains("urls[1]"),
-        "{e}"
+        reason.contains("accepted by 1 of 2 URLs") && reason.contains("urls[1]"),
+        "{reason}"
     );
-    // the host's retry on a later tick
-    ok(n.send(&[notification(9)]).await);
-    // and once more, as after a host step timeout that lost the result: nothing is re-sent
-    ok(n.send(&[notification(9)]).await);
+    assert_eq!(accepted.len(), 1);
+    assert!(accepted[0].starts_with("urls[0] "), "{accepted:?}");
+    // the host's retry on a later tick skips what the host recorded as done
+    let mut again = notification(9);
+    again.done_recipients = accepted;
+    let second = deliver_all(&n, std::slice::from_ref(&again))
+        .await
+        .remove(0);
+    let Delivery::Sent { rejected } = &second else {
+        panic!("{second:?}")
+    };
+    assert!(rejected.is_empty());
+    // and once more with every URL done: nothing is re-sent
+    again.done_recipients = n.url_labels();
+    ok(send(&n, &[again]).await);
     a.verify().await;
     b.verify().await;
 }
@@ -381,13 +408,13 @@ async fn a_url_that_is_down_is_not_retried_for_every_notification_of_the_batch()
     let mut c = WebhookConfig::new([up.uri(), down.uri()]);
     c.retry_max_times = 1;
     let batch: Vec<_> = (1..=12).map(notification).collect();
-    let errs = errors(notifier(c).send(&batch).await);
+    let errs = errors(send(&notifier(c), &batch).await);
     assert_eq!(errs.len(), 12);
     assert!(errs.iter().all(|e| e.contains("urls[1]")), "{errs:?}");
     assert!(
         errs.last()
             .unwrap()
-            .contains("not tried, it failed earlier in this batch: HTTP 503"),
+            .contains("not tried, it failed earlier in this run: HTTP 503"),
         "{errs:?}"
     );
     let tried = down.received_requests().await.unwrap().len();
@@ -414,7 +441,7 @@ async fn configured_headers_are_sent_and_never_shown() {
         .insert("Authorization".into(), Secret::new("Bearer s3cr3t-token"));
     c.headers.insert("X-Tenant".into(), Secret::new("ops"));
     let n = notifier(c.clone());
-    ok(n.send(&[notification(1)]).await);
+    ok(send(&n, &[notification(1)]).await);
     let debug = format!("{c:?} {n:?}");
     assert!(
         !debug.contains("s3cr3t")
@@ -428,7 +455,7 @@ async fn configured_headers_are_sent_and_never_shown() {
     wrong
         .headers
         .insert("Authorization".into(), Secret::new("Bearer wrong-s3cr3t"));
-    let e = errors(notifier(wrong).send(&[notification(2)]).await).remove(0);
+    let e = errors(send(&notifier(wrong), &[notification(2)]).await).remove(0);
     assert!(e.contains("HTTP 401"), "{e}");
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = closed.local_addr().unwrap().port();
@@ -438,7 +465,7 @@ async fn configured_headers_are_sent_and_never_shown() {
         "http://127.0.0.1:{port}/hook/tokentoken?key=querysecret"
     )];
     unreachable.retry_max_times = 0;
-    let e2 = errors(notifier(unreachable).send(&[notification(3)]).await).remove(0);
+    let e2 = errors(send(&notifier(unreachable), &[notification(3)]).await).remove(0);
     assert!(
         e2.contains(&format!("urls[0] http://127.0.0.1:{port}/…")),
         "{e2}"
