@@ -436,26 +436,6 @@ impl Settings {
                 );
             }
         }
-        let a = &self.alarms;
-        if !(1..=86_400).contains(&a.notify_budget_seconds) {
-            bail!(
-                "invalid config in {src}: alarms.notify_budget_seconds = {} must be between 1 and 86400",
-                a.notify_budget_seconds
-            );
-        }
-        if !(1..=24 * 365).contains(&a.notification_max_age_hours) {
-            bail!(
-                "invalid config in {src}: alarms.notification_max_age_hours = {} must be between 1 and 8760",
-                a.notification_max_age_hours
-            );
-        }
-        if self.batch.vm_removal_grace_minutes > MAX_VM_REMOVAL_GRACE_MINUTES {
-            bail!(
-                "invalid config in {src}: batch.vm_removal_grace_minutes = {}: at most \
-                 {MAX_VM_REMOVAL_GRACE_MINUTES} (a week); 0 removes a missing VM at once",
-                self.batch.vm_removal_grace_minutes
-            );
-        }
         let ratio = self.alarms.pipeline_gap_ratio;
         if !(ratio > 0.0 && ratio <= 1.0) {
             bail!(
@@ -565,6 +545,22 @@ impl Settings {
         check_range("alarms.gmt_time_hour_gap", a.gmt_time_hour_gap, -24..=24)?;
         check_range("alarms.retry_min_seconds", a.retry_min_seconds, 0..=DAY)?;
         check_range("alarms.retry_max_seconds", a.retry_max_seconds, 0..=7 * DAY)?;
+        check_range(
+            "alarms.notify_budget_seconds",
+            a.notify_budget_seconds,
+            1..=DAY,
+        )?;
+        check_range(
+            "alarms.notification_max_age_hours",
+            a.notification_max_age_hours,
+            1..=24 * 365,
+        )?;
+        // 0 removes a missing VM at once; at most a week
+        check_range(
+            "batch.vm_removal_grace_minutes",
+            b.vm_removal_grace_minutes,
+            0..=MAX_VM_REMOVAL_GRACE_MINUTES,
+        )?;
         Ok(())
     }
 

@@ -311,6 +311,9 @@ fn every_number_is_range_checked_naming_the_key() {
         ("alarms", "gmt_time_hour_gap", "-100"),
         ("alarms", "retry_min_seconds", "9999999999"),
         ("alarms", "retry_max_seconds", "9999999999"),
+        ("alarms", "notify_budget_seconds", "0"),
+        ("alarms", "notification_max_age_hours", "0"),
+        ("batch", "vm_removal_grace_minutes", "99999"),
     ] {
         let p = write(
             dir.path(),
