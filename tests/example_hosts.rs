@@ -93,7 +93,10 @@ fn hosts_of_keys(line: &str) -> Option<String> {
     let line = line.trim_start_matches(['#', ' ']);
     let (key, value) = line.split_once('=')?;
     let key = key.trim().to_ascii_lowercase();
-    if !(key.ends_with("host") || key.ends_with("url") || key.ends_with("address")) {
+    let is_key = key
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.');
+    if !is_key || !(key.ends_with("host") || key.ends_with("url") || key.ends_with("address")) {
         return None;
     }
     let value = value.trim().trim_matches('"');
