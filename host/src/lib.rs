@@ -2,6 +2,7 @@
 //! configuration, the scheduler, the alarm engine and the Monitoring DB stores.
 
 pub mod backtest;
+pub mod bounded;
 pub mod cli;
 pub mod config;
 pub mod container_metrics;
@@ -16,6 +17,7 @@ pub mod metrics_gap;
 pub mod model;
 pub mod outbox;
 pub mod plugin;
+pub mod redact;
 pub mod scale_alarms;
 pub mod scaling;
 pub mod scheduler;
