@@ -1,0 +1,171 @@
+"""The end-of-run check of scripts/chaos: from the outbox rows, the alarms, the inventory and what
+the SMTP server saw, count delivered, duplicated, lost and stranded, false `fail` alarms, panics.
+
+Mails are matched to outbox rows (batch_notifications, notifier `email`) by the header
+`X-Monit-Notification-Id: <batch_notifications.id>` when the mails carry it: that is exact, one
+(row, recipient) pair at a time. A binary without the header is judged by the fallback: rows and
+mails grouped by (alarm title, recovery or not, usage figure in the body) and recipient, counted
+per group. The fallback cannot tell a duplicate of one row from the delivery of another row of
+the same group, so within a group a duplicate and a loss cancel out; it under-counts, never
+over-counts.
+
+A (row, recipient) pair that got no mail is not lost when the SMTP server refused it for good:
+the refusable address was refused at RCPT after the row was created, or (row no longer pending)
+the server answered 5xx to that very message. Everything here is a pure function of its inputs,
+so test_verdict.py checks it on made-up data.
+"""
+
+import collections
+
+BOSH_ORIGIN_ID = 9999
+# Rows in these states are still meant to be sent; a missing mail of theirs is lost, whatever the
+# server said earlier.
+UNFINISHED = {"pending", "claimed", "sending"}
+SLACK_S = 2.0
+
+
+def subject_key(subject):
+    """(title, recovered) from a mail subject, in either language."""
+    s = " ".join((subject or "").split())
+    for prefix, suffix in (("[RECOVERED] ", " - back to normal"), ("[회복] ", " - 정상으로 회복되었습니다")):
+        if s.startswith(prefix) and s.endswith(suffix):
+            return s[len(prefix):len(s) - len(suffix)].strip(), True
+    if s.endswith("!"):
+        s = s[:-1]
+    return s.strip(), False
+
+
+def row_key(row):
+    usage = None if row.get("value") is None else "%.2f" % float(row["value"])
+    title = " ".join("".join(" " if ord(c) < 32 or ord(c) == 127 else c for c in row["title"]).split())
+    return title, row["kind"] == "recovered", usage
+
+
+def mail_key(event):
+    title, recovered = subject_key(event.get("subject"))
+    return title, recovered, event.get("usage")
+
+
+def judge(rows, targets, events, refusable, alarms, vm_ids, vm_kinds, logs_panics):
+    """rows: outbox rows of the email notifier {id, kind, status, created, origin, title, value};
+    targets: origin -> addresses mailed (alarm_targets, mail_send_yn = 'Y');
+    events: the SMTP server's JSON lines; refusable: the address the server may refuse;
+    alarms: {id, origin_type, origin_id, alarm_type, level, ip, resolve_status};
+    vm_ids: ids in `vms`; vm_kinds: ip -> writer behaviour ("gappy" VMs went silent on purpose);
+    logs_panics: number of "panicked" lines in the instances' output."""
+    refusable = refusable.lower()
+    accepted = [e for e in events if e.get("ev") == "accepted"]
+    refused_at = [e["t"] for e in events if e.get("ev") == "refused_rcpt" and e.get("rcpt", "").lower() == refusable]
+    rejected = [e for e in events if e.get("ev") == "rejected"]
+    with_header = [e for e in accepted if e.get("nid")]
+    mode = "header" if with_header or not accepted else "fallback"
+
+    def refused_after(row):
+        return any(t >= row["created"] - SLACK_S for t in refused_at)
+
+    def rejected_for(row, key):
+        if row["status"] in UNFINISHED:
+            return False
+        for e in rejected:
+            if e["t"] < row["created"] - SLACK_S:
+                continue
+            if mode == "header" and e.get("nid") == str(row["id"]):
+                return True
+            if mode == "fallback" and mail_key(e) == key:
+                return True
+        return False
+
+    def excused(row, rcpt, key):
+        if rcpt.lower() == refusable and refused_after(row):
+            return "refused"
+        if rejected_for(row, key):
+            return "rejected"
+        return None
+
+    out = collections.Counter()
+    out["notifications"] = len(rows)
+    lost_rows = set()
+    if mode == "header":
+        copies = collections.Counter()
+        by_id = {str(r["id"]): r for r in rows}
+        for e in accepted:
+            nid = e.get("nid")
+            for rcpt in e.get("rcpts", []):
+                if nid in by_id:
+                    copies[(nid, rcpt.lower())] += 1
+                else:
+                    out["unmatched"] += 1
+        for r in rows:
+            for rcpt in targets.get(r["origin"], []):
+                n = copies.get((str(r["id"]), rcpt.lower()), 0)
+                if n:
+                    out["delivered"] += 1
+                    out["duplicates"] += n - 1
+                else:
+                    why = excused(r, rcpt, None)
+                    if why:
+                        out["excused_" + why] += 1
+                    else:
+                        out["lost"] += 1
+                        lost_rows.add(r["id"])
+    else:
+        mails = collections.Counter()
+        for e in accepted:
+            for rcpt in e.get("rcpts", []):
+                mails[(mail_key(e), rcpt.lower())] += 1
+        groups = collections.defaultdict(list)
+        for r in rows:
+            for rcpt in targets.get(r["origin"], []):
+                groups[(row_key(r), rcpt.lower())].append(r)
+        for gk, grows in groups.items():
+            m = mails.pop(gk, 0)
+            n = len(grows)
+            out["delivered"] += min(n, m)
+            out["duplicates"] += max(0, m - n)
+            missing = max(0, n - m)
+            if missing:
+                reasons = [excused(r, gk[1], gk[0]) for r in grows]
+                ok = [w for w in reasons if w]
+                for w in ok[:missing]:
+                    out["excused_" + w] += 1
+                lost = max(0, missing - len(ok))
+                out["lost"] += lost
+                if lost:
+                    lost_rows.update(r["id"] for r in grows)
+        # mails that no row explains: extra copies (or a subject the fallback cannot read)
+        out["unmatched"] += sum(mails.values())
+    out["duplicates"] += out["unmatched"]
+
+    for a in alarms:
+        if a["resolve_status"] in ("1", "2"):
+            if a["origin_type"] == "pas" and a["origin_id"] not in vm_ids:
+                out["stranded"] += 1
+            if a["origin_type"] == "bos" and a["origin_id"] != BOSH_ORIGIN_ID and a["origin_id"] not in vm_ids:
+                out["stranded"] += 1
+        if "fail" in (a["alarm_type"], a["level"]):
+            if a["origin_type"] == "bos":
+                out["false_fail"] += 1
+            elif a["origin_type"] == "pas" and vm_kinds.get(a.get("ip")) != "gappy":
+                out["false_fail"] += 1
+            else:
+                out["true_fail"] += 1
+    out["panics"] = logs_panics
+    result = {k: out.get(k, 0) for k in (
+        "notifications", "delivered", "duplicates", "lost", "stranded", "false_fail", "panics",
+        "unmatched", "excused_refused", "excused_rejected", "true_fail")}
+    result["mode"] = mode
+    result["pending_at_end"] = sum(1 for r in rows if r["status"] in UNFINISHED)
+    result["lost_rows"] = sorted(lost_rows)[:20]
+    return result
+
+
+def summary_line(faults, kills, v):
+    return ("chaos: faults=%d kills=%d notifications=%d delivered=%d duplicates=%d lost=%d "
+            "stranded=%d false_fail=%d panics=%d" % (
+                faults, kills, v["notifications"], v["delivered"], v["duplicates"], v["lost"],
+                v["stranded"], v["false_fail"], v["panics"]))
+
+
+def failed(kills, v):
+    return (v["lost"] > 0 or v["duplicates"] > kills or v["stranded"] > 0
+            or v["false_fail"] > 0 or v["panics"] > 0)
