@@ -11,7 +11,9 @@ Each VM of VMS_JSON has a behaviour: steady (under every threshold), hot (some r
 the critical threshold all along: the alarm repeats), flip (one resource alternates between
 critical and normal: alarms open and recover), gappy (steady, but silent during a window given
 in the file: a real "no data"). A write that fails (InfluxDB stopped) is counted and the writer
-goes on; the VMs count as reporting all the same, since the writer never stopped trying.
+goes on; the VMs count as reporting all the same, since the writer never stopped trying. After
+failed writes it backs off as a metrics forwarder reconnecting does (doubling, at most 10 s), so
+when InfluxDB comes back there may be a tick or two before the first new point.
 """
 
 import json
@@ -26,6 +28,7 @@ RESOURCES = {
     "memory": ("memoryStats.UsedPercent",),
     "disk": ("diskStats.Usage",),
 }
+BACKOFF_MAX_S = 10.0
 BASE = {"cpu": 15.0, "memory": 35.0, "disk": 40.0}
 
 
@@ -75,6 +78,7 @@ def main():
     signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
     ok = failed = 0
     last_state = None
+    backoff = 0
     while not stop:
         t = int(time.time())
         cf = []
@@ -90,15 +94,17 @@ def main():
             write(url, spec["bosh_db"], bosh)
             ok += 1
             state = "ok"
+            backoff = 0
         except (urllib.error.URLError, OSError) as e:
             failed += 1
             state = "failed: %s" % e
+            backoff = min(BACKOFF_MAX_S, max(period, 2 * (backoff or period / 2)))
         if state != last_state or (ok + failed) % 30 == 0:
             status.write(json.dumps({"t": time.time(), "state": state, "ok": ok, "failed": failed}) + "\n")
             status.flush()
             last_state = state
         slept = 0.0
-        while slept < period and not stop:
+        while slept < (backoff or period) and not stop:
             time.sleep(0.1)
             slept += 0.1
     status.write(json.dumps({"t": time.time(), "state": "stopped", "ok": ok, "failed": failed}) + "\n")

@@ -44,6 +44,12 @@ class Delivery(unittest.TestCase):
         v = run([a, b], [mail(a, [OPS, ONCALL, TYPO], header=False)] * 2)
         self.assertEqual((v["delivered"], v["duplicates"], v["lost"]), (3, 3, 3))
 
+    def test_repeats_of_one_alarm_are_told_apart_by_the_value_shown(self):
+        # same subject; the payload says 93.475..., the mail rounds it to 93.47
+        a, b = row(1, value=93.47500000000001), row(2, value=96.0)
+        v = run([a, b], [mail(dict(a, value=93.47), [OPS, ONCALL, TYPO], header=False)] * 2)
+        self.assertEqual((v["delivered"], v["duplicates"], v["lost"]), (3, 3, 3))
+
     def test_recovery_and_opening_are_told_apart(self):
         a, b = row(1), row(2, kind="recovered", value=20.0)
         v = run([a, b], [mail(a, [OPS, ONCALL, TYPO], header=False)] * 2)

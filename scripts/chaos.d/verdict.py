@@ -4,10 +4,10 @@ the SMTP server saw, count delivered, duplicated, lost and stranded, false `fail
 Mails are matched to outbox rows (batch_notifications, notifier `email`) by the header
 `X-Monit-Notification-Id: <batch_notifications.id>` when the mails carry it: that is exact, one
 (row, recipient) pair at a time. A binary without the header is judged by the fallback: rows and
-mails grouped by (alarm title, recovery or not, usage figure in the body) and recipient, counted
-per group. The fallback cannot tell a duplicate of one row from the delivery of another row of
-the same group, so within a group a duplicate and a loss cancel out; it under-counts, never
-over-counts.
+mails grouped by (alarm title, recovery or not) and recipient, and inside a group a mail goes to
+a row whose value it shows (the usage figure of the body, to 0.01). The fallback cannot tell
+apart two rows of one alarm with the same value (repeats of a steady reading): there a
+duplicate of one and the loss of the other cancel out, so it may under-count, never over-count.
 
 A (row, recipient) pair that got no mail is not lost when the SMTP server refused it for good:
 the refusable address was refused at RCPT after the row was created, or (row no longer pending)
@@ -41,6 +41,13 @@ def row_key(row):
     return title, row["kind"] == "recovered", usage
 
 
+def same_usage(value, usage):
+    """A row's value and the usage figure its mail shows ("93.47"), or neither has one."""
+    if value is None or usage is None:
+        return value is None and usage is None
+    return abs(float(value) - float(usage)) <= 0.0101
+
+
 def mail_key(event):
     title, recovered = subject_key(event.get("subject"))
     return title, recovered, event.get("usage")
@@ -71,7 +78,7 @@ def judge(rows, targets, events, refusable, alarms, vm_ids, vm_kinds, logs_panic
                 continue
             if mode == "header" and e.get("nid") == str(row["id"]):
                 return True
-            if mode == "fallback" and mail_key(e) == key:
+            if mode == "fallback" and mail_key(e)[:2] == key[:2] and same_usage(row.get("value"), mail_key(e)[2]):
                 return True
         return False
 
@@ -109,29 +116,41 @@ def judge(rows, targets, events, refusable, alarms, vm_ids, vm_kinds, logs_panic
                         out["lost"] += 1
                         lost_rows.add(r["id"])
     else:
-        mails = collections.Counter()
+        # group by (title, recovered, recipient); inside a group, a mail goes to a row whose value
+        # it shows (to 0.01: the mail and the payload may round the last digit apart)
+        mails = collections.defaultdict(list)
         for e in accepted:
+            title, recovered, usage = mail_key(e)
             for rcpt in e.get("rcpts", []):
-                mails[(mail_key(e), rcpt.lower())] += 1
+                mails[(title, recovered, rcpt.lower())].append(usage)
         groups = collections.defaultdict(list)
         for r in rows:
+            title, recovered, usage = row_key(r)
             for rcpt in targets.get(r["origin"], []):
-                groups[(row_key(r), rcpt.lower())].append(r)
+                groups[(title, recovered, rcpt.lower())].append(r)
         for gk, grows in groups.items():
-            m = mails.pop(gk, 0)
-            n = len(grows)
-            out["delivered"] += min(n, m)
-            out["duplicates"] += max(0, m - n)
-            missing = max(0, n - m)
-            if missing:
-                reasons = [excused(r, gk[1], gk[0]) for r in grows]
-                ok = [w for w in reasons if w]
-                for w in ok[:missing]:
-                    out["excused_" + w] += 1
-                lost = max(0, missing - len(ok))
-                out["lost"] += lost
-                if lost:
-                    lost_rows.update(r["id"] for r in grows)
+            got = [0] * len(grows)
+            for usage in mails.pop(gk, []):
+                fits = [i for i, r in enumerate(grows) if same_usage(r.get("value"), usage)]
+                fresh = [i for i in fits if got[i] == 0]
+                if fresh:
+                    got[fresh[0]] += 1
+                elif fits:
+                    got[fits[0]] += 1
+                else:
+                    out["unmatched"] += 1
+            for r, n in zip(grows, got):
+                if n:
+                    out["delivered"] += 1
+                    out["duplicates"] += n - 1
+                    continue
+                why = excused(r, gk[2], row_key(r))
+                if why:
+                    out["excused_" + why] += 1
+                else:
+                    out["lost"] += 1
+                    lost_rows.add(r["id"])
+        mails = collections.Counter({k: len(v) for k, v in mails.items()})
         # mails that no row explains: extra copies (or a subject the fallback cannot read)
         out["unmatched"] += sum(mails.values())
     out["duplicates"] += out["unmatched"]
