@@ -660,13 +660,16 @@ enabled = false
                         + read_text(os.path.join(self.logs, n + ".err")).count("leader lock lost")
                         for n in ("monit-a", "monit-b"))
         open_alarms = sum(1 for a in alarms if a["resolve_status"] in ("1", "2"))
-        say("detail: matching=%s unmatched_mails=%d excused_refused=%d excused_rejected=%d pending_at_end=%d "
+        say("detail: matching=%s blocked_by_refusal=%d unmatched_mails=%d excused_refused=%d excused_rejected=%d pending_at_end=%d "
             "true_fail=%d open_alarms=%d alarms=%d vms=%d crashes=%d leader_lock_lost_logs=%d lost_rows=%s" % (
-                v["mode"], v["unmatched"], v["excused_refused"], v["excused_rejected"], v["pending_at_end"],
+                v["mode"], v["blocked"], v["unmatched"], v["excused_refused"], v["excused_rejected"], v["pending_at_end"],
                 v["true_fail"], open_alarms, len(alarms), len(vm_ids), len(self.crashes), lock_lost,
                 v["lost_rows"]))
         say("detail: faults by kind (injected/with effect seen): " + ", ".join(
             "%s %d/%d" % (k, n, e) for k, (n, e) in sorted(by_kind.items())))
+        if v["dup_times"]:
+            say("detail: duplicates by the fault in progress or ended at most 30 s before: " + ", ".join(
+                "%s %d" % kv for kv in sorted(self.attribute(v["dup_times"]).items())))
         if v["mode"] == "fallback":
             say("detail: the mails carry no X-Monit-Notification-Id header: matched by subject and usage "
                 "(a duplicate and a loss in the same group cancel out)")
@@ -676,6 +679,19 @@ enabled = false
                        "summary": line}, f, indent=1)
         print(line, flush=True)
         return 1 if verdict.failed(self.kills, v) else 0
+
+    def attribute(self, times):
+        """fault kind -> how many of `times` fell in it or within 30 s after it."""
+        out = {}
+        for t in times:
+            rel = t - self.t0
+            best = None
+            for f in self.faults:
+                if f["at"] <= rel <= f["at"] + f["seconds"] + 30 and (best is None or f["at"] > best["at"]):
+                    best = f
+            k = best["fault"] if best else "no fault"
+            out[k] = out.get(k, 0) + 1
+        return out
 
     def shutdown(self):
         for name in ("monit-a", "monit-b", "writer", "director", "smtp"):

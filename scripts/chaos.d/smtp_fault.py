@@ -83,10 +83,20 @@ class FaultHandler:
         self.events.write(json.dumps(fields, ensure_ascii=False) + "\n")
         self.events.flush()
 
+    def tx(self, envelope):
+        """A number for the mail transaction (MAIL FROM to DATA) the envelope belongs to."""
+        if getattr(envelope, "chaos_tx", None) is None:
+            self.seq += 1
+            envelope.chaos_tx = self.seq
+        return envelope.chaos_tx
+
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         mode = self.control.current()
+        tx = self.tx(envelope)
         if mode == "refuse" and address.lower() == self.refusable:
-            self.log(mode=mode, ev="refused_rcpt", rcpt=address)
+            # with the recipients this transaction had already got through: if none of them
+            # gets a mail soon after, the refusal blocked them
+            self.log(mode=mode, ev="refused_rcpt", rcpt=address, tx=tx, others=list(envelope.rcpt_tos))
             return "550 5.1.1 <%s>: Recipient address rejected: User unknown" % address
         envelope.rcpt_tos.append(address)
         return "250 OK"
@@ -107,6 +117,7 @@ class FaultHandler:
             text = ""
         m = USAGE.search(text)
         return raw, {
+            "tx": getattr(envelope, "chaos_tx", None),
             "nid": str(nid).strip() if nid is not None else None,
             "subject": subject,
             "usage": m.group(1) if m else None,
@@ -134,8 +145,7 @@ class FaultHandler:
                 return "421 4.3.2 Service shutting down"
         if mode == "slow":
             await asyncio.sleep(SLOW_S)
-        self.seq += 1
-        name = "%d.%06d.eml" % (int(time.time()), self.seq)
+        name = "%d.%06d.eml" % (int(time.time()), info["tx"] or 0)
         with open(os.path.join(self.mail_dir, name), "wb") as f:
             f.write(raw)
         self.log(mode=mode, ev="accepted", file=name, **info)

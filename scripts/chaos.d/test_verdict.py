@@ -67,6 +67,22 @@ class Delivery(unittest.TestCase):
         v = run([a], [mail(a, [TYPO]), refused_late])
         self.assertEqual(v["lost"], 2)
 
+    def test_a_refused_recipient_blocking_the_others_is_counted(self):
+        a = row(1, created=100.0)
+        refused = {"t": 101.0, "ev": "refused_rcpt", "rcpt": TYPO, "others": [OPS, ONCALL]}
+        self.assertEqual(run([a], [refused])["blocked"], 1)
+        self.assertTrue(failed(0, run([a], [refused])))
+        # the others got it in the same or the next transaction: not blocked
+        v = run([a], [refused, mail(a, [OPS, ONCALL], t=101.5)])
+        self.assertEqual((v["blocked"], v["lost"], v["excused_refused"]), (0, 0, 1))
+        # a transaction of the refused address alone blocks nobody
+        self.assertEqual(run([a], [dict(refused, others=[])])["blocked"], 0)
+
+    def test_duplicates_are_timed(self):
+        a = row(1)
+        v = run([a], [mail(a, [OPS, ONCALL, TYPO], t=110.0), mail(a, [OPS], t=120.0)])
+        self.assertEqual(v["dup_times"], [120.0])
+
     def test_a_5xx_excuses_a_parked_row_but_not_a_pending_one(self):
         parked, pending = row(1, status="parked"), row(2, status="pending")
         events = [dict(mail(parked, [OPS, ONCALL, TYPO]), ev="rejected"),

@@ -11,7 +11,8 @@ duplicate of one and the loss of the other cancel out, so it may under-count, ne
 
 A (row, recipient) pair that got no mail is not lost when the SMTP server refused it for good:
 the refusable address was refused at RCPT after the row was created, or (row no longer pending)
-the server answered 5xx to that very message. Everything here is a pure function of its inputs,
+the server answered 5xx to that very message. A refusal of one recipient that leaves the others of
+the same transaction without a mail for BLOCKED_WITHIN_S is counted as `blocked`. Everything here is a pure function of its inputs,
 so test_verdict.py checks it on made-up data.
 """
 
@@ -22,6 +23,9 @@ BOSH_ORIGIN_ID = 9999
 # server said earlier.
 UNFINISHED = {"pending", "claimed", "sending"}
 SLACK_S = 2.0
+# A recipient that got through RCPT in a transaction where another was refused must get a mail
+# within this long, or the refusal blocked it.
+BLOCKED_WITHIN_S = 10.0
 
 
 def subject_key(subject):
@@ -92,16 +96,20 @@ def judge(rows, targets, events, refusable, alarms, vm_ids, vm_kinds, logs_panic
     out = collections.Counter()
     out["notifications"] = len(rows)
     lost_rows = set()
+    dup_times = []
     if mode == "header":
         copies = collections.Counter()
         by_id = {str(r["id"]): r for r in rows}
-        for e in accepted:
+        for e in sorted(accepted, key=lambda e: e["t"]):
             nid = e.get("nid")
             for rcpt in e.get("rcpts", []):
                 if nid in by_id:
                     copies[(nid, rcpt.lower())] += 1
+                    if copies[(nid, rcpt.lower())] > 1:
+                        dup_times.append(e["t"])
                 else:
                     out["unmatched"] += 1
+                    dup_times.append(e["t"])
         for r in rows:
             for rcpt in targets.get(r["origin"], []):
                 n = copies.get((str(r["id"]), rcpt.lower()), 0)
@@ -119,10 +127,10 @@ def judge(rows, targets, events, refusable, alarms, vm_ids, vm_kinds, logs_panic
         # group by (title, recovered, recipient); inside a group, a mail goes to a row whose value
         # it shows (to 0.01: the mail and the payload may round the last digit apart)
         mails = collections.defaultdict(list)
-        for e in accepted:
+        for e in sorted(accepted, key=lambda e: e["t"]):
             title, recovered, usage = mail_key(e)
             for rcpt in e.get("rcpts", []):
-                mails[(title, recovered, rcpt.lower())].append(usage)
+                mails[(title, recovered, rcpt.lower())].append((usage, e["t"]))
         groups = collections.defaultdict(list)
         for r in rows:
             title, recovered, usage = row_key(r)
@@ -130,15 +138,17 @@ def judge(rows, targets, events, refusable, alarms, vm_ids, vm_kinds, logs_panic
                 groups[(title, recovered, rcpt.lower())].append(r)
         for gk, grows in groups.items():
             got = [0] * len(grows)
-            for usage in mails.pop(gk, []):
+            for usage, t in mails.pop(gk, []):
                 fits = [i for i, r in enumerate(grows) if same_usage(r.get("value"), usage)]
                 fresh = [i for i in fits if got[i] == 0]
                 if fresh:
                     got[fresh[0]] += 1
-                elif fits:
+                    continue
+                if fits:
                     got[fits[0]] += 1
                 else:
                     out["unmatched"] += 1
+                dup_times.append(t)
             for r, n in zip(grows, got):
                 if n:
                     out["delivered"] += 1
@@ -150,9 +160,10 @@ def judge(rows, targets, events, refusable, alarms, vm_ids, vm_kinds, logs_panic
                 else:
                     out["lost"] += 1
                     lost_rows.add(r["id"])
-        mails = collections.Counter({k: len(v) for k, v in mails.items()})
         # mails that no row explains: extra copies (or a subject the fallback cannot read)
-        out["unmatched"] += sum(mails.values())
+        for left in mails.values():
+            out["unmatched"] += len(left)
+            dup_times.extend(t for _, t in left)
     out["duplicates"] += out["unmatched"]
 
     for a in alarms:
@@ -168,10 +179,20 @@ def judge(rows, targets, events, refusable, alarms, vm_ids, vm_kinds, logs_panic
                 out["false_fail"] += 1
             else:
                 out["true_fail"] += 1
+    # one refused recipient blocking the others of the same mail
+    for e in events:
+        if e.get("ev") != "refused_rcpt" or not e.get("others"):
+            continue
+        for other in e["others"]:
+            if not any(a["t"] >= e["t"] and a["t"] <= e["t"] + BLOCKED_WITHIN_S
+                       and other.lower() in (r.lower() for r in a.get("rcpts", [])) for a in accepted):
+                out["blocked"] += 1
+                break
     out["panics"] = logs_panics
     result = {k: out.get(k, 0) for k in (
         "notifications", "delivered", "duplicates", "lost", "stranded", "false_fail", "panics",
-        "unmatched", "excused_refused", "excused_rejected", "true_fail")}
+        "unmatched", "excused_refused", "excused_rejected", "true_fail", "blocked")}
+    result["dup_times"] = sorted(dup_times)
     result["mode"] = mode
     result["pending_at_end"] = sum(1 for r in rows if r["status"] in UNFINISHED)
     result["lost_rows"] = sorted(lost_rows)[:20]
@@ -180,11 +201,11 @@ def judge(rows, targets, events, refusable, alarms, vm_ids, vm_kinds, logs_panic
 
 def summary_line(faults, kills, v):
     return ("chaos: faults=%d kills=%d notifications=%d delivered=%d duplicates=%d lost=%d "
-            "stranded=%d false_fail=%d panics=%d" % (
+            "stranded=%d false_fail=%d panics=%d blocked=%d" % (
                 faults, kills, v["notifications"], v["delivered"], v["duplicates"], v["lost"],
-                v["stranded"], v["false_fail"], v["panics"]))
+                v["stranded"], v["false_fail"], v["panics"], v["blocked"]))
 
 
 def failed(kills, v):
     return (v["lost"] > 0 or v["duplicates"] > kills or v["stranded"] > 0
-            or v["false_fail"] > 0 or v["panics"] > 0)
+            or v["false_fail"] > 0 or v["panics"] > 0 or v["blocked"] > 0)
