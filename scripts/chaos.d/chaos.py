@@ -540,6 +540,10 @@ enabled = false
 
     def fault_plan(self):
         """Every fault kind once, in seeded order, then seeded random picks."""
+        if self.args.only == "none":  # the baseline: the same platform without any fault
+            self.point_inside = []
+            while True:
+                yield None
         only = [f for f in self.args.only.split(",") if f] if self.args.only else ALL_FAULTS
         for f in only:
             if f not in ALL_FAULTS:
@@ -553,7 +557,9 @@ enabled = false
             yield self.rng.choice(only)
 
     def inject(self, kind):
-        if kind.startswith("smtp-"):
+        if kind is None:
+            time.sleep(1)
+        elif kind.startswith("smtp-"):
             self.smtp_fault(kind)
         elif kind == "bosh-partial":
             self.bosh_partial()
@@ -608,11 +614,16 @@ enabled = false
         quiet = 0
         while time.time() - drain_start < a.drain_seconds:
             self.reap_instances()
+            polled = time.time()
             left = self.unfinished_mail()
             quiet = quiet + 1 if left == 0 else 0
             if quiet >= 2 and time.time() - drain_start >= 2 * a.interval:
                 break
             time.sleep(2)
+        else:
+            polled = time.time()
+        # rows queued after this are the last ticks' own: no later tick was let to send them
+        self.drain_end = polled
         say("t=+%.0fs drained for %.0f s; %s email rows unfinished" % (
             self.rel(), time.time() - drain_start, self.unfinished_mail()))
         for p in self.instances():
@@ -634,6 +645,7 @@ enabled = false
             r = json.loads(line)
             r["created"] = float(r["created"])
             r["value"] = None if r["value"] in (None, "null") else float(r["value"])
+            r["late"] = r["created"] >= int(self.drain_end) - 1
             rows.append(r)
         targets = {}
         for origin, addr in self.sql("SELECT origin_type, mail_address FROM alarm_targets WHERE mail_send_yn = 'Y'"):
@@ -661,9 +673,9 @@ enabled = false
                         for n in ("monit-a", "monit-b"))
         open_alarms = sum(1 for a in alarms if a["resolve_status"] in ("1", "2"))
         say("detail: matching=%s blocked_by_refusal=%d unmatched_mails=%d excused_refused=%d excused_rejected=%d pending_at_end=%d "
-            "true_fail=%d open_alarms=%d alarms=%d vms=%d crashes=%d leader_lock_lost_logs=%d lost_rows=%s" % (
+            "late_rows=%d true_fail=%d open_alarms=%d alarms=%d vms=%d crashes=%d leader_lock_lost_logs=%d lost_rows=%s" % (
                 v["mode"], v["blocked"], v["unmatched"], v["excused_refused"], v["excused_rejected"], v["pending_at_end"],
-                v["true_fail"], open_alarms, len(alarms), len(vm_ids), len(self.crashes), lock_lost,
+                v["late"], v["true_fail"], open_alarms, len(alarms), len(vm_ids), len(self.crashes), lock_lost,
                 v["lost_rows"]))
         say("detail: faults by kind (injected/with effect seen): " + ", ".join(
             "%s %d/%d" % (k, n, e) for k, (n, e) in sorted(by_kind.items())))
@@ -725,7 +737,8 @@ def main():
     ap.add_argument("--retry-min", type=int, default=2)
     ap.add_argument("--retry-max", type=int, default=10)
     ap.add_argument("--vms", type=int, default=40)
-    ap.add_argument("--only", default="", help="comma-separated fault kinds: " + ", ".join(ALL_FAULTS))
+    ap.add_argument("--only", default="", help="comma-separated fault kinds (%s), or none: the "
+                    "baseline without faults" % ", ".join(ALL_FAULTS))
     args = ap.parse_args()
     rt = Runtime(args)
     stopping = []

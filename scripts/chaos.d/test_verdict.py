@@ -78,6 +78,13 @@ class Delivery(unittest.TestCase):
         # a transaction of the refused address alone blocks nobody
         self.assertEqual(run([a], [dict(refused, others=[])])["blocked"], 0)
 
+    def test_late_rows_are_matched_but_not_judged(self):
+        a, late = row(1), dict(row(2, value=96.0, status="pending"), late=True)
+        v = run([a, late], [mail(a, [OPS, ONCALL, TYPO])])
+        self.assertEqual((v["notifications"], v["lost"], v["late"], v["unmatched"]), (1, 0, 1, 0))
+        v = run([a, late], [mail(a, [OPS, ONCALL, TYPO])] + [mail(late, [OPS])] * 2)
+        self.assertEqual((v["duplicates"], v["unmatched"]), (1, 0))
+
     def test_duplicates_are_timed(self):
         a = row(1)
         v = run([a], [mail(a, [OPS, ONCALL, TYPO], t=110.0), mail(a, [OPS], t=120.0)])

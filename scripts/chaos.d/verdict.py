@@ -58,7 +58,8 @@ def mail_key(event):
 
 
 def judge(rows, targets, events, refusable, alarms, vm_ids, vm_kinds, logs_panics):
-    """rows: outbox rows of the email notifier {id, kind, status, created, origin, title, value};
+    """rows: outbox rows of the email notifier {id, kind, status, created, origin, title, value,
+    late}; a late row (queued after the drain ended, by the last tick) is matched but not judged;
     targets: origin -> addresses mailed (alarm_targets, mail_send_yn = 'Y');
     events: the SMTP server's JSON lines; refusable: the address the server may refuse;
     alarms: {id, origin_type, origin_id, alarm_type, level, ip, resolve_status};
@@ -94,7 +95,7 @@ def judge(rows, targets, events, refusable, alarms, vm_ids, vm_kinds, logs_panic
         return None
 
     out = collections.Counter()
-    out["notifications"] = len(rows)
+    out["notifications"] = sum(1 for r in rows if not r.get("late"))
     lost_rows = set()
     dup_times = []
     if mode == "header":
@@ -113,7 +114,9 @@ def judge(rows, targets, events, refusable, alarms, vm_ids, vm_kinds, logs_panic
         for r in rows:
             for rcpt in targets.get(r["origin"], []):
                 n = copies.get((str(r["id"]), rcpt.lower()), 0)
-                if n:
+                if r.get("late"):
+                    out["duplicates"] += max(0, n - 1)
+                elif n:
                     out["delivered"] += 1
                     out["duplicates"] += n - 1
                 else:
@@ -150,7 +153,9 @@ def judge(rows, targets, events, refusable, alarms, vm_ids, vm_kinds, logs_panic
                     out["unmatched"] += 1
                 dup_times.append(t)
             for r, n in zip(grows, got):
-                if n:
+                if r.get("late"):
+                    out["duplicates"] += max(0, n - 1)
+                elif n:
                     out["delivered"] += 1
                     out["duplicates"] += n - 1
                     continue
@@ -194,7 +199,8 @@ def judge(rows, targets, events, refusable, alarms, vm_ids, vm_kinds, logs_panic
         "unmatched", "excused_refused", "excused_rejected", "true_fail", "blocked")}
     result["dup_times"] = sorted(dup_times)
     result["mode"] = mode
-    result["pending_at_end"] = sum(1 for r in rows if r["status"] in UNFINISHED)
+    result["pending_at_end"] = sum(1 for r in rows if r["status"] in UNFINISHED and not r.get("late"))
+    result["late"] = sum(1 for r in rows if r.get("late"))
     result["lost_rows"] = sorted(lost_rows)[:20]
     return result
 
