@@ -677,14 +677,14 @@ enabled = false
                 v["mode"], v["blocked"], v["unmatched"], v["excused_refused"], v["excused_rejected"], v["pending_at_end"],
                 v["late"], v["true_fail"], open_alarms, len(alarms), len(vm_ids), len(self.crashes), lock_lost,
                 v["lost_rows"]))
-        say("detail: faults by kind (injected/with effect seen): " + ", ".join(
-            "%s %d/%d" % (k, n, e) for k, (n, e) in sorted(by_kind.items())))
+        say("detail: faults by kind (injected/with effect seen): " + (", ".join(
+            "%s %d/%d" % (k, n, e) for k, (n, e) in sorted(by_kind.items())) or "none"))
         if v["dup_times"]:
             say("detail: duplicates by the fault in progress or ended at most 30 s before: " + ", ".join(
                 "%s %d" % kv for kv in sorted(self.attribute(v["dup_times"]).items())))
         if v["mode"] == "fallback":
-            say("detail: the mails carry no X-Monit-Notification-Id header: matched by subject and usage "
-                "(a duplicate and a loss in the same group cancel out)")
+            say("detail: the mails carry no X-Monit-Notification-Id header: matched by alarm title and "
+                "the value shown (two rows of one alarm with the same value cannot be told apart)")
         line = verdict.summary_line(len(self.faults), self.kills, v)
         with open(os.path.join(self.dir, "verdict.json"), "w") as f:
             json.dump({"verdict": v, "faults": self.faults, "kills": self.kills, "crashes": self.crashes,
