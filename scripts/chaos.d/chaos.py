@@ -374,10 +374,32 @@ enabled = false
         if not host or not host[0]:
             return conn, None
         port = host[0][0].rsplit(":", 1)[-1]
-        r = subprocess.run(["ss", "-Htnp", "state", "established", "( sport = :%s )" % port],
-                           capture_output=True, text=True, timeout=10)
-        m = re.search(r"pid=(\d+)", r.stdout)
-        return conn, int(m.group(1)) if m else None
+        return conn, self.pid_with_local_port(int(port)) if port.isdigit() else None
+
+    def pid_with_local_port(self, port):
+        """The instance whose socket has this local TCP port (/proc/net/tcp, then its fds)."""
+        inodes = set()
+        for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+            for line in read_text(table).splitlines()[1:]:
+                cols = line.split()
+                if len(cols) > 9 and int(cols[1].rsplit(":", 1)[1], 16) == port:
+                    inodes.add(cols[9])
+        for p in self.instances():
+            if not p.alive():
+                continue
+            try:
+                fds = os.listdir("/proc/%d/fd" % p.pid)
+            except OSError:
+                continue
+            for fd in fds:
+                try:
+                    link = os.readlink("/proc/%d/fd/%s" % (p.pid, fd))
+                except OSError:
+                    continue
+                m = re.fullmatch(r"socket:\[(\d+)\]", link)
+                if m and m.group(1) in inodes:
+                    return p.pid
+        return None
 
     def instance_by_pid(self, pid):
         for p in self.instances():
@@ -622,7 +644,8 @@ enabled = false
             time.sleep(2)
         else:
             polled = time.time()
-        # rows queued after this are the last ticks' own: no later tick was let to send them
+        # rows queued after this and still pending are the last ticks' own: no later tick was let
+        # to send them
         self.drain_end = polled
         say("t=+%.0fs drained for %.0f s; %s email rows unfinished" % (
             self.rel(), time.time() - drain_start, self.unfinished_mail()))
@@ -648,7 +671,7 @@ enabled = false
             r = json.loads(line)
             r["created"] = float(r["created"])
             r["value"] = None if r["value"] in (None, "null") else float(r["value"])
-            r["late"] = r["created"] >= int(self.drain_end) - 1
+            r["late"] = r["created"] >= int(self.drain_end) - 1 and r["status"] in verdict.UNFINISHED
             rows.append(r)
         targets = {}
         for origin, addr in self.sql("SELECT origin_type, mail_address FROM alarm_targets WHERE mail_send_yn = 'Y'"):

@@ -80,10 +80,11 @@ class Delivery(unittest.TestCase):
 
     def test_late_rows_are_matched_but_not_judged(self):
         a, late = row(1), dict(row(2, value=96.0, status="pending"), late=True)
-        v = run([a, late], [mail(a, [OPS, ONCALL, TYPO])])
-        self.assertEqual((v["notifications"], v["lost"], v["late"], v["unmatched"]), (1, 0, 1, 0))
-        v = run([a, late], [mail(a, [OPS, ONCALL, TYPO])] + [mail(late, [OPS])] * 2)
-        self.assertEqual((v["duplicates"], v["unmatched"]), (1, 0))
+        for header in (True, False):
+            v = run([a, late], [mail(a, [OPS, ONCALL, TYPO], header=header)])
+            self.assertEqual((v["notifications"], v["lost"], v["late"], v["unmatched"]), (1, 0, 1, 0), header)
+            v = run([a, late], [mail(a, [OPS, ONCALL, TYPO], header=header)] + [mail(late, [OPS], header=header)] * 2)
+            self.assertEqual((v["duplicates"], v["unmatched"], v["lost"]), (1, 0, 0), header)
 
     def test_duplicates_are_timed(self):
         a = row(1)

@@ -155,7 +155,8 @@ def judge(rows, targets, events, refusable, alarms, vm_ids, vm_kinds, logs_panic
             for r, n in zip(grows, got):
                 if r.get("late"):
                     out["duplicates"] += max(0, n - 1)
-                elif n:
+                    continue
+                if n:
                     out["delivered"] += 1
                     out["duplicates"] += n - 1
                     continue
