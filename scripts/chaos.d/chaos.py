@@ -688,6 +688,8 @@ enabled = false
         for n in ("monit-a", "monit-b"):
             for ext in (".err", ".out"):
                 panics += read_text(os.path.join(self.logs, n + ext)).count("panicked")
+        # exit code 101 is a Rust panic, even when its message could not be written
+        panics = max(panics, sum(1 for c in self.crashes if c["exit"] == 101))
         v = verdict.judge(rows, targets, events, TYPO, alarms, vm_ids, kinds, panics)
         by_kind = {}
         for f in self.faults:
