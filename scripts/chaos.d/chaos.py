@@ -132,9 +132,11 @@ class Runtime:
         self.smtp_events = os.path.join(self.dir, "smtp-events.jsonl")
         self.director_events = os.path.join(self.dir, "director-events.jsonl")
         self.writer_status = os.path.join(self.dir, "writer.jsonl")
+        self.writer_control = os.path.join(self.dir, "writer.mode")
         self.fault_log = open(os.path.join(self.dir, "faults.log"), "a", encoding="utf-8")
         self.set_mode(self.smtp_control, "normal")
         self.set_mode(self.director_control, "normal")
+        self.set_mode(self.writer_control, "normal")
 
     def rel(self):
         return time.time() - self.t0
@@ -272,7 +274,7 @@ class Runtime:
             DIRECTOR_PASSWORD]).start()
         self.procs["writer"] = Proc(self, "writer", [PY, os.path.join(HERE, "metric_writer.py"), self.influx_url(),
                                                      self.vms_json, self.writer_status,
-                                                     str(WRITER_PERIOD_S)]).start()
+                                                     str(WRITER_PERIOD_S), self.writer_control]).start()
         wait_until("SMTP server", lambda: port_open(self.ports["smtp"]), 30)
         wait_until("fake director", lambda: port_open(self.ports["director"]), 30)
         wait_until("first metric write", lambda: '"state": "ok"' in read_text(self.writer_status), 30)
@@ -500,12 +502,19 @@ enabled = false
         self.procs["influxd"].stop(signal.SIGTERM, within=30)
         down = not self.influx_up()
         self.sleep_with_points(seconds, "influx-down")
+        # the metrics come back a tick or two after InfluxDB does, as a forwarder reconnects
+        self.set_mode(self.writer_control, "hold")
         self.start_influx()
+        back = time.time()
+        hold = self.rng.uniform(self.args.interval + 1, 2 * self.args.interval + 1)
+        time.sleep(hold)
+        self.set_mode(self.writer_control, "normal")
         fails = sum(1 for line in read_text(self.writer_status).splitlines()
                     if '"failed: ' in line and json.loads(line)["t"] >= started)
-        self.record("influx-down", started, "InfluxDB %s for %.0f s (policy window %d s); writer saw failures: %s" % (
-            "stopped" if down else "STILL ANSWERING", seconds, MEASURE_S, "yes" if fails else "no"),
-            down, window=MEASURE_S)
+        self.record("influx-down", started, "InfluxDB %s for %.0f s (policy window %d s), metrics back %.0f s "
+                    "after it; writer saw failures: %s" % (
+                        "stopped" if down else "STILL ANSWERING", back - started, MEASURE_S, hold,
+                        "yes" if fails else "no"), down, window=MEASURE_S)
 
     def point_fault(self, kind, inside=None):
         started = time.time()
@@ -631,6 +640,7 @@ enabled = false
         # drain: every fault is off (each window reverts itself); give the outbox its time
         self.set_mode(self.smtp_control, "normal")
         self.set_mode(self.director_control, "normal")
+        self.set_mode(self.writer_control, "normal")
         drain_start = time.time()
         say("t=+%.0fs faults off, draining (up to %d s)" % (self.rel(), a.drain_seconds))
         quiet = 0
