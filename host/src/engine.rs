@@ -4,6 +4,9 @@
 use crate::model::{AlarmType, Level, Measured, Origin, Reading, Resource, Target, Timestamp};
 use std::collections::{HashMap, HashSet};
 
+mod scaling;
+pub use scaling::{APP_LEVEL_INDEX, scale_changes};
+
 /// An `alarm_policies` row, checked.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Policy {

@@ -15,7 +15,6 @@ pub mod metrics_gap;
 pub mod model;
 pub mod outbox;
 pub mod plugin;
-pub mod scale_alarms;
 pub mod scaling;
 pub mod scheduler;
 pub mod secret;

@@ -11,7 +11,6 @@ use anyhow::Context as _;
 use async_trait::async_trait;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use sqlx::MySqlPool;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -338,7 +337,20 @@ pub enum ScaleOutcome {
     Failed,
 }
 
-/// One decision about one app, as the host records it in the scaling history.
+/// What a decision rests on. The alarm engine reads it (never the reason's text): only a
+/// decision that saw the app's load may resolve the app's "blocked at instance_max_cnt" alarm.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ScaleEvidence {
+    /// decided on the app's measured load (including "nothing to do" and "not allowed now")
+    Load,
+    /// no or too little usage data, the platform could not be read, or no time was left: the
+    /// decision says nothing about the load
+    Unknown,
+}
+
+/// One decision about one app, as the host records it in the scaling history and feeds it to
+/// the alarm engine.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ScaleDecision {
     pub app_guid: String,
@@ -349,14 +361,18 @@ pub struct ScaleDecision {
     pub instances_after: Option<i64>,
     pub cpu_percent: Option<f64>,
     pub memory_percent: Option<f64>,
+    /// `code: detail`, for people (the history's `reason` column)
     pub reason: String,
+    pub evidence: ScaleEvidence,
+    /// With [`ScaleOutcome::Blocked`]: the resource whose load needed the scale-out that
+    /// instance_max_cnt forbids (the alarm's type).
+    pub blocked_on: Option<Resource>,
 }
 
 pub struct ScaleContext<'a> {
     pub now: Timestamp,
     pub settings: &'a Settings,
     pub influx: &'a InfluxClient,
-    pub monitoring_db: &'a MySqlPool,
     pub vms: &'a [Vm],
     pub dry_run: bool,
     /// last acted scaling per app guid, from the history: for the cooldown

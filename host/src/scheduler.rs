@@ -1,5 +1,7 @@
-//! The tick: inventory sync, collect, evaluate, notify, scale. Each plugin runs isolated: its
-//! failure or timeout is logged and counted, and the others go on.
+//! The tick, one straight pass: inventory sync, load, collect and decide (collectors and scalers
+//! side by side), evaluate (readings and decisions in one engine), store (one transaction),
+//! notify (one pass). Each plugin runs isolated: its failure or timeout is logged and counted,
+//! and the others go on.
 
 use crate::config::{KNOWN_PLUGINS, Settings};
 use crate::engine::{self, Change, ChangeCounts, EngineOptions};
@@ -302,8 +304,13 @@ impl Scheduler {
         let windows =
             Windows::from_policies(&policies, Duration::from_secs(a.default_measure_seconds));
 
+        // the cooldown of each app, for the scalers; without the history they do not run (a
+        // scaler must not scale blind)
+        let last_scaled = self.last_scaled(sum).await;
+
         lap(sum, "2_load");
-        // 3. collect, all collectors at once
+        // 3. collect and decide: all collectors and scalers at once (all of them only read,
+        // then a scaler acts on what it decided)
         let ctx = CollectContext {
             now,
             settings: &self.settings,
@@ -316,10 +323,13 @@ impl Scheduler {
             .iter()
             .filter_map(|p| p.parts.collector.as_ref().map(|c| (p.name, c)))
             .collect();
-        let results = futures::future::join_all(
-            collectors
-                .iter()
-                .map(|(name, c)| guarded("collect", name, timeout, c.collect(&ctx))),
+        let (results, decisions) = futures::future::join(
+            futures::future::join_all(
+                collectors
+                    .iter()
+                    .map(|(name, c)| guarded("collect", name, timeout, c.collect(&ctx))),
+            ),
+            self.scale(now, dry_run, &vms, last_scaled.as_ref(), sum),
         )
         .await;
         // VMs missing from the BOSH inventory are silent, not down (see metrics_gap::screen)
@@ -374,6 +384,10 @@ impl Scheduler {
             now,
             &opts,
         ));
+        // a needed scale-out blocked by instance_max_cnt is an alarm of its own
+        changes.extend(engine::scale_changes(
+            &decisions, &policies, &open, now, &opts,
+        ));
         sum.alarms = engine::count(&changes);
         for (k, v) in [
             ("opened", sum.alarms.opened),
@@ -401,6 +415,7 @@ impl Scheduler {
             store::apply_changes(
                 &self.pool,
                 &changes,
+                &decisions,
                 &open,
                 now,
                 &outbox,
@@ -416,42 +431,6 @@ impl Scheduler {
         }
 
         lap(sum, "5_notify");
-        // 6. scale; a needed scale-out blocked by instance_max_cnt is an alarm of its own
-        let decisions = self.scale(now, dry_run, &vms, sum).await;
-        if !dry_run && !decisions.is_empty() {
-            let repeat = policies
-                .iter()
-                .find(|p| p.origin == Origin::Con && p.resource == crate::model::Resource::Cpu)
-                .map(|p| p.repeat_minutes)
-                .unwrap_or(a.default_repeat_minutes as i64);
-            let changes =
-                crate::scale_alarms::changes(&decisions, &open, now, repeat, a.auto_resolve);
-            if !changes.is_empty() {
-                let c = engine::count(&changes);
-                sum.alarms.opened += c.opened;
-                sum.alarms.continued += c.continued;
-                sum.alarms.renotified += c.renotified;
-                sum.alarms.recovered += c.recovered;
-                let outbox = store::Outbox {
-                    notifiers: &notifiers,
-                    language: &a.language,
-                    resource_url: a.resource_url.as_deref(),
-                };
-                store::apply_changes(
-                    &self.pool,
-                    &changes,
-                    &open,
-                    now,
-                    &outbox,
-                    self.fence()?.as_ref(),
-                )
-                .await?;
-                if c.opened + c.renotified + c.recovered > 0 {
-                    self.notify(sum).await;
-                }
-            }
-        }
-        lap(sum, "6_scale");
         Ok(())
     }
 
@@ -704,39 +683,48 @@ impl Scheduler {
         Ok(())
     }
 
+    /// The last acted scaling per app, for the scalers' cooldown: None when no scaler runs or
+    /// the history cannot be read (then no scaler runs: it must not scale blind).
+    async fn last_scaled(&self, sum: &mut TickSummary) -> Option<HashMap<String, Timestamp>> {
+        if !self.plugins.iter().any(|p| p.parts.scaler.is_some()) {
+            return None;
+        }
+        match scaling::last_acted(&self.pool).await {
+            Ok(m) => Some(m),
+            Err(e) => {
+                sum.errors.push(format!("scale: {e:#}"));
+                None
+            }
+        }
+    }
+
+    /// Runs every scaler (decide, then act unless a dry run) and returns their decisions, for
+    /// the engine and the tick's one write.
     async fn scale(
         &self,
         now: Timestamp,
         dry_run: bool,
         vms: &[crate::model::Vm],
+        last_scaled: Option<&HashMap<String, Timestamp>>,
         sum: &mut TickSummary,
     ) -> Vec<ScaleDecision> {
+        let Some(last_scaled) = last_scaled else {
+            return Vec::new();
+        };
         let scalers: Vec<_> = self
             .plugins
             .iter()
             .filter_map(|p| p.parts.scaler.as_ref().map(|s| (p.name, s)))
             .collect();
-        if scalers.is_empty() {
-            return Vec::new();
-        }
-        let last_scaled: HashMap<String, Timestamp> = match scaling::last_acted(&self.pool).await {
-            Ok(m) => m,
-            Err(e) => {
-                // Without the history the cooldown cannot be honoured: do not scale blind.
-                sum.errors.push(format!("scale: {e:#}"));
-                return Vec::new();
-            }
-        };
         let mut all = Vec::new();
         for (name, s) in scalers {
             let ctx = ScaleContext {
                 now,
                 settings: &self.settings,
                 influx: &self.influx,
-                monitoring_db: &self.pool,
                 vms,
                 dry_run,
-                last_scaled: &last_scaled,
+                last_scaled,
             };
             match guarded("scale", name, self.step_timeout(), s.scale(&ctx)).await {
                 Ok(decisions) => {
@@ -750,11 +738,6 @@ impl Scheduler {
                                 d.app_name, d.app_guid, d.action, d.outcome, d.reason
                             )
                         }));
-                    } else if let Err(e) =
-                        scaling::record_decisions(&self.pool, &decisions, now).await
-                    {
-                        sum.errors
-                            .push(format!("scale/{name}: recording decisions: {e:#}"));
                     }
                     all.extend(decisions.iter().cloned());
                     sum.scale.extend(decisions);

@@ -219,17 +219,19 @@ fn payload(
     }
 }
 
-/// Writes one tick's changes and their notifications in one transaction. With a `fence`
-/// (leader election on), nothing is written unless this instance still holds the lease.
+/// Writes one tick's alarm changes, their notifications and the scale decisions (history) in
+/// one transaction. With a `fence` (leader election on), nothing is written unless this
+/// instance still holds the lease.
 pub async fn apply_changes(
     pool: &MySqlPool,
     changes: &[Change],
+    decisions: &[crate::plugin::ScaleDecision],
     open: &[OpenAlarm],
     now: Timestamp,
     out: &Outbox<'_>,
     fence: Option<&crate::leader::Fence>,
 ) -> anyhow::Result<()> {
-    if changes.is_empty() {
+    if changes.is_empty() && decisions.is_empty() {
         return Ok(());
     }
     let raised: HashMap<i64, Timestamp> = open.iter().map(|a| (a.id, a.raised_at)).collect();
@@ -461,6 +463,7 @@ pub async fn apply_changes(
                 .context("queueing notifications")?;
         }
     }
+    crate::scaling::insert_decisions(&mut tx, decisions, now).await?;
     tx.commit()
         .await
         .context("committing the alarm transaction")?;

@@ -37,7 +37,7 @@ pub fn title_and_message(
         return (t.clone(), t);
     }
     match (&target.app, target.origin) {
-        (Some(app), Origin::Con) if app.app_index == crate::scale_alarms::APP_LEVEL_INDEX => {
+        (Some(app), Origin::Con) if app.app_index == crate::engine::APP_LEVEL_INDEX => {
             let usage = if usage.is_empty() {
                 String::new()
             } else {

@@ -8,10 +8,9 @@ use monit_host::influx::InfluxClient;
 use monit_host::plugin::{ScaleAction, ScaleContext, ScaleDecision, ScaleOutcome, Scaler as _};
 use monit_plugin_autoscale::AutoscaleScaler;
 use monit_plugin_autoscale::config::AutoscaleConfig;
-use monit_testkit::{TestDb, create_influx_db, drop_influx_db, influx_url, mysql_url, unique};
+use monit_testkit::{TestDb, create_influx_db, drop_influx_db, influx_url, unique};
 use serde_json::json;
 use sqlx::MySqlPool;
-use sqlx::mysql::MySqlPoolOptions;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
@@ -84,7 +83,6 @@ struct Env {
     influx_db: String,
     influx: InfluxClient,
     settings: Settings,
-    monitoring: MySqlPool,
     now: DateTime<Utc>,
 }
 
@@ -124,16 +122,12 @@ impl Env {
         .unwrap();
         let influx = InfluxClient::new(&settings.influx).unwrap();
         create_influx_db(&influx_url(), &influx_db).await;
-        let monitoring = MySqlPoolOptions::new()
-            .connect_lazy(&format!("{}/unused", mysql_url()))
-            .unwrap();
         Env {
             portal_db,
             portal,
             influx_db,
             influx,
             settings,
-            monitoring,
             now: Utc::now(),
         }
     }
@@ -195,7 +189,6 @@ impl Env {
             now,
             settings: &self.settings,
             influx: &self.influx,
-            monitoring_db: &self.monitoring,
             vms: &[],
             dry_run,
             last_scaled: last,
