@@ -306,11 +306,7 @@ pub fn next_attempt(
     min: Duration,
     max: Duration,
 ) -> Timestamp {
-    let base = min
-        .as_secs_f64()
-        .max(1.0)
-        .mul_add(2f64.powi(attempts.clamp(0, 30) as i32), 0.0)
-        .min(max.as_secs_f64().max(1.0));
+    let base = (min.as_secs_f64() * 2f64.powi(attempts.clamp(0, 30) as i32)).min(max.as_secs_f64());
     // a fixed spread per row id (Knuth's multiplicative hash), no RNG needed
     let spread = (id.unsigned_abs().wrapping_mul(2_654_435_761) % 1000) as f64 / 1000.0;
     let secs = base * (0.8 + 0.4 * spread);

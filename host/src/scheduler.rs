@@ -505,6 +505,10 @@ impl Scheduler {
         // A claim outlives one delivery (bounded by the step timeout) with room to record it
         // (up to half the claim); it is renewed before each send.
         let ttl = self.step_timeout() * 2 + Duration::from_secs(5);
+        // Rows due at the start of this run; a row retried in it comes due a second later at
+        // the earliest (the column holds whole seconds), so it is not tried twice in one run.
+        let started = chrono::Utc::now();
+        let not_before = started + chrono::Duration::seconds(1);
         loop {
             if Instant::now() >= deadline {
                 return Stop::Budget;
@@ -514,7 +518,7 @@ impl Scheduler {
                 name,
                 &self.claim_owner,
                 ttl,
-                chrono::Utc::now(),
+                started,
                 CLAIM_CHUNK,
             )
             .await
@@ -582,13 +586,16 @@ impl Scheduler {
                     Delivery::Sent { .. } => outbox::Outcome::Sent,
                     Delivery::Reject { .. } => outbox::Outcome::Parked,
                     Delivery::Retry { .. } | Delivery::Unavailable { .. } => {
-                        outbox::Outcome::RetryAt(outbox::next_attempt(
-                            now,
-                            c.id,
-                            c.attempts,
-                            Duration::from_secs(a.retry_min_seconds),
-                            Duration::from_secs(a.retry_max_seconds),
-                        ))
+                        outbox::Outcome::RetryAt(
+                            outbox::next_attempt(
+                                now,
+                                c.id,
+                                c.attempts,
+                                Duration::from_secs(a.retry_min_seconds),
+                                Duration::from_secs(a.retry_max_seconds),
+                            )
+                            .max(not_before),
+                        )
                     }
                 };
                 if let Err(e) = self.record_delivery(c.id, &delivery, &outcome, ttl).await {

@@ -12,6 +12,7 @@ recipients. Prints "ready", runs until stdin closes."""
 import argparse
 import asyncio
 import mailbox
+import os
 import sys
 
 from aiosmtpd.controller import Controller
@@ -26,7 +27,10 @@ p.add_argument("--tempfail", action="append", default=[])
 p.add_argument("--data-code", type=int, default=0)
 a = p.parse_args()
 
-box = mailbox.Maildir(a.maildir, create=True)
+# Maildir(create=True) makes the subfolders only when the folder itself is new
+for sub in ("cur", "new", "tmp"):
+    os.makedirs(os.path.join(a.maildir, sub), exist_ok=True)
+box = mailbox.Maildir(a.maildir, create=False)
 accepted = 0
 
 

@@ -150,3 +150,101 @@ async fn influx_statement(url: &str, statement: &str) -> Result<(), String> {
         Err(format!("{endpoint}: {status} {body}"))
     }
 }
+
+/// An SMTP server of the test's own that misbehaves on request (`smtp/fault_sink.py`, Debian's
+/// aiosmtpd): slow, hanging after N mails, refusing or deferring chosen recipients, answering
+/// DATA with a code. Every accepted mail lands in `maildir` with an `X-Sink-Rcpt` header.
+pub struct FaultSink {
+    pub port: u16,
+    pub maildir: std::path::PathBuf,
+    child: Option<std::process::Child>,
+}
+
+/// One mail a [`FaultSink`] accepted.
+#[derive(Clone, Debug)]
+pub struct SinkMail {
+    /// `X-Monit-Notification-Id`: the outbox row
+    pub notification_id: Option<i64>,
+    /// the envelope recipients the sink accepted
+    pub rcpt: Vec<String>,
+    pub raw: String,
+}
+
+impl FaultSink {
+    /// On a free port; `args` as fault_sink.py takes them (`--delay 0.3`, `--refuse a@b`, ...).
+    pub fn start(maildir: &std::path::Path, args: &[&str]) -> FaultSink {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a free port");
+        Self::start_on(port, maildir, args)
+    }
+
+    pub fn start_on(port: u16, maildir: &std::path::Path, args: &[&str]) -> FaultSink {
+        use std::io::BufRead as _;
+        let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("smtp/fault_sink.py");
+        let mut child = std::process::Command::new("/usr/bin/python3")
+            .arg(script)
+            .arg(port.to_string())
+            .arg(maildir)
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("starting testkit/smtp/fault_sink.py (python3-aiosmtpd: scripts/services.sh)");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut first = String::new();
+        std::io::BufReader::new(stdout)
+            .read_line(&mut first)
+            .expect("fault sink output");
+        assert_eq!(first.trim(), "ready", "fault sink did not start");
+        FaultSink {
+            port,
+            maildir: maildir.to_path_buf(),
+            child: Some(child),
+        }
+    }
+
+    /// Every mail accepted so far.
+    pub fn mails(&self) -> Vec<SinkMail> {
+        let Ok(dir) = std::fs::read_dir(self.maildir.join("new")) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for entry in dir.flatten() {
+            let Ok(raw) = std::fs::read_to_string(entry.path()) else {
+                continue;
+            };
+            let header = |name: &str| {
+                raw.lines().take_while(|l| !l.is_empty()).find_map(|l| {
+                    let (k, v) = l.split_once(':')?;
+                    k.trim()
+                        .eq_ignore_ascii_case(name)
+                        .then(|| v.trim().to_string())
+                })
+            };
+            out.push(SinkMail {
+                notification_id: header("X-Monit-Notification-Id").and_then(|v| v.parse().ok()),
+                rcpt: header("X-Sink-Rcpt")
+                    .map(|v| v.split(',').map(|s| s.trim().to_string()).collect())
+                    .unwrap_or_default(),
+                raw,
+            });
+        }
+        out
+    }
+
+    /// Stops the server (its port closes).
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for FaultSink {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

@@ -1,0 +1,262 @@
+//! Mail delivery through the binary against SMTP servers that misbehave (testkit's fault sink,
+//! a real aiosmtpd): slow, hanging, refusing one recipient, and a kill -9 mid-batch. What must
+//! hold: every notification reaches every accepted recipient, a duplicate only for the one mail
+//! in flight at a crash, and a refused recipient never holds back the others.
+
+mod common;
+
+use common::{TestEnv, now_s, unique};
+use monit_testkit::FaultSink;
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+/// `alarms` keys first (the harness's config ends in its [alarms] table), then the plugins.
+fn email(port: u16, alarms: &str) -> String {
+    format!(
+        "{alarms}\n[plugins.paasta]\nenabled = true\n[plugins.email]\nenabled = true\nsmtp_host = \"127.0.0.1\"\nsmtp_port = {port}\n\
+         security = \"plain\"\nsender = \"monit@example.com\"\ntimeout_seconds = 2\n"
+    )
+}
+
+fn set_step_timeout(env: &TestEnv, seconds: u64) {
+    let text = std::fs::read_to_string(&env.config).unwrap();
+    let text = text.replace(
+        "step_timeout_seconds = 20",
+        &format!("step_timeout_seconds = {seconds}"),
+    );
+    std::fs::write(&env.config, text).unwrap();
+}
+
+/// `n` VMs at 95 % CPU: `n` critical alarms, one mail each.
+async fn hot_vms(env: &TestEnv, n: usize) {
+    let end = now_s();
+    let mut lines = String::new();
+    for i in 0..n {
+        let ip = format!("10.7.{}.{}", i / 200, i % 200 + 1);
+        env.add_vm(&format!("hot/{i}"), &ip, "vms").await;
+        let mut t = end - 300;
+        while t <= end {
+            for (metric, v) in [
+                ("cpuStats.0", 95.0),
+                ("memoryStats.UsedPercent", 10.0),
+                ("diskStats.Usage", 10.0),
+            ] {
+                lines.push_str(&format!(
+                    "cf_metrics,ip={ip},metricname={metric},origin=rep value={v} {t}\n"
+                ));
+            }
+            t += 30;
+        }
+    }
+    env.write_points(&env.cf_db, &lines).await;
+}
+
+async fn targets(env: &TestEnv, addrs: &[&str]) {
+    env.exec("DELETE FROM alarm_targets").await;
+    for a in addrs {
+        env.exec(&format!(
+            "INSERT INTO alarm_targets (origin_type, mail_address, mail_send_yn) VALUES ('pas', '{a}', 'Y')"
+        ))
+        .await;
+    }
+}
+
+/// Mails per outbox row.
+fn per_row(sink: &FaultSink) -> HashMap<i64, usize> {
+    let mut out = HashMap::new();
+    for m in sink.mails() {
+        *out.entry(m.notification_id.expect("every mail names its row"))
+            .or_default() += 1;
+    }
+    out
+}
+
+async fn count(env: &TestEnv, status: &str) -> i64 {
+    env.scalar_i64(&format!(
+        "SELECT COUNT(*) FROM batch_notifications WHERE status = '{status}'"
+    ))
+    .await
+}
+
+/// The trial that sent 294 mails for 98 notifications: a server taking 0.3 s per mail and more
+/// mail than a step can send. Each tick sends within its budget; every notification arrives
+/// exactly once, none is left behind.
+#[tokio::test]
+async fn a_slow_smtp_server_gets_every_mail_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = FaultSink::start(dir.path(), &["--delay", "0.3"]);
+    let env = TestEnv::new("slowsmtp", &email(sink.port, "notify_budget_seconds = 2")).await;
+    set_step_timeout(&env, 3);
+    targets(&env, &[&format!("{}@example.org", unique("ops"))]).await;
+    hot_vms(&env, 20).await;
+    let first = env.run_once();
+    assert!(first.status.success());
+    let after_first = sink.mails().len();
+    assert!(
+        (1..20).contains(&after_first),
+        "the budget spreads 20 mails at 0.3 s over several ticks: {after_first}"
+    );
+    for _ in 0..10 {
+        if count(&env, "pending").await == 0 {
+            break;
+        }
+        env.run_once();
+    }
+    assert_eq!(count(&env, "sent").await, 20);
+    let rows = per_row(&sink);
+    assert_eq!(rows.len(), 20, "every notification arrived");
+    assert!(rows.values().all(|n| *n == 1), "none twice: {rows:?}");
+    env.cleanup().await;
+}
+
+/// A server that accepts 3 mails and then stops answering: the 3 are recorded as sent at once,
+/// the rest stays pending, and nothing is sent twice when a healthy server is back.
+#[tokio::test]
+async fn a_server_that_hangs_after_three_mails_causes_no_duplicate() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut sink = FaultSink::start(dir.path(), &["--hang-after", "3"]);
+    let env = TestEnv::new("hangsmtp", &email(sink.port, "")).await;
+    targets(&env, &[&format!("{}@example.org", unique("ops"))]).await;
+    hot_vms(&env, 8).await;
+    let started = Instant::now();
+    let out = env.run_once();
+    assert!(out.status.success());
+    assert!(started.elapsed() < Duration::from_secs(20));
+    assert_eq!(sink.mails().len(), 3);
+    assert_eq!(
+        count(&env, "sent").await,
+        3,
+        "each accepted mail is on record"
+    );
+    assert_eq!(count(&env, "pending").await, 5);
+    let port = sink.port;
+    sink.stop();
+    let healthy = FaultSink::start_on(port, dir.path(), &[]);
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    for _ in 0..5 {
+        if count(&env, "pending").await == 0 {
+            break;
+        }
+        env.run_once();
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+    }
+    assert_eq!(count(&env, "sent").await, 8);
+    let rows = per_row(&healthy);
+    assert_eq!(rows.len(), 8);
+    assert!(rows.values().all(|n| *n == 1), "none twice: {rows:?}");
+    env.cleanup().await;
+}
+
+/// One address refused at RCPT (550, a typo in a real domain): the others get the mail, the
+/// refusal is recorded for that address, and it is not retried.
+#[tokio::test]
+async fn one_refused_recipient_does_not_block_the_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = format!("{}@example.org", unique("good"));
+    let bad = format!("{}@example.org", unique("typo"));
+    let late = format!("{}@example.org", unique("late"));
+    let sink = FaultSink::start(dir.path(), &["--refuse", &bad]);
+    let env = TestEnv::new("refused", &email(sink.port, "")).await;
+    targets(&env, &[&good, &bad]).await;
+    hot_vms(&env, 1).await;
+    assert!(env.run_once().status.success());
+    let mails = sink.mails();
+    assert_eq!(mails.len(), 1);
+    assert_eq!(mails[0].rcpt, vec![good.clone()]);
+    assert_eq!(count(&env, "sent").await, 1);
+    let outcomes: Vec<(String, String)> = sqlx::query_as(
+        "SELECT recipient, outcome FROM batch_notification_recipients ORDER BY recipient",
+    )
+    .fetch_all(&env.db)
+    .await
+    .unwrap();
+    assert_eq!(outcomes, vec![(bad.clone(), "rejected".to_string())]);
+    let err: String = sqlx::query_scalar("SELECT last_error FROM batch_notifications")
+        .fetch_one(&env.db)
+        .await
+        .unwrap();
+    assert!(err.contains(&bad) && err.contains("550"), "{err}");
+    // a recipient added later does not make the sent mail go out again
+    targets(&env, &[&good, &bad, &late]).await;
+    env.run_once();
+    assert_eq!(sink.mails().len(), 1);
+    env.cleanup().await;
+}
+
+/// Every recipient refused: the notification is parked, not retried forever; the outbox
+/// command lists it and queues it again.
+#[tokio::test]
+async fn a_notification_every_recipient_refuses_is_parked_and_listed() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = format!("{}@example.org", unique("gone"));
+    let sink = FaultSink::start(dir.path(), &["--refuse", &bad]);
+    let env = TestEnv::new("parked", &email(sink.port, "")).await;
+    targets(&env, &[&bad]).await;
+    hot_vms(&env, 1).await;
+    assert!(env.run_once().status.success());
+    assert_eq!(count(&env, "parked").await, 1);
+    let listed = env.run(&["outbox", "list", "--status", "parked"]);
+    let text = String::from_utf8_lossy(&listed.stdout);
+    assert!(
+        text.contains("parked") && text.contains("every recipient was refused"),
+        "{text}"
+    );
+    let id = env
+        .scalar_i64("SELECT CAST(id AS SIGNED) FROM batch_notifications")
+        .await;
+    let retry = env.run(&["outbox", "retry", &id.to_string()]);
+    assert!(String::from_utf8_lossy(&retry.stdout).contains("1 notification(s) queued again"));
+    assert_eq!(count(&env, "pending").await, 1);
+    let dropped = env.run(&["outbox", "drop", &id.to_string()]);
+    assert!(dropped.status.success());
+    assert_eq!(count(&env, "dropped").await, 1);
+    assert!(sink.mails().is_empty());
+    env.cleanup().await;
+}
+
+/// kill -9 in the middle of a batch: what was accepted before is on record; after the claim
+/// of the dead process lapses the rest goes out, and at most the one mail in flight is doubled.
+#[tokio::test]
+async fn a_kill_mid_batch_doubles_at_most_the_mail_in_flight() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = FaultSink::start(dir.path(), &["--delay", "0.2"]);
+    let env = TestEnv::new("killmid", &email(sink.port, "notify_budget_seconds = 60")).await;
+    set_step_timeout(&env, 2);
+    targets(&env, &[&format!("{}@example.org", unique("ops"))]).await;
+    hot_vms(&env, 20).await;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_monit-batch"))
+        .arg("--config")
+        .arg(&env.config)
+        .args(["run", "--once"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while sink.mails().len() < 5 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    child.kill().unwrap();
+    let _ = child.wait();
+    let before = sink.mails().len();
+    assert!((5..20).contains(&before), "killed mid-batch: {before}");
+    let sent = count(&env, "sent").await;
+    assert!(
+        sent as usize >= before - 1,
+        "every accepted mail but the one in flight is on record: {sent} of {before}"
+    );
+    // claim ttl = 2 x step timeout + 5 s
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    for _ in 0..5 {
+        if count(&env, "pending").await == 0 {
+            break;
+        }
+        env.run_once();
+    }
+    assert_eq!(count(&env, "sent").await, 20);
+    let rows = per_row(&sink);
+    assert_eq!(rows.len(), 20, "nothing lost");
+    let doubled = rows.values().filter(|n| **n > 1).count();
+    assert!(doubled <= 1, "at most the mail in flight twice: {rows:?}");
+    env.cleanup().await;
+}
