@@ -19,6 +19,8 @@ pub mod scaling;
 pub mod scheduler;
 pub mod secret;
 pub mod store;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod text;
 pub mod vm_inventory;
 

@@ -6,7 +6,7 @@
 
 use crate::config::Settings;
 use crate::influx::InfluxClient;
-use crate::model::{Origin, Reading, Resource, Timestamp, Vm};
+use crate::model::{AlarmType, Level, Origin, Reading, Resource, Timestamp, Vm};
 use anyhow::Context as _;
 use async_trait::async_trait;
 use serde::de::DeserializeOwned;
@@ -206,8 +206,8 @@ pub struct Notification {
     pub alarm_id: i64,
     pub kind: NotificationKind,
     pub origin: Origin,
-    pub alarm_type: String,
-    pub level: String,
+    pub alarm_type: AlarmType,
+    pub level: Level,
     pub target_name: String,
     pub ip: String,
     pub app_name: Option<String>,
@@ -231,6 +231,31 @@ pub struct Notification {
     /// base URL of the monitoring web app (mail.resource.url)
     pub resource_url: Option<String>,
     pub language: String,
+}
+
+impl Notification {
+    /// Who the alarm is about, as every notifier shows it: `app[idx]` for a container alarm,
+    /// the app for an alarm about a whole app, the target's name otherwise.
+    pub fn server_name(&self) -> String {
+        match (&self.app_name, self.app_index) {
+            (Some(app), Some(idx)) => format!("{app}[{idx}]"),
+            (Some(app), None) => app.clone(),
+            (None, _) => self.target_name.clone(),
+        }
+    }
+
+    /// The monitoring web app's URL, only when it is http(s): anything else (a `javascript:`
+    /// URL) is never made a link.
+    pub fn monitor_link(&self) -> Option<&str> {
+        let url = self.resource_url.as_deref()?.trim();
+        let lower = url.to_ascii_lowercase();
+        (lower.starts_with("http://") || lower.starts_with("https://")).then_some(url)
+    }
+
+    /// A host that is down (no data at all), rather than a resource over its threshold.
+    pub fn is_down(&self) -> bool {
+        self.level == Level::Fail || self.alarm_type == AlarmType::Fail
+    }
 }
 
 /// A recipient refused for good (SMTP 5xx at RCPT, a webhook URL answering 4xx): recorded for

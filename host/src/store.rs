@@ -199,8 +199,8 @@ fn payload(
         alarm_id,
         kind,
         origin: target.origin,
-        alarm_type: alarm_type.code().to_string(),
-        level: level.code().to_string(),
+        alarm_type,
+        level,
         target_name: target.name.clone(),
         ip: target.ip.clone(),
         app_name: target.app.as_ref().map(|a| a.app_name.clone()),
@@ -455,7 +455,7 @@ pub async fn apply_changes(
                     .push("0")
                     .push_bind(now)
                     .push_bind(now)
-                    .push_bind(crate::outbox::priority(n.kind, &n.level));
+                    .push_bind(crate::outbox::priority(n.kind, n.level));
             });
             q.build()
                 .execute(&mut *tx)
