@@ -383,7 +383,7 @@ async fn run_batch(
 }
 
 async fn outbox_command(pool: &sqlx::MySqlPool, action: &OutboxAction) -> anyhow::Result<ExitCode> {
-    use crate::outbox;
+    use crate::store::outbox;
     match action {
         OutboxAction::List {
             status,

@@ -13,16 +13,13 @@ pub mod leader;
 pub mod legacy_ini;
 pub mod metrics_gap;
 pub mod model;
-pub mod outbox;
 pub mod plugin;
-pub mod scaling;
 pub mod scheduler;
 pub mod secret;
 pub mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod text;
-pub mod vm_inventory;
 
 pub use async_trait::async_trait;
 pub use inventory;

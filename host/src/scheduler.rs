@@ -8,14 +8,15 @@ use crate::engine::{self, Change, ChangeCounts, EngineOptions};
 use crate::influx::InfluxClient;
 use crate::leader::Leader;
 use crate::model::{Origin, Reading, Timestamp};
-use crate::outbox;
 use crate::plugin::{
     CollectContext, PluginContext, PluginParts, ScaleContext, ScaleDecision, SyncContext, Windows,
     find_plugin,
 };
 use crate::plugin::{Delivery, NotifySession};
-use crate::vm_inventory::InventoryChanges;
-use crate::{metrics_gap, scaling, store, vm_inventory};
+use crate::store::outbox;
+use crate::store::vms::InventoryChanges;
+use crate::store::{scaling_history, vms};
+use crate::{metrics_gap, store};
 use anyhow::{Context as _, bail};
 use serde::Serialize;
 use sqlx::MySqlPool;
@@ -272,10 +273,10 @@ impl Scheduler {
                 )),
                 Ok(snapshot) => {
                     match guarded("inventory", p.name, timeout, async {
-                        vm_inventory::apply_snapshot_fenced(
+                        vms::apply_snapshot_fenced(
                             &self.pool,
                             &snapshot,
-                            vm_inventory::Removal::after_minutes(
+                            vms::Removal::after_minutes(
                                 now,
                                 self.settings.batch.vm_removal_grace_minutes,
                             ),
@@ -333,12 +334,10 @@ impl Scheduler {
         )
         .await;
         // VMs missing from the BOSH inventory are silent, not down (see metrics_gap::screen)
-        let absent = vm_inventory::absent_vm_ids(&self.pool)
-            .await
-            .unwrap_or_else(|e| {
-                sum.errors.push(format!("collect: {e:#}"));
-                Default::default()
-            });
+        let absent = vms::absent_vm_ids(&self.pool).await.unwrap_or_else(|e| {
+            sum.errors.push(format!("collect: {e:#}"));
+            Default::default()
+        });
         let mut readings: Vec<Reading> = Vec::new();
         let mut evaluated: Vec<Origin> = Vec::new();
         let mut failed: Vec<Origin> = Vec::new();
@@ -696,7 +695,7 @@ impl Scheduler {
         if !self.plugins.iter().any(|p| p.parts.scaler.is_some()) {
             return None;
         }
-        match scaling::last_acted(&self.pool).await {
+        match scaling_history::last_acted(&self.pool).await {
             Ok(m) => Some(m),
             Err(e) => {
                 sum.errors.push(format!("scale: {e:#}"));

@@ -2,6 +2,10 @@
 //! outbox and the run ledger out. Every alarm change of a tick is written in one transaction,
 //! together with its notifications, so a crash loses nothing and sends nothing twice.
 
+pub mod outbox;
+pub mod scaling_history;
+pub mod vms;
+
 use crate::engine::{Change, OpenAlarm, OpenStatus, Policy, Subject};
 use crate::model::{AlarmType, Level, Origin, Timestamp, Vm};
 use crate::plugin::{Notification, NotificationKind};
@@ -455,7 +459,7 @@ pub async fn apply_changes(
                     .push("0")
                     .push_bind(now)
                     .push_bind(now)
-                    .push_bind(crate::outbox::priority(n.kind, n.level));
+                    .push_bind(crate::store::outbox::priority(n.kind, n.level));
             });
             q.build()
                 .execute(&mut *tx)
@@ -463,7 +467,7 @@ pub async fn apply_changes(
                 .context("queueing notifications")?;
         }
     }
-    crate::scaling::insert_decisions(&mut tx, decisions, now).await?;
+    crate::store::scaling_history::insert_decisions(&mut tx, decisions, now).await?;
     tx.commit()
         .await
         .context("committing the alarm transaction")?;

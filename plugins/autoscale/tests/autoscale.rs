@@ -451,16 +451,20 @@ async fn cooldown_from_the_recorded_history_holds_a_second_action() {
         .run(
             &s,
             false,
-            &monit_host::scaling::last_acted(&history).await.unwrap(),
+            &monit_host::store::scaling_history::last_acted(&history)
+                .await
+                .unwrap(),
         )
         .await;
     assert_eq!(only(&first).outcome, ScaleOutcome::Acted, "{first:#?}");
-    monit_host::scaling::record_decisions(&history, &first, env.now)
+    monit_host::store::scaling_history::record_decisions(&history, &first, env.now)
         .await
         .unwrap();
 
     // next tick, 60 s later, the load is still high: the cooldown (check_time_sec, 120 s) holds it
-    let last = monit_host::scaling::last_acted(&history).await.unwrap();
+    let last = monit_host::store::scaling_history::last_acted(&history)
+        .await
+        .unwrap();
     assert!(last.contains_key(GUID), "{last:?}");
     let second = env
         .run_at(&s, false, &last, env.now + ChronoDuration::seconds(60))

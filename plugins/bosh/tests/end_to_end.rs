@@ -4,7 +4,7 @@ mod common;
 
 use common::*;
 use monit_host::plugin::InventorySync;
-use monit_host::vm_inventory::{Removal, apply_snapshot};
+use monit_host::store::vms::{Removal, apply_snapshot};
 use monit_plugin_bosh::{BoshInventory, DirectorClient};
 use std::sync::Arc;
 use wiremock::matchers::{method, path};
