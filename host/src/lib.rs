@@ -2,6 +2,7 @@
 //! configuration, the scheduler, the alarm engine and the Monitoring DB stores.
 
 pub mod backtest;
+pub mod bounded;
 pub mod cli;
 pub mod config;
 pub mod db;
@@ -14,9 +15,11 @@ pub mod legacy_ini;
 pub mod metrics_gap;
 pub mod model;
 pub mod plugin;
+pub mod redact;
 pub mod scheduler;
 pub mod secret;
 pub mod store;
+pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod text;

@@ -198,7 +198,9 @@ impl Scheduler {
         sum.influx_queries = self.influx.stats.queries.load(Relaxed) - q0;
         sum.influx_rows = self.influx.stats.rows.load(Relaxed) - r0;
         metrics::counter!("monit_ticks_total").increment(1);
-        if !sum.errors.is_empty() {
+        if sum.errors.is_empty() {
+            crate::telemetry::tick_succeeded(now);
+        } else {
             metrics::counter!("monit_tick_failures_total").increment(1);
         }
         metrics::histogram!("monit_tick_duration_seconds").record(started.elapsed().as_secs_f64());
@@ -504,10 +506,9 @@ impl Scheduler {
         // A claim outlives one delivery (bounded by the step timeout) with room to record it
         // (up to half the claim); it is renewed before each send.
         let ttl = self.step_timeout() * 2 + Duration::from_secs(5);
-        // Rows due at the start of this run; a row retried in it comes due a second later at
-        // the earliest (the column holds whole seconds), so it is not tried twice in one run.
+        // Rows due at the start of this run, each tried at most once in it.
         let started = chrono::Utc::now();
-        let not_before = started + chrono::Duration::seconds(1);
+        let mut tried: Vec<i64> = Vec::new();
         loop {
             if Instant::now() >= deadline {
                 return Stop::Budget;
@@ -519,6 +520,7 @@ impl Scheduler {
                 ttl,
                 started,
                 CLAIM_CHUNK,
+                &tried,
             )
             .await
             {
@@ -551,6 +553,7 @@ impl Scheduler {
                     return stop;
                 }
                 unsent.retain(|id| *id != c.id);
+                tried.push(c.id);
                 match outbox::renew(&self.pool, c.id, &self.claim_owner, ttl).await {
                     Ok(true) => {}
                     Ok(false) => {
@@ -585,16 +588,13 @@ impl Scheduler {
                     Delivery::Sent { .. } => outbox::Outcome::Sent,
                     Delivery::Reject { .. } => outbox::Outcome::Parked,
                     Delivery::Retry { .. } | Delivery::Unavailable { .. } => {
-                        outbox::Outcome::RetryAt(
-                            outbox::next_attempt(
-                                now,
-                                c.id,
-                                c.attempts,
-                                Duration::from_secs(a.retry_min_seconds),
-                                Duration::from_secs(a.retry_max_seconds),
-                            )
-                            .max(not_before),
-                        )
+                        outbox::Outcome::RetryAt(outbox::next_attempt(
+                            now,
+                            c.id,
+                            c.attempts,
+                            Duration::from_secs(a.retry_min_seconds),
+                            Duration::from_secs(a.retry_max_seconds),
+                        ))
                     }
                 };
                 if let Err(e) = self.record_delivery(c.id, &delivery, &outcome, ttl).await {
