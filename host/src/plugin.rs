@@ -20,6 +20,9 @@ pub struct PluginRegistration {
     /// Config section `[plugins.<name>]` and cargo feature name.
     pub name: &'static str,
     pub description: &'static str,
+    /// The plugin's documented `[plugins.<name>]` block (its `sample.toml`, embedded with
+    /// `include_str!`): what `monit-batch sample-config` prints for it.
+    pub sample: &'static str,
     pub build: fn(&PluginContext) -> anyhow::Result<PluginParts>,
 }
 

@@ -34,6 +34,7 @@ monit_host::inventory::submit! {
     monit_host::PluginRegistration {
         name: "autoscale",
         description: "scales apps in/out from the Portal DB's auto_scaling_config (PaaS-TA portal or Cloud Foundry v3 API)",
+        sample: include_str!("../sample.toml"),
         build: build_plugin,
     }
 }

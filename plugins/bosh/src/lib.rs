@@ -36,6 +36,7 @@ monit_host::inventory::submit! {
     PluginRegistration {
         name: "bosh",
         description: "BOSH director: VM inventory sync (zones, vms) and director metrics (bos)",
+        sample: include_str!("../sample.toml"),
         build,
     }
 }
