@@ -48,6 +48,9 @@ pub enum Command {
     CheckConfig,
     /// List the plugins compiled into this binary and whether config enables each.
     Plugins,
+    /// Print a documented config: the host's sections, then the sample of every plugin compiled
+    /// into this binary (each plugin's own `sample.toml`).
+    SampleConfig,
     /// Replay the stored InfluxDB history through the current policies and print, per policy,
     /// how many alarms and notifications they would have produced. Writes nothing.
     Backtest {
@@ -157,6 +160,29 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// `config/monit-batch.toml` up to its plugin blocks: the host's own sections, documented.
+const HOST_SAMPLE: &str = include_str!("../../config/monit-batch.toml");
+/// Where the plugin blocks of `config/monit-batch.toml` start.
+pub const PLUGINS_MARKER: &str = "# ---- plugins";
+
+/// The host's documented sections followed by the sample of every compiled plugin, sorted by
+/// name: what `monit-batch sample-config` prints.
+pub fn sample_config() -> String {
+    let host = HOST_SAMPLE
+        .find(PLUGINS_MARKER)
+        .map_or(HOST_SAMPLE, |i| &HOST_SAMPLE[..i]);
+    let mut out = host.trim_end().to_string();
+    out.push_str("\n\n");
+    out.push_str(PLUGINS_MARKER);
+    out.push_str(": each runs only if compiled in (cargo feature) AND enabled here ----\n");
+    for p in compiled_plugins() {
+        out.push('\n');
+        out.push_str(p.sample.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
 fn load(cli: &Cli) -> anyhow::Result<Settings> {
     let path = cli.config.clone().or_else(default_config_path);
     Settings::load(path.as_deref())
@@ -164,6 +190,10 @@ fn load(cli: &Cli) -> anyhow::Result<Settings> {
 
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match &cli.command {
+        Command::SampleConfig => {
+            print!("{}", sample_config());
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Plugins => {
             // Config is optional here: the listing is about the build.
             let settings = load(&cli).ok();
