@@ -1,6 +1,7 @@
 //! Plugin host of the monitoring batch: the traits plugins implement, the registry they join,
 //! configuration, the scheduler, the alarm engine and the Monitoring DB stores.
 
+pub mod alarm_text;
 pub mod backtest;
 pub mod bounded;
 pub mod cli;
@@ -22,11 +23,10 @@ pub mod store;
 pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
-pub mod text;
 
 pub use async_trait::async_trait;
 pub use inventory;
 pub use plugin::{
-    CollectContext, Collector, InventorySync, Notifier, PluginContext, PluginParts,
-    PluginRegistration, ScaleContext, Scaler, SyncContext,
+    CollectContext, Collector, Notifier, PluginContext, PluginParts, PluginRegistration,
+    ScaleContext, Scaler, SyncContext, VmSource,
 };

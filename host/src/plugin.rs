@@ -44,7 +44,7 @@ pub fn find_plugin(name: &str) -> Option<&'static PluginRegistration> {
 /// The parts a plugin contributes to a tick; a plugin fills the ones it has.
 #[derive(Default)]
 pub struct PluginParts {
-    pub inventory: Option<Arc<dyn InventorySync>>,
+    pub vm_source: Option<Arc<dyn VmSource>>,
     pub collector: Option<Arc<dyn Collector>>,
     pub notifier: Option<Arc<dyn Notifier>>,
     pub scaler: Option<Arc<dyn Scaler>>,
@@ -106,7 +106,7 @@ pub struct SyncContext {
 }
 
 #[async_trait]
-pub trait InventorySync: Send + Sync {
+pub trait VmSource: Send + Sync {
     /// Fetches the whole VM list. Must return an error, never a partial list, when any part of
     /// the answer is missing: the host removes VMs that stay absent from the snapshots for
     /// longer than `batch.vm_removal_grace_minutes`.

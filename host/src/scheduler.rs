@@ -262,7 +262,7 @@ impl Scheduler {
         // 1. inventory: director tasks take longer than a query, hence a bound of its own
         let inv_timeout = Duration::from_secs(self.settings.batch.inventory_timeout_seconds.max(1));
         for p in &self.plugins {
-            let Some(inv) = &p.parts.inventory else {
+            let Some(inv) = &p.parts.vm_source else {
                 continue;
             };
             let ctx = SyncContext { now };

@@ -6,10 +6,10 @@ pub mod outbox;
 pub mod scaling_history;
 pub mod vms;
 
+use crate::alarm_text;
 use crate::engine::{Change, OpenAlarm, OpenStatus, Policy, Subject};
 use crate::model::{AlarmType, Level, Origin, Timestamp, Vm};
 use crate::plugin::{Notification, NotificationKind};
-use crate::text;
 use anyhow::Context as _;
 use sqlx::{MySqlPool, QueryBuilder, Row};
 use std::collections::HashMap;
@@ -295,7 +295,7 @@ pub async fn apply_changes(
     let mut notified: Vec<(i64, Level)> = Vec::new();
     let rendered = |ch: &Change| {
         let s = ch.subject();
-        text::title_and_message(lang, s.target, s.alarm_type, s.level, s.threshold, s.value)
+        alarm_text::title_and_message(lang, s.target, s.alarm_type, s.level, s.threshold, s.value)
     };
     for ch in changes {
         match ch {
@@ -434,18 +434,20 @@ pub async fn apply_changes(
                     .copied()
                     .collect();
                 if !close_ids.is_empty() {
-                    let message = text::recovery_message(lang, target, *alarm_type, *value, true);
+                    let message =
+                        alarm_text::recovery_message(lang, target, *alarm_type, *value, true);
                     close_recovered(&mut tx, close_ids, &message, now).await?;
                 }
                 if !keep_ids.is_empty() {
-                    let note = text::recovery_note(lang, target, *alarm_type, *value, now);
+                    let note = alarm_text::recovery_note(lang, target, *alarm_type, *value, now);
                     keep_recovered(&mut tx, &keep_ids, &note, now).await?;
                 }
                 let lead = alarm_ids.first().copied().unwrap_or(0);
                 let closed = close_ids.contains(&lead);
-                let message = text::recovery_message(lang, target, *alarm_type, *value, closed);
+                let message =
+                    alarm_text::recovery_message(lang, target, *alarm_type, *value, closed);
                 // The alarm's own title: a notifier says "recovered" once (e-mail: in the subject).
-                let (title, _) = text::title_and_message(
+                let (title, _) = alarm_text::title_and_message(
                     lang,
                     target,
                     *alarm_type,

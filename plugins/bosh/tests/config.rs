@@ -32,7 +32,7 @@ fn the_plugin_is_registered_and_builds_an_inventory_sync() {
     let f = file(".toml", TOML_BASE);
     let settings = Settings::load_with_env(Some(f.path()), HashMap::new()).unwrap();
     let parts = (reg.build)(&context(settings)).unwrap();
-    assert!(parts.inventory.is_some());
+    assert!(parts.vm_source.is_some());
 }
 
 #[test]
