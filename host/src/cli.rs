@@ -1,7 +1,7 @@
 //! The command line: `run [--once] [--dry-run]`, `migrate`, `check-config`, `plugins`, `runs`,
 //! `outbox`, `backtest`.
 
-use crate::config::{KNOWN_PLUGINS, Settings, default_config_path};
+use crate::config::{Settings, default_config_path};
 use crate::influx::InfluxClient;
 use crate::leader::Leader;
 use crate::plugin::compiled_plugins;
@@ -139,7 +139,10 @@ pub fn init_logging(settings: Option<&Settings>) {
 }
 
 /// Entry point of the binary: parses the command line, runs, and maps errors to exit codes.
-pub fn main() -> ExitCode {
+/// The binary's entry point. `project_plugins`: every plugin name of the project the binary is
+/// built from, compiled in or not (see [`crate::plugin::declare_project_plugins`]).
+pub fn main(project_plugins: &'static [&'static str]) -> ExitCode {
+    crate::plugin::declare_project_plugins(project_plugins);
     let cli = Cli::parse();
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -206,7 +209,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     p.description
                 );
             }
-            for name in KNOWN_PLUGINS
+            for name in crate::plugin::project_plugins()
                 .iter()
                 .filter(|n| !compiled_plugins().iter().any(|p| p.name == **n))
             {

@@ -28,6 +28,33 @@ pub struct PluginRegistration {
 
 inventory::collect!(PluginRegistration);
 
+/// The plugin names of the project the binary is built from, compiled in or not (declared by
+/// `src/main.rs`, so the host names no plugin). A `[plugins.<name>]` section naming one that is
+/// not compiled in asks for its cargo feature; any other unregistered name is a typo.
+static PROJECT_PLUGINS: std::sync::OnceLock<&'static [&'static str]> = std::sync::OnceLock::new();
+
+/// Declares the project's plugin names (once, at start-up; later calls are ignored).
+pub fn declare_project_plugins(names: &'static [&'static str]) {
+    let _ = PROJECT_PLUGINS.set(names);
+}
+
+/// The declared plugin names; empty when none were declared (the host used as a library).
+pub fn project_plugins() -> &'static [&'static str] {
+    PROJECT_PLUGINS.get().copied().unwrap_or(&[])
+}
+
+/// Every name a `[plugins.<name>]` section may use: the declared ones and the compiled ones.
+pub fn known_plugin_names() -> Vec<&'static str> {
+    let mut names: Vec<&'static str> = project_plugins()
+        .iter()
+        .copied()
+        .chain(compiled_plugins().iter().map(|p| p.name))
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    names
+}
+
 /// The plugins compiled into this binary, sorted by name.
 pub fn compiled_plugins() -> Vec<&'static PluginRegistration> {
     let mut all: Vec<_> = inventory::iter::<PluginRegistration>.into_iter().collect();

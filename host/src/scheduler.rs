@@ -3,14 +3,14 @@
 //! notify (one pass). Each plugin runs isolated: its failure or timeout is logged and counted,
 //! and the others go on.
 
-use crate::config::{KNOWN_PLUGINS, Settings};
+use crate::config::Settings;
 use crate::engine::{self, Change, ChangeCounts, EngineOptions};
 use crate::influx::InfluxClient;
 use crate::leader::Leader;
 use crate::model::{Origin, Reading, Timestamp};
 use crate::plugin::{
     CollectContext, PluginContext, PluginParts, ScaleContext, ScaleDecision, SyncContext, Windows,
-    find_plugin,
+    find_plugin, known_plugin_names, project_plugins,
 };
 use crate::plugin::{Delivery, NotifySession};
 use crate::store::outbox;
@@ -33,10 +33,19 @@ pub struct BuiltPlugin {
 /// Builds every plugin enabled in config. One that is enabled but not compiled in is an error
 /// naming the cargo feature to turn on.
 pub fn build_plugins(settings: &Arc<Settings>) -> anyhow::Result<Vec<BuiltPlugin>> {
+    for name in settings.plugins.keys() {
+        if find_plugin(name).is_none() && !project_plugins().contains(&name.as_str()) {
+            bail!(
+                "invalid config in {}: unknown plugin [plugins.{name}]; known plugins: {}",
+                settings.source,
+                known_plugin_names().join(", ")
+            );
+        }
+    }
     let mut out = Vec::new();
     for name in settings.enabled_plugins() {
         let Some(reg) = find_plugin(&name) else {
-            if KNOWN_PLUGINS.contains(&name.as_str()) {
+            if project_plugins().contains(&name.as_str()) {
                 bail!(
                     "plugin `{name}` is enabled in {} ([plugins.{name}] enabled = true) but is not compiled into this binary; \
                      rebuild with the cargo feature `{name}` (cargo build --features {name})",

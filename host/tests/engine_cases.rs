@@ -262,7 +262,11 @@ fn build(case: &Case) -> Vec<Change> {
     let evaluated = case.evaluated.clone().unwrap_or(Origin::ALL.to_vec());
     let mut changes = engine::evaluate(&policies, &open, &readings, &evaluated, now(), &opts);
     changes.extend(engine::scale_changes(
-        &decisions, &policies, &open, now(), &opts,
+        &decisions,
+        &policies,
+        &open,
+        now(),
+        &opts,
     ));
     changes
 }
