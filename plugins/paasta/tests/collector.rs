@@ -138,7 +138,7 @@ fn actual(readings: &[Reading]) -> Vec<Expected> {
 }
 
 fn sort(v: &mut [Expected]) {
-    v.sort_by(|a, b| (a.vm, a.resource).cmp(&(b.vm, b.resource)));
+    v.sort_by_key(|e| (e.vm, e.resource));
 }
 
 fn close(a: Option<f64>, b: Option<f64>) -> bool {
