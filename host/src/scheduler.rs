@@ -800,10 +800,12 @@ fn describe_change(c: &Change) -> String {
     let s = c.subject();
     let who = match &s.target.app {
         Some(a) => format!(
-            "{} {}[{}] on {}",
-            s.target.origin, a.app_name, a.app_index, a.cell_name
+            "{} {} on {}",
+            s.target.origin,
+            s.target.label(),
+            a.cell_name
         ),
-        None => format!("{} {} ({})", s.target.origin, s.target.name, s.target.ip),
+        None => format!("{} {} ({})", s.target.origin, s.target.label(), s.target.ip),
     };
     let v = s
         .value

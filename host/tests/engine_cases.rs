@@ -275,11 +275,7 @@ fn build(case: &Case) -> Vec<Change> {
 /// `[index]` for an app instance), the alarm and what the store would need.
 fn compact(c: &Change) -> Value {
     let s = c.subject();
-    let who = match &s.target.app {
-        Some(a) => format!("{}[{}]", a.app_name, a.app_index),
-        None => s.target.name.clone(),
-    };
-    let mut v = json!({ "who": who, "type": s.alarm_type, "level": s.level });
+    let mut v = json!({ "who": s.target.label(), "type": s.alarm_type, "level": s.level });
     let o = v.as_object_mut().expect("an object");
     let mut put = |k: &str, x: Value| {
         o.insert(k.to_string(), x);
