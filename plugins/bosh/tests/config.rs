@@ -104,3 +104,41 @@ fn a_section_without_the_deployment_is_an_error_naming_it() {
         "{err:#}"
     );
 }
+
+/// The registration's sample (its `sample.toml`) loads through the host's settings loader into
+/// a config the plugin builds from, and documents every field of `BoshConfig`.
+#[test]
+fn the_sample_loads_and_documents_every_field() {
+    let reg = find_plugin("bosh").expect("registered");
+    let f = file(
+        ".toml",
+        &format!("[monitoring_db]\ndbname = \"monit\"\n\n{}", reg.sample),
+    );
+    let s = Settings::load_with_env(Some(f.path()), HashMap::new()).unwrap();
+    let c: BoshConfig = context(s).plugin_config().unwrap();
+    assert!(c.enabled);
+    assert_eq!(c.service_name, "micro-bosh");
+    for key in [
+        "enabled",
+        "api_url",
+        "username",
+        "password",
+        "uaa_client_id",
+        "uaa_client_secret",
+        "cf_deployment",
+        "diego_deployment",
+        "cell_prefix",
+        "service_name",
+        "ca_cert",
+        "insecure_skip_verify",
+        "timeout_seconds",
+        "task_timeout_seconds",
+        "task_poll_millis",
+        "max_answer_bytes",
+    ] {
+        assert!(
+            reg.sample.contains(&format!("{key} =")),
+            "sample.toml does not document {key}"
+        );
+    }
+}
