@@ -85,13 +85,13 @@ async fn scale_out_blocked_at_max_alarms_and_cooldown_holds() {
 
     let url = url::Url::parse(&mysql_url()).unwrap();
     let extra = format!(
-        "[portal_db]\nhost = \"{}\"\nport = {}\ndbname = \"{portal_name}\"\nusername = \"{}\"\npassword = \"{}\"\n\
-         [plugins.autoscale]\nenabled = true\nactuator = \"cf\"\ncf_api_url = \"{}\"\ncf_username = \"admin\"\ncf_password = \"pw\"\ncooldown_seconds = 600\n",
+        "[plugins.autoscale]\nenabled = true\nactuator = \"cf\"\ncf_api_url = \"{}\"\ncf_username = \"admin\"\ncf_password = \"pw\"\ncooldown_seconds = 600\n\
+         [plugins.autoscale.portal_db]\nhost = \"{}\"\nport = {}\ndbname = \"{portal_name}\"\nusername = \"{}\"\npassword = \"{}\"\n",
+        cc.uri(),
         url.host_str().unwrap(),
         url.port().unwrap_or(3306),
         url.username(),
         url.password().unwrap_or(""),
-        cc.uri()
     );
     let env = TestEnv::new("autoscale", &extra).await;
     env.add_vm("cell_z1/0", "10.0.16.21", "cel").await;

@@ -26,7 +26,10 @@ const DEFAULT_NOW: i64 = 1_800_000_000;
 /// config.ini keys holding a secret, and where `Settings::masked()` shows the translated value.
 const SECRET_KEYS: &[(&str, &[&str])] = &[
     ("monitoring.db.password", &["monitoring_db", "password"]),
-    ("portal.db.password", &["portal_db", "password"]),
+    (
+        "portal.db.password",
+        &["plugins", "autoscale", "portal_db", "password"],
+    ),
     ("influx.pass", &["influx", "password"]),
     ("bosh.password", &["plugins", "bosh", "password"]),
     ("mail.sender.password", &["plugins", "email", "password"]),

@@ -25,9 +25,6 @@ pub struct Settings {
     pub log: LogSettings,
     /// The Monitoring DB (MySQL / MariaDB): alarms, policies, inventory.
     pub monitoring_db: DbSettings,
-    /// The PaaS-TA Portal DB, read by the autoscale plugin only.
-    #[serde(default)]
-    pub portal_db: Option<DbSettings>,
     #[serde(default)]
     pub influx: InfluxSettings,
     #[serde(default)]
@@ -152,6 +149,25 @@ pub struct DbSettings {
     pub max_connections: u32,
 }
 
+impl DbSettings {
+    /// The type and numbers in range; errors name the section as `key` (`monitoring_db`, or a
+    /// plugin's `plugins.<name>.<db>`).
+    pub fn check(&self, key: &str) -> anyhow::Result<()> {
+        if self.db_type != "mysql" {
+            bail!(
+                "{key}.db_type = {:?}: only \"mysql\" is supported",
+                self.db_type
+            );
+        }
+        check_range(&format!("{key}.port"), self.port, 1..=u16::MAX)?;
+        check_range(
+            &format!("{key}.max_connections"),
+            self.max_connections,
+            1..=1000,
+        )
+    }
+}
+
 fn default_db_type() -> String {
     "mysql".into()
 }
@@ -177,15 +193,6 @@ pub struct InfluxSettings {
     pub ca_file: Option<PathBuf>,
     /// Skip TLS verification: only for a lab, and logged loudly.
     pub insecure_skip_verify: bool,
-    /// `influx.paasta.db_name`: PaaS-TA VM metrics (measurement `paasta_measurement`)
-    pub paasta_db: String,
-    pub paasta_measurement: String,
-    /// `influx.bosh.db_name`: BOSH director VM metrics
-    pub bosh_db: String,
-    pub bosh_measurement: String,
-    /// `influx.container.db_name`: cAdvisor container metrics
-    pub container_db: String,
-    pub container_measurement: String,
     /// Width of the time buckets the window is cut into (mean per bucket, then over buckets).
     pub bucket_seconds: u64,
     /// Largest answer read from InfluxDB, in bytes; a larger one is an error naming this key.
@@ -203,12 +210,6 @@ impl Default for InfluxSettings {
             timeout_seconds: 20,
             ca_file: None,
             insecure_skip_verify: false,
-            paasta_db: "cf_metric_db".into(),
-            paasta_measurement: "cf_metrics".into(),
-            bosh_db: "bosh_metric_db".into(),
-            bosh_measurement: "bosh_metrics".into(),
-            container_db: "container_metric_db".into(),
-            container_measurement: "container_metrics".into(),
             bucket_seconds: 30,
             max_answer_bytes: 48 * 1024 * 1024,
         }
@@ -359,6 +360,8 @@ impl Settings {
         if let Some(key) = number_too_large(&raw) {
             bail!("invalid config in {source}: {key}: the number is too large for any setting");
         }
+        let mut raw = raw;
+        let moved = move_plugin_keys(&mut raw.cache, &crate::plugin::compiled_plugins());
         let mut settings: Settings = raw
             .clone()
             .try_deserialize()
@@ -368,6 +371,7 @@ impl Settings {
                 .warnings
                 .extend(crate::legacy_ini::unknown_key_warnings(p));
         }
+        settings.warnings.extend(moved);
         settings.source = source;
         settings.raw = Some(std::sync::Arc::new(raw));
         settings.take_url_credentials()?;
@@ -412,19 +416,9 @@ impl Settings {
             .map_err(|e| anyhow::anyhow!("invalid config in {src}: {e}"))?;
         check_log_level(&self.log.level)
             .map_err(|e| anyhow::anyhow!("invalid config in {src}: {e}"))?;
-        for (key, db) in [
-            ("monitoring_db", Some(&self.monitoring_db)),
-            ("portal_db", self.portal_db.as_ref()),
-        ] {
-            if let Some(db) = db
-                && db.db_type != "mysql"
-            {
-                bail!(
-                    "invalid config in {src}: {key}.db_type = {:?}: only \"mysql\" is supported",
-                    db.db_type
-                );
-            }
-        }
+        self.monitoring_db
+            .check("monitoring_db")
+            .map_err(|e| anyhow::anyhow!("invalid config in {src}: {e}"))?;
         let ratio = self.alarms.pipeline_gap_ratio;
         if !(ratio > 0.0 && ratio <= 1.0) {
             bail!(
@@ -494,19 +488,6 @@ impl Settings {
             1..=3600,
         )?;
         check_range("server.max_connections", srv.max_connections, 1..=10_000)?;
-        for (key, db) in [
-            ("monitoring_db", Some(&self.monitoring_db)),
-            ("portal_db", self.portal_db.as_ref()),
-        ] {
-            if let Some(db) = db {
-                check_range(&format!("{key}.port"), db.port, 1..=u16::MAX)?;
-                check_range(
-                    &format!("{key}.max_connections"),
-                    db.max_connections,
-                    1..=1000,
-                )?;
-            }
-        }
         check_range("influx.timeout_seconds", i.timeout_seconds, 1..=3600)?;
         check_range("influx.bucket_seconds", i.bucket_seconds, 1..=DAY)?;
         check_range(
@@ -577,6 +558,77 @@ impl Settings {
                 .unwrap_or_else(|_| format!("pid-{}", std::process::id()))
         })
     }
+}
+
+/// Moves the keys the compiled plugins took over from host sections (`influx.<plugin>_db`,
+/// `portal_db`) into their `[plugins.<name>]` sections, and returns one deprecation warning per
+/// key found. A key set in both places keeps the new one.
+pub fn move_plugin_keys(
+    tree: &mut config::Value,
+    plugins: &[&crate::plugin::PluginRegistration],
+) -> Vec<String> {
+    let mut warnings = Vec::new();
+    for reg in plugins {
+        for m in reg.moved_keys {
+            let Some(value) = take_path(tree, m.old) else {
+                continue;
+            };
+            let new = format!("plugins.{}.{}", reg.name, m.new);
+            if get_path(tree, &new).is_some() {
+                warnings.push(format!(
+                    "{} is deprecated and ignored: {new} is set (the old key is read until the next release)",
+                    m.old
+                ));
+            } else {
+                warnings.push(format!(
+                    "{} is deprecated: write it as `{}` in [plugins.{}] (the old key is read until the next release)",
+                    m.old, m.new, reg.name
+                ));
+                set_path(tree, &new, value);
+            }
+        }
+    }
+    warnings
+}
+
+fn get_path<'a>(tree: &'a config::Value, path: &str) -> Option<&'a config::Value> {
+    path.split('.').try_fold(tree, |v, k| match &v.kind {
+        config::ValueKind::Table(t) => t.get(k),
+        _ => None,
+    })
+}
+
+fn take_path(tree: &mut config::Value, path: &str) -> Option<config::Value> {
+    let (parent, last) = match path.rsplit_once('.') {
+        Some((p, l)) => (
+            p.split('.').try_fold(tree, |v, k| match &mut v.kind {
+                config::ValueKind::Table(t) => t.get_mut(k),
+                _ => None,
+            })?,
+            l,
+        ),
+        None => (tree, path),
+    };
+    match &mut parent.kind {
+        config::ValueKind::Table(t) => t.remove(last),
+        _ => None,
+    }
+}
+
+fn set_path(tree: &mut config::Value, path: &str, value: config::Value) {
+    let mut node = tree;
+    for key in path.split('.') {
+        if !matches!(node.kind, config::ValueKind::Table(_)) {
+            node.kind = config::ValueKind::Table(Default::default());
+        }
+        let config::ValueKind::Table(t) = &mut node.kind else {
+            return;
+        };
+        node = t.entry(key.to_string()).or_insert_with(|| {
+            config::Value::new(None, config::ValueKind::Table(Default::default()))
+        });
+    }
+    *node = value;
 }
 
 /// `(line, section.key)` of the first integer in a TOML text that does not fit 64 bits.
@@ -801,5 +853,85 @@ pub fn mask_secrets(v: &mut serde_json::Value) {
         }
         Value::Array(a) => a.iter_mut().for_each(mask_secrets),
         _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plugin::{MovedKey, PluginContext, PluginParts, PluginRegistration};
+
+    fn no_parts(_: &PluginContext) -> anyhow::Result<PluginParts> {
+        Ok(PluginParts::default())
+    }
+
+    const COLLECTOR: PluginRegistration = PluginRegistration {
+        name: "metrics",
+        description: "",
+        sample: "",
+        moved_keys: &[
+            MovedKey {
+                old: "influx.metrics_db",
+                new: "db",
+            },
+            MovedKey {
+                old: "metrics_source",
+                new: "source",
+            },
+        ],
+        build: no_parts,
+    };
+
+    fn tree(toml: &str) -> config::Value {
+        config::Config::builder()
+            .add_source(config::File::from_str(toml, config::FileFormat::Toml))
+            .build()
+            .unwrap()
+            .cache
+    }
+
+    fn get(tree: &config::Value, path: &str) -> Option<String> {
+        get_path(tree, path).map(|v| v.to_string())
+    }
+
+    #[test]
+    fn moved_keys_land_in_the_plugin_section_with_a_warning() {
+        let mut t = tree(
+            "[influx]\nurl = \"http://i.example\"\nmetrics_db = \"old\"\n\
+             [metrics_source]\nhost = \"h.example\"\nport = 1\n",
+        );
+        let warnings = move_plugin_keys(&mut t, &[&COLLECTOR]);
+        assert_eq!(get(&t, "plugins.metrics.db").as_deref(), Some("old"));
+        assert_eq!(
+            get(&t, "plugins.metrics.source.host").as_deref(),
+            Some("h.example")
+        );
+        assert_eq!(get(&t, "influx.metrics_db"), None, "taken out of [influx]");
+        assert_eq!(get(&t, "metrics_source"), None);
+        assert_eq!(
+            get(&t, "influx.url").as_deref(),
+            Some("http://i.example"),
+            "the rest of [influx] stays"
+        );
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(
+            warnings[0].contains("influx.metrics_db is deprecated")
+                && warnings[0].contains("[plugins.metrics]"),
+            "{warnings:?}"
+        );
+    }
+
+    #[test]
+    fn the_new_key_wins_over_the_old_one_and_no_key_no_warning() {
+        let mut t = tree("[influx]\nmetrics_db = \"old\"\n[plugins.metrics]\ndb = \"new\"\n");
+        let warnings = move_plugin_keys(&mut t, &[&COLLECTOR]);
+        assert_eq!(get(&t, "plugins.metrics.db").as_deref(), Some("new"));
+        assert_eq!(get(&t, "influx.metrics_db"), None);
+        assert_eq!(warnings.len(), 1);
+        assert!(warnings[0].contains("ignored"), "{warnings:?}");
+
+        let mut t = tree("[plugins.metrics]\ndb = \"new\"\n");
+        assert!(move_plugin_keys(&mut t, &[&COLLECTOR]).is_empty());
+        assert_eq!(get(&t, "plugins.metrics.db").as_deref(), Some("new"));
     }
 }

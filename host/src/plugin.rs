@@ -23,7 +23,19 @@ pub struct PluginRegistration {
     /// The plugin's documented `[plugins.<name>]` block (its `sample.toml`, embedded with
     /// `include_str!`): what `monit-batch sample-config` prints for it.
     pub sample: &'static str,
+    /// Keys of the host's sections this plugin took over (read for one release, with a
+    /// deprecation warning): each is moved into `[plugins.<name>]` before the settings load.
+    pub moved_keys: &'static [MovedKey],
     pub build: fn(&PluginContext) -> anyhow::Result<PluginParts>,
+}
+
+/// A setting that moved from a host section into the plugin's own: `old` is its former dotted
+/// path (a key such as `influx.<plugin>_db`, or a whole host section), `new` its key in
+/// `[plugins.<name>]`.
+#[derive(Clone, Copy, Debug)]
+pub struct MovedKey {
+    pub old: &'static str,
+    pub new: &'static str,
 }
 
 inventory::collect!(PluginRegistration);

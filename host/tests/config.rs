@@ -25,7 +25,7 @@ fn sample_toml_loads_with_documented_defaults() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/monit-batch.toml");
     let s = Settings::load_with_env(Some(&root), env(&[])).unwrap();
     assert_eq!(s.batch.interval_seconds, 60);
-    assert_eq!(s.influx.paasta_db, "cf_metric_db");
+    assert_eq!(s.plugins["paasta"]["db"], "cf_metric_db");
     assert!(s.plugin_enabled("paasta"));
     assert!(!s.plugin_enabled("email"));
     assert_eq!(s.alarms.language, "ko");
@@ -83,7 +83,7 @@ fn legacy_config_ini_is_accepted_unchanged() {
     assert_eq!(s.monitoring_db.dbname, "monit");
     assert_eq!(s.monitoring_db.port, 3306);
     assert_eq!(s.monitoring_db.password.expose(), "monit");
-    assert_eq!(s.influx.container_db, "container_metric_db");
+    assert_eq!(s.plugins["container"]["db"], "container_metric_db");
     assert_eq!(
         s.alarms.resource_url.as_deref(),
         Some("https://monitoring.example")

@@ -29,9 +29,13 @@ impl ActuatorKind {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AutoscaleConfig {
-    /// Run the autoscaler each tick. Needs `[portal_db]` (the table `auto_scaling_config`).
+    /// Run the autoscaler each tick. Needs `portal_db` (the table `auto_scaling_config`).
     #[serde(default)]
     pub enabled: bool,
+    /// The PaaS-TA Portal DB (config.ini `portal.db.*`; before this release the host section
+    /// `[portal_db]`, still read with a deprecation warning).
+    #[serde(default)]
+    pub portal_db: Option<monit_host::config::DbSettings>,
     /// `"portal"` or `"cf"`. Unset: `"cf"` when `cf_api_url` is set, else `"portal"` when
     /// `portal_url` is set (a config.ini of 4.0 has `cf.client.*`, one of 2.0 only
     /// `autoscale.portal.url`).

@@ -33,6 +33,7 @@ use std::time::{Duration, Instant};
 monit_host::inventory::submit! {
     monit_host::PluginRegistration {
         name: "autoscale",
+        moved_keys: &[monit_host::plugin::MovedKey { old: "portal_db", new: "portal_db" }],
         description: "scales apps in/out from the Portal DB's auto_scaling_config (PaaS-TA portal or Cloud Foundry v3 API)",
         sample: include_str!("../sample.toml"),
         build: build_plugin,
@@ -41,15 +42,21 @@ monit_host::inventory::submit! {
 
 fn build_plugin(ctx: &PluginContext) -> anyhow::Result<PluginParts> {
     let cfg: AutoscaleConfig = ctx.plugin_config()?;
-    let db = ctx.settings.portal_db.as_ref().context(
-        "[plugins.autoscale] is enabled but [portal_db] is not configured (portal.db.* in config.ini): \
-         autoscale reads auto_scaling_config from the PaaS-TA Portal DB",
+    let src = &ctx.settings.source;
+    let db = cfg.portal_db.clone().context(
+        "[plugins.autoscale] is enabled but its portal_db is not configured ([plugins.autoscale.portal_db], \
+         portal.db.* in config.ini): autoscale reads auto_scaling_config from the PaaS-TA Portal DB",
     )?;
-    let pool = monit_host::db::lazy_pool(db);
-    let scaler = AutoscaleScaler::new(cfg, pool)?;
+    db.check("plugins.autoscale.portal_db")
+        .map_err(|e| anyhow::anyhow!("invalid config in {src}: {e}"))?;
+    let (metrics_db, metrics_measurement) =
+        monit_cf_metrics::container::configured_location(&ctx.settings)?;
+    let pool = monit_host::db::lazy_pool(&db);
+    let scaler =
+        AutoscaleScaler::new(cfg, pool)?.reading_metrics_from(metrics_db, metrics_measurement);
     tracing::info!(
         actuator = scaler.actuator.kind().code(),
-        portal_db = %monit_host::db::describe(db),
+        portal_db = %monit_host::db::describe(&db),
         "autoscale ready"
     );
     Ok(PluginParts {
@@ -70,6 +77,9 @@ const STEP_BUDGET_SHARE: f64 = 0.8;
 pub struct AutoscaleScaler {
     config: AutoscaleConfig,
     portal_db: MySqlPool,
+    /// InfluxDB database and measurement of the container metrics (`[plugins.container]`'s)
+    metrics_db: String,
+    metrics_measurement: String,
     actuator: Arc<dyn Actuator>,
     /// invalid rows already warned about: a bad row is logged at warn once, then at debug
     warned: Mutex<HashSet<String>>,
@@ -101,9 +111,19 @@ impl AutoscaleScaler {
         Ok(Self {
             config,
             portal_db,
+            metrics_db: monit_cf_metrics::container::DEFAULT_DB.into(),
+            metrics_measurement: monit_cf_metrics::container::DEFAULT_MEASUREMENT.into(),
             actuator,
             warned: Mutex::new(HashSet::new()),
         })
+    }
+
+    /// Reads the container metrics from this InfluxDB database and measurement instead of the
+    /// defaults (`[plugins.container] db`, `measurement`).
+    pub fn reading_metrics_from(mut self, db: String, measurement: String) -> Self {
+        self.metrics_db = db;
+        self.metrics_measurement = measurement;
+        self
     }
 
     fn cooldown(&self, p: &Policy) -> chrono::Duration {
@@ -363,8 +383,8 @@ impl Scaler for AutoscaleScaler {
         // cover its own check_time_sec.
         let mut usage: BTreeMap<u64, Result<UsageByApp, String>> = BTreeMap::new();
         let source = ContainerSource {
-            db: ctx.settings.influx.container_db.clone(),
-            measurement: ctx.settings.influx.container_measurement.clone(),
+            db: self.metrics_db.clone(),
+            measurement: self.metrics_measurement.clone(),
             bucket_seconds: ctx.settings.influx.bucket_seconds,
         };
         for w in policies

@@ -117,7 +117,7 @@ impl Env {
         let influx_db = unique("monit_test_as_metrics");
         let settings: Settings = serde_json::from_value(json!({
             "monitoring_db": {"dbname": "unused"},
-            "influx": {"url": influx_url(), "container_db": influx_db, "bucket_seconds": 30},
+            "influx": {"url": influx_url(), "bucket_seconds": 30},
         }))
         .unwrap();
         let influx = InfluxClient::new(&settings.influx).unwrap();
@@ -214,6 +214,7 @@ fn scaler(env: &Env, cfg: serde_json::Value) -> AutoscaleScaler {
         Duration::from_millis(5),
     )
     .unwrap()
+    .reading_metrics_from(env.influx_db.clone(), "container_metrics".into())
 }
 
 fn portal_cfg(portal: &MockServer) -> serde_json::Value {
@@ -867,6 +868,7 @@ async fn registered_and_needs_the_portal_db() {
         settings: std::sync::Arc::new(serde_json::from_value::<Settings>(v).unwrap()),
     };
     let section = json!({"enabled": true, "portal_url": "http://portal:2225"});
+    let with_db = json!({"enabled": true, "portal_url": "http://portal:2225", "portal_db": {"dbname": "portal"}});
     let without =
         context(json!({"monitoring_db": {"dbname": "m"}, "plugins": {"autoscale": section}}));
     let err = (reg.build)(&without)
@@ -875,17 +877,13 @@ async fn registered_and_needs_the_portal_db() {
         .to_string();
     assert!(err.contains("portal_db"), "{err}");
 
-    let with = context(
-        json!({"monitoring_db": {"dbname": "m"}, "portal_db": {"dbname": "portal"},
-                              "plugins": {"autoscale": section}}),
-    );
+    let with =
+        context(json!({"monitoring_db": {"dbname": "m"}, "plugins": {"autoscale": with_db}}));
     let parts = (reg.build)(&with).unwrap();
     assert!(parts.scaler.is_some() && parts.collector.is_none() && parts.notifier.is_none());
 
-    let typo = context(
-        json!({"monitoring_db": {"dbname": "m"}, "portal_db": {"dbname": "portal"},
-                              "plugins": {"autoscale": {"enabled": true, "portal_uri": "x"}}}),
-    );
+    let typo = context(json!({"monitoring_db": {"dbname": "m"},
+                              "plugins": {"autoscale": {"enabled": true, "portal_uri": "x", "portal_db": {"dbname": "portal"}}}}));
     let err = format!("{:#}", (reg.build)(&typo).err().expect("unknown key"));
     assert!(err.contains("portal_uri"), "{err}");
 }
@@ -906,8 +904,9 @@ async fn the_sample_config_is_a_valid_section() {
     let sample = include_str!("../sample.toml");
     let settings = settings_from(
         "monit-batch.toml",
-        &format!("[monitoring_db]\ndbname = \"m\"\n\n[portal_db]\ndbname = \"p\"\n\n{sample}"),
+        &format!("[monitoring_db]\ndbname = \"m\"\n\n{sample}"),
     );
+    assert!(settings.warnings.is_empty(), "{:?}", settings.warnings);
     let ctx = monit_host::PluginContext {
         name: "autoscale",
         settings: std::sync::Arc::new(settings),
@@ -918,8 +917,48 @@ async fn the_sample_config_is_a_valid_section() {
         cfg.actuator_kind().unwrap(),
         monit_plugin_autoscale::config::ActuatorKind::Cf
     );
+    assert_eq!(cfg.portal_db.map(|d| d.dbname).as_deref(), Some("portaldb"));
     let reg = monit_host::plugin::find_plugin("autoscale").unwrap();
     assert!((reg.build)(&ctx).unwrap().scaler.is_some());
+}
+
+/// The host's former `[portal_db]` section still reaches the plugin for one release, with a
+/// deprecation warning; without any portal DB the plugin does not build, naming the key.
+#[tokio::test]
+async fn the_old_portal_db_section_is_read_with_a_deprecation_warning() {
+    let plugin = "[plugins.autoscale]\nenabled = true\nportal_url = \"http://portal.example\"\n";
+    let old = settings_from(
+        "monit-batch.toml",
+        &format!(
+            "[monitoring_db]\ndbname = \"m\"\n\n[portal_db]\ndbname = \"p\"\nport = 3307\n\n{plugin}"
+        ),
+    );
+    assert!(
+        old.warnings
+            .iter()
+            .any(|w| w.contains("portal_db is deprecated") && w.contains("[plugins.autoscale]")),
+        "{:?}",
+        old.warnings
+    );
+    let ctx = monit_host::PluginContext {
+        name: "autoscale",
+        settings: std::sync::Arc::new(old),
+    };
+    let cfg: AutoscaleConfig = ctx.plugin_config().unwrap();
+    let db = cfg.portal_db.unwrap();
+    assert_eq!((db.dbname.as_str(), db.port), ("p", 3307));
+
+    let none = settings_from(
+        "monit-batch.toml",
+        &format!("[monitoring_db]\ndbname = \"m\"\n\n{plugin}"),
+    );
+    let ctx = monit_host::PluginContext {
+        name: "autoscale",
+        settings: std::sync::Arc::new(none),
+    };
+    let reg = monit_host::plugin::find_plugin("autoscale").unwrap();
+    let err = (reg.build)(&ctx).err().unwrap().to_string();
+    assert!(err.contains("portal_db"), "{err}");
 }
 
 #[tokio::test]

@@ -13,6 +13,9 @@ pub struct BoshCollector {
     pub service_name: String,
     /// host part of the director URL, as the original stored it in `alarms.ip`
     pub director_ip: String,
+    /// InfluxDB database and measurement of the director's metrics
+    pub db: String,
+    pub measurement: String,
 }
 
 /// `https://127.0.0.6:25555` or `127.0.0.6:25555` → `127.0.0.6`
@@ -36,14 +39,14 @@ impl Collector for BoshCollector {
     async fn collect(&self, ctx: &CollectContext<'_>) -> anyhow::Result<Vec<Reading>> {
         let s = &ctx.settings.influx;
         let by_key = vm_metrics::VmQuery {
-            measurement: &s.bosh_measurement,
+            measurement: &self.measurement,
             filter: Some(("origin", &self.service_name)),
             group_by: None,
             window_seconds: ctx.windows.longest(Origin::Bos).as_secs(),
             bucket_seconds: s.bucket_seconds,
             end_epoch: ctx.now.timestamp(),
         }
-        .read(ctx.influx, &s.bosh_db)
+        .read(ctx.influx, &self.db)
         .await?;
         let target = Target {
             origin: Origin::Bos,

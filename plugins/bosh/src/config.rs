@@ -57,6 +57,12 @@ pub struct BoshConfig {
     /// Accept any certificate from the director and UAA. Insecure; logged as a warning at start.
     #[serde(default)]
     pub insecure_skip_verify: bool,
+    /// InfluxDB database of the director's metrics (config.ini `influx.bosh.db_name`).
+    #[serde(default = "default_db")]
+    pub db: String,
+    /// Measurement of the director's metrics in `db`, filtered on tag `origin` = `service_name`.
+    #[serde(default = "default_measurement")]
+    pub measurement: String,
     /// Timeout of each HTTP request to the director or UAA, in seconds.
     #[serde(default = "default_timeout_seconds")]
     pub timeout_seconds: u64,
@@ -87,6 +93,8 @@ impl std::fmt::Debug for BoshConfig {
             .field("diego_deployment", &self.diego_deployment)
             .field("cell_prefix", &self.cell_prefix)
             .field("service_name", &self.service_name)
+            .field("db", &self.db)
+            .field("measurement", &self.measurement)
             .field("ca_cert", &self.ca_cert)
             .field("insecure_skip_verify", &self.insecure_skip_verify)
             .field("timeout_seconds", &self.timeout_seconds)
@@ -99,6 +107,12 @@ impl std::fmt::Debug for BoshConfig {
 
 fn default_cell_prefix() -> String {
     "cell".into()
+}
+fn default_db() -> String {
+    "bosh_metric_db".into()
+}
+fn default_measurement() -> String {
+    "bosh_metrics".into()
 }
 fn default_service_name() -> String {
     "micro-bosh".into()
@@ -131,6 +145,8 @@ impl BoshConfig {
             diego_deployment: None,
             cell_prefix: default_cell_prefix(),
             service_name: default_service_name(),
+            db: default_db(),
+            measurement: default_measurement(),
             ca_cert: None,
             insecure_skip_verify: false,
             timeout_seconds: default_timeout_seconds(),

@@ -13,6 +13,7 @@ pub use config::BoshConfig;
 pub use director::DirectorClient;
 pub use vm_source::BoshVmSource;
 
+use monit_host::plugin::MovedKey;
 use monit_host::{PluginContext, PluginParts, PluginRegistration};
 use std::sync::Arc;
 
@@ -24,6 +25,8 @@ pub fn build(ctx: &PluginContext) -> anyhow::Result<PluginParts> {
     let collector = collector::BoshCollector {
         service_name: config.service_name.clone(),
         director_ip: collector::host_of(&config.api_url),
+        db: config.db.clone(),
+        measurement: config.measurement.clone(),
     };
     Ok(PluginParts {
         vm_source: Some(Arc::new(vm_source)),
@@ -37,6 +40,10 @@ monit_host::inventory::submit! {
         name: "bosh",
         description: "BOSH director: VM inventory sync (zones, vms) and director metrics (bos)",
         sample: include_str!("../sample.toml"),
+        moved_keys: &[
+            MovedKey { old: "influx.bosh_db", new: "db" },
+            MovedKey { old: "influx.bosh_measurement", new: "measurement" },
+        ],
         build,
     }
 }

@@ -129,6 +129,8 @@ fn the_sample_loads_and_documents_every_field() {
         "diego_deployment",
         "cell_prefix",
         "service_name",
+        "db",
+        "measurement",
         "ca_cert",
         "insecure_skip_verify",
         "timeout_seconds",

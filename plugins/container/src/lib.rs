@@ -6,9 +6,10 @@
 
 use anyhow::Context as _;
 use monit_cf_metrics::container::{
-    ContainerSource, ContainerUsage, UsageWindows, read_container_usage,
+    self as container_metrics, ContainerSource, ContainerUsage, UsageWindows, read_container_usage,
 };
 use monit_host::model::{AppInstance, Measured, Origin, Reading, Resource, Target, Vm};
+use monit_host::plugin::MovedKey;
 use monit_host::{CollectContext, Collector, PluginContext, PluginParts, PluginRegistration};
 use serde::Deserialize;
 use std::collections::{HashMap, hash_map::Entry};
@@ -19,31 +20,64 @@ monit_host::inventory::submit! {
         name: "container",
         description: "collector of app container CPU, memory and disk (origin con) from cAdvisor metrics in InfluxDB",
         sample: include_str!("../sample.toml"),
+        moved_keys: &[
+            MovedKey { old: "influx.container_db", new: "db" },
+            MovedKey { old: "influx.container_measurement", new: "measurement" },
+        ],
         build,
     }
 }
 
-/// `[plugins.container]`. Where the metrics are is `[influx]` (`container_db`,
-/// `container_measurement`, `bucket_seconds`); the windows are the `con` alarm policies'.
-#[derive(Clone, Debug, Default, Deserialize)]
+/// `[plugins.container]`. The bucket width is `[influx] bucket_seconds`; the windows are the
+/// `con` alarm policies'. The autoscaler reads `db` and `measurement` of this section too.
+#[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ContainerConfig {
     /// Run the collector.
     #[serde(default)]
     pub enabled: bool,
+    /// InfluxDB database of the cAdvisor metrics (config.ini `influx.container.db_name`).
+    #[serde(default = "default_db")]
+    pub db: String,
+    /// Measurement of the cAdvisor metrics in `db`.
+    #[serde(default = "default_measurement")]
+    pub measurement: String,
+}
+
+fn default_db() -> String {
+    container_metrics::DEFAULT_DB.into()
+}
+fn default_measurement() -> String {
+    container_metrics::DEFAULT_MEASUREMENT.into()
 }
 
 fn build(ctx: &PluginContext) -> anyhow::Result<PluginParts> {
-    let _config: ContainerConfig = ctx.plugin_config()?;
+    let config: ContainerConfig = ctx.plugin_config()?;
     Ok(PluginParts {
-        collector: Some(Arc::new(ContainerCollector)),
+        collector: Some(Arc::new(ContainerCollector {
+            db: config.db,
+            measurement: config.measurement,
+        })),
         ..PluginParts::default()
     })
 }
 
-/// Stateless: everything it needs arrives with each tick's [`CollectContext`].
-#[derive(Clone, Copy, Debug, Default)]
-pub struct ContainerCollector;
+/// Reads `measurement` of the InfluxDB database `db`; the rest arrives with each tick's
+/// [`CollectContext`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ContainerCollector {
+    pub db: String,
+    pub measurement: String,
+}
+
+impl Default for ContainerCollector {
+    fn default() -> Self {
+        Self {
+            db: default_db(),
+            measurement: default_measurement(),
+        }
+    }
+}
 
 #[async_trait::async_trait]
 impl Collector for ContainerCollector {
@@ -64,11 +98,10 @@ impl Collector for ContainerCollector {
             memory: ctx.windows.get(Origin::Con, Resource::Memory),
             disk: ctx.windows.get(Origin::Con, Resource::Disk),
         };
-        let influx = &ctx.settings.influx;
         let source = ContainerSource {
-            db: influx.container_db.clone(),
-            measurement: influx.container_measurement.clone(),
-            bucket_seconds: influx.bucket_seconds,
+            db: self.db.clone(),
+            measurement: self.measurement.clone(),
+            bucket_seconds: ctx.settings.influx.bucket_seconds,
         };
         let usage = read_container_usage(ctx.influx, &source, &windows, ctx.now)
             .await

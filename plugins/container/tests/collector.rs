@@ -26,10 +26,17 @@ fn unique_db(tag: &str) -> String {
     unique(&format!("monit_test_container_{tag}"))
 }
 
-fn settings(db: &str, measurement: &str) -> Settings {
+fn collector(db: &str, measurement: &str) -> ContainerCollector {
+    ContainerCollector {
+        db: db.to_string(),
+        measurement: measurement.to_string(),
+    }
+}
+
+fn settings() -> Settings {
     serde_json::from_value(serde_json::json!({
         "monitoring_db": {"dbname": "unused"},
-        "influx": {"url": influx_url(), "container_db": db, "container_measurement": measurement, "bucket_seconds": 30},
+        "influx": {"url": influx_url(), "bucket_seconds": 30},
     }))
     .unwrap()
 }
@@ -237,7 +244,7 @@ async fn run_case(dir: &Path) -> Result<(), String> {
     let now = Utc::now();
     let points = lines(&case, now.timestamp());
     let written = influx.write(&db, &points).await;
-    let settings = settings(&db, &case.measurement);
+    let (settings, collector) = (settings(), collector(&db, &case.measurement));
     let cells = vms(&case.cells);
     let windows = windows(&case.windows);
     let ctx = CollectContext {
@@ -247,7 +254,7 @@ async fn run_case(dir: &Path) -> Result<(), String> {
         vms: &cells,
         windows: &windows,
     };
-    let result = ContainerCollector.collect(&ctx).await;
+    let result = collector.collect(&ctx).await;
     drop_influx_db(&influx_url(), &db).await;
     written.map_err(|e| format!("writing the points: {e}"))?;
     let readings = result.map_err(|e| format!("collect failed: {e:#}"))?;
@@ -360,7 +367,7 @@ fn one_query_for_many_containers_on_many_cells() {
         create_influx_db(&influx_url(), &db).await;
         influx.write(&db, &points).await.unwrap();
     });
-    let settings = settings(&db, "container_metrics");
+    let (settings, collector) = (settings(), collector(&db, "container_metrics"));
     let windows = Windows {
         by_key: HashMap::new(),
         default: Duration::from_secs(300),
@@ -372,7 +379,7 @@ fn one_query_for_many_containers_on_many_cells() {
         vms: &cells,
         windows: &windows,
     };
-    let (result, queries) = count_queries(&rt, ContainerCollector.collect(&ctx));
+    let (result, queries) = count_queries(&rt, collector.collect(&ctx));
     rt.block_on(drop_influx_db(&influx_url(), &db));
     let readings = result.unwrap();
     assert_eq!(
@@ -401,7 +408,7 @@ fn one_query_for_many_containers_on_many_cells() {
         vms: &no_cells,
         ..ctx
     };
-    let (result, queries) = count_queries(&rt, ContainerCollector.collect(&ctx));
+    let (result, queries) = count_queries(&rt, collector.collect(&ctx));
     assert_eq!(result.unwrap(), Vec::new());
     assert_eq!(queries, 0);
 }
@@ -410,7 +417,7 @@ fn one_query_for_many_containers_on_many_cells() {
 async fn a_missing_database_fails_the_step_with_a_clear_error() {
     let db = unique_db("missing");
     let influx = client();
-    let settings = settings(&db, "container_metrics");
+    let (settings, collector) = (settings(), collector(&db, "container_metrics"));
     let cells = [cell(1, "10.0.16.21")];
     let windows = Windows {
         by_key: HashMap::new(),
@@ -423,7 +430,7 @@ async fn a_missing_database_fails_the_step_with_a_clear_error() {
         vms: &cells,
         windows: &windows,
     };
-    let err = ContainerCollector.collect(&ctx).await.unwrap_err();
+    let err = collector.collect(&ctx).await.unwrap_err();
     let text = format!("{err:#}");
     assert!(text.contains("database not found"), "{text}");
     assert!(
@@ -447,7 +454,10 @@ async fn an_unreachable_influxdb_fails_the_step() {
         ..InfluxSettings::default()
     })
     .unwrap();
-    let settings = settings("container_metric_db", "container_metrics");
+    let (settings, collector) = (
+        settings(),
+        collector("container_metric_db", "container_metrics"),
+    );
     let cells = [cell(1, "10.0.16.21")];
     let windows = Windows {
         by_key: HashMap::new(),
@@ -460,7 +470,7 @@ async fn an_unreachable_influxdb_fails_the_step() {
         vms: &cells,
         windows: &windows,
     };
-    let err = ContainerCollector.collect(&ctx).await.unwrap_err();
+    let err = collector.collect(&ctx).await.unwrap_err();
     let text = format!("{err:#}");
     assert!(
         text.contains(&url) && text.contains("container collector"),
@@ -473,5 +483,7 @@ async fn an_unreachable_influxdb_fails_the_step() {
 fn the_sample_documents_every_field() {
     let reg = monit_host::plugin::find_plugin("container").expect("registered");
     assert!(reg.sample.contains("[plugins.container]"));
-    assert!(reg.sample.contains("enabled ="));
+    for key in ["enabled", "db", "measurement"] {
+        assert!(reg.sample.contains(&format!("\n{key} =")), "{key}");
+    }
 }

@@ -5,7 +5,7 @@ use monit_cf_metrics::vm as vm_metrics;
 use monit_host::async_trait;
 use monit_host::model::{Origin, Reading, Target};
 use monit_host::plugin::{
-    CollectContext, Collector, PluginContext, PluginParts, PluginRegistration,
+    CollectContext, Collector, MovedKey, PluginContext, PluginParts, PluginRegistration,
 };
 use serde::Deserialize;
 use std::sync::Arc;
@@ -17,9 +17,36 @@ pub struct PaastaConfig {
     /// Run this collector.
     #[serde(default)]
     pub enabled: bool,
+    /// InfluxDB database of the PaaS-TA VM metrics (config.ini `influx.paasta.db_name`).
+    #[serde(default = "default_db")]
+    pub db: String,
+    /// Measurement of the PaaS-TA VM metrics in `db`.
+    #[serde(default = "default_measurement")]
+    pub measurement: String,
 }
 
-pub struct PaastaCollector;
+fn default_db() -> String {
+    "cf_metric_db".into()
+}
+fn default_measurement() -> String {
+    "cf_metrics".into()
+}
+
+/// Reads `measurement` of the InfluxDB database `db`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PaastaCollector {
+    pub db: String,
+    pub measurement: String,
+}
+
+impl Default for PaastaCollector {
+    fn default() -> Self {
+        Self {
+            db: default_db(),
+            measurement: default_measurement(),
+        }
+    }
+}
 
 #[async_trait]
 impl Collector for PaastaCollector {
@@ -30,14 +57,14 @@ impl Collector for PaastaCollector {
     async fn collect(&self, ctx: &CollectContext<'_>) -> anyhow::Result<Vec<Reading>> {
         let s = &ctx.settings.influx;
         let by_ip = vm_metrics::VmQuery {
-            measurement: &s.paasta_measurement,
+            measurement: &self.measurement,
             filter: None,
             group_by: Some("ip"),
             window_seconds: ctx.windows.longest(Origin::Pas).as_secs(),
             bucket_seconds: s.bucket_seconds,
             end_epoch: ctx.now.timestamp(),
         }
-        .read(ctx.influx, &s.paasta_db)
+        .read(ctx.influx, &self.db)
         .await?;
         let now = ctx.now.timestamp();
         Ok(ctx
@@ -58,9 +85,12 @@ impl Collector for PaastaCollector {
 }
 
 fn build(ctx: &PluginContext) -> anyhow::Result<PluginParts> {
-    let _config: PaastaConfig = ctx.plugin_config()?;
+    let config: PaastaConfig = ctx.plugin_config()?;
     Ok(PluginParts {
-        collector: Some(Arc::new(PaastaCollector)),
+        collector: Some(Arc::new(PaastaCollector {
+            db: config.db,
+            measurement: config.measurement,
+        })),
         ..Default::default()
     })
 }
@@ -70,6 +100,10 @@ monit_host::inventory::submit! {
         name: "paasta",
         description: "CPU, memory and disk of PaaS-TA VMs (origin pas) from InfluxDB",
         sample: include_str!("../sample.toml"),
+        moved_keys: &[
+            MovedKey { old: "influx.paasta_db", new: "db" },
+            MovedKey { old: "influx.paasta_measurement", new: "measurement" },
+        ],
         build,
     }
 }

@@ -175,7 +175,7 @@ async fn run_case(dir: &Path) -> Result<(), String> {
     let written = influx.write(&db, &lines(&case, now.timestamp())).await;
     let settings: Settings = serde_json::from_value(serde_json::json!({
         "monitoring_db": {"dbname": "unused"},
-        "influx": {"url": influx_url(), "paasta_db": db, "paasta_measurement": MEASUREMENT, "bucket_seconds": 30},
+        "influx": {"url": influx_url(), "bucket_seconds": 30},
     }))
     .map_err(|e| e.to_string())?;
     let vms: Vec<Vm> = case
@@ -198,7 +198,11 @@ async fn run_case(dir: &Path) -> Result<(), String> {
         vms: &vms,
         windows: &windows,
     };
-    let result = PaastaCollector.collect(&ctx).await;
+    let collector = PaastaCollector {
+        db: db.clone(),
+        measurement: MEASUREMENT.into(),
+    };
+    let result = collector.collect(&ctx).await;
     drop_influx_db(&influx_url(), &db).await;
     written.map_err(|e| format!("writing the points: {e}"))?;
     let got = actual(&result.map_err(|e| format!("collect failed: {e:#}"))?);
@@ -241,7 +245,7 @@ async fn a_missing_database_is_an_error_naming_it() {
     let db = unique("monit_test_paasta_missing");
     let settings: Settings = serde_json::from_value(serde_json::json!({
         "monitoring_db": {"dbname": "unused"},
-        "influx": {"url": influx_url(), "paasta_db": db, "bucket_seconds": 30},
+        "influx": {"url": influx_url(), "bucket_seconds": 30},
     }))
     .unwrap();
     let vms = vec![Vm {
@@ -260,7 +264,11 @@ async fn a_missing_database_is_an_error_naming_it() {
         vms: &vms,
         windows: &windows,
     };
-    let e = PaastaCollector.collect(&ctx).await.unwrap_err();
+    let collector = PaastaCollector {
+        db: db.clone(),
+        ..PaastaCollector::default()
+    };
+    let e = collector.collect(&ctx).await.unwrap_err();
     assert!(format!("{e:#}").contains(&db), "{e:#}");
 }
 
@@ -270,7 +278,13 @@ fn the_sample_documents_every_field() {
     let sample = include_str!("../sample.toml");
     let c: monit_plugin_paasta::PaastaConfig = toml_section(sample);
     assert!(c.enabled);
-    assert!(sample.contains("enabled ="));
+    assert_eq!(
+        (c.db.as_str(), c.measurement.as_str()),
+        ("cf_metric_db", "cf_metrics")
+    );
+    for key in ["enabled", "db", "measurement"] {
+        assert!(sample.contains(&format!("\n{key} =")), "{key}");
+    }
 }
 
 fn toml_section(sample: &str) -> monit_plugin_paasta::PaastaConfig {

@@ -39,6 +39,7 @@ monit_host::inventory::submit! {
         name: "webhook",
         description: "POSTs alarm notifications as JSON or Slack messages to webhook URLs",
         sample: include_str!("../sample.toml"),
+        moved_keys: &[],
         build,
     }
 }

@@ -35,6 +35,36 @@ pub const DISK_SERIES: &str = "disk_usage";
 /// highest rate between two buckets and `buckets` counts those intervals.
 pub use crate::vm::Stats;
 
+/// The `[plugins.<name>]` section that says where the cAdvisor container metrics are (`db`,
+/// `measurement`): the container collector's, read by the autoscaler too, so that both always
+/// read the same series.
+pub const SECTION: &str = "container";
+pub const DEFAULT_DB: &str = "container_metric_db";
+pub const DEFAULT_MEASUREMENT: &str = "container_metrics";
+
+/// `db` and `measurement` of `[plugins.container]`, defaults for the ones unset. A value that is
+/// not a string is an error naming the key.
+pub fn configured_location(
+    settings: &monit_host::config::Settings,
+) -> anyhow::Result<(String, String)> {
+    let section = settings.plugins.get(SECTION);
+    let get = |key: &str, default: &str| -> anyhow::Result<String> {
+        match section.and_then(|s| s.get(key)) {
+            None => Ok(default.to_string()),
+            Some(v) => v.as_str().map(str::to_string).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "invalid config in {}: plugins.{SECTION}.{key} must be a string, got {v}",
+                    settings.source
+                )
+            }),
+        }
+    };
+    Ok((
+        get("db", DEFAULT_DB)?,
+        get("measurement", DEFAULT_MEASUREMENT)?,
+    ))
+}
+
 /// Where the container series are: the InfluxDB database and measurement, and the bucket width
 /// the usage is cut into (`[influx] bucket_seconds`).
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -1,0 +1,145 @@
+//! Where each collector's metrics are is its own config (`[plugins.<name>] db`, `measurement`),
+//! and the host's former keys (`[influx] paasta_db` …, `[portal_db]`) are still read for one
+//! release, moved into the plugin's section with a deprecation warning. The e2e harness
+//! (`common::TestEnv`) writes the old keys, so every other e2e test runs through that path too.
+
+mod common;
+
+use common::TestEnv;
+
+/// The harness's config with the collectors' databases in their own sections, not in [influx].
+fn with_new_keys(env: &TestEnv, paasta_db: &str) {
+    let text = std::fs::read_to_string(&env.config).unwrap();
+    let mut out: String = text
+        .lines()
+        .filter(|l| {
+            !["paasta_db", "bosh_db", "container_db"]
+                .iter()
+                .any(|k| l.trim_start().starts_with(k))
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    out = out
+        .replace(
+            "[plugins.paasta]\n",
+            &format!("[plugins.paasta]\ndb = \"{paasta_db}\"\nmeasurement = \"cf_metrics\"\n"),
+        )
+        .replace(
+            "[plugins.container]\n",
+            &format!("[plugins.container]\ndb = \"{}\"\n", env.container_db),
+        );
+    std::fs::write(&env.config, out).unwrap();
+}
+
+#[tokio::test]
+async fn the_collectors_read_their_own_db_keys() {
+    let env = TestEnv::new(
+        "newkeys",
+        "[plugins.paasta]\nenabled = true\n[plugins.container]\nenabled = true\n",
+    )
+    .await;
+    with_new_keys(&env, &env.cf_db);
+    let check = env.run(&["check-config"]);
+    assert!(check.status.success());
+    let stderr = String::from_utf8_lossy(&check.stderr);
+    assert!(!stderr.contains("deprecated"), "{stderr}");
+    let effective: serde_json::Value = effective_config(&check.stdout);
+    assert_eq!(effective["plugins"]["paasta"]["db"], env.cf_db.as_str());
+    assert_eq!(
+        effective["plugins"]["container"]["db"],
+        env.container_db.as_str()
+    );
+
+    // the paasta collector reads the database its section names (not the default one)
+    let vm = env.add_vm("cell_z1/0", "10.0.16.21", "cel").await;
+    env.exec("UPDATE alarm_policies SET measure_time = 300 WHERE origin_type = 'pas'")
+        .await;
+    let lines = TestEnv::cf_series("10.0.16.21", "cpuStats.core.0", 300, |_| 97.0);
+    env.write_points(&env.cf_db, &lines).await;
+    assert!(env.run_once().status.success());
+    let cpu = env
+        .scalar_i64(&format!(
+            "SELECT COUNT(*) FROM alarms WHERE origin_type = 'pas' AND origin_id = {vm} \
+             AND alarm_type = 'cpu' AND level = 'critical'"
+        ))
+        .await;
+    assert_eq!(cpu, 1, "a critical cpu alarm from the configured database");
+
+    // and a database that does not exist fails the step, naming it
+    let text = std::fs::read_to_string(&env.config).unwrap().replace(
+        &format!("db = \"{}\"", env.cf_db),
+        "db = \"no_such_db_for_new_keys\"",
+    );
+    std::fs::write(&env.config, text).unwrap();
+    let out = env.run_once();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("ERROR     collect/paasta") && stdout.contains("database not found"),
+        "{stdout}"
+    );
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn the_old_influx_and_portal_db_keys_still_work_with_a_warning() {
+    let env = TestEnv::new(
+        "oldkeys",
+        "[portal_db]\ndbname = \"portaldb\"\nport = 3307\n[plugins.paasta]\nenabled = true\n",
+    )
+    .await;
+    let check = env.run(&["check-config"]);
+    assert!(check.status.success());
+    let stderr = String::from_utf8_lossy(&check.stderr);
+    for (old, section) in [
+        ("influx.paasta_db", "[plugins.paasta]"),
+        ("influx.bosh_db", "[plugins.bosh]"),
+        ("influx.container_db", "[plugins.container]"),
+        ("portal_db", "[plugins.autoscale]"),
+    ] {
+        assert!(
+            stderr
+                .lines()
+                .any(|l| l.starts_with(&format!("warning: {old} is deprecated"))
+                    && l.contains(section)),
+            "{old}: {stderr}"
+        );
+    }
+    let effective = effective_config(&check.stdout);
+    assert_eq!(effective["plugins"]["paasta"]["db"], env.cf_db.as_str());
+    assert_eq!(effective["plugins"]["bosh"]["db"], env.bosh_db.as_str());
+    assert_eq!(
+        effective["plugins"]["autoscale"]["portal_db"]["port"],
+        serde_json::json!(3307)
+    );
+    assert!(
+        effective["influx"].get("paasta_db").is_none(),
+        "{effective}"
+    );
+    assert!(effective.get("portal_db").is_none(), "{effective}");
+
+    // the run reads the moved key: a hot VM in the harness's database opens its alarm
+    let vm = env.add_vm("cell_z1/0", "10.0.16.21", "cel").await;
+    env.exec("UPDATE alarm_policies SET measure_time = 300 WHERE origin_type = 'pas'")
+        .await;
+    let lines = TestEnv::cf_series("10.0.16.21", "cpuStats.core.0", 300, |_| 97.0);
+    env.write_points(&env.cf_db, &lines).await;
+    assert!(env.run_once().status.success());
+    let cpu = env
+        .scalar_i64(&format!(
+            "SELECT COUNT(*) FROM alarms WHERE origin_type = 'pas' AND origin_id = {vm} AND alarm_type = 'cpu'"
+        ))
+        .await;
+    assert_eq!(cpu, 1);
+    env.cleanup().await;
+}
+
+/// check-config's stdout: a `#` comment line, then the effective config as JSON.
+fn effective_config(stdout: &[u8]) -> serde_json::Value {
+    let text = String::from_utf8_lossy(stdout);
+    let json: String = text
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .collect::<Vec<_>>()
+        .join("\n");
+    serde_json::from_str(&json).unwrap_or_else(|e| panic!("{e}: {text}"))
+}
