@@ -218,6 +218,8 @@ pub struct Outbox<'a> {
     pub notifiers: &'a [String],
     pub language: &'a str,
     pub resource_url: Option<&'a str>,
+    /// alarms recorded but not notified this tick (silence, maintenance, inhibition)
+    pub holds: &'a crate::hold::Holds,
 }
 
 fn payload(
@@ -291,6 +293,10 @@ pub async fn apply_changes(
         let s = ch.subject();
         text::title_and_message(lang, s.target, s.alarm_type, s.level, s.threshold, s.value)
     };
+    let held = |ch: &Change| {
+        let s = ch.subject();
+        out.holds.reason(s.target, s.alarm_type).is_some()
+    };
     for ch in changes {
         match ch {
             Change::Open {
@@ -301,6 +307,8 @@ pub async fn apply_changes(
             } => {
                 let (title, message) = rendered(ch);
                 let app = target.app.as_ref();
+                // held: recorded, never notified (no alarm_send_date) until the hold ends
+                let sent_at = (!held(ch)).then_some(now);
                 let res = sqlx::query(
                     "INSERT INTO alarms (origin_type, origin_id, alarm_type, level, ip, app_yn, app_name, app_index, \
                      container_name, alarm_title, alarm_message, resolve_status, alarm_cnt, reg_date, reg_user, \
@@ -320,11 +328,14 @@ pub async fn apply_changes(
                 .bind(&message)
                 .bind(now)
                 .bind(now)
-                .bind(now)
+                .bind(sent_at)
                 .execute(&mut *tx)
                 .await
                 .context("inserting an alarm")?;
                 let id = res.last_insert_id() as i64;
+                if sent_at.is_none() {
+                    continue;
+                }
                 notified.push((id, *level));
                 queued.push(payload(
                     NotificationKind::Opened,
@@ -345,7 +356,8 @@ pub async fn apply_changes(
                     Change::Escalate { .. } => NotificationKind::Escalated,
                     _ => NotificationKind::SteppedDown,
                 };
-                let notification = relevel(&mut tx, ch, *alarm_id, *notify, now, &rendered)
+                let notify = *notify && !held(ch);
+                let notification = relevel(&mut tx, ch, *alarm_id, notify, now, &rendered)
                     .await?
                     .map(|texts| {
                         payload(
@@ -365,13 +377,16 @@ pub async fn apply_changes(
             Change::Rebreach {
                 alarm_id, level, ..
             } => {
-                let texts = relevel(&mut tx, ch, *alarm_id, true, now, &rendered).await?;
+                let notify = !held(ch);
+                let texts = relevel(&mut tx, ch, *alarm_id, notify, now, &rendered).await?;
                 sqlx::query("UPDATE batch_alarm_state SET recovered_at = NULL WHERE alarm_id = ?")
                     .bind(alarm_id)
                     .execute(&mut *tx)
                     .await
                     .context("clearing the recovered mark of an alarm")?;
-                notified.push((*alarm_id, *level));
+                if notify {
+                    notified.push((*alarm_id, *level));
+                }
                 if let Some(texts) = texts {
                     queued.push(payload(
                         NotificationKind::Opened,
@@ -389,7 +404,7 @@ pub async fn apply_changes(
                 level,
                 ..
             } => {
-                if !renotify {
+                if !renotify || held(ch) {
                     counted.push(*alarm_id);
                     continue;
                 }
@@ -436,6 +451,9 @@ pub async fn apply_changes(
                     keep_recovered(&mut tx, &keep_ids, &note, now).await?;
                 }
                 let lead = alarm_ids.first().copied().unwrap_or(0);
+                if held(ch) || !crate::hold::lead_was_notified(alarm_ids, open) {
+                    continue;
+                }
                 let closed = close_ids.contains(&lead);
                 let message = text::recovery_message(lang, target, *alarm_type, *value, closed);
                 // The alarm's own title: a notifier says "recovered" once (e-mail: in the subject).

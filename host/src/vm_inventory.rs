@@ -551,6 +551,7 @@ mod tests {
             ip: ip.into(),
             zone: "z1".into(),
             is_cell: false,
+            deployment: "cf".into(),
         }
     }
 
