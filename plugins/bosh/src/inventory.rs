@@ -180,6 +180,29 @@ fn zone_suffix(job: &str) -> Option<&str> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn tasks_that_change_vms_by_description() {
+        for yes in [
+            "create deployment",
+            "Recreate instances",
+            "stop instance",
+            "start instances",
+            "restart instance",
+            "delete deployment cf",
+        ] {
+            assert!(super::changes_vms(yes), "{yes}");
+        }
+        for no in [
+            "retrieve vm-stats",
+            "run errand smoke-tests",
+            "scan and fix",
+            "snapshot deployment",
+            "",
+        ] {
+            assert!(!super::changes_vms(no), "{no}");
+        }
+    }
+
     use super::*;
 
     fn vm(job: &str, index: Option<i64>, ips: &[&str], az: Option<&str>) -> DirectorVm {

@@ -54,7 +54,7 @@ const EN: Words = Words {
     copyright: "Copyright © PaaS-Ta All rights reserved",
 };
 
-fn is_english(n: &Notification) -> bool {
+pub(crate) fn is_english(n: &Notification) -> bool {
     n.language.eq_ignore_ascii_case("en")
 }
 
@@ -119,7 +119,7 @@ pub fn elapsed_minutes(n: &Notification) -> i64 {
 }
 
 /// Only an http(s) URL becomes a link: anything else (a `javascript:` URL) is dropped.
-fn link_url(n: &Notification) -> Option<&str> {
+pub(crate) fn link_url(n: &Notification) -> Option<&str> {
     let url = n.resource_url.as_deref()?.trim();
     let lower = url.to_ascii_lowercase();
     (lower.starts_with("http://") || lower.starts_with("https://")).then_some(url)
