@@ -235,6 +235,7 @@ impl Replay<'_> {
                     Err(e) => report.errors.push(format!("{} at {now}: {e:#}", p.name)),
                 }
             }
+            metrics_gap::share_gaps(&mut gap_checks, &mut readings);
             let mut changes =
                 engine::evaluate(self.policies, &open, &readings, &evaluated, now, &opts);
             changes.extend(metrics_gap::pipeline_changes(

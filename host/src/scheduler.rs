@@ -388,9 +388,15 @@ impl Scheduler {
         }
         evaluated.retain(|o| !failed.contains(o));
         gap_checks.retain(|c| !failed.contains(&c.origin));
+        metrics_gap::share_gaps(&mut gap_checks, &mut readings);
         sum.metric_gaps = gap_checks
             .iter()
-            .filter(|c| c.verdict == metrics_gap::Verdict::Gap)
+            .filter(|c| {
+                matches!(
+                    c.verdict,
+                    metrics_gap::Verdict::Gap | metrics_gap::Verdict::SharedGap
+                )
+            })
             .cloned()
             .collect();
 
