@@ -4,7 +4,7 @@
 //! `alarm_send_date`). When the hold ends and the alarm still breaches, the engine notifies it as
 //! new; a never-notified alarm that recovers sends nothing.
 
-use crate::engine::{AlarmKey, Change, OpenAlarm};
+use crate::engine::{AlarmKey, Change, ChangeCounts, OpenAlarm};
 use crate::inhibit::Inhibitors;
 use crate::model::{AlarmType, Target, Timestamp, Vm};
 use crate::silence::{AlarmFacts, Silence};
@@ -108,10 +108,14 @@ impl Holds {
         Holds { by_key }
     }
 
-    /// The notifications the holds kept back: changes that would have notified.
+    /// The notifications the holds kept back: changes that would have notified. An alarm held
+    /// since it opened is counted once, when it opened, not again every tick it stays held.
     pub fn count(&self, changes: &[Change], open: &[OpenAlarm]) -> HeldCounts {
         let mut c = HeldCounts::default();
-        for ch in changes.iter().filter(|ch| would_notify(ch, open)) {
+        for ch in changes
+            .iter()
+            .filter(|ch| would_notify(ch, open) && !self.still_held(ch, open))
+        {
             let s = ch.subject();
             match self.reason(s.target, s.alarm_type) {
                 Some(HoldReason::Silenced) => c.silenced += 1,
@@ -121,6 +125,28 @@ impl Holds {
             }
         }
         c
+    }
+
+    /// A never-notified alarm that breaches on and is held again: the engine proposed to
+    /// announce it (as new), the hold keeps it silent; for the tick's counts it continues.
+    pub fn still_held(&self, ch: &Change, open: &[OpenAlarm]) -> bool {
+        let Change::Rebreach { alarm_id, .. } = ch else {
+            return false;
+        };
+        let s = ch.subject();
+        self.reason(s.target, s.alarm_type).is_some()
+            && open.iter().any(|a| a.id == *alarm_id && a.never_notified())
+    }
+
+    /// The tick's change counts as operators read them: an alarm still held counts as
+    /// continued, not opened again.
+    pub fn recount(&self, counts: &mut ChangeCounts, changes: &[Change], open: &[OpenAlarm]) {
+        let n = changes
+            .iter()
+            .filter(|ch| self.still_held(ch, open))
+            .count() as u32;
+        counts.opened = counts.opened.saturating_sub(n);
+        counts.continued += n;
     }
 }
 

@@ -46,7 +46,11 @@ pub async fn active(
     now: Timestamp,
     grace_minutes: u64,
 ) -> anyhow::Result<HashSet<String>> {
-    let since = now - chrono::Duration::minutes(grace_minutes.min(7 * 24 * 60) as i64);
+    // `last_seen_at` holds whole seconds (rounded or truncated by the server): a second of
+    // slack, so a task seen in this very tick counts with a grace of 0.
+    let since = now
+        - chrono::Duration::minutes(grace_minutes.min(7 * 24 * 60) as i64)
+        - chrono::Duration::seconds(1);
     sqlx::query("DELETE FROM batch_maintenance WHERE last_seen_at < ?")
         .bind(since)
         .execute(pool)

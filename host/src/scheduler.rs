@@ -428,6 +428,7 @@ impl Scheduler {
             },
         );
         sum.held = holds.count(&changes, &open);
+        holds.recount(&mut sum.alarms, &changes, &open);
         for (reason, n) in [
             (HoldReason::Silenced, sum.held.silenced),
             (HoldReason::Maintenance, sum.held.maintenance),
