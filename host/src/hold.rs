@@ -58,10 +58,6 @@ pub struct HeldCounts {
 }
 
 impl Holds {
-    pub fn none() -> Holds {
-        Holds::default()
-    }
-
     pub fn reason(&self, target: &Target, alarm_type: AlarmType) -> Option<HoldReason> {
         self.by_key
             .get(&AlarmKey::of_target(target, alarm_type))

@@ -415,18 +415,16 @@ impl Scheduler {
             &opts,
         ));
         sum.alarms = engine::count(&changes);
-        let holds = Holds::decide(
-            &changes,
-            &HoldInputs {
-                open: &open,
-                vms: &vms,
-                inhibit: a.inhibit,
-                silences: &silences,
-                deployments: &deployments,
-                maintenance: &under_maintenance,
-                now,
-            },
-        );
+        let hold_inputs = HoldInputs {
+            open: &open,
+            vms: &vms,
+            inhibit: a.inhibit,
+            silences: &silences,
+            deployments: &deployments,
+            maintenance: &under_maintenance,
+            now,
+        };
+        let holds = Holds::decide(&changes, &hold_inputs);
         sum.held = holds.count(&changes, &open);
         holds.recount(&mut sum.alarms, &changes, &open);
         for (reason, n) in [
@@ -453,7 +451,13 @@ impl Scheduler {
             .map(|p| p.name.to_string())
             .collect();
         if dry_run {
-            sum.planned.extend(changes.iter().map(describe_change));
+            sum.planned.extend(changes.iter().map(|c| {
+                let s = c.subject();
+                match holds.reason(s.target, s.alarm_type) {
+                    Some(r) => format!("{} (held: {})", describe_change(c), r.code()),
+                    None => describe_change(c),
+                }
+            }));
         } else {
             let outbox = store::Outbox {
                 notifiers: &notifiers,
@@ -499,7 +503,8 @@ impl Scheduler {
                     notifiers: &notifiers,
                     language: &a.language,
                     resource_url: a.resource_url.as_deref(),
-                    holds: &Holds::none(),
+                    // a silence on the app holds its autoscale alarm too
+                    holds: &Holds::decide(&changes, &hold_inputs),
                 };
                 store::apply_changes(
                     &self.pool,

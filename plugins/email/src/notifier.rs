@@ -182,7 +182,11 @@ impl EmailNotifier {
             .first()
             .ok_or_else(|| anyhow::anyhow!("an empty digest"))?;
         let mail = crate::digest::render_digest(batch, self.display_offset);
-        let ids: Vec<String> = batch.iter().map(|n| n.id.to_string()).collect();
+        // the first 20 row ids: a header line stays well under SMTP's 998 characters
+        let mut ids: Vec<String> = batch.iter().take(20).map(|n| n.id.to_string()).collect();
+        if batch.len() > 20 {
+            ids.push(format!("+{} more", batch.len() - 20));
+        }
         self.compose_mail(first, mail, ids.join(","))
     }
 
