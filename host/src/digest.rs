@@ -5,6 +5,12 @@
 use crate::model::Origin;
 use crate::plugin::{Notification, NotificationKind};
 
+/// Who a notification goes to: its origin and its recipients (sorted).
+type Audience = (Origin, Vec<String>);
+
+/// A digest's section key: origin and severity rank.
+pub type SectionKey = (Origin, u8);
+
 /// Splits claimed rows into what goes out together: groups of more than `threshold` rows with
 /// the same origin and recipients, the rest one by one (in claim order). A row already
 /// delivered to some of its recipients goes alone, so nobody gets it twice. `threshold` 0: no
@@ -17,7 +23,7 @@ pub fn units<T>(
     if threshold == 0 {
         return rows.into_iter().map(|r| vec![r]).collect();
     }
-    let mut groups: Vec<((Origin, Vec<String>), Vec<T>)> = Vec::new();
+    let mut groups: Vec<(Audience, Vec<T>)> = Vec::new();
     let mut singles: Vec<Vec<T>> = Vec::new();
     for r in rows {
         let n = notification(&r);
@@ -58,8 +64,8 @@ pub fn rank(n: &Notification) -> u8 {
 }
 
 /// A digest's sections: (origin, rank) with their notifications, critical first, then by origin.
-pub fn sections(batch: &[Notification]) -> Vec<((Origin, u8), Vec<&Notification>)> {
-    let mut out: Vec<((Origin, u8), Vec<&Notification>)> = Vec::new();
+pub fn sections(batch: &[Notification]) -> Vec<(SectionKey, Vec<&Notification>)> {
+    let mut out: Vec<(SectionKey, Vec<&Notification>)> = Vec::new();
     for n in batch {
         let key = (n.origin, rank(n));
         match out.iter_mut().find(|(k, _)| *k == key) {
