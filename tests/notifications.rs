@@ -7,16 +7,26 @@ mod common;
 
 use common::{TestEnv, mails_with, now_s, unique};
 use mail_parser::MessageParser;
+use monit_testkit::FaultSink;
 use wiremock::matchers::{method, path, query_param};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-const EMAIL: &str = "[plugins.email]\nenabled = true\nsmtp_host = \"127.0.0.1\"\nsmtp_port = 2525\n\
-     security = \"plain\"\nsender = \"PaaS-TA Monitor <monit@example.com>\"\n";
+fn email_on(port: u16) -> String {
+    format!(
+        "[plugins.email]\nenabled = true\nsmtp_host = \"127.0.0.1\"\nsmtp_port = {port}\n\
+         security = \"plain\"\nsender = \"PaaS-TA Monitor <monit@example.com>\"\ntimeout_seconds = 5\n"
+    )
+}
 
 /// An environment with `plugins` and `alarms` lines added to `[alarms]`; every origin's mail
 /// goes to one unique address, returned.
 async fn env_with(tag: &str, plugins: &str, alarms: &str) -> (TestEnv, String) {
-    let env = TestEnv::new(tag, &format!("{plugins}{EMAIL}")).await;
+    env_on(tag, plugins, alarms, 2525).await
+}
+
+/// As `env_with`, mailing through the SMTP server on `port`.
+async fn env_on(tag: &str, plugins: &str, alarms: &str, port: u16) -> (TestEnv, String) {
+    let env = TestEnv::new(tag, &format!("{plugins}{}", email_on(port))).await;
     if !alarms.is_empty() {
         let cfg = std::fs::read_to_string(&env.config)
             .unwrap()
@@ -171,6 +181,45 @@ async fn digest_threshold_0_turns_digests_off() {
     breaching_vms(&env, 12).await;
     assert!(env.run_once().status.success());
     assert_eq!(mails(&ops).len(), 12);
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_digest_refused_by_one_recipient_is_recorded_on_every_row_and_the_others_get_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = format!("{}@example.org", unique("gone"));
+    let sink = FaultSink::start(dir.path(), &["--refuse", &bad]);
+    let (env, ops) = env_on(
+        "digestrefused",
+        "[plugins.paasta]\nenabled = true\n",
+        "",
+        sink.port,
+    )
+    .await;
+    env.exec(&format!(
+        "INSERT INTO alarm_targets (origin_type, mail_address, mail_send_yn) VALUES ('pas', '{bad}', 'Y')"
+    ))
+    .await;
+    breaching_vms(&env, 12).await;
+    assert!(env.run_once().status.success());
+    let got = sink.mails();
+    assert_eq!(got.len(), 1, "one digest");
+    assert_eq!(got[0].rcpt, vec![ops.clone()]);
+    assert_eq!(
+        env.scalar_i64("SELECT COUNT(*) FROM batch_notifications WHERE status = 'sent'")
+            .await,
+        12
+    );
+    // the refusal is on record for every row, so no retry ever offers them to `bad` again
+    assert_eq!(
+        env.scalar_i64(&format!(
+            "SELECT COUNT(*) FROM batch_notification_recipients WHERE recipient = '{bad}' AND outcome = 'rejected'"
+        ))
+        .await,
+        12
+    );
+    assert!(env.run_once().status.success());
+    assert_eq!(sink.mails().len(), 1, "nothing sent twice");
     env.cleanup().await;
 }
 
