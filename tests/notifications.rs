@@ -348,8 +348,19 @@ async fn a_silence_stops_the_mail_not_the_row_and_its_expiry_brings_the_mail() {
         "{listed}"
     );
 
-    assert!(env.run_once().status.success());
-    assert!(env.run_once().status.success());
+    let first = env.run_once();
+    assert!(first.status.success());
+    assert!(
+        String::from_utf8_lossy(&first.stdout)
+            .contains("held      silenced 1, maintenance 0, inhibited 0"),
+        "the summary says what was held"
+    );
+    let second = env.run_once();
+    assert!(second.status.success());
+    assert!(
+        !String::from_utf8_lossy(&second.stdout).contains("held "),
+        "held once, when it opened: not counted again"
+    );
     assert_eq!(
         count(
             &env,

@@ -664,6 +664,22 @@ fn print_summary(sum: &crate::scheduler::TickSummary) {
         "  notify    sent {}, failed {}, parked {}, pending {}",
         n.sent, n.failed, n.parked, n.pending
     );
+    if n.digests > 0 {
+        println!(
+            "  digests   {} (several notifications as one message)",
+            n.digests
+        );
+    }
+    let h = &sum.held;
+    if h.silenced + h.maintenance + h.inhibited > 0 {
+        println!(
+            "  held      silenced {}, maintenance {}, inhibited {} (recorded, not notified)",
+            h.silenced, h.maintenance, h.inhibited
+        );
+    }
+    if !sum.maintenance.is_empty() {
+        println!("  maintenance {}", sum.maintenance.join(", "));
+    }
     for d in &sum.scale {
         println!(
             "  scale     {} ({}): {:?} {:?} {:?}->{:?}: {}",
