@@ -2,7 +2,7 @@
 //! recipients, a notifier that can sends them as one message (one mail, one webhook call). The
 //! outbox keeps one row per alarm event; the one outcome of the digest is recorded on each.
 
-use crate::model::Origin;
+use crate::model::{Level, Origin};
 use crate::plugin::{Notification, NotificationKind};
 
 /// Who a notification goes to: its origin and its recipients (sorted).
@@ -56,10 +56,10 @@ pub fn rank(n: &Notification) -> u8 {
     if n.kind == NotificationKind::Recovered {
         return 3;
     }
-    match n.level.as_str() {
-        "critical" => 0,
-        "fail" => 1,
-        _ => 2,
+    match n.level {
+        Level::Critical => 0,
+        Level::Fail => 1,
+        Level::Warning => 2,
     }
 }
 
@@ -107,8 +107,8 @@ mod tests {
             alarm_id: 1,
             kind,
             origin,
-            alarm_type: "cpu".into(),
-            level: level.into(),
+            alarm_type: crate::model::AlarmType::Cpu,
+            level: level.parse().unwrap(),
             target_name: "vm/0".into(),
             ip: String::new(),
             app_name: None,

@@ -6,9 +6,9 @@
 //! Pure: which changes of a tick are inhibited, from the open alarms, the tick's changes and the
 //! inventory. The alarms are recorded all the same; only their notifications are held.
 
+use crate::engine::APP_LEVEL_INDEX;
 use crate::engine::{AlarmKey, Change, OpenAlarm};
 use crate::model::{AlarmType, Origin, Target, Vm};
-use crate::scale_alarms::APP_LEVEL_INDEX;
 use std::collections::HashSet;
 
 /// The alarms that inhibit others this tick.

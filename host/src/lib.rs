@@ -1,11 +1,11 @@
 //! Plugin host of the monitoring batch: the traits plugins implement, the registry they join,
 //! configuration, the scheduler, the alarm engine and the Monitoring DB stores.
 
+pub mod alarm_text;
 pub mod backtest;
 pub mod bounded;
 pub mod cli;
 pub mod config;
-pub mod container_metrics;
 pub mod db;
 pub mod digest;
 pub mod engine;
@@ -19,23 +19,19 @@ pub mod leader;
 pub mod legacy_ini;
 pub mod metrics_gap;
 pub mod model;
-pub mod outbox;
 pub mod plugin;
 pub mod redact;
-pub mod scale_alarms;
-pub mod scaling;
 pub mod scheduler;
 pub mod secret;
 pub mod silence;
 pub mod store;
 pub mod telemetry;
-pub mod text;
-pub mod vm_inventory;
-pub mod vm_metrics;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use async_trait::async_trait;
 pub use inventory;
 pub use plugin::{
-    CollectContext, Collector, InventorySync, Notifier, PluginContext, PluginParts,
-    PluginRegistration, ScaleContext, Scaler, SyncContext,
+    CollectContext, Collector, Notifier, PluginContext, PluginParts, PluginRegistration,
+    ScaleContext, Scaler, SyncContext, VmSource,
 };

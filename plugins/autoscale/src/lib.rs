@@ -13,13 +13,17 @@ pub mod policy;
 
 use crate::actuator::{ActError, Actuator, RetryPolicy, ScaleRequest};
 use crate::config::{ActuatorKind, AutoscaleConfig};
-use crate::decide::{Inputs, InstanceUsage, Plan, Usage, Verdict};
+use crate::decide::{Cause, Inputs, InstanceUsage, Plan, Usage, Verdict};
 use crate::policy::{InvalidPolicy, Policy};
 use anyhow::Context as _;
 use async_trait::async_trait;
-use monit_host::container_metrics::{ContainerUsage, UsageWindows, read_container_usage};
+use monit_cf_metrics::container::{
+    ContainerSource, ContainerUsage, UsageWindows, read_container_usage,
+};
+use monit_host::model::Resource;
 use monit_host::plugin::{
-    PluginContext, PluginParts, ScaleAction, ScaleContext, ScaleDecision, ScaleOutcome, Scaler,
+    PluginContext, PluginParts, ScaleAction, ScaleContext, ScaleDecision, ScaleEvidence,
+    ScaleOutcome, Scaler,
 };
 use sqlx::MySqlPool;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -30,6 +34,7 @@ monit_host::inventory::submit! {
     monit_host::PluginRegistration {
         name: "autoscale",
         description: "scales apps in/out from the Portal DB's auto_scaling_config (PaaS-TA portal or Cloud Foundry v3 API)",
+        sample: include_str!("../sample.toml"),
         build: build_plugin,
     }
 }
@@ -123,8 +128,10 @@ impl AutoscaleScaler {
     }
 }
 
-fn skipped(guid: &str, app: &str, reason: String) -> ScaleDecision {
+fn skipped(guid: &str, app: &str, evidence: ScaleEvidence, reason: String) -> ScaleDecision {
     ScaleDecision {
+        evidence,
+        blocked_on: None,
         app_guid: guid.to_string(),
         app_name: app.to_string(),
         action: ScaleAction::None,
@@ -145,6 +152,11 @@ fn from_plan(
     reason: String,
 ) -> ScaleDecision {
     ScaleDecision {
+        evidence: plan.reason.evidence(),
+        blocked_on: (outcome == ScaleOutcome::Blocked).then_some(match plan.cause {
+            Cause::Cpu => Resource::Cpu,
+            Cause::Memory => Resource::Memory,
+        }),
         app_guid: p.guid.clone(),
         app_name: p.app.clone(),
         action: plan.action,
@@ -162,7 +174,7 @@ type UsageByApp = HashMap<String, Vec<InstanceUsage>>;
 
 fn group_by_app(containers: Vec<ContainerUsage>) -> UsageByApp {
     let mut by_app: UsageByApp = HashMap::new();
-    let usage = |s: Option<monit_host::container_metrics::Stats>| {
+    let usage = |s: Option<monit_cf_metrics::container::Stats>| {
         s.map(|s| Usage {
             mean: s.mean,
             buckets: s.buckets,
@@ -212,6 +224,7 @@ impl AutoscaleScaler {
                 return skipped(
                     &p.guid,
                     &p.app,
+                    ScaleEvidence::Unknown,
                     format!("no_data: container metrics unavailable: {e}"),
                 );
             }
@@ -221,6 +234,7 @@ impl AutoscaleScaler {
             return skipped(
                 &p.guid,
                 &p.app,
+                ScaleEvidence::Unknown,
                 "deadline: the step's time budget was used up before this app; it is decided next tick".into(),
             );
         }
@@ -234,6 +248,7 @@ impl AutoscaleScaler {
                     let mut d = skipped(
                         &p.guid,
                         &p.app,
+                        ScaleEvidence::Unknown,
                         format!("platform_error: reading the instance count: {e}"),
                     );
                     d.outcome = ScaleOutcome::Failed;
@@ -329,7 +344,7 @@ impl Scaler for AutoscaleScaler {
                         p.no
                     );
                     tracing::warn!(no = p.no, app = %p.app, guid = %p.guid, "autoscale: duplicate auto_scaling_config row skipped");
-                    decisions.push(skipped(&p.guid, &p.app, reason));
+                    decisions.push(skipped(&p.guid, &p.app, ScaleEvidence::Load, reason));
                 }
                 Ok(p) => policies.push(p),
                 Err(bad) => {
@@ -337,6 +352,7 @@ impl Scaler for AutoscaleScaler {
                     decisions.push(skipped(
                         &bad.guid,
                         &bad.app,
+                        ScaleEvidence::Load,
                         format!("invalid_policy: {bad}"),
                     ));
                 }
@@ -346,13 +362,18 @@ impl Scaler for AutoscaleScaler {
         // One query per distinct window: apps usually share one, and each app's mean must
         // cover its own check_time_sec.
         let mut usage: BTreeMap<u64, Result<UsageByApp, String>> = BTreeMap::new();
+        let source = ContainerSource {
+            db: ctx.settings.influx.container_db.clone(),
+            measurement: ctx.settings.influx.container_measurement.clone(),
+            bucket_seconds: ctx.settings.influx.bucket_seconds,
+        };
         for w in policies
             .iter()
             .map(|p| p.check_seconds)
             .collect::<HashSet<_>>()
         {
             let windows = UsageWindows::uniform(Duration::from_secs(w));
-            let read = read_container_usage(ctx.influx, &ctx.settings.influx, &windows, ctx.now)
+            let read = read_container_usage(ctx.influx, &source, &windows, ctx.now)
                 .await
                 .map(group_by_app)
                 .map_err(|e| e.to_string());

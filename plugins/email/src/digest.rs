@@ -2,9 +2,7 @@
 //! alarm (origin, name, resource, level, value, link), grouped by origin and level, critical
 //! first. Everything from outside is escaped as in single mails.
 
-use crate::render::{
-    RenderedMail, display_time, header_safe, html_escape, is_english, link_url, server_name,
-};
+use crate::render::{RenderedMail, display_time, header_safe, html_escape, is_english};
 use chrono::FixedOffset;
 use monit_host::digest::{rank, rank_label, sections};
 use monit_host::plugin::Notification;
@@ -14,7 +12,7 @@ fn value_text(n: &Notification) -> String {
     match (n.value, n.threshold) {
         (Some(v), Some(t)) => format!("{v:.2}% (> {t:.0}%)"),
         (Some(v), None) => format!("{v:.2}%"),
-        (None, _) if n.alarm_type == "fail" => "no data".into(),
+        (None, _) if n.is_down() => "no data".into(),
         (None, _) => "-".into(),
     }
 }
@@ -73,15 +71,15 @@ pub fn render_digest(batch: &[Notification], offset: FixedOffset) -> RenderedMai
                 .collect::<String>()
         );
         for n in list {
-            let name = server_name(n);
+            let name = n.server_name();
             let value = value_text(n);
             let since = display_time(n.raised_at, offset);
-            let link = link_url(n);
+            let link = n.monitor_link();
             let _ = writeln!(
                 text,
                 "- {name} {} {} {value} since {since}{}",
-                n.alarm_type,
-                n.level,
+                n.alarm_type.code(),
+                n.level.code(),
                 link.map(|l| format!(" {l}")).unwrap_or_default()
             );
             let link_cell = link
@@ -90,10 +88,16 @@ pub fn render_digest(batch: &[Notification], offset: FixedOffset) -> RenderedMai
             let _ = writeln!(
                 html,
                 "<tr>{}<td style=\"padding:4px;\">{link_cell}</td></tr>",
-                [&name, &n.alarm_type, &n.level, &value, &since]
-                    .iter()
-                    .map(|v| format!("<td style=\"padding:4px;\">{}</td>", e(v)))
-                    .collect::<String>()
+                [
+                    name.as_str(),
+                    n.alarm_type.code(),
+                    n.level.code(),
+                    &value,
+                    &since
+                ]
+                .iter()
+                .map(|v| format!("<td style=\"padding:4px;\">{}</td>", e(v)))
+                .collect::<String>()
             );
         }
         text.push('\n');
@@ -114,14 +118,15 @@ mod tests {
     use monit_host::plugin::NotificationKind;
 
     fn n(origin: Origin, name: &str, level: &str, ty: &str, value: Option<f64>) -> Notification {
+        let (level, ty) = (level.parse().unwrap(), ty.parse().unwrap());
         let now = chrono::Utc::now();
         Notification {
             id: 1,
             alarm_id: 1,
             kind: NotificationKind::Opened,
             origin,
-            alarm_type: ty.into(),
-            level: level.into(),
+            alarm_type: ty,
+            level,
             target_name: name.into(),
             ip: String::new(),
             app_name: None,
