@@ -796,55 +796,6 @@ mod tests {
     const CPU: AlarmType = AlarmType::Cpu;
 
     #[test]
-    fn a_never_notified_alarm_still_breaching_is_notified_as_new() {
-        // recorded while held (no alarm_send_date): once nothing holds it, it reads as new
-        let t = vm(1);
-        let mut held = open(7, &t, CPU, Level::Critical, OpenStatus::Raised, 1);
-        held.last_sent = None;
-        let p = [pol(Origin::Pas, Resource::Cpu, 85.0, 90.0)];
-        let c = eval(
-            &p,
-            std::slice::from_ref(&held),
-            &[usage(t.clone(), Resource::Cpu, 95.0, 96.0)],
-        );
-        assert!(
-            matches!(
-                &c[..],
-                [Change::Rebreach {
-                    alarm_id: 7,
-                    level: Level::Critical,
-                    ..
-                }]
-            ),
-            "{c:?}"
-        );
-        let mut fail = open(8, &t, AlarmType::Fail, Level::Fail, OpenStatus::Raised, 1);
-        fail.last_sent = None;
-        let nodata = Reading {
-            target: t.clone(),
-            value: Measured::NoData,
-        };
-        let c = eval(&p, &[fail], &[nodata]);
-        assert!(
-            matches!(&c[..], [Change::Rebreach { alarm_id: 8, .. }]),
-            "{c:?}"
-        );
-        // an operator's alarm is theirs: counted, not re-announced
-        held.status = OpenStatus::InProgress;
-        let c = eval(&p, &[held], &[usage(t, Resource::Cpu, 95.0, 96.0)]);
-        assert!(
-            matches!(
-                &c[..],
-                [Change::Continue {
-                    renotify: false,
-                    ..
-                }]
-            ),
-            "{c:?}"
-        );
-    }
-
-    #[test]
     fn under_threshold_does_nothing() {
         let c = eval(
             &[pol(Origin::Pas, Resource::Cpu, 85.0, 90.0)],
