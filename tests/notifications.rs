@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{TestEnv, mails_with, now_s, unique};
+use common::{TestEnv, mails_with, now_s, unique, vm_points};
 use mail_parser::MessageParser;
 use monit_testkit::FaultSink;
 use wiremock::matchers::{method, path, query_param};
@@ -41,26 +41,6 @@ async fn env_on(tag: &str, plugins: &str, alarms: &str, port: u16) -> (TestEnv, 
     ))
     .await;
     (env, ops)
-}
-
-/// cf_metrics of one VM over the last 300 s: two cores at `cpu`, memory and disk at 40%.
-fn vm_points(ip: &str, end: i64, cpu: f64) -> String {
-    let mut out = String::new();
-    let mut t = end - 300;
-    while t <= end {
-        for (metric, v) in [
-            ("cpuStats.0", cpu),
-            ("cpuStats.1", cpu),
-            ("memoryStats.UsedPercent", 40.0),
-            ("diskStats.Usage", 40.0),
-        ] {
-            out.push_str(&format!(
-                "cf_metrics,eventtype=ValueMetric,index=0,ip={ip},job=vm,metricname={metric},origin=rep,zone=z1 delta=0,total=0,value={v} {t}\n"
-            ));
-        }
-        t += 30;
-    }
-    out
 }
 
 /// `container_metrics` of one app instance on the cell at `cell_ip`: 95% of a core.
