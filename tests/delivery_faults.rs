@@ -11,9 +11,10 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 /// `alarms` keys first (the harness's config ends in its [alarms] table), then the plugins.
+/// Digests off: these tests count one mail per outbox row (tests/notifications.rs has digests).
 fn email(port: u16, alarms: &str) -> String {
     format!(
-        "{alarms}\n[plugins.paasta]\nenabled = true\n[plugins.email]\nenabled = true\nsmtp_host = \"127.0.0.1\"\nsmtp_port = {port}\n\
+        "{alarms}\ndigest_threshold = 0\n[plugins.paasta]\nenabled = true\n[plugins.email]\nenabled = true\nsmtp_host = \"127.0.0.1\"\nsmtp_port = {port}\n\
          security = \"plain\"\nsender = \"monit@example.com\"\ntimeout_seconds = 2\n"
     )
 }

@@ -77,6 +77,48 @@ pub enum Command {
         #[command(subcommand)]
         action: Option<OutboxAction>,
     },
+    /// Silences: alarms that match are recorded but not notified until the silence ends.
+    Silence {
+        #[command(subcommand)]
+        action: SilenceAction,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SilenceAction {
+    /// Silence the alarms matching every --match, for --for.
+    Add {
+        /// KEY=VALUE; keys: vm (name, `*` globs), ip, origin (pas, bos, con), type (cpu,
+        /// memory, disk, fail), app (`*` globs), deployment (`*` globs). Repeat: all must match.
+        #[arg(long = "match", required = true, value_parser = parse_matcher)]
+        matchers: Vec<crate::silence::Matcher>,
+        /// how long: 30m, 2h, 1d, 1h30m
+        #[arg(long = "for", value_parser = parse_silence_duration)]
+        duration: chrono::Duration,
+        /// why (shown in `silence list`)
+        #[arg(long)]
+        comment: String,
+        /// who; default the login name ($USER)
+        #[arg(long)]
+        author: Option<String>,
+    },
+    /// List the active silences (--all: ended ones too).
+    List {
+        #[arg(long)]
+        all: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// End a silence now: what still breaches is notified at the next tick.
+    Expire { id: i64 },
+}
+
+fn parse_matcher(s: &str) -> Result<crate::silence::Matcher, String> {
+    s.parse()
+}
+
+fn parse_silence_duration(s: &str) -> Result<chrono::Duration, String> {
+    crate::silence::parse_duration(s)
 }
 
 #[derive(Subcommand, Debug)]
@@ -257,6 +299,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             outbox_command(&pool, action)
                 .await
                 .with_context(|| format!("outbox of {db}"))
+        }
+        Command::Silence { action } => {
+            let settings = load(&cli)?;
+            let pool = db::lazy_pool(&settings.monitoring_db);
+            let db = db::describe(&settings.monitoring_db);
+            silence_command(&pool, action)
+                .await
+                .with_context(|| format!("silences of {db}"))
         }
         Command::Runs { limit } => {
             let settings = load(&cli)?;
@@ -511,6 +561,66 @@ async fn wait_for_signal() {
     }
 }
 
+async fn silence_command(
+    pool: &sqlx::MySqlPool,
+    action: &SilenceAction,
+) -> anyhow::Result<ExitCode> {
+    let now = chrono::Utc::now();
+    match action {
+        SilenceAction::Add {
+            matchers,
+            duration,
+            comment,
+            author,
+        } => {
+            if comment.trim().is_empty() {
+                anyhow::bail!("silence add: --comment must say why");
+            }
+            let author = author
+                .clone()
+                .or_else(|| std::env::var("USER").ok())
+                .filter(|a| !a.trim().is_empty())
+                .unwrap_or_else(|| "unknown".into());
+            let ends_at = now
+                .checked_add_signed(*duration)
+                .ok_or_else(|| anyhow::anyhow!("silence add: --for reaches past any date"))?;
+            let id = crate::silence::add(pool, matchers, &author, comment, now, ends_at).await?;
+            let m: Vec<String> = matchers.iter().map(ToString::to_string).collect();
+            println!(
+                "silence {id} added: {} until {} by {author}",
+                m.join(" "),
+                ends_at.format("%Y-%m-%dT%H:%M:%SZ")
+            );
+        }
+        SilenceAction::List { all, json } => {
+            let list = crate::silence::list(pool, now, *all).await?;
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            } else {
+                for s in list {
+                    let m: Vec<String> = s.matchers.iter().map(ToString::to_string).collect();
+                    println!(
+                        "{:>5} {} until {} {:<12} {} ({})",
+                        s.id,
+                        if s.ends_at > now { "active" } else { "ended " },
+                        s.ends_at.format("%Y-%m-%dT%H:%M:%SZ"),
+                        s.author,
+                        m.join(" "),
+                        s.comment
+                    );
+                }
+            }
+        }
+        SilenceAction::Expire { id } => {
+            if !crate::silence::expire(pool, *id, now).await? {
+                anyhow::bail!("silence expire: no active silence with id {id} (`silence list`)");
+            }
+            println!("silence {id} expired");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 /// `2026-11-24T00:00:00Z`, or a duration back from `now`: `24h`, `90m`, `3600s`, `2d`.
 fn parse_time(
     s: &str,
@@ -587,6 +697,22 @@ fn print_summary(sum: &crate::scheduler::TickSummary) {
         "  notify    sent {}, failed {}, parked {}, pending {}",
         n.sent, n.failed, n.parked, n.pending
     );
+    if n.digests > 0 {
+        println!(
+            "  digests   {} (several notifications as one message)",
+            n.digests
+        );
+    }
+    let h = &sum.held;
+    if h.silenced + h.maintenance + h.inhibited > 0 {
+        println!(
+            "  held      silenced {}, maintenance {}, inhibited {} (recorded, not notified)",
+            h.silenced, h.maintenance, h.inhibited
+        );
+    }
+    if !sum.maintenance.is_empty() {
+        println!("  maintenance {}", sum.maintenance.join(", "));
+    }
     for d in &sum.scale {
         println!(
             "  scale     {} ({}): {:?} {:?} {:?}->{:?}: {}",

@@ -245,6 +245,20 @@ pub struct AlarmSettings {
     /// the metrics pipeline is down, not the VMs: one pipeline alarm instead of a `fail` alarm
     /// per VM. Greater than 0, at most 1 (1 = only when every VM is silent).
     pub pipeline_gap_ratio: f64,
+    /// More notifications than this for the same recipients in one send go out as one digest
+    /// (one mail, one webhook call) listing every alarm; at or under it, one per alarm. 0 turns
+    /// digests off.
+    pub digest_threshold: u64,
+    /// A VM that is down holds back the notifications of its own cpu/memory/disk alarms and, for
+    /// a cell, of the containers on it; an app's autoscale alarm those of its instances. The
+    /// alarms are still recorded.
+    pub inhibit: bool,
+    /// While the BOSH director runs a task (deploy, recreate, stop, start, restart) on a
+    /// deployment, its VMs' alarms are recorded but not notified, for the task and this many
+    /// minutes after it was last seen running.
+    pub maintenance_grace_minutes: u64,
+    /// Ask the director for running tasks each tick (maintenance); needs the bosh plugin.
+    pub maintenance_from_bosh: bool,
 }
 
 impl Default for AlarmSettings {
@@ -261,6 +275,10 @@ impl Default for AlarmSettings {
             notify_budget_seconds: 20,
             notification_max_age_hours: 24,
             pipeline_gap_ratio: 0.9,
+            digest_threshold: 10,
+            inhibit: true,
+            maintenance_grace_minutes: 10,
+            maintenance_from_bosh: true,
         }
     }
 }
@@ -517,6 +535,12 @@ impl Settings {
             "alarms.notification_max_age_hours",
             a.notification_max_age_hours,
             1..=24 * 365,
+        )?;
+        check_range("alarms.digest_threshold", a.digest_threshold, 0..=100_000)?;
+        check_range(
+            "alarms.maintenance_grace_minutes",
+            a.maintenance_grace_minutes,
+            0..=7 * 24 * 60,
         )?;
         // 0 removes a missing VM at once; at most a week
         check_range(

@@ -75,6 +75,12 @@ pub struct OpenAlarm {
 }
 
 impl OpenAlarm {
+    /// Recorded while its notification was held (silence, maintenance, inhibition) and not told
+    /// since: when it still breaches after the hold, it is notified as a new alarm.
+    pub fn never_notified(&self) -> bool {
+        self.last_sent.is_none() && self.status == OpenStatus::Raised && !self.recovered
+    }
+
     /// A repeat notification is due: raised (not in an operator's hands) and `repeat_minutes`
     /// since the last one.
     pub fn repeat_due(&self, now: Timestamp, repeat_minutes: i64) -> bool {
@@ -538,14 +544,16 @@ pub fn evaluate(
                         threshold: p.threshold(level),
                     }),
                     (None, None) => {}
-                    (Some(a), Some(level)) if a.recovered => changes.push(Change::Rebreach {
-                        alarm_id: a.id,
-                        target: r.target.clone(),
-                        alarm_type,
-                        level,
-                        value: Some(*mean),
-                        threshold: p.threshold(level),
-                    }),
+                    (Some(a), Some(level)) if a.recovered || a.never_notified() => {
+                        changes.push(Change::Rebreach {
+                            alarm_id: a.id,
+                            target: r.target.clone(),
+                            alarm_type,
+                            level,
+                            value: Some(*mean),
+                            threshold: p.threshold(level),
+                        })
+                    }
                     (Some(a), Some(level)) => changes.push(still_breaching(
                         a,
                         &r.target,
@@ -581,14 +589,16 @@ pub fn evaluate(
                         value: None,
                         threshold: None,
                     }),
-                    Some(a) if a.recovered => changes.push(Change::Rebreach {
-                        alarm_id: a.id,
-                        target: r.target.clone(),
-                        alarm_type: AlarmType::Fail,
-                        level: Level::Fail,
-                        value: None,
-                        threshold: None,
-                    }),
+                    Some(a) if a.recovered || a.never_notified() => {
+                        changes.push(Change::Rebreach {
+                            alarm_id: a.id,
+                            target: r.target.clone(),
+                            alarm_type: AlarmType::Fail,
+                            level: Level::Fail,
+                            value: None,
+                            threshold: None,
+                        })
+                    }
                     Some(a) => changes.push(Change::Continue {
                         alarm_id: a.id,
                         target: r.target.clone(),

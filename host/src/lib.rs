@@ -7,9 +7,13 @@ pub mod bounded;
 pub mod cli;
 pub mod config;
 pub mod db;
+pub mod digest;
 pub mod engine;
+pub mod hold;
 pub mod http;
 pub mod influx;
+pub mod inhibit;
+pub mod maintenance;
 
 pub mod leader;
 pub mod legacy_ini;
@@ -19,6 +23,7 @@ pub mod plugin;
 pub mod redact;
 pub mod scheduler;
 pub mod secret;
+pub mod silence;
 pub mod store;
 pub mod telemetry;
 #[cfg(feature = "testing")]

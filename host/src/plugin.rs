@@ -131,6 +131,9 @@ pub struct ReportedVm {
     /// the host stores an empty one as zone `default`
     pub zone: String,
     pub is_cell: bool,
+    /// the BOSH deployment the VM belongs to (silence key `deployment`, maintenance)
+    #[serde(default)]
+    pub deployment: String,
 }
 
 /// A complete answer from the platform: the host replaces the inventory with it. An error instead
@@ -150,6 +153,24 @@ pub trait VmSource: Send + Sync {
     /// the answer is missing: the host removes VMs that stay absent from the snapshots for
     /// longer than `batch.vm_removal_grace_minutes`.
     async fn fetch(&self, ctx: &SyncContext) -> anyhow::Result<InventorySnapshot>;
+
+    /// The platform's changes in progress (a BOSH deploy, recreate, stop, start, restart): their
+    /// deployments' VMs are under maintenance. `None`: this inventory cannot tell.
+    async fn changes_in_progress(
+        &self,
+        _ctx: &SyncContext,
+    ) -> anyhow::Result<Option<Vec<ChangeInProgress>>> {
+        Ok(None)
+    }
+}
+
+/// A task the platform runs on a deployment.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChangeInProgress {
+    pub deployment: String,
+    pub task_id: i64,
+    /// what the platform calls it (`create deployment`, `recreate instances`, ...)
+    pub description: String,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -368,6 +389,21 @@ pub async fn deliver_all(notifier: &dyn Notifier, batch: &[Notification]) -> Vec
 #[async_trait]
 pub trait NotifySession: Send {
     async fn deliver(&mut self, n: &Notification) -> Delivery;
+    /// Whether [`deliver_digest`](NotifySession::deliver_digest) works: the host groups
+    /// notifications into digests only for a notifier that says so.
+    fn digests(&self) -> bool {
+        false
+    }
+    /// Several notifications for the same recipients as one message (a digest listing every
+    /// alarm); the one outcome is recorded on each of them.
+    async fn deliver_digest(&mut self, batch: &[Notification]) -> Delivery {
+        Delivery::Reject {
+            reason: format!(
+                "this notifier sends no digests ({} notifications)",
+                batch.len()
+            ),
+        }
+    }
     /// Ends the run politely (SMTP QUIT); every delivery is already recorded.
     async fn close(self: Box<Self>);
 }

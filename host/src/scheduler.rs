@@ -5,6 +5,7 @@
 
 use crate::config::Settings;
 use crate::engine::{self, Change, ChangeCounts, EngineOptions};
+use crate::hold::{HoldInputs, HoldReason, Holds};
 use crate::influx::InfluxClient;
 use crate::leader::Leader;
 use crate::model::{Origin, Reading, Timestamp};
@@ -16,7 +17,7 @@ use crate::plugin::{Delivery, NotifySession};
 use crate::store::outbox;
 use crate::store::vms::InventoryChanges;
 use crate::store::{scaling_history, vms};
-use crate::{metrics_gap, store};
+use crate::{maintenance, metrics_gap, silence, store};
 use anyhow::{Context as _, bail};
 use serde::Serialize;
 use sqlx::MySqlPool;
@@ -74,10 +75,15 @@ pub struct NotifyCounts {
     /// rejected by a notifier, or expired, this tick
     pub parked: u32,
     pub pending: i64,
+    /// digests sent: several notifications as one message
+    pub digests: u32,
 }
 
 /// Rows claimed at a time: small, so a crash strands few claims.
 const CLAIM_CHUNK: u32 = 20;
+/// Rows claimed at a time by a notifier that sends digests: enough for one tick's burst to go
+/// out as one message.
+const DIGEST_CLAIM_CHUNK: u32 = 1000;
 
 /// Why a notifier's share of the notify step ended.
 #[derive(Debug, PartialEq, Eq)]
@@ -104,6 +110,10 @@ pub struct TickSummary {
     /// collectors whose answer was a gap in the metrics pipeline (see metrics_gap)
     pub metric_gaps: Vec<crate::metrics_gap::GapCheck>,
     pub alarms: ChangeCounts,
+    /// notifications held back this tick: silenced, maintenance, inhibited
+    pub held: crate::hold::HeldCounts,
+    /// BOSH deployments under maintenance this tick (a director task, or its grace)
+    pub maintenance: Vec<String>,
     pub notifications: NotifyCounts,
     pub scale: Vec<ScaleDecision>,
     /// wall time of each step of the tick, milliseconds
@@ -299,11 +309,27 @@ impl Scheduler {
                     {
                         Ok(ch) => {
                             sum.inventory.insert(p.name.to_string(), ch);
+                            if let Err(e) =
+                                maintenance::record_vm_deployments(&self.pool, &snapshot).await
+                            {
+                                sum.errors.push(format!("inventory/{}: {e:#}", p.name));
+                            }
                         }
                         Err(e) => sum.errors.push(e),
                     }
                 }
                 Err(e) => sum.errors.push(e),
+            }
+            if self.settings.alarms.maintenance_from_bosh {
+                self.record_changes_in_progress(
+                    p.name,
+                    inv.as_ref(),
+                    &ctx,
+                    now,
+                    dry_run,
+                    inv_timeout,
+                )
+                .await;
             }
         }
 
@@ -313,6 +339,31 @@ impl Scheduler {
         let policies = store::load_policies(&self.pool, a.default_measure_seconds).await?;
         let vms = store::load_vms(&self.pool).await?;
         let open = store::load_open_alarms(&self.pool).await?;
+        // What holds notifications back. Unreadable (a dry run on a database without the
+        // migration), the tick goes on without holds and says so.
+        let mut or_none = |what: &str, e: anyhow::Error| {
+            sum.errors.push(format!("load: {what}: {e:#}"));
+        };
+        let silences = silence::list(&self.pool, now, false)
+            .await
+            .unwrap_or_else(|e| {
+                or_none("silences", e);
+                Vec::new()
+            });
+        let deployments = maintenance::vm_deployments(&self.pool)
+            .await
+            .unwrap_or_else(|e| {
+                or_none("VM deployments", e);
+                Default::default()
+            });
+        let under_maintenance = maintenance::active(&self.pool, now, a.maintenance_grace_minutes)
+            .await
+            .unwrap_or_else(|e| {
+                or_none("maintenance", e);
+                Default::default()
+            });
+        sum.maintenance = under_maintenance.iter().cloned().collect();
+        sum.maintenance.sort();
         let windows =
             Windows::from_policies(&policies, Duration::from_secs(a.default_measure_seconds));
 
@@ -405,6 +456,26 @@ impl Scheduler {
             &decisions, &policies, &open, now, &opts,
         ));
         sum.alarms = engine::count(&changes);
+        let hold_inputs = HoldInputs {
+            open: &open,
+            vms: &vms,
+            inhibit: a.inhibit,
+            silences: &silences,
+            deployments: &deployments,
+            maintenance: &under_maintenance,
+            now,
+        };
+        let holds = Holds::decide(&changes, &hold_inputs);
+        sum.held = holds.count(&changes, &open);
+        holds.recount(&mut sum.alarms, &changes, &open);
+        for (reason, n) in [
+            (HoldReason::Silenced, sum.held.silenced),
+            (HoldReason::Maintenance, sum.held.maintenance),
+            (HoldReason::Inhibited, sum.held.inhibited),
+        ] {
+            metrics::counter!("monit_notifications_held_total", "reason" => reason.code())
+                .increment(n as u64);
+        }
         for (k, v) in [
             ("opened", sum.alarms.opened),
             ("escalated", sum.alarms.escalated),
@@ -421,12 +492,19 @@ impl Scheduler {
             .map(|p| p.name.to_string())
             .collect();
         if dry_run {
-            sum.planned.extend(changes.iter().map(describe_change));
+            sum.planned.extend(changes.iter().map(|c| {
+                let s = c.subject();
+                match holds.reason(s.target, s.alarm_type) {
+                    Some(r) => format!("{} (held: {})", describe_change(c), r.code()),
+                    None => describe_change(c),
+                }
+            }));
         } else {
             let outbox = store::Outbox {
                 notifiers: &notifiers,
                 language: &a.language,
                 resource_url: a.resource_url.as_deref(),
+                holds: &holds,
             };
             store::apply_changes(
                 &self.pool,
@@ -448,6 +526,38 @@ impl Scheduler {
 
         lap(sum, "5_notify");
         Ok(())
+    }
+
+    /// Asks the platform what it is changing (BOSH tasks) and records the deployments under
+    /// maintenance. A platform that cannot answer changes nothing: logged, not a tick error.
+    async fn record_changes_in_progress(
+        &self,
+        name: &'static str,
+        inv: &dyn crate::plugin::VmSource,
+        ctx: &SyncContext,
+        now: Timestamp,
+        dry_run: bool,
+        timeout: Duration,
+    ) {
+        match guarded("maintenance", name, timeout, inv.changes_in_progress(ctx)).await {
+            Ok(None) => {}
+            Ok(Some(tasks)) if dry_run => {
+                for t in tasks {
+                    tracing::info!(deployment = %t.deployment, task = t.task_id, "would hold back alarms: director task in progress");
+                }
+            }
+            Ok(Some(tasks)) => {
+                for t in &tasks {
+                    tracing::info!(deployment = %t.deployment, task = t.task_id, description = %t.description, "director task in progress: the deployment's alarms are held back");
+                }
+                if let Err(e) = maintenance::record_tasks(&self.pool, &tasks, now).await {
+                    tracing::warn!("maintenance/{name}: {e:#}");
+                }
+            }
+            Err(e) => tracing::warn!(
+                "maintenance/{name}: the director's tasks are unknown this tick, maintenance unchanged: {e}"
+            ),
+        }
     }
 
     /// Sends from the outbox: claimed rows, fresh alarms first, each marked as soon as its
@@ -534,7 +644,11 @@ impl Scheduler {
                 &self.claim_owner,
                 ttl,
                 started,
-                CLAIM_CHUNK,
+                if session.digests() && a.digest_threshold > 0 {
+                    DIGEST_CLAIM_CHUNK
+                } else {
+                    CLAIM_CHUNK
+                },
                 &tried,
             )
             .await
@@ -549,7 +663,22 @@ impl Scheduler {
                 return Stop::Done;
             }
             let mut unsent: Vec<i64> = claimed.iter().map(|c| c.id).collect();
-            for c in claimed {
+            let claimed: Vec<outbox::Claimed> = claimed
+                .into_iter()
+                .map(|mut c| {
+                    c.notification.recipients = recipients
+                        .get(c.notification.origin.code())
+                        .cloned()
+                        .unwrap_or_default();
+                    c
+                })
+                .collect();
+            let threshold = if session.digests() {
+                a.digest_threshold
+            } else {
+                0
+            };
+            for unit in crate::digest::units(claimed, threshold, |c| &c.notification) {
                 let stop = if Instant::now() >= deadline {
                     Some(Stop::Budget)
                 } else if !self.leader.holds().await {
@@ -567,108 +696,150 @@ impl Scheduler {
                     }
                     return stop;
                 }
-                unsent.retain(|id| *id != c.id);
-                tried.push(c.id);
-                match outbox::renew(&self.pool, c.id, &self.claim_owner, ttl).await {
-                    Ok(true) => {}
-                    Ok(false) => {
-                        tracing::warn!(
-                            notifier = name,
-                            notification_id = c.id,
-                            "claim lapsed: left to the instance that holds it now"
-                        );
-                        continue;
-                    }
-                    Err(e) => {
-                        self.notify_error(sum, format!("notify/{name}: {e:#}"));
-                        let _ = outbox::release(&self.pool, &unsent, &self.claim_owner).await;
-                        return Stop::All;
+                let mut rows: Vec<outbox::Claimed> = Vec::with_capacity(unit.len());
+                for c in unit {
+                    unsent.retain(|id| *id != c.id);
+                    tried.push(c.id);
+                    match outbox::renew(&self.pool, c.id, &self.claim_owner, ttl).await {
+                        Ok(true) => rows.push(c),
+                        Ok(false) => {
+                            tracing::warn!(
+                                notifier = name,
+                                notification_id = c.id,
+                                "claim lapsed: left to the instance that holds it now"
+                            );
+                        }
+                        Err(e) => {
+                            self.notify_error(sum, format!("notify/{name}: {e:#}"));
+                            let ids: Vec<i64> =
+                                rows.iter().map(|r| r.id).chain(unsent.clone()).collect();
+                            let _ = outbox::release(&self.pool, &ids, &self.claim_owner).await;
+                            return Stop::All;
+                        }
                     }
                 }
-                let mut n = c.notification;
-                n.recipients = recipients.get(n.origin.code()).cloned().unwrap_or_default();
+                let batch: Vec<_> = rows.iter().map(|c| c.notification.clone()).collect();
                 let started = Instant::now();
-                let delivery = tokio::time::timeout(self.step_timeout(), session.deliver(&n))
-                    .await
-                    .unwrap_or_else(|_| {
-                        Delivery::retry(format!(
-                            "no outcome within batch.step_timeout_seconds = {}",
-                            self.step_timeout().as_secs()
-                        ))
-                    });
+                let send = async {
+                    match &batch[..] {
+                        [] => None,
+                        [one] => Some(session.deliver(one).await),
+                        many => Some(session.deliver_digest(many).await),
+                    }
+                };
+                let delivery = match tokio::time::timeout(self.step_timeout(), send).await {
+                    Ok(None) => continue,
+                    Ok(Some(d)) => d,
+                    Err(_) => Delivery::retry(format!(
+                        "no outcome within batch.step_timeout_seconds = {}",
+                        self.step_timeout().as_secs()
+                    )),
+                };
                 metrics::histogram!("monit_notification_send_seconds", "notifier" => name)
                     .record(started.elapsed().as_secs_f64());
-                let now = chrono::Utc::now();
-                let outcome = match &delivery {
-                    Delivery::Sent { .. } => outbox::Outcome::Sent,
-                    Delivery::Reject { .. } => outbox::Outcome::Parked,
-                    Delivery::Retry { .. } | Delivery::Unavailable { .. } => {
-                        outbox::Outcome::RetryAt(outbox::next_attempt(
-                            now,
-                            c.id,
-                            c.attempts,
-                            Duration::from_secs(a.retry_min_seconds),
-                            Duration::from_secs(a.retry_max_seconds),
-                        ))
-                    }
-                };
-                if let Err(e) = self.record_delivery(c.id, &delivery, &outcome, ttl).await {
-                    // Nothing more goes out until the outcome is on record: the row stays
-                    // claimed, and is sent again only after its claim lapses.
-                    self.notify_error(
-                        sum,
-                        format!(
-                            "notify/{name}: notification {} delivered but not recorded, sending stopped: {e:#}",
-                            c.id
-                        ),
-                    );
-                    return Stop::All;
-                }
-                let result = match (&delivery, &outcome) {
-                    (Delivery::Sent { .. }, _) => {
-                        sum.notifications.sent += 1;
-                        "sent"
-                    }
-                    (_, outbox::Outcome::Parked) => {
-                        sum.notifications.parked += 1;
-                        "parked"
-                    }
-                    _ => {
-                        sum.notifications.failed += 1;
-                        "failed"
-                    }
-                };
-                metrics::counter!("monit_notifications_total", "notifier" => name, "result" => result)
-                    .increment(1);
-                match &delivery {
-                    Delivery::Reject { reason } => {
-                        tracing::error!(
-                            notifier = name,
-                            notification_id = c.id,
-                            "notification parked, it can never be sent: {reason}"
-                        );
-                        metrics::counter!("monit_notifications_parked_total", "notifier" => name, "why" => "rejected")
-                            .increment(1);
-                    }
-                    Delivery::Retry { reason, .. } => tracing::warn!(
+                if rows.len() > 1 {
+                    sum.notifications.digests += 1;
+                    metrics::counter!("monit_digests_total", "notifier" => name).increment(1);
+                    tracing::info!(
                         notifier = name,
-                        notification_id = c.id,
-                        "notification not delivered, retried later: {reason}"
-                    ),
-                    Delivery::Unavailable { reason } => {
-                        // A sink that is down is not a failed tick: the outbox keeps the mail.
-                        tracing::error!(
-                            notifier = name,
-                            notification_id = c.id,
-                            "notifier unavailable, the rest waits for the next tick: {reason}"
-                        );
+                        notifications = rows.len(),
+                        "digest: {} notifications as one message",
+                        rows.len()
+                    );
+                }
+                for c in &rows {
+                    if let Err(stop) = self.record_outcome(name, c, &delivery, ttl, sum).await {
                         let _ = outbox::release(&self.pool, &unsent, &self.claim_owner).await;
-                        return Stop::Notifier;
+                        return stop;
                     }
-                    Delivery::Sent { .. } => {}
+                }
+                if let Delivery::Unavailable { .. } = &delivery {
+                    let _ = outbox::release(&self.pool, &unsent, &self.claim_owner).await;
+                    return Stop::Notifier;
                 }
             }
         }
+    }
+
+    /// Records what became of one row (of a single send or a digest), counts and logs it.
+    /// Err: sending stops (the outcome could not be recorded).
+    async fn record_outcome(
+        &self,
+        name: &'static str,
+        c: &outbox::Claimed,
+        delivery: &Delivery,
+        ttl: Duration,
+        sum: &mut TickSummary,
+    ) -> Result<(), Stop> {
+        let a = &self.settings.alarms;
+        let now = chrono::Utc::now();
+        let outcome = match delivery {
+            Delivery::Sent { .. } => outbox::Outcome::Sent,
+            Delivery::Reject { .. } => outbox::Outcome::Parked,
+            Delivery::Retry { .. } | Delivery::Unavailable { .. } => {
+                outbox::Outcome::RetryAt(outbox::next_attempt(
+                    now,
+                    c.id,
+                    c.attempts,
+                    Duration::from_secs(a.retry_min_seconds),
+                    Duration::from_secs(a.retry_max_seconds),
+                ))
+            }
+        };
+        if let Err(e) = self.record_delivery(c.id, delivery, &outcome, ttl).await {
+            // Nothing more goes out until the outcome is on record: the row stays
+            // claimed, and is sent again only after its claim lapses.
+            self.notify_error(
+                sum,
+                format!(
+                    "notify/{name}: notification {} delivered but not recorded, sending stopped: {e:#}",
+                    c.id
+                ),
+            );
+            return Err(Stop::All);
+        }
+        let result = match (delivery, &outcome) {
+            (Delivery::Sent { .. }, _) => {
+                sum.notifications.sent += 1;
+                "sent"
+            }
+            (_, outbox::Outcome::Parked) => {
+                sum.notifications.parked += 1;
+                "parked"
+            }
+            _ => {
+                sum.notifications.failed += 1;
+                "failed"
+            }
+        };
+        metrics::counter!("monit_notifications_total", "notifier" => name, "result" => result)
+            .increment(1);
+        match delivery {
+            Delivery::Reject { reason } => {
+                tracing::error!(
+                    notifier = name,
+                    notification_id = c.id,
+                    "notification parked, it can never be sent: {reason}"
+                );
+                metrics::counter!("monit_notifications_parked_total", "notifier" => name, "why" => "rejected")
+                    .increment(1);
+            }
+            Delivery::Retry { reason, .. } => tracing::warn!(
+                notifier = name,
+                notification_id = c.id,
+                "notification not delivered, retried later: {reason}"
+            ),
+            Delivery::Unavailable { reason } => {
+                // A sink that is down is not a failed tick: the outbox keeps the mail.
+                tracing::error!(
+                    notifier = name,
+                    notification_id = c.id,
+                    "notifier unavailable, the rest waits for the next tick: {reason}"
+                );
+            }
+            Delivery::Sent { .. } => {}
+        }
+        Ok(())
     }
 
     /// Records a delivery, retrying while the DB is away (for up to half the claim), since an

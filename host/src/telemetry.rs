@@ -109,6 +109,16 @@ pub const FAMILIES: &[(&str, Kind, &str)] = &[
         "Time to deliver one notification through its notifier.",
     ),
     (
+        "monit_digests_total",
+        Kind::Counter,
+        "Digests sent by notifier: several notifications for the same recipients as one message.",
+    ),
+    (
+        "monit_notifications_held_total",
+        Kind::Counter,
+        "Notifications held back when their alarm was recorded, by reason: silenced, maintenance, inhibited.",
+    ),
+    (
         "monit_scale_decisions_total",
         Kind::Counter,
         "Autoscale decisions by outcome.",

@@ -29,6 +29,15 @@ fn sample_toml_loads_with_documented_defaults() {
     assert!(s.plugin_enabled("paasta"));
     assert!(!s.plugin_enabled("email"));
     assert_eq!(s.alarms.language, "ko");
+    assert_eq!(
+        (
+            s.alarms.digest_threshold,
+            s.alarms.inhibit,
+            s.alarms.maintenance_from_bosh,
+            s.alarms.maintenance_grace_minutes
+        ),
+        (10, true, true, 10)
+    );
 }
 
 #[test]
@@ -325,6 +334,8 @@ fn every_number_is_range_checked_naming_the_key() {
         ("alarms", "retry_max_seconds", "9999999999"),
         ("alarms", "notify_budget_seconds", "0"),
         ("alarms", "notification_max_age_hours", "0"),
+        ("alarms", "digest_threshold", "1000000"),
+        ("alarms", "maintenance_grace_minutes", "99999"),
         ("batch", "vm_removal_grace_minutes", "99999"),
     ] {
         let p = write(

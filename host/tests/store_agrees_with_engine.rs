@@ -57,6 +57,7 @@ async fn write(db: &TestDb, changes: &[Change], open: &[OpenAlarm], now: Timesta
         notifiers: &[],
         language: "en",
         resource_url: None,
+        holds: &Default::default(),
     };
     store::apply_changes(&db.pool, changes, &[], open, now, &outbox, None)
         .await

@@ -59,6 +59,7 @@ fn vm(name: &str, ip: &str, zone: &str, is_cell: bool) -> ReportedVm {
         ip: ip.into(),
         zone: zone.into(),
         is_cell,
+        deployment: "cf".into(),
     }
 }
 

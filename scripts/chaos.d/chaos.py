@@ -312,6 +312,8 @@ bucket_seconds = {BUCKET_S}
 language = "en"
 default_measure_seconds = {MEASURE_S}
 default_repeat_minutes = 1
+# one mail per outbox row: the verdict matches each mail's X-Monit-Notification-Id to its row
+digest_threshold = 0
 retry_min_seconds = {self.args.retry_min}
 retry_max_seconds = {self.args.retry_max}
 [plugins.paasta]

@@ -4,6 +4,7 @@
     GET /info                                   unauthenticated; basic auth
     GET /deployments                            [{"name": ...}]
     GET /deployments/<name>/vms?format=full     starts a task: 302 to /tasks/<id>, or 200 task JSON
+    GET /tasks?state=processing,queued          no task in progress: []
     GET /tasks/<id>                             processing once (sometimes), then done
     GET /tasks/<id>/output?type=result          one VM JSON per line
 
@@ -142,6 +143,9 @@ def handler_for(state, deployment):
                     self.end_headers()
                     return None
                 return self.send_json(200, state.task_json(tid, advance=False))
+            if parts == ["tasks"]:
+                # the batch asks which tasks run (maintenance): none in this soak
+                return self.send_json(200, [])
             if len(parts) >= 2 and parts[0] == "tasks" and parts[1].isdigit():
                 tid = int(parts[1])
                 if len(parts) == 2:

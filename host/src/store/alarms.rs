@@ -2,6 +2,7 @@
 //! read at the start of a tick, and the tick's one write: every alarm change with its
 //! notifications (outbox rows) and the scale decisions, in one transaction.
 
+use super::outbox::push_id_in;
 use super::truncate;
 use crate::alarm_text;
 use crate::engine::{Change, OpenAlarm, OpenStatus, Subject};
@@ -81,6 +82,8 @@ pub struct Outbox<'a> {
     pub notifiers: &'a [String],
     pub language: &'a str,
     pub resource_url: Option<&'a str>,
+    /// alarms recorded but not notified this tick (silence, maintenance, inhibition)
+    pub holds: &'a crate::hold::Holds,
 }
 
 fn payload(
@@ -156,6 +159,10 @@ pub async fn apply_changes(
         let s = ch.subject();
         alarm_text::title_and_message(lang, s.target, s.alarm_type, s.level, s.threshold, s.value)
     };
+    let held = |ch: &Change| {
+        let s = ch.subject();
+        out.holds.reason(s.target, s.alarm_type).is_some()
+    };
     for ch in changes {
         match ch {
             Change::Open {
@@ -166,6 +173,8 @@ pub async fn apply_changes(
             } => {
                 let (title, message) = rendered(ch);
                 let app = target.app.as_ref();
+                // held: recorded, never notified (no alarm_send_date) until the hold ends
+                let sent_at = (!held(ch)).then_some(now);
                 let res = sqlx::query(
                     "INSERT INTO alarms (origin_type, origin_id, alarm_type, level, ip, app_yn, app_name, app_index, \
                      container_name, alarm_title, alarm_message, resolve_status, alarm_cnt, reg_date, reg_user, \
@@ -185,11 +194,14 @@ pub async fn apply_changes(
                 .bind(&message)
                 .bind(now)
                 .bind(now)
-                .bind(now)
+                .bind(sent_at)
                 .execute(&mut *tx)
                 .await
                 .context("inserting an alarm")?;
                 let id = res.last_insert_id() as i64;
+                if sent_at.is_none() {
+                    continue;
+                }
                 notified.push((id, *level));
                 queued.push(payload(
                     NotificationKind::Opened,
@@ -210,7 +222,8 @@ pub async fn apply_changes(
                     Change::Escalate { .. } => NotificationKind::Escalated,
                     _ => NotificationKind::SteppedDown,
                 };
-                let notification = relevel(&mut tx, ch, *alarm_id, *notify, now, &rendered)
+                let notify = *notify && !held(ch);
+                let notification = relevel(&mut tx, ch, *alarm_id, notify, now, &rendered)
                     .await?
                     .map(|texts| {
                         payload(
@@ -230,13 +243,16 @@ pub async fn apply_changes(
             Change::Rebreach {
                 alarm_id, level, ..
             } => {
-                let texts = relevel(&mut tx, ch, *alarm_id, true, now, &rendered).await?;
+                let notify = !held(ch);
+                let texts = relevel(&mut tx, ch, *alarm_id, notify, now, &rendered).await?;
                 sqlx::query("UPDATE batch_alarm_state SET recovered_at = NULL WHERE alarm_id = ?")
                     .bind(alarm_id)
                     .execute(&mut *tx)
                     .await
                     .context("clearing the recovered mark of an alarm")?;
-                notified.push((*alarm_id, *level));
+                if notify {
+                    notified.push((*alarm_id, *level));
+                }
                 if let Some(texts) = texts {
                     queued.push(payload(
                         NotificationKind::Opened,
@@ -254,7 +270,7 @@ pub async fn apply_changes(
                 level,
                 ..
             } => {
-                if !renotify {
+                if !renotify || held(ch) {
                     counted.push(*alarm_id);
                     continue;
                 }
@@ -295,13 +311,18 @@ pub async fn apply_changes(
                 if !close_ids.is_empty() {
                     let message =
                         alarm_text::recovery_message(lang, target, *alarm_type, *value, true);
-                    close_recovered(&mut tx, close_ids, &message, now).await?;
+                    let notes: Vec<(i64, &str)> =
+                        close_ids.iter().map(|id| (*id, message.as_str())).collect();
+                    close_by_system(&mut tx, &notes, now).await?;
                 }
                 if !keep_ids.is_empty() {
                     let note = alarm_text::recovery_note(lang, target, *alarm_type, *value, now);
                     keep_recovered(&mut tx, &keep_ids, &note, now).await?;
                 }
                 let lead = alarm_ids.first().copied().unwrap_or(0);
+                if held(ch) || !crate::hold::lead_was_notified(alarm_ids, open) {
+                    continue;
+                }
                 let closed = close_ids.contains(&lead);
                 let message =
                     alarm_text::recovery_message(lang, target, *alarm_type, *value, closed);
@@ -328,13 +349,9 @@ pub async fn apply_changes(
     // Unchanged breaching alarms are counted in one statement, however many there are.
     if !counted.is_empty() {
         let mut q = QueryBuilder::new(
-            "UPDATE alarms SET alarm_cnt = alarm_cnt + 1 WHERE resolve_status IN ('1', '2') AND id IN (",
+            "UPDATE alarms SET alarm_cnt = alarm_cnt + 1 WHERE resolve_status IN ('1', '2') AND ",
         );
-        let mut sep = q.separated(", ");
-        for id in &counted {
-            sep.push_bind(id);
-        }
-        q.push(")");
+        push_id_in(&mut q, "id", &counted);
         q.build()
             .execute(&mut *tx)
             .await
@@ -415,34 +432,30 @@ async fn relevel(
     Ok(notify.then_some((title, message)))
 }
 
-/// Closes recovered alarms as `system` (status 3) with an alarm_actions row saying so.
-async fn close_recovered(
+/// Closes alarms as the batch: resolve_status 3 by `system`, one `alarm_actions` row per alarm
+/// saying why, and the batch's own state of them dropped.
+pub(crate) async fn close_by_system(
     tx: &mut Tx<'_>,
-    ids: &[i64],
-    message: &str,
+    notes: &[(i64, &str)],
     now: Timestamp,
 ) -> anyhow::Result<()> {
+    if notes.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<i64> = notes.iter().map(|(id, _)| *id).collect();
     let mut q = QueryBuilder::new("UPDATE alarms SET resolve_status = '3', complete_date = ");
     q.push_bind(now)
         .push(", complete_user = 'system', modi_date = ")
         .push_bind(now)
-        .push(", modi_user = 'system' WHERE resolve_status IN ('1', '2') AND id IN (");
-    let mut sep = q.separated(", ");
-    for id in ids {
-        sep.push_bind(id);
-    }
-    q.push(")");
+        .push(", modi_user = 'system' WHERE resolve_status IN ('1', '2') AND ");
+    push_id_in(&mut q, "id", &ids);
     q.build()
         .execute(&mut **tx)
         .await
         .context("resolving an alarm")?;
-    add_actions(tx, ids, message, now).await?;
-    let mut q = QueryBuilder::new("DELETE FROM batch_alarm_state WHERE alarm_id IN (");
-    let mut sep = q.separated(", ");
-    for id in ids {
-        sep.push_bind(id);
-    }
-    q.push(")");
+    add_actions(tx, notes, now).await?;
+    let mut q = QueryBuilder::new("DELETE FROM batch_alarm_state WHERE ");
+    push_id_in(&mut q, "alarm_id", &ids);
     q.build()
         .execute(&mut **tx)
         .await
@@ -458,7 +471,8 @@ async fn keep_recovered(
     note: &str,
     now: Timestamp,
 ) -> anyhow::Result<()> {
-    add_actions(tx, ids, note, now).await?;
+    let notes: Vec<(i64, &str)> = ids.iter().map(|id| (*id, note)).collect();
+    add_actions(tx, &notes, now).await?;
     let mut q = QueryBuilder::new("INSERT INTO batch_alarm_state (alarm_id, recovered_at) ");
     q.push_values(ids, |mut b, id| {
         b.push_bind(id).push_bind(now);
@@ -471,18 +485,13 @@ async fn keep_recovered(
     Ok(())
 }
 
-async fn add_actions(
-    tx: &mut Tx<'_>,
-    ids: &[i64],
-    text: &str,
-    now: Timestamp,
-) -> anyhow::Result<()> {
+async fn add_actions(tx: &mut Tx<'_>, notes: &[(i64, &str)], now: Timestamp) -> anyhow::Result<()> {
     let mut q = QueryBuilder::new(
         "INSERT INTO alarm_actions (alarm_id, alarm_action_desc, reg_date, reg_user, modi_date, modi_user) ",
     );
-    q.push_values(ids, |mut b, id| {
-        b.push_bind(id)
-            .push_bind(text)
+    q.push_values(notes, |mut b, (id, text)| {
+        b.push_bind(*id)
+            .push_bind(*text)
             .push_bind(now)
             .push("'system'")
             .push_bind(now)

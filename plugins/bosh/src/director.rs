@@ -62,6 +62,9 @@ pub struct Task {
     /// The error text when the task failed.
     #[serde(default)]
     pub result: Option<String>,
+    /// the deployment the task works on (none for director-wide tasks)
+    #[serde(default)]
+    pub deployment: Option<String>,
 }
 
 /// One line of the `vms?format=full` task result; the fields the inventory reads. The rest
@@ -427,6 +430,12 @@ impl DirectorClient {
     /// `GET /deployments`
     pub async fn deployments(&self) -> anyhow::Result<Vec<Deployment>> {
         self.get_json("/deployments").await
+    }
+
+    /// `GET /tasks?state=processing,queued&verbose=1`: the tasks running or waiting to run.
+    pub async fn tasks_in_progress(&self) -> anyhow::Result<Vec<Task>> {
+        self.get_json("/tasks?state=processing,queued&verbose=1")
+            .await
     }
 
     /// `GET /tasks/<id>`

@@ -4,7 +4,7 @@
 use crate::config::BoshConfig;
 use crate::director::{DirectorClient, DirectorVm};
 use anyhow::{Context as _, bail};
-use monit_host::plugin::{InventorySnapshot, ReportedVm, SyncContext, VmSource};
+use monit_host::plugin::{ChangeInProgress, InventorySnapshot, ReportedVm, SyncContext, VmSource};
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
@@ -68,6 +68,49 @@ impl VmSource for BoshVmSource {
     async fn fetch(&self, _ctx: &SyncContext) -> anyhow::Result<InventorySnapshot> {
         self.snapshot().await
     }
+
+    async fn changes_in_progress(
+        &self,
+        _ctx: &SyncContext,
+    ) -> anyhow::Result<Option<Vec<ChangeInProgress>>> {
+        let tasks = self
+            .client
+            .tasks_in_progress()
+            .await
+            .context("listing the BOSH director's tasks in progress")?;
+        Ok(Some(
+            tasks
+                .into_iter()
+                .filter_map(|t| {
+                    let deployment = t.deployment.filter(|d| !d.trim().is_empty())?;
+                    let description = t.description.unwrap_or_default();
+                    changes_vms(&description).then(|| ChangeInProgress {
+                        deployment,
+                        task_id: i64::try_from(t.id).unwrap_or(i64::MAX),
+                        description,
+                    })
+                })
+                .collect(),
+        ))
+    }
+}
+
+/// Whether a director task, by its description, takes a deployment's VMs down or replaces them:
+/// `bosh deploy` ("create deployment"), `recreate`, `stop`, `start`, `restart`, and deleting
+/// the deployment. The batch's own `retrieve vm-stats` tasks, errands, snapshots, cloud checks
+/// and the like do not.
+pub fn changes_vms(description: &str) -> bool {
+    let d = description.to_ascii_lowercase();
+    [
+        "create deployment",
+        "delete deployment",
+        "recreate",
+        "restart",
+        "stop",
+        "start",
+    ]
+    .iter()
+    .any(|w| d.contains(w))
 }
 
 /// A director VM as the inventory sees it, or `None` (logged) for a VM the `vms` table cannot
@@ -122,6 +165,7 @@ pub fn reported_vm(deployment: &str, vm: &DirectorVm, cell_prefix: &str) -> Opti
         ip: ip.trim().to_string(),
         zone,
         is_cell,
+        deployment: deployment.to_string(),
     })
 }
 
@@ -134,6 +178,29 @@ fn zone_suffix(job: &str) -> Option<&str> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn tasks_that_change_vms_by_description() {
+        for yes in [
+            "create deployment",
+            "Recreate instances",
+            "stop instance",
+            "start instances",
+            "restart instance",
+            "delete deployment cf",
+        ] {
+            assert!(super::changes_vms(yes), "{yes}");
+        }
+        for no in [
+            "retrieve vm-stats",
+            "run errand smoke-tests",
+            "scan and fix",
+            "snapshot deployment",
+            "",
+        ] {
+            assert!(!super::changes_vms(no), "{no}");
+        }
+    }
+
     use super::*;
 
     fn vm(job: &str, index: Option<i64>, ips: &[&str], az: Option<&str>) -> DirectorVm {
@@ -161,7 +228,8 @@ mod tests {
                 name: "cell_z1/0".into(),
                 ip: "10.0.16.21".into(),
                 zone: "z1".into(),
-                is_cell: true
+                is_cell: true,
+                deployment: "paasta".into(),
             }
         );
         let r = reported_vm(

@@ -20,26 +20,42 @@ fn rvm(name: &str, ip: &str, zone: &str, is_cell: bool) -> ReportedVm {
         ip: ip.into(),
         zone: zone.into(),
         is_cell,
+        deployment: String::new(),
     }
+}
+
+fn of(deployment: &str, vms: Vec<ReportedVm>) -> Vec<ReportedVm> {
+    vms.into_iter()
+        .map(|v| ReportedVm {
+            deployment: deployment.into(),
+            ..v
+        })
+        .collect()
 }
 
 /// What the fixtures hold for deployments `paasta` (2.0 names, no AZ) and `cf` (AZs).
 fn expected_paasta() -> Vec<ReportedVm> {
-    vec![
-        rvm("cell_z1/0", "10.0.16.21", "z1", true),
-        rvm("cell_z1/1", "10.0.16.22", "z1", true),
-        rvm("router_z2/0", "10.0.17.5", "z2", false),
-        // api_z1/0 has no IP: skipped; uaa has neither AZ nor a _zN suffix: the deployment's zone
-        rvm("uaa/0", "10.0.16.30", "paasta", false),
-    ]
+    of(
+        "paasta",
+        vec![
+            rvm("cell_z1/0", "10.0.16.21", "z1", true),
+            rvm("cell_z1/1", "10.0.16.22", "z1", true),
+            rvm("router_z2/0", "10.0.17.5", "z2", false),
+            // api_z1/0 has no IP: skipped; uaa has neither AZ nor a _zN suffix: the deployment's zone
+            rvm("uaa/0", "10.0.16.30", "paasta", false),
+        ],
+    )
 }
 
 fn expected_cf() -> Vec<ReportedVm> {
-    vec![
-        rvm("diego-cell/0", "10.0.1.21", "z1", true),
-        rvm("diego-cell/1", "10.0.2.21", "z2", true),
-        rvm("diego-api/1e5b7c8d-cccc", "10.0.1.40", "z1", false),
-    ]
+    of(
+        "cf",
+        vec![
+            rvm("diego-cell/0", "10.0.1.21", "z1", true),
+            rvm("diego-cell/1", "10.0.2.21", "z2", true),
+            rvm("diego-api/1e5b7c8d-cccc", "10.0.1.40", "z1", false),
+        ],
+    )
 }
 
 #[tokio::test]

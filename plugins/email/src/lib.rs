@@ -2,6 +2,7 @@
 //! (implicit TLS, STARTTLS or plain, with or without AUTH), one connection per batch.
 
 pub mod config;
+pub mod digest;
 pub mod notifier;
 pub mod render;
 mod transport;

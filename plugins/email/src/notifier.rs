@@ -171,12 +171,36 @@ impl EmailNotifier {
     /// The complete message of one notification. The `To:` header names every valid
     /// recipient; the envelope only those not done on an earlier try.
     pub fn compose(&self, n: &Notification) -> anyhow::Result<Composed> {
-        let recipients = self.recipients(n)?;
         let mail = render::render(n, self.display_offset);
+        self.compose_mail(n, mail, n.id.to_string())
+    }
+
+    /// One mail for several notifications with the same recipients (a digest), addressed as
+    /// the first; `X-Notification-Id` lists every notification.
+    pub fn compose_digest(&self, batch: &[Notification]) -> anyhow::Result<Composed> {
+        let first = batch
+            .first()
+            .ok_or_else(|| anyhow::anyhow!("an empty digest"))?;
+        let mail = crate::digest::render_digest(batch, self.display_offset);
+        // the first 20 row ids: a header line stays well under SMTP's 998 characters
+        let mut ids: Vec<String> = batch.iter().take(20).map(|n| n.id.to_string()).collect();
+        if batch.len() > 20 {
+            ids.push(format!("+{} more", batch.len() - 20));
+        }
+        self.compose_mail(first, mail, ids.join(","))
+    }
+
+    fn compose_mail(
+        &self,
+        n: &Notification,
+        mail: render::RenderedMail,
+        ids: String,
+    ) -> anyhow::Result<Composed> {
+        let recipients = self.recipients(n)?;
         let mut builder = Message::builder()
             .from(self.from.clone())
             .subject(header_safe(&mail.subject))
-            .header(NotificationId(n.id.to_string()))
+            .header(NotificationId(ids))
             .message_id(None);
         for to in &recipients.valid {
             builder = builder.to(Mailbox::new(None, to.clone()));
@@ -606,10 +630,65 @@ impl EmailSession<'_> {
 #[async_trait]
 impl NotifySession for EmailSession<'_> {
     async fn deliver(&mut self, n: &Notification) -> Delivery {
+        let composed = self.notifier.compose(n);
+        let delivery = self.send(composed).await;
+        match &delivery {
+            Delivery::Sent { rejected } => tracing::info!(
+                notification = n.id,
+                alarm = n.alarm_id,
+                kind = n.kind.code(),
+                refused = rejected.len(),
+                "alarm mail sent"
+            ),
+            Delivery::Retry { reason, .. }
+            | Delivery::Reject { reason }
+            | Delivery::Unavailable { reason } => {
+                tracing::warn!(notification = n.id, alarm = n.alarm_id, error = %reason, "alarm mail not sent")
+            }
+        }
+        delivery
+    }
+
+    fn digests(&self) -> bool {
+        true
+    }
+
+    async fn deliver_digest(&mut self, batch: &[Notification]) -> Delivery {
+        let composed = self.notifier.compose_digest(batch);
+        let delivery = self.send(composed).await;
+        match &delivery {
+            Delivery::Sent { rejected } => tracing::info!(
+                notifications = batch.len(),
+                refused = rejected.len(),
+                "digest mail sent"
+            ),
+            Delivery::Retry { reason, .. }
+            | Delivery::Reject { reason }
+            | Delivery::Unavailable { reason } => {
+                tracing::warn!(notifications = batch.len(), error = %reason, "digest mail not sent")
+            }
+        }
+        delivery
+    }
+
+    async fn close(self: Box<Self>) {
+        if let Some(mut c) = self.conn
+            && !self.in_flight
+            && !c.has_broken()
+        {
+            // Every mail is already recorded; a failed QUIT changes nothing.
+            let _ = tokio::time::timeout(self.notifier.timeout, c.quit()).await;
+        }
+    }
+}
+
+impl EmailSession<'_> {
+    /// One composed mail over the session's connection (opened on first use).
+    async fn send(&mut self, composed: anyhow::Result<Composed>) -> Delivery {
         if self.in_flight {
             self.conn = None;
         }
-        let composed = match self.notifier.compose(n) {
+        let composed = match composed {
             Ok(c) => c,
             Err(e) => {
                 return Delivery::Reject {
@@ -651,33 +730,7 @@ impl NotifySession for EmailSession<'_> {
                 reason: format!("{reason} (twice in a row: the server is not answering)"),
             };
         }
-        match &delivery {
-            Delivery::Sent { rejected } => tracing::info!(
-                notification = n.id,
-                alarm = n.alarm_id,
-                kind = n.kind.code(),
-                recipients =
-                    composed.remaining.len() - rejected.len().min(composed.remaining.len()),
-                refused = rejected.len(),
-                "alarm mail sent"
-            ),
-            Delivery::Retry { reason, .. }
-            | Delivery::Reject { reason }
-            | Delivery::Unavailable { reason } => {
-                tracing::warn!(notification = n.id, alarm = n.alarm_id, error = %reason, "alarm mail not sent")
-            }
-        }
         delivery
-    }
-
-    async fn close(self: Box<Self>) {
-        if let Some(mut c) = self.conn
-            && !self.in_flight
-            && !c.has_broken()
-        {
-            // Every mail is already recorded; a failed QUIT changes nothing.
-            let _ = tokio::time::timeout(self.notifier.timeout, c.quit()).await;
-        }
     }
 }
 

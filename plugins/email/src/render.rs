@@ -54,7 +54,7 @@ const EN: Words = Words {
     copyright: "Copyright © PaaS-Ta All rights reserved",
 };
 
-fn is_english(n: &Notification) -> bool {
+pub(crate) fn is_english(n: &Notification) -> bool {
     n.language.eq_ignore_ascii_case("en")
 }
 

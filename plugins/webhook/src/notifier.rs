@@ -148,20 +148,46 @@ impl WebhookNotifier {
     /// One notification to every URL that has not taken it (or refused it for good) yet. A
     /// URL found down earlier in the session is not tried again in it.
     async fn deliver(&self, n: &Notification, down: &mut [Option<String>]) -> Delivery {
+        let body = payload::body(n, self.format);
+        self.deliver_body(n.id, &n.done_recipients, &body, down)
+            .await
+    }
+
+    /// Several notifications as one POST (a digest); the id sent is the first notification's.
+    async fn deliver_digest(
+        &self,
+        batch: &[Notification],
+        down: &mut [Option<String>],
+    ) -> Delivery {
+        let Some(first) = batch.first() else {
+            return Delivery::Reject {
+                reason: "an empty digest".into(),
+            };
+        };
+        let body = payload::digest_body(batch, self.format);
+        self.deliver_body(first.id, &first.done_recipients, &body, down)
+            .await
+    }
+
+    async fn deliver_body(
+        &self,
+        id: i64,
+        done_recipients: &[String],
+        body: &[u8],
+        down: &mut [Option<String>],
+    ) -> Delivery {
         let todo: Vec<(usize, &Endpoint)> = self
             .endpoints
             .iter()
             .enumerate()
-            .filter(|(_, ep)| !n.done_recipients.contains(&ep.label))
+            .filter(|(_, ep)| !done_recipients.contains(&ep.label))
             .collect();
         if todo.is_empty() {
             return Delivery::Sent {
                 rejected: Vec::new(),
             };
         }
-        let body = payload::body(n, self.format);
         let results = futures::future::join_all(todo.iter().map(|(i, ep)| {
-            let body = &body;
             let known_down = down[*i].clone();
             async move {
                 match known_down {
@@ -169,7 +195,7 @@ impl WebhookNotifier {
                         transient: true,
                         reason: format!("not tried, it failed earlier in this run: {reason}"),
                     }),
-                    None => self.post(ep, n.id, body).await,
+                    None => self.post(ep, id, body).await,
                 }
             }
         }))
@@ -334,6 +360,14 @@ struct WebhookSession<'a> {
 impl NotifySession for WebhookSession<'_> {
     async fn deliver(&mut self, n: &Notification) -> Delivery {
         self.notifier.deliver(n, &mut self.down).await
+    }
+
+    fn digests(&self) -> bool {
+        true
+    }
+
+    async fn deliver_digest(&mut self, batch: &[Notification]) -> Delivery {
+        self.notifier.deliver_digest(batch, &mut self.down).await
     }
 
     async fn close(self: Box<Self>) {}

@@ -102,6 +102,68 @@ pub fn body(n: &Notification, format: Format) -> Vec<u8> {
     serde_json::to_vec(&value).unwrap_or_default()
 }
 
+/// The body of a digest: `{"digest": true, "count", "notification_ids", "alarms": [...]}` with
+/// every notification's document, critical first and grouped by origin (json); for Slack one
+/// message with a line per alarm.
+pub fn digest_body(batch: &[Notification], format: Format) -> Vec<u8> {
+    let ordered: Vec<&Notification> = monit_host::digest::sections(batch)
+        .into_iter()
+        .flat_map(|(_, list)| list)
+        .collect();
+    let value = match format {
+        Format::Json => json!({
+            "digest": true,
+            "count": ordered.len(),
+            "notification_ids": ordered.iter().map(|n| n.id).collect::<Vec<_>>(),
+            "alarms": ordered.iter().map(|n| document(n)).collect::<Vec<_>>(),
+            "source": SOURCE,
+        }),
+        Format::Slack => {
+            let headline = format!("[DIGEST] {} alarms", ordered.len());
+            let lines: Vec<String> = ordered
+                .iter()
+                .map(|n| {
+                    let value = n
+                        .value
+                        .filter(|v| v.is_finite())
+                        .map(|v| format!(" {v:.1}%"))
+                        .unwrap_or_default();
+                    format!(
+                        "• [{}] {} {} {} {}{value}",
+                        event_label(n.kind),
+                        n.origin.code(),
+                        n.level.code().to_uppercase(),
+                        escape(&n.server_name()),
+                        n.alarm_type.code()
+                    )
+                })
+                .collect();
+            let mut blocks = vec![json!({
+                "type": "section",
+                "text": { "type": "mrkdwn", "text": format!("*{headline}*") },
+            })];
+            // a section holds at most 3000 characters: the lines in as many as needed
+            let mut chunk = String::new();
+            for l in &lines {
+                if chunk.len() + l.len() + 1 > 2900 {
+                    blocks.push(
+                        json!({"type": "section", "text": {"type": "mrkdwn", "text": chunk}}),
+                    );
+                    chunk = String::new();
+                }
+                chunk.push_str(l);
+                chunk.push('\n');
+            }
+            if !chunk.is_empty() {
+                blocks.push(json!({"type": "section", "text": {"type": "mrkdwn", "text": chunk}}));
+            }
+            blocks.truncate(50);
+            json!({ "text": headline, "blocks": blocks })
+        }
+    };
+    serde_json::to_vec(&value).unwrap_or_default()
+}
+
 /// A Slack incoming-webhook message: `text` is the notification line (what Slack shows in a push
 /// notification and what a client without Block Kit shows), `blocks` the full layout.
 pub fn slack(n: &Notification) -> Value {
@@ -210,6 +272,30 @@ fn clip(s: &str, max_chars: usize) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_digest_lists_every_alarm_critical_first() {
+        let mut warn = notification();
+        warn.level = monit_host::model::Level::Warning;
+        warn.id = 7;
+        let mut crit = notification();
+        crit.level = monit_host::model::Level::Critical;
+        crit.id = 8;
+        let v: Value =
+            serde_json::from_slice(&digest_body(&[warn.clone(), crit.clone()], Format::Json))
+                .unwrap();
+        assert_eq!(v["digest"], true);
+        assert_eq!(v["count"], 2);
+        assert_eq!(v["notification_ids"], json!([8, 7]));
+        assert_eq!(v["alarms"][0]["level"], "critical");
+        let s: Value = serde_json::from_slice(&digest_body(&[warn, crit], Format::Slack)).unwrap();
+        assert_eq!(s["text"], "[DIGEST] 2 alarms");
+        let lines = s["blocks"][1]["text"]["text"].as_str().unwrap();
+        assert!(
+            lines.find("CRITICAL").unwrap() < lines.find("WARNING").unwrap(),
+            "{lines}"
+        );
+    }
+
     use super::*;
 
     fn notification() -> Notification {

@@ -460,3 +460,27 @@ async fn configured_headers_are_sent_and_never_shown() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_digest_is_one_call_listing_every_notification() {
+    use monit_host::plugin::Notifier as _;
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/hook"))
+        .respond_with(ResponseTemplate::new(204))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let n = notifier(WebhookConfig::new([format!("{}/hook", server.uri())]));
+    let batch: Vec<Notification> = (1..=12).map(notification).collect();
+    let mut session = n.session();
+    assert!(session.digests());
+    let d = session.deliver_digest(&batch).await;
+    session.close().await;
+    assert_eq!(d, Delivery::Sent { rejected: vec![] });
+    let body = bodies(&server).await.remove(0);
+    assert_eq!(body["digest"], true);
+    assert_eq!(body["count"], 12);
+    assert_eq!(body["alarms"].as_array().unwrap().len(), 12);
+    assert_eq!(body["notification_ids"][0], 1);
+}
