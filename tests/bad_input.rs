@@ -661,6 +661,16 @@ fn wrong_types_in_config_exit_non_zero_naming_the_key() {
             "monitoring.db.dbname = monit\nmail.alarm.send = maybe\n".to_string(),
             "mail.alarm.send",
         ),
+        (
+            "config.ini",
+            "monitoring.db.dbname = monit\nmail.tls.send = sometimes\n".to_string(),
+            "mail.tls.send",
+        ),
+        (
+            "config.ini",
+            "monitoring.db.dbname = monit\nportal.db.port = 3x\n".to_string(),
+            "portal.db.port",
+        ),
         // numbers that used to pass and then overflow a time computation (exit 101)
         (
             "retry.toml",

@@ -3,15 +3,11 @@
 //! `<name>_measurement` setting, or a `monit_plugin_<name>` crate. The binary declares the
 //! project's plugins (`src/main.rs`); each plugin owns its config.
 //!
-//! `STILL_IN_THE_HOST` lists what is left of the collectors' config in the host, per file and
-//! count (issue 13, change 1: InfluxDB database and measurement names into `[plugins.*]`, legacy
-//! config.ini keys declared by each plugin's registration). It may only shrink: a new occurrence,
-//! anywhere, fails this test.
+//! Each plugin declares its own settings (`[plugins.<name>]`), the keys it took over from host
+//! sections (`moved_keys`) and its legacy config.ini keys (`legacy_ini`) in its registration.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-
-const STILL_IN_THE_HOST: &[(&str, usize)] = &[("legacy_ini.rs", 44)];
 
 /// The plugin features of the root Cargo.toml (`name = ["dep:monit-plugin-…"]`).
 fn plugin_names(root: &Path) -> Vec<String> {
@@ -79,17 +75,10 @@ fn host_src_names_no_plugin() {
             found.insert(rel.display().to_string(), n);
         }
     }
-    let allowed: BTreeMap<String, usize> = STILL_IN_THE_HOST
-        .iter()
-        .map(|(f, n)| (f.to_string(), *n))
-        .collect();
-    for (file, n) in &found {
-        let ok = allowed.get(file).copied().unwrap_or(0);
-        assert!(
-            *n <= ok,
-            "host/src/{file} names a plugin {n} times (allowed {ok}): the host must name no plugin"
-        );
-    }
+    assert!(
+        found.is_empty(),
+        "host/src names a plugin (file: occurrences) {found:?}: the host must name no plugin"
+    );
 }
 
 /// The counter sees each form of a name, and not a longer word that contains it.

@@ -143,3 +143,101 @@ fn effective_config(stdout: &[u8]) -> serde_json::Value {
         .join("\n");
     serde_json::from_str(&json).unwrap_or_else(|e| panic!("{e}: {text}"))
 }
+
+/// config.ini keys are declared by the plugin that reads them (its registration's `legacy_ini`):
+/// the example file reaches every plugin's section, and the implicit enabling of the original
+/// (collectors always, BOSH with a director URL, mail only with `mail.alarm.send`) holds.
+#[test]
+fn the_example_config_ini_reaches_every_plugin() {
+    let ini = concat!(env!("CARGO_MANIFEST_DIR"), "/config/config.example.ini");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_monit-batch"))
+        .args(["--config", ini, "check-config"])
+        .env_remove("PORT")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // bosh is enabled by its URL and checks its config: the example's director is fine
+    assert!(out.status.success(), "{stderr}");
+    assert!(!stderr.contains("unknown config.ini key"), "{stderr}");
+    let s = effective_config(&out.stdout);
+    let p = &s["plugins"];
+    assert_eq!(p["paasta"]["db"], "cf_metric_db");
+    assert_eq!(p["container"]["db"], "container_metric_db");
+    assert_eq!(p["bosh"]["db"], "bosh_metric_db");
+    assert_eq!(
+        p["bosh"]["cf_deployment"], "paasta-controller",
+        "trailing ⇒ comment stripped"
+    );
+    assert_eq!(p["bosh"]["api_url"], "director.example:25555");
+    assert_eq!(p["bosh"]["cell_prefix"], "cell");
+    assert_eq!(p["email"]["smtp_port"], 465);
+    assert_eq!(
+        p["email"]["enabled"], false,
+        "mail.alarm.send = false # comment"
+    );
+    for (name, on) in [("paasta", true), ("container", true), ("bosh", true)] {
+        assert_eq!(p[name]["enabled"], on, "{name}");
+    }
+}
+
+/// Every plugin credential of a config.ini is masked in check-config's output, and no secret
+/// reaches stdout or stderr.
+#[test]
+fn config_ini_plugin_secrets_are_masked() {
+    let dir = tempfile::tempdir().unwrap();
+    let ini = dir.path().join("config.ini");
+    let secrets = [
+        ("bosh.password", "Bosh-pw-1", &["bosh", "password"][..]),
+        (
+            "mail.sender.password",
+            "Mail-pw-2",
+            &["email", "password"][..],
+        ),
+        (
+            "cf.client.password",
+            "Cf-pw-3",
+            &["autoscale", "cf_password"][..],
+        ),
+        (
+            "cf.client.clientpassword",
+            "Client-pw-4",
+            &["autoscale", "client_secret"][..],
+        ),
+        (
+            "portal.db.password",
+            "Portal-pw-5",
+            &["autoscale", "portal_db", "password"][..],
+        ),
+    ];
+    let mut text = String::from(
+        "monitoring.db.dbname = monit\nbosh.api.url = director.example:25555\n\
+         bosh.admin = admin\nbosh.cf.deployment.name = paasta\nportal.db.dbname = portal\n\
+         cf.client.api_address = https://api.sys.example\ncf.client.username = admin\n\
+         cf.client.clientid = monit\nmail.alarm.send = false\n",
+    );
+    for (key, secret, _) in &secrets {
+        text.push_str(&format!("{key} = {secret}\n"));
+    }
+    std::fs::write(&ini, text).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_monit-batch"))
+        .arg("--config")
+        .arg(&ini)
+        .arg("check-config")
+        .env_remove("PORT")
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stderr}");
+    let s = effective_config(&out.stdout);
+    for (key, secret, at) in &secrets {
+        assert!(
+            !stdout.contains(secret) && !stderr.contains(secret),
+            "{key} shown"
+        );
+        let shown = at.iter().try_fold(&s["plugins"], |v, k| v.get(*k));
+        assert_eq!(shown.and_then(|v| v.as_str()), Some("***"), "{key} in {s}");
+    }
+}

@@ -69,6 +69,10 @@ pub fn legacy_ini(data: &[u8], dir: &Path) {
             assert!(settings.batch.interval_seconds > 0, "validated");
             let masked = settings.masked();
             for (key, at) in SECRET_KEYS {
+                // a plugin's key is read only when the plugin is compiled in
+                if !legacy_ini::is_known_key(key) {
+                    continue;
+                }
                 let Some(value) = entries.iter().rev().find(|e| e.key == *key) else {
                     continue;
                 };

@@ -327,11 +327,10 @@ impl Settings {
         let source = match path {
             Some(p) if !p.is_file() => bail!("config file {} not found", p.display()),
             Some(p) if is_legacy(p) => {
-                let compiled = compiled_plugins()
-                    .iter()
-                    .map(|p| p.name.to_string())
-                    .collect();
-                builder = builder.add_source(LegacyIni::new(p, compiled));
+                builder = builder.add_source(LegacyIni::new(
+                    p,
+                    crate::legacy_ini::compiled_legacy_plugins(),
+                ));
                 p.display().to_string()
             }
             Some(p) => {
@@ -379,7 +378,7 @@ impl Settings {
             bail!("invalid config in {source}: {key}: the number is too large for any setting");
         }
         let mut raw = raw;
-        let moved = move_plugin_keys(&mut raw.cache, &crate::plugin::compiled_plugins());
+        let moved = move_plugin_keys(&mut raw.cache, &compiled_plugins());
         let mut settings: Settings = raw
             .clone()
             .try_deserialize()
@@ -387,7 +386,10 @@ impl Settings {
         if let Some(p) = path.filter(|p| is_legacy(p)) {
             settings
                 .warnings
-                .extend(crate::legacy_ini::unknown_key_warnings(p));
+                .extend(crate::legacy_ini::unknown_key_warnings(
+                    p,
+                    &crate::legacy_ini::compiled_legacy_plugins(),
+                ));
         }
         settings.warnings.extend(moved);
         settings.source = source;
@@ -903,6 +905,7 @@ mod tests {
                 new: "source",
             },
         ],
+        legacy_ini: crate::plugin::LegacyConfig::NONE,
         build: no_parts,
     };
 

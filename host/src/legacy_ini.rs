@@ -8,184 +8,101 @@
 use config::{ConfigError, Map, Source, Value, ValueKind};
 use std::path::{Path, PathBuf};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Kind {
-    Str,
-    Int,
-    Bool,
-    /// `mail.tls.send`: true means implicit TLS, false plain SMTP (4.0)
-    MailTls,
-}
+use crate::plugin::{LegacyConfig, LegacyEnabled, LegacyKind};
 
-/// legacy key → (settings path, kind); `None` marks a key the original read but never used.
-const KEYS: &[(&str, Option<&str>, Kind)] = &[
-    ("server.port", Some("server.port"), Kind::Int),
-    ("running.env", None, Kind::Str),
-    ("influx.url", Some("influx.url"), Kind::Str),
-    ("influx.user", Some("influx.user"), Kind::Str),
-    ("influx.pass", Some("influx.password"), Kind::Str),
-    (
-        "influx.paasta.db_name",
-        Some("plugins.paasta.db"),
-        Kind::Str,
-    ),
-    ("influx.bosh.db_name", Some("plugins.bosh.db"), Kind::Str),
-    (
-        "influx.container.db_name",
-        Some("plugins.container.db"),
-        Kind::Str,
-    ),
-    ("influx.cf_measurement", None, Kind::Str),
-    ("influx.cf_process_measurement", None, Kind::Str),
-    ("influx.defaultTimeRange", None, Kind::Str),
+/// The host's own config.ini keys → (settings path, kind); `None` marks a key the original read
+/// but never used. Each plugin declares its own keys in its registration (`legacy_ini`).
+const HOST_KEYS: &[(&str, Option<&str>, LegacyKind)] = &[
+    ("server.port", Some("server.port"), LegacyKind::Int),
+    ("running.env", None, LegacyKind::Str),
+    ("influx.url", Some("influx.url"), LegacyKind::Str),
+    ("influx.user", Some("influx.user"), LegacyKind::Str),
+    ("influx.pass", Some("influx.password"), LegacyKind::Str),
+    ("influx.cf_measurement", None, LegacyKind::Str),
+    ("influx.cf_process_measurement", None, LegacyKind::Str),
+    ("influx.defaultTimeRange", None, LegacyKind::Str),
     (
         "monitoring.db.type",
         Some("monitoring_db.db_type"),
-        Kind::Str,
+        LegacyKind::Str,
     ),
     (
         "monitoring.db.dbname",
         Some("monitoring_db.dbname"),
-        Kind::Str,
+        LegacyKind::Str,
     ),
     (
         "monitoring.db.username",
         Some("monitoring_db.username"),
-        Kind::Str,
+        LegacyKind::Str,
     ),
     (
         "monitoring.db.password",
         Some("monitoring_db.password"),
-        Kind::Str,
-    ),
-    ("monitoring.db.host", Some("monitoring_db.host"), Kind::Str),
-    ("monitoring.db.port", Some("monitoring_db.port"), Kind::Int),
-    (
-        "portal.db.type",
-        Some("plugins.autoscale.portal_db.db_type"),
-        Kind::Str,
+        LegacyKind::Str,
     ),
     (
-        "portal.db.dbname",
-        Some("plugins.autoscale.portal_db.dbname"),
-        Kind::Str,
+        "monitoring.db.host",
+        Some("monitoring_db.host"),
+        LegacyKind::Str,
     ),
     (
-        "portal.db.username",
-        Some("plugins.autoscale.portal_db.username"),
-        Kind::Str,
+        "monitoring.db.port",
+        Some("monitoring_db.port"),
+        LegacyKind::Int,
     ),
     (
-        "portal.db.password",
-        Some("plugins.autoscale.portal_db.password"),
-        Kind::Str,
-    ),
-    (
-        "portal.db.host",
-        Some("plugins.autoscale.portal_db.host"),
-        Kind::Str,
-    ),
-    (
-        "portal.db.port",
-        Some("plugins.autoscale.portal_db.port"),
-        Kind::Int,
-    ),
-    ("bosh.api.url", Some("plugins.bosh.api_url"), Kind::Str),
-    ("bosh.ip", None, Kind::Str),
-    ("bosh.admin", Some("plugins.bosh.username"), Kind::Str),
-    ("bosh.password", Some("plugins.bosh.password"), Kind::Str),
-    (
-        "bosh.cf.deployment.name",
-        Some("plugins.bosh.cf_deployment"),
-        Kind::Str,
-    ),
-    (
-        "bosh.diego.deployment.name",
-        Some("plugins.bosh.diego_deployment"),
-        Kind::Str,
-    ),
-    (
-        "bosh.diego.cell.name.prefix",
-        Some("plugins.bosh.cell_prefix"),
-        Kind::Str,
-    ),
-    (
-        "bosh.cell.name.prefix",
-        Some("plugins.bosh.cell_prefix"),
-        Kind::Str,
-    ),
-    (
-        "bosh.service.name",
-        Some("plugins.bosh.service_name"),
-        Kind::Str,
-    ),
-    ("mail.smtp.host", Some("plugins.email.smtp_host"), Kind::Str),
-    ("mail.smtp.port", Some("plugins.email.smtp_port"), Kind::Int),
-    ("mail.sender", Some("plugins.email.sender"), Kind::Str),
-    (
-        "mail.sender.password",
-        Some("plugins.email.password"),
-        Kind::Str,
-    ),
-    ("mail.resource.url", Some("alarms.resource_url"), Kind::Str),
-    ("mail.receiver.email", None, Kind::Str),
-    ("mail.alarm.send", Some("plugins.email.enabled"), Kind::Bool),
-    (
-        "mail.tls.send",
-        Some("plugins.email.security"),
-        Kind::MailTls,
+        "mail.resource.url",
+        Some("alarms.resource_url"),
+        LegacyKind::Str,
     ),
     (
         "batch.interval.second",
         Some("batch.interval_seconds"),
-        Kind::Int,
+        LegacyKind::Int,
     ),
     (
         "gmt.time.hour.gap",
         Some("alarms.gmt_time_hour_gap"),
-        Kind::Int,
+        LegacyKind::Int,
     ),
-    (
-        "autoscale.portal.url",
-        Some("plugins.autoscale.portal_url"),
-        Kind::Str,
-    ),
-    ("portal.api.url", None, Kind::Str),
-    ("redis.addr", None, Kind::Str),
-    ("redis.password", None, Kind::Str),
-    ("redis.db", None, Kind::Str),
-    ("user.portal.alarm.interval", None, Kind::Str),
-    (
-        "cf.client.api_address",
-        Some("plugins.autoscale.cf_api_url"),
-        Kind::Str,
-    ),
-    (
-        "cf.client.uaa_address",
-        Some("plugins.autoscale.uaa_url"),
-        Kind::Str,
-    ),
-    (
-        "cf.client.username",
-        Some("plugins.autoscale.cf_username"),
-        Kind::Str,
-    ),
-    (
-        "cf.client.password",
-        Some("plugins.autoscale.cf_password"),
-        Kind::Str,
-    ),
-    (
-        "cf.client.clientid",
-        Some("plugins.autoscale.client_id"),
-        Kind::Str,
-    ),
-    (
-        "cf.client.clientpassword",
-        Some("plugins.autoscale.client_secret"),
-        Kind::Str,
-    ),
+    ("portal.api.url", None, LegacyKind::Str),
+    ("redis.addr", None, LegacyKind::Str),
+    ("redis.password", None, LegacyKind::Str),
+    ("redis.db", None, LegacyKind::Str),
+    ("user.portal.alarm.interval", None, LegacyKind::Str),
 ];
+
+/// The plugins whose config.ini keys are read: `(name, what its registration declares)`.
+pub type LegacyPlugins = Vec<(&'static str, LegacyConfig)>;
+
+/// The legacy config of every compiled plugin.
+pub fn compiled_legacy_plugins() -> LegacyPlugins {
+    crate::plugin::compiled_plugins()
+        .iter()
+        .map(|p| (p.name, p.legacy_ini))
+        .collect()
+}
+
+/// Where a config.ini key goes: `Some((Some(settings path), kind))`, `Some((None, _))` for a key
+/// read but never used, `None` for a key neither the host nor a plugin knows.
+fn resolve(key: &str, plugins: &LegacyPlugins) -> Option<(Option<String>, LegacyKind)> {
+    if let Some((_, target, kind)) = HOST_KEYS.iter().find(|(k, _, _)| *k == key) {
+        return Some((target.map(str::to_string), *kind));
+    }
+    plugins.iter().find_map(|(name, legacy)| {
+        legacy
+            .keys
+            .iter()
+            .find(|k| k.ini == key)
+            .map(|k| (k.field.map(|f| format!("plugins.{name}.{f}")), k.kind))
+    })
+}
+
+/// Whether the host or a compiled plugin reads this config.ini key.
+pub fn is_known_key(key: &str) -> bool {
+    resolve(key, &compiled_legacy_plugins()).is_some()
+}
 
 /// One `key = value` line.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -240,15 +157,15 @@ fn strip_trailing_comment(value: &str) -> &str {
 #[derive(Clone, Debug)]
 pub struct LegacyIni {
     path: PathBuf,
-    /// plugins the file enables implicitly (the original always ran them), if compiled in
-    implicit_plugins: Vec<String>,
+    /// the plugins whose keys are read, and which the file enables implicitly
+    plugins: LegacyPlugins,
 }
 
 impl LegacyIni {
-    pub fn new(path: &Path, implicit_plugins: Vec<String>) -> Self {
+    pub fn new(path: &Path, plugins: LegacyPlugins) -> Self {
         Self {
             path: path.to_path_buf(),
-            implicit_plugins,
+            plugins,
         }
     }
 
@@ -266,7 +183,7 @@ impl LegacyIni {
         for e in parse(&text) {
             let origin = format!("{file}:{}", e.line);
             // reported by unknown_key_warnings once logging has started
-            let Some((_, target, kind)) = KEYS.iter().find(|(k, _, _)| *k == e.key) else {
+            let Some((target, kind)) = resolve(&e.key, &self.plugins) else {
                 continue;
             };
             let Some(target) = target else {
@@ -280,42 +197,40 @@ impl LegacyIni {
                 ))
             };
             let kind_value = match kind {
-                Kind::Str => ValueKind::String(e.value.clone()),
-                Kind::Int => ValueKind::I64(
+                LegacyKind::Str => ValueKind::String(e.value.clone()),
+                LegacyKind::Int => ValueKind::I64(
                     e.value
                         .parse::<i64>()
                         .map_err(|_| bad("expected an integer"))?,
                 ),
-                Kind::Bool => ValueKind::Boolean(
+                LegacyKind::Bool => ValueKind::Boolean(
                     parse_bool(&e.value)
                         .ok_or_else(|| bad("expected a boolean (true/false, 1/0, t/f, yes/no)"))?,
                 ),
-                Kind::MailTls => ValueKind::String(
+                LegacyKind::BoolAs(yes, no) => ValueKind::String(
                     if parse_bool(&e.value).ok_or_else(|| bad("expected a boolean"))? {
-                        "tls".to_string()
+                        yes.to_string()
                     } else {
-                        "plain".to_string()
+                        no.to_string()
                     },
                 ),
             };
-            set(&mut out, target, Value::new(Some(&origin), kind_value));
+            set(&mut out, &target, Value::new(Some(&origin), kind_value));
         }
-        // The original ran every component it had config for: collectors always, BOSH with a
-        // director URL, autoscale with a portal or CF API URL; mail only if mail.alarm.send says so.
+        // The original ran every component it had config for (each plugin says which config
+        // that is); a plugin's own on/off key wins.
         let has = |out: &[(String, Value)], k: &str| out.iter().any(|(key, _)| key == k);
-        for plugin in &self.implicit_plugins {
-            let key = format!("plugins.{plugin}.enabled");
+        for (name, legacy) in &self.plugins {
+            let key = format!("plugins.{name}.enabled");
             if has(&out, &key) {
                 continue;
             }
-            let on = match plugin.as_str() {
-                "paasta" | "container" => true,
-                "bosh" => has(&out, "plugins.bosh.api_url"),
-                "autoscale" => {
-                    has(&out, "plugins.autoscale.portal_url")
-                        || has(&out, "plugins.autoscale.cf_api_url")
-                }
-                _ => false,
+            let on = match legacy.enabled {
+                LegacyEnabled::Never => false,
+                LegacyEnabled::Always => true,
+                LegacyEnabled::IfAnySet(fields) => fields
+                    .iter()
+                    .any(|f| has(&out, &format!("plugins.{name}.{f}"))),
             };
             set(
                 &mut out,
@@ -330,13 +245,13 @@ impl LegacyIni {
 /// One warning per key of the file that the original never read (a typo, most likely), naming
 /// the file and line. Collected at load and logged once logging has started: a warning raised
 /// while the config is read would reach no subscriber.
-pub fn unknown_key_warnings(path: &Path) -> Vec<String> {
+pub fn unknown_key_warnings(path: &Path, plugins: &LegacyPlugins) -> Vec<String> {
     let Ok(text) = std::fs::read_to_string(path) else {
         return Vec::new();
     };
     parse(&text)
         .into_iter()
-        .filter(|e| !KEYS.iter().any(|(k, _, _)| *k == e.key))
+        .filter(|e| resolve(&e.key, plugins).is_none())
         .map(|e| {
             format!(
                 "{}:{}: unknown config.ini key `{}` ignored",
@@ -410,26 +325,114 @@ mod tests {
         assert!(err.contains("integer"), "{err}");
     }
 
-    #[test]
-    fn implicit_plugins_follow_mail_alarm_send() {
+    use crate::plugin::LegacyKey;
+
+    const MAILER: LegacyConfig = LegacyConfig {
+        keys: &[
+            LegacyKey {
+                ini: "mail.alarm.send",
+                field: Some("enabled"),
+                kind: LegacyKind::Bool,
+            },
+            LegacyKey {
+                ini: "mail.tls.send",
+                field: Some("security"),
+                kind: LegacyKind::BoolAs("tls", "plain"),
+            },
+        ],
+        enabled: LegacyEnabled::Never,
+    };
+    const DIRECTOR: LegacyConfig = LegacyConfig {
+        keys: &[
+            LegacyKey {
+                ini: "director.url",
+                field: Some("api_url"),
+                kind: LegacyKind::Str,
+            },
+            LegacyKey {
+                ini: "director.ip",
+                field: None,
+                kind: LegacyKind::Str,
+            },
+        ],
+        enabled: LegacyEnabled::IfAnySet(&["api_url"]),
+    };
+
+    fn translate(text: &str, plugins: LegacyPlugins) -> Vec<(String, String)> {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("config.ini");
-        std::fs::write(&p, "mail.alarm.send = false\nmail.tls.send = true\n").unwrap();
-        let out = LegacyIni::new(&p, vec!["email".into(), "paasta".into(), "bosh".into()])
+        std::fs::write(&p, text).unwrap();
+        LegacyIni::new(&p, plugins)
             .translate()
-            .unwrap();
-        let get = |k: &str| {
-            out.iter()
-                .find(|(key, _)| key == k)
-                .map(|(_, v)| v.to_string())
+            .unwrap()
+            .into_iter()
+            .map(|(k, v)| (k, v.to_string()))
+            .collect()
+    }
+
+    fn get<'a>(out: &'a [(String, String)], k: &str) -> Option<&'a str> {
+        out.iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.as_str())
+    }
+
+    #[test]
+    fn plugin_keys_land_in_their_section_and_enable_it_as_declared() {
+        let plugins = || {
+            vec![
+                ("mailer", MAILER),
+                ("director", DIRECTOR),
+                (
+                    "reader",
+                    LegacyConfig {
+                        keys: &[],
+                        enabled: LegacyEnabled::Always,
+                    },
+                ),
+            ]
         };
-        assert_eq!(get("plugins.email.enabled").as_deref(), Some("false"));
-        assert_eq!(get("plugins.paasta.enabled").as_deref(), Some("true"));
-        assert_eq!(
-            get("plugins.bosh.enabled").as_deref(),
-            Some("false"),
-            "no bosh.api.url"
+        let out = translate(
+            "mail.alarm.send = false\nmail.tls.send = true\ndirector.ip = 10.0.0.1\n",
+            plugins(),
         );
-        assert_eq!(get("plugins.email.security").as_deref(), Some("tls"));
+        assert_eq!(get(&out, "plugins.mailer.enabled"), Some("false"));
+        assert_eq!(get(&out, "plugins.mailer.security"), Some("tls"));
+        assert_eq!(get(&out, "plugins.reader.enabled"), Some("true"));
+        assert_eq!(
+            get(&out, "plugins.director.enabled"),
+            Some("false"),
+            "no director.url"
+        );
+        assert!(!out.iter().any(|(k, _)| k.contains(".ip")), "{out:?}");
+
+        let out = translate("director.url = d.example:25555\n", plugins());
+        assert_eq!(
+            get(&out, "plugins.director.api_url"),
+            Some("d.example:25555")
+        );
+        assert_eq!(get(&out, "plugins.director.enabled"), Some("true"));
+        assert_eq!(
+            get(&out, "plugins.mailer.enabled"),
+            Some("false"),
+            "no mail.alarm.send: off"
+        );
+    }
+
+    #[test]
+    fn a_plugin_key_is_unknown_unless_its_plugin_is_compiled_in() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("config.ini");
+        std::fs::write(&p, "director.url = d.example\nbatch.interval.second = 60\n").unwrap();
+        let without = unknown_key_warnings(&p, &vec![]);
+        assert_eq!(without.len(), 1, "{without:?}");
+        assert!(without[0].contains("director.url") && without[0].contains("config.ini:1"));
+        assert!(unknown_key_warnings(&p, &vec![("director", DIRECTOR)]).is_empty());
+        assert_eq!(
+            get(
+                &translate("director.url = d.example\n", vec![]),
+                "plugins.director.api_url"
+            ),
+            None
+        );
     }
 }

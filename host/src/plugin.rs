@@ -26,7 +26,56 @@ pub struct PluginRegistration {
     /// Keys of the host's sections this plugin took over (read for one release, with a
     /// deprecation warning): each is moved into `[plugins.<name>]` before the settings load.
     pub moved_keys: &'static [MovedKey],
+    /// The keys of the original batch's `config.ini` that set this plugin's settings.
+    pub legacy_ini: LegacyConfig,
     pub build: fn(&PluginContext) -> anyhow::Result<PluginParts>,
+}
+
+/// What a plugin reads from the original batch's `config.ini` (`host/src/legacy_ini.rs` reads
+/// the file; it knows only the host's own keys, each plugin declares its own).
+#[derive(Clone, Copy, Debug)]
+pub struct LegacyConfig {
+    pub keys: &'static [LegacyKey],
+    /// Whether a config.ini without the plugin's own on/off key enables it.
+    pub enabled: LegacyEnabled,
+}
+
+impl LegacyConfig {
+    /// A plugin the original did not have: no config.ini key, never enabled by one.
+    pub const NONE: LegacyConfig = LegacyConfig {
+        keys: &[],
+        enabled: LegacyEnabled::Never,
+    };
+}
+
+/// One `config.ini` key: the setting it becomes, and how its text is read.
+#[derive(Clone, Copy, Debug)]
+pub struct LegacyKey {
+    /// the key as config.ini writes it, e.g. `bosh.api.url`
+    pub ini: &'static str,
+    /// its key in `[plugins.<name>]` (dotted for a sub-table: `portal_db.host`); `None` for a
+    /// key the original read but never used, accepted without a warning
+    pub field: Option<&'static str>,
+    pub kind: LegacyKind,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LegacyKind {
+    Str,
+    Int,
+    /// true/false, 1/0, t/f, yes/no, on/off
+    Bool,
+    /// a boolean that becomes one of two words: `(when true, when false)`
+    BoolAs(&'static str, &'static str),
+}
+
+/// The original ran every component it had config for; mail only when `mail.alarm.send` said so.
+#[derive(Clone, Copy, Debug)]
+pub enum LegacyEnabled {
+    Never,
+    Always,
+    /// when the file sets any of these fields of the plugin
+    IfAnySet(&'static [&'static str]),
 }
 
 /// A setting that moved from a host section into the plugin's own: `old` is its former dotted

@@ -92,23 +92,20 @@ fn legacy_config_ini_is_accepted_unchanged() {
     assert_eq!(s.monitoring_db.dbname, "monit");
     assert_eq!(s.monitoring_db.port, 3306);
     assert_eq!(s.monitoring_db.password.expose(), "monit");
-    assert_eq!(s.plugins["container"]["db"], "container_metric_db");
     assert_eq!(
         s.alarms.resource_url.as_deref(),
         Some("https://monitoring.example")
     );
-    let bosh = &s.plugins["bosh"];
-    assert_eq!(
-        bosh["cf_deployment"], "paasta-controller",
-        "trailing comment stripped"
+    // no plugin is compiled into this test: their keys are theirs (tests/plugin_db_keys.rs reads
+    // the same file with every plugin)
+    assert!(s.plugins.is_empty(), "{:?}", s.plugins);
+    assert!(
+        s.warnings
+            .iter()
+            .any(|w| w.contains("unknown config.ini key `bosh.api.url`")),
+        "{:?}",
+        s.warnings
     );
-    assert_eq!(bosh["api_url"], "director.example:25555");
-    assert_eq!(bosh["cell_prefix"], "cell");
-    assert_eq!(
-        s.plugins["email"]["enabled"], false,
-        "mail.alarm.send = false # comment"
-    );
-    assert_eq!(s.plugins["email"]["smtp_port"], 465);
 }
 
 #[test]

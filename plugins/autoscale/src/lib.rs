@@ -30,10 +30,30 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use monit_host::plugin::{LegacyConfig, LegacyEnabled, LegacyKey, LegacyKind};
+
 monit_host::inventory::submit! {
     monit_host::PluginRegistration {
         name: "autoscale",
         moved_keys: &[monit_host::plugin::MovedKey { old: "portal_db", new: "portal_db" }],
+        legacy_ini: LegacyConfig {
+            keys: &[
+                LegacyKey { ini: "portal.db.type", field: Some("portal_db.db_type"), kind: LegacyKind::Str },
+                LegacyKey { ini: "portal.db.dbname", field: Some("portal_db.dbname"), kind: LegacyKind::Str },
+                LegacyKey { ini: "portal.db.username", field: Some("portal_db.username"), kind: LegacyKind::Str },
+                LegacyKey { ini: "portal.db.password", field: Some("portal_db.password"), kind: LegacyKind::Str },
+                LegacyKey { ini: "portal.db.host", field: Some("portal_db.host"), kind: LegacyKind::Str },
+                LegacyKey { ini: "portal.db.port", field: Some("portal_db.port"), kind: LegacyKind::Int },
+                LegacyKey { ini: "autoscale.portal.url", field: Some("portal_url"), kind: LegacyKind::Str },
+                LegacyKey { ini: "cf.client.api_address", field: Some("cf_api_url"), kind: LegacyKind::Str },
+                LegacyKey { ini: "cf.client.uaa_address", field: Some("uaa_url"), kind: LegacyKind::Str },
+                LegacyKey { ini: "cf.client.username", field: Some("cf_username"), kind: LegacyKind::Str },
+                LegacyKey { ini: "cf.client.password", field: Some("cf_password"), kind: LegacyKind::Str },
+                LegacyKey { ini: "cf.client.clientid", field: Some("client_id"), kind: LegacyKind::Str },
+                LegacyKey { ini: "cf.client.clientpassword", field: Some("client_secret"), kind: LegacyKind::Str },
+            ],
+            enabled: LegacyEnabled::IfAnySet(&["portal_url", "cf_api_url"]),
+        },
         description: "scales apps in/out from the Portal DB's auto_scaling_config (PaaS-TA portal or Cloud Foundry v3 API)",
         sample: include_str!("../sample.toml"),
         build: build_plugin,

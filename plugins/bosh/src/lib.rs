@@ -35,6 +35,8 @@ pub fn build(ctx: &PluginContext) -> anyhow::Result<PluginParts> {
     })
 }
 
+use monit_host::plugin::{LegacyConfig, LegacyEnabled, LegacyKey, LegacyKind};
+
 monit_host::inventory::submit! {
     PluginRegistration {
         name: "bosh",
@@ -44,6 +46,21 @@ monit_host::inventory::submit! {
             MovedKey { old: "influx.bosh_db", new: "db" },
             MovedKey { old: "influx.bosh_measurement", new: "measurement" },
         ],
+        legacy_ini: LegacyConfig {
+            keys: &[
+                LegacyKey { ini: "influx.bosh.db_name", field: Some("db"), kind: LegacyKind::Str },
+                LegacyKey { ini: "bosh.api.url", field: Some("api_url"), kind: LegacyKind::Str },
+                LegacyKey { ini: "bosh.ip", field: None, kind: LegacyKind::Str },
+                LegacyKey { ini: "bosh.admin", field: Some("username"), kind: LegacyKind::Str },
+                LegacyKey { ini: "bosh.password", field: Some("password"), kind: LegacyKind::Str },
+                LegacyKey { ini: "bosh.cf.deployment.name", field: Some("cf_deployment"), kind: LegacyKind::Str },
+                LegacyKey { ini: "bosh.diego.deployment.name", field: Some("diego_deployment"), kind: LegacyKind::Str },
+                LegacyKey { ini: "bosh.diego.cell.name.prefix", field: Some("cell_prefix"), kind: LegacyKind::Str },
+                LegacyKey { ini: "bosh.cell.name.prefix", field: Some("cell_prefix"), kind: LegacyKind::Str },
+                LegacyKey { ini: "bosh.service.name", field: Some("service_name"), kind: LegacyKind::Str },
+            ],
+            enabled: LegacyEnabled::IfAnySet(&["api_url"]),
+        },
         build,
     }
 }

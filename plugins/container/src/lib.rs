@@ -15,6 +15,8 @@ use serde::Deserialize;
 use std::collections::{HashMap, hash_map::Entry};
 use std::sync::Arc;
 
+use monit_host::plugin::{LegacyConfig, LegacyEnabled, LegacyKey, LegacyKind};
+
 monit_host::inventory::submit! {
     PluginRegistration {
         name: "container",
@@ -24,6 +26,12 @@ monit_host::inventory::submit! {
             MovedKey { old: "influx.container_db", new: "db" },
             MovedKey { old: "influx.container_measurement", new: "measurement" },
         ],
+        legacy_ini: LegacyConfig {
+            keys: &[
+                LegacyKey { ini: "influx.container.db_name", field: Some("db"), kind: LegacyKind::Str },
+            ],
+            enabled: LegacyEnabled::Always,
+        },
         build,
     }
 }

@@ -25,12 +25,26 @@ fn build(ctx: &PluginContext) -> anyhow::Result<PluginParts> {
     })
 }
 
+use monit_host::plugin::{LegacyConfig, LegacyEnabled, LegacyKey, LegacyKind};
+
 monit_host::inventory::submit! {
     monit_host::PluginRegistration {
         name: "email",
         description: "mails alarm notifications to alarm_targets over SMTP (TLS, STARTTLS or plain)",
         sample: include_str!("../sample.toml"),
         moved_keys: &[],
+        legacy_ini: LegacyConfig {
+            keys: &[
+                LegacyKey { ini: "mail.smtp.host", field: Some("smtp_host"), kind: LegacyKind::Str },
+                LegacyKey { ini: "mail.smtp.port", field: Some("smtp_port"), kind: LegacyKind::Int },
+                LegacyKey { ini: "mail.sender", field: Some("sender"), kind: LegacyKind::Str },
+                LegacyKey { ini: "mail.sender.password", field: Some("password"), kind: LegacyKind::Str },
+                LegacyKey { ini: "mail.receiver.email", field: None, kind: LegacyKind::Str },
+                LegacyKey { ini: "mail.alarm.send", field: Some("enabled"), kind: LegacyKind::Bool },
+                LegacyKey { ini: "mail.tls.send", field: Some("security"), kind: LegacyKind::BoolAs("tls", "plain") },
+            ],
+            enabled: LegacyEnabled::Never,
+        },
         build,
     }
 }

@@ -95,6 +95,8 @@ fn build(ctx: &PluginContext) -> anyhow::Result<PluginParts> {
     })
 }
 
+use monit_host::plugin::{LegacyConfig, LegacyEnabled, LegacyKey, LegacyKind};
+
 monit_host::inventory::submit! {
     PluginRegistration {
         name: "paasta",
@@ -104,6 +106,12 @@ monit_host::inventory::submit! {
             MovedKey { old: "influx.paasta_db", new: "db" },
             MovedKey { old: "influx.paasta_measurement", new: "measurement" },
         ],
+        legacy_ini: LegacyConfig {
+            keys: &[
+                LegacyKey { ini: "influx.paasta.db_name", field: Some("db"), kind: LegacyKind::Str },
+            ],
+            enabled: LegacyEnabled::Always,
+        },
         build,
     }
 }

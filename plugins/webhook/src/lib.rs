@@ -40,6 +40,7 @@ monit_host::inventory::submit! {
         description: "POSTs alarm notifications as JSON or Slack messages to webhook URLs",
         sample: include_str!("../sample.toml"),
         moved_keys: &[],
+        legacy_ini: monit_host::plugin::LegacyConfig::NONE,
         build,
     }
 }
