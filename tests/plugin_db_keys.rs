@@ -106,7 +106,9 @@ async fn the_old_influx_and_portal_db_keys_still_work_with_a_warning() {
     }
     let effective = effective_config(&check.stdout);
     assert_eq!(effective["plugins"]["paasta"]["db"], env.cf_db.as_str());
-    assert_eq!(effective["plugins"]["bosh"]["db"], env.bosh_db.as_str());
+    // bosh's section holds only the moved db (no api_url): not a config its type can read, so
+    // check-config shows its values masked
+    assert_eq!(effective["plugins"]["bosh"]["db"], "***");
     assert_eq!(
         effective["plugins"]["autoscale"]["portal_db"]["port"],
         serde_json::json!(3307)

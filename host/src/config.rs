@@ -570,10 +570,43 @@ impl Settings {
             .collect()
     }
 
-    /// The effective settings as TOML-like JSON, every secret masked.
+    /// The effective settings as JSON, every secret masked by its type: the host's sections
+    /// serialize their `Secret`s as `***`, and each compiled plugin shows its section through its
+    /// typed config (`PluginRegistration::show`). A section no compiled plugin reads (or one its
+    /// plugin cannot read) shows its keys with every value masked. The userinfo of any URL left
+    /// in a plugin section is masked too.
     pub fn masked(&self) -> serde_json::Value {
-        let mut v = serde_json::to_value(self).unwrap_or(serde_json::Value::Null);
-        mask_secrets(&mut v);
+        use serde_json::Value;
+        let mut v = serde_json::to_value(self).unwrap_or(Value::Null);
+        let shared = std::sync::Arc::new(self.clone());
+        if let Some(Value::Object(plugins)) = v.get_mut("plugins") {
+            for (name, section) in plugins.iter_mut() {
+                let shown = crate::plugin::find_plugin(name).and_then(|reg| {
+                    let ctx = crate::plugin::PluginContext {
+                        name: reg.name,
+                        settings: shared.clone(),
+                    };
+                    (reg.show)(&ctx).ok()
+                });
+                let enabled = section.get("enabled").cloned();
+                *section = match shown {
+                    Some(Value::Object(mut typed)) => {
+                        if let Some(on) = enabled {
+                            typed.entry("enabled").or_insert(on);
+                        }
+                        Value::Object(typed)
+                    }
+                    _ => {
+                        mask_every_value(section);
+                        if let (Some(on), Value::Object(m)) = (enabled, &mut *section) {
+                            m.insert("enabled".into(), on);
+                        }
+                        section.take()
+                    }
+                };
+                redact_url_userinfo(section);
+            }
+        }
         v
     }
 
@@ -833,51 +866,25 @@ fn vcap_mysql(vcap: &str) -> anyhow::Result<Option<serde_json::Value>> {
     Ok(Some(serde_json::Value::Object(db)))
 }
 
-/// Masks values whose key names a secret, at any depth (plugin sections are free-form).
-pub fn mask_secrets(v: &mut serde_json::Value) {
+/// Every string and number of a section no plugin's type describes, masked: which of them is a
+/// secret is not known.
+fn mask_every_value(v: &mut serde_json::Value) {
     use serde_json::Value;
     match v {
-        Value::Object(map) => {
-            for (k, val) in map.iter_mut() {
-                let k = k.to_ascii_lowercase();
-                let secret = ["password", "secret", "token", "pass", "authorization"]
-                    .iter()
-                    .any(|s| {
-                        k == *s || k.ends_with(&format!("_{s}")) || k.starts_with(&format!("{s}_"))
-                    });
-                if secret && val.as_str().is_some_and(|s| !s.is_empty()) {
-                    *val = Value::String("***".into());
-                } else if k == "headers"
-                    && let Value::Object(h) = val
-                {
-                    // header values carry API keys and bearer tokens
-                    h.values_mut()
-                        .filter(|x| x.as_str().is_some_and(|s| !s.is_empty()))
-                        .for_each(|x| *x = Value::String("***".into()));
-                } else if k == "urls" {
-                    // webhook URLs carry their token in the path or query
-                    let redact = |x: &mut Value| {
-                        if let Some(s) = x.as_str() {
-                            *x = Value::String(match url::Url::parse(s) {
-                                Ok(u) => crate::redact::origin(&u),
-                                Err(_) => crate::redact::url(s),
-                            });
-                        }
-                    };
-                    match val {
-                        Value::Array(a) => a.iter_mut().for_each(redact),
-                        other => redact(other),
-                    }
-                } else if let Some(s) = val.as_str()
-                    && s.contains("://")
-                {
-                    *val = Value::String(crate::redact::url(s));
-                } else {
-                    mask_secrets(val);
-                }
-            }
-        }
-        Value::Array(a) => a.iter_mut().for_each(mask_secrets),
+        Value::Object(map) => map.values_mut().for_each(mask_every_value),
+        Value::Array(a) => a.iter_mut().for_each(mask_every_value),
+        Value::String(_) | Value::Number(_) => *v = Value::String("***".into()),
+        Value::Bool(_) | Value::Null => {}
+    }
+}
+
+/// The userinfo of every URL in a value, masked (`https://user:***@host`).
+fn redact_url_userinfo(v: &mut serde_json::Value) {
+    use serde_json::Value;
+    match v {
+        Value::Object(map) => map.values_mut().for_each(redact_url_userinfo),
+        Value::Array(a) => a.iter_mut().for_each(redact_url_userinfo),
+        Value::String(s) if s.contains("://") => *s = crate::redact::url(s),
         _ => {}
     }
 }
@@ -906,6 +913,7 @@ mod tests {
             },
         ],
         legacy_ini: crate::plugin::LegacyConfig::NONE,
+        show: crate::plugin::show_nothing,
         build: no_parts,
     };
 

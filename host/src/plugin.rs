@@ -28,7 +28,23 @@ pub struct PluginRegistration {
     pub moved_keys: &'static [MovedKey],
     /// The keys of the original batch's `config.ini` that set this plugin's settings.
     pub legacy_ini: LegacyConfig,
+    /// The plugin's section as `check-config` shows it: [`show_config`] with the plugin's typed
+    /// config, whose `Secret` fields serialize masked.
+    pub show: fn(&PluginContext) -> anyhow::Result<serde_json::Value>,
     pub build: fn(&PluginContext) -> anyhow::Result<PluginParts>,
+}
+
+/// The plugin's section read into its typed config `T` (defaults filled in) and serialized:
+/// what is secret is masked by its type (`Secret`, or a field's own `serialize_with`).
+pub fn show_config<T: DeserializeOwned + Serialize>(
+    ctx: &PluginContext,
+) -> anyhow::Result<serde_json::Value> {
+    Ok(serde_json::to_value(ctx.plugin_config::<T>()?)?)
+}
+
+/// For a plugin without settings of its own beyond `enabled`.
+pub fn show_nothing(_: &PluginContext) -> anyhow::Result<serde_json::Value> {
+    Ok(serde_json::json!({}))
 }
 
 /// What a plugin reads from the original batch's `config.ini` (`host/src/legacy_ini.rs` reads

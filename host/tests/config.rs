@@ -264,10 +264,11 @@ fn header_values_url_passwords_and_webhook_paths_are_masked() {
     for secret in ["Url-pw-9", "Tok3n", "Hdr-t0ken", "K3y-value"] {
         assert!(!shown.contains(secret), "{secret} in {shown}");
     }
-    assert!(
-        shown.contains("hooks.example.com") && shown.contains("influx.example"),
-        "{shown}"
-    );
+    // no plugin is compiled into this test: a section no plugin's type describes shows every
+    // value masked (plugins/webhook/tests/config.rs shows the webhook's own masking)
+    assert!(shown.contains("influx.example"), "{shown}");
+    assert_eq!(s.masked()["plugins"]["webhook"]["urls"][0], "***");
+    assert_eq!(s.masked()["plugins"]["webhook"]["enabled"], false);
 }
 
 #[test]

@@ -112,12 +112,12 @@ fn build(ctx: &PluginContext) -> anyhow::Result<PluginParts> {
     })
 }
 
-monit_host::inventory::submit! { PluginRegistration { name: "t-slow", description: "slow", sample: "", moved_keys: &[], legacy_ini: monit_host::plugin::LegacyConfig::NONE, build } }
-monit_host::inventory::submit! { PluginRegistration { name: "t-slow2", description: "slow", sample: "", moved_keys: &[], legacy_ini: monit_host::plugin::LegacyConfig::NONE, build } }
-monit_host::inventory::submit! { PluginRegistration { name: "t-old", description: "slow", sample: "", moved_keys: &[], legacy_ini: monit_host::plugin::LegacyConfig::NONE, build } }
-monit_host::inventory::submit! { PluginRegistration { name: "t-reject", description: "rejects", sample: "", moved_keys: &[], legacy_ini: monit_host::plugin::LegacyConfig::NONE, build } }
-monit_host::inventory::submit! { PluginRegistration { name: "t-partial", description: "per recipient", sample: "", moved_keys: &[], legacy_ini: monit_host::plugin::LegacyConfig::NONE, build } }
-monit_host::inventory::submit! { PluginRegistration { name: "t-lease", description: "kills the lock", sample: "", moved_keys: &[], legacy_ini: monit_host::plugin::LegacyConfig::NONE, build } }
+monit_host::inventory::submit! { PluginRegistration { name: "t-slow", description: "slow", sample: "", moved_keys: &[], legacy_ini: monit_host::plugin::LegacyConfig::NONE, show: monit_host::plugin::show_nothing, build } }
+monit_host::inventory::submit! { PluginRegistration { name: "t-slow2", description: "slow", sample: "", moved_keys: &[], legacy_ini: monit_host::plugin::LegacyConfig::NONE, show: monit_host::plugin::show_nothing, build } }
+monit_host::inventory::submit! { PluginRegistration { name: "t-old", description: "slow", sample: "", moved_keys: &[], legacy_ini: monit_host::plugin::LegacyConfig::NONE, show: monit_host::plugin::show_nothing, build } }
+monit_host::inventory::submit! { PluginRegistration { name: "t-reject", description: "rejects", sample: "", moved_keys: &[], legacy_ini: monit_host::plugin::LegacyConfig::NONE, show: monit_host::plugin::show_nothing, build } }
+monit_host::inventory::submit! { PluginRegistration { name: "t-partial", description: "per recipient", sample: "", moved_keys: &[], legacy_ini: monit_host::plugin::LegacyConfig::NONE, show: monit_host::plugin::show_nothing, build } }
+monit_host::inventory::submit! { PluginRegistration { name: "t-lease", description: "kills the lock", sample: "", moved_keys: &[], legacy_ini: monit_host::plugin::LegacyConfig::NONE, show: monit_host::plugin::show_nothing, build } }
 
 struct Env {
     test_db: TestDb,

@@ -115,9 +115,9 @@ fn hot(_: &PluginContext) -> anyhow::Result<PluginParts> {
     })
 }
 
-monit_host::inventory::submit! { PluginRegistration { name: "test-failing", description: "fails", sample: "", moved_keys: &[], legacy_ini: monit_host::plugin::LegacyConfig::NONE, build: failing } }
-monit_host::inventory::submit! { PluginRegistration { name: "test-hanging", description: "hangs", sample: "", moved_keys: &[], legacy_ini: monit_host::plugin::LegacyConfig::NONE, build: hanging } }
-monit_host::inventory::submit! { PluginRegistration { name: "test-hot", description: "99% cpu", sample: "", moved_keys: &[], legacy_ini: monit_host::plugin::LegacyConfig::NONE, build: hot } }
+monit_host::inventory::submit! { PluginRegistration { name: "test-failing", description: "fails", sample: "", moved_keys: &[], legacy_ini: monit_host::plugin::LegacyConfig::NONE, show: monit_host::plugin::show_nothing, build: failing } }
+monit_host::inventory::submit! { PluginRegistration { name: "test-hanging", description: "hangs", sample: "", moved_keys: &[], legacy_ini: monit_host::plugin::LegacyConfig::NONE, show: monit_host::plugin::show_nothing, build: hanging } }
+monit_host::inventory::submit! { PluginRegistration { name: "test-hot", description: "99% cpu", sample: "", moved_keys: &[], legacy_ini: monit_host::plugin::LegacyConfig::NONE, show: monit_host::plugin::show_nothing, build: hot } }
 
 #[tokio::test]
 async fn a_failing_or_hanging_plugin_does_not_stop_the_others() {

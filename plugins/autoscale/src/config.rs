@@ -3,12 +3,12 @@
 use anyhow::{Context as _, bail};
 use monit_host::config::check_range;
 use monit_host::secret::Secret;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::time::Duration;
 
 /// Which platform API carries out a scaling.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ActuatorKind {
     /// PaaS-TA portal: `POST <portal_url>/external/app/updateApp`, one instance per call (2.0).
@@ -26,7 +26,7 @@ impl ActuatorKind {
     }
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct AutoscaleConfig {
     /// Run the autoscaler each tick. Needs `portal_db` (the table `auto_scaling_config`).

@@ -56,6 +56,7 @@ monit_host::inventory::submit! {
         },
         description: "scales apps in/out from the Portal DB's auto_scaling_config (PaaS-TA portal or Cloud Foundry v3 API)",
         sample: include_str!("../sample.toml"),
+        show: monit_host::plugin::show_config::<AutoscaleConfig>,
         build: build_plugin,
     }
 }

@@ -4,14 +4,14 @@ use anyhow::bail;
 use monit_host::config::check_range;
 use monit_host::redact::{self, UrlCredentials};
 use monit_host::secret::Secret;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::time::Duration;
 use url::Url;
 
 /// The plugin's config section. Every field is documented here; `sample.toml` mirrors it.
 /// `Debug` shows `api_url` redacted and the secrets masked.
-#[derive(Clone, Deserialize)]
+#[derive(Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct BoshConfig {
     /// Run this plugin (the host reads it too).

@@ -61,6 +61,7 @@ monit_host::inventory::submit! {
             ],
             enabled: LegacyEnabled::IfAnySet(&["api_url"]),
         },
+        show: monit_host::plugin::show_config::<BoshConfig>,
         build,
     }
 }

@@ -11,7 +11,7 @@ use monit_cf_metrics::container::{
 use monit_host::model::{AppInstance, Measured, Origin, Reading, Resource, Target, Vm};
 use monit_host::plugin::MovedKey;
 use monit_host::{CollectContext, Collector, PluginContext, PluginParts, PluginRegistration};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, hash_map::Entry};
 use std::sync::Arc;
 
@@ -32,13 +32,14 @@ monit_host::inventory::submit! {
             ],
             enabled: LegacyEnabled::Always,
         },
+        show: monit_host::plugin::show_config::<ContainerConfig>,
         build,
     }
 }
 
 /// `[plugins.container]`. The bucket width is `[influx] bucket_seconds`; the windows are the
 /// `con` alarm policies'. The autoscaler reads `db` and `measurement` of this section too.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ContainerConfig {
     /// Run the collector.

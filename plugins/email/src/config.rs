@@ -1,7 +1,7 @@
 //! `[plugins.email]`: where and how to send the alarm mails.
 
 use monit_host::secret::Secret;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::path::PathBuf;
 
@@ -44,6 +44,13 @@ impl<'de> Deserialize<'de> for Security {
     }
 }
 
+/// As it is written in the config.
+impl Serialize for Security {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
 impl fmt::Display for Security {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
@@ -56,7 +63,7 @@ impl fmt::Display for Security {
 
 /// The `[plugins.email]` section. Every key of config.ini's `mail.*` maps onto one of these
 /// (the host translates them); `sample.toml` documents the same fields.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct EmailConfig {
     /// Send alarm mails (`mail.alarm.send`).

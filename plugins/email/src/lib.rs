@@ -45,6 +45,7 @@ monit_host::inventory::submit! {
             ],
             enabled: LegacyEnabled::Never,
         },
+        show: monit_host::plugin::show_config::<config::EmailConfig>,
         build,
     }
 }

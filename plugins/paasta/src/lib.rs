@@ -7,11 +7,11 @@ use monit_host::model::{Origin, Reading, Target};
 use monit_host::plugin::{
     CollectContext, Collector, MovedKey, PluginContext, PluginParts, PluginRegistration,
 };
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
 /// `[plugins.paasta]`
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct PaastaConfig {
     /// Run this collector.
@@ -112,6 +112,7 @@ monit_host::inventory::submit! {
             ],
             enabled: LegacyEnabled::Always,
         },
+        show: monit_host::plugin::show_config::<PaastaConfig>,
         build,
     }
 }

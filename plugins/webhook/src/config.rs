@@ -1,7 +1,7 @@
 //! `[plugins.webhook]`: where to POST the notifications, in which shape, and how hard to try.
 
 use monit_host::secret::Secret;
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::collections::BTreeMap;
 use std::fmt;
 
@@ -30,6 +30,13 @@ impl<'de> Deserialize<'de> for Format {
     }
 }
 
+/// As it is written in the config.
+impl Serialize for Format {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
 impl fmt::Display for Format {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
@@ -43,14 +50,14 @@ impl fmt::Display for Format {
 ///
 /// `Debug` is written by hand: a webhook URL often carries its token in the path or the query
 /// (Slack, Teams, Discord), so only each URL's origin is shown, and header values are `Secret`s.
-#[derive(Clone, Deserialize)]
+#[derive(Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookConfig {
     /// Send notifications to the webhooks.
     #[serde(default)]
     pub enabled: bool,
     /// Where to POST every notification. A single string is one URL (handy from the environment).
-    #[serde(deserialize_with = "one_or_many")]
+    #[serde(deserialize_with = "one_or_many", serialize_with = "origins_only")]
     pub urls: Vec<String>,
     /// `json` (default) or `slack`.
     #[serde(default)]
@@ -156,4 +163,12 @@ fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error>
         }
     }
     d.deserialize_any(Urls)
+}
+
+/// A webhook URL shown as its origin only: its path or query is often the token.
+fn origins_only<S: Serializer>(urls: &[String], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(urls.iter().map(|u| match reqwest::Url::parse(u) {
+        Ok(u) => monit_host::redact::origin(&u),
+        Err(_) => monit_host::redact::url(u),
+    }))
 }

@@ -41,6 +41,7 @@ monit_host::inventory::submit! {
         sample: include_str!("../sample.toml"),
         moved_keys: &[],
         legacy_ini: monit_host::plugin::LegacyConfig::NONE,
+        show: monit_host::plugin::show_config::<config::WebhookConfig>,
         build,
     }
 }

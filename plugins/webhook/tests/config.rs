@@ -222,3 +222,29 @@ fn a_bad_section_fails_the_build_naming_it() {
         "{e}"
     );
 }
+
+/// check-config shows the section through `WebhookConfig`: each URL as its origin (the path or
+/// query is the token), header values as `Secret`s; the rest as configured.
+#[test]
+fn the_effective_config_masks_url_paths_and_header_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("m.toml");
+    std::fs::write(
+        &p,
+        "[monitoring_db]\ndbname = \"monit\"\n\
+         [plugins.webhook]\nenabled = false\nurls = [\"https://hooks.example.com/services/T00/B00/Tok3n\"]\n\
+         format = \"slack\"\n[plugins.webhook.headers]\nAuthorization = \"Bearer Hdr-t0ken\"\nX-Api-Key = \"K3y-value\"\n",
+    )
+    .unwrap();
+    let s = Settings::load_with_env(Some(&p), HashMap::new()).unwrap();
+    let shown = s.masked();
+    let text = serde_json::to_string(&shown).unwrap();
+    for secret in ["Tok3n", "Hdr-t0ken", "K3y-value", "services"] {
+        assert!(!text.contains(secret), "{secret} in {text}");
+    }
+    let w = &shown["plugins"]["webhook"];
+    assert_eq!(w["urls"][0], "https://hooks.example.com/…");
+    assert_eq!(w["headers"]["X-Api-Key"], "***");
+    assert_eq!(w["format"], "slack");
+    assert_eq!(w["timeout_seconds"], 5, "defaults filled in");
+}
