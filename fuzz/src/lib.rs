@@ -6,13 +6,13 @@
 //! that does not name its source, a secret in the effective config, a non-finite reading); any
 //! other panic comes from the code under test and is a bug there.
 
+use monit_cf_metrics::vm::{self as vm_metrics, VmBuckets};
 use monit_host::config::Settings;
 use monit_host::engine::{self, Change, EngineOptions, OpenAlarm, OpenStatus, Policy};
 use monit_host::influx::{self, Series};
 use monit_host::legacy_ini;
 use monit_host::model::{AlarmType, Level, Origin, Resource, Target};
 use monit_host::plugin::Windows;
-use monit_host::vm_metrics::{self, VmBuckets};
 use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;

@@ -4,7 +4,6 @@
 pub mod backtest;
 pub mod cli;
 pub mod config;
-pub mod container_metrics;
 pub mod db;
 pub mod engine;
 pub mod http;
@@ -23,7 +22,6 @@ pub mod secret;
 pub mod store;
 pub mod text;
 pub mod vm_inventory;
-pub mod vm_metrics;
 
 pub use async_trait::async_trait;
 pub use inventory;

@@ -17,7 +17,9 @@ use crate::decide::{Inputs, InstanceUsage, Plan, Usage, Verdict};
 use crate::policy::{InvalidPolicy, Policy};
 use anyhow::Context as _;
 use async_trait::async_trait;
-use monit_host::container_metrics::{ContainerUsage, UsageWindows, read_container_usage};
+use monit_cf_metrics::container::{
+    ContainerSource, ContainerUsage, UsageWindows, read_container_usage,
+};
 use monit_host::plugin::{
     PluginContext, PluginParts, ScaleAction, ScaleContext, ScaleDecision, ScaleOutcome, Scaler,
 };
@@ -162,7 +164,7 @@ type UsageByApp = HashMap<String, Vec<InstanceUsage>>;
 
 fn group_by_app(containers: Vec<ContainerUsage>) -> UsageByApp {
     let mut by_app: UsageByApp = HashMap::new();
-    let usage = |s: Option<monit_host::container_metrics::Stats>| {
+    let usage = |s: Option<monit_cf_metrics::container::Stats>| {
         s.map(|s| Usage {
             mean: s.mean,
             buckets: s.buckets,
@@ -346,13 +348,18 @@ impl Scaler for AutoscaleScaler {
         // One query per distinct window: apps usually share one, and each app's mean must
         // cover its own check_time_sec.
         let mut usage: BTreeMap<u64, Result<UsageByApp, String>> = BTreeMap::new();
+        let source = ContainerSource {
+            db: ctx.settings.influx.container_db.clone(),
+            measurement: ctx.settings.influx.container_measurement.clone(),
+            bucket_seconds: ctx.settings.influx.bucket_seconds,
+        };
         for w in policies
             .iter()
             .map(|p| p.check_seconds)
             .collect::<HashSet<_>>()
         {
             let windows = UsageWindows::uniform(Duration::from_secs(w));
-            let read = read_container_usage(ctx.influx, &ctx.settings.influx, &windows, ctx.now)
+            let read = read_container_usage(ctx.influx, &source, &windows, ctx.now)
                 .await
                 .map(group_by_app)
                 .map_err(|e| e.to_string());

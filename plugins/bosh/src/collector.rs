@@ -3,9 +3,10 @@
 //! averaged every series of the measurement, defect D14). No data at all opens a `fail` alarm,
 //! as the original's "BOSH is down" rule did.
 
+use monit_cf_metrics::vm as vm_metrics;
+use monit_host::async_trait;
 use monit_host::model::{BOSH_ORIGIN_ID, Origin, Reading, Target};
 use monit_host::plugin::{CollectContext, Collector};
-use monit_host::{async_trait, vm_metrics};
 
 pub struct BoshCollector {
     /// `origin` tag of the director's metrics and its display name (`bosh.service.name`)

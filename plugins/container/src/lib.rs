@@ -1,11 +1,13 @@
 //! Collector `container` (origin `con`): CPU, memory and disk of every app container on the
 //! Diego cells of the inventory, from the PaaS-TA cAdvisor metrics in InfluxDB.
 //!
-//! The reading itself lives in the host ([`monit_host::container_metrics`]) because autoscale
-//! reads the same data; this crate maps containers to inventory cells and to readings.
+//! The reading itself lives in the shared schema crate ([`monit_cf_metrics::container`]) because
+//! autoscale reads the same data; this crate maps containers to inventory cells and to readings.
 
 use anyhow::Context as _;
-use monit_host::container_metrics::{ContainerUsage, UsageWindows, read_container_usage};
+use monit_cf_metrics::container::{
+    ContainerSource, ContainerUsage, UsageWindows, read_container_usage,
+};
 use monit_host::model::{AppInstance, Measured, Origin, Reading, Resource, Target, Vm};
 use monit_host::{CollectContext, Collector, PluginContext, PluginParts, PluginRegistration};
 use serde::Deserialize;
@@ -62,12 +64,17 @@ impl Collector for ContainerCollector {
             disk: ctx.windows.get(Origin::Con, Resource::Disk),
         };
         let influx = &ctx.settings.influx;
-        let usage = read_container_usage(ctx.influx, influx, &windows, ctx.now)
+        let source = ContainerSource {
+            db: influx.container_db.clone(),
+            measurement: influx.container_measurement.clone(),
+            bucket_seconds: influx.bucket_seconds,
+        };
+        let usage = read_container_usage(ctx.influx, &source, &windows, ctx.now)
             .await
             .with_context(|| {
                 format!(
                     "container collector: reading measurement {} of InfluxDB database {} failed",
-                    influx.container_measurement, influx.container_db
+                    source.measurement, source.db
                 )
             })?;
         Ok(readings(&usage, &cells))
@@ -158,7 +165,7 @@ fn mean_of(r: &Reading) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use monit_host::container_metrics::Stats;
+    use monit_cf_metrics::container::Stats;
 
     fn cell(id: i64, ip: &str, vm_type: &str) -> Vm {
         Vm {

@@ -1,11 +1,12 @@
 //! Collector `paasta`: CPU, memory and disk of every VM of the `vms` inventory (origin `pas`),
 //! from the PaaS-TA metrics database, in one InfluxDB query for all VMs.
 
+use monit_cf_metrics::vm as vm_metrics;
+use monit_host::async_trait;
 use monit_host::model::{Origin, Reading, Target};
 use monit_host::plugin::{
     CollectContext, Collector, PluginContext, PluginParts, PluginRegistration,
 };
-use monit_host::{async_trait, vm_metrics};
 use serde::Deserialize;
 use std::sync::Arc;
 

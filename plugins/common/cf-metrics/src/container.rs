@@ -20,9 +20,8 @@
 //! scaled in): it is left out entirely, so an instance that is gone neither keeps an alarm alive
 //! with its last values nor counts as a running instance.
 
-use crate::config::InfluxSettings;
-use crate::influx::{InfluxClient, InfluxError, Series, ident};
-use crate::model::{Resource, Timestamp};
+use monit_host::influx::{InfluxClient, InfluxError, Series, ident};
+use monit_host::model::{Resource, Timestamp};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -34,7 +33,16 @@ pub const DISK_SERIES: &str = "disk_usage";
 
 /// Usage of one resource of one container over its window, in percent. For CPU, `peak` is the
 /// highest rate between two buckets and `buckets` counts those intervals.
-pub use crate::vm_metrics::Stats;
+pub use crate::vm::Stats;
+
+/// Where the container series are: the InfluxDB database and measurement, and the bucket width
+/// the usage is cut into (`[influx] bucket_seconds`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ContainerSource {
+    pub db: String,
+    pub measurement: String,
+    pub bucket_seconds: u64,
+}
 
 /// One app container seen in the window, with whatever usage its data allowed.
 #[derive(Clone, Debug, PartialEq)]
@@ -102,27 +110,23 @@ pub fn active_horizon(bucket_seconds: u64) -> Duration {
 /// Each resource is averaged over its own window ending at `now`.
 pub async fn read_container_usage(
     influx: &InfluxClient,
-    settings: &InfluxSettings,
+    source: &ContainerSource,
     windows: &UsageWindows,
     now: Timestamp,
 ) -> Result<Vec<ContainerUsage>, InfluxError> {
-    let queries = usage_queries(settings, windows, now);
-    let answers = futures::future::join_all(
-        queries
-            .iter()
-            .map(|q| influx.query(&settings.container_db, q)),
-    )
-    .await;
+    let queries = usage_queries(source, windows, now);
+    let answers =
+        futures::future::join_all(queries.iter().map(|q| influx.query(&source.db, q))).await;
     let mut series = Vec::new();
     for a in answers {
         series.extend(a?);
     }
-    usage_from_series(&series, settings.bucket_seconds, windows, now).map_err(|message| {
+    usage_from_series(&series, source.bucket_seconds, windows, now).map_err(|message| {
         InfluxError::Decode {
             url: influx.url().to_string(),
             message: format!(
                 "database {} measurement {}: {message}",
-                settings.container_db, settings.container_measurement
+                source.db, source.measurement
             ),
         }
     })
@@ -143,11 +147,11 @@ const GROUP_TAGS: [&str; 5] = [
 /// (docs/benchmarks.md). They start one [`active_horizon`] before the longest window, so the
 /// CPU rate of the window's first bucket has a predecessor.
 pub fn usage_queries(
-    settings: &InfluxSettings,
+    source: &ContainerSource,
     windows: &UsageWindows,
     now: Timestamp,
 ) -> [String; 3] {
-    let bucket = settings.bucket_seconds.max(1);
+    let bucket = source.bucket_seconds.max(1);
     let span = effective(windows.longest(), bucket) + active_horizon(bucket).as_secs();
     let start = now.timestamp() - i64::try_from(span).unwrap_or(i64::MAX / 2);
     let group_by: Vec<String> = std::iter::once(ident("name"))
@@ -161,13 +165,13 @@ pub fn usage_queries(
              AND {value} > -{bound} AND {value} < {bound} AND {name} = '{series}' \
              AND {container_id} <> '/' AND {application_name} <> '' \
              GROUP BY time({bucket}s), {group_by} fill(none)",
-            measurement = ident(&settings.container_measurement),
+            measurement = ident(&source.measurement),
             name = ident("name"),
             container_id = ident("container_id"),
             application_name = ident("application_name"),
             group_by = group_by.join(", "),
             end = now.timestamp(),
-            bound = crate::vm_metrics::VALUE_BOUND,
+            bound = crate::vm::VALUE_BOUND,
         )
     };
     let with_limit = |limit: &str| {
@@ -242,7 +246,7 @@ pub fn usage_from_series(
                 let used = cell(mean).filter(|v| *v >= 0.0)?;
                 match limit {
                     Some(l) if l > 0.0 => {
-                        Some(used / l * 100.0).filter(|p| crate::vm_metrics::PERCENT.contains(p))
+                        Some(used / l * 100.0).filter(|p| crate::vm::PERCENT.contains(p))
                     }
                     _ => {
                         *bad += 1;
@@ -369,8 +373,8 @@ pub fn gauge_stats(buckets: &[(i64, f64)], cutoff: i64) -> Option<Stats> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::influx::Cell;
     use chrono::TimeZone;
+    use monit_host::influx::Cell;
 
     fn close(a: f64, b: f64) -> bool {
         (a - b).abs() < 1e-9
@@ -525,9 +529,10 @@ mod tests {
 
     #[test]
     fn query_escapes_the_measurement_and_spans_the_longest_window() {
-        let settings = InfluxSettings {
-            container_measurement: r#"container "m""#.into(),
-            ..InfluxSettings::default()
+        let source = ContainerSource {
+            db: "container_metric_db".into(),
+            measurement: r#"container "m""#.into(),
+            bucket_seconds: 30,
         };
         let w = UsageWindows {
             cpu: Duration::from_secs(60),
@@ -535,7 +540,7 @@ mod tests {
             disk: Duration::from_secs(120),
         };
         let now = chrono::Utc.timestamp_opt(10_000, 0).unwrap();
-        for q in usage_queries(&settings, &w, now) {
+        for q in usage_queries(&source, &w, now) {
             assert!(q.contains(r#"FROM "container \"m\"""#), "{q}");
             assert!(q.contains("time > 9310s"), "{q}"); // 600 s window + 90 s horizon
             assert!(q.contains("GROUP BY time(30s)"), "{q}");

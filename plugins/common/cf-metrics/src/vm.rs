@@ -9,8 +9,8 @@
 //! * disk: `diskStats.Usage` or `diskStats.<mount>.Usage`; a bucket's disk is the fullest mount,
 //!   so a full data disk is not hidden by an empty root disk (defect D11).
 
-use crate::influx::{InfluxClient, InfluxError, Series, ident, string};
-use crate::model::Resource;
+use monit_host::influx::{InfluxClient, InfluxError, Series, ident, string};
+use monit_host::model::Resource;
 use std::collections::{BTreeMap, HashMap};
 
 /// Usage over a window, from per-bucket means.
@@ -214,12 +214,12 @@ pub fn fold(series: &[Series], group_by: Option<&str>) -> HashMap<String, VmBuck
 /// Readings of one target: a usage per resource with data in its window, or `NoData` when the
 /// target reported nothing at all.
 pub fn readings_for(
-    target: &crate::model::Target,
+    target: &monit_host::model::Target,
     buckets: Option<&VmBuckets>,
-    windows: &crate::plugin::Windows,
+    windows: &monit_host::plugin::Windows,
     now_epoch: i64,
-) -> Vec<crate::model::Reading> {
-    use crate::model::{Measured, Reading};
+) -> Vec<monit_host::model::Reading> {
+    use monit_host::model::{Measured, Reading};
     let Some(b) = buckets.filter(|b| !b.is_empty()) else {
         return vec![Reading {
             target: target.clone(),
@@ -246,7 +246,7 @@ pub fn readings_for(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::influx::Cell;
+    use monit_host::influx::Cell;
 
     fn series(ip: &str, metric: &str, points: &[(i64, f64)]) -> Series {
         Series {
