@@ -6,16 +6,14 @@
 //! that does not name its source, a secret in the effective config, a non-finite reading); any
 //! other panic comes from the code under test and is a bug there.
 
-use monit_cf_metrics::vm::{self as vm_metrics, VmBuckets};
+use monit_cf_metrics::vm::{self as vm_metrics, VmUsage};
 use monit_host::config::Settings;
 use monit_host::engine::{self, Change, EngineOptions, OpenAlarm, OpenStatus, Policy};
 use monit_host::influx::{self, Series};
 use monit_host::legacy_ini;
 use monit_host::model::{AlarmType, Level, Origin, Resource, Target};
-use monit_host::plugin::Windows;
 use std::collections::HashMap;
 use std::path::Path;
-use std::time::Duration;
 
 /// The InfluxDB base URL the decoder is given: every decode error must name it.
 pub const INFLUX_URL: &str = "http://influx.fuzz.invalid:8086";
@@ -135,39 +133,34 @@ pub fn vm_fold(series: &[Series]) {
     }
 }
 
-fn check_buckets(key: &str, b: &VmBuckets) {
-    for (resource, buckets) in [("cpu", &b.cpu), ("memory", &b.memory), ("disk", &b.disk)] {
-        for (t, v) in buckets {
-            assert!(v.is_finite(), "{key} {resource} at {t}: {v}");
+fn check_buckets(key: &str, u: &VmUsage) {
+    for (resource, stats) in [("cpu", u.cpu), ("memory", u.memory), ("disk", u.disk)] {
+        if let Some(st) = stats {
+            assert!(
+                st.mean.is_finite() && st.peak.is_finite(),
+                "{key} {resource}: {st:?}"
+            );
+            assert!(st.peak >= st.mean, "{key} {resource}: peak below mean {st:?}");
+            assert!(st.buckets >= 1, "{key} {resource}: {st:?}");
         }
     }
-    for (t, v) in &b.cpu {
+    if let Some(c) = u.cpu {
         assert!(
-            (0.0..=101.0).contains(v),
-            "{key} cpu at {t}: {v} is not a percentage"
+            (0.0..=101.0).contains(&c.mean),
+            "{key} cpu: {} is not a percentage",
+            c.mean
         );
     }
-    for (t, v) in &b.disk {
-        assert!(*v >= 0.0, "{key} disk at {t}: {v}");
+    if let Some(d) = u.disk {
+        assert!(d.mean >= 0.0, "{key} disk: {}", d.mean);
     }
 }
 
-fn evaluate(folded: &HashMap<String, VmBuckets>) {
-    // the newest bucket stands for the clock, so the windows hold data; times far outside
-    // chrono's range cannot come from the clock
-    let now = folded
-        .values()
-        .flat_map(|b| [&b.cpu, &b.memory, &b.disk])
-        .filter_map(|m| m.keys().next_back().copied())
-        .filter(|t| (-1_000_000_000_000..1_000_000_000_000).contains(t))
-        .max()
-        .unwrap_or(DEFAULT_NOW);
+fn evaluate(folded: &HashMap<String, VmUsage>) {
+    // the window is applied by the store: any clock will do
+    let now = DEFAULT_NOW;
     let Some(now_ts) = chrono::DateTime::from_timestamp(now, 0) else {
         return;
-    };
-    let windows = Windows {
-        by_key: HashMap::new(),
-        default: Duration::from_secs(600),
     };
     let mut keys: Vec<&String> = folded.keys().collect();
     keys.sort();
@@ -183,8 +176,6 @@ fn evaluate(folded: &HashMap<String, VmBuckets>) {
         readings.extend(vm_metrics::readings_for(
             &target,
             folded.get(*key),
-            &windows,
-            now,
         ));
     }
     // a VM in the inventory without data at all
@@ -197,8 +188,6 @@ fn evaluate(folded: &HashMap<String, VmBuckets>) {
             app: None,
         },
         None,
-        &windows,
-        now,
     ));
     let policies: Vec<Policy> = Resource::ALL
         .iter()

@@ -2,7 +2,7 @@
 //! `outbox`, `backtest`.
 
 use crate::config::{KNOWN_PLUGINS, Settings, default_config_path};
-use crate::influx::InfluxClient;
+use crate::metric_store::MetricStore;
 use crate::leader::Leader;
 use crate::plugin::compiled_plugins;
 use crate::scheduler::{Scheduler, build_plugins};
@@ -267,10 +267,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let policies =
                 crate::store::load_policies(&pool, settings.alarms.default_measure_seconds).await?;
             let vms = crate::store::load_vms(&pool).await?;
-            let influx = InfluxClient::new(&settings.influx)?;
+            let metrics = MetricStore::from_settings(&settings)?;
             let replay = crate::backtest::Replay {
                 settings: &settings,
-                influx: &influx,
+                metrics: &metrics,
                 plugins: &plugins,
                 policies: &policies,
                 vms: &vms,
@@ -323,8 +323,10 @@ async fn run_batch(
     if !dry_run {
         db::migrate(&pool, &settings.monitoring_db).await?;
     }
-    let influx = InfluxClient::new(&settings.influx)?;
+    let metrics = MetricStore::from_settings(&settings)?;
     tracing::info!(
+        metric_store = metrics.backend().as_str(),
+        metric_url = %metrics.url(),
         config = %settings.source,
         plugins = ?plugins.iter().map(|p| p.name).collect::<Vec<_>>(),
         interval_s = settings.batch.interval_seconds,
@@ -340,7 +342,7 @@ async fn run_batch(
     let scheduler = Scheduler {
         settings: settings.clone(),
         pool: pool.clone(),
-        influx,
+        metrics,
         plugins,
         status: status.clone(),
         leader,
@@ -523,8 +525,8 @@ fn print_summary(sum: &crate::scheduler::TickSummary) {
         .collect();
     println!("  steps     {}", steps.join(", "));
     println!(
-        "  influxdb  {} queries, {} rows",
-        sum.influx_queries, sum.influx_rows
+        "  {:<9} {} queries, {} rows",
+        sum.metric_store, sum.influx_queries, sum.influx_rows
     );
     for (name, n) in &sum.readings {
         println!("  readings  {name}: {n}");

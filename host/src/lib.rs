@@ -10,11 +10,13 @@ pub mod http;
 pub mod influx;
 
 pub mod leader;
+pub mod metric_store;
 pub mod legacy_ini;
 pub mod metrics_gap;
 pub mod model;
 pub mod outbox;
 pub mod plugin;
+pub mod prometheus;
 pub mod scale_alarms;
 pub mod scaling;
 pub mod scheduler;

@@ -194,7 +194,7 @@ impl Env {
         let ctx = ScaleContext {
             now,
             settings: &self.settings,
-            influx: &self.influx,
+            metrics: &self.influx.clone().into(),
             monitoring_db: &self.monitoring,
             vms: &[],
             dry_run,

@@ -171,11 +171,8 @@ fn strange_but_valid_cells_decode_and_are_not_readings() {
     )
     .unwrap();
     let f = vm_metrics::fold(&s, Some("ip"));
-    assert_eq!(
-        f["10.0.0.1"].cpu.values().copied().collect::<Vec<_>>(),
-        vec![0.0],
-        "only the number is a reading"
-    );
+    let cpu = f["10.0.0.1"].cpu.unwrap();
+    assert_eq!((cpu.mean, cpu.buckets), (0.0, 1), "only the number is a reading");
 }
 
 // ---- values that are not percentages -----------------------------------------------------
@@ -206,11 +203,6 @@ fn target(id: i64, ip: &str) -> Target {
     }
 }
 
-fn windows() -> monit_host::plugin::Windows {
-    monit_host::plugin::Windows {
-        by_key: HashMap::new(),
-        default: std::time::Duration::from_secs(600),
-    }
 }
 
 fn opts() -> EngineOptions {
@@ -247,12 +239,7 @@ fn negative_values_and_zero_total_memory_open_no_alarm() {
     for (i, ip) in ["10.0.0.1", "10.0.0.2"].iter().enumerate() {
         let b = f.get(*ip);
         assert!(b.is_none_or(|b| b.is_empty()), "{ip}: {b:?}");
-        readings.extend(vm_metrics::readings_for(
-            &target(i as i64 + 1, ip),
-            b,
-            &windows(),
-            t,
-        ));
+        readings.extend(vm_metrics::readings_for(&target(i as i64 + 1, ip), b));
     }
     let now = chrono::DateTime::from_timestamp(t, 0).unwrap();
     let changes = engine::evaluate(&policies(), &[], &readings, &[Origin::Pas], now, &opts());
@@ -287,7 +274,7 @@ fn huge_percentages_open_no_alarm() {
         .iter()
         .enumerate()
         .flat_map(|(i, ip)| {
-            vm_metrics::readings_for(&target(i as i64 + 1, ip), f.get(*ip), &windows(), t)
+            vm_metrics::readings_for(&target(i as i64 + 1, ip), f.get(*ip))
         })
         .collect();
     let now = chrono::DateTime::from_timestamp(t, 0).unwrap();

@@ -1,0 +1,482 @@
+//! Client of a store that speaks the Prometheus HTTP API (VictoriaMetrics, Prometheus, Thanos,
+//! Mimir): instant PromQL queries at a given time, the answer read in chunks up to
+//! `prometheus.max_answer_bytes` and decoded without an intermediate JSON tree, each sample handed
+//! to the caller's fold as it is decoded (no `Vec` of every sample is built).
+//!
+//! The host owns this client (as it owns [`crate::influx::InfluxClient`]): it counts queries and
+//! samples for the tick summary and bounds what it reads; the PromQL itself belongs to the
+//! readers of the metric schema.
+
+use crate::config::PrometheusSettings;
+use crate::influx::InfluxStats;
+use crate::secret::Secret;
+use serde::Deserialize;
+use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PrometheusError {
+    #[error("Prometheus API {url}: {source}")]
+    Http {
+        url: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error("Prometheus API {url}: HTTP {status}: {body}")]
+    Status {
+        url: String,
+        status: u16,
+        body: String,
+    },
+    #[error("Prometheus API {url}: query error ({kind}): {message}")]
+    Query {
+        url: String,
+        kind: String,
+        message: String,
+    },
+    #[error("Prometheus API {url}: malformed answer: {message}")]
+    Decode { url: String, message: String },
+    #[error(
+        "Prometheus API {url}: the answer is larger than prometheus.max_answer_bytes = {limit} \
+         bytes (narrow the policies' windows or raise the limit)"
+    )]
+    TooLarge { url: String, limit: u64 },
+    #[error("Prometheus API client: {0}")]
+    Setup(String),
+}
+
+/// One sample of an instant vector: its labels and its value (NaN when the store sent a value
+/// that is not a number, e.g. `"NaN"`; callers keep finite values only).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Sample {
+    pub labels: BTreeMap<String, String>,
+    pub value: f64,
+}
+
+impl Sample {
+    pub fn label(&self, name: &str) -> &str {
+        self.labels.get(name).map(String::as_str).unwrap_or_default()
+    }
+}
+
+#[derive(Clone)]
+enum Auth {
+    None,
+    Basic(String, Secret),
+    Bearer(Secret),
+}
+
+#[derive(Clone)]
+pub struct PrometheusClient {
+    http: reqwest::Client,
+    base: String,
+    auth: Auth,
+    max_answer_bytes: u64,
+    db_label: String,
+    /// queries sent and samples read (shared type with the InfluxDB client: `rows` = samples)
+    pub stats: std::sync::Arc<InfluxStats>,
+}
+
+impl fmt::Debug for PrometheusClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let auth = match &self.auth {
+            Auth::None => "none",
+            Auth::Basic(..) => "basic",
+            Auth::Bearer(_) => "bearer",
+        };
+        f.debug_struct("PrometheusClient")
+            .field("base", &self.base)
+            .field("auth", &auth)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PrometheusClient {
+    pub fn new(s: &PrometheusSettings) -> Result<Self, PrometheusError> {
+        let mut b = reqwest::Client::builder()
+            .timeout(Duration::from_secs(s.timeout_seconds.max(1)))
+            .connect_timeout(Duration::from_secs(s.timeout_seconds.clamp(1, 10)));
+        if let Some(ca) = &s.ca_file {
+            let setup =
+                |e: &dyn fmt::Display| PrometheusError::Setup(format!("prometheus.ca_file {}: {e}", ca.display()));
+            let pem = std::fs::read(ca).map_err(|e| setup(&e))?;
+            let cert = reqwest::Certificate::from_pem(&pem).map_err(|e| setup(&e))?;
+            b = b.add_root_certificate(cert);
+        }
+        if s.insecure_skip_verify {
+            tracing::warn!(url = %s.url, "prometheus.insecure_skip_verify is on: TLS certificates of the metric store are NOT verified");
+            b = b.danger_accept_invalid_certs(true);
+        }
+        let http = b
+            .build()
+            .map_err(|e| PrometheusError::Setup(format!("HTTP client: {e}")))?;
+        let mut url = url::Url::parse(&s.url)
+            .map_err(|e| PrometheusError::Setup(format!("prometheus.url: {e}")))?;
+        // userinfo in the URL is the basic-auth login; it never stays in the URL errors show
+        let url_user = (!url.username().is_empty()).then(|| {
+            (
+                percent_decode(url.username()),
+                Secret::new(percent_decode(url.password().unwrap_or_default())),
+            )
+        });
+        let _ = url.set_username("");
+        let _ = url.set_password(None);
+        let auth = if !s.bearer_token.is_empty() {
+            Auth::Bearer(s.bearer_token.clone())
+        } else if let Some(u) = s.user.clone().filter(|u| !u.is_empty()) {
+            Auth::Basic(u, s.password.clone())
+        } else if let Some((u, p)) = url_user {
+            Auth::Basic(u, p)
+        } else {
+            Auth::None
+        };
+        Ok(Self {
+            http,
+            base: url.as_str().trim_end_matches('/').to_string(),
+            auth,
+            max_answer_bytes: s.max_answer_bytes,
+            db_label: s.db_label.clone(),
+            stats: Default::default(),
+        })
+    }
+
+    pub fn url(&self) -> &str {
+        &self.base
+    }
+
+    /// The label holding the InfluxDB database name of a series (`prometheus.db_label`; empty:
+    /// the store has no such label and series are not filtered on it).
+    pub fn db_label(&self) -> &str {
+        &self.db_label
+    }
+
+    /// Evaluates `promql` as an instant query at `at_epoch` (seconds) and hands every sample of
+    /// the vector to `fold` as it is decoded. Returns the number of samples.
+    pub async fn query_fold(
+        &self,
+        promql: &str,
+        at_epoch: i64,
+        mut fold: impl FnMut(Sample) + Send,
+    ) -> Result<u64, PrometheusError> {
+        let url = format!("{}/api/v1/query", self.base);
+        let mut req = self
+            .http
+            .post(&url)
+            .form(&[("query", promql), ("time", &at_epoch.to_string())]);
+        req = match &self.auth {
+            Auth::None => req,
+            Auth::Basic(u, p) => req.basic_auth(u, Some(p.expose())),
+            Auth::Bearer(t) => req.bearer_auth(t.expose()),
+        };
+        metrics::counter!("monit_prometheus_queries_total").increment(1);
+        let http_err = |e: reqwest::Error| PrometheusError::Http {
+            url: url.clone(),
+            source: e.without_url(),
+        };
+        let mut resp = req.send().await.map_err(http_err)?;
+        let status = resp.status();
+        let mut body = Vec::new();
+        while let Some(chunk) = resp.chunk().await.map_err(http_err)? {
+            if (body.len() + chunk.len()) as u64 > self.max_answer_bytes {
+                if !status.is_success() {
+                    break;
+                }
+                return Err(PrometheusError::TooLarge {
+                    url,
+                    limit: self.max_answer_bytes,
+                });
+            }
+            body.extend_from_slice(&chunk);
+        }
+        // Prometheus answers a bad query with 400/422 and a JSON error body: decode that first
+        let n = decode_fold(&self.base, &body, &mut fold).or_else(|e| {
+            if status.is_success() || matches!(e, PrometheusError::Query { .. }) {
+                Err(e)
+            } else {
+                Err(PrometheusError::Status {
+                    url: url.clone(),
+                    status: status.as_u16(),
+                    body: String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned(),
+                })
+            }
+        })?;
+        use std::sync::atomic::Ordering::Relaxed;
+        self.stats.queries.fetch_add(1, Relaxed);
+        self.stats.rows.fetch_add(n, Relaxed);
+        metrics::counter!("monit_prometheus_samples_total").increment(n);
+        Ok(n)
+    }
+
+    /// The samples of an instant query, collected (tests and small answers).
+    pub async fn query(&self, promql: &str, at_epoch: i64) -> Result<Vec<Sample>, PrometheusError> {
+        let mut out = Vec::new();
+        self.query_fold(promql, at_epoch, |s| out.push(s)).await?;
+        Ok(out)
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
+/// Decodes an `/api/v1/query` answer, calling `fold` per sample of a vector (or once for a
+/// scalar). Public so the fuzz target can reach it.
+pub fn decode_fold(
+    base: &str,
+    body: &[u8],
+    fold: &mut dyn FnMut(Sample),
+) -> Result<u64, PrometheusError> {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let answer = AnswerSeed { fold, count: 0 }
+        .deserialize(&mut de)
+        .and_then(|a| de.end().map(|_| a))
+        .map_err(|e| PrometheusError::Decode {
+            url: base.to_string(),
+            message: format!(
+                "{e}; the answer begins {:?}",
+                String::from_utf8_lossy(&body[..body.len().min(120)])
+            ),
+        })?;
+    match answer.status.as_deref() {
+        Some("success") => Ok(answer.count),
+        Some("error") => Err(PrometheusError::Query {
+            url: base.to_string(),
+            kind: answer.error_type.unwrap_or_default(),
+            message: answer.error.unwrap_or_default(),
+        }),
+        other => Err(PrometheusError::Decode {
+            url: base.to_string(),
+            message: format!("status {other:?}, expected \"success\" or \"error\""),
+        }),
+    }
+}
+
+struct AnswerSeed<'f> {
+    fold: &'f mut dyn FnMut(Sample),
+    count: u64,
+}
+
+struct Answer {
+    status: Option<String>,
+    error_type: Option<String>,
+    error: Option<String>,
+    count: u64,
+}
+
+impl<'de> DeserializeSeed<'de> for AnswerSeed<'_> {
+    type Value = Answer;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Answer, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for AnswerSeed<'_> {
+    type Value = Answer;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a Prometheus API answer object")
+    }
+    fn visit_map<A: MapAccess<'de>>(mut self, mut m: A) -> Result<Answer, A::Error> {
+        let mut a = Answer {
+            status: None,
+            error_type: None,
+            error: None,
+            count: 0,
+        };
+        while let Some(key) = m.next_key::<std::borrow::Cow<'de, str>>()? {
+            match key.as_ref() {
+                "status" => a.status = Some(m.next_value()?),
+                "errorType" => a.error_type = m.next_value()?,
+                "error" => a.error = m.next_value()?,
+                "data" => {
+                    self.count += m.next_value_seed(DataSeed {
+                        fold: &mut *self.fold,
+                    })?
+                }
+                _ => {
+                    m.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        a.count = self.count;
+        Ok(a)
+    }
+}
+
+struct DataSeed<'f> {
+    fold: &'f mut dyn FnMut(Sample),
+}
+
+impl<'de> DeserializeSeed<'de> for DataSeed<'_> {
+    type Value = u64;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<u64, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for DataSeed<'_> {
+    type Value = u64;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the data object of a Prometheus API answer")
+    }
+    fn visit_unit<E>(self) -> Result<u64, E> {
+        Ok(0)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<u64, A::Error> {
+        let mut n = 0;
+        while let Some(key) = m.next_key::<std::borrow::Cow<'de, str>>()? {
+            match key.as_ref() {
+                // `resultType` comes first in both stores' answers; a scalar or string result
+                // is an error of the query's author, and its shape is rejected below
+                "result" => {
+                    n += m.next_value_seed(ResultSeed {
+                        fold: &mut *self.fold,
+                    })?
+                }
+                _ => {
+                    m.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(n)
+    }
+}
+
+struct ResultSeed<'f> {
+    fold: &'f mut dyn FnMut(Sample),
+}
+
+impl<'de> DeserializeSeed<'de> for ResultSeed<'_> {
+    type Value = u64;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<u64, D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ResultSeed<'_> {
+    type Value = u64;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an instant vector (a list of samples)")
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut s: A) -> Result<u64, A::Error> {
+        let mut n = 0;
+        while let Some(sample) = s.next_element::<RawSample>()? {
+            n += 1;
+            (self.fold)(Sample {
+                labels: sample.metric,
+                value: sample.value.1.parse().unwrap_or(f64::NAN),
+            });
+        }
+        Ok(n)
+    }
+}
+
+#[derive(Deserialize)]
+struct RawSample {
+    #[serde(default)]
+    metric: BTreeMap<String, String>,
+    value: (IgnoredAny, String),
+}
+
+/// `"text"` for a PromQL label matcher, with `\`, `"` and line breaks escaped, so a value from
+/// config or the inventory can never end the string and add a matcher of its own.
+pub fn string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// A regular expression matching `s` literally (for `=~`): RE2 metacharacters escaped, then
+/// quoted with [`string`].
+pub fn literal_regex(s: &str) -> String {
+    let mut re = String::with_capacity(s.len());
+    for c in s.chars() {
+        if "\\.+*?()|[]{}^$".contains(c) {
+            re.push('\\');
+        }
+        re.push(c);
+    }
+    string(&re)
+}
+
+/// A label name is `[a-zA-Z_][a-zA-Z0-9_]*`; anything else from config is refused by the
+/// readers before it reaches a query.
+pub fn is_label_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode(body: &str) -> Result<Vec<Sample>, PrometheusError> {
+        let mut out = Vec::new();
+        decode_fold("http://x", body.as_bytes(), &mut |s| out.push(s))?;
+        Ok(out)
+    }
+
+    #[test]
+    fn escapes_label_values() {
+        assert_eq!(string("a\"b"), r#""a\"b""#);
+        assert_eq!(string("a\\b"), r#""a\\b""#);
+        assert_eq!(string("a\nb"), r#""a\nb""#);
+        assert_eq!(string(r#"x"} or vector(1) #"#), r#""x\"} or vector(1) #""#);
+        assert_eq!(literal_regex("a.b|c"), r#""a\\.b\\|c""#);
+        assert!(is_label_name("db") && is_label_name("_x1"));
+        assert!(!is_label_name("1x") && !is_label_name("a-b") && !is_label_name(""));
+    }
+
+    #[test]
+    fn decodes_a_vector() {
+        let s = decode(
+            r#"{"status":"success","data":{"resultType":"vector","result":[
+              {"metric":{"ip":"10.0.0.1","m":"x"},"value":[1700000000.5,"42.5"]},
+              {"metric":{},"value":[1700000000,"NaN"]}]}}"#,
+        )
+        .unwrap();
+        assert_eq!(s.len(), 2);
+        assert_eq!(s[0].label("ip"), "10.0.0.1");
+        assert_eq!(s[0].value, 42.5);
+        assert!(s[1].value.is_nan());
+    }
+
+    #[test]
+    fn an_error_answer_is_an_error() {
+        let e = decode(r#"{"status":"error","errorType":"bad_data","error":"parse error at char 3"}"#)
+            .unwrap_err();
+        assert!(matches!(e, PrometheusError::Query { .. }), "{e}");
+        assert!(e.to_string().contains("parse error"), "{e}");
+    }
+
+    #[test]
+    fn malformed_answers_are_decode_errors() {
+        for body in [
+            "",
+            "<html>",
+            r#"{"status":"success","data":{"result":[{"metric":{},"value":[1]}]}}"#,
+            r#"{"status":"success","data":{"result":[]}} trailing"#,
+            r#"{"status":"pending"}"#,
+        ] {
+            let e = decode(body).unwrap_err();
+            assert!(matches!(e, PrometheusError::Decode { .. }), "{body}: {e}");
+        }
+    }
+}
