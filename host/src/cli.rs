@@ -323,10 +323,10 @@ async fn run_batch(
     if !dry_run {
         db::migrate(&pool, &settings.monitoring_db).await?;
     }
-    let metrics = MetricStore::from_settings(&settings)?;
+    let metric_store = MetricStore::from_settings(&settings)?;
     tracing::info!(
-        metric_store = metrics.backend().as_str(),
-        metric_url = %metrics.url(),
+        metric_store = metric_store.backend().as_str(),
+        metric_url = %metric_store.url(),
         config = %settings.source,
         plugins = ?plugins.iter().map(|p| p.name).collect::<Vec<_>>(),
         interval_s = settings.batch.interval_seconds,
@@ -342,7 +342,7 @@ async fn run_batch(
     let scheduler = Scheduler {
         settings: settings.clone(),
         pool: pool.clone(),
-        metrics,
+        metrics: metric_store,
         plugins,
         status: status.clone(),
         leader,

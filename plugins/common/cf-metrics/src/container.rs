@@ -385,13 +385,26 @@ fn parts_from_series(series: &[Series]) -> Result<BTreeMap<[String; 5], Parts>, 
             continue;
         }
         let time = col("time")?;
+        // which statement this series answers, by its columns
+        let (last, first, min) = (s.column("last"), s.column("first"), s.column("min"));
+        let gauge_cols = if last.is_none() && first.is_none() && min.is_none() {
+            if resource == Resource::Cpu {
+                return Err(format!(
+                    "CPU series without last/first/min (columns {:?})",
+                    s.columns
+                ));
+            }
+            Some([col("mean")?, col("max")?, col("count")?, col("limit")?])
+        } else {
+            None
+        };
         let p = by_container.entry(key).or_default();
         for row in &s.values {
             let cell = |i: usize| row.get(i).and_then(|c| c.as_f64());
             let Some(t) = cell(time).map(|t| t as i64) else {
                 continue;
             };
-            if let Some(i) = s.column("last") {
+            if let Some(i) = last {
                 // statement 1: every series' newest point
                 p.newest = p.newest.max(Some(t));
                 if resource == Resource::Cpu
@@ -399,18 +412,17 @@ fn parts_from_series(series: &[Series]) -> Result<BTreeMap<[String; 5], Parts>, 
                 {
                     p.cpu_last = Some((t, v));
                 }
-            } else if let Some(i) = s.column("first") {
+            } else if let Some(i) = first {
                 p.cpu_first = cell(i).map(|v| (t, v));
-            } else if let Some(i) = s.column("min") {
+            } else if let Some(i) = min {
                 p.cpu_min = cell(i).map(|v| (t, v));
-            } else if resource != Resource::Cpu {
-                let g = GaugeAgg {
-                    mean: cell(col("mean")?),
-                    max: cell(col("max")?),
-                    count: cell(col("count")?),
-                    limit: cell(col("limit")?),
+            } else if let Some([mean, max, count, limit]) = gauge_cols {
+                *p.gauge(resource) = GaugeAgg {
+                    mean: cell(mean),
+                    max: cell(max),
+                    count: cell(count),
+                    limit: cell(limit),
                 };
-                *p.gauge(resource) = g;
             }
         }
     }

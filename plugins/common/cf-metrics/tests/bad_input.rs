@@ -10,7 +10,7 @@ use monit_cf_metrics::vm as vm_metrics;
 use monit_host::engine::{self, EngineOptions, OpenAlarm, OpenStatus, Policy};
 use monit_host::influx::{self, Cell, InfluxError, Series};
 use monit_host::model::{AlarmType, Level, Measured, Origin, Reading, Resource, Target};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 const URL: &str = fuzz_bodies::INFLUX_URL;
@@ -201,8 +201,6 @@ fn target(id: i64, ip: &str) -> Target {
         ip: ip.into(),
         app: None,
     }
-}
-
 }
 
 fn opts() -> EngineOptions {
