@@ -256,6 +256,14 @@ async fn an_accepted_alarm_that_recovers_stays_the_operators_with_a_note_and_one
         .filter(|(s, _)| s.starts_with("[회복]"))
         .collect();
     assert_eq!(recovered.len(), 2, "a recovery notice for each: {mails:#?}");
+    for (subject, _) in &recovered {
+        assert_eq!(
+            subject.matches("회복").count(),
+            1,
+            "a recovery subject says it once: {subject}"
+        );
+        assert!(!subject.contains("RECOVERED"), "{subject}");
+    }
     assert!(
         recovered
             .iter()

@@ -179,8 +179,7 @@ async fn vm_alarm_opens_escalates_counts_repeats_and_recovers() {
             .unwrap()
             .subject()
             .unwrap_or_default()
-            .contains("RECOVERED")
-            || m.contains("RECOVERED")),
+            .starts_with("[회복] ")),
         "a recovery mail"
     );
 

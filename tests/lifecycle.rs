@@ -112,11 +112,25 @@ async fn serves_health_ready_metrics_and_exits_0_on_sigterm() {
         "monit_plugin_duration_seconds",
         "monit_readings_total",
         "monit_influx_queries_total",
+        "monit_tick_duration_seconds_bucket{le=",
+        "monit_build_info{version=",
+        "monit_last_successful_tick_timestamp_seconds ",
+        "monit_leader 1",
     ] {
         assert!(
             metrics.contains(name),
             "{name} missing from /metrics:\n{metrics}"
         );
+    }
+    // by convention: every family has its HELP, and no duration is a summary
+    for line in metrics.lines().filter(|l| l.starts_with("# TYPE ")) {
+        let mut parts = line.split_whitespace().skip(2);
+        let (family, kind) = (parts.next().unwrap(), parts.next().unwrap());
+        assert!(
+            metrics.contains(&format!("# HELP {family} ")),
+            "no HELP for {family}:\n{metrics}"
+        );
+        assert_ne!(kind, "summary", "{family} is a summary, not a histogram");
     }
     signal(&child, "-TERM");
     let st = wait_exit(&mut child, Duration::from_secs(20));

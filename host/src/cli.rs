@@ -314,10 +314,7 @@ async fn run_batch(
     dry_run: bool,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
-    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
-        .install_recorder()
-        .map_err(|e| tracing::warn!("metrics recorder not installed: {e}"))
-        .ok();
+    let metrics = crate::telemetry::install();
     let plugins = build_plugins(&settings)?;
     let pool = db::lazy_pool(&settings.monitoring_db);
     if !dry_run {

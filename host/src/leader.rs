@@ -71,6 +71,7 @@ impl Leader {
     /// True when this instance holds (or just took) the lock.
     pub async fn acquire(&self) -> bool {
         let Some(opts) = &self.options else {
+            metrics::gauge!("monit_leader").set(1.0);
             return true;
         };
         let mut guard = self.conn.lock().await;

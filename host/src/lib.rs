@@ -22,6 +22,7 @@ pub mod scaling;
 pub mod scheduler;
 pub mod secret;
 pub mod store;
+pub mod telemetry;
 pub mod text;
 pub mod vm_inventory;
 

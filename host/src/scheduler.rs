@@ -200,7 +200,9 @@ impl Scheduler {
         sum.influx_queries = self.metrics.stats().queries.load(Relaxed) - q0;
         sum.influx_rows = self.metrics.stats().rows.load(Relaxed) - r0;
         metrics::counter!("monit_ticks_total").increment(1);
-        if !sum.errors.is_empty() {
+        if sum.errors.is_empty() {
+            crate::telemetry::tick_succeeded(now);
+        } else {
             metrics::counter!("monit_tick_failures_total").increment(1);
         }
         metrics::histogram!("monit_tick_duration_seconds").record(started.elapsed().as_secs_f64());

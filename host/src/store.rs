@@ -397,7 +397,15 @@ pub async fn apply_changes(
                 let lead = alarm_ids.first().copied().unwrap_or(0);
                 let closed = close_ids.contains(&lead);
                 let message = text::recovery_message(lang, target, *alarm_type, *value, closed);
-                let title = format!("[RECOVERED] {}", message.lines().next().unwrap_or_default());
+                // The alarm's own title: a notifier says "recovered" once (e-mail: in the subject).
+                let (title, _) = text::title_and_message(
+                    lang,
+                    target,
+                    *alarm_type,
+                    ch.subject().level,
+                    None,
+                    *value,
+                );
                 queued.push(payload(
                     NotificationKind::Recovered,
                     lead,

@@ -134,12 +134,9 @@ pub fn subject(n: &Notification) -> String {
     let title = header_safe(&n.title);
     let en = is_english(n);
     match n.kind {
-        NotificationKind::Recovered if en => {
-            format!("[RECOVERED] {} - back to normal", title.trim_end())
-        }
-        NotificationKind::Recovered => {
-            format!("[회복] {} - 정상으로 회복되었습니다", title.trim_end())
-        }
+        // said once, up front; the body tells the rest
+        NotificationKind::Recovered if en => format!("[RECOVERED] {}", title.trim_end()),
+        NotificationKind::Recovered => format!("[회복] {}", title.trim_end()),
         _ => format!("{title}!"),
     }
 }
@@ -409,16 +406,10 @@ mod tests {
         let mut n = notification();
         n.kind = NotificationKind::Recovered;
         n.value = Some(12.0);
-        assert_eq!(
-            subject(&n),
-            "[회복] [router_z1/0]의 cpu 상태 [warning] - 정상으로 회복되었습니다"
-        );
+        assert_eq!(subject(&n), "[회복] [router_z1/0]의 cpu 상태 [warning]");
         n.language = "en".into();
         let m = render(&n, kst());
-        assert_eq!(
-            m.subject,
-            "[RECOVERED] [router_z1/0]의 cpu 상태 [warning] - back to normal"
-        );
+        assert_eq!(m.subject, "[RECOVERED] [router_z1/0]의 cpu 상태 [warning]");
         assert!(
             m.text
                 .starts_with("recovered (warning) : router_z1/0's cpu is back to normal")

@@ -1,0 +1,148 @@
+//! The batch's own metrics, by Prometheus convention: every family described (`# HELP`),
+//! durations as histograms (not summaries), `monit_build_info`, and the timestamp of the last
+//! successful tick, the one to alert on when the batch stops ticking
+//! (`docs/alerting-on-the-batch.md`).
+
+use metrics::{describe_counter, describe_gauge, describe_histogram};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+/// Bucket bounds (seconds) of every `*_seconds` histogram: a mail (ms) to a slow tick (minutes).
+const SECONDS_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
+];
+
+/// Every metric family: name, type, help.
+pub const FAMILIES: &[(&str, Kind, &str)] = &[
+    (
+        "monit_build_info",
+        Kind::Gauge,
+        "Always 1; the version of this binary in the label.",
+    ),
+    (
+        "monit_ticks_total",
+        Kind::Counter,
+        "Ticks run by this instance.",
+    ),
+    (
+        "monit_tick_failures_total",
+        Kind::Counter,
+        "Ticks in which at least one step failed.",
+    ),
+    (
+        "monit_tick_duration_seconds",
+        Kind::Histogram,
+        "Wall time of a whole tick.",
+    ),
+    (
+        "monit_last_successful_tick_timestamp_seconds",
+        Kind::Gauge,
+        "Unix time at which the last tick without any failed step started.",
+    ),
+    (
+        "monit_leader",
+        Kind::Gauge,
+        "1 while this instance holds the leader lock (or leader election is off), else 0.",
+    ),
+    (
+        "monit_plugin_duration_seconds",
+        Kind::Histogram,
+        "Wall time of one plugin in one step of a tick.",
+    ),
+    (
+        "monit_plugin_failures_total",
+        Kind::Counter,
+        "Failures or timeouts of a plugin in a step.",
+    ),
+    (
+        "monit_readings_total",
+        Kind::Counter,
+        "Readings returned by each collector.",
+    ),
+    (
+        "monit_metric_gaps_total",
+        Kind::Counter,
+        "Ticks in which (nearly) every VM of an origin had no metric: a gap in the metrics pipeline.",
+    ),
+    (
+        "monit_influx_queries_total",
+        Kind::Counter,
+        "Queries sent to the metric store.",
+    ),
+    (
+        "monit_influx_rows_total",
+        Kind::Counter,
+        "Result rows read from the metric store.",
+    ),
+    (
+        "monit_container_skipped_total",
+        Kind::Counter,
+        "Container series skipped as unusable (no limit, overflowed limit).",
+    ),
+    (
+        "monit_alarms_total",
+        Kind::Counter,
+        "Alarm events by kind: opened, escalated, stepped_down, renotified, recovered.",
+    ),
+    (
+        "monit_notifications",
+        Kind::Gauge,
+        "Outbox rows by state: pending, parked.",
+    ),
+    (
+        "monit_notifications_pending",
+        Kind::Gauge,
+        "Outbox rows waiting to be sent (also monit_notifications{state=\"pending\"}).",
+    ),
+    (
+        "monit_notifications_total",
+        Kind::Counter,
+        "Delivery attempts by notifier and result: sent, failed, parked.",
+    ),
+    (
+        "monit_notifications_parked_total",
+        Kind::Counter,
+        "Notifications parked because they can never be sent (rejected) or came too late (expired).",
+    ),
+    (
+        "monit_notification_send_seconds",
+        Kind::Histogram,
+        "Time to deliver one notification through its notifier.",
+    ),
+    (
+        "monit_scale_decisions_total",
+        Kind::Counter,
+        "Autoscale decisions by outcome.",
+    ),
+];
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Counter,
+    Gauge,
+    Histogram,
+}
+
+/// Installs the process-wide recorder and describes every family. None (with a warning) when a
+/// recorder is already installed.
+pub fn install() -> Option<PrometheusHandle> {
+    let handle = PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), SECONDS_BUCKETS)
+        .and_then(|b| b.install_recorder())
+        .map_err(|e| tracing::warn!("metrics recorder not installed: {e}"))
+        .ok()?;
+    for (name, kind, help) in FAMILIES {
+        match kind {
+            Kind::Counter => describe_counter!(*name, *help),
+            Kind::Gauge => describe_gauge!(*name, *help),
+            Kind::Histogram => describe_histogram!(*name, *help),
+        }
+    }
+    metrics::gauge!("monit_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+    Some(handle)
+}
+
+/// Marks a tick without failed steps (the liveness signal to alert on).
+pub fn tick_succeeded(started: crate::model::Timestamp) {
+    metrics::gauge!("monit_last_successful_tick_timestamp_seconds")
+        .set(started.timestamp_millis() as f64 / 1000.0);
+}
