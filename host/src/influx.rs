@@ -279,14 +279,32 @@ pub fn decode(base: &str, db: &str, body: &[u8]) -> Result<Vec<Series>, InfluxEr
     Ok(out)
 }
 
-/// `"identifier"` with `\` and `"` escaped: measurement, tag and field names from config.
+/// `"identifier"` with `\`, `"` and line breaks escaped: measurement, tag and field names from
+/// config.
 pub fn ident(s: &str) -> String {
-    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+    format!("\"{}\"", escape(s, '"'))
 }
 
-/// `'string'` with `\` and `'` escaped: tag values from the DB or config.
+/// `'string'` with `\`, `'` and line breaks escaped: tag values from the DB or config. InfluxQL
+/// refuses a raw line break inside a string, so it is written `\n`.
 pub fn string(s: &str) -> String {
-    format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'"))
+    format!("'{}'", escape(s, '\''))
+}
+
+fn escape(s: &str, quote: char) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            c if c == quote => {
+                out.push('\\');
+                out.push(c);
+            }
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -298,6 +316,8 @@ mod tests {
         assert_eq!(ident(r#"cf"metrics"#), r#""cf\"metrics""#);
         assert_eq!(string("a' OR 1=1 --"), r"'a\' OR 1=1 --'");
         assert_eq!(string(r"back\slash"), r"'back\\slash'");
+        assert_eq!(string("two\nlines"), r"'two\nlines'");
+        assert_eq!(ident("a\nb\"c"), r#""a\nb\"c""#);
     }
 
     #[test]

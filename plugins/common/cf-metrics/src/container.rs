@@ -556,7 +556,10 @@ pub fn counter_stats(
         return None;
     }
     let rate = increase / dt as f64 * 100.0;
-    let intervals = ((dt as f64 / bucket_seconds.max(1) as f64).round() as u64).clamp(1, most.max(1));
+    // the points span the window from the first on, a restart or not (as a store's rate() does)
+    let span = (last.0 - first.0).max(dt);
+    let intervals =
+        ((span as f64 / bucket_seconds.max(1) as f64).round() as u64).clamp(1, most.max(1));
     rate.is_finite().then(|| Stats {
         mean: rate,
         peak: rate,
@@ -598,7 +601,7 @@ mod tests {
         // restart between 60 and 90: the counter starts again from 2, +6 per 30 s
         let s = counter_stats((0, 100.0), (120, 8.0), Some((90, 2.0)), 30, 20).unwrap();
         assert!(close(s.mean, 20.0), "{s:?}");
-        assert_eq!(s.buckets, 1);
+        assert_eq!(s.buckets, 4, "the points span four intervals");
     }
 
     #[test]
