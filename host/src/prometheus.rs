@@ -177,36 +177,59 @@ impl PrometheusClient {
         };
         let mut resp = req.send().await.map_err(http_err)?;
         let status = resp.status();
-        let mut body = Vec::new();
-        while let Some(chunk) = resp.chunk().await.map_err(http_err)? {
-            if (body.len() + chunk.len()) as u64 > self.max_answer_bytes {
-                if !status.is_success() {
+        if !status.is_success() {
+            // Prometheus answers a bad query with 400/422 and a small JSON error body
+            let mut body = Vec::new();
+            while let Some(chunk) = resp.chunk().await.map_err(http_err)? {
+                body.extend_from_slice(&chunk);
+                if body.len() > 64 * 1024 {
                     break;
                 }
+            }
+            return Err(match decode_fold(&self.base, &body, &mut |_| {}) {
+                Err(e @ PrometheusError::Query { .. }) => e,
+                _ => PrometheusError::Status {
+                    url: url.clone(),
+                    status: status.as_u16(),
+                    body: String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned(),
+                },
+            });
+        }
+        // the samples are decoded and folded as their bytes arrive: memory holds one sample and
+        // the answer's small rest, whatever the number of series
+        let mut splitter = Splitter::new(self.max_answer_bytes);
+        let mut read = 0u64;
+        let mut emit = |s: Sample| fold(s);
+        while let Some(chunk) = resp.chunk().await.map_err(http_err)? {
+            read += chunk.len() as u64;
+            if read > self.max_answer_bytes {
                 return Err(PrometheusError::TooLarge {
                     url,
                     limit: self.max_answer_bytes,
                 });
             }
-            body.extend_from_slice(&chunk);
+            splitter
+                .feed(&chunk, &mut emit)
+                .map_err(|message| self.decode_error(message))?;
         }
-        // Prometheus answers a bad query with 400/422 and a JSON error body: decode that first
-        let n = decode_fold(&self.base, &body, &mut fold).or_else(|e| {
-            if status.is_success() || matches!(e, PrometheusError::Query { .. }) {
-                Err(e)
-            } else {
-                Err(PrometheusError::Status {
-                    url: url.clone(),
-                    status: status.as_u16(),
-                    body: String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned(),
-                })
-            }
-        })?;
+        let n = splitter
+            .finish(&self.base)
+            .map_err(|e| match e {
+                PrometheusError::Decode { message, .. } => self.decode_error(message),
+                e => e,
+            })?;
         use std::sync::atomic::Ordering::Relaxed;
         self.stats.queries.fetch_add(1, Relaxed);
         self.stats.rows.fetch_add(n, Relaxed);
         metrics::counter!("monit_prometheus_samples_total").increment(n);
         Ok(n)
+    }
+
+    fn decode_error(&self, message: String) -> PrometheusError {
+        PrometheusError::Decode {
+            url: self.base.clone(),
+            message,
+        }
     }
 
     /// The samples of an instant query, collected (tests and small answers).
@@ -381,6 +404,162 @@ struct RawSample {
     value: (IgnoredAny, String),
 }
 
+/// A streamed `/api/v1/query` answer taken apart as it arrives: each sample of `data.result` is
+/// decoded as soon as its bytes are complete and handed out; the rest of the answer (status,
+/// error, result type: a few bytes) is kept and decoded at the end by [`decode_fold`].
+pub struct Splitter {
+    /// the answer without its samples
+    rest: Vec<u8>,
+    /// bytes of the sample being read
+    sample: Vec<u8>,
+    /// open containers: `Some(key)` for an object (its current key), `None` for an array
+    stack: Vec<Option<Vec<u8>>>,
+    expect_key: bool,
+    in_string: bool,
+    in_key: bool,
+    escaped: bool,
+    /// depth of the `data.result` array while inside it
+    result_depth: Option<usize>,
+    samples: u64,
+    max_sample: u64,
+}
+
+impl Splitter {
+    pub fn new(max_sample_bytes: u64) -> Self {
+        Self {
+            rest: Vec::new(),
+            sample: Vec::new(),
+            stack: Vec::new(),
+            expect_key: false,
+            in_string: false,
+            in_key: false,
+            escaped: false,
+            result_depth: None,
+            samples: 0,
+            max_sample: max_sample_bytes,
+        }
+    }
+
+    /// Takes the next bytes of the answer; calls `emit` for every sample completed in them.
+    pub fn feed(&mut self, bytes: &[u8], emit: &mut dyn FnMut(Sample)) -> Result<(), String> {
+        for &b in bytes {
+            let in_sample = self
+                .result_depth
+                .is_some_and(|d| self.stack.len() > d);
+            if self.in_string {
+                if self.in_key
+                    && let Some(Some(key)) = self.stack.last_mut()
+                    && !(b == b'"' && !self.escaped)
+                {
+                    key.push(b);
+                }
+                if self.escaped {
+                    self.escaped = false;
+                } else if b == b'\\' {
+                    self.escaped = true;
+                } else if b == b'"' {
+                    self.in_string = false;
+                    self.in_key = false;
+                }
+                self.keep(b, in_sample)?;
+                continue;
+            }
+            match b {
+                b'"' => {
+                    self.in_string = true;
+                    if self.expect_key
+                        && let Some(Some(key)) = self.stack.last_mut()
+                    {
+                        key.clear();
+                        self.in_key = true;
+                    }
+                    self.keep(b, in_sample)?;
+                }
+                b'{' | b'[' => {
+                    let opens_result = b == b'['
+                        && self.result_depth.is_none()
+                        && self.stack.len() == 2
+                        && matches!(&self.stack[0], Some(k) if k == b"data")
+                        && matches!(&self.stack[1], Some(k) if k == b"result");
+                    if self.result_depth.is_some() && !in_sample && b == b'[' {
+                        return Err("data.result holds arrays, not samples (not an instant vector)".into());
+                    }
+                    self.keep(b, in_sample || self.result_depth.is_some_and(|d| self.stack.len() == d))?;
+                    self.stack.push((b == b'{').then(Vec::new));
+                    self.expect_key = b == b'{';
+                    if opens_result {
+                        self.result_depth = Some(self.stack.len());
+                    }
+                }
+                b'}' | b']' => {
+                    let closes_sample =
+                        self.result_depth.is_some_and(|d| self.stack.len() == d + 1);
+                    let closes_result = self.result_depth == Some(self.stack.len());
+                    self.keep(b, in_sample && !closes_result)?;
+                    if self.stack.pop().is_none() {
+                        return Err("unbalanced JSON".into());
+                    }
+                    self.expect_key = false;
+                    if closes_sample {
+                        let raw: RawSample = serde_json::from_slice(&self.sample)
+                            .map_err(|e| format!("sample {}: {e}", self.samples + 1))?;
+                        self.sample.clear();
+                        self.samples += 1;
+                        emit(Sample {
+                            labels: raw.metric,
+                            value: raw.value.1.parse().unwrap_or(f64::NAN),
+                        });
+                    }
+                    if closes_result {
+                        self.result_depth = None;
+                        self.rest.push(b']');
+                    }
+                }
+                b':' => {
+                    self.expect_key = false;
+                    self.keep(b, in_sample)?;
+                }
+                b',' => {
+                    self.expect_key = matches!(self.stack.last(), Some(Some(_)));
+                    self.keep(b, in_sample)?;
+                }
+                _ => self.keep(b, in_sample)?,
+            }
+        }
+        Ok(())
+    }
+
+    /// A byte goes to the sample being read, or to the rest of the answer; between samples
+    /// (commas, spaces) it goes nowhere.
+    fn keep(&mut self, b: u8, in_sample: bool) -> Result<(), String> {
+        if in_sample {
+            self.sample.push(b);
+            if self.sample.len() as u64 > self.max_sample {
+                return Err("one sample larger than the answer limit".into());
+            }
+        } else if self.result_depth.is_none_or(|d| self.stack.len() < d) {
+            self.rest.push(b);
+            if self.rest.len() > 1024 * 1024 {
+                return Err("more than 1 MiB of the answer outside data.result".into());
+            }
+        }
+        Ok(())
+    }
+
+    /// The end of the answer: its status (an `error` answer is an error) and the number of
+    /// samples handed out.
+    pub fn finish(self, base: &str) -> Result<u64, PrometheusError> {
+        if !self.stack.is_empty() || self.in_string {
+            return Err(PrometheusError::Decode {
+                url: base.to_string(),
+                message: "the answer ends in the middle".into(),
+            });
+        }
+        decode_fold(base, &self.rest, &mut |_| {})?;
+        Ok(self.samples)
+    }
+}
+
 /// `"text"` for a PromQL label matcher, with `\`, `"` and line breaks escaped, so a value from
 /// config or the inventory can never end the string and add a matcher of its own.
 pub fn string(s: &str) -> String {
@@ -456,6 +635,49 @@ mod tests {
         assert_eq!(s[0].label("ip"), "10.0.0.1");
         assert_eq!(s[0].value, 42.5);
         assert!(s[1].value.is_nan());
+    }
+
+    /// The answer cut at every byte, then fed in pieces: the same samples as decoded at once.
+    #[test]
+    fn a_split_answer_folds_the_same_samples() {
+        let body = r#"{"status":"success","data":{"resultType":"vector","result":[
+              {"metric":{"ip":"10.0.0.1","q":"a\\\"]}{,"},"value":[1700000000.5,"42.5"]} ,
+              {"metric":{},"value":[1700000000,"NaN"]}]},"stats":{"seriesFetched":"2"}}"#;
+        let whole = decode(body).unwrap();
+        assert_eq!(whole.len(), 2);
+        assert_eq!(whole[0].label("q"), "a\\\"]}{,");
+        for size in [1, 2, 3, 7, 64, body.len()] {
+            let mut got = Vec::new();
+            let mut sp = Splitter::new(1 << 20);
+            for piece in body.as_bytes().chunks(size) {
+                sp.feed(piece, &mut |s| got.push(s)).unwrap();
+            }
+            assert_eq!(sp.finish("http://x").unwrap(), 2, "pieces of {size}");
+            assert_eq!(got[0], whole[0], "pieces of {size}");
+            assert!(got[1].value.is_nan());
+            assert!(sp_rest_is_small(body, size));
+        }
+        let mut sp = Splitter::new(1 << 20);
+        sp.feed(
+            br#"{"status":"error","errorType":"bad_data","error":"parse error"}"#,
+            &mut |_| {},
+        )
+        .unwrap();
+        let e = sp.finish("http://x").unwrap_err();
+        assert!(e.to_string().contains("parse error"), "{e}");
+        let mut sp = Splitter::new(1 << 20);
+        sp.feed(br#"{"status":"success","data":{"result":[{"metric":{}"#, &mut |_| {})
+            .unwrap();
+        assert!(sp.finish("http://x").is_err(), "a cut answer is an error");
+    }
+
+    /// What is kept between samples does not grow with their number.
+    fn sp_rest_is_small(body: &str, size: usize) -> bool {
+        let mut sp = Splitter::new(1 << 20);
+        for piece in body.as_bytes().chunks(size) {
+            sp.feed(piece, &mut |_| {}).unwrap();
+        }
+        sp.rest.len() < 120 && sp.sample.is_empty()
     }
 
     #[test]
