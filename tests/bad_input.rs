@@ -420,6 +420,57 @@ async fn unknown_codes_in_db_rows_are_skipped_with_a_log_line() {
     env.cleanup().await;
 }
 
+/// A Monitoring DB created by the original may allow NULL in alarm_policies: a row with a NULL
+/// threshold is skipped with a warning naming the policy and the column, a NULL repeat_time
+/// takes the default, and every other policy still runs (the tick used to fail for every origin).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_policy_row_with_a_null_threshold_is_skipped_and_the_others_run() {
+    let env = TestEnv::new("nullpolicy", "[plugins.paasta]\nenabled = true\n").await;
+    env.exec(
+        "ALTER TABLE alarm_policies MODIFY warning_threshold int NULL, MODIFY critical_threshold int NULL, \
+         MODIFY repeat_time int NULL, MODIFY measure_time int NULL; \
+         UPDATE alarm_policies SET measure_time = 300 WHERE origin_type = 'pas'; \
+         UPDATE alarm_policies SET warning_threshold = NULL WHERE origin_type = 'pas' AND alarm_type = 'memory'; \
+         UPDATE alarm_policies SET critical_threshold = NULL WHERE origin_type = 'bos' AND alarm_type = 'cpu'; \
+         UPDATE alarm_policies SET repeat_time = NULL, measure_time = NULL WHERE origin_type = 'pas' AND alarm_type = 'disk';",
+    )
+    .await;
+    let memory_id = env
+        .scalar_i64("SELECT CAST(id AS SIGNED) FROM alarm_policies WHERE origin_type = 'pas' AND alarm_type = 'memory'")
+        .await;
+    let bos_cpu_id = env
+        .scalar_i64("SELECT CAST(id AS SIGNED) FROM alarm_policies WHERE origin_type = 'bos' AND alarm_type = 'cpu'")
+        .await;
+    let hot = env.add_vm("hot/0", "10.0.0.1", "vms").await;
+    env.write_points(&env.cf_db, &vm_lines("10.0.0.1", now_s(), HOT))
+        .await;
+    let out = env.run_once();
+    assert_no_panic(&out);
+    assert!(out.status.success(), "one bad row does not fail the tick");
+    let log = log_text(&out.stderr);
+    for needle in [
+        format!("policy_id={memory_id}"),
+        "column=\"warning_threshold\"".to_string(),
+        format!("policy_id={bos_cpu_id}"),
+        "column=\"critical_threshold\"".to_string(),
+    ] {
+        assert!(log.contains(&needle), "no log line with {needle}: {log}");
+    }
+    assert_eq!(
+        alarms(&env).await,
+        vec![(
+            "pas".into(),
+            hot,
+            "cpu".into(),
+            "critical".into(),
+            "1".into(),
+            1
+        )],
+        "the pas cpu policy still runs"
+    );
+    env.cleanup().await;
+}
+
 // ---- an empty policy table ------------------------------------------------------------------------
 
 /// Without policies no usage can breach, but a VM of the inventory that reports nothing is still
@@ -610,15 +661,121 @@ fn wrong_types_in_config_exit_non_zero_naming_the_key() {
             "monitoring.db.dbname = monit\nmail.alarm.send = maybe\n".to_string(),
             "mail.alarm.send",
         ),
+        // numbers that used to pass and then overflow a time computation (exit 101)
+        (
+            "retry.toml",
+            format!("{db}[alarms]\nretry_max_seconds = 9223372036854775807\n"),
+            "alarms.retry_max_seconds",
+        ),
+        (
+            "repeat.toml",
+            format!("{db}[alarms]\ndefault_repeat_minutes = 9223372036854775807\n"),
+            "alarms.default_repeat_minutes",
+        ),
+        (
+            "ledger.toml",
+            format!("{db}[batch]\nledger_retention_days = 9223372036854775807\n"),
+            "batch.ledger_retention_days",
+        ),
+        (
+            "bucket.toml",
+            format!("{db}[influx]\nbucket_seconds = 0\n"),
+            "influx.bucket_seconds",
+        ),
+        (
+            "bosh.toml",
+            format!(
+                "{db}[plugins.bosh]\nenabled = true\napi_url = \"https://director.example\"\nusername = \"a\"\n\
+                 cf_deployment = \"cf\"\ntask_timeout_seconds = 9223372036854775807\n"
+            ),
+            "plugins.bosh.task_timeout_seconds",
+        ),
+        // integers too large for their type name the key (and the line when TOML cannot hold them)
+        (
+            "big.toml",
+            format!("{db}[batch]\ninterval_seconds = 99999999999999999999\n"),
+            "batch.interval_seconds",
+        ),
+        (
+            "u16.toml",
+            format!("{db}[server]\nport = 70000\n"),
+            "server.port",
+        ),
+        (
+            "config.ini",
+            "monitoring.db.dbname = monit\nbatch.interval.second = 99999999999999999999\n"
+                .to_string(),
+            "batch.interval.second",
+        ),
+        // a log level that is not one used to become `info` silently
+        (
+            "level.toml",
+            format!("{db}[log]\nlevel = \"verbose\"\n"),
+            "log.level",
+        ),
     ] {
         let out = check_config(dir.path(), file, &body);
         assert_no_panic(&out);
         let err = text(&out.stderr);
         assert!(!out.status.success(), "{file} accepted:\n{body}");
+        // a plugin checks its section when it starts, after the file was read: the key suffices
         assert!(
-            err.contains(key) && err.contains(file),
+            err.contains(key) && (err.contains(file) || key.starts_with("plugins.")),
             "{file}: the error names {key} and the file: {err}"
         );
         assert!(out.stdout.is_empty(), "no effective config printed");
     }
+}
+
+/// A mistyped config.ini key was reported before logging started, so nowhere: check-config
+/// prints it, and `run` logs it once logging has started.
+#[tokio::test(flavor = "multi_thread")]
+async fn unknown_config_ini_keys_are_reported_by_check_config_and_in_the_log() {
+    let env = TestEnv::new("inikeys", "").await;
+    let url = url::Url::parse(&env.mysql).unwrap();
+    let ini = env.dir.path().join("config.ini");
+    std::fs::write(
+        &ini,
+        format!(
+            "monitoring.db.dbname = {}\nmonitoring.db.username = {}\nmonitoring.db.password = {}\n\
+             monitoring.db.host = 127.0.0.1\nmonitoring.db.port = {}\ninflux.url = {}\n\
+             batch.intervall.second = 30\nserver.port = {}\n",
+            env.name,
+            url.username(),
+            url.password().unwrap_or(""),
+            url.port().unwrap_or(3306),
+            env.influx,
+            common::free_port(),
+        ),
+    )
+    .unwrap();
+    let warning = "config.ini:7: unknown config.ini key `batch.intervall.second` ignored";
+    let check = std::process::Command::new(env!("CARGO_BIN_EXE_monit-batch"))
+        .arg("--config")
+        .arg(&ini)
+        .arg("check-config")
+        .env_remove("PORT")
+        .output()
+        .unwrap();
+    assert!(check.status.success(), "{}", text(&check.stderr));
+    assert!(
+        text(&check.stderr).contains(warning),
+        "{}",
+        text(&check.stderr)
+    );
+    let run = std::process::Command::new(env!("CARGO_BIN_EXE_monit-batch"))
+        .arg("--config")
+        .arg(&ini)
+        .args(["run", "--once", "--dry-run"])
+        .env_remove("PORT")
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    let log = log_text(&run.stderr);
+    assert!(
+        log.lines()
+            .any(|l| l.contains("WARN") && l.contains(warning)),
+        "{log}"
+    );
+    env.cleanup().await;
 }

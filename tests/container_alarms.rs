@@ -179,3 +179,41 @@ async fn an_influxdb_error_skips_the_container_step_and_keeps_its_alarms() {
     );
     env.cleanup().await;
 }
+
+/// An app name longer than `alarms.app_name` (varchar(500)): the row keeps 500 characters, and
+/// the alarm key compares the same 500, so the second tick continues the alarm instead of
+/// opening another one every tick.
+#[tokio::test]
+async fn an_app_name_longer_than_the_column_keeps_one_alarm() {
+    let env = TestEnv::new("longapp", "[plugins.container]\nenabled = true\n").await;
+    env.exec("UPDATE alarm_policies SET measure_time = 240 WHERE origin_type = 'con'")
+        .await;
+    env.add_vm("cell_z1/0", "10.0.16.21", "cel").await;
+    let long = format!("app-{}", "x".repeat(600));
+    let now = now_s();
+    env.write_points(
+        &env.container_db,
+        &container(&long, 0, "long-0", "10.0.16.21", 28.5, 0.30, now),
+    )
+    .await;
+    for _ in 0..2 {
+        let out = env.run_once();
+        assert!(out.status.success());
+    }
+    let rows: Vec<(i64, i64, String)> = sqlx::query_as(
+        "SELECT CAST(id AS SIGNED), CAST(alarm_cnt AS SIGNED), app_name FROM alarms WHERE origin_type = 'con'",
+    )
+    .fetch_all(&env.db)
+    .await
+    .unwrap();
+    assert_eq!(
+        rows.len(),
+        1,
+        "one alarm for the app: {:?}",
+        rows.iter().map(|r| (r.0, r.1)).collect::<Vec<_>>()
+    );
+    assert_eq!(rows[0].1, 2, "alarm_cnt counts both ticks");
+    assert_eq!(rows[0].2.chars().count(), 500);
+    assert!(long.starts_with(&rows[0].2));
+    env.cleanup().await;
+}

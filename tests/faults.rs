@@ -4,89 +4,9 @@
 
 mod common;
 
-use common::{PrivateInflux, TestEnv, free_port, now_s, wait_port};
-use std::path::Path;
+use common::{PrivateInflux, PrivateMariadb, TestEnv, free_port, now_s};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-/// A mariadbd of the test's own (no grant tables: the test connects as root without password).
-struct PrivateMariadb {
-    port: u16,
-    dir: std::path::PathBuf,
-    child: Option<Child>,
-}
-
-impl PrivateMariadb {
-    fn start(dir: &Path) -> PrivateMariadb {
-        let st = Command::new("mariadb-install-db")
-            .args([
-                "--no-defaults",
-                "--user=root",
-                "--skip-test-db",
-                "--auth-root-authentication-method=normal",
-            ])
-            .arg(format!("--datadir={}", dir.display()))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .unwrap();
-        assert!(st.success(), "mariadb-install-db");
-        let mut m = PrivateMariadb {
-            port: free_port(),
-            dir: dir.to_path_buf(),
-            child: None,
-        };
-        m.up();
-        m
-    }
-    fn up(&mut self) {
-        let child = Command::new("mariadbd")
-            .args([
-                "--no-defaults",
-                "--user=root",
-                "--bind-address=127.0.0.1",
-                "--skip-name-resolve",
-                "--innodb-buffer-pool-size=16M",
-            ])
-            .arg(format!("--datadir={}", self.dir.display()))
-            .arg(format!("--port={}", self.port))
-            .arg(format!(
-                "--socket={}",
-                self.dir.join("mysqld.sock").display()
-            ))
-            .arg(format!(
-                "--pid-file={}",
-                self.dir.join("mysqld.pid").display()
-            ))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        self.child = Some(child);
-        wait_port(self.port, true);
-    }
-    fn down(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = Command::new("kill")
-                .args(["-TERM", &c.id().to_string()])
-                .status();
-            let _ = c.wait();
-        }
-        wait_port(self.port, false);
-    }
-    fn url(&self) -> String {
-        format!("mysql://root@127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for PrivateMariadb {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
 
 fn spawn_loop(env: &TestEnv) -> Child {
     Command::new(env!("CARGO_BIN_EXE_monit-batch"))

@@ -56,6 +56,71 @@ async fn basic_auth_works_and_a_wrong_password_is_a_clear_error_without_the_pass
         !e.contains("Wrong-pw-2") && !format!("{c:?}").contains("Wrong-pw-2"),
         "{e}"
     );
+
+    // credentials in the URL are the login, and no error shows them
+    let port = url::Url::parse(&influx.url()).unwrap().port().unwrap();
+    let in_url = |pw: &str| InfluxSettings {
+        url: format!("http://monit:{pw}@127.0.0.1:{port}"),
+        ..Default::default()
+    };
+    let c = InfluxClient::new(&in_url("Right-pw-1")).unwrap();
+    assert_eq!(c.url(), influx.url());
+    assert_eq!(
+        c.query("authdb", "SELECT value FROM m")
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    let c = InfluxClient::new(&in_url("Wrong-pw-3")).unwrap();
+    let e = c
+        .query("authdb", "SELECT value FROM m")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("401") && e.contains(&influx.url()), "{e}");
+    assert!(
+        !e.contains("Wrong-pw-3") && !format!("{c:?}").contains("Wrong-pw-3"),
+        "{e}"
+    );
+}
+
+#[tokio::test]
+async fn an_answer_over_max_answer_bytes_is_an_error_naming_the_key() {
+    let url = common::influx_url();
+    let db = common::unique("limit");
+    monit_testkit::create_influx_db(&url, &db).await;
+    let mut s = InfluxSettings {
+        url: url.clone(),
+        ..Default::default()
+    };
+    let c = InfluxClient::new(&s).unwrap();
+    let points: String = (0..2_000)
+        .map(|i| format!("m,ip=127.0.0.{} value={i} {}\n", i % 250, 1_700_000_000 + i))
+        .collect();
+    c.write(&db, &points).await.unwrap();
+    // within the default limit: the whole answer
+    let rows: usize = c
+        .query(&db, "SELECT value FROM m")
+        .await
+        .unwrap()
+        .iter()
+        .map(|s| s.values.len())
+        .sum();
+    assert_eq!(rows, 2_000);
+    // over a limit of 4 KiB (InfluxDB streams this answer chunked, without a length)
+    s.max_answer_bytes = 4096;
+    let c = InfluxClient::new(&s).unwrap();
+    let e = c
+        .query(&db, "SELECT value FROM m")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("influx.max_answer_bytes = 4096") && e.contains(&format!("{url}/query")),
+        "{e}"
+    );
+    let _ = monit_testkit::try_drop_influx_db(&url, &db).await;
 }
 
 #[tokio::test]

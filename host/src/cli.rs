@@ -129,6 +129,10 @@ pub fn init_logging(settings: Option<&Settings>) {
     } else {
         b.try_init()
     };
+    // found while loading, before any subscriber could show them
+    for w in settings.iter().flat_map(|s| &s.warnings) {
+        tracing::warn!("{w}");
+    }
 }
 
 /// Entry point of the binary: parses the command line, runs, and maps errors to exit codes.
@@ -184,6 +188,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let settings = load(&cli)?;
             // builds every enabled plugin: one not compiled in fails here, naming its feature
             build_plugins(&Arc::new(settings.clone()))?;
+            for w in &settings.warnings {
+                eprintln!("warning: {w}");
+            }
             println!(
                 "# effective config from {} (secrets masked)",
                 settings.source
@@ -360,8 +367,7 @@ async fn run_batch(
     }
     if settings.server.enabled {
         http::serve(
-            &settings.server.bind,
-            settings.server.port,
+            &settings.server,
             http::HttpState {
                 pool: pool.clone(),
                 status,
@@ -483,14 +489,17 @@ fn parse_time(
     let n: i64 = num.parse().map_err(|_| {
         anyhow::anyhow!("not a time: {s:?} (RFC 3339, or a duration back from now like 24h)")
     })?;
-    let secs = match unit {
-        "s" | "" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        "d" => n * 86400,
+    let unit_secs = match unit {
+        "s" | "" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86400,
         _ => anyhow::bail!("not a time: {s:?} (units: s, m, h, d)"),
     };
-    Ok(now - chrono::Duration::seconds(secs))
+    n.checked_mul(unit_secs)
+        .and_then(chrono::Duration::try_seconds)
+        .and_then(|d| now.checked_sub_signed(d))
+        .ok_or_else(|| anyhow::anyhow!("not a time: {s:?} reaches before any date"))
 }
 
 fn print_summary(sum: &crate::scheduler::TickSummary) {
@@ -561,5 +570,23 @@ fn print_summary(sum: &crate::scheduler::TickSummary) {
     }
     for e in &sum.errors {
         println!("  ERROR     {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backtest_times_are_checked_not_overflowed() {
+        let now = chrono::Utc::now();
+        assert_eq!(
+            parse_time("90m", now).unwrap(),
+            now - chrono::Duration::minutes(90)
+        );
+        for bad in ["999999999999999d", "9223372036854775807s", "12x", "soon"] {
+            let e = parse_time(bad, now).unwrap_err().to_string();
+            assert!(e.contains("not a time"), "{bad}: {e}");
+        }
     }
 }

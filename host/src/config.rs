@@ -59,6 +59,10 @@ pub struct Settings {
     /// the merged config, kept so a plugin's typed section errors name the full key
     #[serde(skip)]
     pub raw: Option<std::sync::Arc<config::Config>>,
+    /// Problems found while loading that are not errors (an unknown config.ini key, a password
+    /// taken out of a URL): logged once logging has started, and printed by check-config.
+    #[serde(skip)]
+    pub warnings: Vec<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -103,6 +107,14 @@ pub struct ServerSettings {
     pub enabled: bool,
     pub bind: String,
     pub port: u16,
+    /// A client must send a request's headers within this time, else its connection is closed
+    /// (also an idle keep-alive connection waiting for its next request).
+    pub header_read_timeout_seconds: u64,
+    /// Longest time one request may take; then it is answered 408.
+    pub request_timeout_seconds: u64,
+    /// Connections served at once; further clients wait in the listen backlog until one closes,
+    /// so slow clients cannot use up the process's file descriptors.
+    pub max_connections: usize,
 }
 
 impl Default for ServerSettings {
@@ -111,6 +123,9 @@ impl Default for ServerSettings {
             enabled: true,
             bind: "0.0.0.0".into(),
             port: 9999,
+            header_read_timeout_seconds: 10,
+            request_timeout_seconds: 30,
+            max_connections: 64,
         }
     }
 }
@@ -262,6 +277,10 @@ pub struct InfluxSettings {
     pub container_measurement: String,
     /// Width of the time buckets the window is cut into (mean per bucket, then over buckets).
     pub bucket_seconds: u64,
+    /// Largest answer read from InfluxDB, in bytes; a larger one is an error naming this key.
+    /// The default keeps the process well inside the 256M of manifest.yml: an answer is about
+    /// 3.3 MB per 1,000 containers (docs/benchmarks.md), so 48 MiB covers ~14,000 containers.
+    pub max_answer_bytes: u64,
 }
 
 impl Default for InfluxSettings {
@@ -280,6 +299,7 @@ impl Default for InfluxSettings {
             container_db: "container_metric_db".into(),
             container_measurement: "container_metrics".into(),
             bucket_seconds: 30,
+            max_answer_bytes: 48 * 1024 * 1024,
         }
     }
 }
@@ -413,27 +433,74 @@ impl Settings {
             })?;
             builder = builder.set_override("server.port", port as i64)?;
         }
-        let raw = builder
-            .build()
-            .with_context(|| format!("invalid config in {source}"))?;
+        let raw = builder.build().map_err(|e| {
+            // the TOML reader's "number too large to fit in target type" names neither key nor line
+            let toml_text = path
+                .filter(|p| !is_legacy(p))
+                .and_then(|p| std::fs::read_to_string(p).ok());
+            match toml_text.and_then(|t| huge_integer_in_toml(&t)) {
+                Some((line, key)) => anyhow::anyhow!(
+                    "invalid config in {source}: line {line}: {key}: the number is too large for any setting"
+                ),
+                None => anyhow::anyhow!("invalid config in {source}: {e}"),
+            }
+        })?;
+        if let Some(key) = number_too_large(&raw) {
+            bail!("invalid config in {source}: {key}: the number is too large for any setting");
+        }
         let mut settings: Settings = raw
             .clone()
             .try_deserialize()
             .map_err(|e| anyhow::anyhow!("invalid config in {source}: {e}"))?;
+        if let Some(p) = path.filter(|p| is_legacy(p)) {
+            settings
+                .warnings
+                .extend(crate::legacy_ini::unknown_key_warnings(p));
+        }
         settings.source = source;
         settings.raw = Some(std::sync::Arc::new(raw));
+        settings.take_url_credentials()?;
         settings.validate()?;
         Ok(settings)
     }
 
+    /// Takes userinfo out of the host's URL keys, so that no client, log line or error ever
+    /// holds a URL with a password: `influx.url`'s becomes the InfluxDB credentials (unless
+    /// `influx.user` is set), `alarms.resource_url`'s is dropped (it is a link in mails).
+    fn take_url_credentials(&mut self) -> anyhow::Result<()> {
+        let src = self.source.clone();
+        let (url, creds) = crate::redact::split_userinfo("influx.url", &self.influx.url)
+            .map_err(|e| anyhow::anyhow!("invalid config in {src}: {e}"))?;
+        if let Some(c) = creds {
+            if self.influx.user.as_deref().is_none_or(str::is_empty) {
+                self.influx.user = Some(c.user);
+                self.influx.password = c.password;
+            } else {
+                self.warnings.push(
+                    "influx.url has a user and password; influx.user and influx.password are used instead"
+                        .into(),
+                );
+            }
+            self.influx.url = url.to_string();
+        }
+        if let Some(raw) = self.alarms.resource_url.clone()
+            && let Ok((url, Some(_))) = crate::redact::split_userinfo("alarms.resource_url", &raw)
+        {
+            self.warnings.push(
+                "alarms.resource_url has a user and password: dropped, the link is shown in every notification"
+                    .into(),
+            );
+            self.alarms.resource_url = Some(url.to_string());
+        }
+        Ok(())
+    }
+
     fn validate(&self) -> anyhow::Result<()> {
         let src = &self.source;
-        if self.batch.interval_seconds == 0 {
-            bail!("invalid config in {src}: batch.interval_seconds must be greater than 0");
-        }
-        if self.batch.step_timeout_seconds == 0 {
-            bail!("invalid config in {src}: batch.step_timeout_seconds must be greater than 0");
-        }
+        self.check_numbers()
+            .map_err(|e| anyhow::anyhow!("invalid config in {src}: {e}"))?;
+        check_log_level(&self.log.level)
+            .map_err(|e| anyhow::anyhow!("invalid config in {src}: {e}"))?;
         for (key, db) in [
             ("monitoring_db", Some(&self.monitoring_db)),
             ("portal_db", self.portal_db.as_ref()),
@@ -446,26 +513,6 @@ impl Settings {
                     db.db_type
                 );
             }
-        }
-        let a = &self.alarms;
-        if !(1..=86_400).contains(&a.notify_budget_seconds) {
-            bail!(
-                "invalid config in {src}: alarms.notify_budget_seconds = {} must be between 1 and 86400",
-                a.notify_budget_seconds
-            );
-        }
-        if !(1..=24 * 365).contains(&a.notification_max_age_hours) {
-            bail!(
-                "invalid config in {src}: alarms.notification_max_age_hours = {} must be between 1 and 8760",
-                a.notification_max_age_hours
-            );
-        }
-        if self.batch.vm_removal_grace_minutes > MAX_VM_REMOVAL_GRACE_MINUTES {
-            bail!(
-                "invalid config in {src}: batch.vm_removal_grace_minutes = {}: at most \
-                 {MAX_VM_REMOVAL_GRACE_MINUTES} (a week); 0 removes a missing VM at once",
-                self.batch.vm_removal_grace_minutes
-            );
         }
         let ratio = self.alarms.pipeline_gap_ratio;
         if !(ratio > 0.0 && ratio <= 1.0) {
@@ -541,6 +588,89 @@ impl Settings {
         Ok(())
     }
 
+    /// Every number in range, so that no later sum, product or time conversion overflows.
+    fn check_numbers(&self) -> anyhow::Result<()> {
+        const DAY: u64 = 86_400;
+        let (b, srv, i, a) = (&self.batch, &self.server, &self.influx, &self.alarms);
+        check_range("batch.interval_seconds", b.interval_seconds, 1..=DAY)?;
+        check_range(
+            "batch.step_timeout_seconds",
+            b.step_timeout_seconds,
+            1..=DAY,
+        )?;
+        check_range(
+            "batch.inventory_timeout_seconds",
+            b.inventory_timeout_seconds,
+            1..=DAY,
+        )?;
+        check_range(
+            "batch.ledger_retention_days",
+            b.ledger_retention_days,
+            1..=36_500,
+        )?;
+        check_range(
+            "server.header_read_timeout_seconds",
+            srv.header_read_timeout_seconds,
+            1..=3600,
+        )?;
+        check_range(
+            "server.request_timeout_seconds",
+            srv.request_timeout_seconds,
+            1..=3600,
+        )?;
+        check_range("server.max_connections", srv.max_connections, 1..=10_000)?;
+        for (key, db) in [
+            ("monitoring_db", Some(&self.monitoring_db)),
+            ("portal_db", self.portal_db.as_ref()),
+        ] {
+            if let Some(db) = db {
+                check_range(&format!("{key}.port"), db.port, 1..=u16::MAX)?;
+                check_range(
+                    &format!("{key}.max_connections"),
+                    db.max_connections,
+                    1..=1000,
+                )?;
+            }
+        }
+        check_range("influx.timeout_seconds", i.timeout_seconds, 1..=3600)?;
+        check_range("influx.bucket_seconds", i.bucket_seconds, 1..=DAY)?;
+        check_range(
+            "influx.max_answer_bytes",
+            i.max_answer_bytes,
+            1024..=4 << 30,
+        )?;
+        check_range(
+            "alarms.default_measure_seconds",
+            a.default_measure_seconds,
+            1..=7 * DAY,
+        )?;
+        check_range(
+            "alarms.default_repeat_minutes",
+            a.default_repeat_minutes,
+            0..=525_600,
+        )?;
+        check_range("alarms.gmt_time_hour_gap", a.gmt_time_hour_gap, -24..=24)?;
+        check_range("alarms.retry_min_seconds", a.retry_min_seconds, 0..=DAY)?;
+        check_range("alarms.retry_max_seconds", a.retry_max_seconds, 0..=7 * DAY)?;
+        check_range(
+            "alarms.notify_budget_seconds",
+            a.notify_budget_seconds,
+            1..=DAY,
+        )?;
+        check_range(
+            "alarms.notification_max_age_hours",
+            a.notification_max_age_hours,
+            1..=24 * 365,
+        )?;
+        // 0 removes a missing VM at once; at most a week
+        check_range(
+            "batch.vm_removal_grace_minutes",
+            b.vm_removal_grace_minutes,
+            0..=MAX_VM_REMOVAL_GRACE_MINUTES,
+        )?;
+        Ok(())
+    }
+
     pub fn plugin_enabled(&self, name: &str) -> bool {
         self.plugins
             .get(name)
@@ -572,6 +702,99 @@ impl Settings {
                 .unwrap_or_else(|_| format!("pid-{}", std::process::id()))
         })
     }
+}
+
+/// `(line, section.key)` of the first integer in a TOML text that does not fit 64 bits.
+fn huge_integer_in_toml(text: &str) -> Option<(usize, String)> {
+    let mut section = String::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.split('#').next().unwrap_or_default().trim();
+        if let Some(h) = line.strip_prefix('[') {
+            section = h.trim_matches(|c| c == '[' || c == ']').trim().to_string();
+            continue;
+        }
+        let Some((key, value)) = line.split_once('=') else {
+            continue;
+        };
+        let digits = value.trim().trim_start_matches(['+', '-']).replace('_', "");
+        if !digits.is_empty()
+            && digits.chars().all(|c| c.is_ascii_digit())
+            && value.trim().replace('_', "").parse::<i64>().is_err()
+        {
+            let key = key.trim();
+            let full = if section.is_empty() {
+                key.to_string()
+            } else {
+                format!("{section}.{key}")
+            };
+            return Some((i + 1, full));
+        }
+    }
+    None
+}
+
+/// The key of a number beyond 64-bit range: serde's error for it ("number too large to fit in
+/// target type") names no key, so it is found here first.
+fn number_too_large(raw: &config::Config) -> Option<String> {
+    use config::{Value, ValueKind};
+    fn walk(prefix: &str, v: &Value) -> Option<String> {
+        match &v.kind {
+            ValueKind::U64(n) if *n > i64::MAX as u64 => Some(format!("{prefix} = {n}")),
+            ValueKind::I128(n) => Some(format!("{prefix} = {n}")),
+            ValueKind::U128(n) => Some(format!("{prefix} = {n}")),
+            ValueKind::Table(t) => t.iter().find_map(|(k, v)| {
+                walk(
+                    &if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}.{k}")
+                    },
+                    v,
+                )
+            }),
+            ValueKind::Array(a) => a
+                .iter()
+                .enumerate()
+                .find_map(|(i, v)| walk(&format!("{prefix}[{i}]"), v)),
+            _ => None,
+        }
+    }
+    walk("", &raw.cache)
+}
+
+/// A config number outside `range` is an error naming its key, the value and the range. Plugins
+/// check their own sections with it.
+pub fn check_range<T: PartialOrd + std::fmt::Display>(
+    key: &str,
+    value: T,
+    range: std::ops::RangeInclusive<T>,
+) -> anyhow::Result<()> {
+    if !range.contains(&value) {
+        bail!(
+            "{key} = {value} is out of range: expected {} to {}",
+            range.start(),
+            range.end()
+        );
+    }
+    Ok(())
+}
+
+/// `log.level` is a tracing filter: comma-separated `level` or `target=level` directives. A
+/// bare word that is not a level would silently become a target name that matches nothing, so
+/// it is refused.
+pub fn check_log_level(filter: &str) -> anyhow::Result<()> {
+    use tracing_subscriber::filter::LevelFilter;
+    for directive in filter.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+        let level = directive.rsplit_once('=').map_or(directive, |(_, l)| l);
+        if level.trim().parse::<LevelFilter>().is_err() {
+            bail!(
+                "log.level = {filter:?}: {directive:?} is not a level (off, error, warn, info, debug, trace) or target=level"
+            );
+        }
+    }
+    tracing_subscriber::EnvFilter::try_new(filter)
+        .map_err(|e| anyhow::anyhow!("log.level = {filter:?}: {e}"))?;
+    Ok(())
 }
 
 /// `true`/`false`, as TOML writes them or as the environment does (strings: environment values
@@ -682,7 +905,10 @@ pub fn mask_secrets(v: &mut serde_json::Value) {
                     // webhook URLs carry their token in the path or query
                     let redact = |x: &mut Value| {
                         if let Some(s) = x.as_str() {
-                            *x = Value::String(redact_url(s, true));
+                            *x = Value::String(match url::Url::parse(s) {
+                                Ok(u) => crate::redact::origin(&u),
+                                Err(_) => crate::redact::url(s),
+                            });
                         }
                     };
                     match val {
@@ -692,7 +918,7 @@ pub fn mask_secrets(v: &mut serde_json::Value) {
                 } else if let Some(s) = val.as_str()
                     && s.contains("://")
                 {
-                    *val = Value::String(redact_url(s, false));
+                    *val = Value::String(crate::redact::url(s));
                 } else {
                     mask_secrets(val);
                 }
@@ -701,23 +927,4 @@ pub fn mask_secrets(v: &mut serde_json::Value) {
         Value::Array(a) => a.iter_mut().for_each(mask_secrets),
         _ => {}
     }
-}
-
-/// A URL without its password (`user:***@`), and with `drop_path` also without path and query.
-fn redact_url(s: &str, drop_path: bool) -> String {
-    let Ok(mut u) = url::Url::parse(s) else {
-        return s.to_string();
-    };
-    if u.password().is_some() {
-        let _ = u.set_password(Some("***"));
-    }
-    if drop_path {
-        let port = u.port().map(|p| format!(":{p}")).unwrap_or_default();
-        return format!(
-            "{}://{}{port}/…",
-            u.scheme(),
-            u.host_str().unwrap_or_default()
-        );
-    }
-    u.to_string()
 }

@@ -1,7 +1,9 @@
 //! The alarm engine: a pure function of (policies, open alarms, readings, now) that decides what
 //! to open, escalate, count, re-notify and resolve. No I/O here; the store applies the result.
 
-use crate::model::{AlarmType, Level, Measured, Origin, Reading, Resource, Target, Timestamp};
+use crate::model::{
+    ALARM_APP_NAME_CHARS, AlarmType, Level, Measured, Origin, Reading, Resource, Target, Timestamp,
+};
 use std::collections::{HashMap, HashSet};
 
 /// An `alarm_policies` row, checked.
@@ -98,7 +100,7 @@ impl AlarmKey {
                 origin: t.origin,
                 origin_id: 0,
                 alarm_type,
-                app_name: app.app_name.clone(),
+                app_name: app.app_name.chars().take(ALARM_APP_NAME_CHARS).collect(),
                 app_index: app.app_index,
             },
             None => AlarmKey {

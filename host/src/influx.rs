@@ -28,6 +28,11 @@ pub enum InfluxError {
     },
     #[error("InfluxDB {url}: malformed answer: {message}")]
     Decode { url: String, message: String },
+    #[error(
+        "InfluxDB {url}: the answer is larger than influx.max_answer_bytes = {limit} bytes \
+         (narrow the policies' windows or raise the limit)"
+    )]
+    TooLarge { url: String, limit: u64 },
     #[error("InfluxDB client: {0}")]
     Setup(String),
 }
@@ -140,6 +145,7 @@ pub struct InfluxClient {
     base: String,
     user: Option<String>,
     password: Secret,
+    max_answer_bytes: u64,
     pub stats: std::sync::Arc<InfluxStats>,
 }
 
@@ -171,11 +177,21 @@ impl InfluxClient {
         let http = b
             .build()
             .map_err(|e| InfluxError::Setup(format!("HTTP client: {e}")))?;
+        // Settings::load already took the userinfo out; a client built from other settings
+        // must not hold a password in the URL that every error shows either.
+        let (url, creds) = crate::redact::split_userinfo("influx.url", &s.url)
+            .map_err(|e| InfluxError::Setup(e.to_string()))?;
+        let (user, password) = match (s.user.clone().filter(|u| !u.is_empty()), creds) {
+            (Some(u), _) => (Some(u), s.password.clone()),
+            (None, Some(c)) => (Some(c.user), c.password),
+            (None, None) => (None, s.password.clone()),
+        };
         Ok(Self {
             http,
-            base: s.url.trim_end_matches('/').to_string(),
-            user: s.user.clone().filter(|u| !u.is_empty()),
-            password: s.password.clone(),
+            base: url.as_str().trim_end_matches('/').to_string(),
+            user,
+            password,
+            max_answer_bytes: s.max_answer_bytes,
             stats: Default::default(),
         })
     }
@@ -201,18 +217,26 @@ impl InfluxClient {
             source: e.without_url(),
         })?;
         let status = resp.status();
-        let body = resp.bytes().await.map_err(|e| InfluxError::Http {
-            url: url.clone(),
-            source: e.without_url(),
-        })?;
         if !status.is_success() {
-            let text = String::from_utf8_lossy(&body);
+            let text = crate::bounded::prefix(resp, 4096).await;
             return Err(InfluxError::Status {
                 url,
                 status: status.as_u16(),
                 body: text.chars().take(300).collect(),
             });
         }
+        let body = crate::bounded::read(resp, self.max_answer_bytes)
+            .await
+            .map_err(|e| match e {
+                crate::bounded::ReadError::TooLarge { limit } => InfluxError::TooLarge {
+                    url: url.clone(),
+                    limit,
+                },
+                crate::bounded::ReadError::Read(source) => InfluxError::Http {
+                    url: url.clone(),
+                    source,
+                },
+            })?;
         let series = decode(&self.base, db, &body)?;
         use std::sync::atomic::Ordering::Relaxed;
         self.stats.queries.fetch_add(1, Relaxed);
@@ -239,7 +263,7 @@ impl InfluxClient {
         })?;
         if !resp.status().is_success() {
             let status = resp.status().as_u16();
-            let body = resp.text().await.unwrap_or_default();
+            let body = crate::bounded::prefix(resp, 4096).await;
             return Err(InfluxError::Status { url, status, body });
         }
         Ok(())

@@ -237,8 +237,8 @@ impl LegacyIni {
         }
         for e in parse(&text) {
             let origin = format!("{file}:{}", e.line);
+            // reported by unknown_key_warnings once logging has started
             let Some((_, target, kind)) = KEYS.iter().find(|(k, _, _)| *k == e.key) else {
-                tracing::warn!(file = %file, line = e.line, key = %e.key, "unknown config.ini key ignored");
                 continue;
             };
             let Some(target) = target else {
@@ -297,6 +297,27 @@ impl LegacyIni {
         }
         Ok(out)
     }
+}
+
+/// One warning per key of the file that the original never read (a typo, most likely), naming
+/// the file and line. Collected at load and logged once logging has started: a warning raised
+/// while the config is read would reach no subscriber.
+pub fn unknown_key_warnings(path: &Path) -> Vec<String> {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Vec::new();
+    };
+    parse(&text)
+        .into_iter()
+        .filter(|e| !KEYS.iter().any(|(k, _, _)| *k == e.key))
+        .map(|e| {
+            format!(
+                "{}:{}: unknown config.ini key `{}` ignored",
+                path.display(),
+                e.line,
+                e.key
+            )
+        })
+        .collect()
 }
 
 fn parse_bool(s: &str) -> Option<bool> {

@@ -2,6 +2,7 @@
 //! configuration, the scheduler, the alarm engine and the Monitoring DB stores.
 
 pub mod backtest;
+pub mod bounded;
 pub mod cli;
 pub mod config;
 pub mod db;
@@ -17,6 +18,7 @@ pub mod model;
 pub mod outbox;
 pub mod plugin;
 pub mod prometheus;
+pub mod redact;
 pub mod scale_alarms;
 pub mod scaling;
 pub mod scheduler;

@@ -202,6 +202,11 @@ pub struct Target {
 /// origin_id of BOSH director alarms in the original (DEFAULT_ORIGIN_ID).
 pub const BOSH_ORIGIN_ID: i64 = 9999;
 
+/// Width of `alarms.app_name` (varchar(500)): the row keeps this many characters of an app's
+/// name, so the alarm key must compare the same prefix (else a longer name opens a new alarm
+/// every tick).
+pub const ALARM_APP_NAME_CHARS: usize = 500;
+
 /// One collector's answer for one target and resource over the policy window.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Reading {

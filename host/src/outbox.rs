@@ -57,7 +57,8 @@ pub async fn park_expired(pool: &MySqlPool, max_age: Duration) -> anyhow::Result
 }
 
 /// Claims up to `limit` due rows of `notifier` for `owner` for `ttl`, in queue order, and
-/// returns them with the recipients already done. Unreadable payloads are parked, not returned.
+/// returns them with the recipients already done. Rows in `tried` (already attempted in this
+/// run) are left alone. Unreadable payloads are parked, not returned.
 pub async fn claim(
     pool: &MySqlPool,
     notifier: &str,
@@ -65,21 +66,27 @@ pub async fn claim(
     ttl: Duration,
     now: Timestamp,
     limit: u32,
+    tried: &[i64],
 ) -> anyhow::Result<Vec<Claimed>> {
-    sqlx::query(
-        "UPDATE batch_notifications SET claimed_by = ?, claim_until = UTC_TIMESTAMP(3) + INTERVAL ? SECOND \
-         WHERE notifier = ? AND status = 'pending' AND next_attempt_at <= ? \
-         AND (claim_until IS NULL OR claim_until < UTC_TIMESTAMP(3)) \
-         ORDER BY priority, id DESC LIMIT ?",
-    )
-    .bind(owner)
-    .bind(ttl.as_secs())
-    .bind(notifier)
-    .bind(now)
-    .bind(limit)
-    .execute(pool)
-    .await
-    .context("claiming notifications from the outbox")?;
+    let mut q = QueryBuilder::new("UPDATE batch_notifications SET claimed_by = ");
+    q.push_bind(owner)
+        .push(", claim_until = UTC_TIMESTAMP(3) + INTERVAL ")
+        .push_bind(ttl.as_secs())
+        .push(" SECOND WHERE notifier = ")
+        .push_bind(notifier)
+        .push(" AND status = 'pending' AND next_attempt_at <= ")
+        .push_bind(now)
+        .push(" AND (claim_until IS NULL OR claim_until < UTC_TIMESTAMP(3))");
+    if !tried.is_empty() {
+        q.push(" AND NOT ");
+        push_id_in(&mut q, "id", tried);
+    }
+    q.push(" ORDER BY priority, id DESC LIMIT ")
+        .push_bind(limit);
+    q.build()
+        .execute(pool)
+        .await
+        .context("claiming notifications from the outbox")?;
     let rows = sqlx::query(
         "SELECT CAST(id AS SIGNED) AS id, CAST(attempts AS SIGNED) AS attempts, payload FROM batch_notifications \
          WHERE claimed_by = ? AND notifier = ? AND status = 'pending' AND claim_until > UTC_TIMESTAMP(3) \

@@ -533,10 +533,9 @@ impl Scheduler {
         // A claim outlives one delivery (bounded by the step timeout) with room to record it
         // (up to half the claim); it is renewed before each send.
         let ttl = self.step_timeout() * 2 + Duration::from_secs(5);
-        // Rows due at the start of this run; a row retried in it comes due a second later at
-        // the earliest (the column holds whole seconds), so it is not tried twice in one run.
+        // Rows due at the start of this run, each tried at most once in it.
         let started = chrono::Utc::now();
-        let not_before = started + chrono::Duration::seconds(1);
+        let mut tried: Vec<i64> = Vec::new();
         loop {
             if Instant::now() >= deadline {
                 return Stop::Budget;
@@ -548,6 +547,7 @@ impl Scheduler {
                 ttl,
                 started,
                 CLAIM_CHUNK,
+                &tried,
             )
             .await
             {
@@ -580,6 +580,7 @@ impl Scheduler {
                     return stop;
                 }
                 unsent.retain(|id| *id != c.id);
+                tried.push(c.id);
                 match outbox::renew(&self.pool, c.id, &self.claim_owner, ttl).await {
                     Ok(true) => {}
                     Ok(false) => {
@@ -614,16 +615,13 @@ impl Scheduler {
                     Delivery::Sent { .. } => outbox::Outcome::Sent,
                     Delivery::Reject { .. } => outbox::Outcome::Parked,
                     Delivery::Retry { .. } | Delivery::Unavailable { .. } => {
-                        outbox::Outcome::RetryAt(
-                            outbox::next_attempt(
-                                now,
-                                c.id,
-                                c.attempts,
-                                Duration::from_secs(a.retry_min_seconds),
-                                Duration::from_secs(a.retry_max_seconds),
-                            )
-                            .max(not_before),
-                        )
+                        outbox::Outcome::RetryAt(outbox::next_attempt(
+                            now,
+                            c.id,
+                            c.attempts,
+                            Duration::from_secs(a.retry_min_seconds),
+                            Duration::from_secs(a.retry_max_seconds),
+                        ))
                     }
                 };
                 if let Err(e) = self.record_delivery(c.id, &delivery, &outcome, ttl).await {

@@ -27,8 +27,41 @@ pub async fn load_policies(
     let mut out: Vec<Policy> = Vec::new();
     for row in rows {
         let id: i64 = row.try_get("id")?;
-        let origin: String = row.try_get("origin_type")?;
-        let alarm_type: String = row.try_get("alarm_type")?;
+        // One bad row (a NULL, a value of the wrong type) is skipped, naming the policy and the
+        // column; the other policies still run.
+        let mut column_problem = None;
+        let mut get = |column: &'static str| -> Option<Option<f64>> {
+            row.try_get::<Option<f64>, _>(column)
+                .map_err(|e| column_problem = Some(format!("{column}: {e}")))
+                .ok()
+        };
+        let (w, c) = (get("w"), get("c"));
+        let (origin, alarm_type) = match (
+            row.try_get::<Option<String>, _>("origin_type"),
+            row.try_get::<Option<String>, _>("alarm_type"),
+        ) {
+            (Ok(Some(o)), Ok(Some(a))) => (o, a),
+            _ => {
+                tracing::warn!(
+                    policy_id = id,
+                    "alarm_policies row skipped: origin_type or alarm_type is NULL or not text"
+                );
+                continue;
+            }
+        };
+        let (Some(Some(warning)), Some(Some(critical))) = (w, c) else {
+            let column = match (w, c) {
+                (Some(Some(_)), _) => "critical_threshold",
+                _ => "warning_threshold",
+            };
+            tracing::warn!(
+                policy_id = id,
+                column,
+                problem = column_problem.as_deref().unwrap_or("NULL"),
+                "alarm_policies row skipped: {column} is NULL or not a number"
+            );
+            continue;
+        };
         let (origin, resource) = match (origin.parse::<Origin>(), alarm_type.parse()) {
             (Ok(o), Ok(r)) => (o, r),
             (Err(e), _) | (_, Err(e)) => {
@@ -36,8 +69,6 @@ pub async fn load_policies(
                 continue;
             }
         };
-        let warning: f64 = row.try_get("w")?;
-        let critical: f64 = row.try_get("c")?;
         if critical < warning {
             tracing::warn!(
                 policy_id = id,
@@ -54,14 +85,24 @@ pub async fn load_policies(
             tracing::warn!(policy_id = id, %origin, %resource, "alarm_policies row skipped: an earlier row has the same origin_type and alarm_type");
             continue;
         }
-        let measure: i64 = row.try_get::<Option<i64>, _>("m")?.unwrap_or(0);
+        // NULL (or unreadable) repeat / measure times take the defaults, as a 0 does
+        let measure: i64 = row
+            .try_get::<Option<i64>, _>("m")
+            .ok()
+            .flatten()
+            .unwrap_or(0);
+        let repeat: i64 = row
+            .try_get::<Option<i64>, _>("r")
+            .ok()
+            .flatten()
+            .unwrap_or(10);
         out.push(Policy {
             id,
             origin,
             resource,
             warning,
             critical,
-            repeat_minutes: row.try_get::<Option<i64>, _>("r")?.unwrap_or(10).max(0),
+            repeat_minutes: repeat.max(0),
             // 0 is what a 2.0 database upgraded by the original holds (defect D16)
             measure_seconds: if measure > 0 {
                 measure as u64
@@ -272,7 +313,7 @@ pub async fn apply_changes(
                 .bind(level.code())
                 .bind(truncate(&target.ip, 15))
                 .bind(if app.is_some() { "Y" } else { "N" })
-                .bind(app.map(|a| truncate(&a.app_name, 500)).unwrap_or_default())
+                .bind(app.map(|a| truncate(&a.app_name, crate::model::ALARM_APP_NAME_CHARS)).unwrap_or_default())
                 .bind(app.map(|a| a.app_index).unwrap_or(0))
                 .bind(app.map(|a| truncate(&a.container_name, 40)).unwrap_or_default())
                 .bind(truncate(&title, 5000))
@@ -608,7 +649,8 @@ pub async fn record_run(
     .bind(truncate(instance, 200))
     .bind(dry_run)
     .bind(summary.to_string())
-    .bind(if errors.is_empty() { None } else { Some(errors.join("\n")) })
+    // URLs are stripped of userinfo at the source; this catches one that came from an answer
+    .bind(if errors.is_empty() { None } else { Some(crate::redact::text(&errors.join("\n"))) })
     .execute(pool)
     .await
     .context("recording the run in batch_runs")?;

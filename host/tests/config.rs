@@ -86,14 +86,14 @@ fn legacy_config_ini_is_accepted_unchanged() {
     assert_eq!(s.influx.container_db, "container_metric_db");
     assert_eq!(
         s.alarms.resource_url.as_deref(),
-        Some("https://monitoring.example.com")
+        Some("https://monitoring.example")
     );
     let bosh = &s.plugins["bosh"];
     assert_eq!(
         bosh["cf_deployment"], "paasta-controller",
         "trailing comment stripped"
     );
-    assert_eq!(bosh["api_url"], "10.0.1.6:25555");
+    assert_eq!(bosh["api_url"], "director.example:25555");
     assert_eq!(bosh["cell_prefix"], "cell");
     assert_eq!(
         s.plugins["email"]["enabled"], false,
@@ -155,7 +155,7 @@ fn non_numeric_interval_is_named() {
         "m.toml",
     );
     assert!(
-        e.contains("batch.interval_seconds must be greater than 0"),
+        e.contains("batch.interval_seconds = 0 is out of range: expected 1 to"),
         "{e}"
     );
     let e = error_of(
@@ -195,11 +195,11 @@ fn cloud_foundry_mysql_binding_supplies_the_monitoring_db() {
         "[monitoring_db]\ndbname = \"local\"\nhost = \"127.0.0.1\"\n",
     );
     let vcap = r#"{"p.mysql":[{"name":"monit-db","label":"p.mysql","tags":["mysql"],
-        "credentials":{"hostname":"10.0.8.5","port":3306,"name":"service_instance_db","username":"u1","password":"p@ss:w/rd",
-        "uri":"mysql://u1:p%40ss%3Aw%2Frd@10.0.8.5:3306/service_instance_db?reconnect=true"}}],
+        "credentials":{"hostname":"mysql.example","port":3306,"name":"service_instance_db","username":"u1","password":"p@ss:w/rd",
+        "uri":"mysql://u1:p%40ss%3Aw%2Frd@mysql.example:3306/service_instance_db?reconnect=true"}}],
         "p.redis":[{"name":"cache","label":"p.redis","tags":["redis"],"credentials":{"host":"10.0.9.9"}}]}"#;
     let s = Settings::load_with_env(Some(&p), env(&[("VCAP_SERVICES", vcap)])).unwrap();
-    assert_eq!(s.monitoring_db.host, "10.0.8.5");
+    assert_eq!(s.monitoring_db.host, "mysql.example");
     assert_eq!(s.monitoring_db.dbname, "service_instance_db");
     assert_eq!(s.monitoring_db.username, "u1");
     assert_eq!(s.monitoring_db.password.expose(), "p@ss:w/rd");
@@ -250,6 +250,106 @@ fn header_values_url_passwords_and_webhook_paths_are_masked() {
         shown.contains("hooks.example.com") && shown.contains("influx.example"),
         "{shown}"
     );
+}
+
+#[test]
+fn influx_url_userinfo_becomes_the_login_and_leaves_the_url() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = write(
+        dir.path(),
+        "m.toml",
+        &format!(
+            "{MINIMAL}[influx]\nurl = \"http://reader:p%40ss-in-url@influx.example:8086\"\n\
+             [alarms]\nresource_url = \"https://ui:ui-pw@monitoring.example/\"\n"
+        ),
+    );
+    let s = Settings::load_with_env(Some(&p), env(&[])).unwrap();
+    assert_eq!(s.influx.url, "http://influx.example:8086/");
+    assert_eq!(s.influx.user.as_deref(), Some("reader"));
+    assert_eq!(s.influx.password.expose(), "p@ss-in-url");
+    assert_eq!(
+        s.alarms.resource_url.as_deref(),
+        Some("https://monitoring.example/")
+    );
+    assert_eq!(s.warnings.len(), 1, "{:?}", s.warnings);
+    let shown = format!("{s:?} {}", s.masked());
+    assert!(
+        !shown.contains("p%40ss-in-url") && !shown.contains("ui-pw"),
+        "{shown}"
+    );
+    // influx.user set: it wins, and the URL still loses its password
+    let p = write(
+        dir.path(),
+        "n.toml",
+        &format!(
+            "{MINIMAL}[influx]\nurl = \"http://reader:other@influx.example:8086\"\nuser = \"monit\"\npassword = \"pw\"\n"
+        ),
+    );
+    let s = Settings::load_with_env(Some(&p), env(&[])).unwrap();
+    assert_eq!(s.influx.url, "http://influx.example:8086/");
+    assert_eq!(s.influx.user.as_deref(), Some("monit"));
+    assert_eq!(s.influx.password.expose(), "pw");
+    assert!(s.warnings[0].contains("influx.url"), "{:?}", s.warnings);
+}
+
+#[test]
+fn every_number_is_range_checked_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    for (section, key, value) in [
+        ("batch", "interval_seconds", "0"),
+        ("batch", "step_timeout_seconds", "100000"),
+        ("batch", "inventory_timeout_seconds", "0"),
+        ("batch", "ledger_retention_days", "0"),
+        ("server", "header_read_timeout_seconds", "0"),
+        ("server", "request_timeout_seconds", "0"),
+        ("server", "max_connections", "100000"),
+        ("influx", "timeout_seconds", "0"),
+        ("influx", "bucket_seconds", "0"),
+        ("influx", "max_answer_bytes", "10"),
+        ("alarms", "default_measure_seconds", "0"),
+        ("alarms", "default_repeat_minutes", "9999999999"),
+        ("alarms", "gmt_time_hour_gap", "-100"),
+        ("alarms", "retry_min_seconds", "9999999999"),
+        ("alarms", "retry_max_seconds", "9999999999"),
+        ("alarms", "notify_budget_seconds", "0"),
+        ("alarms", "notification_max_age_hours", "0"),
+        ("batch", "vm_removal_grace_minutes", "99999"),
+    ] {
+        let p = write(
+            dir.path(),
+            "m.toml",
+            &format!("{MINIMAL}max_connections = 5\n[{section}]\n{key} = {value}\n"),
+        );
+        let e = Settings::load_with_env(Some(&p), env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains(&format!("{section}.{key} = {value} is out of range")),
+            "{section}.{key}: {e}"
+        );
+    }
+    let p = write(
+        dir.path(),
+        "m.toml",
+        "[monitoring_db]\ndbname = \"m\"\nmax_connections = 0\n",
+    );
+    let e = Settings::load_with_env(Some(&p), env(&[]))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("monitoring_db.max_connections"), "{e}");
+}
+
+#[test]
+fn log_level_must_be_levels_or_target_level_pairs() {
+    for ok in ["info", "debug,sqlx=warn", "monit_host=trace,info", "OFF"] {
+        monit_host::config::check_log_level(ok).unwrap();
+    }
+    for bad in ["verbose", "monit_host=loud", "info,chatty"] {
+        let e = monit_host::config::check_log_level(bad)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("log.level"), "{e}");
+    }
 }
 
 #[test]

@@ -116,7 +116,12 @@ pub fn http_client(cfg: &AutoscaleConfig) -> anyhow::Result<reqwest::Client> {
 pub fn build(cfg: &AutoscaleConfig, retry: RetryPolicy) -> anyhow::Result<Arc<dyn Actuator>> {
     let http = http_client(cfg)?;
     Ok(match cfg.actuator_settings()? {
-        ActuatorSettings::Portal { url } => Arc::new(PortalActuator { http, url, retry }),
+        ActuatorSettings::Portal { url, auth } => Arc::new(PortalActuator {
+            http,
+            url,
+            auth,
+            retry,
+        }),
         ActuatorSettings::Cf { api, uaa, grant } => Arc::new(CfActuator {
             http,
             api,
@@ -211,9 +216,18 @@ async fn exchange(
 ) -> Result<(reqwest::StatusCode, String), ActError> {
     let resp = req.send().await.map_err(|e| transport_error(what, e))?;
     let status = resp.status();
-    let body = resp.text().await.map_err(|e| transport_error(what, e))?;
-    Ok((status, body))
+    let body = monit_host::bounded::read(resp, MAX_ANSWER_BYTES)
+        .await
+        .map_err(|e| match e {
+            monit_host::bounded::ReadError::Read(e) => transport_error(what, e),
+            too_large => ActError::Permanent(format!("{what}: {too_large}")),
+        })?;
+    Ok((status, String::from_utf8_lossy(&body).into_owned()))
 }
+
+/// The portal, the Cloud Controller and UAA answer with small JSON documents (a process, a
+/// token); anything larger is not one of them.
+const MAX_ANSWER_BYTES: u64 = 4 * 1024 * 1024;
 
 /// Sends a request and returns the body of a 2xx answer.
 async fn send(what: &str, req: reqwest::RequestBuilder) -> Result<String, ActError> {
@@ -230,6 +244,7 @@ async fn send(what: &str, req: reqwest::RequestBuilder) -> Result<String, ActErr
 pub struct PortalActuator {
     http: reqwest::Client,
     url: url::Url,
+    auth: Option<monit_host::redact::UrlCredentials>,
     retry: RetryPolicy,
 }
 
@@ -285,9 +300,11 @@ impl Actuator for PortalActuator {
         let what = format!("PaaS-TA portal POST {url}");
         self.retry
             .run(&what, || async {
-                send(&what, self.http.post(&url).json(&body))
-                    .await
-                    .map(|_| ())
+                let mut req = self.http.post(&url).json(&body);
+                if let Some(a) = &self.auth {
+                    req = req.basic_auth(&a.user, Some(a.password.expose()));
+                }
+                send(&what, req).await.map(|_| ())
             })
             .await?;
         // the portal moves one instance per call, whatever the distance to the target
@@ -374,8 +391,10 @@ impl CfActuator {
                 "{what}: no links.uaa.href; set uaa_url in [plugins.autoscale]"
             ))
         })?;
-        let uaa = url::Url::parse(&href)
-            .map_err(|e| ActError::Permanent(format!("{what}: links.uaa.href {href:?}: {e}")))?;
+        // a URL from an answer: any userinfo in it is neither kept nor shown
+        let (uaa, _) =
+            monit_host::redact::split_userinfo(&format!("{what}: links.uaa.href"), &href)
+                .map_err(|e| ActError::Permanent(e.to_string()))?;
         state.uaa = Some(uaa.clone());
         Ok(uaa)
     }
@@ -409,7 +428,8 @@ impl CfActuator {
         let body = send(&what, req).await?;
         let answer: TokenAnswer = serde_json::from_str(&body)
             .map_err(|_| ActError::Permanent(format!("{what}: the answer has no access_token")))?;
-        let lifetime = Duration::from_secs(answer.expires_in.unwrap_or(300));
+        // bounded: a huge expires_in from outside must not overflow the clock
+        let lifetime = Duration::from_secs(answer.expires_in.unwrap_or(300).min(86_400));
         // renew a minute early (or at half-life for short tokens), so no call carries a token
         // that expires in flight
         let margin = Duration::from_secs(60).min(lifetime / 2);

@@ -1,6 +1,7 @@
 //! `[plugins.autoscale]`: every key documented where it is declared (sample.toml mirrors this).
 
 use anyhow::{Context as _, bail};
+use monit_host::config::check_range;
 use monit_host::secret::Secret;
 use serde::Deserialize;
 use std::path::PathBuf;
@@ -36,7 +37,7 @@ pub struct AutoscaleConfig {
     /// `autoscale.portal.url`).
     #[serde(default)]
     pub actuator: Option<ActuatorKind>,
-    /// PaaS-TA portal base URL (`autoscale.portal.url` in config.ini), e.g. `http://portal-api:2225`.
+    /// PaaS-TA portal base URL (`autoscale.portal.url` in config.ini), e.g. `http://portal-api.example:2225`.
     #[serde(default)]
     pub portal_url: Option<String>,
     /// Cloud Controller base URL (`cf.client.api_address`), e.g. `https://api.sys.example.com`.
@@ -104,6 +105,8 @@ pub enum Grant {
 pub enum ActuatorSettings {
     Portal {
         url: url::Url,
+        /// basic auth from the userinfo of `portal_url` (the URL itself keeps none)
+        auth: Option<monit_host::redact::UrlCredentials>,
     },
     Cf {
         api: url::Url,
@@ -112,13 +115,33 @@ pub enum ActuatorSettings {
     },
 }
 
-fn parse_url(key: &str, value: &str) -> anyhow::Result<url::Url> {
-    let u = url::Url::parse(value.trim())
-        .with_context(|| format!("[plugins.autoscale] {key} = {value:?} is not a URL"))?;
+/// The URL without its userinfo, and the credentials that were in it; errors show the value
+/// redacted.
+fn parse_url(
+    key: &str,
+    value: &str,
+) -> anyhow::Result<(url::Url, Option<monit_host::redact::UrlCredentials>)> {
+    let (u, creds) =
+        monit_host::redact::split_userinfo(&format!("[plugins.autoscale] {key}"), value)?;
     if !matches!(u.scheme(), "http" | "https") {
-        bail!("[plugins.autoscale] {key} = {value:?}: expected an http:// or https:// URL");
+        bail!(
+            "[plugins.autoscale] {key} = {:?}: expected an http:// or https:// URL",
+            monit_host::redact::url(value)
+        );
     }
-    Ok(u)
+    Ok((u, creds))
+}
+
+/// A Cloud Controller or UAA URL: credentials go in client_id / cf_username, not in the URL.
+fn parse_plain_url(key: &str, value: &str) -> anyhow::Result<url::Url> {
+    match parse_url(key, value)? {
+        (u, None) => Ok(u),
+        (_, Some(_)) => bail!(
+            "[plugins.autoscale] {key} = {:?} carries a user and password: set client_id and \
+             client_secret (or cf_username and cf_password) instead",
+            monit_host::redact::url(value)
+        ),
+    }
 }
 
 fn non_empty(v: &Option<String>) -> Option<&str> {
@@ -144,8 +167,18 @@ impl AutoscaleConfig {
 
     /// Checks the keys the chosen actuator needs; errors name the key.
     pub fn actuator_settings(&self) -> anyhow::Result<ActuatorSettings> {
-        if self.timeout_seconds == 0 {
-            bail!("[plugins.autoscale] timeout_seconds must be greater than 0");
+        check_range(
+            "[plugins.autoscale] timeout_seconds",
+            self.timeout_seconds,
+            1..=3600,
+        )?;
+        check_range(
+            "[plugins.autoscale] retry_max_times",
+            self.retry_max_times,
+            0..=20,
+        )?;
+        if let Some(c) = self.cooldown_seconds {
+            check_range("[plugins.autoscale] cooldown_seconds", c, 0..=7 * 86_400)?;
         }
         if self.cooldown_seconds == Some(0) {
             tracing::warn!(
@@ -157,17 +190,16 @@ impl AutoscaleConfig {
                 let url = non_empty(&self.portal_url).context(
                     "[plugins.autoscale] actuator = \"portal\" needs portal_url (autoscale.portal.url)",
                 )?;
-                Ok(ActuatorSettings::Portal {
-                    url: parse_url("portal_url", url)?,
-                })
+                let (url, auth) = parse_url("portal_url", url)?;
+                Ok(ActuatorSettings::Portal { url, auth })
             }
             ActuatorKind::Cf => {
                 let api = non_empty(&self.cf_api_url).context(
                     "[plugins.autoscale] actuator = \"cf\" needs cf_api_url (cf.client.api_address)",
                 )?;
-                let api = parse_url("cf_api_url", api)?;
+                let api = parse_plain_url("cf_api_url", api)?;
                 let uaa = non_empty(&self.uaa_url)
-                    .map(|u| parse_url("uaa_url", u))
+                    .map(|u| parse_plain_url("uaa_url", u))
                     .transpose()?;
                 // As go-cfclient (which 4.0 used) decides: a client id means client credentials.
                 let grant = if let Some(id) = non_empty(&self.client_id) {
@@ -254,6 +286,31 @@ mod tests {
             !shown.contains("s3cr3t") && !shown.contains("pw-123"),
             "{shown}"
         );
+    }
+
+    #[test]
+    fn url_userinfo_is_basic_auth_for_the_portal_and_refused_for_cf() {
+        let c = parse(serde_json::json!({"portal_url": "http://pu:portal-pw@portal.example:2225"}))
+            .unwrap();
+        let ActuatorSettings::Portal { url, auth } = c.actuator_settings().unwrap() else {
+            panic!()
+        };
+        assert_eq!(url.as_str(), "http://portal.example:2225/");
+        let auth = auth.unwrap();
+        assert_eq!(
+            (auth.user.as_str(), auth.password.expose()),
+            ("pu", "portal-pw")
+        );
+        for key in ["cf_api_url", "uaa_url"] {
+            let mut v = serde_json::json!({"cf_api_url": "https://api.sys.example", "client_id": "c", "client_secret": "s"});
+            v[key] = "https://u:cf-url-pw@api.sys.example".into();
+            let e = parse(v)
+                .unwrap()
+                .actuator_settings()
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(key) && !e.contains("cf-url-pw"), "{e}");
+        }
     }
 
     #[test]

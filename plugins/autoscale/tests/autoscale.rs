@@ -932,7 +932,7 @@ async fn legacy_config_ini_keys_reach_the_plugin() {
     // 2.0: only the portal
     let v2 = settings_from(
         "config.ini",
-        &format!("{common}autoscale.portal.url = http://portal-api:2225\n"),
+        &format!("{common}autoscale.portal.url = http://portal-api.example:2225\n"),
     );
     let ctx = monit_host::PluginContext {
         name: "autoscale",
@@ -943,7 +943,10 @@ async fn legacy_config_ini_keys_reach_the_plugin() {
         cfg.actuator_kind().unwrap(),
         monit_plugin_autoscale::config::ActuatorKind::Portal
     );
-    assert_eq!(cfg.portal_url.as_deref(), Some("http://portal-api:2225"));
+    assert_eq!(
+        cfg.portal_url.as_deref(),
+        Some("http://portal-api.example:2225")
+    );
     assert!((monit_host::plugin::find_plugin("autoscale").unwrap().build)(&ctx).is_ok());
     // 4.0: the CF client keys
     let v4 = settings_from(

@@ -15,10 +15,12 @@ pub struct BoshCollector {
     pub director_ip: String,
 }
 
-/// `https://10.0.1.6:25555` or `10.0.1.6:25555` → `10.0.1.6`
+/// `https://127.0.0.6:25555` or `127.0.0.6:25555` → `127.0.0.6`
 pub fn host_of(api_url: &str) -> String {
     let rest = api_url.split_once("://").map(|(_, r)| r).unwrap_or(api_url);
     let authority = rest.split('/').next().unwrap_or_default();
+    // never the userinfo: `user:pass@host` is not a host
+    let authority = authority.rsplit('@').next().unwrap_or_default();
     if let Some(v6) = authority.strip_prefix('[') {
         return v6.split(']').next().unwrap_or_default().to_string();
     }
@@ -61,8 +63,8 @@ mod tests {
 
     #[test]
     fn director_ip_is_the_host_part_of_the_url() {
-        assert_eq!(host_of("10.0.1.6:25555"), "10.0.1.6");
-        assert_eq!(host_of("https://10.0.1.6:25555/"), "10.0.1.6");
+        assert_eq!(host_of("127.0.0.6:25555"), "127.0.0.6");
+        assert_eq!(host_of("https://127.0.0.6:25555/"), "127.0.0.6");
         assert_eq!(host_of("https://[fd00::6]:25555"), "fd00::6");
         assert_eq!(host_of("director.example"), "director.example");
     }

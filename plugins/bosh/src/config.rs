@@ -1,6 +1,8 @@
 //! `[plugins.bosh]`: where the director is, how to log in, which deployments to sync.
 
-use anyhow::{Context as _, bail};
+use anyhow::bail;
+use monit_host::config::check_range;
+use monit_host::redact::{self, UrlCredentials};
 use monit_host::secret::Secret;
 use serde::Deserialize;
 use std::path::PathBuf;
@@ -8,14 +10,16 @@ use std::time::Duration;
 use url::Url;
 
 /// The plugin's config section. Every field is documented here; `sample.toml` mirrors it.
-#[derive(Clone, Debug, Deserialize)]
+/// `Debug` shows `api_url` redacted and the secrets masked.
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BoshConfig {
     /// Run this plugin (the host reads it too).
     #[serde(default)]
     pub enabled: bool,
-    /// Director URL, e.g. `https://10.0.1.6:25555`. A bare `host:port` (legacy `bosh.api.url`)
-    /// means `https://host:port`.
+    /// Director URL, e.g. `https://director.example:25555`. A bare `host:port` (legacy
+    /// `bosh.api.url`) means `https://host:port`. A `user:password@` in it is used as
+    /// `username` / `password` when those are unset, and never shown.
     pub api_url: String,
     /// Director user (legacy `bosh.admin`): basic auth, or the UAA password grant.
     #[serde(default)]
@@ -63,6 +67,34 @@ pub struct BoshConfig {
     /// Pause between two polls of a running task, in milliseconds.
     #[serde(default = "default_task_poll_millis")]
     pub task_poll_millis: u64,
+    /// Largest answer read from the director or UAA, in bytes; a larger one is an error and
+    /// leaves the inventory unchanged. The VM list is parsed line by line as it arrives, so
+    /// memory follows the number of VMs, not this limit.
+    #[serde(default = "default_max_answer_bytes")]
+    pub max_answer_bytes: u64,
+}
+
+impl std::fmt::Debug for BoshConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BoshConfig")
+            .field("enabled", &self.enabled)
+            .field("api_url", &redact::url(&self.api_url))
+            .field("username", &self.username)
+            .field("password", &self.password)
+            .field("uaa_client_id", &self.uaa_client_id)
+            .field("uaa_client_secret", &self.uaa_client_secret)
+            .field("cf_deployment", &self.cf_deployment)
+            .field("diego_deployment", &self.diego_deployment)
+            .field("cell_prefix", &self.cell_prefix)
+            .field("service_name", &self.service_name)
+            .field("ca_cert", &self.ca_cert)
+            .field("insecure_skip_verify", &self.insecure_skip_verify)
+            .field("timeout_seconds", &self.timeout_seconds)
+            .field("task_timeout_seconds", &self.task_timeout_seconds)
+            .field("task_poll_millis", &self.task_poll_millis)
+            .field("max_answer_bytes", &self.max_answer_bytes)
+            .finish()
+    }
 }
 
 fn default_cell_prefix() -> String {
@@ -79,6 +111,10 @@ fn default_task_timeout_seconds() -> u64 {
 }
 fn default_task_poll_millis() -> u64 {
     1000
+}
+fn default_max_answer_bytes() -> u64 {
+    // a `vms?format=full` line is 1-3 KB: room for about 10,000 VMs
+    32 * 1024 * 1024
 }
 
 impl BoshConfig {
@@ -100,6 +136,7 @@ impl BoshConfig {
             timeout_seconds: default_timeout_seconds(),
             task_timeout_seconds: default_task_timeout_seconds(),
             task_poll_millis: default_task_poll_millis(),
+            max_answer_bytes: default_max_answer_bytes(),
         }
     }
 
@@ -119,29 +156,44 @@ impl BoshConfig {
             (None, Some(_)) => {
                 bail!("plugins.bosh.uaa_client_secret is set but plugins.bosh.uaa_client_id is not")
             }
-            (None, None) if self.username.trim().is_empty() => bail!(
+            (None, None) if self.credentials()?.0.trim().is_empty() => bail!(
                 "plugins.bosh.username is empty: set username/password, or uaa_client_id/uaa_client_secret"
             ),
             _ => {}
         }
-        for (key, value) in [
-            ("timeout_seconds", self.timeout_seconds),
-            ("task_timeout_seconds", self.task_timeout_seconds),
-            ("task_poll_millis", self.task_poll_millis),
+        for (key, value, range) in [
+            ("timeout_seconds", self.timeout_seconds, 1..=3600),
+            (
+                "task_timeout_seconds",
+                self.task_timeout_seconds,
+                1..=86_400,
+            ),
+            ("task_poll_millis", self.task_poll_millis, 1..=600_000),
+            ("max_answer_bytes", self.max_answer_bytes, 1024..=4 << 30),
         ] {
-            if value == 0 {
-                bail!("plugins.bosh.{key} must be greater than 0");
-            }
+            check_range(&format!("plugins.bosh.{key}"), value, range)?;
         }
         Ok(())
     }
 
-    /// The director's base URL; `host:port` gets `https://`.
+    /// The director's base URL, without userinfo; `host:port` gets `https://`.
     pub fn director_url(&self) -> anyhow::Result<Url> {
+        Ok(self.split_api_url()?.0)
+    }
+
+    /// `username` / `password`, or the userinfo of `api_url` when `username` is unset.
+    pub fn credentials(&self) -> anyhow::Result<(String, Secret)> {
+        match self.split_api_url()?.1 {
+            Some(c) if self.username.trim().is_empty() => Ok((c.user, c.password)),
+            _ => Ok((self.username.clone(), self.password.clone())),
+        }
+    }
+
+    fn split_api_url(&self) -> anyhow::Result<(Url, Option<UrlCredentials>)> {
         let raw = self.api_url.trim();
         if raw.is_empty() {
             bail!(
-                "plugins.bosh.api_url is empty: set the director URL, e.g. https://10.0.1.6:25555"
+                "plugins.bosh.api_url is empty: set the director URL, e.g. https://director.example:25555"
             );
         }
         let with_scheme = if raw.contains("://") {
@@ -149,15 +201,15 @@ impl BoshConfig {
         } else {
             format!("https://{raw}")
         };
-        let url = Url::parse(&with_scheme)
-            .with_context(|| format!("plugins.bosh.api_url {raw:?} is not a URL"))?;
+        let shown = redact::url(raw);
+        let (url, creds) = redact::split_userinfo("plugins.bosh.api_url", &with_scheme)?;
         if url.scheme() != "https" && url.scheme() != "http" {
-            bail!("plugins.bosh.api_url {raw:?}: the scheme must be https (or http)");
+            bail!("plugins.bosh.api_url {shown:?}: the scheme must be https (or http)");
         }
         if url.host_str().is_none() {
-            bail!("plugins.bosh.api_url {raw:?} has no host");
+            bail!("plugins.bosh.api_url {shown:?} has no host");
         }
-        Ok(url)
+        Ok((url, creds))
     }
 
     /// The deployments to sync, in order, without duplicates or empty names.
@@ -198,13 +250,16 @@ mod tests {
 
     #[test]
     fn legacy_host_port_gets_https() {
-        let c = BoshConfig::new("10.0.1.6:25555", "paasta");
+        let c = BoshConfig::new("director.example:25555", "paasta");
         assert_eq!(
             c.director_url().unwrap().as_str(),
-            "https://10.0.1.6:25555/"
+            "https://director.example:25555/"
         );
-        let c = BoshConfig::new("http://director:25555", "paasta");
-        assert_eq!(c.director_url().unwrap().as_str(), "http://director:25555/");
+        let c = BoshConfig::new("http://director.example:25555", "paasta");
+        assert_eq!(
+            c.director_url().unwrap().as_str(),
+            "http://director.example:25555/"
+        );
     }
 
     #[test]
@@ -223,6 +278,41 @@ mod tests {
         let err =
             from_toml("api_url = \"d\"\ncf_deployment = \"x\"\nusernme = \"a\"\n").unwrap_err();
         assert!(err.to_string().contains("usernme"), "{err}");
+    }
+
+    #[test]
+    fn userinfo_of_api_url_is_the_login_and_never_shown() {
+        let mut c = BoshConfig::new("https://ad%40min:pw-in-url@director.example:25555", "p");
+        assert_eq!(
+            c.director_url().unwrap().as_str(),
+            "https://director.example:25555/"
+        );
+        let (user, pw) = c.credentials().unwrap();
+        assert_eq!((user.as_str(), pw.expose()), ("ad@min", "pw-in-url"));
+        c.validate().unwrap();
+        assert!(!format!("{c:?}").contains("pw-in-url"), "{c:?}");
+        // an explicit username wins; the URL's password is still dropped
+        c.username = "admin".into();
+        assert_eq!(c.credentials().unwrap().0, "admin");
+        c.api_url = "ftp://u:pw-in-url@director.example".into();
+        let e = c.validate().unwrap_err().to_string();
+        assert!(
+            e.contains("plugins.bosh.api_url") && !e.contains("pw-in-url"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn numbers_are_range_checked() {
+        let mut c = BoshConfig::new("d:1", "paasta");
+        c.username = "admin".into();
+        c.task_timeout_seconds = u64::MAX;
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("plugins.bosh.task_timeout_seconds"), "{e}");
+        c.task_timeout_seconds = 20;
+        c.max_answer_bytes = 10;
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("plugins.bosh.max_answer_bytes"), "{e}");
     }
 
     #[test]

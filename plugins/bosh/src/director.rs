@@ -121,6 +121,7 @@ pub struct DirectorClient {
     uaa_client: Option<(String, Secret)>,
     task_timeout: Duration,
     task_poll: Duration,
+    max_answer_bytes: u64,
     auth: Mutex<Option<AuthMode>>,
     token: Mutex<Option<Token>>,
 }
@@ -169,14 +170,16 @@ impl DirectorClient {
             (Some(id), Some(secret)) => Some((id.clone(), secret.clone())),
             _ => None,
         };
+        let (username, password) = config.credentials()?;
         Ok(Self {
             http,
             base,
-            username: config.username.clone(),
-            password: config.password.clone(),
+            username,
+            password,
             uaa_client,
             task_timeout: config.task_timeout(),
             task_poll: config.task_poll_interval(),
+            max_answer_bytes: config.max_answer_bytes,
             auth: Mutex::new(None),
             token: Mutex::new(None),
         })
@@ -202,7 +205,39 @@ impl DirectorClient {
             .await
             .map_err(|e| request_error(e, format!("BOSH director GET {url}")))?;
         let resp = expect_success(resp, "BOSH director", &url).await?;
-        read_json(resp, "BOSH director", &url).await
+        self.read_json(resp, "BOSH director", &url).await
+    }
+
+    /// The whole answer as JSON, at most `max_answer_bytes`.
+    async fn read_json<T: DeserializeOwned>(
+        &self,
+        resp: Response,
+        service: &str,
+        url: &Url,
+    ) -> anyhow::Result<T> {
+        let body = monit_host::bounded::read(resp, self.max_answer_bytes)
+            .await
+            .map_err(|e| self.read_error(e, service, url))?;
+        serde_json::from_slice(&body).with_context(|| {
+            format!(
+                "{service} GET {url}: unexpected answer {}",
+                snippet(&String::from_utf8_lossy(&body[..body.len().min(400)]))
+            )
+        })
+    }
+
+    fn read_error(
+        &self,
+        e: monit_host::bounded::ReadError,
+        service: &str,
+        url: &Url,
+    ) -> anyhow::Error {
+        match e {
+            monit_host::bounded::ReadError::TooLarge { limit } => anyhow!(
+                "{service} GET {url}: the answer is larger than plugins.bosh.max_answer_bytes = {limit} bytes"
+            ),
+            other => anyhow!("{service} GET {url}: {other}"),
+        }
     }
 
     async fn auth_mode(&self) -> anyhow::Result<AuthMode> {
@@ -220,15 +255,16 @@ impl DirectorClient {
                         self.base
                     )
                 })?;
-                let uaa = Url::parse(raw).with_context(|| {
-                    format!(
-                        "BOSH director {}/info: UAA URL {raw:?} is not a URL",
-                        self.base
-                    )
-                })?;
+                // a URL from an answer: its userinfo (if any) is neither kept nor shown
+                let (uaa, _) = monit_host::redact::split_userinfo(
+                    &format!("BOSH director {}/info: UAA URL", self.base),
+                    raw,
+                )?;
                 let token_url = uaa
                     .join(&format!("{}/oauth/token", uaa.path().trim_end_matches('/')))
-                    .with_context(|| format!("UAA token URL from {raw:?}"))?;
+                    .with_context(|| {
+                        format!("UAA token URL from {:?}", monit_host::redact::url(raw))
+                    })?;
                 AuthMode::Uaa { token_url }
             }
             other => bail!(
@@ -290,7 +326,7 @@ impl DirectorClient {
             .map_err(|e| request_error(e, format!("UAA POST {token_url} for {who}")))?;
         let status = resp.status();
         if !status.is_success() {
-            let body = resp.text().await.unwrap_or_default();
+            let body = monit_host::bounded::prefix(resp, 64 * 1024).await;
             let detail = match serde_json::from_str::<UaaError>(&body) {
                 Ok(e) => format!(
                     "{}: {}",
@@ -301,10 +337,9 @@ impl DirectorClient {
             };
             bail!("UAA POST {token_url} refused a token for {who}: HTTP {status}: {detail}");
         }
-        let body = resp
-            .bytes()
+        let body = monit_host::bounded::read(resp, self.max_answer_bytes)
             .await
-            .with_context(|| format!("UAA POST {token_url}: reading the answer"))?;
+            .map_err(|e| self.read_error(e, "UAA", token_url))?;
         // The body holds the token: report where the JSON broke, never what it said.
         let parsed: TokenResponse = serde_json::from_slice(&body).map_err(|e| {
             anyhow!(
@@ -319,7 +354,8 @@ impl DirectorClient {
         }
         // Renew a little before expiry: a tenth of the lifetime, at most a minute. Without
         // expires_in, renew after 5 minutes rather than guess the UAA's setting.
-        let lifetime = Duration::from_secs(parsed.expires_in.unwrap_or(300));
+        // bounded: a huge expires_in from outside must not overflow the clock
+        let lifetime = Duration::from_secs(parsed.expires_in.unwrap_or(300).min(86_400));
         let margin = (lifetime / 10).min(Duration::from_secs(60));
         Ok(Token {
             value: parsed.access_token,
@@ -385,7 +421,7 @@ impl DirectorClient {
         let url = self.url(path)?;
         let resp = self.send(Method::GET, &url, |r| r).await?;
         let resp = expect_success(resp, "BOSH director", &url).await?;
-        read_json(resp, "BOSH director", &url).await
+        self.read_json(resp, "BOSH director", &url).await
     }
 
     /// `GET /deployments`
@@ -425,7 +461,7 @@ impl DirectorClient {
             }
             _ => {
                 let resp = expect_success(resp, "BOSH director", &url).await?;
-                read_json::<Task>(resp, "BOSH director", &url).await?
+                self.read_json::<Task>(resp, "BOSH director", &url).await?
             }
         };
         let task = self.wait_for_task(task, deployment).await?;
@@ -465,36 +501,84 @@ impl DirectorClient {
         let mut url = self.url(&format!("/tasks/{id}/output"))?;
         url.query_pairs_mut().append_pair("type", "result");
         let resp = self.send(Method::GET, &url, |r| r).await?;
-        let resp = expect_success(resp, "BOSH director", &url).await?;
-        let text = resp
-            .text()
-            .await
-            .with_context(|| format!("BOSH director GET {url}: reading the task output"))?;
-        parse_vm_lines(&text).with_context(|| format!("BOSH director GET {url}"))
+        let mut resp = expect_success(resp, "BOSH director", &url).await?;
+        // Parsed line by line as it arrives: memory follows the number of VMs (the fields kept),
+        // not the size of the answer (vitals, processes, ...).
+        let mut lines = VmLines::default();
+        let read = monit_host::bounded::for_each_chunk(&mut resp, self.max_answer_bytes, |chunk| {
+            lines.push(chunk)
+        })
+        .await;
+        read.map_err(|e| self.read_error(e, "BOSH director", &url))?;
+        lines
+            .finish()
+            .with_context(|| format!("BOSH director GET {url}"))
     }
 }
 
-/// Parses the newline-delimited JSON of a `vms` task result; any bad line fails the whole answer.
-pub fn parse_vm_lines(text: &str) -> anyhow::Result<Vec<DirectorVm>> {
-    let mut vms = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        let line = line.trim();
-        if line.is_empty() {
-            continue;
+/// The newline-delimited JSON of a `vms` task result, parsed a line at a time as chunks come;
+/// any bad line fails the whole answer.
+#[derive(Default)]
+pub struct VmLines {
+    partial: Vec<u8>,
+    line: usize,
+    vms: Vec<DirectorVm>,
+    error: Option<anyhow::Error>,
+}
+
+impl VmLines {
+    pub fn push(&mut self, chunk: &[u8]) {
+        let mut rest = chunk;
+        while self.error.is_none() {
+            let Some(nl) = rest.iter().position(|b| *b == b'\n') else {
+                self.partial.extend_from_slice(rest);
+                return;
+            };
+            self.partial.extend_from_slice(&rest[..nl]);
+            rest = &rest[nl + 1..];
+            let line = std::mem::take(&mut self.partial);
+            self.parse_line(&line);
         }
-        let vm: DirectorVm = serde_json::from_str(line).with_context(|| {
-            format!(
-                "task output line {} is not a VM JSON object: {}",
-                i + 1,
-                snippet(line)
-            )
-        })?;
-        vms.push(vm);
     }
-    Ok(vms)
+
+    fn parse_line(&mut self, line: &[u8]) {
+        self.line += 1;
+        let line = line.trim_ascii();
+        if line.is_empty() {
+            return;
+        }
+        match serde_json::from_slice::<DirectorVm>(line) {
+            Ok(vm) => self.vms.push(vm),
+            Err(e) => {
+                self.error = Some(anyhow!(
+                    "task output line {} is not a VM JSON object: {e}: {}",
+                    self.line,
+                    snippet(&String::from_utf8_lossy(&line[..line.len().min(400)]))
+                ))
+            }
+        }
+    }
+
+    pub fn finish(mut self) -> anyhow::Result<Vec<DirectorVm>> {
+        if self.error.is_none() && !self.partial.is_empty() {
+            let last = std::mem::take(&mut self.partial);
+            self.parse_line(&last);
+        }
+        match self.error {
+            Some(e) => Err(e),
+            None => Ok(self.vms),
+        }
+    }
 }
 
-/// `https://director:25555/tasks/42` or `/tasks/42` → 42.
+/// Parses a whole `vms` task result (see [`VmLines`]).
+pub fn parse_vm_lines(text: &str) -> anyhow::Result<Vec<DirectorVm>> {
+    let mut lines = VmLines::default();
+    lines.push(text.as_bytes());
+    lines.finish()
+}
+
+/// `https://director.example:25555/tasks/42` or `/tasks/42` → 42.
 fn task_id_from_location(location: &str) -> Option<u64> {
     let path = location.split(['?', '#']).next()?;
     let (_, rest) = path.rsplit_once("/tasks/")?;
@@ -506,21 +590,8 @@ async fn expect_success(resp: Response, service: &str, url: &Url) -> anyhow::Res
     if status.is_success() {
         return Ok(resp);
     }
-    let body = resp.text().await.unwrap_or_default();
+    let body = monit_host::bounded::prefix(resp, 64 * 1024).await;
     bail!("{service} GET {url}: HTTP {status}: {}", snippet(&body))
-}
-
-async fn read_json<T: DeserializeOwned>(
-    resp: Response,
-    service: &str,
-    url: &Url,
-) -> anyhow::Result<T> {
-    let text = resp
-        .text()
-        .await
-        .with_context(|| format!("{service} GET {url}: reading the answer"))?;
-    serde_json::from_str(&text)
-        .with_context(|| format!("{service} GET {url}: unexpected answer {}", snippet(&text)))
 }
 
 /// A failed request, with a hint when the certificate was the problem.
@@ -555,7 +626,7 @@ mod tests {
     #[test]
     fn task_ids_from_locations() {
         assert_eq!(
-            task_id_from_location("https://director:25555/tasks/42"),
+            task_id_from_location("https://director.example:25555/tasks/42"),
             Some(42)
         );
         assert_eq!(task_id_from_location("/tasks/7"), Some(7));
@@ -578,6 +649,23 @@ mod tests {
         assert!(format!("{err:#}").contains("line 2"), "{err:#}");
         let err = parse_vm_lines("{\"job_name\":\"a\",\"ips\":\"10.0.0.1\"}").unwrap_err();
         assert!(format!("{err:#}").contains("line 1"), "{err:#}");
+    }
+
+    #[test]
+    fn vm_lines_split_anywhere_across_chunks() {
+        let text = "{\"job_name\":\"a\",\"index\":0}\r\n\n{\"job_name\":\"b\",\"index\":1}";
+        let mut lines = VmLines::default();
+        for b in text.as_bytes() {
+            lines.push(std::slice::from_ref(b));
+        }
+        let vms = lines.finish().unwrap();
+        assert_eq!(vms.len(), 2, "the last line needs no newline");
+        assert_eq!(vms[1].job_name.as_deref(), Some("b"));
+        let mut lines = VmLines::default();
+        lines.push(b"{\"job_name\":\"a\"}\nnot js");
+        lines.push(b"on\n{\"job_name\":\"c\"}\n");
+        let err = lines.finish().unwrap_err().to_string();
+        assert!(err.contains("line 2") && err.contains("not json"), "{err}");
     }
 
     #[test]

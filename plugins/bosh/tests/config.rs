@@ -24,7 +24,7 @@ fn context(settings: Settings) -> PluginContext {
 }
 
 const TOML_BASE: &str = "[monitoring_db]\ndbname = \"monit\"\n\n[plugins.bosh]\nenabled = true\n\
-    api_url = \"https://10.0.1.6:25555\"\nusername = \"admin\"\npassword = \"pw\"\ncf_deployment = \"paasta\"\n";
+    api_url = \"https://director.example:25555\"\nusername = \"admin\"\npassword = \"pw\"\ncf_deployment = \"paasta\"\n";
 
 #[test]
 fn the_plugin_is_registered_and_builds_an_inventory_sync() {
@@ -39,7 +39,7 @@ fn the_plugin_is_registered_and_builds_an_inventory_sync() {
 fn legacy_config_ini_keys_fill_the_section() {
     let f = file(
         ".ini",
-        "monitoring.db.dbname=monit\nbosh.api.url=10.0.1.6:25555\nbosh.admin=admin\nbosh.password=1234\n\
+        "monitoring.db.dbname=monit\nbosh.api.url=director.example:25555\nbosh.admin=admin\nbosh.password=1234\n\
          bosh.cf.deployment.name=paasta-controller ⇒ CF deployment name\nbosh.diego.deployment.name=paasta-container\n\
          bosh.diego.cell.name.prefix=cell\nbosh.service.name=micro-bosh\n",
     );
@@ -47,7 +47,7 @@ fn legacy_config_ini_keys_fill_the_section() {
     let c: BoshConfig = context(settings).plugin_config().unwrap();
     assert_eq!(
         c.director_url().unwrap().as_str(),
-        "https://10.0.1.6:25555/"
+        "https://director.example:25555/"
     );
     assert_eq!(
         c.deployments(),

@@ -129,5 +129,36 @@ async fn director_to_rows_then_a_failing_director_leaves_them() {
     assert!(err.to_string().contains("empty"), "{err}");
     assert_eq!(db.vms().await, second);
 
+    // 5. an answer over plugins.bosh.max_answer_bytes (here 64 KiB; the VMs of a huge
+    //    deployment with their vitals): a clear error naming the key and URL, rows stay
+    let mut small = config.clone();
+    small.max_answer_bytes = 64 * 1024;
+    let limited = BoshInventory::new(&small, Arc::new(DirectorClient::new(&small).unwrap()));
+    let vitals = "x".repeat(900);
+    let huge: String = (0..2_000)
+        .map(|i| {
+            format!(
+                "{{\"job_name\":\"cell_z1\",\"index\":{i},\"ips\":[\"10.0.{}.{}\"],\"vitals\":\"{vitals}\"}}\n",
+                i / 250,
+                i % 250
+            )
+        })
+        .collect();
+    assert!(huge.len() > 1_000_000);
+    fake.director.reset().await;
+    fake.info_uaa().await;
+    fake.deployments(&["paasta"], &auth).await;
+    fake.vms_task(&TaskScript::done("paasta", 103, &huge).inline(), &auth)
+        .await;
+    let err = format!("{:#}", limited.fetch(&sync_ctx()).await.unwrap_err());
+    assert!(
+        err.contains("plugins.bosh.max_answer_bytes = 65536") && err.contains("/tasks/103/output"),
+        "{err}"
+    );
+    assert_eq!(db.vms().await, second);
+    // the same answer within the default limit is read, line by line, in full
+    let snapshot = inventory.fetch(&sync_ctx()).await.unwrap();
+    assert_eq!(snapshot.vms.len(), 2_000);
+
     db.drop_db().await;
 }

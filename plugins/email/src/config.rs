@@ -118,6 +118,15 @@ impl EmailConfig {
         }
     }
 
+    /// Numbers in range, so that no timeout overflows the clock; errors name the key.
+    pub fn check_numbers(&self) -> anyhow::Result<()> {
+        monit_host::config::check_range(
+            "plugins.email.timeout_seconds",
+            self.timeout_seconds,
+            1..=3600,
+        )
+    }
+
     pub fn port(&self) -> u16 {
         self.smtp_port.unwrap_or(self.security.default_port())
     }

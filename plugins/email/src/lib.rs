@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 fn build(ctx: &PluginContext) -> anyhow::Result<PluginParts> {
     let config: EmailConfig = ctx.plugin_config()?;
+    config.check_numbers()?;
     let notifier = EmailNotifier::new(config).context("invalid config section [plugins.email]")?;
     tracing::info!(server = %notifier.server(), "email notifier ready");
     Ok(PluginParts {

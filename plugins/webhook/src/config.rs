@@ -113,14 +113,24 @@ impl fmt::Debug for WebhookConfig {
 /// `scheme://host:port`, then `/…` when the URL has a path or a query: those are where webhook
 /// tokens live, so they never reach a log, an error or the outbox's `last_error`.
 pub fn redacted_url(u: &reqwest::Url) -> String {
-    let mut s = format!("{}://{}", u.scheme(), u.host_str().unwrap_or("?"));
-    if let Some(port) = u.port() {
-        s.push_str(&format!(":{port}"));
+    monit_host::redact::origin(u)
+}
+
+impl WebhookConfig {
+    /// Numbers in range, so that the worst-case sum of timeouts and delays cannot overflow.
+    pub fn check_numbers(&self) -> anyhow::Result<()> {
+        use monit_host::config::check_range;
+        check_range(
+            "plugins.webhook.timeout_seconds",
+            self.timeout_seconds,
+            1..=3600,
+        )?;
+        check_range(
+            "plugins.webhook.retry_max_times",
+            self.retry_max_times,
+            0..=20,
+        )
     }
-    if u.path() != "/" || u.query().is_some() {
-        s.push_str("/…");
-    }
-    s
 }
 
 /// A list of URLs, or one URL as a plain string (what an environment variable gives).

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 fn build(ctx: &PluginContext) -> anyhow::Result<PluginParts> {
     let config: WebhookConfig = ctx.plugin_config()?;
+    config.check_numbers()?;
     let notifier = WebhookNotifier::new(config)?;
     let step = Duration::from_secs(ctx.settings.batch.step_timeout_seconds);
     if notifier.worst_case() >= step {

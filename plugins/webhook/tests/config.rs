@@ -24,7 +24,7 @@ fn the_sample_parses_and_documents_every_field() {
     assert!(c.enabled);
     assert_eq!(c.format, Format::Json);
     assert_eq!((c.timeout_seconds, c.retry_max_times), (5, 2));
-    assert_eq!(c.urls, ["https://alerts.example.org/hooks/monit"]);
+    assert_eq!(c.urls, ["https://alerts.example/hooks/monit"]);
     for key in [
         "enabled",
         "urls",
