@@ -469,19 +469,40 @@ impl Settings {
     /// `influx.user` is set), `alarms.resource_url`'s is dropped (it is a link in mails).
     fn take_url_credentials(&mut self) -> anyhow::Result<()> {
         let src = self.source.clone();
-        let (url, creds) = crate::redact::split_userinfo("influx.url", &self.influx.url)
-            .map_err(|e| anyhow::anyhow!("invalid config in {src}: {e}"))?;
-        if let Some(c) = creds {
-            if self.influx.user.as_deref().is_none_or(str::is_empty) {
-                self.influx.user = Some(c.user);
-                self.influx.password = c.password;
-            } else {
-                self.warnings.push(
-                    "influx.url has a user and password; influx.user and influx.password are used instead"
-                        .into(),
-                );
+        // the URL of the store not in use may be anything: it is never read
+        let backend = self.metrics.backend;
+        for (key, url, user, password, in_use) in [
+            (
+                "influx",
+                &mut self.influx.url,
+                &mut self.influx.user,
+                &mut self.influx.password,
+                backend == MetricBackend::Influxdb,
+            ),
+            (
+                "prometheus",
+                &mut self.prometheus.url,
+                &mut self.prometheus.user,
+                &mut self.prometheus.password,
+                backend == MetricBackend::Prometheus,
+            ),
+        ] {
+            let (parsed, creds) = match crate::redact::split_userinfo(&format!("{key}.url"), url) {
+                Ok(x) => x,
+                Err(e) if in_use => bail!("invalid config in {src}: {e}"),
+                Err(_) => continue,
+            };
+            if let Some(c) = creds {
+                if user.as_deref().is_none_or(str::is_empty) {
+                    *user = Some(c.user);
+                    *password = c.password;
+                } else {
+                    self.warnings.push(format!(
+                        "{key}.url has a user and password; {key}.user and {key}.password are used instead"
+                    ));
+                }
+                *url = parsed.to_string();
             }
-            self.influx.url = url.to_string();
         }
         if let Some(raw) = self.alarms.resource_url.clone()
             && let Ok((url, Some(_))) = crate::redact::split_userinfo("alarms.resource_url", &raw)

@@ -112,17 +112,11 @@ impl PrometheusClient {
         let http = b
             .build()
             .map_err(|e| PrometheusError::Setup(format!("HTTP client: {e}")))?;
-        let mut url = url::Url::parse(&s.url)
-            .map_err(|e| PrometheusError::Setup(format!("prometheus.url: {e}")))?;
-        // userinfo in the URL is the basic-auth login; it never stays in the URL errors show
-        let url_user = (!url.username().is_empty()).then(|| {
-            (
-                percent_decode(url.username()),
-                Secret::new(percent_decode(url.password().unwrap_or_default())),
-            )
-        });
-        let _ = url.set_username("");
-        let _ = url.set_password(None);
+        // Settings::load already took userinfo out of the URL; a client built from other
+        // settings must not keep a password in the URL every error shows either
+        let (url, url_user) = crate::redact::split_userinfo("prometheus.url", &s.url)
+            .map_err(|e| PrometheusError::Setup(e.to_string()))?;
+        let url_user = url_user.map(|c| (c.user, c.password));
         let auth = if !s.bearer_token.is_empty() {
             Auth::Bearer(s.bearer_token.clone())
         } else if let Some(u) = s.user.clone().filter(|u| !u.is_empty()) {
@@ -179,13 +173,7 @@ impl PrometheusClient {
         let status = resp.status();
         if !status.is_success() {
             // Prometheus answers a bad query with 400/422 and a small JSON error body
-            let mut body = Vec::new();
-            while let Some(chunk) = resp.chunk().await.map_err(http_err)? {
-                body.extend_from_slice(&chunk);
-                if body.len() > 64 * 1024 {
-                    break;
-                }
-            }
+            let body = crate::bounded::prefix(resp, 64 * 1024).await.into_bytes();
             return Err(match decode_fold(&self.base, &body, &mut |_| {}) {
                 Err(e @ PrometheusError::Query { .. }) => e,
                 _ => PrometheusError::Status {
@@ -238,12 +226,6 @@ impl PrometheusClient {
         self.query_fold(promql, at_epoch, |s| out.push(s)).await?;
         Ok(out)
     }
-}
-
-fn percent_decode(s: &str) -> String {
-    percent_encoding::percent_decode_str(s)
-        .decode_utf8_lossy()
-        .into_owned()
 }
 
 /// Decodes an `/api/v1/query` answer, calling `fold` per sample of a vector (or once for a
