@@ -412,7 +412,11 @@ async fn one_influxdb_query_per_measurement_whatever_the_number_of_vms() {
         "cpu, memory and disk of each VM"
     );
     // one row per series (issue 14): the store aggregates each window, no 30 s buckets
-    assert_eq!(sum["influx_rows"], 60 * 4, "cpu, memory, disk series of 60 VMs: {sum}");
+    assert_eq!(
+        sum["influx_rows"],
+        60 * 4,
+        "cpu, memory, disk series of 60 VMs: {sum}"
+    );
     assert!(sum["steps_ms"]["3_collect"].is_number(), "{sum}");
     env.cleanup().await;
 }

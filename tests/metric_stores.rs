@@ -47,7 +47,14 @@ fn container(app: &str, idx: u32, cell_ip: &str, cpu_per_30s: f64, mem: f64, unt
     out
 }
 
-type AlarmKey = (String, String, String, Option<String>, Option<String>, String);
+type AlarmKey = (
+    String,
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    String,
+);
 
 async fn alarms(env: &TestEnv) -> Vec<AlarmKey> {
     sqlx::query_as(
@@ -75,7 +82,9 @@ async fn run_once_with_victoria_metrics_opens_the_same_alarms_as_with_influxdb()
     let vm_url = victoria_metrics_url();
     let vm = TestEnv::new(
         "store_vm",
-        &format!("{plugins}[metrics]\nbackend = \"prometheus\"\n[prometheus]\nurl = \"{vm_url}\"\n"),
+        &format!(
+            "{plugins}[metrics]\nbackend = \"prometheus\"\n[prometheus]\nurl = \"{vm_url}\"\n"
+        ),
     )
     .await;
     let end = now_s();

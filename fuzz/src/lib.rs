@@ -140,7 +140,10 @@ fn check_buckets(key: &str, u: &VmUsage) {
                 st.mean.is_finite() && st.peak.is_finite(),
                 "{key} {resource}: {st:?}"
             );
-            assert!(st.peak >= st.mean, "{key} {resource}: peak below mean {st:?}");
+            assert!(
+                st.peak >= st.mean,
+                "{key} {resource}: peak below mean {st:?}"
+            );
             assert!(st.buckets >= 1, "{key} {resource}: {st:?}");
         }
     }
@@ -173,10 +176,7 @@ fn evaluate(folded: &HashMap<String, VmUsage>) {
             ip: (*key).clone(),
             app: None,
         };
-        readings.extend(vm_metrics::readings_for(
-            &target,
-            folded.get(*key),
-        ));
+        readings.extend(vm_metrics::readings_for(&target, folded.get(*key)));
     }
     // a VM in the inventory without data at all
     readings.extend(vm_metrics::readings_for(

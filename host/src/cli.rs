@@ -2,8 +2,8 @@
 //! `outbox`, `backtest`.
 
 use crate::config::{KNOWN_PLUGINS, Settings, default_config_path};
-use crate::metric_store::MetricStore;
 use crate::leader::Leader;
+use crate::metric_store::MetricStore;
 use crate::plugin::compiled_plugins;
 use crate::scheduler::{Scheduler, build_plugins};
 use crate::{db, http};

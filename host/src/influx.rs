@@ -204,10 +204,10 @@ impl InfluxClient {
     /// order. An `error` in a 200 answer is an error.
     pub async fn query(&self, db: &str, q: &str) -> Result<Vec<Series>, InfluxError> {
         let url = format!("{}/query", self.base);
-        let mut req = self
-            .http
-            .post(&url)
-            .form(&[("db", db), ("q", q), ("epoch", "s"), ("chunked", "true")]);
+        let mut req =
+            self.http
+                .post(&url)
+                .form(&[("db", db), ("q", q), ("epoch", "s"), ("chunked", "true")]);
         if let Some(u) = &self.user {
             req = req.basic_auth(u, Some(self.password.expose()));
         }

@@ -11,8 +11,8 @@ pub mod http;
 pub mod influx;
 
 pub mod leader;
-pub mod metric_store;
 pub mod legacy_ini;
+pub mod metric_store;
 pub mod metrics_gap;
 pub mod model;
 pub mod outbox;

@@ -57,7 +57,10 @@ pub struct Sample {
 
 impl Sample {
     pub fn label(&self, name: &str) -> &str {
-        self.labels.get(name).map(String::as_str).unwrap_or_default()
+        self.labels
+            .get(name)
+            .map(String::as_str)
+            .unwrap_or_default()
     }
 }
 
@@ -99,8 +102,9 @@ impl PrometheusClient {
             .timeout(Duration::from_secs(s.timeout_seconds.max(1)))
             .connect_timeout(Duration::from_secs(s.timeout_seconds.clamp(1, 10)));
         if let Some(ca) = &s.ca_file {
-            let setup =
-                |e: &dyn fmt::Display| PrometheusError::Setup(format!("prometheus.ca_file {}: {e}", ca.display()));
+            let setup = |e: &dyn fmt::Display| {
+                PrometheusError::Setup(format!("prometheus.ca_file {}: {e}", ca.display()))
+            };
             let pem = std::fs::read(ca).map_err(|e| setup(&e))?;
             let cert = reqwest::Certificate::from_pem(&pem).map_err(|e| setup(&e))?;
             b = b.add_root_certificate(cert);
@@ -200,12 +204,10 @@ impl PrometheusClient {
                 .feed(&chunk, &mut emit)
                 .map_err(|message| self.decode_error(message))?;
         }
-        let n = splitter
-            .finish(&self.base)
-            .map_err(|e| match e {
-                PrometheusError::Decode { message, .. } => self.decode_error(message),
-                e => e,
-            })?;
+        let n = splitter.finish(&self.base).map_err(|e| match e {
+            PrometheusError::Decode { message, .. } => self.decode_error(message),
+            e => e,
+        })?;
         use std::sync::atomic::Ordering::Relaxed;
         self.stats.queries.fetch_add(1, Relaxed);
         self.stats.rows.fetch_add(n, Relaxed);
@@ -425,9 +427,7 @@ impl Splitter {
     /// Takes the next bytes of the answer; calls `emit` for every sample completed in them.
     pub fn feed(&mut self, bytes: &[u8], emit: &mut dyn FnMut(Sample)) -> Result<(), String> {
         for &b in bytes {
-            let in_sample = self
-                .result_depth
-                .is_some_and(|d| self.stack.len() > d);
+            let in_sample = self.result_depth.is_some_and(|d| self.stack.len() > d);
             if self.in_string {
                 if self.in_key
                     && let Some(Some(key)) = self.stack.last_mut()
@@ -464,9 +464,14 @@ impl Splitter {
                         && matches!(&self.stack[0], Some(k) if k == b"data")
                         && matches!(&self.stack[1], Some(k) if k == b"result");
                     if self.result_depth.is_some() && !in_sample && b == b'[' {
-                        return Err("data.result holds arrays, not samples (not an instant vector)".into());
+                        return Err(
+                            "data.result holds arrays, not samples (not an instant vector)".into(),
+                        );
                     }
-                    self.keep(b, in_sample || self.result_depth.is_some_and(|d| self.stack.len() == d))?;
+                    self.keep(
+                        b,
+                        in_sample || self.result_depth.is_some_and(|d| self.stack.len() == d),
+                    )?;
                     self.stack.push((b == b'{').then(Vec::new));
                     self.expect_key = b == b'{';
                     if opens_result {
@@ -648,8 +653,11 @@ mod tests {
         let e = sp.finish("http://x").unwrap_err();
         assert!(e.to_string().contains("parse error"), "{e}");
         let mut sp = Splitter::new(1 << 20);
-        sp.feed(br#"{"status":"success","data":{"result":[{"metric":{}"#, &mut |_| {})
-            .unwrap();
+        sp.feed(
+            br#"{"status":"success","data":{"result":[{"metric":{}"#,
+            &mut |_| {},
+        )
+        .unwrap();
         assert!(sp.finish("http://x").is_err(), "a cut answer is an error");
     }
 
@@ -664,8 +672,9 @@ mod tests {
 
     #[test]
     fn an_error_answer_is_an_error() {
-        let e = decode(r#"{"status":"error","errorType":"bad_data","error":"parse error at char 3"}"#)
-            .unwrap_err();
+        let e =
+            decode(r#"{"status":"error","errorType":"bad_data","error":"parse error at char 3"}"#)
+                .unwrap_err();
         assert!(matches!(e, PrometheusError::Query { .. }), "{e}");
         assert!(e.to_string().contains("parse error"), "{e}");
     }

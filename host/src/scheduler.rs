@@ -3,8 +3,8 @@
 
 use crate::config::{KNOWN_PLUGINS, Settings};
 use crate::engine::{self, Change, ChangeCounts, EngineOptions};
-use crate::metric_store::MetricStore;
 use crate::leader::Leader;
+use crate::metric_store::MetricStore;
 use crate::model::{Origin, Reading, Timestamp};
 use crate::outbox;
 use crate::plugin::{

@@ -102,7 +102,12 @@ fn prometheus_secrets_are_masked_everywhere() {
     .unwrap();
     let masked = serde_json::to_string(&s.masked()).unwrap();
     let store = MetricStore::from_settings(&s).unwrap();
-    for shown in [masked, format!("{s:?}"), format!("{store:?}"), store.url().to_string()] {
+    for shown in [
+        masked,
+        format!("{s:?}"),
+        format!("{store:?}"),
+        store.url().to_string(),
+    ] {
         for secret in ["url-pw-1", "tok-secret-2", "pw-secret-3"] {
             assert!(!shown.contains(secret), "{secret} in {shown}");
         }

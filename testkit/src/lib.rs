@@ -58,7 +58,11 @@ pub async fn write_victoria_metrics(url: &str, db: &str, lines: &str) {
         .send()
         .await
         .unwrap_or_else(|e| panic!("VictoriaMetrics {url}: {e}"));
-    assert!(r.status().is_success(), "VictoriaMetrics force_flush: {}", r.status());
+    assert!(
+        r.status().is_success(),
+        "VictoriaMetrics force_flush: {}",
+        r.status()
+    );
 }
 
 /// `tag` made unique: the pid keeps parallel test binaries apart, the counter the tests of one

@@ -225,14 +225,22 @@ pub fn usage_queries(
             &format!("{CPU_SERIES}|{MEMORY_SERIES}|{DISK_SERIES}"),
             cpu_window.max(horizon),
         ),
-        statement(format!("first({value}) AS \"first\""), CPU_SERIES, cpu_window),
+        statement(
+            format!("first({value}) AS \"first\""),
+            CPU_SERIES,
+            cpu_window,
+        ),
         statement(format!("min({value}) AS \"min\""), CPU_SERIES, cpu_window),
         statement(
             gauge("app_mem"),
             MEMORY_SERIES,
             effective(windows.memory, bucket),
         ),
-        statement(gauge("app_disk"), DISK_SERIES, effective(windows.disk, bucket)),
+        statement(
+            gauge("app_disk"),
+            DISK_SERIES,
+            effective(windows.disk, bucket),
+        ),
     ]
 }
 
@@ -333,8 +341,16 @@ async fn read_prometheus(
     let at = now.timestamp();
     let (a, b, d) = futures::join!(
         c.query_fold(&queries[0], at, |s| fold_into(&mut cpu, None, s)),
-        c.query_fold(&queries[1], at, |s| fold_into(&mut mem, Some(Resource::Memory), s)),
-        c.query_fold(&queries[2], at, |s| fold_into(&mut disk, Some(Resource::Disk), s)),
+        c.query_fold(&queries[1], at, |s| fold_into(
+            &mut mem,
+            Some(Resource::Memory),
+            s
+        )),
+        c.query_fold(&queries[2], at, |s| fold_into(
+            &mut disk,
+            Some(Resource::Disk),
+            s
+        )),
     );
     a?;
     b?;
@@ -477,9 +493,7 @@ fn finish(
                     buckets: u32::try_from(intervals.min(slots(Resource::Cpu))).unwrap_or(1),
                 })
             }
-            (None, Some(first), Some(last))
-                if last.0 > now_s - effective(windows.cpu, bucket) =>
-            {
+            (None, Some(first), Some(last)) if last.0 > now_s - effective(windows.cpu, bucket) => {
                 counter_stats(first, last, p.cpu_min, bucket, slots(Resource::Cpu))
             }
             _ => None,
@@ -575,7 +589,12 @@ pub fn usage_from_series(
     windows: &UsageWindows,
     now: Timestamp,
 ) -> Result<Vec<ContainerUsage>, String> {
-    Ok(finish(parts_from_series(series)?, bucket_seconds, windows, now))
+    Ok(finish(
+        parts_from_series(series)?,
+        bucket_seconds,
+        windows,
+        now,
+    ))
 }
 
 #[cfg(test)]
@@ -634,7 +653,13 @@ mod tests {
                 .into_iter()
                 .map(|r| {
                     r.into_iter()
-                        .map(|v| if v.is_nan() { Cell::Null } else { Cell::Number(v) })
+                        .map(|v| {
+                            if v.is_nan() {
+                                Cell::Null
+                            } else {
+                                Cell::Number(v)
+                            }
+                        })
                         .collect()
                 })
                 .collect(),
@@ -646,17 +671,65 @@ mod tests {
         let now = chrono::Utc.timestamp_opt(1_000_020, 0).unwrap();
         let gauge = ["time", "mean", "max", "count", "limit"];
         let all = [
-            series(CPU_SERIES, "web", "c1", &["time", "last"], vec![vec![1_000_010.0, 45.0]]),
-            series(CPU_SERIES, "web", "c1", &["time", "first"], vec![vec![999_860.0, 0.0]]),
-            series(CPU_SERIES, "web", "c1", &["time", "min"], vec![vec![999_860.0, 0.0]]),
-            series(MEMORY_SERIES, "web", "c1", &gauge, vec![vec![999_420.0, 500.0, 750.0, 20.0, 1000.0]]),
+            series(
+                CPU_SERIES,
+                "web",
+                "c1",
+                &["time", "last"],
+                vec![vec![1_000_010.0, 45.0]],
+            ),
+            series(
+                CPU_SERIES,
+                "web",
+                "c1",
+                &["time", "first"],
+                vec![vec![999_860.0, 0.0]],
+            ),
+            series(
+                CPU_SERIES,
+                "web",
+                "c1",
+                &["time", "min"],
+                vec![vec![999_860.0, 0.0]],
+            ),
+            series(
+                MEMORY_SERIES,
+                "web",
+                "c1",
+                &gauge,
+                vec![vec![999_420.0, 500.0, 750.0, 20.0, 1000.0]],
+            ),
             // a negative (wrapped) limit makes disk unusable
-            series(DISK_SERIES, "web", "c1", &gauge, vec![vec![999_420.0, 10.0, 10.0, 20.0, -2_147_483_648.0]]),
+            series(
+                DISK_SERIES,
+                "web",
+                "c1",
+                &gauge,
+                vec![vec![999_420.0, 10.0, 10.0, 20.0, -2_147_483_648.0]],
+            ),
             // no application_name: not an app container
-            series(MEMORY_SERIES, "", "c2", &["time", "last"], vec![vec![1_000_010.0, 1.0]]),
+            series(
+                MEMORY_SERIES,
+                "",
+                "c2",
+                &["time", "last"],
+                vec![vec![1_000_010.0, 1.0]],
+            ),
             // newest point far older than the active horizon: stopped
-            series(MEMORY_SERIES, "gone", "c3", &["time", "last"], vec![vec![999_000.0, 900.0]]),
-            series(MEMORY_SERIES, "gone", "c3", &gauge, vec![vec![999_420.0, 900.0, 900.0, 2.0, 1000.0]]),
+            series(
+                MEMORY_SERIES,
+                "gone",
+                "c3",
+                &["time", "last"],
+                vec![vec![999_000.0, 900.0]],
+            ),
+            series(
+                MEMORY_SERIES,
+                "gone",
+                "c3",
+                &gauge,
+                vec![vec![999_420.0, 900.0, 900.0, 2.0, 1000.0]],
+            ),
         ];
         let w = UsageWindows::uniform(Duration::from_secs(600));
         let u = usage_from_series(&all, 30, &w, now).unwrap();
@@ -677,7 +750,13 @@ mod tests {
 
     #[test]
     fn missing_column_is_an_error() {
-        let s = series(DISK_SERIES, "web", "c1", &["time", "mean", "max", "count"], vec![]);
+        let s = series(
+            DISK_SERIES,
+            "web",
+            "c1",
+            &["time", "mean", "max", "count"],
+            vec![],
+        );
         let w = UsageWindows::uniform(Duration::from_secs(60));
         let e = usage_from_series(&[s], 30, &w, chrono::Utc::now()).unwrap_err();
         assert!(e.contains("limit"), "{e}");

@@ -176,7 +176,11 @@ impl VmQuery<'_> {
         let w = self.window(r);
         ["avg", "max", "min", "count"]
             .iter()
-            .map(|f| format!("label_replace({f}_over_time({sel}[{w}s]), \"monit_agg\", \"{f}\", \"\", \"\")"))
+            .map(|f| {
+                format!(
+                    "label_replace({f}_over_time({sel}[{w}s]), \"monit_agg\", \"{f}\", \"\", \"\")"
+                )
+            })
             .collect::<Vec<_>>()
             .join(" or ")
     }
@@ -213,8 +217,8 @@ impl VmQuery<'_> {
             .map(|r| self.to_promql(*r, c.db_label()))
             .collect();
         let mut partial: [HashMap<(String, String), [f64; 4]>; 3] = Default::default();
-        let answers = futures::future::join_all(queries.iter().zip(partial.iter_mut()).map(
-            |(q, into)| {
+        let answers =
+            futures::future::join_all(queries.iter().zip(partial.iter_mut()).map(|(q, into)| {
                 c.query_fold(q, self.end_epoch, move |s: Sample| {
                     let slot = match s.label("monit_agg") {
                         "avg" => 0,
@@ -224,20 +228,30 @@ impl VmQuery<'_> {
                         _ => return,
                     };
                     let key = (
-                        self.group_by.map(|t| s.label(t)).unwrap_or_default().to_string(),
+                        self.group_by
+                            .map(|t| s.label(t))
+                            .unwrap_or_default()
+                            .to_string(),
                         s.label("metricname").to_string(),
                     );
                     into.entry(key).or_insert([f64::NAN; 4])[slot] = s.value;
                 })
-            },
-        ))
-        .await;
+            }))
+            .await;
         for a in answers {
             a?;
         }
         let mut out = Aggregates::new();
         for (key, [mean, max, min, count]) in partial.into_iter().flatten() {
-            out.insert(key, SeriesAgg { mean, max, min, count });
+            out.insert(
+                key,
+                SeriesAgg {
+                    mean,
+                    max,
+                    min,
+                    count,
+                },
+            );
         }
         Ok(out)
     }
@@ -260,7 +274,9 @@ pub fn aggregates(series: &[Series], group_by: Option<&str>) -> Aggregates {
             continue;
         };
         let col = |row: &[monit_host::influx::Cell], name: &str| {
-            s.column(name).and_then(|i| row.get(i)).and_then(|c| c.as_f64())
+            s.column(name)
+                .and_then(|i| row.get(i))
+                .and_then(|c| c.as_f64())
         };
         for row in &s.values {
             let Some(mean) = row.get(mi).and_then(|c| c.as_f64()) else {
@@ -345,7 +361,10 @@ pub fn fold_aggregates(
     // "buckets": points, at most the number of bucket_seconds slots in the window
     let slots = |r: Resource, count: f64| -> u32 {
         let most = (windows.get(r).as_secs() / bucket).max(1);
-        (count.max(0.0) as u64).clamp(1, most).try_into().unwrap_or(u32::MAX)
+        (count.max(0.0) as u64)
+            .clamp(1, most)
+            .try_into()
+            .unwrap_or(u32::MAX)
     };
     raw.into_iter()
         .map(|(k, r)| {
@@ -400,7 +419,10 @@ pub fn fold_aggregates(
 }
 
 /// The `origin`'s windows per resource (its alarm policies' `measure_time`).
-pub fn windows_of(w: &monit_host::plugin::Windows, origin: monit_host::model::Origin) -> UsageWindows {
+pub fn windows_of(
+    w: &monit_host::plugin::Windows,
+    origin: monit_host::model::Origin,
+) -> UsageWindows {
     UsageWindows {
         cpu: w.get(origin, Resource::Cpu),
         memory: w.get(origin, Resource::Memory),
@@ -452,7 +474,9 @@ mod tests {
             ]
             .into_iter()
             .collect(),
-            columns: ["time", "mean", "max", "min", "count"].map(String::from).to_vec(),
+            columns: ["time", "mean", "max", "min", "count"]
+                .map(String::from)
+                .to_vec(),
             values: vec![[0.0, mean, max, min, count].map(Cell::Number).to_vec()],
         }
     }
@@ -463,15 +487,50 @@ mod tests {
             // 2.0/3.0 writer
             series("10.0.0.1", "cpuStats.0", 85.0, 90.0, 80.0, 20.0),
             series("10.0.0.1", "cpuStats.1", 100.0, 100.0, 100.0, 20.0),
-            series("10.0.0.1", "memoryStats.UsedPercent", 50.0, 60.0, 40.0, 20.0),
+            series(
+                "10.0.0.1",
+                "memoryStats.UsedPercent",
+                50.0,
+                60.0,
+                40.0,
+                20.0,
+            ),
             series("10.0.0.1", "diskStats.Usage", 40.0, 40.0, 40.0, 20.0),
             // newer agent
             series("10.0.0.2", "cpuStats.core.0", 10.0, 10.0, 10.0, 20.0),
-            series("10.0.0.2", "memoryStats.TotalMemory", 1000.0, 1000.0, 1000.0, 20.0),
-            series("10.0.0.2", "memoryStats.FreeMemory", 100.0, 100.0, 100.0, 20.0),
-            series("10.0.0.2", "memoryStats.AvailableMemory", 250.0, 300.0, 150.0, 20.0),
+            series(
+                "10.0.0.2",
+                "memoryStats.TotalMemory",
+                1000.0,
+                1000.0,
+                1000.0,
+                20.0,
+            ),
+            series(
+                "10.0.0.2",
+                "memoryStats.FreeMemory",
+                100.0,
+                100.0,
+                100.0,
+                20.0,
+            ),
+            series(
+                "10.0.0.2",
+                "memoryStats.AvailableMemory",
+                250.0,
+                300.0,
+                150.0,
+                20.0,
+            ),
             series("10.0.0.2", "diskStats./.Usage", 30.0, 95.0, 10.0, 20.0),
-            series("10.0.0.2", "diskStats./var/vcap/data.Usage", 87.0, 88.0, 86.0, 20.0),
+            series(
+                "10.0.0.2",
+                "diskStats./var/vcap/data.Usage",
+                87.0,
+                88.0,
+                86.0,
+                20.0,
+            ),
         ];
         let f = fold(&s, Some("ip"));
         let a = &f["10.0.0.1"];
@@ -482,19 +541,32 @@ mod tests {
         assert_eq!(a.disk.unwrap().mean, 40.0);
         let b = &f["10.0.0.2"];
         assert_eq!(b.cpu.unwrap().mean, 10.0);
-        assert_eq!(b.memory.unwrap().mean, 75.0, "Available is preferred over Free");
-        assert_eq!(b.memory.unwrap().peak, 85.0, "the lowest Available is the peak");
+        assert_eq!(
+            b.memory.unwrap().mean,
+            75.0,
+            "Available is preferred over Free"
+        );
+        assert_eq!(
+            b.memory.unwrap().peak,
+            85.0,
+            "the lowest Available is the peak"
+        );
         let disk = b.disk.unwrap();
         assert_eq!(disk.mean, 87.0, "the fullest mount counts");
-        assert_eq!(disk.peak, 95.0, "the highest point of any mount is the peak");
+        assert_eq!(
+            disk.peak, 95.0,
+            "the highest point of any mount is the peak"
+        );
     }
 
     #[test]
     fn rows_per_bucket_fold_to_window_figures() {
         // an answer with a row per bucket (older statements, or a split answer)
         let mut s = series("10.0.0.1", "cpuStats.0", 10.0, 10.0, 10.0, 1.0);
-        s.values.push([30.0, 20.0, 20.0, 20.0, 1.0].map(Cell::Number).to_vec());
-        s.values.push([60.0, 90.0, 90.0, 90.0, 1.0].map(Cell::Number).to_vec());
+        s.values
+            .push([30.0, 20.0, 20.0, 20.0, 1.0].map(Cell::Number).to_vec());
+        s.values
+            .push([60.0, 90.0, 90.0, 90.0, 1.0].map(Cell::Number).to_vec());
         let cpu = fold(&[s], Some("ip"))["10.0.0.1"].cpu.unwrap();
         assert_eq!((cpu.mean, cpu.peak, cpu.buckets), (40.0, 90.0, 3));
     }
@@ -525,7 +597,10 @@ mod tests {
         assert!(q.contains(r#"FROM "cf\"m""#), "{q}");
         assert!(q.contains(r#""origin" = 'micro\'bosh"}'"#), "{q}");
         assert!(q.contains("GROUP BY \"ip\", \"metricname\""), "{q}");
-        assert!(!q.contains("time(") && !q.contains("fill("), "no time buckets: {q}");
+        assert!(
+            !q.contains("time(") && !q.contains("fill("),
+            "no time buckets: {q}"
+        );
     }
 
     #[test]

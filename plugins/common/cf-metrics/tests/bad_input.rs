@@ -172,7 +172,11 @@ fn strange_but_valid_cells_decode_and_are_not_readings() {
     .unwrap();
     let f = vm_metrics::fold(&s, Some("ip"));
     let cpu = f["10.0.0.1"].cpu.unwrap();
-    assert_eq!((cpu.mean, cpu.buckets), (0.0, 1), "only the number is a reading");
+    assert_eq!(
+        (cpu.mean, cpu.buckets),
+        (0.0, 1),
+        "only the number is a reading"
+    );
 }
 
 // ---- values that are not percentages -----------------------------------------------------
@@ -271,9 +275,7 @@ fn huge_percentages_open_no_alarm() {
     let readings: Vec<Reading> = ["10.0.0.3", "10.0.0.4"]
         .iter()
         .enumerate()
-        .flat_map(|(i, ip)| {
-            vm_metrics::readings_for(&target(i as i64 + 1, ip), f.get(*ip))
-        })
+        .flat_map(|(i, ip)| vm_metrics::readings_for(&target(i as i64 + 1, ip), f.get(*ip)))
         .collect();
     let now = chrono::DateTime::from_timestamp(t, 0).unwrap();
     let changes = engine::evaluate(&policies(), &[], &readings, &[Origin::Pas], now, &opts());

@@ -54,7 +54,9 @@ fn points(now: i64) -> Vec<Point> {
     // 2.0/3.0 writer
     vm("10.0.0.1", "cpuStats.0", &|i| 40.0 + (i % 7) as f64 * 5.0);
     vm("10.0.0.1", "cpuStats.1", &|i| 60.0 + (i % 3) as f64 * 10.0);
-    vm("10.0.0.1", "memoryStats.UsedPercent", &|i| 50.0 + (i % 5) as f64);
+    vm("10.0.0.1", "memoryStats.UsedPercent", &|i| {
+        50.0 + (i % 5) as f64
+    });
     vm("10.0.0.1", "diskStats.Usage", &|_| 40.0);
     // newer agent: memory from Available/Total, two mounts
     vm("10.0.0.2", "cpuStats.core.0", &|i| 10.0 + i as f64);
@@ -63,7 +65,9 @@ fn points(now: i64) -> Vec<Point> {
         2.0e9 + (i % 4) as f64 * 1.0e8
     });
     vm("10.0.0.2", "memoryStats.FreeMemory", &|_| 1.0e9);
-    vm("10.0.0.2", "diskStats./.Usage", &|i| 30.0 + (i % 2) as f64 * 50.0);
+    vm("10.0.0.2", "diskStats./.Usage", &|i| {
+        30.0 + (i % 2) as f64 * 50.0
+    });
     vm("10.0.0.2", "diskStats./var/vcap/data.Usage", &|_| 70.0);
     // the BOSH director
     for (i, t) in times.iter().enumerate() {
@@ -113,23 +117,53 @@ fn points(now: i64) -> Vec<Point> {
         }
     };
     let all = times.len();
-    series("cpu_usage_total", container("web", 0), all, &|i| 1000.0 + 9.0 * i as f64, 1e9);
-    series("memory_usage", container("web", 0), all, &|i| 4.0e8 + (i % 3) as f64 * 1.0e8, 1e9);
+    series(
+        "cpu_usage_total",
+        container("web", 0),
+        all,
+        &|i| 1000.0 + 9.0 * i as f64,
+        1e9,
+    );
+    series(
+        "memory_usage",
+        container("web", 0),
+        all,
+        &|i| 4.0e8 + (i % 3) as f64 * 1.0e8,
+        1e9,
+    );
     series("disk_usage", container("web", 0), all, &|_| 2.5e8, 1e9);
     // restart after point 19 (5 min before now): from 0 again at the same rate
     series(
         "cpu_usage_total",
         container("api", 1),
         all,
-        &|i| if i <= 19 { 500.0 + 6.0 * i as f64 } else { 6.0 * (i - 19) as f64 },
+        &|i| {
+            if i <= 19 {
+                500.0 + 6.0 * i as f64
+            } else {
+                6.0 * (i - 19) as f64
+            }
+        },
         1e9,
     );
     series("memory_usage", container("api", 1), all, &|_| 9.0e8, 1e9);
     // stopped 10 minutes ago
-    series("cpu_usage_total", container("gone", 0), 10, &|i| 9.0 * i as f64, 1e9);
+    series(
+        "cpu_usage_total",
+        container("gone", 0),
+        10,
+        &|i| 9.0 * i as f64,
+        1e9,
+    );
     series("memory_usage", container("gone", 0), 10, &|_| 9.9e8, 1e9);
     // wrapped limit: memory unusable, CPU fine
-    series("cpu_usage_total", container("big", 0), all, &|i| 3.0 * i as f64, -2.0e9);
+    series(
+        "cpu_usage_total",
+        container("big", 0),
+        all,
+        &|i| 3.0 * i as f64,
+        -2.0e9,
+    );
     series("memory_usage", container("big", 0), all, &|_| 3.0e9, -2.0e9);
     let mut system = container("sys", 0);
     system.retain(|(k, _)| *k != "application_name");
@@ -138,7 +172,9 @@ fn points(now: i64) -> Vec<Point> {
 }
 
 fn escape_lp(s: &str) -> String {
-    s.replace(',', "\\,").replace('=', "\\=").replace(' ', "\\ ")
+    s.replace(',', "\\,")
+        .replace('=', "\\=")
+        .replace(' ', "\\ ")
 }
 
 fn line_protocol(points: &[Point], measurement: &str) -> String {
@@ -362,7 +398,10 @@ fn same(a: &Readings, b: &Readings) {
 /// The readings themselves are right (so agreeing stores are not agreeing on nonsense).
 fn check_values(r: &Readings) {
     let a = &r.paasta["10.0.0.1"];
-    assert!(a.cpu.is_some() && a.memory.is_some() && a.disk.is_some(), "{a:?}");
+    assert!(
+        a.cpu.is_some() && a.memory.is_some() && a.disk.is_some(),
+        "{a:?}"
+    );
     assert_eq!(a.disk.unwrap().mean, 40.0);
     let b = &r.paasta["10.0.0.2"];
     let disk = b.disk.unwrap();
@@ -375,12 +414,18 @@ fn check_values(r: &Readings) {
         names.contains(&"web") && names.contains(&"api") && names.contains(&"big"),
         "{names:?}"
     );
-    assert!(!names.contains(&"gone"), "a stopped container is left out: {names:?}");
+    assert!(
+        !names.contains(&"gone"),
+        "a stopped container is left out: {names:?}"
+    );
     assert!(!names.contains(&"sys"), "not an app container: {names:?}");
     let web = r.container.iter().find(|c| c.app_name == "web").unwrap();
     assert!((web.cpu.unwrap().mean - 30.0).abs() < 0.01, "{web:?}");
     let api = r.container.iter().find(|c| c.app_name == "api").unwrap();
-    assert!((api.cpu.unwrap().mean - 20.0).abs() < 0.01, "a restart is no negative rate: {api:?}");
+    assert!(
+        (api.cpu.unwrap().mean - 20.0).abs() < 0.01,
+        "a restart is no negative rate: {api:?}"
+    );
     assert!((api.memory.unwrap().mean - 90.0).abs() < 0.01, "{api:?}");
     let big = r.container.iter().find(|c| c.app_name == "big").unwrap();
     assert!(big.memory.is_none() && big.cpu.is_some(), "{big:?}");
@@ -438,8 +483,15 @@ async fn influxdb_and_victoria_metrics_read_the_same_for_every_collector() {
     check_values(&from_influx);
     same(&from_influx, &from_vm);
     // a fixed number of queries, one per resource and measurement
-    let q = vm.stats().queries.load(std::sync::atomic::Ordering::Relaxed);
-    assert_eq!(q, 3 + 3 + 3 + 3, "paasta 3, bosh 3, container 3, autoscale 3");
+    let q = vm
+        .stats()
+        .queries
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(
+        q,
+        3 + 3 + 3 + 3,
+        "paasta 3, bosh 3, container 3, autoscale 3"
+    );
 }
 
 /// A BOSH service name with a quote, a backslash or a line break (config values reach the
@@ -458,7 +510,10 @@ async fn label_values_are_escaped_no_injection() {
     ];
     for store in &stores {
         let backend = store.backend().as_str();
-        let found = bosh_query(&dbs, BOSH_SERVICE, now).read(store).await.unwrap();
+        let found = bosh_query(&dbs, BOSH_SERVICE, now)
+            .read(store)
+            .await
+            .unwrap();
         assert!(
             found.get("").is_some_and(|u| u.disk.is_some()),
             "{backend}: the service name with a quote matches its own series: {found:?}"
@@ -508,7 +563,11 @@ impl OwnPrometheus {
             String::from_utf8_lossy(&out.stderr)
         );
         let config = dir.path().join("prometheus.yml");
-        std::fs::write(&config, "global:\n  scrape_interval: 1m\nscrape_configs: []\n").unwrap();
+        std::fs::write(
+            &config,
+            "global:\n  scrape_interval: 1m\nscrape_configs: []\n",
+        )
+        .unwrap();
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -562,7 +621,10 @@ async fn prometheus_with_promtool_blocks_reads_the_same_as_influxdb() {
     let influx = write_influx(&dbs, &points).await;
     let prom = OwnPrometheus::start(&open_metrics(&points, &|m| dbs.of(m)));
     prom.ready().await;
-    let store = MetricStore::from(prometheus_client(&format!("http://127.0.0.1:{}", prom.port)));
+    let store = MetricStore::from(prometheus_client(&format!(
+        "http://127.0.0.1:{}",
+        prom.port
+    )));
     let from_prom = read_all(&store, &dbs, now).await;
     let from_influx = read_all(&influx.into(), &dbs, now).await;
     drop_influx(&dbs).await;
