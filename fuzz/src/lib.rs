@@ -18,6 +18,9 @@ use std::path::Path;
 /// The InfluxDB base URL the decoder is given: every decode error must name it.
 pub const INFLUX_URL: &str = "http://influx.fuzz.invalid:8086";
 
+/// The Prometheus API base URL the decoder is given: every decode error must name it.
+pub const PROMETHEUS_URL: &str = "http://prometheus.fuzz.invalid:8428";
+
 /// Evaluation time when the data gives none that is usable (2027-01-15).
 const DEFAULT_NOW: i64 = 1_800_000_000;
 
@@ -118,6 +121,35 @@ pub fn influx_decode(data: &[u8]) {
             );
         }
         Ok(series) => vm_fold(&series),
+    }
+}
+
+/// A Prometheus API `/api/v1/query` answer: decoded whole, and streamed through the `Splitter`
+/// in pieces of every size from 1 to 7 bytes. Both agree; an error names the store's URL.
+pub fn prometheus_decode(data: &[u8]) {
+    use monit_host::prometheus::{Splitter, decode_fold};
+    let mut whole = Vec::new();
+    let at_once = decode_fold(PROMETHEUS_URL, data, &mut |s| whole.push(s));
+    if let Err(e) = &at_once {
+        assert!(e.to_string().contains(PROMETHEUS_URL), "{e}");
+    }
+    for size in 1..=7 {
+        let mut got = Vec::new();
+        let mut sp = Splitter::new(1 << 20);
+        let fed = data
+            .chunks(size)
+            .try_for_each(|c| sp.feed(c, &mut |s| got.push(s)));
+        let streamed = fed
+            .map_err(|_| ())
+            .and_then(|_| sp.finish(PROMETHEUS_URL).map_err(|_| ()));
+        if let (Ok(n), Ok(m)) = (&at_once, &streamed) {
+            assert_eq!(n, m, "pieces of {size}");
+            assert_eq!(got.len(), whole.len(), "pieces of {size}");
+            for (a, b) in got.iter().zip(&whole) {
+                assert_eq!(a.labels, b.labels, "pieces of {size}");
+                assert!(a.value == b.value || (a.value.is_nan() && b.value.is_nan()));
+            }
+        }
     }
 }
 

@@ -44,6 +44,14 @@ fn fuzz_body_legacy_ini_over_its_seeds() {
 }
 
 #[test]
+fn fuzz_body_prometheus_decode_over_its_seeds() {
+    for (path, data) in seeds("prometheus_decode") {
+        eprintln!("seed {}", path.display());
+        fuzz_bodies::prometheus_decode(&data);
+    }
+}
+
+#[test]
 fn fuzz_body_influx_decode_over_its_seeds() {
     for (path, data) in seeds("influx_decode") {
         eprintln!("seed {}", path.display());
