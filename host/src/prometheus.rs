@@ -431,7 +431,7 @@ impl Splitter {
             if self.in_string {
                 if self.in_key
                     && let Some(Some(key)) = self.stack.last_mut()
-                    && !(b == b'"' && !self.escaped)
+                    && (b != b'"' || self.escaped)
                 {
                     key.push(b);
                 }
