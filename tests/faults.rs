@@ -231,3 +231,59 @@ async fn a_tick_slower_than_the_interval_neither_overlaps_nor_piles_up() {
     let _ = now_s();
     env.cleanup().await;
 }
+
+/// MariaDB goes away (longer than the pool's 10 s acquire timeout) while mail goes out: the mail
+/// in flight is accepted by the server, its outcome is recorded once the DB is back, nothing more
+/// is sent meanwhile, and no mail goes out twice.
+#[tokio::test(flavor = "multi_thread")]
+async fn mariadb_away_while_mail_goes_out_sends_nothing_twice() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut db = PrivateMariadb::start(&tmp.path().join("db"));
+    let sink = monit_testkit::FaultSink::start(&tmp.path().join("mail"), &["--delay", "0.5"]);
+    let extra = format!(
+        "[plugins.paasta]\nenabled = true\n[plugins.email]\nenabled = true\nsmtp_host = \"127.0.0.1\"\nsmtp_port = {}\nsecurity = \"plain\"\nsender = \"m@example.com\"\n",
+        sink.port
+    );
+    let env = TestEnv::on("dbaway", &extra, &db.url(), &common::influx_url()).await;
+    env.exec(
+        "UPDATE alarm_policies SET measure_time = 300 WHERE origin_type = 'pas'; \
+         DELETE FROM alarm_targets; INSERT INTO alarm_targets (origin_type, mail_address) VALUES ('pas', 'ops@example.org')",
+    )
+    .await;
+    let mut points = String::new();
+    for i in 1..=8 {
+        let ip = format!("10.0.17.{i}");
+        env.add_vm(&format!("hot/{i}"), &ip, "vms").await;
+        points.push_str(&hot_vm(&ip));
+    }
+    env.write_points(&env.cf_db, &points).await;
+    env.db.close().await;
+    let child = spawn_loop(&env);
+    let start = Instant::now();
+    while sink.mails().len() < 2 {
+        assert!(start.elapsed() < Duration::from_secs(30), "no mail went out");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    db.down();
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    let during = sink.mails().len();
+    db.up();
+    let start = Instant::now();
+    while sink.mails().len() < 8 && start.elapsed() < Duration::from_secs(60) {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(stop(child), Some(0));
+    let mut per_row: std::collections::HashMap<i64, usize> = Default::default();
+    for m in sink.mails() {
+        *per_row.entry(m.notification_id.unwrap()).or_default() += 1;
+    }
+    assert!(
+        during <= 3,
+        "nothing more was sent while outcomes could not be recorded: {during}"
+    );
+    assert_eq!(per_row.len(), 8, "every notification arrived: {per_row:?}");
+    assert!(
+        per_row.values().all(|n| *n == 1),
+        "no mail twice: {per_row:?}"
+    );
+}

@@ -144,7 +144,12 @@ async fn influxdb_back_after_a_long_outage_raises_one_pipeline_alarm_not_one_per
     );
     let mails = mails_with("plain", &tag);
     assert_eq!(mails.len(), 2, "the alarm and its recovery");
-    assert!(mails.iter().any(|m| m.contains("RECOVERED")));
+    assert!(mails.iter().any(|m| {
+        mail_parser::MessageParser::default()
+            .parse(m.as_bytes())
+            .and_then(|p| p.subject().map(|s| s.starts_with("[회복] ")))
+            .unwrap_or(false)
+    }));
     env.cleanup().await;
 }
 

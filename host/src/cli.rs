@@ -123,6 +123,9 @@ pub fn init_logging(settings: Option<&Settings>) {
     let b = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        // A full disk or a closed pipe must not end the process: tracing would report the
+        // failed write with eprintln!, which panics when stderr itself cannot be written.
+        .log_internal_errors(false)
         .with_writer(std::io::stderr);
     let _ = if json {
         b.json().try_init()

@@ -1,0 +1,218 @@
+"""The end-of-run check of scripts/chaos: from the outbox rows, the alarms, the inventory and what
+the SMTP server saw, count delivered, duplicated, lost and stranded, false `fail` alarms, panics.
+
+Mails are matched to outbox rows (batch_notifications, notifier `email`) by the header
+`X-Monit-Notification-Id: <batch_notifications.id>` when the mails carry it: that is exact, one
+(row, recipient) pair at a time. A binary without the header is judged by the fallback: rows and
+mails grouped by (alarm title, recovery or not) and recipient, and inside a group a mail goes to
+a row whose value it shows (the usage figure of the body, to 0.01). The fallback cannot tell
+apart two rows of one alarm with the same value (repeats of a steady reading): there a
+duplicate of one and the loss of the other cancel out, so it may under-count, never over-count.
+
+A (row, recipient) pair that got no mail is not lost when the SMTP server refused it for good:
+the refusable address was refused at RCPT after the row was created, or (row no longer pending)
+the server answered 5xx to that very message. A refusal of one recipient that leaves the others of
+the same transaction without a mail for BLOCKED_WITHIN_S is counted as `blocked`. Everything here is a pure function of its inputs,
+so test_verdict.py checks it on made-up data.
+"""
+
+import collections
+
+BOSH_ORIGIN_ID = 9999
+# Rows in these states are still meant to be sent; a missing mail of theirs is lost, whatever the
+# server said earlier.
+UNFINISHED = {"pending", "claimed", "sending"}
+SLACK_S = 2.0
+# A recipient that got through RCPT in a transaction where another was refused must get a mail
+# within this long, or the refusal blocked it.
+BLOCKED_WITHIN_S = 10.0
+
+
+def subject_key(subject):
+    """(title, recovered) from a mail subject, in either language."""
+    s = " ".join((subject or "").split())
+    for prefix, suffix in (("[RECOVERED] ", " - back to normal"), ("[회복] ", " - 정상으로 회복되었습니다")):
+        if s.startswith(prefix) and s.endswith(suffix):
+            return s[len(prefix):len(s) - len(suffix)].strip(), True
+    if s.endswith("!"):
+        s = s[:-1]
+    return s.strip(), False
+
+
+def row_key(row):
+    usage = None if row.get("value") is None else "%.2f" % float(row["value"])
+    title = " ".join("".join(" " if ord(c) < 32 or ord(c) == 127 else c for c in row["title"]).split())
+    return title, row["kind"] == "recovered", usage
+
+
+def same_usage(value, usage):
+    """A row's value and the usage figure its mail shows ("93.47"), or neither has one."""
+    if value is None or usage is None:
+        return value is None and usage is None
+    return abs(float(value) - float(usage)) <= 0.0101
+
+
+def mail_key(event):
+    title, recovered = subject_key(event.get("subject"))
+    return title, recovered, event.get("usage")
+
+
+def judge(rows, targets, events, refusable, alarms, vm_ids, vm_kinds, logs_panics):
+    """rows: outbox rows of the email notifier {id, kind, status, created, origin, title, value,
+    late}; a late row (queued after the drain ended, by the last tick) is matched but not judged;
+    targets: origin -> addresses mailed (alarm_targets, mail_send_yn = 'Y');
+    events: the SMTP server's JSON lines; refusable: the address the server may refuse;
+    alarms: {id, origin_type, origin_id, alarm_type, level, ip, resolve_status};
+    vm_ids: ids in `vms`; vm_kinds: ip -> writer behaviour ("gappy" VMs went silent on purpose);
+    logs_panics: number of "panicked" lines in the instances' output."""
+    refusable = refusable.lower()
+    accepted = [e for e in events if e.get("ev") == "accepted"]
+    refused_at = [e["t"] for e in events if e.get("ev") == "refused_rcpt" and e.get("rcpt", "").lower() == refusable]
+    rejected = [e for e in events if e.get("ev") == "rejected"]
+    with_header = [e for e in accepted if e.get("nid")]
+    mode = "header" if with_header or not accepted else "fallback"
+
+    def refused_after(row):
+        return any(t >= row["created"] - SLACK_S for t in refused_at)
+
+    def rejected_for(row, key):
+        if row["status"] in UNFINISHED:
+            return False
+        for e in rejected:
+            if e["t"] < row["created"] - SLACK_S:
+                continue
+            if mode == "header" and e.get("nid") == str(row["id"]):
+                return True
+            if mode == "fallback" and mail_key(e)[:2] == key[:2] and same_usage(row.get("value"), mail_key(e)[2]):
+                return True
+        return False
+
+    def excused(row, rcpt, key):
+        if rcpt.lower() == refusable and refused_after(row):
+            return "refused"
+        if rejected_for(row, key):
+            return "rejected"
+        return None
+
+    out = collections.Counter()
+    out["notifications"] = sum(1 for r in rows if not r.get("late"))
+    lost_rows = set()
+    dup_times = []
+    if mode == "header":
+        copies = collections.Counter()
+        by_id = {str(r["id"]): r for r in rows}
+        for e in sorted(accepted, key=lambda e: e["t"]):
+            nid = e.get("nid")
+            for rcpt in e.get("rcpts", []):
+                if nid in by_id:
+                    copies[(nid, rcpt.lower())] += 1
+                    if copies[(nid, rcpt.lower())] > 1:
+                        dup_times.append(e["t"])
+                else:
+                    out["unmatched"] += 1
+                    dup_times.append(e["t"])
+        for r in rows:
+            for rcpt in targets.get(r["origin"], []):
+                n = copies.get((str(r["id"]), rcpt.lower()), 0)
+                if r.get("late"):
+                    out["duplicates"] += max(0, n - 1)
+                elif n:
+                    out["delivered"] += 1
+                    out["duplicates"] += n - 1
+                else:
+                    why = excused(r, rcpt, None)
+                    if why:
+                        out["excused_" + why] += 1
+                    else:
+                        out["lost"] += 1
+                        lost_rows.add(r["id"])
+    else:
+        # group by (title, recovered, recipient); inside a group, a mail goes to a row whose value
+        # it shows (to 0.01: the mail and the payload may round the last digit apart)
+        mails = collections.defaultdict(list)
+        for e in sorted(accepted, key=lambda e: e["t"]):
+            title, recovered, usage = mail_key(e)
+            for rcpt in e.get("rcpts", []):
+                mails[(title, recovered, rcpt.lower())].append((usage, e["t"]))
+        groups = collections.defaultdict(list)
+        for r in rows:
+            title, recovered, usage = row_key(r)
+            for rcpt in targets.get(r["origin"], []):
+                groups[(title, recovered, rcpt.lower())].append(r)
+        for gk, grows in groups.items():
+            got = [0] * len(grows)
+            for usage, t in mails.pop(gk, []):
+                fits = [i for i, r in enumerate(grows) if same_usage(r.get("value"), usage)]
+                fresh = [i for i in fits if got[i] == 0]
+                if fresh:
+                    got[fresh[0]] += 1
+                    continue
+                if fits:
+                    got[fits[0]] += 1
+                else:
+                    out["unmatched"] += 1
+                dup_times.append(t)
+            for r, n in zip(grows, got):
+                if r.get("late"):
+                    out["duplicates"] += max(0, n - 1)
+                    continue
+                if n:
+                    out["delivered"] += 1
+                    out["duplicates"] += n - 1
+                    continue
+                why = excused(r, gk[2], row_key(r))
+                if why:
+                    out["excused_" + why] += 1
+                else:
+                    out["lost"] += 1
+                    lost_rows.add(r["id"])
+        # mails that no row explains: extra copies (or a subject the fallback cannot read)
+        for left in mails.values():
+            out["unmatched"] += len(left)
+            dup_times.extend(t for _, t in left)
+    out["duplicates"] += out["unmatched"]
+
+    for a in alarms:
+        if a["resolve_status"] in ("1", "2"):
+            if a["origin_type"] == "pas" and a["origin_id"] not in vm_ids:
+                out["stranded"] += 1
+            if a["origin_type"] == "bos" and a["origin_id"] != BOSH_ORIGIN_ID and a["origin_id"] not in vm_ids:
+                out["stranded"] += 1
+        if "fail" in (a["alarm_type"], a["level"]):
+            if a["origin_type"] == "bos":
+                out["false_fail"] += 1
+            elif a["origin_type"] == "pas" and vm_kinds.get(a.get("ip")) != "gappy":
+                out["false_fail"] += 1
+            else:
+                out["true_fail"] += 1
+    # one refused recipient blocking the others of the same mail
+    for e in events:
+        if e.get("ev") != "refused_rcpt" or not e.get("others"):
+            continue
+        for other in e["others"]:
+            if not any(a["t"] >= e["t"] and a["t"] <= e["t"] + BLOCKED_WITHIN_S
+                       and other.lower() in (r.lower() for r in a.get("rcpts", [])) for a in accepted):
+                out["blocked"] += 1
+                break
+    out["panics"] = logs_panics
+    result = {k: out.get(k, 0) for k in (
+        "notifications", "delivered", "duplicates", "lost", "stranded", "false_fail", "panics",
+        "unmatched", "excused_refused", "excused_rejected", "true_fail", "blocked")}
+    result["dup_times"] = sorted(dup_times)
+    result["mode"] = mode
+    result["pending_at_end"] = sum(1 for r in rows if r["status"] in UNFINISHED and not r.get("late"))
+    result["late"] = sum(1 for r in rows if r.get("late"))
+    result["lost_rows"] = sorted(lost_rows)[:20]
+    return result
+
+
+def summary_line(faults, kills, v):
+    return ("chaos: faults=%d kills=%d notifications=%d delivered=%d duplicates=%d lost=%d "
+            "stranded=%d false_fail=%d panics=%d blocked=%d" % (
+                faults, kills, v["notifications"], v["delivered"], v["duplicates"], v["lost"],
+                v["stranded"], v["false_fail"], v["panics"], v["blocked"]))
+
+
+def failed(kills, v):
+    return (v["lost"] > 0 or v["duplicates"] > kills or v["stranded"] > 0
+            or v["false_fail"] > 0 or v["panics"] > 0 or v["blocked"] > 0)
