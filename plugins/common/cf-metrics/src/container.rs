@@ -181,7 +181,8 @@ fn effective(window: Duration, bucket: u64) -> i64 {
 /// The statements [`read_container_usage`] sends to InfluxDB, each with only the aggregates it
 /// needs and no time buckets: one row per series. InfluxDB 1.x's cost grows with aggregates x
 /// series, so they run side by side rather than as one statement (docs/benchmarks.md).
-/// 1. the newest point of each of the three series (liveness; the CPU counter's last point),
+/// 1. the newest point of each of the three series within the activity horizon (liveness; the
+/// CPU counter's last point),
 /// 2. the CPU counter's first point, 3. its lowest point (a restart), 4. memory, 5. disk.
 pub fn usage_queries(
     source: &ContainerSource,
@@ -223,7 +224,9 @@ pub fn usage_queries(
         statement(
             format!("last({value}) AS \"last\""),
             &format!("{CPU_SERIES}|{MEMORY_SERIES}|{DISK_SERIES}"),
-            cpu_window.max(horizon),
+            // a running container has a point this recent, and then it is also the CPU
+            // counter's last: three points per series to read instead of the whole window
+            horizon,
         ),
         statement(
             format!("first({value}) AS \"first\""),
@@ -267,8 +270,11 @@ pub fn usage_promql(
         s.push('}');
         s
     };
+    // only the container's tags come back (`max by`: one sample per container, no measurement
+    // name and writer tags repeated in every sample: a third of the answer)
+    let by = GROUP_TAGS.join(", ");
     let tagged = |expr: String, agg: &str| {
-        format!("label_replace({expr}, \"monit_agg\", \"{agg}\", \"\", \"\")")
+        format!("label_replace(max by ({by}) ({expr}), \"monit_agg\", \"{agg}\", \"\", \"\")")
     };
     let cpu = selector("value", format!("={}", prometheus::string(CPU_SERIES)));
     let any = selector(

@@ -174,11 +174,16 @@ impl VmQuery<'_> {
         }
         sel.push('}');
         let w = self.window(r);
+        // only the labels the fold needs come back: one sample per (VM, metric name)
+        let by = match self.group_by {
+            Some(tag) => format!("{tag}, metricname"),
+            None => "metricname".to_string(),
+        };
         ["avg", "max", "min", "count"]
             .iter()
             .map(|f| {
                 format!(
-                    "label_replace({f}_over_time({sel}[{w}s]), \"monit_agg\", \"{f}\", \"\", \"\")"
+                    "label_replace(max by ({by}) ({f}_over_time({sel}[{w}s])), \"monit_agg\", \"{f}\", \"\", \"\")"
                 )
             })
             .collect::<Vec<_>>()
