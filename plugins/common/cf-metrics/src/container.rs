@@ -16,7 +16,7 @@
 //!   A limit that is missing or ≤ 0 (the 2020+ writer computes it in int32 and wraps at 2 GiB)
 //!   makes that resource unusable for the container.
 //!
-//! A container without any point within [`active_horizon`] of `now` has stopped (crashed, moved,
+//! A container whose CPU counter has no point within [`active_horizon`] of `now` has stopped (crashed, moved,
 //! scaled in): it is left out entirely, so an instance that is gone neither keeps an alarm alive
 //! with its last values nor counts as a running instance.
 
@@ -181,8 +181,8 @@ fn effective(window: Duration, bucket: u64) -> i64 {
 /// The statements [`read_container_usage`] sends to InfluxDB, each with only the aggregates it
 /// needs and no time buckets: one row per series. InfluxDB 1.x's cost grows with aggregates x
 /// series, so they run side by side rather than as one statement (docs/benchmarks.md).
-/// 1. the newest point of each of the three series within the activity horizon (liveness; the
-/// CPU counter's last point),
+/// 1. the CPU counter's newest point within the activity horizon (liveness, and the counter's
+/// last point),
 /// 2. the CPU counter's first point, 3. its lowest point (a restart), 4. memory, 5. disk.
 pub fn usage_queries(
     source: &ContainerSource,
@@ -196,11 +196,11 @@ pub fn usage_queries(
         .chain(GROUP_TAGS.iter().map(|t| ident(t)))
         .collect();
     let value = ident("value");
-    let statement = |select: String, names: &str, span: i64| {
+    let statement = |select: String, series: &str, span: i64| {
         format!(
             "SELECT {select} FROM {measurement} \
              WHERE time > {start}s AND time <= {end}s \
-             AND {value} > -{bound} AND {value} < {bound} AND {name} =~ /^({names})$/ \
+             AND {value} > -{bound} AND {value} < {bound} AND {name} = '{series}' \
              AND {container_id} <> '/' AND {application_name} <> '' \
              GROUP BY {group_by}",
             measurement = ident(&source.measurement),
@@ -215,17 +215,16 @@ pub fn usage_queries(
     let cpu_window = effective(windows.cpu, bucket);
     let gauge = |limit: &str| {
         format!(
-            "mean({value}) AS \"mean\", max({value}) AS \"max\", count({value}) AS \"count\", \
-             last({}) AS \"limit\"",
+            "mean({value}) AS \"mean\", max({value}) AS \"max\", last({}) AS \"limit\"",
             ident(limit)
         )
     };
     [
         statement(
             format!("last({value}) AS \"last\""),
-            &format!("{CPU_SERIES}|{MEMORY_SERIES}|{DISK_SERIES}"),
-            // a running container has a point this recent, and then it is also the CPU
-            // counter's last: three points per series to read instead of the whole window
+            CPU_SERIES,
+            // a running container's counter has a point this recent, and it is the counter's
+            // last: three points per series to read instead of the whole window
             horizon,
         ),
         statement(
@@ -248,8 +247,7 @@ pub fn usage_queries(
 }
 
 /// One PromQL query per resource, every aggregate told apart by a `monit_agg` label: CPU
-/// (`rate`, `count_over_time`, and `count_over_time` over the active horizon of all three
-/// series for liveness), memory and disk (`avg_over_time`, `max_over_time`, `count_over_time`
+/// (`rate`, `count_over_time`, and `count_over_time` over the activity horizon for liveness), memory and disk (`avg_over_time`, `max_over_time`, `count_over_time`
 /// of the value, `last_over_time` of the limit). A store fed by `/write?db=` names the
 /// line-protocol field `<measurement>_<field>`.
 pub fn usage_promql(
@@ -277,18 +275,11 @@ pub fn usage_promql(
         format!("label_replace(max by ({by}) ({expr}), \"monit_agg\", \"{agg}\", \"\", \"\")")
     };
     let cpu = selector("value", format!("={}", prometheus::string(CPU_SERIES)));
-    let any = selector(
-        "value",
-        format!(
-            "=~{}",
-            prometheus::string(&format!("{CPU_SERIES}|{MEMORY_SERIES}|{DISK_SERIES}"))
-        ),
-    );
     let w = effective(windows.cpu, bucket);
     let cpu_query = [
         tagged(format!("rate({cpu}[{w}s])"), "rate"),
         tagged(format!("count_over_time({cpu}[{w}s])"), "count"),
-        tagged(format!("count_over_time({any}[{horizon}s])"), "live"),
+        tagged(format!("count_over_time({cpu}[{horizon}s])"), "live"),
     ]
     .join(" or ");
     let gauge_query = |series: &str, limit: &str, window: Duration| {
@@ -433,7 +424,7 @@ fn parts_from_series(series: &[Series]) -> Result<BTreeMap<[String; 5], Parts>, 
                     s.columns
                 ));
             }
-            Some([col("mean")?, col("max")?, col("count")?, col("limit")?])
+            Some([col("mean")?, col("max")?, col("limit")?])
         } else {
             None
         };
@@ -455,11 +446,11 @@ fn parts_from_series(series: &[Series]) -> Result<BTreeMap<[String; 5], Parts>, 
                 p.cpu_first = cell(i).map(|v| (t, v));
             } else if let Some(i) = min {
                 p.cpu_min = cell(i).map(|v| (t, v));
-            } else if let Some([mean, max, count, limit]) = gauge_cols {
+            } else if let Some([mean, max, limit]) = gauge_cols {
                 *p.gauge(resource) = GaugeAgg {
                     mean: cell(mean),
                     max: cell(max),
-                    count: cell(count),
+                    count: s.column("count").and_then(cell),
                     limit: cell(limit),
                 };
             }
@@ -504,6 +495,11 @@ fn finish(
             }
             _ => None,
         };
+        // InfluxDB does not count gauge points (an aggregate costs as much as the statement):
+        // the counter's points stand for them, cAdvisor writes all three series together
+        let cpu_points = p
+            .cpu_points
+            .or_else(|| cpu.map(|c| f64::from(c.buckets) + 1.0));
         let mut gauge = |g: Option<GaugeAgg>, r: Resource| -> Option<Stats> {
             let g = g?;
             let (mean, max) = (g.mean.filter(|m| *m >= 0.0)?, g.max?);
@@ -515,7 +511,9 @@ fn finish(
             PERCENT.contains(&pct).then(|| Stats {
                 mean: pct,
                 peak: (max / limit * 100.0).clamp(pct, *PERCENT.end()),
-                buckets: u32::try_from((g.count.unwrap_or(1.0).max(1.0) as u64).min(slots(r)))
+                buckets: u32::try_from(
+                    (g.count.or(cpu_points).unwrap_or(1.0).max(1.0) as u64).min(slots(r)),
+                )
                     .unwrap_or(1),
             })
         };
