@@ -261,7 +261,10 @@ async fn mariadb_away_while_mail_goes_out_sends_nothing_twice() {
     let child = spawn_loop(&env);
     let start = Instant::now();
     while sink.mails().len() < 2 {
-        assert!(start.elapsed() < Duration::from_secs(30), "no mail went out");
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "no mail went out"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     db.down();

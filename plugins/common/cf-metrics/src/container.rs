@@ -514,7 +514,7 @@ fn finish(
                 buckets: u32::try_from(
                     (g.count.or(cpu_points).unwrap_or(1.0).max(1.0) as u64).min(slots(r)),
                 )
-                    .unwrap_or(1),
+                .unwrap_or(1),
             })
         };
         let memory = gauge(p.memory, Resource::Memory);

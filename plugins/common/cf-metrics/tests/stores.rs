@@ -631,3 +631,91 @@ async fn prometheus_with_promtool_blocks_reads_the_same_as_influxdb() {
     check_values(&from_prom);
     same(&from_influx, &from_prom);
 }
+
+/// A VictoriaMetrics of the test's own with basic auth: the login from `prometheus.user` /
+/// `password` or from the URL's userinfo is sent; without it the store's 401 is an error that
+/// names the URL and never the password.
+#[tokio::test]
+async fn basic_auth_reaches_a_store_that_requires_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Command::new("victoria-metrics")
+        .arg(format!("-storageDataPath={}", dir.path().display()))
+        .arg(format!("-httpListenAddr=127.0.0.1:{port}"))
+        .args([
+            "-httpAuth.username=reader",
+            "-httpAuth.password=pw-secret-9",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("victoria-metrics (Debian package; scripts/services.sh installs it)");
+    // the server is stopped (by its pid) whatever the assertions say
+    let _server = StopOnDrop(child);
+    let url = format!("http://127.0.0.1:{port}");
+    let mut up = false;
+    for _ in 0..300 {
+        if reqwest::get(format!("{url}/health")).await.is_ok() {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let client = |url: String, user: Option<&str>, password: &str| {
+        PrometheusClient::new(&PrometheusSettings {
+            url,
+            user: user.map(str::to_string),
+            password: monit_host::secret::Secret::new(password),
+            ..PrometheusSettings::default()
+        })
+        .unwrap()
+    };
+    {
+        assert!(up, "victoria-metrics on port {port} did not come up");
+        let none = client(url.clone(), None, "")
+            .query("vector(1)", 1_800_000_000)
+            .await;
+        let e = none.expect_err("no login: refused");
+        let text = e.to_string();
+        assert!(text.contains(&url) && text.contains("401"), "{text}");
+        let wrong = client(url.clone(), Some("reader"), "nope")
+            .query("vector(1)", 1_800_000_000)
+            .await
+            .expect_err("wrong password: refused");
+        assert!(!wrong.to_string().contains("nope"), "{wrong}");
+        let ok = client(url.clone(), Some("reader"), "pw-secret-9")
+            .query("vector(1)", 1_800_000_000)
+            .await
+            .unwrap();
+        assert_eq!(ok.len(), 1);
+        assert_eq!(ok[0].value, 1.0);
+        let in_url = client(
+            format!("http://reader:pw-secret-9@127.0.0.1:{port}"),
+            None,
+            "",
+        );
+        assert!(!format!("{in_url:?}").contains("pw-secret-9"));
+        assert_eq!(in_url.url(), url, "userinfo taken out of the URL");
+        assert_eq!(
+            in_url
+                .query("vector(1)", 1_800_000_000)
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+    }
+}
+
+struct StopOnDrop(Child);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
