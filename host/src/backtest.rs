@@ -3,7 +3,7 @@
 //! and notifications they would have produced. Nothing is written.
 
 use crate::config::Settings;
-use crate::engine::{self, Change, EngineOptions, OpenAlarm, OpenStatus, Policy};
+use crate::engine::{self, Change, EngineOptions, OpenAlarm, Policy};
 use crate::metric_store::MetricStore;
 use crate::metrics_gap;
 use crate::model::{AlarmType, Origin, Timestamp, Vm};
@@ -37,7 +37,8 @@ fn key(origin: Origin, ty: AlarmType) -> String {
     format!("{origin} {ty}")
 }
 
-/// Applies the engine's decisions to the simulated open alarms.
+/// Applies the tick's changes to the replayed open alarms (as the store would, through
+/// [`engine::apply`]) and counts them per policy.
 fn apply(
     open: &mut Vec<OpenAlarm>,
     changes: &[Change],
@@ -46,125 +47,36 @@ fn apply(
     report: &mut BacktestReport,
 ) {
     for ch in changes {
+        engine::apply(open, ch, now, next_id);
+        let s = ch.subject();
+        let o = report
+            .by_policy
+            .entry(key(s.target.origin, s.alarm_type))
+            .or_default();
         match ch {
-            Change::Open {
-                target,
-                alarm_type,
-                level,
-                ..
-            } => {
-                *next_id += 1;
-                open.push(OpenAlarm {
-                    id: *next_id,
-                    origin: target.origin,
-                    origin_id: target.origin_id,
-                    alarm_type: *alarm_type,
-                    level: *level,
-                    status: OpenStatus::Raised,
-                    raised_at: now,
-                    last_sent: Some(now),
-                    app_name: target.app.as_ref().map(|a| a.app_name.clone()),
-                    app_index: target.app.as_ref().map(|a| a.app_index),
-                    recovered: false,
-                    notified_level: *level,
-                });
-                let o = report
-                    .by_policy
-                    .entry(key(target.origin, *alarm_type))
-                    .or_default();
+            Change::Open { .. } => {
                 o.alarms_opened += 1;
                 o.notifications += 1;
             }
-            Change::Escalate {
-                alarm_id,
-                target,
-                alarm_type,
-                to,
-                notify,
-                ..
-            }
-            | Change::StepDown {
-                alarm_id,
-                target,
-                alarm_type,
-                to,
-                notify,
-                ..
-            } => {
-                if let Some(a) = open.iter_mut().find(|a| a.id == *alarm_id) {
-                    a.level = *to;
-                    if *notify {
-                        a.last_sent = Some(now);
-                        a.notified_level = *to;
-                    }
-                }
-                let o = report
-                    .by_policy
-                    .entry(key(target.origin, *alarm_type))
-                    .or_default();
-                if matches!(ch, Change::Escalate { .. }) {
-                    o.escalations += 1;
-                } else {
-                    o.step_downs += 1;
-                }
+            Change::Escalate { notify, .. } => {
+                o.escalations += 1;
                 o.notifications += u32::from(*notify);
             }
-            Change::Rebreach {
-                alarm_id,
-                target,
-                alarm_type,
-                level,
-                ..
-            } => {
-                if let Some(a) = open.iter_mut().find(|a| a.id == *alarm_id) {
-                    a.level = *level;
-                    a.last_sent = Some(now);
-                    a.notified_level = *level;
-                    a.recovered = false;
-                }
-                let o = report
-                    .by_policy
-                    .entry(key(target.origin, *alarm_type))
-                    .or_default();
+            Change::StepDown { notify, .. } => {
+                o.step_downs += 1;
+                o.notifications += u32::from(*notify);
+            }
+            Change::Rebreach { .. } => {
                 o.escalations += 1;
                 o.notifications += 1;
             }
-            Change::Continue {
-                alarm_id,
-                target,
-                alarm_type,
-                level,
-                renotify,
-                ..
-            } => {
+            Change::Continue { renotify, .. } => {
                 if *renotify {
-                    if let Some(a) = open.iter_mut().find(|a| a.id == *alarm_id) {
-                        a.last_sent = Some(now);
-                        a.notified_level = *level;
-                    }
-                    let o = report
-                        .by_policy
-                        .entry(key(target.origin, *alarm_type))
-                        .or_default();
                     o.repeats += 1;
                     o.notifications += 1;
                 }
             }
-            Change::Recover {
-                alarm_ids,
-                close_ids,
-                target,
-                alarm_type,
-                ..
-            } => {
-                open.retain(|a| !close_ids.contains(&a.id));
-                open.iter_mut()
-                    .filter(|a| alarm_ids.contains(&a.id))
-                    .for_each(|a| a.recovered = true);
-                let o = report
-                    .by_policy
-                    .entry(key(target.origin, *alarm_type))
-                    .or_default();
+            Change::Recover { .. } => {
                 o.recoveries += 1;
                 o.notifications += 1;
             }
@@ -235,6 +147,7 @@ impl Replay<'_> {
                     Err(e) => report.errors.push(format!("{} at {now}: {e:#}", p.name)),
                 }
             }
+            metrics_gap::share_gaps(&mut gap_checks, &mut readings);
             let mut changes =
                 engine::evaluate(self.policies, &open, &readings, &evaluated, now, &opts);
             changes.extend(metrics_gap::pipeline_changes(

@@ -1,7 +1,7 @@
 //! The command line: `run [--once] [--dry-run]`, `migrate`, `check-config`, `plugins`, `runs`,
 //! `outbox`, `backtest`.
 
-use crate::config::{KNOWN_PLUGINS, Settings, default_config_path};
+use crate::config::{Settings, default_config_path};
 use crate::leader::Leader;
 use crate::metric_store::MetricStore;
 use crate::plugin::compiled_plugins;
@@ -48,6 +48,9 @@ pub enum Command {
     CheckConfig,
     /// List the plugins compiled into this binary and whether config enables each.
     Plugins,
+    /// Print a documented config: the host's sections, then the sample of every plugin compiled
+    /// into this binary (each plugin's own `sample.toml`).
+    SampleConfig,
     /// Replay the stored InfluxDB history through the current policies and print, per policy,
     /// how many alarms and notifications they would have produced. Writes nothing.
     Backtest {
@@ -139,7 +142,10 @@ pub fn init_logging(settings: Option<&Settings>) {
 }
 
 /// Entry point of the binary: parses the command line, runs, and maps errors to exit codes.
-pub fn main() -> ExitCode {
+/// The binary's entry point. `project_plugins`: every plugin name of the project the binary is
+/// built from, compiled in or not (see [`crate::plugin::declare_project_plugins`]).
+pub fn main(project_plugins: &'static [&'static str]) -> ExitCode {
+    crate::plugin::declare_project_plugins(project_plugins);
     let cli = Cli::parse();
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -160,6 +166,29 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// `config/monit-batch.toml` up to its plugin blocks: the host's own sections, documented.
+const HOST_SAMPLE: &str = include_str!("../../config/monit-batch.toml");
+/// Where the plugin blocks of `config/monit-batch.toml` start.
+pub const PLUGINS_MARKER: &str = "# ---- plugins";
+
+/// The host's documented sections followed by the sample of every compiled plugin, sorted by
+/// name: what `monit-batch sample-config` prints.
+pub fn sample_config() -> String {
+    let host = HOST_SAMPLE
+        .find(PLUGINS_MARKER)
+        .map_or(HOST_SAMPLE, |i| &HOST_SAMPLE[..i]);
+    let mut out = host.trim_end().to_string();
+    out.push_str("\n\n");
+    out.push_str(PLUGINS_MARKER);
+    out.push_str(": each runs only if compiled in (cargo feature) AND enabled here ----\n");
+    for p in compiled_plugins() {
+        out.push('\n');
+        out.push_str(p.sample.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
 fn load(cli: &Cli) -> anyhow::Result<Settings> {
     let path = cli.config.clone().or_else(default_config_path);
     Settings::load(path.as_deref())
@@ -167,6 +196,10 @@ fn load(cli: &Cli) -> anyhow::Result<Settings> {
 
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match &cli.command {
+        Command::SampleConfig => {
+            print!("{}", sample_config());
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Plugins => {
             // Config is optional here: the listing is about the build.
             let settings = load(&cli).ok();
@@ -179,7 +212,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     p.description
                 );
             }
-            for name in KNOWN_PLUGINS
+            for name in crate::plugin::project_plugins()
                 .iter()
                 .filter(|n| !compiled_plugins().iter().any(|p| p.name == **n))
             {
@@ -391,7 +424,7 @@ async fn run_batch(
 }
 
 async fn outbox_command(pool: &sqlx::MySqlPool, action: &OutboxAction) -> anyhow::Result<ExitCode> {
-    use crate::outbox;
+    use crate::store::outbox;
     match action {
         OutboxAction::List {
             status,

@@ -9,17 +9,6 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-/// Plugins this project ships, with the cargo feature that compiles each in. A name outside
-/// this list and outside the registry is a typo, not a missing feature.
-pub const KNOWN_PLUGINS: &[&str] = &[
-    "autoscale",
-    "bosh",
-    "container",
-    "email",
-    "paasta",
-    "webhook",
-];
-
 pub const ENV_PREFIX: &str = "MONIT_BATCH";
 
 /// Upper bound of `batch.vm_removal_grace_minutes`.
@@ -590,13 +579,6 @@ impl Settings {
         for (name, section) in &self.plugins {
             if !section.is_object() {
                 bail!("invalid config in {src}: plugins.{name} must be a table");
-            }
-            if !KNOWN_PLUGINS.contains(&name.as_str()) && crate::plugin::find_plugin(name).is_none()
-            {
-                bail!(
-                    "invalid config in {src}: unknown plugin [plugins.{name}]; known plugins: {}",
-                    KNOWN_PLUGINS.join(", ")
-                );
             }
             if let Some(enabled) = section.get("enabled")
                 && as_bool(enabled).is_none()

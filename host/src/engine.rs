@@ -6,6 +6,9 @@ use crate::model::{
 };
 use std::collections::{HashMap, HashSet};
 
+mod scaling;
+pub use scaling::{APP_LEVEL_INDEX, scale_changes};
+
 /// An `alarm_policies` row, checked.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Policy {
@@ -266,6 +269,87 @@ pub enum Change {
         level: Level,
         value: Option<f64>,
     },
+}
+
+/// The open alarms as `change` leaves them: what the store writes, in memory. The backtest
+/// replays history through it, so a change means the same thing there as in the database.
+/// `next_id` numbers a newly opened alarm.
+pub fn apply(open: &mut Vec<OpenAlarm>, change: &Change, now: Timestamp, next_id: &mut i64) {
+    match change {
+        Change::Open {
+            target,
+            alarm_type,
+            level,
+            ..
+        } => {
+            *next_id += 1;
+            open.push(OpenAlarm {
+                id: *next_id,
+                origin: target.origin,
+                origin_id: target.origin_id,
+                alarm_type: *alarm_type,
+                level: *level,
+                status: OpenStatus::Raised,
+                raised_at: now,
+                last_sent: Some(now),
+                app_name: target.app.as_ref().map(|a| a.app_name.clone()),
+                app_index: target.app.as_ref().map(|a| a.app_index),
+                recovered: false,
+                notified_level: *level,
+            });
+        }
+        Change::Escalate {
+            alarm_id,
+            to,
+            notify,
+            ..
+        }
+        | Change::StepDown {
+            alarm_id,
+            to,
+            notify,
+            ..
+        } => {
+            if let Some(a) = open.iter_mut().find(|a| a.id == *alarm_id) {
+                a.level = *to;
+                if *notify {
+                    a.last_sent = Some(now);
+                    a.notified_level = *to;
+                }
+            }
+        }
+        Change::Rebreach {
+            alarm_id, level, ..
+        } => {
+            if let Some(a) = open.iter_mut().find(|a| a.id == *alarm_id) {
+                a.level = *level;
+                a.last_sent = Some(now);
+                a.notified_level = *level;
+                a.recovered = false;
+            }
+        }
+        Change::Continue {
+            alarm_id,
+            level,
+            renotify,
+            ..
+        } => {
+            if *renotify && let Some(a) = open.iter_mut().find(|a| a.id == *alarm_id) {
+                a.last_sent = Some(now);
+                a.notified_level = *level;
+            }
+        }
+        Change::Recover {
+            alarm_ids,
+            close_ids,
+            ..
+        } => {
+            open.retain(|a| !close_ids.contains(&a.id));
+            open.iter_mut()
+                .filter(|a| alarm_ids.contains(&a.id))
+                .for_each(|a| a.recovered = true);
+        }
+    }
 }
 
 /// What a change is about, whatever its kind: the target, the alarm and the value that decided.

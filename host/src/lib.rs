@@ -1,6 +1,7 @@
 //! Plugin host of the monitoring batch: the traits plugins implement, the registry they join,
 //! configuration, the scheduler, the alarm engine and the Monitoring DB stores.
 
+pub mod alarm_text;
 pub mod backtest;
 pub mod bounded;
 pub mod cli;
@@ -15,22 +16,19 @@ pub mod legacy_ini;
 pub mod metric_store;
 pub mod metrics_gap;
 pub mod model;
-pub mod outbox;
 pub mod plugin;
 pub mod prometheus;
 pub mod redact;
-pub mod scale_alarms;
-pub mod scaling;
 pub mod scheduler;
 pub mod secret;
 pub mod store;
 pub mod telemetry;
-pub mod text;
-pub mod vm_inventory;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use async_trait::async_trait;
 pub use inventory;
 pub use plugin::{
-    CollectContext, Collector, InventorySync, Notifier, PluginContext, PluginParts,
-    PluginRegistration, ScaleContext, Scaler, SyncContext,
+    CollectContext, Collector, Notifier, PluginContext, PluginParts, PluginRegistration,
+    ScaleContext, Scaler, SyncContext, VmSource,
 };

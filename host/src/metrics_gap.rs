@@ -46,6 +46,9 @@ pub enum Verdict {
     Flowing,
     /// nothing to judge by (no target, or a single silent one)
     Unknown,
+    /// every target silent, too few to judge alone (the BOSH director), while another origin
+    /// of the same tick has a gap: the same outage; NoData dropped, no pipeline alarm of its own
+    SharedGap,
 }
 
 /// The target of an origin's pipeline alarm: no VM (origin_id 0, no IP), named for the title.
@@ -111,6 +114,29 @@ pub fn screen(
         absent_dropped,
         verdict,
     }
+}
+
+/// A single silent target cannot tell a gap from a VM that is down, but when another origin has
+/// a gap in the same tick (InfluxDB back after an outage: every measurement empty at once), the
+/// silence is the same outage: its NoData readings are dropped too, and its check says
+/// [`Verdict::SharedGap`] (no second pipeline alarm).
+pub fn share_gaps(checks: &mut [GapCheck], readings: &mut Vec<Reading>) {
+    if !checks.iter().any(|c| c.verdict == Verdict::Gap) {
+        return;
+    }
+    let mut shared = Vec::new();
+    for c in checks.iter_mut() {
+        if c.verdict == Verdict::Unknown && c.silent > 0 && c.silent == c.targets {
+            c.verdict = Verdict::SharedGap;
+            shared.push(c.origin);
+            tracing::warn!(
+                origin = c.origin.code(),
+                "metrics pipeline gap: {} silent target(s) while another origin has a gap; no fail alarm",
+                c.silent
+            );
+        }
+    }
+    readings.retain(|r| !(shared.contains(&r.target.origin) && r.value == Measured::NoData));
 }
 
 /// Logs a gap once (a warning naming the origin and the count) and counts it in
@@ -182,7 +208,7 @@ pub fn pipeline_changes(
                 now,
                 opts,
             )),
-            Verdict::Unknown => {}
+            Verdict::Unknown | Verdict::SharedGap => {}
         }
     }
     debug_assert!(changes.iter().all(|c| is_pipeline(c.subject().target)));
@@ -488,5 +514,44 @@ mod tests {
             matches!(&c[..], [Change::Open { .. }]),
             "a VM's open fail alarm neither stands for nor blocks the pipeline alarm: {c:?}"
         );
+    }
+
+    #[test]
+    fn a_lone_silent_director_shares_the_gap_of_another_origin() {
+        let director = Target {
+            origin: Origin::Bos,
+            origin_id: 9999,
+            name: "micro-bosh".into(),
+            ip: "10.0.0.6".into(),
+            app: None,
+        };
+        let mut pas: Vec<Reading> = (1..=5).map(silent).collect();
+        let mut bos = vec![Reading {
+            target: director.clone(),
+            value: Measured::NoData,
+        }];
+        let mut checks = vec![
+            screen(Origin::Pas, &mut pas, 0.9, &HashSet::new()),
+            screen(Origin::Bos, &mut bos, 0.9, &HashSet::new()),
+        ];
+        assert_eq!(checks[1].verdict, Verdict::Unknown);
+        let mut all: Vec<Reading> = pas.into_iter().chain(bos).collect();
+        share_gaps(&mut checks, &mut all);
+        assert_eq!(checks[1].verdict, Verdict::SharedGap);
+        assert!(all.is_empty(), "{all:?}");
+        // one pipeline alarm, for the origin with the gap
+        let opened = pipeline_changes(&checks, &[], &[], now(), &opts());
+        assert_eq!(opened.len(), 1);
+        assert_eq!(opened[0].subject().target.origin, Origin::Pas);
+
+        // alone (no gap elsewhere), a silent director is down, as before
+        let mut bos = vec![Reading {
+            target: director,
+            value: Measured::NoData,
+        }];
+        let mut checks = vec![screen(Origin::Bos, &mut bos, 0.9, &HashSet::new())];
+        share_gaps(&mut checks, &mut bos);
+        assert_eq!(checks[0].verdict, Verdict::Unknown);
+        assert_eq!(bos.len(), 1);
     }
 }

@@ -199,6 +199,17 @@ pub struct Target {
     pub app: Option<AppInstance>,
 }
 
+impl Target {
+    /// Who the alarm is about, as every text shows it: `app[index]` for an app instance (or an
+    /// app, index -1), the display name otherwise. `Notification::server_name` says the same.
+    pub fn label(&self) -> String {
+        match &self.app {
+            Some(a) => format!("{}[{}]", a.app_name, a.app_index),
+            None => self.name.clone(),
+        }
+    }
+}
+
 /// origin_id of BOSH director alarms in the original (DEFAULT_ORIGIN_ID).
 pub const BOSH_ORIGIN_ID: i64 = 9999;
 

@@ -6,12 +6,11 @@
 
 use crate::config::Settings;
 use crate::metric_store::MetricStore;
-use crate::model::{Origin, Reading, Resource, Timestamp, Vm};
+use crate::model::{AlarmType, Level, Origin, Reading, Resource, Timestamp, Vm};
 use anyhow::Context as _;
 use async_trait::async_trait;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use sqlx::MySqlPool;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,10 +20,40 @@ pub struct PluginRegistration {
     /// Config section `[plugins.<name>]` and cargo feature name.
     pub name: &'static str,
     pub description: &'static str,
+    /// The plugin's documented `[plugins.<name>]` block (its `sample.toml`, embedded with
+    /// `include_str!`): what `monit-batch sample-config` prints for it.
+    pub sample: &'static str,
     pub build: fn(&PluginContext) -> anyhow::Result<PluginParts>,
 }
 
 inventory::collect!(PluginRegistration);
+
+/// The plugin names of the project the binary is built from, compiled in or not (declared by
+/// `src/main.rs`, so the host names no plugin). A `[plugins.<name>]` section naming one that is
+/// not compiled in asks for its cargo feature; any other unregistered name is a typo.
+static PROJECT_PLUGINS: std::sync::OnceLock<&'static [&'static str]> = std::sync::OnceLock::new();
+
+/// Declares the project's plugin names (once, at start-up; later calls are ignored).
+pub fn declare_project_plugins(names: &'static [&'static str]) {
+    let _ = PROJECT_PLUGINS.set(names);
+}
+
+/// The declared plugin names; empty when none were declared (the host used as a library).
+pub fn project_plugins() -> &'static [&'static str] {
+    PROJECT_PLUGINS.get().copied().unwrap_or(&[])
+}
+
+/// Every name a `[plugins.<name>]` section may use: the declared ones and the compiled ones.
+pub fn known_plugin_names() -> Vec<&'static str> {
+    let mut names: Vec<&'static str> = project_plugins()
+        .iter()
+        .copied()
+        .chain(compiled_plugins().iter().map(|p| p.name))
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    names
+}
 
 /// The plugins compiled into this binary, sorted by name.
 pub fn compiled_plugins() -> Vec<&'static PluginRegistration> {
@@ -42,7 +71,7 @@ pub fn find_plugin(name: &str) -> Option<&'static PluginRegistration> {
 /// The parts a plugin contributes to a tick; a plugin fills the ones it has.
 #[derive(Default)]
 pub struct PluginParts {
-    pub inventory: Option<Arc<dyn InventorySync>>,
+    pub vm_source: Option<Arc<dyn VmSource>>,
     pub collector: Option<Arc<dyn Collector>>,
     pub notifier: Option<Arc<dyn Notifier>>,
     pub scaler: Option<Arc<dyn Scaler>>,
@@ -104,7 +133,7 @@ pub struct SyncContext {
 }
 
 #[async_trait]
-pub trait InventorySync: Send + Sync {
+pub trait VmSource: Send + Sync {
     /// Fetches the whole VM list. Must return an error, never a partial list, when any part of
     /// the answer is missing: the host removes VMs that stay absent from the snapshots for
     /// longer than `batch.vm_removal_grace_minutes`.
@@ -208,8 +237,8 @@ pub struct Notification {
     pub alarm_id: i64,
     pub kind: NotificationKind,
     pub origin: Origin,
-    pub alarm_type: String,
-    pub level: String,
+    pub alarm_type: AlarmType,
+    pub level: Level,
     pub target_name: String,
     pub ip: String,
     pub app_name: Option<String>,
@@ -233,6 +262,31 @@ pub struct Notification {
     /// base URL of the monitoring web app (mail.resource.url)
     pub resource_url: Option<String>,
     pub language: String,
+}
+
+impl Notification {
+    /// Who the alarm is about, as every notifier shows it: `app[idx]` for a container alarm,
+    /// the app for an alarm about a whole app, the target's name otherwise.
+    pub fn server_name(&self) -> String {
+        match (&self.app_name, self.app_index) {
+            (Some(app), Some(idx)) => format!("{app}[{idx}]"),
+            (Some(app), None) => app.clone(),
+            (None, _) => self.target_name.clone(),
+        }
+    }
+
+    /// The monitoring web app's URL, only when it is http(s): anything else (a `javascript:`
+    /// URL) is never made a link.
+    pub fn monitor_link(&self) -> Option<&str> {
+        let url = self.resource_url.as_deref()?.trim();
+        let lower = url.to_ascii_lowercase();
+        (lower.starts_with("http://") || lower.starts_with("https://")).then_some(url)
+    }
+
+    /// A host that is down (no data at all), rather than a resource over its threshold.
+    pub fn is_down(&self) -> bool {
+        self.level == Level::Fail || self.alarm_type == AlarmType::Fail
+    }
 }
 
 /// A recipient refused for good (SMTP 5xx at RCPT, a webhook URL answering 4xx): recorded for
@@ -339,7 +393,20 @@ pub enum ScaleOutcome {
     Failed,
 }
 
-/// One decision about one app, as the host records it in the scaling history.
+/// What a decision rests on. The alarm engine reads it (never the reason's text): only a
+/// decision that saw the app's load may resolve the app's "blocked at instance_max_cnt" alarm.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ScaleEvidence {
+    /// decided on the app's measured load (including "nothing to do" and "not allowed now")
+    Load,
+    /// no or too little usage data, the platform could not be read, or no time was left: the
+    /// decision says nothing about the load
+    Unknown,
+}
+
+/// One decision about one app, as the host records it in the scaling history and feeds it to
+/// the alarm engine.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ScaleDecision {
     pub app_guid: String,
@@ -350,14 +417,18 @@ pub struct ScaleDecision {
     pub instances_after: Option<i64>,
     pub cpu_percent: Option<f64>,
     pub memory_percent: Option<f64>,
+    /// `code: detail`, for people (the history's `reason` column)
     pub reason: String,
+    pub evidence: ScaleEvidence,
+    /// With [`ScaleOutcome::Blocked`]: the resource whose load needed the scale-out that
+    /// instance_max_cnt forbids (the alarm's type).
+    pub blocked_on: Option<Resource>,
 }
 
 pub struct ScaleContext<'a> {
     pub now: Timestamp,
     pub settings: &'a Settings,
     pub metrics: &'a MetricStore,
-    pub monitoring_db: &'a MySqlPool,
     pub vms: &'a [Vm],
     pub dry_run: bool,
     /// last acted scaling per app guid, from the history: for the cooldown

@@ -1,19 +1,22 @@
-//! The tick: inventory sync, collect, evaluate, notify, scale. Each plugin runs isolated: its
-//! failure or timeout is logged and counted, and the others go on.
+//! The tick, one straight pass: inventory sync, load, collect and decide (collectors and scalers
+//! side by side), evaluate (readings and decisions in one engine), store (one transaction),
+//! notify (one pass). Each plugin runs isolated: its failure or timeout is logged and counted,
+//! and the others go on.
 
-use crate::config::{KNOWN_PLUGINS, Settings};
+use crate::config::Settings;
 use crate::engine::{self, Change, ChangeCounts, EngineOptions};
 use crate::leader::Leader;
 use crate::metric_store::MetricStore;
 use crate::model::{Origin, Reading, Timestamp};
-use crate::outbox;
 use crate::plugin::{
     CollectContext, PluginContext, PluginParts, ScaleContext, ScaleDecision, SyncContext, Windows,
-    find_plugin,
+    find_plugin, known_plugin_names, project_plugins,
 };
 use crate::plugin::{Delivery, NotifySession};
-use crate::vm_inventory::InventoryChanges;
-use crate::{metrics_gap, scaling, store, vm_inventory};
+use crate::store::outbox;
+use crate::store::vms::InventoryChanges;
+use crate::store::{scaling_history, vms};
+use crate::{metrics_gap, store};
 use anyhow::{Context as _, bail};
 use serde::Serialize;
 use sqlx::MySqlPool;
@@ -30,10 +33,19 @@ pub struct BuiltPlugin {
 /// Builds every plugin enabled in config. One that is enabled but not compiled in is an error
 /// naming the cargo feature to turn on.
 pub fn build_plugins(settings: &Arc<Settings>) -> anyhow::Result<Vec<BuiltPlugin>> {
+    for name in settings.plugins.keys() {
+        if find_plugin(name).is_none() && !project_plugins().contains(&name.as_str()) {
+            bail!(
+                "invalid config in {}: unknown plugin [plugins.{name}]; known plugins: {}",
+                settings.source,
+                known_plugin_names().join(", ")
+            );
+        }
+    }
     let mut out = Vec::new();
     for name in settings.enabled_plugins() {
         let Some(reg) = find_plugin(&name) else {
-            if KNOWN_PLUGINS.contains(&name.as_str()) {
+            if project_plugins().contains(&name.as_str()) {
                 bail!(
                     "plugin `{name}` is enabled in {} ([plugins.{name}] enabled = true) but is not compiled into this binary; \
                      rebuild with the cargo feature `{name}` (cargo build --features {name})",
@@ -264,7 +276,7 @@ impl Scheduler {
         // 1. inventory: director tasks take longer than a query, hence a bound of its own
         let inv_timeout = Duration::from_secs(self.settings.batch.inventory_timeout_seconds.max(1));
         for p in &self.plugins {
-            let Some(inv) = &p.parts.inventory else {
+            let Some(inv) = &p.parts.vm_source else {
                 continue;
             };
             let ctx = SyncContext { now };
@@ -277,10 +289,10 @@ impl Scheduler {
                 )),
                 Ok(snapshot) => {
                     match guarded("inventory", p.name, timeout, async {
-                        vm_inventory::apply_snapshot_fenced(
+                        vms::apply_snapshot_fenced(
                             &self.pool,
                             &snapshot,
-                            vm_inventory::Removal::after_minutes(
+                            vms::Removal::after_minutes(
                                 now,
                                 self.settings.batch.vm_removal_grace_minutes,
                             ),
@@ -309,8 +321,13 @@ impl Scheduler {
         let windows =
             Windows::from_policies(&policies, Duration::from_secs(a.default_measure_seconds));
 
+        // the cooldown of each app, for the scalers; without the history they do not run (a
+        // scaler must not scale blind)
+        let last_scaled = self.last_scaled(sum).await;
+
         lap(sum, "2_load");
-        // 3. collect, all collectors at once
+        // 3. collect and decide: all collectors and scalers at once (all of them only read,
+        // then a scaler acts on what it decided)
         let ctx = CollectContext {
             now,
             settings: &self.settings,
@@ -323,19 +340,20 @@ impl Scheduler {
             .iter()
             .filter_map(|p| p.parts.collector.as_ref().map(|c| (p.name, c)))
             .collect();
-        let results = futures::future::join_all(
-            collectors
-                .iter()
-                .map(|(name, c)| guarded("collect", name, timeout, c.collect(&ctx))),
+        let (results, decisions) = futures::future::join(
+            futures::future::join_all(
+                collectors
+                    .iter()
+                    .map(|(name, c)| guarded("collect", name, timeout, c.collect(&ctx))),
+            ),
+            self.scale(now, dry_run, &vms, last_scaled.as_ref(), sum),
         )
         .await;
         // VMs missing from the BOSH inventory are silent, not down (see metrics_gap::screen)
-        let absent = vm_inventory::absent_vm_ids(&self.pool)
-            .await
-            .unwrap_or_else(|e| {
-                sum.errors.push(format!("collect: {e:#}"));
-                Default::default()
-            });
+        let absent = vms::absent_vm_ids(&self.pool).await.unwrap_or_else(|e| {
+            sum.errors.push(format!("collect: {e:#}"));
+            Default::default()
+        });
         let mut readings: Vec<Reading> = Vec::new();
         let mut evaluated: Vec<Origin> = Vec::new();
         let mut failed: Vec<Origin> = Vec::new();
@@ -361,9 +379,15 @@ impl Scheduler {
         }
         evaluated.retain(|o| !failed.contains(o));
         gap_checks.retain(|c| !failed.contains(&c.origin));
+        metrics_gap::share_gaps(&mut gap_checks, &mut readings);
         sum.metric_gaps = gap_checks
             .iter()
-            .filter(|c| c.verdict == metrics_gap::Verdict::Gap)
+            .filter(|c| {
+                matches!(
+                    c.verdict,
+                    metrics_gap::Verdict::Gap | metrics_gap::Verdict::SharedGap
+                )
+            })
             .cloned()
             .collect();
 
@@ -380,6 +404,10 @@ impl Scheduler {
             &open,
             now,
             &opts,
+        ));
+        // a needed scale-out blocked by instance_max_cnt is an alarm of its own
+        changes.extend(engine::scale_changes(
+            &decisions, &policies, &open, now, &opts,
         ));
         sum.alarms = engine::count(&changes);
         for (k, v) in [
@@ -408,6 +436,7 @@ impl Scheduler {
             store::apply_changes(
                 &self.pool,
                 &changes,
+                &decisions,
                 &open,
                 now,
                 &outbox,
@@ -423,42 +452,6 @@ impl Scheduler {
         }
 
         lap(sum, "5_notify");
-        // 6. scale; a needed scale-out blocked by instance_max_cnt is an alarm of its own
-        let decisions = self.scale(now, dry_run, &vms, sum).await;
-        if !dry_run && !decisions.is_empty() {
-            let repeat = policies
-                .iter()
-                .find(|p| p.origin == Origin::Con && p.resource == crate::model::Resource::Cpu)
-                .map(|p| p.repeat_minutes)
-                .unwrap_or(a.default_repeat_minutes as i64);
-            let changes =
-                crate::scale_alarms::changes(&decisions, &open, now, repeat, a.auto_resolve);
-            if !changes.is_empty() {
-                let c = engine::count(&changes);
-                sum.alarms.opened += c.opened;
-                sum.alarms.continued += c.continued;
-                sum.alarms.renotified += c.renotified;
-                sum.alarms.recovered += c.recovered;
-                let outbox = store::Outbox {
-                    notifiers: &notifiers,
-                    language: &a.language,
-                    resource_url: a.resource_url.as_deref(),
-                };
-                store::apply_changes(
-                    &self.pool,
-                    &changes,
-                    &open,
-                    now,
-                    &outbox,
-                    self.fence()?.as_ref(),
-                )
-                .await?;
-                if c.opened + c.renotified + c.recovered > 0 {
-                    self.notify(sum).await;
-                }
-            }
-        }
-        lap(sum, "6_scale");
         Ok(())
     }
 
@@ -716,39 +709,48 @@ impl Scheduler {
         Ok(())
     }
 
+    /// The last acted scaling per app, for the scalers' cooldown: None when no scaler runs or
+    /// the history cannot be read (then no scaler runs: it must not scale blind).
+    async fn last_scaled(&self, sum: &mut TickSummary) -> Option<HashMap<String, Timestamp>> {
+        if !self.plugins.iter().any(|p| p.parts.scaler.is_some()) {
+            return None;
+        }
+        match scaling_history::last_acted(&self.pool).await {
+            Ok(m) => Some(m),
+            Err(e) => {
+                sum.errors.push(format!("scale: {e:#}"));
+                None
+            }
+        }
+    }
+
+    /// Runs every scaler (decide, then act unless a dry run) and returns their decisions, for
+    /// the engine and the tick's one write.
     async fn scale(
         &self,
         now: Timestamp,
         dry_run: bool,
         vms: &[crate::model::Vm],
+        last_scaled: Option<&HashMap<String, Timestamp>>,
         sum: &mut TickSummary,
     ) -> Vec<ScaleDecision> {
+        let Some(last_scaled) = last_scaled else {
+            return Vec::new();
+        };
         let scalers: Vec<_> = self
             .plugins
             .iter()
             .filter_map(|p| p.parts.scaler.as_ref().map(|s| (p.name, s)))
             .collect();
-        if scalers.is_empty() {
-            return Vec::new();
-        }
-        let last_scaled: HashMap<String, Timestamp> = match scaling::last_acted(&self.pool).await {
-            Ok(m) => m,
-            Err(e) => {
-                // Without the history the cooldown cannot be honoured: do not scale blind.
-                sum.errors.push(format!("scale: {e:#}"));
-                return Vec::new();
-            }
-        };
         let mut all = Vec::new();
         for (name, s) in scalers {
             let ctx = ScaleContext {
                 now,
                 settings: &self.settings,
                 metrics: &self.metrics,
-                monitoring_db: &self.pool,
                 vms,
                 dry_run,
-                last_scaled: &last_scaled,
+                last_scaled,
             };
             match guarded("scale", name, self.step_timeout(), s.scale(&ctx)).await {
                 Ok(decisions) => {
@@ -762,11 +764,6 @@ impl Scheduler {
                                 d.app_name, d.app_guid, d.action, d.outcome, d.reason
                             )
                         }));
-                    } else if let Err(e) =
-                        scaling::record_decisions(&self.pool, &decisions, now).await
-                    {
-                        sum.errors
-                            .push(format!("scale/{name}: recording decisions: {e:#}"));
                     }
                     all.extend(decisions.iter().cloned());
                     sum.scale.extend(decisions);
@@ -808,10 +805,12 @@ fn describe_change(c: &Change) -> String {
     let s = c.subject();
     let who = match &s.target.app {
         Some(a) => format!(
-            "{} {}[{}] on {}",
-            s.target.origin, a.app_name, a.app_index, a.cell_name
+            "{} {} on {}",
+            s.target.origin,
+            s.target.label(),
+            a.cell_name
         ),
-        None => format!("{} {} ({})", s.target.origin, s.target.name, s.target.ip),
+        None => format!("{} {} ({})", s.target.origin, s.target.label(), s.target.ip),
     };
     let v = s
         .value

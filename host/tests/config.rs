@@ -132,14 +132,26 @@ fn missing_required_key_is_named() {
     assert!(e.contains("monitoring_db"), "{e}");
 }
 
+/// A section for a plugin that is neither compiled in nor one of the project's (declared by the
+/// binary, here by the test) is a typo: building the plugins names it and lists the known ones;
+/// one of the project's that is not compiled in asks for its cargo feature.
 #[test]
 fn unknown_plugin_is_named() {
-    let e = error_of(
-        &format!("{MINIMAL}[plugins.pasta]\nenabled = true\n"),
-        "m.toml",
-    );
+    monit_host::plugin::declare_project_plugins(&["paasta"]);
+    let build_error = |text: &str| {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(dir.path(), "m.toml", text);
+        let s = Settings::load_with_env(Some(&p), env(&[])).unwrap();
+        match monit_host::scheduler::build_plugins(&std::sync::Arc::new(s)) {
+            Ok(_) => panic!("built: {text}"),
+            Err(e) => format!("{e:#}"),
+        }
+    };
+    let e = build_error(&format!("{MINIMAL}[plugins.pasta]\nenabled = true\n"));
     assert!(e.contains("unknown plugin [plugins.pasta]"), "{e}");
     assert!(e.contains("paasta"), "lists the known ones: {e}");
+    let e = build_error(&format!("{MINIMAL}[plugins.paasta]\nenabled = true\n"));
+    assert!(e.contains("cargo feature `paasta`"), "{e}");
 }
 
 #[test]

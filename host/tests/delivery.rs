@@ -5,13 +5,13 @@
 use monit_host::config::Settings;
 use monit_host::influx::InfluxClient;
 use monit_host::leader::Leader;
-use monit_host::model::Origin;
-use monit_host::outbox;
+use monit_host::model::Level;
 use monit_host::plugin::{
     Delivery, Notification, NotificationKind, Notifier, NotifySession, PluginContext, PluginParts,
     PluginRegistration, Refusal,
 };
 use monit_host::scheduler::{Scheduler, build_plugins, claim_owner};
+use monit_host::store::outbox;
 use monit_host::{async_trait, db};
 use monit_testkit::{TestDb, mysql_url};
 use sqlx::MySqlPool;
@@ -112,12 +112,12 @@ fn build(ctx: &PluginContext) -> anyhow::Result<PluginParts> {
     })
 }
 
-monit_host::inventory::submit! { PluginRegistration { name: "t-slow", description: "slow", build } }
-monit_host::inventory::submit! { PluginRegistration { name: "t-slow2", description: "slow", build } }
-monit_host::inventory::submit! { PluginRegistration { name: "t-old", description: "slow", build } }
-monit_host::inventory::submit! { PluginRegistration { name: "t-reject", description: "rejects", build } }
-monit_host::inventory::submit! { PluginRegistration { name: "t-partial", description: "per recipient", build } }
-monit_host::inventory::submit! { PluginRegistration { name: "t-lease", description: "kills the lock", build } }
+monit_host::inventory::submit! { PluginRegistration { name: "t-slow", description: "slow", sample: "", build } }
+monit_host::inventory::submit! { PluginRegistration { name: "t-slow2", description: "slow", sample: "", build } }
+monit_host::inventory::submit! { PluginRegistration { name: "t-old", description: "slow", sample: "", build } }
+monit_host::inventory::submit! { PluginRegistration { name: "t-reject", description: "rejects", sample: "", build } }
+monit_host::inventory::submit! { PluginRegistration { name: "t-partial", description: "per recipient", sample: "", build } }
+monit_host::inventory::submit! { PluginRegistration { name: "t-lease", description: "kills the lock", sample: "", build } }
 
 struct Env {
     test_db: TestDb,
@@ -178,7 +178,7 @@ impl Env {
         notifier: &str,
         n: usize,
         kind: NotificationKind,
-        level: &str,
+        level: Level,
     ) -> Vec<i64> {
         let mut ids = Vec::new();
         for i in 0..n {
@@ -226,30 +226,20 @@ fn rand_tag() -> u128 {
         .as_nanos()
 }
 
-fn notification(alarm: i64, kind: NotificationKind, level: &str) -> Notification {
+fn notification(alarm: i64, kind: NotificationKind, level: Level) -> Notification {
     let now = chrono::Utc::now();
     Notification {
         id: 0,
         alarm_id: alarm + 1,
         kind,
-        origin: Origin::Pas,
-        alarm_type: "cpu".into(),
-        level: level.into(),
+        level,
         target_name: format!("vm/{alarm}"),
-        ip: "10.0.0.1".into(),
-        app_name: None,
-        app_index: None,
-        cell_name: None,
-        value: Some(97.0),
-        threshold: Some(90.0),
-        title: "t".into(),
-        message: "m".into(),
         raised_at: now,
         event_at: now,
         recipients: Vec::new(),
-        done_recipients: Vec::new(),
         resource_url: None,
         language: "en".into(),
+        ..monit_host::testing::vm_notification()
     }
 }
 
@@ -259,7 +249,7 @@ fn notification(alarm: i64, kind: NotificationKind, level: &str) -> Notification
 async fn a_slow_sink_within_a_budget_delivers_every_row_exactly_once() {
     let e = env("dlv_slow", &["t-slow"], "notify_budget_seconds = 1").await;
     let ids = e
-        .queue("t-slow", 60, NotificationKind::Opened, "critical")
+        .queue("t-slow", 60, NotificationKind::Opened, Level::Critical)
         .await;
     let s = e.scheduler(Leader::new(None, "x"));
     let first = s.tick(false).await;
@@ -302,7 +292,7 @@ async fn a_slow_sink_within_a_budget_delivers_every_row_exactly_once() {
 async fn two_instances_sending_at_once_never_send_the_same_row() {
     let e = env("dlv_two", &["t-slow2"], "notify_budget_seconds = 4").await;
     let ids = e
-        .queue("t-slow2", 40, NotificationKind::Repeated, "warning")
+        .queue("t-slow2", 40, NotificationKind::Repeated, Level::Warning)
         .await;
     let a = e.scheduler(Leader::new(None, "x"));
     let b = e.scheduler(Leader::new(None, "x"));
@@ -329,7 +319,7 @@ async fn losing_the_lock_mid_batch_stops_the_sender_and_fences_its_writes() {
     let lock = format!("monit-batch:{}", e.test_db.name);
     *KILL.lock().unwrap() = Some((e.pool.clone(), lock.clone(), 3));
     let ids = e
-        .queue("t-lease", 10, NotificationKind::Opened, "critical")
+        .queue("t-lease", 10, NotificationKind::Opened, Level::Critical)
         .await;
     let opts = db::connect_options(&e.settings.monitoring_db);
     let old = e.scheduler(Leader::new(Some(opts.clone()), lock.clone()));
@@ -376,7 +366,7 @@ async fn losing_the_lock_mid_batch_stops_the_sender_and_fences_its_writes() {
 async fn a_notification_that_can_never_be_sent_is_parked_and_can_be_queued_again() {
     let e = env("dlv_park", &["t-reject"], "").await;
     let ids = e
-        .queue("t-reject", 2, NotificationKind::Opened, "warning")
+        .queue("t-reject", 2, NotificationKind::Opened, Level::Warning)
         .await;
     let s = e.scheduler(Leader::new(None, "x"));
     let sum = s.tick(false).await;
@@ -409,7 +399,7 @@ async fn a_notification_that_can_never_be_sent_is_parked_and_can_be_queued_again
 async fn a_pending_notification_older_than_the_max_age_is_parked() {
     let e = env("dlv_old", &["t-old"], "notification_max_age_hours = 1").await;
     let ids = e
-        .queue("t-old", 1, NotificationKind::Opened, "warning")
+        .queue("t-old", 1, NotificationKind::Opened, Level::Warning)
         .await;
     sqlx::query("UPDATE batch_notifications SET created_at = UTC_TIMESTAMP() - INTERVAL 2 HOUR")
         .execute(&e.pool)
@@ -432,7 +422,7 @@ async fn a_pending_notification_older_than_the_max_age_is_parked() {
 async fn a_retry_goes_only_to_the_recipients_not_done() {
     let e = env("dlv_rcpt", &["t-partial"], "").await;
     let ids = e
-        .queue("t-partial", 1, NotificationKind::Opened, "critical")
+        .queue("t-partial", 1, NotificationKind::Opened, Level::Critical)
         .await;
     let s = e.scheduler(Leader::new(None, "x"));
     let first = s.tick(false).await;
@@ -478,13 +468,15 @@ async fn a_retry_goes_only_to_the_recipients_not_done() {
 #[tokio::test]
 async fn fresh_critical_alarms_are_claimed_before_a_backlog() {
     let e = env("dlv_prio", &[], "").await;
-    e.queue("q", 300, NotificationKind::Repeated, "critical")
+    e.queue("q", 300, NotificationKind::Repeated, Level::Critical)
         .await;
-    e.queue("q", 100, NotificationKind::Recovered, "warning")
+    e.queue("q", 100, NotificationKind::Recovered, Level::Warning)
         .await;
-    let warn = e.queue("q", 1, NotificationKind::Opened, "warning").await;
+    let warn = e
+        .queue("q", 1, NotificationKind::Opened, Level::Warning)
+        .await;
     let crit = e
-        .queue("q", 1, NotificationKind::Escalated, "critical")
+        .queue("q", 1, NotificationKind::Escalated, Level::Critical)
         .await;
     let got = outbox::claim(
         &e.pool,

@@ -115,9 +115,9 @@ fn hot(_: &PluginContext) -> anyhow::Result<PluginParts> {
     })
 }
 
-monit_host::inventory::submit! { PluginRegistration { name: "test-failing", description: "fails", build: failing } }
-monit_host::inventory::submit! { PluginRegistration { name: "test-hanging", description: "hangs", build: hanging } }
-monit_host::inventory::submit! { PluginRegistration { name: "test-hot", description: "99% cpu", build: hot } }
+monit_host::inventory::submit! { PluginRegistration { name: "test-failing", description: "fails", sample: "", build: failing } }
+monit_host::inventory::submit! { PluginRegistration { name: "test-hanging", description: "hangs", sample: "", build: hanging } }
+monit_host::inventory::submit! { PluginRegistration { name: "test-hot", description: "99% cpu", sample: "", build: hot } }
 
 #[tokio::test]
 async fn a_failing_or_hanging_plugin_does_not_stop_the_others() {

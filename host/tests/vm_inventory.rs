@@ -1,7 +1,7 @@
 //! `apply_snapshot` against a real MariaDB: each test gets a fresh, migrated database.
 
 use monit_host::plugin::{InventorySnapshot, ReportedVm};
-use monit_host::vm_inventory::{InventoryChanges, Removal};
+use monit_host::store::vms::{InventoryChanges, Removal};
 use monit_testkit::TestDb;
 use std::ops::Deref;
 
@@ -72,7 +72,7 @@ async fn apply_snapshot(
     snapshot: &InventorySnapshot,
 ) -> anyhow::Result<InventoryChanges> {
     let removal = Removal::at_once(chrono::Utc::now());
-    monit_host::vm_inventory::apply_snapshot(pool, snapshot, removal).await
+    monit_host::store::vms::apply_snapshot(pool, snapshot, removal).await
 }
 
 #[tokio::test]
@@ -369,7 +369,7 @@ async fn sync_at(
     grace_minutes: u64,
     vms: &[ReportedVm],
 ) -> InventoryChanges {
-    monit_host::vm_inventory::apply_snapshot(
+    monit_host::store::vms::apply_snapshot(
         &db.pool,
         &snap(vms),
         Removal::after_minutes(at(minutes), grace_minutes),

@@ -127,6 +127,12 @@ class Alarms(unittest.TestCase):
         v = run([], [], [fail], vm_ids=[5], kinds={"10.244.0.10": "gappy"})
         self.assertEqual((v["false_fail"], v["true_fail"]), (0, 1))
 
+    def test_the_pipeline_alarm_is_neither_stranded_nor_a_false_fail(self):
+        pipeline = self.alarm(alarm_type="fail", level="fail", origin_id=0, ip="")
+        v = run([], [], [pipeline], vm_ids=[5])
+        self.assertEqual((v["stranded"], v["false_fail"], v["pipeline_alarms"]), (0, 0, 1))
+        self.assertFalse(failed(0, v))
+
     def test_panics_fail_the_run(self):
         self.assertTrue(failed(0, run([], [], panics=1)))
 

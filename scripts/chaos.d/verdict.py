@@ -22,6 +22,7 @@ BOSH_ORIGIN_ID = 9999
 # Rows in these states are still meant to be sent; a missing mail of theirs is lost, whatever the
 # server said earlier.
 UNFINISHED = {"pending", "claimed", "sending"}
+PIPELINE_ORIGIN_ID = 0
 SLACK_S = 2.0
 # A recipient that got through RCPT in a transaction where another was refused must get a mail
 # within this long, or the refusal blocked it.
@@ -173,6 +174,10 @@ def judge(rows, targets, events, refusable, alarms, vm_ids, vm_kinds, logs_panic
     out["duplicates"] += out["unmatched"]
 
     for a in alarms:
+        # the metrics-pipeline alarm (origin_id 0, no VM) stands for a gap, not for a VM
+        if a["origin_id"] == PIPELINE_ORIGIN_ID and a["origin_type"] in ("pas", "bos"):
+            out["pipeline_alarms"] += 1
+            continue
         if a["resolve_status"] in ("1", "2"):
             if a["origin_type"] == "pas" and a["origin_id"] not in vm_ids:
                 out["stranded"] += 1
@@ -197,7 +202,7 @@ def judge(rows, targets, events, refusable, alarms, vm_ids, vm_kinds, logs_panic
     out["panics"] = logs_panics
     result = {k: out.get(k, 0) for k in (
         "notifications", "delivered", "duplicates", "lost", "stranded", "false_fail", "panics",
-        "unmatched", "excused_refused", "excused_rejected", "true_fail", "blocked")}
+        "unmatched", "excused_refused", "excused_rejected", "true_fail", "blocked", "pipeline_alarms")}
     result["dup_times"] = sorted(dup_times)
     result["mode"] = mode
     result["pending_at_end"] = sum(1 for r in rows if r["status"] in UNFINISHED and not r.get("late"))

@@ -23,7 +23,7 @@
 
 use crate::policy::Policy;
 use chrono::{DateTime, Utc};
-use monit_host::plugin::ScaleAction;
+use monit_host::plugin::{ScaleAction, ScaleEvidence};
 use std::collections::BTreeMap;
 use std::fmt;
 
@@ -78,6 +78,17 @@ impl Cause {
 pub struct Reason {
     pub code: &'static str,
     pub detail: String,
+}
+
+impl Reason {
+    /// Whether the decision saw the app's load: `no_data` and `partial_data` did not, so they
+    /// neither raise nor resolve the host's "blocked at instance_max_cnt" alarm.
+    pub fn evidence(&self) -> ScaleEvidence {
+        match self.code {
+            "no_data" | "partial_data" => ScaleEvidence::Unknown,
+            _ => ScaleEvidence::Load,
+        }
+    }
 }
 
 impl fmt::Display for Reason {

@@ -13,15 +13,17 @@ pub mod policy;
 
 use crate::actuator::{ActError, Actuator, RetryPolicy, ScaleRequest};
 use crate::config::{ActuatorKind, AutoscaleConfig};
-use crate::decide::{Inputs, InstanceUsage, Plan, Usage, Verdict};
+use crate::decide::{Cause, Inputs, InstanceUsage, Plan, Usage, Verdict};
 use crate::policy::{InvalidPolicy, Policy};
 use anyhow::Context as _;
 use async_trait::async_trait;
 use monit_cf_metrics::container::{
     ContainerSource, ContainerUsage, UsageWindows, read_container_usage,
 };
+use monit_host::model::Resource;
 use monit_host::plugin::{
-    PluginContext, PluginParts, ScaleAction, ScaleContext, ScaleDecision, ScaleOutcome, Scaler,
+    PluginContext, PluginParts, ScaleAction, ScaleContext, ScaleDecision, ScaleEvidence,
+    ScaleOutcome, Scaler,
 };
 use sqlx::MySqlPool;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -32,6 +34,7 @@ monit_host::inventory::submit! {
     monit_host::PluginRegistration {
         name: "autoscale",
         description: "scales apps in/out from the Portal DB's auto_scaling_config (PaaS-TA portal or Cloud Foundry v3 API)",
+        sample: include_str!("../sample.toml"),
         build: build_plugin,
     }
 }
@@ -125,8 +128,10 @@ impl AutoscaleScaler {
     }
 }
 
-fn skipped(guid: &str, app: &str, reason: String) -> ScaleDecision {
+fn skipped(guid: &str, app: &str, evidence: ScaleEvidence, reason: String) -> ScaleDecision {
     ScaleDecision {
+        evidence,
+        blocked_on: None,
         app_guid: guid.to_string(),
         app_name: app.to_string(),
         action: ScaleAction::None,
@@ -147,6 +152,11 @@ fn from_plan(
     reason: String,
 ) -> ScaleDecision {
     ScaleDecision {
+        evidence: plan.reason.evidence(),
+        blocked_on: (outcome == ScaleOutcome::Blocked).then_some(match plan.cause {
+            Cause::Cpu => Resource::Cpu,
+            Cause::Memory => Resource::Memory,
+        }),
         app_guid: p.guid.clone(),
         app_name: p.app.clone(),
         action: plan.action,
@@ -214,6 +224,7 @@ impl AutoscaleScaler {
                 return skipped(
                     &p.guid,
                     &p.app,
+                    ScaleEvidence::Unknown,
                     format!("no_data: container metrics unavailable: {e}"),
                 );
             }
@@ -223,6 +234,7 @@ impl AutoscaleScaler {
             return skipped(
                 &p.guid,
                 &p.app,
+                ScaleEvidence::Unknown,
                 "deadline: the step's time budget was used up before this app; it is decided next tick".into(),
             );
         }
@@ -236,6 +248,7 @@ impl AutoscaleScaler {
                     let mut d = skipped(
                         &p.guid,
                         &p.app,
+                        ScaleEvidence::Unknown,
                         format!("platform_error: reading the instance count: {e}"),
                     );
                     d.outcome = ScaleOutcome::Failed;
@@ -331,7 +344,7 @@ impl Scaler for AutoscaleScaler {
                         p.no
                     );
                     tracing::warn!(no = p.no, app = %p.app, guid = %p.guid, "autoscale: duplicate auto_scaling_config row skipped");
-                    decisions.push(skipped(&p.guid, &p.app, reason));
+                    decisions.push(skipped(&p.guid, &p.app, ScaleEvidence::Load, reason));
                 }
                 Ok(p) => policies.push(p),
                 Err(bad) => {
@@ -339,6 +352,7 @@ impl Scaler for AutoscaleScaler {
                     decisions.push(skipped(
                         &bad.guid,
                         &bad.app,
+                        ScaleEvidence::Load,
                         format!("invalid_policy: {bad}"),
                     ));
                 }

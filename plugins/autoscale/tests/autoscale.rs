@@ -8,10 +8,9 @@ use monit_host::influx::InfluxClient;
 use monit_host::plugin::{ScaleAction, ScaleContext, ScaleDecision, ScaleOutcome, Scaler as _};
 use monit_plugin_autoscale::AutoscaleScaler;
 use monit_plugin_autoscale::config::AutoscaleConfig;
-use monit_testkit::{TestDb, create_influx_db, drop_influx_db, influx_url, mysql_url, unique};
+use monit_testkit::{TestDb, create_influx_db, drop_influx_db, influx_url, unique};
 use serde_json::json;
 use sqlx::MySqlPool;
-use sqlx::mysql::MySqlPoolOptions;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
@@ -84,7 +83,6 @@ struct Env {
     influx_db: String,
     influx: InfluxClient,
     settings: Settings,
-    monitoring: MySqlPool,
     now: DateTime<Utc>,
 }
 
@@ -124,16 +122,12 @@ impl Env {
         .unwrap();
         let influx = InfluxClient::new(&settings.influx).unwrap();
         create_influx_db(&influx_url(), &influx_db).await;
-        let monitoring = MySqlPoolOptions::new()
-            .connect_lazy(&format!("{}/unused", mysql_url()))
-            .unwrap();
         Env {
             portal_db,
             portal,
             influx_db,
             influx,
             settings,
-            monitoring,
             now: Utc::now(),
         }
     }
@@ -195,7 +189,6 @@ impl Env {
             now,
             settings: &self.settings,
             metrics: &self.influx.clone().into(),
-            monitoring_db: &self.monitoring,
             vms: &[],
             dry_run,
             last_scaled: last,
@@ -458,16 +451,20 @@ async fn cooldown_from_the_recorded_history_holds_a_second_action() {
         .run(
             &s,
             false,
-            &monit_host::scaling::last_acted(&history).await.unwrap(),
+            &monit_host::store::scaling_history::last_acted(&history)
+                .await
+                .unwrap(),
         )
         .await;
     assert_eq!(only(&first).outcome, ScaleOutcome::Acted, "{first:#?}");
-    monit_host::scaling::record_decisions(&history, &first, env.now)
+    monit_host::store::scaling_history::record_decisions(&history, &first, env.now)
         .await
         .unwrap();
 
     // next tick, 60 s later, the load is still high: the cooldown (check_time_sec, 120 s) holds it
-    let last = monit_host::scaling::last_acted(&history).await.unwrap();
+    let last = monit_host::store::scaling_history::last_acted(&history)
+        .await
+        .unwrap();
     assert!(last.contains_key(GUID), "{last:?}");
     let second = env
         .run_at(&s, false, &last, env.now + ChronoDuration::seconds(60))

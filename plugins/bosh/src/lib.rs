@@ -1,17 +1,17 @@
 //! BOSH plugin: the VM inventory sync from the BOSH director (zones / vms), and the `bos`
 //! collector of the director's own metrics.
 //!
-//! The director client lives in [`director`], the inventory rules in [`inventory`], the config
+//! The director client lives in [`director`], the inventory rules in [`vm_source`], the config
 //! section `[plugins.bosh]` in [`config`].
 
 pub mod collector;
 pub mod config;
 pub mod director;
-pub mod inventory;
+pub mod vm_source;
 
 pub use config::BoshConfig;
 pub use director::DirectorClient;
-pub use inventory::BoshInventory;
+pub use vm_source::BoshVmSource;
 
 use monit_host::{PluginContext, PluginParts, PluginRegistration};
 use std::sync::Arc;
@@ -20,13 +20,13 @@ use std::sync::Arc;
 pub fn build(ctx: &PluginContext) -> anyhow::Result<PluginParts> {
     let config: BoshConfig = ctx.plugin_config()?;
     let client = Arc::new(DirectorClient::new(&config)?);
-    let inventory = BoshInventory::new(&config, client);
+    let vm_source = BoshVmSource::new(&config, client);
     let collector = collector::BoshCollector {
         service_name: config.service_name.clone(),
         director_ip: collector::host_of(&config.api_url),
     };
     Ok(PluginParts {
-        inventory: Some(Arc::new(inventory)),
+        vm_source: Some(Arc::new(vm_source)),
         collector: Some(Arc::new(collector)),
         ..Default::default()
     })
@@ -36,6 +36,7 @@ monit_host::inventory::submit! {
     PluginRegistration {
         name: "bosh",
         description: "BOSH director: VM inventory sync (zones, vms) and director metrics (bos)",
+        sample: include_str!("../sample.toml"),
         build,
     }
 }

@@ -32,7 +32,7 @@ fn the_plugin_is_registered_and_builds_an_inventory_sync() {
     let f = file(".toml", TOML_BASE);
     let settings = Settings::load_with_env(Some(f.path()), HashMap::new()).unwrap();
     let parts = (reg.build)(&context(settings)).unwrap();
-    assert!(parts.inventory.is_some());
+    assert!(parts.vm_source.is_some());
 }
 
 #[test]
@@ -103,4 +103,42 @@ fn a_section_without_the_deployment_is_an_error_naming_it() {
         format!("{err:#}").contains("plugins.bosh.cf_deployment"),
         "{err:#}"
     );
+}
+
+/// The registration's sample (its `sample.toml`) loads through the host's settings loader into
+/// a config the plugin builds from, and documents every field of `BoshConfig`.
+#[test]
+fn the_sample_loads_and_documents_every_field() {
+    let reg = find_plugin("bosh").expect("registered");
+    let f = file(
+        ".toml",
+        &format!("[monitoring_db]\ndbname = \"monit\"\n\n{}", reg.sample),
+    );
+    let s = Settings::load_with_env(Some(f.path()), HashMap::new()).unwrap();
+    let c: BoshConfig = context(s).plugin_config().unwrap();
+    assert!(c.enabled);
+    assert_eq!(c.service_name, "micro-bosh");
+    for key in [
+        "enabled",
+        "api_url",
+        "username",
+        "password",
+        "uaa_client_id",
+        "uaa_client_secret",
+        "cf_deployment",
+        "diego_deployment",
+        "cell_prefix",
+        "service_name",
+        "ca_cert",
+        "insecure_skip_verify",
+        "timeout_seconds",
+        "task_timeout_seconds",
+        "task_poll_millis",
+        "max_answer_bytes",
+    ] {
+        assert!(
+            reg.sample.contains(&format!("{key} =")),
+            "sample.toml does not document {key}"
+        );
+    }
 }

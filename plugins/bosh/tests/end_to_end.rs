@@ -3,9 +3,9 @@
 mod common;
 
 use common::*;
-use monit_host::plugin::InventorySync;
-use monit_host::vm_inventory::{Removal, apply_snapshot};
-use monit_plugin_bosh::{BoshInventory, DirectorClient};
+use monit_host::plugin::VmSource;
+use monit_host::store::vms::{Removal, apply_snapshot};
+use monit_plugin_bosh::{BoshVmSource, DirectorClient};
 use std::sync::Arc;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, ResponseTemplate};
@@ -36,7 +36,7 @@ async fn director_to_rows_then_a_failing_director_leaves_them() {
     fake.vms_task(&TaskScript::done("paasta", 100, PAASTA_VMS).polls(1), &auth)
         .await;
     let config = fake.config("paasta");
-    let inventory = BoshInventory::new(&config, Arc::new(DirectorClient::new(&config).unwrap()));
+    let inventory = BoshVmSource::new(&config, Arc::new(DirectorClient::new(&config).unwrap()));
 
     // 1. first sync
     let snapshot = inventory.fetch(&sync_ctx()).await.unwrap();
@@ -133,7 +133,7 @@ async fn director_to_rows_then_a_failing_director_leaves_them() {
     //    deployment with their vitals): a clear error naming the key and URL, rows stay
     let mut small = config.clone();
     small.max_answer_bytes = 64 * 1024;
-    let limited = BoshInventory::new(&small, Arc::new(DirectorClient::new(&small).unwrap()));
+    let limited = BoshVmSource::new(&small, Arc::new(DirectorClient::new(&small).unwrap()));
     let vitals = "x".repeat(900);
     let huge: String = (0..2_000)
         .map(|i| {

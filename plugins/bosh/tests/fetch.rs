@@ -3,15 +3,15 @@
 mod common;
 
 use common::*;
-use monit_host::plugin::{InventorySync, ReportedVm};
+use monit_host::plugin::{ReportedVm, VmSource};
 use monit_host::secret::Secret;
-use monit_plugin_bosh::{BoshInventory, DirectorClient};
+use monit_plugin_bosh::{BoshVmSource, DirectorClient};
 use std::sync::Arc;
 use wiremock::matchers::{bearer_token, method, path};
 use wiremock::{Mock, ResponseTemplate};
 
-fn inventory(config: &monit_plugin_bosh::BoshConfig) -> BoshInventory {
-    BoshInventory::new(config, Arc::new(DirectorClient::new(config).unwrap()))
+fn inventory(config: &monit_plugin_bosh::BoshConfig) -> BoshVmSource {
+    BoshVmSource::new(config, Arc::new(DirectorClient::new(config).unwrap()))
 }
 
 fn rvm(name: &str, ip: &str, zone: &str, is_cell: bool) -> ReportedVm {

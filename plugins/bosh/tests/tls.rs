@@ -5,9 +5,9 @@
 mod common;
 
 use common::{PASSWORD, USER, sync_ctx};
-use monit_host::plugin::{InventorySync, ReportedVm};
+use monit_host::plugin::{ReportedVm, VmSource};
 use monit_host::secret::Secret;
-use monit_plugin_bosh::{BoshConfig, BoshInventory, DirectorClient};
+use monit_plugin_bosh::{BoshConfig, BoshVmSource, DirectorClient};
 use std::path::PathBuf;
 use std::sync::Arc;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -116,7 +116,7 @@ fn config(url: &str) -> BoshConfig {
 }
 
 async fn fetch(c: &BoshConfig) -> anyhow::Result<Vec<ReportedVm>> {
-    let inv = BoshInventory::new(c, Arc::new(DirectorClient::new(c)?));
+    let inv = BoshVmSource::new(c, Arc::new(DirectorClient::new(c)?));
     Ok(inv.fetch(&sync_ctx()).await?.vms)
 }
 

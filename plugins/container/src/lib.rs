@@ -18,6 +18,7 @@ monit_host::inventory::submit! {
     PluginRegistration {
         name: "container",
         description: "collector of app container CPU, memory and disk (origin con) from cAdvisor metrics in InfluxDB",
+        sample: include_str!("../sample.toml"),
         build,
     }
 }

@@ -467,3 +467,11 @@ async fn an_unreachable_influxdb_fails_the_step() {
         "{text}"
     );
 }
+
+/// The registration's sample documents the collector's one field.
+#[test]
+fn the_sample_documents_every_field() {
+    let reg = monit_host::plugin::find_plugin("container").expect("registered");
+    assert!(reg.sample.contains("[plugins.container]"));
+    assert!(reg.sample.contains("enabled ="));
+}

@@ -28,6 +28,7 @@ monit_host::inventory::submit! {
     monit_host::PluginRegistration {
         name: "email",
         description: "mails alarm notifications to alarm_targets over SMTP (TLS, STARTTLS or plain)",
+        sample: include_str!("../sample.toml"),
         build,
     }
 }

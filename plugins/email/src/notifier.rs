@@ -406,6 +406,16 @@ pub struct EmailSession<'a> {
     unreachable: Option<String>,
 }
 
+impl Reply {
+    /// Why the exchange failed; None when the server said yes.
+    fn failure(&self) -> Option<&str> {
+        match self {
+            Reply::Ok => None,
+            Reply::Permanent(why) | Reply::Transient(why) | Reply::Broken(why) => Some(why),
+        }
+    }
+}
+
 /// What goes to the server in one exchange.
 enum Exchange<'m> {
     Command(String),
@@ -547,23 +557,16 @@ impl EmailSession<'_> {
                 rejected,
             };
         }
-        match self.step("DATA", Exchange::Command(Data.to_string())).await {
-            Reply::Ok => {}
-            Reply::Permanent(why) | Reply::Transient(why) => {
+        let data = self.step("DATA", Exchange::Command(Data.to_string())).await;
+        if let Some(why) = data.failure() {
+            if !matches!(data, Reply::Broken(_)) {
                 self.reset().await;
-                return Delivery::Retry {
-                    reason: why,
-                    accepted: Vec::new(),
-                    rejected,
-                };
             }
-            Reply::Broken(why) => {
-                return Delivery::Retry {
-                    reason: why,
-                    accepted: Vec::new(),
-                    rejected,
-                };
-            }
+            return Delivery::Retry {
+                reason: why.to_string(),
+                accepted: Vec::new(),
+                rejected,
+            };
         }
         match self.step("message", Exchange::Message(&bytes)).await {
             Reply::Ok => {}

@@ -58,15 +58,6 @@ fn is_english(n: &Notification) -> bool {
     n.language.eq_ignore_ascii_case("en")
 }
 
-/// `app[idx]` for a container alarm, the target's name otherwise.
-pub fn server_name(n: &Notification) -> String {
-    match (&n.app_name, n.app_index) {
-        (Some(app), Some(idx)) => format!("{app}[{idx}]"),
-        (Some(app), None) => app.clone(),
-        (None, _) => n.target_name.clone(),
-    }
-}
-
 /// Header-safe text: every control character (CR, LF, TAB…) becomes a space.
 pub fn header_safe(s: &str) -> String {
     s.chars()
@@ -118,17 +109,6 @@ pub fn elapsed_minutes(n: &Notification) -> i64 {
         .num_minutes()
 }
 
-/// Only an http(s) URL becomes a link: anything else (a `javascript:` URL) is dropped.
-fn link_url(n: &Notification) -> Option<&str> {
-    let url = n.resource_url.as_deref()?.trim();
-    let lower = url.to_ascii_lowercase();
-    (lower.starts_with("http://") || lower.starts_with("https://")).then_some(url)
-}
-
-fn is_down(n: &Notification) -> bool {
-    n.level == "fail" || n.alarm_type == "fail"
-}
-
 /// Subject: the alarm title followed by `!`, as the original; a recovery says so up front.
 pub fn subject(n: &Notification) -> String {
     let title = header_safe(&n.title);
@@ -143,7 +123,7 @@ pub fn subject(n: &Notification) -> String {
 
 /// The short message after `{status} : ` (the original's mail wording, shorter than alarm_message).
 fn status_message(n: &Notification) -> String {
-    let name = server_name(n);
+    let name = n.server_name();
     let ty = &n.alarm_type;
     let en = is_english(n);
     let usage = n.value.map(|u| format!("{u:.2}"));
@@ -163,7 +143,7 @@ fn status_message(n: &Notification) -> String {
                 None => format!("{name}의 {ty} 상태가 정상으로 회복되었습니다."),
             }
         }
-        _ if is_down(n) => {
+        _ if n.is_down() => {
             if en {
                 format!("{name} is down (no metrics received).")
             } else {
@@ -208,7 +188,7 @@ fn kind_note(n: &Notification) -> Option<String> {
 fn status_cell(n: &Notification, w: &Words) -> String {
     match n.kind {
         NotificationKind::Recovered => format!("{} ({})", w.recovered, n.level),
-        _ => n.level.clone(),
+        _ => n.level.to_string(),
     }
 }
 
@@ -217,10 +197,10 @@ pub fn render(n: &Notification, offset: FixedOffset) -> RenderedMail {
     let status = status_cell(n, w);
     let message = status_message(n);
     let note = kind_note(n);
-    let server = server_name(n);
+    let server = n.server_name();
     let occurred = display_time(n.raised_at, offset);
     let elapsed = elapsed_minutes(n).to_string();
-    let link = link_url(n);
+    let link = n.monitor_link();
     // The stored alarm_message carries what the short line leaves out (the cell, the IP…).
     let details = n.message.trim();
     let details = (!details.is_empty() && details != message).then_some(details);
@@ -321,36 +301,10 @@ pub fn render(n: &Notification, offset: FixedOffset) -> RenderedMail {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::TimeZone;
     use monit_host::model::Origin;
 
     fn notification() -> Notification {
-        let raised = chrono::Utc.with_ymd_and_hms(2024, 5, 1, 9, 30, 0).unwrap();
-        Notification {
-            id: 1,
-            alarm_id: 7,
-            kind: NotificationKind::Opened,
-            origin: Origin::Pas,
-            alarm_type: "cpu".into(),
-            level: "warning".into(),
-            target_name: "router_z1/0".into(),
-            ip: "10.0.0.5".into(),
-            app_name: None,
-            app_index: None,
-            cell_name: None,
-            value: Some(91.234),
-            threshold: Some(85.0),
-            title: "[router_z1/0]의 cpu 상태 [warning]".into(),
-            message:
-                "[router_z1/0]의 cpu 상태 [warning]\ncpu 임계치 85% 초과.\n현재 사용률 [91.23]%"
-                    .into(),
-            raised_at: raised,
-            event_at: raised + TimeDelta::minutes(42) + TimeDelta::seconds(59),
-            recipients: vec!["ops@example.org".into()],
-            done_recipients: Vec::new(),
-            resource_url: Some("http://monitor.example.org".into()),
-            language: "ko".into(),
-        }
+        monit_host::testing::vm_notification()
     }
 
     fn kst() -> FixedOffset {
@@ -420,7 +374,7 @@ mod tests {
     fn a_step_down_says_so_and_states_the_threshold_it_exceeds() {
         let mut n = notification();
         n.kind = NotificationKind::SteppedDown;
-        n.level = "warning".into();
+        n.level = monit_host::model::Level::Warning;
         n.threshold = Some(95.0);
         n.value = Some(97.03);
         let m = render(&n, kst());
@@ -467,8 +421,8 @@ mod tests {
     #[test]
     fn down_and_no_threshold_messages() {
         let mut n = notification();
-        n.level = "fail".into();
-        n.alarm_type = "fail".into();
+        n.level = monit_host::model::Level::Fail;
+        n.alarm_type = monit_host::model::AlarmType::Fail;
         assert!(
             render(&n, kst())
                 .text

@@ -142,5 +142,5 @@ fn the_registered_plugin_builds_from_a_legacy_config_ini() {
     let registration = find_plugin("email").expect("the email plugin is registered");
     let parts = (registration.build)(&ctx).unwrap();
     assert!(parts.notifier.is_some());
-    assert!(parts.collector.is_none() && parts.scaler.is_none() && parts.inventory.is_none());
+    assert!(parts.collector.is_none() && parts.scaler.is_none() && parts.vm_source.is_none());
 }

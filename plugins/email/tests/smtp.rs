@@ -53,19 +53,9 @@ fn notification(marker: &str) -> Notification {
     let raised = Utc::now() - TimeDelta::minutes(17) - TimeDelta::seconds(5);
     let target = format!("vm-{marker}");
     Notification {
-        id: 1,
         alarm_id: 10,
-        kind: NotificationKind::Opened,
-        origin: Origin::Pas,
-        alarm_type: "cpu".into(),
-        level: "warning".into(),
         target_name: target.clone(),
-        ip: "10.0.0.5".into(),
-        app_name: None,
-        app_index: None,
-        cell_name: None,
         value: Some(91.5),
-        threshold: Some(85.0),
         title: format!("[{target}]의 cpu 상태 [warning]"),
         message: format!(
             "[{target}]의 cpu 상태 [warning]\ncpu 임계치 85% 초과.\n현재 사용률 [91.50]%"
@@ -73,9 +63,8 @@ fn notification(marker: &str) -> Notification {
         raised_at: raised,
         event_at: raised + TimeDelta::minutes(17) + TimeDelta::seconds(5),
         recipients: vec![format!("to-{marker}@example.org")],
-        done_recipients: Vec::new(),
         resource_url: Some("https://monitor.example.org/".into()),
-        language: "ko".into(),
+        ..monit_host::testing::vm_notification()
     }
 }
 
@@ -364,7 +353,7 @@ async fn starttls_with_the_private_ca() {
     let notifier = EmailNotifier::new(c).unwrap();
     let mut n = notification(&m);
     n.kind = NotificationKind::Escalated;
-    n.level = "critical".into();
+    n.level = monit_host::model::Level::Critical;
     n.title = format!("[vm-{m}]의 cpu 상태 [critical]");
     assert_all_ok(&send(&notifier, &[n]).await);
     // the socket under the STARTTLS upgrade is ours too

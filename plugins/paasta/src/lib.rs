@@ -69,6 +69,7 @@ monit_host::inventory::submit! {
     PluginRegistration {
         name: "paasta",
         description: "CPU, memory and disk of PaaS-TA VMs (origin pas) from InfluxDB",
+        sample: include_str!("../sample.toml"),
         build,
     }
 }

@@ -38,6 +38,7 @@ monit_host::inventory::submit! {
     monit_host::PluginRegistration {
         name: "webhook",
         description: "POSTs alarm notifications as JSON or Slack messages to webhook URLs",
+        sample: include_str!("../sample.toml"),
         build,
     }
 }

@@ -65,12 +65,12 @@ pub fn document(n: &Notification) -> Document<'_> {
         alarm: Alarm {
             id: n.alarm_id,
             origin: n.origin.code(),
-            alarm_type: &n.alarm_type,
+            alarm_type: n.alarm_type.code(),
             title: &n.title,
             message: &n.message,
             raised_at: n.raised_at,
         },
-        level: &n.level,
+        level: n.level.code(),
         target: Target {
             name: &n.target_name,
             ip: &n.ip,
@@ -80,7 +80,8 @@ pub fn document(n: &Notification) -> Document<'_> {
         },
         value: n.value.filter(|v| v.is_finite()),
         threshold: n.threshold.filter(|v| v.is_finite()),
-        links: monitor_link(n)
+        links: n
+            .monitor_link()
             .map(|url| Link {
                 title: "PaaS-TA Monitor",
                 url,
@@ -109,9 +110,9 @@ pub fn slack(n: &Notification) -> Value {
         "[{}] {}: {}",
         event_label(n.kind),
         d.level.to_uppercase(),
-        server_name(n)
+        n.server_name()
     );
-    let mut fields = vec![field("Level", d.level), field("Target", &server_name(n))];
+    let mut fields = vec![field("Level", d.level), field("Target", &n.server_name())];
     if !d.target.ip.is_empty() {
         fields.push(field("IP", d.target.ip));
     }
@@ -177,15 +178,6 @@ fn event_label(kind: NotificationKind) -> &'static str {
     }
 }
 
-/// `app[idx]` for a container alarm, the target's name otherwise.
-pub fn server_name(n: &Notification) -> String {
-    match (&n.app_name, n.app_index) {
-        (Some(app), Some(idx)) => format!("{app}[{idx}]"),
-        (Some(app), None) => app.clone(),
-        (None, _) => n.target_name.clone(),
-    }
-}
-
 fn field(label: &str, value: &str) -> Value {
     json!({ "type": "mrkdwn", "text": clip(&format!("*{label}*\n{}", escape(value)), 2000) })
 }
@@ -216,44 +208,16 @@ fn clip(s: &str, max_chars: usize) -> String {
     out
 }
 
-/// Only an http(s) URL becomes a link: a `javascript:` URL is dropped.
-fn monitor_link(n: &Notification) -> Option<&str> {
-    let url = n.resource_url.as_deref()?.trim();
-    let lower = url.to_ascii_lowercase();
-    (lower.starts_with("http://") || lower.starts_with("https://")).then_some(url)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use monit_host::model::Origin;
 
     fn notification() -> Notification {
-        let t = chrono::DateTime::parse_from_rfc3339("2024-05-01T09:30:00Z")
-            .unwrap()
-            .to_utc();
         Notification {
-            id: 42,
-            alarm_id: 7,
-            kind: NotificationKind::Opened,
-            origin: Origin::Con,
-            alarm_type: "cpu".into(),
-            level: "critical".into(),
-            target_name: "shop".into(),
-            ip: "10.0.1.5".into(),
             app_name: Some("<!channel> shop".into()),
-            app_index: Some(2),
-            cell_name: Some("diego-cell/0".into()),
-            value: Some(93.25),
-            threshold: Some(90.0),
-            title: "CPU high".into(),
             message: "a & b".into(),
-            raised_at: t,
-            event_at: t,
-            recipients: vec!["ops@example.org".into()],
-            done_recipients: Vec::new(),
             resource_url: Some("javascript:alert(1)".into()),
-            language: "en".into(),
+            ..monit_host::testing::app_notification()
         }
     }
 
@@ -272,7 +236,7 @@ mod tests {
     fn a_step_down_is_its_own_event() {
         let mut n = notification();
         n.kind = NotificationKind::SteppedDown;
-        n.level = "warning".into();
+        n.level = monit_host::model::Level::Warning;
         let d = serde_json::to_value(document(&n)).unwrap();
         assert_eq!(d["event"], "stepped_down");
         assert_eq!(d["level"], "warning");

@@ -196,7 +196,7 @@ fn the_registered_plugin_builds_from_file_and_environment() {
     let registration = find_plugin("webhook").expect("the webhook plugin is registered");
     let parts = (registration.build)(&ctx).unwrap();
     assert!(parts.notifier.is_some());
-    assert!(parts.collector.is_none() && parts.scaler.is_none() && parts.inventory.is_none());
+    assert!(parts.collector.is_none() && parts.scaler.is_none() && parts.vm_source.is_none());
 }
 
 #[test]

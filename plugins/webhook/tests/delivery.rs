@@ -1,7 +1,6 @@
 //! The notifier against wiremock receivers: what they get, how failures are retried and named,
 //! and that a URL the host recorded as done does not get it again.
 
-use monit_host::model::Origin;
 use monit_host::plugin::{Delivery, Notification, NotificationKind, deliver_all};
 use monit_host::secret::Secret;
 use monit_plugin_webhook::{Format, WebhookConfig, WebhookNotifier};
@@ -11,31 +10,15 @@ use wiremock::matchers::{header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 fn notification(id: i64) -> Notification {
-    let raised = chrono::DateTime::parse_from_rfc3339("2024-05-01T09:30:00Z")
-        .unwrap()
-        .to_utc();
+    let app = monit_host::testing::app_notification();
     Notification {
         id,
-        alarm_id: 7,
-        kind: NotificationKind::Opened,
-        origin: Origin::Con,
-        alarm_type: "cpu".into(),
-        level: "critical".into(),
-        target_name: "shop".into(),
-        ip: "10.0.1.5".into(),
-        app_name: Some("shop".into()),
-        app_index: Some(2),
-        cell_name: Some("diego-cell/0".into()),
         value: Some(93.5),
-        threshold: Some(90.0),
         title: "shop CPU over 90%".into(),
         message: "shop의 cpu 임계치 [90]%를 초과했습니다. 현재 사용률 [93.5]% 입니다.".into(),
-        raised_at: raised,
-        event_at: raised + chrono::Duration::minutes(5),
-        recipients: vec!["ops@example.org".into()],
-        done_recipients: Vec::new(),
-        resource_url: Some("http://monitor.example.org".into()),
+        event_at: app.raised_at + chrono::Duration::minutes(5),
         language: "ko".into(),
+        ..app
     }
 }
 

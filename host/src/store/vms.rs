@@ -10,7 +10,7 @@
 //! incomplete director answer neither gives it a new id nor strands its open alarm. A VM removed
 //! for good has its open alarms closed with an `alarm_actions` note saying why.
 
-use crate::model::{BOSH_ORIGIN_ID, Timestamp};
+use crate::model::{BOSH_ORIGIN_ID, Timestamp, Vm};
 use crate::plugin::{InventorySnapshot, ReportedVm};
 use anyhow::{Context as _, bail};
 use sqlx::{MySql, MySqlPool, QueryBuilder, Transaction};
@@ -539,6 +539,18 @@ pub async fn absent_vm_ids(pool: &MySqlPool) -> anyhow::Result<HashSet<i64>> {
         .await
         .context("reading batch_vm_absence")?;
     Ok(ids.into_iter().collect())
+}
+
+/// The `vms` inventory with zone names. LEFT JOIN: a VM whose zone is missing is still
+/// monitored (the original's INNER JOIN dropped every cell after a zone_id of 0, defect D15).
+pub async fn load_vms(pool: &MySqlPool) -> anyhow::Result<Vec<Vm>> {
+    sqlx::query_as::<_, Vm>(
+        "SELECT CAST(v.id AS SIGNED) AS id, CAST(v.zone_id AS SIGNED) AS zone_id, z.name AS zone_name, \
+         v.name, v.ip, v.vm_type FROM vms v LEFT JOIN zones z ON z.id = v.zone_id ORDER BY v.id",
+    )
+    .fetch_all(pool)
+    .await
+    .context("reading vms")
 }
 
 #[cfg(test)]

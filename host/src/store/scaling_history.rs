@@ -51,6 +51,20 @@ pub async fn record_decisions(
         .begin()
         .await
         .context("recording scaling decisions: cannot start a transaction on the Monitoring DB")?;
+    insert_decisions(&mut tx, decisions, now).await?;
+    tx.commit()
+        .await
+        .context("recording scaling decisions: commit on the Monitoring DB failed")?;
+    Ok(())
+}
+
+/// Writes the decisions inside the caller's transaction: the tick's one write (alarms, outbox
+/// and scaling history together, see `store::apply_changes`).
+pub async fn insert_decisions(
+    tx: &mut sqlx::Transaction<'_, sqlx::MySql>,
+    decisions: &[ScaleDecision],
+    now: Timestamp,
+) -> anyhow::Result<()> {
     for d in decisions {
         sqlx::query(
             "INSERT INTO batch_scaling_history \
@@ -69,7 +83,7 @@ pub async fn record_decisions(
         .bind(d.cpu_percent.filter(|v| v.is_finite()))
         .bind(d.memory_percent.filter(|v| v.is_finite()))
         .bind(clip(&d.reason, REASON_CHARS))
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await
         .with_context(|| {
             format!(
@@ -78,9 +92,6 @@ pub async fn record_decisions(
             )
         })?;
     }
-    tx.commit()
-        .await
-        .context("recording scaling decisions: commit on the Monitoring DB failed")?;
     Ok(())
 }
 
@@ -122,6 +133,8 @@ mod tests {
             outcome,
             instances_before: Some(2),
             instances_after: Some(3),
+            evidence: crate::plugin::ScaleEvidence::Load,
+            blocked_on: None,
             cpu_percent: Some(91.5),
             memory_percent: Some(40.0),
             reason: "cpu_high: mean CPU 91.5% > cpu_threshold_max_per 80%".into(),

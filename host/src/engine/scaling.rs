@@ -1,17 +1,33 @@
-//! Alarms about autoscaling itself: an app that needs more instances but sits at
-//! `instance_max_cnt` gets a `con` alarm (app_index -1: the app, not one instance), re-notified
-//! after `repeat_time` while it stays blocked, and resolved by the first decision that is no
-//! longer blocked. Decisions that saw no usable data neither raise nor resolve.
+//! The engine's rule for alarms about autoscaling itself: an app that needs more instances but
+//! sits at `instance_max_cnt` gets a `con` alarm (app_index -1: the app, not one instance),
+//! re-notified after the `con`/`cpu` policy's `repeat_time` while it stays blocked, and resolved
+//! by the first decision that is no longer blocked. Decisions that saw no load
+//! ([`ScaleEvidence::Unknown`]) neither raise nor resolve. The decisions come from the scalers,
+//! which run beside the collectors; these changes join the readings' in the tick's one write.
 
-use crate::engine::{AlarmKey, AutoResolve, Change, OpenAlarm};
-use crate::model::{AlarmType, AppInstance, Level, Origin, Target, Timestamp};
-use crate::plugin::{ScaleDecision, ScaleOutcome};
+use super::{AlarmKey, AutoResolve, Change, EngineOptions, OpenAlarm, Policy};
+use crate::model::{AlarmType, AppInstance, Level, Origin, Resource, Target, Timestamp};
+use crate::plugin::{ScaleDecision, ScaleEvidence, ScaleOutcome};
 
 /// app_index of alarms about a whole app.
 pub const APP_LEVEL_INDEX: i32 = -1;
 
-/// Reason codes of decisions that say nothing about the load (see the autoscale README).
-const NO_EVIDENCE: [&str; 4] = ["no_data", "partial_data", "platform_error", "deadline"];
+/// The alarm changes the tick's scale decisions call for. The repeat interval is the `con`/`cpu`
+/// policy's, else the default.
+pub fn scale_changes(
+    decisions: &[ScaleDecision],
+    policies: &[Policy],
+    open: &[OpenAlarm],
+    now: Timestamp,
+    opts: &EngineOptions,
+) -> Vec<Change> {
+    let repeat = policies
+        .iter()
+        .find(|p| p.origin == Origin::Con && p.resource == Resource::Cpu)
+        .map(|p| p.repeat_minutes)
+        .unwrap_or(opts.default_repeat_minutes);
+    changes(decisions, open, now, repeat, opts.auto_resolve)
+}
 
 fn target(d: &ScaleDecision) -> Target {
     Target {
@@ -28,7 +44,7 @@ fn target(d: &ScaleDecision) -> Target {
     }
 }
 
-pub fn changes(
+fn changes(
     decisions: &[ScaleDecision],
     open: &[OpenAlarm],
     now: Timestamp,
@@ -38,7 +54,7 @@ pub fn changes(
     let mut out = Vec::new();
     for d in decisions {
         let t = target(d);
-        let memory = d.reason.contains("memory_high");
+        let memory = d.blocked_on == Some(Resource::Memory);
         let alarm_type = if memory {
             AlarmType::Memory
         } else {
@@ -79,8 +95,7 @@ pub fn changes(
             }
             continue;
         }
-        let code = d.reason.split(':').next().unwrap_or_default().trim();
-        if NO_EVIDENCE.contains(&code) || open_for_app.is_empty() {
+        if d.evidence == ScaleEvidence::Unknown || open_for_app.is_empty() {
             continue;
         }
         for a in open_for_app {
@@ -114,7 +129,20 @@ mod tests {
             .unwrap()
     }
     fn decision(outcome: ScaleOutcome, reason: &str) -> ScaleDecision {
+        let code = reason.split(':').next().unwrap_or_default();
         ScaleDecision {
+            evidence: if code == "partial_data" {
+                ScaleEvidence::Unknown
+            } else {
+                ScaleEvidence::Load
+            },
+            blocked_on: (outcome == ScaleOutcome::Blocked).then(|| {
+                if reason.contains("memory_high") {
+                    Resource::Memory
+                } else {
+                    Resource::Cpu
+                }
+            }),
             app_guid: "g".into(),
             app_name: "web".into(),
             action: ScaleAction::Out,

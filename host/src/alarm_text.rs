@@ -25,10 +25,7 @@ pub fn title_and_message(
     let lvl = level.code();
     let en = lang == "en";
     if alarm_type == AlarmType::Fail {
-        let who = match &target.app {
-            Some(a) => format!("{}[{}]", a.app_name, a.app_index),
-            None => target.name.clone(),
-        };
+        let who = target.label();
         let t = if en {
             format!("[{who}] is down (no metrics received).")
         } else {
@@ -37,7 +34,7 @@ pub fn title_and_message(
         return (t.clone(), t);
     }
     match (&target.app, target.origin) {
-        (Some(app), Origin::Con) if app.app_index == crate::scale_alarms::APP_LEVEL_INDEX => {
+        (Some(app), Origin::Con) if app.app_index == crate::engine::APP_LEVEL_INDEX => {
             let usage = if usage.is_empty() {
                 String::new()
             } else {
@@ -113,10 +110,7 @@ pub fn recovery_message(
     usage: Option<f64>,
     closed: bool,
 ) -> String {
-    let who = match &target.app {
-        Some(a) => format!("{}[{}]", a.app_name, a.app_index),
-        None => target.name.clone(),
-    };
+    let who = target.label();
     let usage = usage.map(|u| format!(" [{u:.2}]%")).unwrap_or_default();
     let ty = alarm_type.code();
     match (lang == "en", closed) {

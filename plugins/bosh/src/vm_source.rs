@@ -4,18 +4,18 @@
 use crate::config::BoshConfig;
 use crate::director::{DirectorClient, DirectorVm};
 use anyhow::{Context as _, bail};
-use monit_host::plugin::{InventorySnapshot, InventorySync, ReportedVm, SyncContext};
+use monit_host::plugin::{InventorySnapshot, ReportedVm, SyncContext, VmSource};
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 /// Fetches the VMs of `cf_deployment` and `diego_deployment` from the director.
-pub struct BoshInventory {
+pub struct BoshVmSource {
     client: Arc<DirectorClient>,
     deployments: Vec<String>,
     cell_prefix: String,
 }
 
-impl BoshInventory {
+impl BoshVmSource {
     pub fn new(config: &BoshConfig, client: Arc<DirectorClient>) -> Self {
         Self {
             client,
@@ -64,7 +64,7 @@ impl BoshInventory {
 }
 
 #[async_trait::async_trait]
-impl InventorySync for BoshInventory {
+impl VmSource for BoshVmSource {
     async fn fetch(&self, _ctx: &SyncContext) -> anyhow::Result<InventorySnapshot> {
         self.snapshot().await
     }

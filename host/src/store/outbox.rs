@@ -13,7 +13,7 @@
 //! repeats and recoveries; newest first within a class, so a backlog never holds back a fresh
 //! alarm.
 
-use crate::model::Timestamp;
+use crate::model::{Level, Timestamp};
 use crate::plugin::{Delivery, Notification, NotificationKind};
 use anyhow::Context as _;
 use serde::Serialize;
@@ -22,8 +22,8 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 /// Queue class of a notification: lower goes first.
-pub fn priority(kind: NotificationKind, level: &str) -> i8 {
-    let severe = matches!(level, "critical" | "fail");
+pub fn priority(kind: NotificationKind, level: Level) -> i8 {
+    let severe = matches!(level, Level::Critical | Level::Fail);
     match kind {
         NotificationKind::Opened | NotificationKind::Escalated if severe => 0,
         NotificationKind::Opened | NotificationKind::Escalated => 1,

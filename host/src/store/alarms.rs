@@ -1,0 +1,496 @@
+//! `alarms` and what hangs off them (`alarm_actions`, `batch_alarm_state`): the open alarms
+//! read at the start of a tick, and the tick's one write: every alarm change with its
+//! notifications (outbox rows) and the scale decisions, in one transaction.
+
+use super::truncate;
+use crate::alarm_text;
+use crate::engine::{Change, OpenAlarm, OpenStatus, Subject};
+use crate::model::{AlarmType, Level, Origin, Timestamp};
+use crate::plugin::{Notification, NotificationKind};
+use anyhow::Context as _;
+use sqlx::{MySqlPool, QueryBuilder, Row};
+use std::collections::HashMap;
+
+pub async fn load_open_alarms(pool: &MySqlPool) -> anyhow::Result<Vec<OpenAlarm>> {
+    let rows = sqlx::query(
+        "SELECT CAST(a.id AS SIGNED) AS id, a.origin_type, CAST(a.origin_id AS SIGNED) AS origin_id, a.alarm_type, \
+         a.level, a.resolve_status, a.reg_date, a.alarm_send_date, a.app_name, CAST(a.app_index AS SIGNED) AS app_index, \
+         (s.recovered_at IS NOT NULL) AS recovered, s.notified_level \
+         FROM alarms a LEFT JOIN batch_alarm_state s ON s.alarm_id = a.id \
+         WHERE a.resolve_status IN ('1', '2') ORDER BY a.id",
+    )
+    .fetch_all(pool)
+    .await
+    .context("reading open alarms")?;
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        let id: i64 = row.try_get("id")?;
+        let parsed = (|| -> Result<_, String> {
+            let origin: Origin = row
+                .try_get::<String, _>("origin_type")
+                .map_err(|e| e.to_string())?
+                .parse()?;
+            let alarm_type: AlarmType = row
+                .try_get::<String, _>("alarm_type")
+                .map_err(|e| e.to_string())?
+                .parse()?;
+            let level: Level = row
+                .try_get::<String, _>("level")
+                .map_err(|e| e.to_string())?
+                .parse()?;
+            Ok((origin, alarm_type, level))
+        })();
+        let (origin, alarm_type, level) = match parsed {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::warn!(alarm_id = id, "open alarm ignored: {e}");
+                continue;
+            }
+        };
+        let status: String = row.try_get("resolve_status")?;
+        out.push(OpenAlarm {
+            id,
+            origin,
+            origin_id: row.try_get("origin_id")?,
+            alarm_type,
+            level,
+            status: if status == "2" {
+                OpenStatus::InProgress
+            } else {
+                OpenStatus::Raised
+            },
+            raised_at: row.try_get("reg_date")?,
+            last_sent: row.try_get("alarm_send_date")?,
+            app_name: row.try_get("app_name")?,
+            app_index: row
+                .try_get::<Option<i64>, _>("app_index")?
+                .map(|i| i as i32),
+            recovered: row.try_get::<i64, _>("recovered")? != 0,
+            // none recorded (an alarm from before it was kept): the row's level was notified
+            notified_level: row
+                .try_get::<Option<String>, _>("notified_level")?
+                .and_then(|l| l.parse().ok())
+                .unwrap_or(level),
+        });
+    }
+    Ok(out)
+}
+
+/// How notifications are rendered and to whom they are queued.
+pub struct Outbox<'a> {
+    pub notifiers: &'a [String],
+    pub language: &'a str,
+    pub resource_url: Option<&'a str>,
+}
+
+fn payload(
+    kind: NotificationKind,
+    alarm_id: i64,
+    ev: Subject<'_>,
+    (title, message): (String, String),
+    (raised_at, now): (Timestamp, Timestamp),
+    out: &Outbox<'_>,
+) -> Notification {
+    let Subject {
+        target,
+        alarm_type,
+        level,
+        value,
+        threshold,
+    } = ev;
+    Notification {
+        id: 0,
+        alarm_id,
+        kind,
+        origin: target.origin,
+        alarm_type,
+        level,
+        target_name: target.name.clone(),
+        ip: target.ip.clone(),
+        app_name: target.app.as_ref().map(|a| a.app_name.clone()),
+        app_index: target.app.as_ref().map(|a| a.app_index),
+        cell_name: target.app.as_ref().map(|a| a.cell_name.clone()),
+        value,
+        threshold,
+        title,
+        message,
+        raised_at,
+        event_at: now,
+        recipients: Vec::new(),
+        done_recipients: Vec::new(),
+        resource_url: out.resource_url.map(str::to_string),
+        language: out.language.to_string(),
+    }
+}
+
+/// Writes one tick's alarm changes, their notifications and the scale decisions (history) in
+/// one transaction. With a `fence` (leader election on), nothing is written unless this
+/// instance still holds the lease.
+pub async fn apply_changes(
+    pool: &MySqlPool,
+    changes: &[Change],
+    decisions: &[crate::plugin::ScaleDecision],
+    open: &[OpenAlarm],
+    now: Timestamp,
+    out: &Outbox<'_>,
+    fence: Option<&crate::leader::Fence>,
+) -> anyhow::Result<()> {
+    if changes.is_empty() && decisions.is_empty() {
+        return Ok(());
+    }
+    let raised: HashMap<i64, Timestamp> = open.iter().map(|a| (a.id, a.raised_at)).collect();
+    let raised_at = |id: i64| raised.get(&id).copied().unwrap_or(now);
+    let lang = out.language;
+    let mut tx = pool
+        .begin()
+        .await
+        .context("starting the alarm transaction")?;
+    if let Some(fence) = fence {
+        fence.check(&mut tx).await?;
+    }
+    let mut queued: Vec<Notification> = Vec::new();
+    let mut counted: Vec<i64> = Vec::new();
+    // (alarm, level) of every notification: batch_alarm_state.notified_level
+    let mut notified: Vec<(i64, Level)> = Vec::new();
+    let rendered = |ch: &Change| {
+        let s = ch.subject();
+        alarm_text::title_and_message(lang, s.target, s.alarm_type, s.level, s.threshold, s.value)
+    };
+    for ch in changes {
+        match ch {
+            Change::Open {
+                target,
+                alarm_type,
+                level,
+                ..
+            } => {
+                let (title, message) = rendered(ch);
+                let app = target.app.as_ref();
+                let res = sqlx::query(
+                    "INSERT INTO alarms (origin_type, origin_id, alarm_type, level, ip, app_yn, app_name, app_index, \
+                     container_name, alarm_title, alarm_message, resolve_status, alarm_cnt, reg_date, reg_user, \
+                     modi_date, modi_user, alarm_send_date) \
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, '1', 1, ?, 'Bat', ?, 'bat', ?)",
+                )
+                .bind(target.origin.code())
+                .bind(target.origin_id)
+                .bind(alarm_type.code())
+                .bind(level.code())
+                .bind(truncate(&target.ip, 15))
+                .bind(if app.is_some() { "Y" } else { "N" })
+                .bind(app.map(|a| truncate(&a.app_name, crate::model::ALARM_APP_NAME_CHARS)).unwrap_or_default())
+                .bind(app.map(|a| a.app_index).unwrap_or(0))
+                .bind(app.map(|a| truncate(&a.container_name, 40)).unwrap_or_default())
+                .bind(truncate(&title, 5000))
+                .bind(&message)
+                .bind(now)
+                .bind(now)
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+                .context("inserting an alarm")?;
+                let id = res.last_insert_id() as i64;
+                notified.push((id, *level));
+                queued.push(payload(
+                    NotificationKind::Opened,
+                    id,
+                    ch.subject(),
+                    (title, message),
+                    (now, now),
+                    out,
+                ));
+            }
+            Change::Escalate {
+                alarm_id, notify, ..
+            }
+            | Change::StepDown {
+                alarm_id, notify, ..
+            } => {
+                let kind = match ch {
+                    Change::Escalate { .. } => NotificationKind::Escalated,
+                    _ => NotificationKind::SteppedDown,
+                };
+                let notification = relevel(&mut tx, ch, *alarm_id, *notify, now, &rendered)
+                    .await?
+                    .map(|texts| {
+                        payload(
+                            kind,
+                            *alarm_id,
+                            ch.subject(),
+                            texts,
+                            (raised_at(*alarm_id), now),
+                            out,
+                        )
+                    });
+                if let Some(n) = notification {
+                    notified.push((*alarm_id, ch.subject().level));
+                    queued.push(n);
+                }
+            }
+            Change::Rebreach {
+                alarm_id, level, ..
+            } => {
+                let texts = relevel(&mut tx, ch, *alarm_id, true, now, &rendered).await?;
+                sqlx::query("UPDATE batch_alarm_state SET recovered_at = NULL WHERE alarm_id = ?")
+                    .bind(alarm_id)
+                    .execute(&mut *tx)
+                    .await
+                    .context("clearing the recovered mark of an alarm")?;
+                notified.push((*alarm_id, *level));
+                if let Some(texts) = texts {
+                    queued.push(payload(
+                        NotificationKind::Opened,
+                        *alarm_id,
+                        ch.subject(),
+                        texts,
+                        (raised_at(*alarm_id), now),
+                        out,
+                    ));
+                }
+            }
+            Change::Continue {
+                alarm_id,
+                renotify,
+                level,
+                ..
+            } => {
+                if !renotify {
+                    counted.push(*alarm_id);
+                    continue;
+                }
+                sqlx::query(
+                    "UPDATE alarms SET alarm_cnt = alarm_cnt + 1, alarm_send_date = ?, modi_date = ?, modi_user = 'bat' \
+                     WHERE id = ? AND resolve_status IN ('1', '2')",
+                )
+                .bind(now)
+                .bind(now)
+                .bind(alarm_id)
+                .execute(&mut *tx)
+                .await
+                .context("counting an alarm")?;
+                notified.push((*alarm_id, *level));
+                let (title, message) = rendered(ch);
+                queued.push(payload(
+                    NotificationKind::Repeated,
+                    *alarm_id,
+                    ch.subject(),
+                    (title, message),
+                    (raised_at(*alarm_id), now),
+                    out,
+                ));
+            }
+            Change::Recover {
+                alarm_ids,
+                close_ids,
+                target,
+                alarm_type,
+                value,
+                ..
+            } => {
+                let keep_ids: Vec<i64> = alarm_ids
+                    .iter()
+                    .filter(|id| !close_ids.contains(id))
+                    .copied()
+                    .collect();
+                if !close_ids.is_empty() {
+                    let message =
+                        alarm_text::recovery_message(lang, target, *alarm_type, *value, true);
+                    close_recovered(&mut tx, close_ids, &message, now).await?;
+                }
+                if !keep_ids.is_empty() {
+                    let note = alarm_text::recovery_note(lang, target, *alarm_type, *value, now);
+                    keep_recovered(&mut tx, &keep_ids, &note, now).await?;
+                }
+                let lead = alarm_ids.first().copied().unwrap_or(0);
+                let closed = close_ids.contains(&lead);
+                let message =
+                    alarm_text::recovery_message(lang, target, *alarm_type, *value, closed);
+                // The alarm's own title: a notifier says "recovered" once (e-mail: in the subject).
+                let (title, _) = alarm_text::title_and_message(
+                    lang,
+                    target,
+                    *alarm_type,
+                    ch.subject().level,
+                    None,
+                    *value,
+                );
+                queued.push(payload(
+                    NotificationKind::Recovered,
+                    lead,
+                    ch.subject(),
+                    (title, message),
+                    (raised_at(lead), now),
+                    out,
+                ));
+            }
+        }
+    }
+    // Unchanged breaching alarms are counted in one statement, however many there are.
+    if !counted.is_empty() {
+        let mut q = QueryBuilder::new(
+            "UPDATE alarms SET alarm_cnt = alarm_cnt + 1 WHERE resolve_status IN ('1', '2') AND id IN (",
+        );
+        let mut sep = q.separated(", ");
+        for id in &counted {
+            sep.push_bind(id);
+        }
+        q.push(")");
+        q.build()
+            .execute(&mut *tx)
+            .await
+            .context("counting alarms")?;
+    }
+    if !notified.is_empty() {
+        let mut q = QueryBuilder::new("INSERT INTO batch_alarm_state (alarm_id, notified_level) ");
+        q.push_values(&notified, |mut b, (id, level)| {
+            b.push_bind(id).push_bind(level.code());
+        });
+        q.push(" ON DUPLICATE KEY UPDATE notified_level = VALUES(notified_level)");
+        q.build()
+            .execute(&mut *tx)
+            .await
+            .context("recording the notified level of alarms in batch_alarm_state")?;
+    }
+    if !queued.is_empty() && !out.notifiers.is_empty() {
+        let rows: Vec<(&Notification, &String)> = queued
+            .iter()
+            .flat_map(|n| out.notifiers.iter().map(move |name| (n, name)))
+            .collect();
+        for chunk in rows.chunks(500) {
+            let mut q = QueryBuilder::new(
+                "INSERT INTO batch_notifications (alarm_id, notifier, kind, payload, status, attempts, next_attempt_at, created_at, priority) ",
+            );
+            q.push_values(chunk, |mut b, (n, name)| {
+                b.push_bind(n.alarm_id)
+                    .push_bind(name.as_str())
+                    .push_bind(n.kind.code())
+                    .push_bind(serde_json::to_string(n).unwrap_or_default())
+                    .push("'pending'")
+                    .push("0")
+                    .push_bind(now)
+                    .push_bind(now)
+                    .push_bind(crate::store::outbox::priority(n.kind, n.level));
+            });
+            q.build()
+                .execute(&mut *tx)
+                .await
+                .context("queueing notifications")?;
+        }
+    }
+    crate::store::scaling_history::insert_decisions(&mut tx, decisions, now).await?;
+    tx.commit()
+        .await
+        .context("committing the alarm transaction")?;
+    Ok(())
+}
+
+type Tx<'c> = sqlx::Transaction<'c, sqlx::MySql>;
+
+/// Moves an open alarm to the change's level in place: level, title, message (rendered for the
+/// new level and value) and alarm_cnt; alarm_send_date only when it is notified. Returns the
+/// (title, message) to notify with, if `notify`.
+async fn relevel(
+    tx: &mut Tx<'_>,
+    ch: &Change,
+    alarm_id: i64,
+    notify: bool,
+    now: Timestamp,
+    rendered: &impl Fn(&Change) -> (String, String),
+) -> anyhow::Result<Option<(String, String)>> {
+    let (title, message) = rendered(ch);
+    sqlx::query(
+        "UPDATE alarms SET level = ?, alarm_title = ?, alarm_message = ?, alarm_cnt = alarm_cnt + 1, \
+         alarm_send_date = COALESCE(?, alarm_send_date), modi_date = ?, modi_user = 'bat' \
+         WHERE id = ? AND resolve_status IN ('1', '2')",
+    )
+    .bind(ch.subject().level.code())
+    .bind(truncate(&title, 5000))
+    .bind(&message)
+    .bind(notify.then_some(now))
+    .bind(now)
+    .bind(alarm_id)
+    .execute(&mut **tx)
+    .await
+    .with_context(|| format!("changing the level of alarm {alarm_id}"))?;
+    Ok(notify.then_some((title, message)))
+}
+
+/// Closes recovered alarms as `system` (status 3) with an alarm_actions row saying so.
+async fn close_recovered(
+    tx: &mut Tx<'_>,
+    ids: &[i64],
+    message: &str,
+    now: Timestamp,
+) -> anyhow::Result<()> {
+    let mut q = QueryBuilder::new("UPDATE alarms SET resolve_status = '3', complete_date = ");
+    q.push_bind(now)
+        .push(", complete_user = 'system', modi_date = ")
+        .push_bind(now)
+        .push(", modi_user = 'system' WHERE resolve_status IN ('1', '2') AND id IN (");
+    let mut sep = q.separated(", ");
+    for id in ids {
+        sep.push_bind(id);
+    }
+    q.push(")");
+    q.build()
+        .execute(&mut **tx)
+        .await
+        .context("resolving an alarm")?;
+    add_actions(tx, ids, message, now).await?;
+    let mut q = QueryBuilder::new("DELETE FROM batch_alarm_state WHERE alarm_id IN (");
+    let mut sep = q.separated(", ");
+    for id in ids {
+        sep.push_bind(id);
+    }
+    q.push(")");
+    q.build()
+        .execute(&mut **tx)
+        .await
+        .context("dropping the batch state of closed alarms")?;
+    Ok(())
+}
+
+/// Recovered alarms the batch leaves open (an operator's, or auto_resolve "none"): a note in
+/// alarm_actions and the recovered mark, so the notice goes out once.
+async fn keep_recovered(
+    tx: &mut Tx<'_>,
+    ids: &[i64],
+    note: &str,
+    now: Timestamp,
+) -> anyhow::Result<()> {
+    add_actions(tx, ids, note, now).await?;
+    let mut q = QueryBuilder::new("INSERT INTO batch_alarm_state (alarm_id, recovered_at) ");
+    q.push_values(ids, |mut b, id| {
+        b.push_bind(id).push_bind(now);
+    });
+    q.push(" ON DUPLICATE KEY UPDATE recovered_at = VALUES(recovered_at)");
+    q.build()
+        .execute(&mut **tx)
+        .await
+        .context("marking an alarm recovered")?;
+    Ok(())
+}
+
+async fn add_actions(
+    tx: &mut Tx<'_>,
+    ids: &[i64],
+    text: &str,
+    now: Timestamp,
+) -> anyhow::Result<()> {
+    let mut q = QueryBuilder::new(
+        "INSERT INTO alarm_actions (alarm_id, alarm_action_desc, reg_date, reg_user, modi_date, modi_user) ",
+    );
+    q.push_values(ids, |mut b, id| {
+        b.push_bind(id)
+            .push_bind(text)
+            .push_bind(now)
+            .push("'system'")
+            .push_bind(now)
+            .push("'system'");
+    });
+    q.build()
+        .execute(&mut **tx)
+        .await
+        .context("writing a note in alarm_actions")?;
+    Ok(())
+}
