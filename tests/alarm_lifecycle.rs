@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{TestEnv, mails_with, now_s, unique};
+use common::{TestEnv, mails_with, now_s, unique, vm_points};
 use mail_parser::MessageParser;
 
 fn config(port: u16) -> String {
@@ -24,27 +24,6 @@ async fn env_with(tag: &str, alarms: &str) -> TestEnv {
         std::fs::write(&env.config, cfg).unwrap();
     }
     env
-}
-
-/// cf_metrics of one VM over the last 300 s: two cores at `cpu`, memory and disk at 40%.
-/// Written again with another `cpu`, the same points are overwritten.
-fn vm_points(ip: &str, end: i64, cpu: f64) -> String {
-    let mut out = String::new();
-    let mut t = end - 300;
-    while t <= end {
-        for (metric, v) in [
-            ("cpuStats.0", cpu),
-            ("cpuStats.1", cpu),
-            ("memoryStats.UsedPercent", 40.0),
-            ("diskStats.Usage", 40.0),
-        ] {
-            out.push_str(&format!(
-                "cf_metrics,eventtype=ValueMetric,index=0,ip={ip},job=cell,metricname={metric},origin=rep,zone=z1 delta=0,total=0,value={v} {t}\n"
-            ));
-        }
-        t += 10;
-    }
-    out
 }
 
 /// Recipients of every alarm: one unique address, so this test's mails are found in the sink.

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{TestEnv, mails_with, now_s, unique};
+use common::{TestEnv, mails_with, now_s, unique, vm_points};
 use mail_parser::MessageParser;
 
 fn email_section(port: u16) -> String {
@@ -11,26 +11,6 @@ fn email_section(port: u16) -> String {
         "[plugins.paasta]\nenabled = true\n[plugins.email]\nenabled = true\nsmtp_host = \"127.0.0.1\"\nsmtp_port = {port}\n\
          security = \"plain\"\nsender = \"PaaS-TA Monitor <monit@example.com>\"\ndisplay_utc_offset_hours = 9\n"
     )
-}
-
-/// cf_metrics of the 2.0/3.0 writer for one VM: two cores at `cpu`, memory and disk at 40%.
-fn vm_points(ip: &str, end: i64, cpu: f64) -> String {
-    let mut out = String::new();
-    let mut t = end - 300;
-    while t <= end {
-        for (metric, v) in [
-            ("cpuStats.0", cpu),
-            ("cpuStats.1", cpu),
-            ("memoryStats.UsedPercent", 40.0),
-            ("diskStats.Usage", 40.0),
-        ] {
-            out.push_str(&format!(
-                "cf_metrics,eventtype=ValueMetric,index=0,ip={ip},job=cell,metricname={metric},origin=rep,zone=z1 delta=0,total=0,value={v} {t}\n"
-            ));
-        }
-        t += 10;
-    }
-    out
 }
 
 #[derive(Debug, sqlx::FromRow)]

@@ -388,3 +388,24 @@ impl Drop for PrivateMariadb {
         }
     }
 }
+
+/// cf_metrics of one VM over the last 300 s: two cores at `cpu`, memory and disk at 40%.
+/// Written again with another `cpu`, the same points are overwritten.
+pub fn vm_points(ip: &str, end: i64, cpu: f64) -> String {
+    let mut out = String::new();
+    let mut t = end - 300;
+    while t <= end {
+        for (metric, v) in [
+            ("cpuStats.0", cpu),
+            ("cpuStats.1", cpu),
+            ("memoryStats.UsedPercent", 40.0),
+            ("diskStats.Usage", 40.0),
+        ] {
+            out.push_str(&format!(
+                "cf_metrics,eventtype=ValueMetric,index=0,ip={ip},job=cell,metricname={metric},origin=rep,zone=z1 delta=0,total=0,value={v} {t}\n"
+            ));
+        }
+        t += 10;
+    }
+    out
+}

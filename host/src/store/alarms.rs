@@ -2,6 +2,7 @@
 //! read at the start of a tick, and the tick's one write: every alarm change with its
 //! notifications (outbox rows) and the scale decisions, in one transaction.
 
+use super::outbox::push_id_in;
 use super::truncate;
 use crate::alarm_text;
 use crate::engine::{Change, OpenAlarm, OpenStatus, Subject};
@@ -295,7 +296,9 @@ pub async fn apply_changes(
                 if !close_ids.is_empty() {
                     let message =
                         alarm_text::recovery_message(lang, target, *alarm_type, *value, true);
-                    close_recovered(&mut tx, close_ids, &message, now).await?;
+                    let notes: Vec<(i64, &str)> =
+                        close_ids.iter().map(|id| (*id, message.as_str())).collect();
+                    close_by_system(&mut tx, &notes, now).await?;
                 }
                 if !keep_ids.is_empty() {
                     let note = alarm_text::recovery_note(lang, target, *alarm_type, *value, now);
@@ -328,13 +331,9 @@ pub async fn apply_changes(
     // Unchanged breaching alarms are counted in one statement, however many there are.
     if !counted.is_empty() {
         let mut q = QueryBuilder::new(
-            "UPDATE alarms SET alarm_cnt = alarm_cnt + 1 WHERE resolve_status IN ('1', '2') AND id IN (",
+            "UPDATE alarms SET alarm_cnt = alarm_cnt + 1 WHERE resolve_status IN ('1', '2') AND ",
         );
-        let mut sep = q.separated(", ");
-        for id in &counted {
-            sep.push_bind(id);
-        }
-        q.push(")");
+        push_id_in(&mut q, "id", &counted);
         q.build()
             .execute(&mut *tx)
             .await
@@ -415,34 +414,30 @@ async fn relevel(
     Ok(notify.then_some((title, message)))
 }
 
-/// Closes recovered alarms as `system` (status 3) with an alarm_actions row saying so.
-async fn close_recovered(
+/// Closes alarms as the batch: resolve_status 3 by `system`, one `alarm_actions` row per alarm
+/// saying why, and the batch's own state of them dropped.
+pub(crate) async fn close_by_system(
     tx: &mut Tx<'_>,
-    ids: &[i64],
-    message: &str,
+    notes: &[(i64, &str)],
     now: Timestamp,
 ) -> anyhow::Result<()> {
+    if notes.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<i64> = notes.iter().map(|(id, _)| *id).collect();
     let mut q = QueryBuilder::new("UPDATE alarms SET resolve_status = '3', complete_date = ");
     q.push_bind(now)
         .push(", complete_user = 'system', modi_date = ")
         .push_bind(now)
-        .push(", modi_user = 'system' WHERE resolve_status IN ('1', '2') AND id IN (");
-    let mut sep = q.separated(", ");
-    for id in ids {
-        sep.push_bind(id);
-    }
-    q.push(")");
+        .push(", modi_user = 'system' WHERE resolve_status IN ('1', '2') AND ");
+    push_id_in(&mut q, "id", &ids);
     q.build()
         .execute(&mut **tx)
         .await
         .context("resolving an alarm")?;
-    add_actions(tx, ids, message, now).await?;
-    let mut q = QueryBuilder::new("DELETE FROM batch_alarm_state WHERE alarm_id IN (");
-    let mut sep = q.separated(", ");
-    for id in ids {
-        sep.push_bind(id);
-    }
-    q.push(")");
+    add_actions(tx, notes, now).await?;
+    let mut q = QueryBuilder::new("DELETE FROM batch_alarm_state WHERE ");
+    push_id_in(&mut q, "alarm_id", &ids);
     q.build()
         .execute(&mut **tx)
         .await
@@ -458,7 +453,8 @@ async fn keep_recovered(
     note: &str,
     now: Timestamp,
 ) -> anyhow::Result<()> {
-    add_actions(tx, ids, note, now).await?;
+    let notes: Vec<(i64, &str)> = ids.iter().map(|id| (*id, note)).collect();
+    add_actions(tx, &notes, now).await?;
     let mut q = QueryBuilder::new("INSERT INTO batch_alarm_state (alarm_id, recovered_at) ");
     q.push_values(ids, |mut b, id| {
         b.push_bind(id).push_bind(now);
@@ -471,18 +467,13 @@ async fn keep_recovered(
     Ok(())
 }
 
-async fn add_actions(
-    tx: &mut Tx<'_>,
-    ids: &[i64],
-    text: &str,
-    now: Timestamp,
-) -> anyhow::Result<()> {
+async fn add_actions(tx: &mut Tx<'_>, notes: &[(i64, &str)], now: Timestamp) -> anyhow::Result<()> {
     let mut q = QueryBuilder::new(
         "INSERT INTO alarm_actions (alarm_id, alarm_action_desc, reg_date, reg_user, modi_date, modi_user) ",
     );
-    q.push_values(ids, |mut b, id| {
-        b.push_bind(id)
-            .push_bind(text)
+    q.push_values(notes, |mut b, (id, text)| {
+        b.push_bind(*id)
+            .push_bind(*text)
             .push_bind(now)
             .push("'system'")
             .push_bind(now)

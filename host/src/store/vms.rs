@@ -495,37 +495,9 @@ async fn close_alarms(
     if alarms.is_empty() {
         return Ok(0);
     }
-    let now = now.naive_utc();
-    let mut q =
-        QueryBuilder::<MySql>::new("UPDATE alarms SET resolve_status = '3', complete_date = ");
-    q.push_bind(now)
-        .push(", complete_user = 'system', modi_date = ")
-        .push_bind(now)
-        .push(", modi_user = 'system' WHERE resolve_status IN ('1', '2') AND id IN (");
-    let mut sep = q.separated(", ");
-    for (id, _) in alarms {
-        sep.push_bind(*id);
-    }
-    q.push(")");
-    q.build()
-        .execute(&mut **tx)
+    super::alarms::close_by_system(tx, alarms, now)
         .await
         .context("VM inventory: closing the alarms of removed VMs")?;
-    let mut q = QueryBuilder::<MySql>::new(
-        "INSERT INTO alarm_actions (alarm_id, alarm_action_desc, reg_date, reg_user, modi_date, modi_user) ",
-    );
-    q.push_values(alarms, |mut b, (id, note)| {
-        b.push_bind(*id)
-            .push_bind(*note)
-            .push_bind(now)
-            .push("'system'")
-            .push_bind(now)
-            .push("'system'");
-    });
-    q.build()
-        .execute(&mut **tx)
-        .await
-        .context("VM inventory: recording why alarms of removed VMs were closed")?;
     for (id, note) in alarms {
         tracing::info!(alarm_id = id, "{note}");
     }
