@@ -180,10 +180,13 @@ fn effective(window: Duration, bucket: u64) -> i64 {
 
 /// The statements [`read_container_usage`] sends to InfluxDB, each with only the aggregates it
 /// needs and no time buckets: one row per series. InfluxDB 1.x's cost grows with aggregates x
-/// series, so they run side by side rather than as one statement (docs/benchmarks.md).
+/// series, so they run side by side rather than as one statement (docs/benchmarks.md):
+///
 /// 1. the CPU counter's newest point within the activity horizon (liveness, and the counter's
-/// last point),
-/// 2. the CPU counter's first point, 3. its lowest point (a restart), 4. memory, 5. disk.
+///    last point);
+/// 2. the CPU counter's first point in the window;
+/// 3. its lowest point (a restart);
+/// 4. memory; 5. disk.
 pub fn usage_queries(
     source: &ContainerSource,
     windows: &UsageWindows,
