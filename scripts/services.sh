@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install (if missing) and start the real services the tests and the demo use, without systemd:
-# MariaDB (127.0.0.1:3306), InfluxDB 1.x (127.0.0.1:8086) and an SMTP sink (aiosmtpd: 2525 plain,
-# 2526 STARTTLS). Idempotent: services already running are left alone. Needs root on Debian.
+# MariaDB (127.0.0.1:3306), InfluxDB 1.x (127.0.0.1:8086), VictoriaMetrics (127.0.0.1:8428, the
+# Prometheus-API metric store) and an SMTP sink (aiosmtpd: 2525 plain, 2526 STARTTLS). Debian's
+# `prometheus` and `promtool` are installed too (tests start their own prometheus on a free port). Idempotent: services already running are left alone. Needs root on Debian.
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 PKI=${MONIT_PKI:-/var/tmp/ci-pki}      # throwaway test CA + server cert (localhost, 127.0.0.1)
@@ -13,6 +14,8 @@ command -v influxd >/dev/null 2>&1 || need+=(influxdb)
 [ -d /usr/lib/python3/dist-packages/aiosmtpd ] || need+=(python3-aiosmtpd)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
 command -v curl >/dev/null 2>&1 || need+=(curl ca-certificates)
+command -v victoria-metrics >/dev/null 2>&1 || need+=(victoria-metrics)
+command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 if [ ${#need[@]} -gt 0 ]; then
   echo "services.sh: installing ${need[*]}" >&2
   apt-get update -qq
@@ -69,6 +72,16 @@ if ! curl -sf -o /dev/null http://127.0.0.1:8086/ping; then
 fi
 wait_for influxdb curl -sf -o /dev/null http://127.0.0.1:8086/ping
 
+# ---- VictoriaMetrics single node (not its systemd unit: there is no systemd here) ----
+VM_DATA=${MONIT_VM_DATA:-/var/lib/victoria-metrics-monit}
+install -d "$VM_DATA" /var/log/victoria-metrics
+if ! curl -sf -o /dev/null http://127.0.0.1:8428/health; then
+  setsid /usr/bin/victoria-metrics -storageDataPath="$VM_DATA" -httpListenAddr=127.0.0.1:8428 \
+    -retentionPeriod=1 -search.latencyOffset=0s \
+    </dev/null >>/var/log/victoria-metrics/monit.log 2>&1 &
+fi
+wait_for victoria-metrics curl -sf -o /dev/null http://127.0.0.1:8428/health
+
 # ---- SMTP sink: Debian's aiosmtpd, run by /usr/bin/python3 (not a pyenv python3) ----
 install -d "$SINK"/plain/{cur,new,tmp} "$SINK"/tls/{cur,new,tmp}
 install -d "$SINK"/smtps/{cur,new,tmp}
@@ -88,4 +101,5 @@ wait_for smtp-2527 port_open 2527
 
 echo "mariadb  mysql://monit:monit@127.0.0.1:3306/monit"
 echo "influxdb http://127.0.0.1:8086 (no auth)"
+echo "victoria-metrics http://127.0.0.1:8428 (Prometheus API; InfluxDB line protocol on /write)"
 echo "smtp     127.0.0.1:2525 plain -> $SINK/plain/new ; 127.0.0.1:2526 STARTTLS -> $SINK/tls/new (CA $PKI/ca.pem)"

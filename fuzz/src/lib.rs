@@ -6,19 +6,20 @@
 //! that does not name its source, a secret in the effective config, a non-finite reading); any
 //! other panic comes from the code under test and is a bug there.
 
-use monit_cf_metrics::vm::{self as vm_metrics, VmBuckets};
+use monit_cf_metrics::vm::{self as vm_metrics, VmUsage};
 use monit_host::config::Settings;
 use monit_host::engine::{self, Change, EngineOptions, OpenAlarm, OpenStatus, Policy};
 use monit_host::influx::{self, Series};
 use monit_host::legacy_ini;
 use monit_host::model::{AlarmType, Level, Origin, Resource, Target};
-use monit_host::plugin::Windows;
 use std::collections::HashMap;
 use std::path::Path;
-use std::time::Duration;
 
 /// The InfluxDB base URL the decoder is given: every decode error must name it.
 pub const INFLUX_URL: &str = "http://influx.fuzz.invalid:8086";
+
+/// The Prometheus API base URL the decoder is given: every decode error must name it.
+pub const PROMETHEUS_URL: &str = "http://prometheus.fuzz.invalid:8428";
 
 /// Evaluation time when the data gives none that is usable (2027-01-15).
 const DEFAULT_NOW: i64 = 1_800_000_000;
@@ -130,6 +131,35 @@ pub fn influx_decode(data: &[u8]) {
     }
 }
 
+/// A Prometheus API `/api/v1/query` answer: decoded whole, and streamed through the `Splitter`
+/// in pieces of every size from 1 to 7 bytes. Both agree; an error names the store's URL.
+pub fn prometheus_decode(data: &[u8]) {
+    use monit_host::prometheus::{Splitter, decode_fold};
+    let mut whole = Vec::new();
+    let at_once = decode_fold(PROMETHEUS_URL, data, &mut |s| whole.push(s));
+    if let Err(e) = &at_once {
+        assert!(e.to_string().contains(PROMETHEUS_URL), "{e}");
+    }
+    for size in 1..=7 {
+        let mut got = Vec::new();
+        let mut sp = Splitter::new(1 << 20);
+        let fed = data
+            .chunks(size)
+            .try_for_each(|c| sp.feed(c, &mut |s| got.push(s)));
+        let streamed = fed
+            .map_err(|_| ())
+            .and_then(|_| sp.finish(PROMETHEUS_URL).map_err(|_| ()));
+        if let (Ok(n), Ok(m)) = (&at_once, &streamed) {
+            assert_eq!(n, m, "pieces of {size}");
+            assert_eq!(got.len(), whole.len(), "pieces of {size}");
+            for (a, b) in got.iter().zip(&whole) {
+                assert_eq!(a.labels, b.labels, "pieces of {size}");
+                assert!(a.value == b.value || (a.value.is_nan() && b.value.is_nan()));
+            }
+        }
+    }
+}
+
 /// `vm_metrics::fold` (grouped by `ip` and ungrouped), then readings and the alarm engine: every
 /// bucket is a finite percentage in its range, and no alarm carries a non-finite value.
 pub fn vm_fold(series: &[Series]) {
@@ -142,39 +172,37 @@ pub fn vm_fold(series: &[Series]) {
     }
 }
 
-fn check_buckets(key: &str, b: &VmBuckets) {
-    for (resource, buckets) in [("cpu", &b.cpu), ("memory", &b.memory), ("disk", &b.disk)] {
-        for (t, v) in buckets {
-            assert!(v.is_finite(), "{key} {resource} at {t}: {v}");
+fn check_buckets(key: &str, u: &VmUsage) {
+    for (resource, stats) in [("cpu", u.cpu), ("memory", u.memory), ("disk", u.disk)] {
+        if let Some(st) = stats {
+            assert!(
+                st.mean.is_finite() && st.peak.is_finite(),
+                "{key} {resource}: {st:?}"
+            );
+            assert!(
+                st.peak >= st.mean,
+                "{key} {resource}: peak below mean {st:?}"
+            );
+            assert!(st.buckets >= 1, "{key} {resource}: {st:?}");
         }
     }
-    for (t, v) in &b.cpu {
+    if let Some(c) = u.cpu {
         assert!(
-            (0.0..=101.0).contains(v),
-            "{key} cpu at {t}: {v} is not a percentage"
+            (0.0..=101.0).contains(&c.mean),
+            "{key} cpu: {} is not a percentage",
+            c.mean
         );
     }
-    for (t, v) in &b.disk {
-        assert!(*v >= 0.0, "{key} disk at {t}: {v}");
+    if let Some(d) = u.disk {
+        assert!(d.mean >= 0.0, "{key} disk: {}", d.mean);
     }
 }
 
-fn evaluate(folded: &HashMap<String, VmBuckets>) {
-    // the newest bucket stands for the clock, so the windows hold data; times far outside
-    // chrono's range cannot come from the clock
-    let now = folded
-        .values()
-        .flat_map(|b| [&b.cpu, &b.memory, &b.disk])
-        .filter_map(|m| m.keys().next_back().copied())
-        .filter(|t| (-1_000_000_000_000..1_000_000_000_000).contains(t))
-        .max()
-        .unwrap_or(DEFAULT_NOW);
+fn evaluate(folded: &HashMap<String, VmUsage>) {
+    // the window is applied by the store: any clock will do
+    let now = DEFAULT_NOW;
     let Some(now_ts) = chrono::DateTime::from_timestamp(now, 0) else {
         return;
-    };
-    let windows = Windows {
-        by_key: HashMap::new(),
-        default: Duration::from_secs(600),
     };
     let mut keys: Vec<&String> = folded.keys().collect();
     keys.sort();
@@ -187,12 +215,7 @@ fn evaluate(folded: &HashMap<String, VmBuckets>) {
             ip: (*key).clone(),
             app: None,
         };
-        readings.extend(vm_metrics::readings_for(
-            &target,
-            folded.get(*key),
-            &windows,
-            now,
-        ));
+        readings.extend(vm_metrics::readings_for(&target, folded.get(*key)));
     }
     // a VM in the inventory without data at all
     readings.extend(vm_metrics::readings_for(
@@ -204,8 +227,6 @@ fn evaluate(folded: &HashMap<String, VmBuckets>) {
             app: None,
         },
         None,
-        &windows,
-        now,
     ));
     let policies: Vec<Policy> = Resource::ALL
         .iter()

@@ -4,7 +4,7 @@
 
 use crate::config::Settings;
 use crate::engine::{self, Change, EngineOptions, OpenAlarm, Policy};
-use crate::influx::InfluxClient;
+use crate::metric_store::MetricStore;
 use crate::metrics_gap;
 use crate::model::{AlarmType, Origin, Timestamp, Vm};
 use crate::plugin::{CollectContext, Windows};
@@ -86,7 +86,7 @@ fn apply(
 
 pub struct Replay<'a> {
     pub settings: &'a Settings,
-    pub influx: &'a InfluxClient,
+    pub metrics: &'a MetricStore,
     pub plugins: &'a [BuiltPlugin],
     pub policies: &'a [Policy],
     pub vms: &'a [Vm],
@@ -120,7 +120,7 @@ impl Replay<'_> {
             let ctx = CollectContext {
                 now,
                 settings: self.settings,
-                influx: self.influx,
+                metrics: self.metrics,
                 vms: self.vms,
                 windows: &windows,
             };

@@ -2,8 +2,8 @@
 //! `outbox`, `backtest`.
 
 use crate::config::{Settings, default_config_path};
-use crate::influx::InfluxClient;
 use crate::leader::Leader;
+use crate::metric_store::MetricStore;
 use crate::plugin::compiled_plugins;
 use crate::scheduler::{Scheduler, build_plugins};
 use crate::{db, http};
@@ -360,10 +360,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let policies =
                 crate::store::load_policies(&pool, settings.alarms.default_measure_seconds).await?;
             let vms = crate::store::load_vms(&pool).await?;
-            let influx = InfluxClient::new(&settings.influx)?;
+            let metrics = MetricStore::from_settings(&settings)?;
             let replay = crate::backtest::Replay {
                 settings: &settings,
-                influx: &influx,
+                metrics: &metrics,
                 plugins: &plugins,
                 policies: &policies,
                 vms: &vms,
@@ -413,8 +413,10 @@ async fn run_batch(
     if !dry_run {
         db::migrate(&pool, &settings.monitoring_db).await?;
     }
-    let influx = InfluxClient::new(&settings.influx)?;
+    let metric_store = MetricStore::from_settings(&settings)?;
     tracing::info!(
+        metric_store = metric_store.backend().as_str(),
+        metric_url = %metric_store.url(),
         config = %settings.source,
         plugins = ?plugins.iter().map(|p| p.name).collect::<Vec<_>>(),
         interval_s = settings.batch.interval_seconds,
@@ -430,7 +432,7 @@ async fn run_batch(
     let scheduler = Scheduler {
         settings: settings.clone(),
         pool: pool.clone(),
-        influx,
+        metrics: metric_store,
         plugins,
         status: status.clone(),
         leader,
@@ -675,8 +677,8 @@ fn print_summary(sum: &crate::scheduler::TickSummary) {
         .collect();
     println!("  steps     {}", steps.join(", "));
     println!(
-        "  influxdb  {} queries, {} rows",
-        sum.influx_queries, sum.influx_rows
+        "  {:<9} {} queries, {} rows",
+        sum.metric_store, sum.influx_queries, sum.influx_rows
     );
     for (name, n) in &sum.readings {
         println!("  readings  {name}: {n}");

@@ -27,6 +27,13 @@ pub struct Settings {
     pub monitoring_db: DbSettings,
     #[serde(default)]
     pub influx: InfluxSettings,
+    /// Which metric store the collectors read: `[metrics] backend`.
+    #[serde(default)]
+    pub metrics: MetricsSettings,
+    /// A store that speaks the Prometheus HTTP API (VictoriaMetrics, Prometheus, Thanos, Mimir),
+    /// read when `metrics.backend = "prometheus"`.
+    #[serde(default)]
+    pub prometheus: PrometheusSettings,
     #[serde(default)]
     pub alarms: AlarmSettings,
     /// `[plugins.<name>]` sections; each plugin reads its own. `enabled` is common to all.
@@ -179,6 +186,77 @@ fn default_db_port() -> u16 {
 }
 fn default_max_connections() -> u32 {
     5
+}
+
+/// The metric store the collectors read.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MetricBackend {
+    /// InfluxDB 1.x (`[influx]`), as the original
+    #[default]
+    Influxdb,
+    /// the Prometheus HTTP API (`[prometheus]`): VictoriaMetrics, Prometheus, Thanos, Mimir
+    Prometheus,
+}
+
+impl MetricBackend {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MetricBackend::Influxdb => "influxdb",
+            MetricBackend::Prometheus => "prometheus",
+        }
+    }
+}
+
+/// `[metrics]`
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsSettings {
+    /// `"influxdb"` (default) or `"prometheus"`. With `"prometheus"` no `[influx]` section is
+    /// needed: the database and measurement names still say which series to read (see
+    /// docs/metric-stores.md for how they map to metric names).
+    pub backend: MetricBackend,
+}
+
+/// `[prometheus]`
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PrometheusSettings {
+    /// Base URL of the Prometheus HTTP API, e.g. `http://victoria-metrics.example:8428`
+    /// (VictoriaMetrics single node), `http://vmselect.example:8481/select/0/prometheus`
+    /// (cluster), `https://prometheus.example:9090`.
+    pub url: String,
+    /// Basic auth (or userinfo in the URL).
+    pub user: Option<String>,
+    pub password: Secret,
+    /// Bearer token (wins over basic auth when set).
+    pub bearer_token: Secret,
+    pub timeout_seconds: u64,
+    /// CA file for a store behind a private CA.
+    pub ca_file: Option<PathBuf>,
+    /// Skip TLS verification: only for a lab, and logged loudly.
+    pub insecure_skip_verify: bool,
+    /// Largest answer read, in bytes; a larger one is an error naming this key.
+    pub max_answer_bytes: u64,
+    /// The label that carries the InfluxDB database name (`/write?db=NAME` in VictoriaMetrics
+    /// becomes `db="NAME"`). Empty: the series are not filtered on a database.
+    pub db_label: String,
+}
+
+impl Default for PrometheusSettings {
+    fn default() -> Self {
+        Self {
+            url: "http://127.0.0.1:8428".into(),
+            user: None,
+            password: Secret::default(),
+            bearer_token: Secret::default(),
+            timeout_seconds: 20,
+            ca_file: None,
+            insecure_skip_verify: false,
+            max_answer_bytes: 256 * 1024 * 1024,
+            db_label: "db".into(),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -404,19 +482,40 @@ impl Settings {
     /// `influx.user` is set), `alarms.resource_url`'s is dropped (it is a link in mails).
     fn take_url_credentials(&mut self) -> anyhow::Result<()> {
         let src = self.source.clone();
-        let (url, creds) = crate::redact::split_userinfo("influx.url", &self.influx.url)
-            .map_err(|e| anyhow::anyhow!("invalid config in {src}: {e}"))?;
-        if let Some(c) = creds {
-            if self.influx.user.as_deref().is_none_or(str::is_empty) {
-                self.influx.user = Some(c.user);
-                self.influx.password = c.password;
-            } else {
-                self.warnings.push(
-                    "influx.url has a user and password; influx.user and influx.password are used instead"
-                        .into(),
-                );
+        // the URL of the store not in use may be anything: it is never read
+        let backend = self.metrics.backend;
+        for (key, url, user, password, in_use) in [
+            (
+                "influx",
+                &mut self.influx.url,
+                &mut self.influx.user,
+                &mut self.influx.password,
+                backend == MetricBackend::Influxdb,
+            ),
+            (
+                "prometheus",
+                &mut self.prometheus.url,
+                &mut self.prometheus.user,
+                &mut self.prometheus.password,
+                backend == MetricBackend::Prometheus,
+            ),
+        ] {
+            let (parsed, creds) = match crate::redact::split_userinfo(&format!("{key}.url"), url) {
+                Ok(x) => x,
+                Err(e) if in_use => bail!("invalid config in {src}: {e}"),
+                Err(_) => continue,
+            };
+            if let Some(c) = creds {
+                if user.as_deref().is_none_or(str::is_empty) {
+                    *user = Some(c.user);
+                    *password = c.password;
+                } else {
+                    self.warnings.push(format!(
+                        "{key}.url has a user and password; {key}.user and {key}.password are used instead"
+                    ));
+                }
+                *url = parsed.to_string();
             }
-            self.influx.url = url.to_string();
         }
         if let Some(raw) = self.alarms.resource_url.clone()
             && let Ok((url, Some(_))) = crate::redact::split_userinfo("alarms.resource_url", &raw)
@@ -459,9 +558,38 @@ impl Settings {
                 self.alarms.language
             );
         }
-        url::Url::parse(&self.influx.url).with_context(|| {
-            format!("invalid config in {src}: influx.url {:?}", self.influx.url)
-        })?;
+        match self.metrics.backend {
+            MetricBackend::Influxdb => {
+                url::Url::parse(&self.influx.url).with_context(|| {
+                    format!("invalid config in {src}: influx.url {:?}", self.influx.url)
+                })?;
+            }
+            MetricBackend::Prometheus => {
+                let p = &self.prometheus;
+                let url = url::Url::parse(&p.url).with_context(|| {
+                    format!("invalid config in {src}: prometheus.url {:?}", p.url)
+                })?;
+                if !matches!(url.scheme(), "http" | "https") {
+                    bail!(
+                        "invalid config in {src}: prometheus.url: scheme {:?}, expected http or https",
+                        url.scheme()
+                    );
+                }
+                if p.max_answer_bytes < 1024 {
+                    bail!(
+                        "invalid config in {src}: prometheus.max_answer_bytes = {}: at least 1024",
+                        p.max_answer_bytes
+                    );
+                }
+                if !p.db_label.is_empty() && !crate::prometheus::is_label_name(&p.db_label) {
+                    bail!(
+                        "invalid config in {src}: prometheus.db_label = {:?} is not a label name \
+                         ([a-zA-Z_][a-zA-Z0-9_]*)",
+                        p.db_label
+                    );
+                }
+            }
+        }
         for (name, section) in &self.plugins {
             if !section.is_object() {
                 bail!("invalid config in {src}: plugins.{name} must be a table");

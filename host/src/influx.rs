@@ -204,10 +204,10 @@ impl InfluxClient {
     /// order. An `error` in a 200 answer is an error.
     pub async fn query(&self, db: &str, q: &str) -> Result<Vec<Series>, InfluxError> {
         let url = format!("{}/query", self.base);
-        let mut req = self
-            .http
-            .post(&url)
-            .form(&[("db", db), ("q", q), ("epoch", "s")]);
+        let mut req =
+            self.http
+                .post(&url)
+                .form(&[("db", db), ("q", q), ("epoch", "s"), ("chunked", "true")]);
         if let Some(u) = &self.user {
             req = req.basic_auth(u, Some(self.password.expose()));
         }
@@ -225,19 +225,53 @@ impl InfluxClient {
                 body: text.chars().take(300).collect(),
             });
         }
-        let body = crate::bounded::read(resp, self.max_answer_bytes)
-            .await
-            .map_err(|e| match e {
-                crate::bounded::ReadError::TooLarge { limit } => InfluxError::TooLarge {
-                    url: url.clone(),
-                    limit,
-                },
-                crate::bounded::ReadError::Read(source) => InfluxError::Http {
-                    url: url.clone(),
-                    source,
-                },
-            })?;
-        let series = decode(&self.base, db, &body)?;
+        // `chunked=true`: one JSON document per line, each a slice of the answer's series,
+        // decoded as it arrives; memory holds the series read so far and one line
+        let mut series = Vec::new();
+        let mut line = Vec::new();
+        let mut failed = None;
+        let mut documents = 0u32;
+        let mut take = |line: &mut Vec<u8>, series: &mut Vec<Series>| {
+            if failed.is_none() && line.iter().any(|b| !b.is_ascii_whitespace()) {
+                documents += 1;
+                match decode(&self.base, db, line) {
+                    Ok(s) => series.extend(s),
+                    Err(e) => failed = Some(e),
+                }
+            }
+            line.clear();
+        };
+        let mut resp = resp;
+        crate::bounded::for_each_chunk(&mut resp, self.max_answer_bytes, |chunk| {
+            for part in chunk.split_inclusive(|b| *b == b'\n') {
+                line.extend_from_slice(part);
+                if part.ends_with(b"\n") {
+                    take(&mut line, &mut series);
+                }
+            }
+        })
+        .await
+        .map_err(|e| match e {
+            crate::bounded::ReadError::TooLarge { limit } => InfluxError::TooLarge {
+                url: url.clone(),
+                limit,
+            },
+            crate::bounded::ReadError::Read(source) => InfluxError::Http {
+                url: url.clone(),
+                source,
+            },
+        })?;
+        take(&mut line, &mut series);
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        if documents == 0 {
+            // an empty 200 (a proxy, a dying server) is not "no data"
+            return Err(InfluxError::Decode {
+                url: self.base.clone(),
+                message: "empty answer".into(),
+            });
+        }
         use std::sync::atomic::Ordering::Relaxed;
         self.stats.queries.fetch_add(1, Relaxed);
         self.stats
@@ -303,14 +337,32 @@ pub fn decode(base: &str, db: &str, body: &[u8]) -> Result<Vec<Series>, InfluxEr
     Ok(out)
 }
 
-/// `"identifier"` with `\` and `"` escaped: measurement, tag and field names from config.
+/// `"identifier"` with `\`, `"` and line breaks escaped: measurement, tag and field names from
+/// config.
 pub fn ident(s: &str) -> String {
-    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+    format!("\"{}\"", escape(s, '"'))
 }
 
-/// `'string'` with `\` and `'` escaped: tag values from the DB or config.
+/// `'string'` with `\`, `'` and line breaks escaped: tag values from the DB or config. InfluxQL
+/// refuses a raw line break inside a string, so it is written `\n`.
 pub fn string(s: &str) -> String {
-    format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'"))
+    format!("'{}'", escape(s, '\''))
+}
+
+fn escape(s: &str, quote: char) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            c if c == quote => {
+                out.push('\\');
+                out.push(c);
+            }
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -322,6 +374,8 @@ mod tests {
         assert_eq!(ident(r#"cf"metrics"#), r#""cf\"metrics""#);
         assert_eq!(string("a' OR 1=1 --"), r"'a\' OR 1=1 --'");
         assert_eq!(string(r"back\slash"), r"'back\\slash'");
+        assert_eq!(string("two\nlines"), r"'two\nlines'");
+        assert_eq!(ident("a\nb\"c"), r#""a\nb\"c""#);
     }
 
     #[test]

@@ -17,9 +17,11 @@ pub mod maintenance;
 
 pub mod leader;
 pub mod legacy_ini;
+pub mod metric_store;
 pub mod metrics_gap;
 pub mod model;
 pub mod plugin;
+pub mod prometheus;
 pub mod redact;
 pub mod scheduler;
 pub mod secret;

@@ -5,7 +5,7 @@
 //! the parts each one returns in the matching step of a tick.
 
 use crate::config::Settings;
-use crate::influx::InfluxClient;
+use crate::metric_store::MetricStore;
 use crate::model::{AlarmType, Level, Origin, Reading, Resource, Timestamp, Vm};
 use anyhow::Context as _;
 use async_trait::async_trait;
@@ -284,7 +284,8 @@ impl Windows {
 pub struct CollectContext<'a> {
     pub now: Timestamp,
     pub settings: &'a Settings,
-    pub influx: &'a InfluxClient,
+    /// the metric store of `[metrics] backend` (InfluxDB or a Prometheus-API store)
+    pub metrics: &'a MetricStore,
     /// the `vms` inventory, zones joined
     pub vms: &'a [Vm],
     pub windows: &'a Windows,
@@ -540,7 +541,7 @@ pub struct ScaleDecision {
 pub struct ScaleContext<'a> {
     pub now: Timestamp,
     pub settings: &'a Settings,
-    pub influx: &'a InfluxClient,
+    pub metrics: &'a MetricStore,
     pub vms: &'a [Vm],
     pub dry_run: bool,
     /// last acted scaling per app guid, from the history: for the cooldown

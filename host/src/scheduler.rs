@@ -6,8 +6,8 @@
 use crate::config::Settings;
 use crate::engine::{self, Change, ChangeCounts, EngineOptions};
 use crate::hold::{HoldInputs, HoldReason, Holds};
-use crate::influx::InfluxClient;
 use crate::leader::Leader;
+use crate::metric_store::MetricStore;
 use crate::model::{Origin, Reading, Timestamp};
 use crate::plugin::{
     CollectContext, PluginContext, PluginParts, ScaleContext, ScaleDecision, SyncContext, Windows,
@@ -118,7 +118,10 @@ pub struct TickSummary {
     pub scale: Vec<ScaleDecision>,
     /// wall time of each step of the tick, milliseconds
     pub steps_ms: BTreeMap<String, u64>,
-    /// InfluxDB queries issued and result rows read in this tick
+    /// the metric store read: `influxdb` or `prometheus`
+    pub metric_store: String,
+    /// queries sent to the metric store and rows (InfluxDB) or samples (Prometheus API) read in
+    /// this tick (the names stay for the JSON summary's readers)
     pub influx_queries: u64,
     pub influx_rows: u64,
     /// in a dry run: what would have been written
@@ -136,7 +139,8 @@ pub struct Status {
 pub struct Scheduler {
     pub settings: Arc<Settings>,
     pub pool: MySqlPool,
-    pub influx: InfluxClient,
+    /// the metric store of `[metrics] backend`
+    pub metrics: MetricStore,
     pub plugins: Vec<BuiltPlugin>,
     pub status: Arc<Mutex<Status>>,
     pub leader: Arc<Leader>,
@@ -205,8 +209,8 @@ impl Scheduler {
         };
         use std::sync::atomic::Ordering::Relaxed;
         let (q0, r0) = (
-            self.influx.stats.queries.load(Relaxed),
-            self.influx.stats.rows.load(Relaxed),
+            self.metrics.stats().queries.load(Relaxed),
+            self.metrics.stats().rows.load(Relaxed),
         );
         if let Err(e) = self.tick_steps(now, dry_run, &mut sum).await {
             let msg = format!("tick: {e:#}");
@@ -214,8 +218,9 @@ impl Scheduler {
             sum.errors.push(msg);
         }
         sum.duration_ms = started.elapsed().as_millis() as u64;
-        sum.influx_queries = self.influx.stats.queries.load(Relaxed) - q0;
-        sum.influx_rows = self.influx.stats.rows.load(Relaxed) - r0;
+        sum.metric_store = self.metrics.backend().as_str().to_string();
+        sum.influx_queries = self.metrics.stats().queries.load(Relaxed) - q0;
+        sum.influx_rows = self.metrics.stats().rows.load(Relaxed) - r0;
         metrics::counter!("monit_ticks_total").increment(1);
         if sum.errors.is_empty() {
             crate::telemetry::tick_succeeded(now);
@@ -377,7 +382,7 @@ impl Scheduler {
         let ctx = CollectContext {
             now,
             settings: &self.settings,
-            influx: &self.influx,
+            metrics: &self.metrics,
             vms: &vms,
             windows: &windows,
         };
@@ -913,7 +918,7 @@ impl Scheduler {
             let ctx = ScaleContext {
                 now,
                 settings: &self.settings,
-                influx: &self.influx,
+                metrics: &self.metrics,
                 vms,
                 dry_run,
                 last_scaled,

@@ -164,7 +164,7 @@ impl Env {
         Scheduler {
             settings: self.settings.clone(),
             pool: self.pool.clone(),
-            influx: InfluxClient::new(&self.settings.influx).unwrap(),
+            metrics: InfluxClient::new(&self.settings.influx).unwrap().into(),
             plugins: build_plugins(&self.settings).unwrap(),
             status: Default::default(),
             leader: Arc::new(leader),

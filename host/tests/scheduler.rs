@@ -159,7 +159,7 @@ async fn a_failing_or_hanging_plugin_does_not_stop_the_others() {
     let scheduler = Scheduler {
         settings: settings.clone(),
         pool: pool.clone(),
-        influx: InfluxClient::new(&settings.influx).unwrap(),
+        metrics: InfluxClient::new(&settings.influx).unwrap().into(),
         plugins: build_plugins(&settings).unwrap(),
         status: Default::default(),
         leader: Arc::new(monit_host::leader::Leader::new(None, "unused")),

@@ -26,6 +26,45 @@ pub fn influx_url() -> String {
         .to_string()
 }
 
+/// The test VictoriaMetrics (single node, Prometheus API; `scripts/services.sh` starts it on
+/// 127.0.0.1:8428), without a trailing `/`.
+pub fn victoria_metrics_url() -> String {
+    std::env::var("MONIT_TEST_VM_URL")
+        .unwrap_or_else(|_| "http://127.0.0.1:8428".into())
+        .trim_end_matches('/')
+        .to_string()
+}
+
+/// Writes InfluxDB line protocol (`precision=s`) to VictoriaMetrics under `db` (it becomes the
+/// label `db="<db>"`, which keeps tests apart on the shared server), then flushes so the points
+/// can be queried at once.
+pub async fn write_victoria_metrics(url: &str, db: &str, lines: &str) {
+    let http = reqwest::Client::new();
+    let r = http
+        .post(format!("{url}/write"))
+        .query(&[("db", db), ("precision", "s")])
+        .body(lines.to_string())
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("VictoriaMetrics {url}: {e} (is scripts/services.sh run?)"));
+    let status = r.status();
+    assert!(
+        status.is_success(),
+        "VictoriaMetrics {url}/write db={db}: {status}: {}",
+        r.text().await.unwrap_or_default()
+    );
+    let r = http
+        .get(format!("{url}/internal/force_flush"))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("VictoriaMetrics {url}: {e}"));
+    assert!(
+        r.status().is_success(),
+        "VictoriaMetrics force_flush: {}",
+        r.status()
+    );
+}
+
 /// `tag` made unique: the pid keeps parallel test binaries apart, the counter the tests of one
 /// binary, the clock a later run that got the same pid (leftovers of a crashed run, mails that stay
 /// in the SMTP sink's Maildir).

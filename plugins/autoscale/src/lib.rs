@@ -414,7 +414,7 @@ impl Scaler for AutoscaleScaler {
             .collect::<HashSet<_>>()
         {
             let windows = UsageWindows::uniform(Duration::from_secs(w));
-            let read = read_container_usage(ctx.influx, &source, &windows, ctx.now)
+            let read = read_container_usage(ctx.metrics, &source, &windows, ctx.now)
                 .await
                 .map(group_by_app)
                 .map_err(|e| e.to_string());

@@ -188,7 +188,7 @@ impl Env {
         let ctx = ScaleContext {
             now,
             settings: &self.settings,
-            influx: &self.influx,
+            metrics: &self.influx.clone().into(),
             vms: &[],
             dry_run,
             last_scaled: last,

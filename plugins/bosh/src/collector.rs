@@ -39,14 +39,15 @@ impl Collector for BoshCollector {
     async fn collect(&self, ctx: &CollectContext<'_>) -> anyhow::Result<Vec<Reading>> {
         let s = &ctx.settings.influx;
         let by_key = vm_metrics::VmQuery {
+            db: &self.db,
             measurement: &self.measurement,
             filter: Some(("origin", &self.service_name)),
             group_by: None,
-            window_seconds: ctx.windows.longest(Origin::Bos).as_secs(),
+            windows: vm_metrics::windows_of(ctx.windows, Origin::Bos),
             bucket_seconds: s.bucket_seconds,
             end_epoch: ctx.now.timestamp(),
         }
-        .read(ctx.influx, &self.db)
+        .read(ctx.metrics)
         .await?;
         let target = Target {
             origin: Origin::Bos,
@@ -55,12 +56,7 @@ impl Collector for BoshCollector {
             ip: self.director_ip.clone(),
             app: None,
         };
-        Ok(vm_metrics::readings_for(
-            &target,
-            by_key.get(""),
-            ctx.windows,
-            ctx.now.timestamp(),
-        ))
+        Ok(vm_metrics::readings_for(&target, by_key.get("")))
     }
 }
 

@@ -112,12 +112,14 @@ impl Collector for ContainerCollector {
             measurement: self.measurement.clone(),
             bucket_seconds: ctx.settings.influx.bucket_seconds,
         };
-        let usage = read_container_usage(ctx.influx, &source, &windows, ctx.now)
+        let usage = read_container_usage(ctx.metrics, &source, &windows, ctx.now)
             .await
             .with_context(|| {
                 format!(
-                    "container collector: reading measurement {} of InfluxDB database {} failed",
-                    source.measurement, source.db
+                    "container collector: reading measurement {} of database {} ({}) failed",
+                    source.measurement,
+                    source.db,
+                    ctx.metrics.backend().as_str()
                 )
             })?;
         Ok(readings(&usage, &cells))

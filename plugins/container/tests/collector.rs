@@ -250,7 +250,7 @@ async fn run_case(dir: &Path) -> Result<(), String> {
     let ctx = CollectContext {
         now,
         settings: &settings,
-        influx: &influx,
+        metrics: &influx.clone().into(),
         vms: &cells,
         windows: &windows,
     };
@@ -375,7 +375,7 @@ fn one_query_for_many_containers_on_many_cells() {
     let ctx = CollectContext {
         now,
         settings: &settings,
-        influx: &influx,
+        metrics: &influx.clone().into(),
         vms: &cells,
         windows: &windows,
     };
@@ -426,7 +426,7 @@ async fn a_missing_database_fails_the_step_with_a_clear_error() {
     let ctx = CollectContext {
         now: Utc::now(),
         settings: &settings,
-        influx: &influx,
+        metrics: &influx.clone().into(),
         vms: &cells,
         windows: &windows,
     };
@@ -466,7 +466,7 @@ async fn an_unreachable_influxdb_fails_the_step() {
     let ctx = CollectContext {
         now: Utc::now(),
         settings: &settings,
-        influx: &influx,
+        metrics: &influx.clone().into(),
         vms: &cells,
         windows: &windows,
     };

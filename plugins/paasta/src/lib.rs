@@ -57,16 +57,16 @@ impl Collector for PaastaCollector {
     async fn collect(&self, ctx: &CollectContext<'_>) -> anyhow::Result<Vec<Reading>> {
         let s = &ctx.settings.influx;
         let by_ip = vm_metrics::VmQuery {
+            db: &self.db,
             measurement: &self.measurement,
             filter: None,
             group_by: Some("ip"),
-            window_seconds: ctx.windows.longest(Origin::Pas).as_secs(),
+            windows: vm_metrics::windows_of(ctx.windows, Origin::Pas),
             bucket_seconds: s.bucket_seconds,
             end_epoch: ctx.now.timestamp(),
         }
-        .read(ctx.influx, &self.db)
+        .read(ctx.metrics)
         .await?;
-        let now = ctx.now.timestamp();
         Ok(ctx
             .vms
             .iter()
@@ -78,7 +78,7 @@ impl Collector for PaastaCollector {
                     ip: vm.ip.clone(),
                     app: None,
                 };
-                vm_metrics::readings_for(&target, by_ip.get(&vm.ip), ctx.windows, now)
+                vm_metrics::readings_for(&target, by_ip.get(&vm.ip))
             })
             .collect())
     }

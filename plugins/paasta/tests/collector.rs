@@ -194,7 +194,7 @@ async fn run_case(dir: &Path) -> Result<(), String> {
     let ctx = CollectContext {
         now,
         settings: &settings,
-        influx: &influx,
+        metrics: &influx.clone().into(),
         vms: &vms,
         windows: &windows,
     };
@@ -260,7 +260,7 @@ async fn a_missing_database_is_an_error_naming_it() {
     let ctx = CollectContext {
         now: Utc::now(),
         settings: &settings,
-        influx: &influx,
+        metrics: &influx.clone().into(),
         vms: &vms,
         windows: &windows,
     };

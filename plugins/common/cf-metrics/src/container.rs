@@ -1,27 +1,29 @@
 //! Container metrics (PaaS-TA cAdvisor, `container_metrics`): per-container CPU, memory and disk
-//! usage over a window, in one InfluxDB query per series (three, sent at once) for all
-//! containers. Shared by the container collector and autoscale.
+//! usage over a window, for all containers in a few queries whose answers have ONE ROW PER
+//! SERIES (the store aggregates the window). Shared by the container collector and autoscale.
+//! Either store: InfluxQL for InfluxDB 1.x, PromQL for a Prometheus-API store.
 //!
-//! One statement reads every app container's `cpu_usage_total`, `memory_usage` and `disk_usage`,
-//! cut into `bucket_seconds` buckets and grouped by the container's tags; the percentages are
-//! computed here, so no value from the data is ever put back into a query (the original built
-//! one query per container from tag values, unescaped: defects D17, D18).
+//! No value from the data is ever put back into a query (the original built one query per
+//! container from tag values, unescaped: defects D17, D18).
 //!
-//! * CPU: `cpu_usage_total` is cumulative CPU seconds. The rate between two consecutive buckets
-//!   that hold data is `(last_b - last_a) / (start_b - start_a) × 100`, percent of one core (it
-//!   can exceed 100 on a multi-core app, as in the original). A decrease is a counter reset
-//!   (restart): that interval is skipped, never read as negative. The window's mean is weighted
-//!   by time (total increase / total elapsed), so a gap between flushes counts for its length.
-//! * Memory and disk: `mean(value) / last(app_mem | app_disk) × 100` per bucket, then the mean of
-//!   the bucket values. A limit that is missing or ≤ 0 (the 2020+ writer computes it in int32 and
-//!   wraps at 2 GiB) makes that bucket unusable.
+//! * CPU: `cpu_usage_total` is cumulative CPU seconds. The window's rate is the increase between
+//!   its first and last point over the time between them, × 100: percent of one core (it can
+//!   exceed 100 on a multi-core app, as in the original). A counter that fell (restart) is read
+//!   from its lowest point on, never as negative. InfluxDB: `first`, `min` and `last` (selectors,
+//!   so each carries its point's time); Prometheus API: `rate()`, which handles resets itself.
+//!   The peak is the mean rate: one row per series holds no per-interval rates.
+//! * Memory and disk: `mean(value) / last(app_mem | app_disk) × 100`, the peak from `max(value)`.
+//!   A limit that is missing or ≤ 0 (the 2020+ writer computes it in int32 and wraps at 2 GiB)
+//!   makes that resource unusable for the container.
 //!
-//! A container whose newest point is older than [`active_horizon`] has stopped (crashed, moved,
+//! A container whose CPU counter has no point within [`active_horizon`] of `now` has stopped (crashed, moved,
 //! scaled in): it is left out entirely, so an instance that is gone neither keeps an alarm alive
 //! with its last values nor counts as a running instance.
 
 use monit_host::influx::{InfluxClient, InfluxError, Series, ident};
+use monit_host::metric_store::{MetricStore, MetricStoreError};
 use monit_host::model::{Resource, Timestamp};
+use monit_host::prometheus::{self, PrometheusClient, Sample};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -32,7 +34,8 @@ pub const MEMORY_SERIES: &str = "memory_usage";
 pub const DISK_SERIES: &str = "disk_usage";
 
 /// Usage of one resource of one container over its window, in percent. For CPU, `peak` is the
-/// highest rate between two buckets and `buckets` counts those intervals.
+/// window's mean rate (the store keeps only the counter's ends) and `buckets` counts the
+/// bucket_seconds intervals the counter's points span.
 pub use crate::vm::Stats;
 
 /// The `[plugins.<name>]` section that says where the cAdvisor container metrics are (`db`,
@@ -135,30 +138,59 @@ pub fn active_horizon(bucket_seconds: u64) -> Duration {
     Duration::from_secs(90.max(bucket_seconds.max(1) * 3))
 }
 
-/// Reads the usage of every app container that reported within [`active_horizon`] of `now`:
-/// three InfluxDB queries (one per series, sent at once), whatever the number of containers.
-/// Each resource is averaged over its own window ending at `now`.
+/// Reads the usage of every app container that reported within [`active_horizon`] of `now`,
+/// from the configured store, in a fixed number of queries whatever the number of containers
+/// (InfluxDB: five statements in three queries sent at once; Prometheus API: one query per
+/// resource). Each
+/// resource is averaged over its own window ending at `now`.
 pub async fn read_container_usage(
+    store: &MetricStore,
+    source: &ContainerSource,
+    windows: &UsageWindows,
+    now: Timestamp,
+) -> Result<Vec<ContainerUsage>, MetricStoreError> {
+    let parts = match store {
+        MetricStore::Influx(c) => read_influx(c, source, windows, now).await?,
+        MetricStore::Prometheus(c) => read_prometheus(c, source, windows, now).await?,
+    };
+    Ok(finish(parts, source.bucket_seconds, windows, now))
+}
+
+async fn read_influx(
     influx: &InfluxClient,
     source: &ContainerSource,
     windows: &UsageWindows,
     now: Timestamp,
-) -> Result<Vec<ContainerUsage>, InfluxError> {
-    let queries = usage_queries(source, windows, now);
+) -> Result<BTreeMap<[String; 5], Parts>, InfluxError> {
+    let [last, first, min, memory, disk] = usage_queries(source, windows, now);
+    // the three CPU statements go as one query (InfluxDB runs them in turn), memory and disk
+    // beside it: three queries, run side by side
+    let queries = [format!("{last}; {first}; {min}"), memory, disk];
     let answers =
         futures::future::join_all(queries.iter().map(|q| influx.query(&source.db, q))).await;
     let mut series = Vec::new();
+    let mut errors = Vec::new();
     for a in answers {
-        series.extend(a?);
-    }
-    usage_from_series(&series, source.bucket_seconds, windows, now).map_err(|message| {
-        InfluxError::Decode {
-            url: influx.url().to_string(),
-            message: format!(
-                "database {} measurement {}: {message}",
-                source.db, source.measurement
-            ),
+        match a {
+            Ok(s) => series.extend(s),
+            Err(e) => errors.push(e),
         }
+    }
+    // InfluxDB 1.6 answers a query of several statements on a missing database with nothing
+    // but "not executed": a single-statement query's error says why
+    if let Some(i) = errors
+        .iter()
+        .position(|e| !e.to_string().contains("not executed"))
+        .or((!errors.is_empty()).then_some(0))
+    {
+        return Err(errors.swap_remove(i));
+    }
+    parts_from_series(&series).map_err(|message| InfluxError::Decode {
+        url: influx.url().to_string(),
+        message: format!(
+            "database {} measurement {}: {message}",
+            source.db, source.measurement
+        ),
     })
 }
 
@@ -171,180 +203,364 @@ const GROUP_TAGS: [&str; 5] = [
     "application_id",
 ];
 
-/// The statements [`read_container_usage`] sends, one per series with only the aggregates that
-/// series needs: InfluxDB 1.x's cost grows with aggregates x series, so one statement asking
-/// every aggregate of all three series took 3.5 times as long as these three run side by side
-/// (docs/benchmarks.md). They start one [`active_horizon`] before the longest window, so the
-/// CPU rate of the window's first bucket has a predecessor.
+/// A window shorter than one bucket reads as one bucket.
+fn effective(window: Duration, bucket: u64) -> i64 {
+    i64::try_from(window.as_secs().max(bucket)).unwrap_or(i64::MAX / 4)
+}
+
+/// The statements [`read_container_usage`] sends to InfluxDB, each with only the aggregates it
+/// needs and no time buckets: one row per series. InfluxDB 1.x's cost grows with aggregates x
+/// series, so they run side by side rather than as one statement (docs/benchmarks.md):
+///
+/// 1. the CPU counter's newest point within the activity horizon (liveness, and the counter's
+///    last point);
+/// 2. the CPU counter's first point in the window;
+/// 3. its lowest point (a restart);
+/// 4. memory; 5. disk.
 pub fn usage_queries(
     source: &ContainerSource,
     windows: &UsageWindows,
     now: Timestamp,
-) -> [String; 3] {
+) -> [String; 5] {
     let bucket = source.bucket_seconds.max(1);
-    let span = effective(windows.longest(), bucket) + active_horizon(bucket).as_secs();
-    let start = now.timestamp() - i64::try_from(span).unwrap_or(i64::MAX / 2);
+    let end = now.timestamp();
+    let horizon = i64::try_from(active_horizon(bucket).as_secs()).unwrap_or(i64::MAX / 4);
     let group_by: Vec<String> = std::iter::once(ident("name"))
         .chain(GROUP_TAGS.iter().map(|t| ident(t)))
         .collect();
     let value = ident("value");
-    let statement = |select: String, series: &str| {
+    let statement = |select: String, series: &str, span: i64| {
         format!(
             "SELECT {select} FROM {measurement} \
              WHERE time > {start}s AND time <= {end}s \
              AND {value} > -{bound} AND {value} < {bound} AND {name} = '{series}' \
              AND {container_id} <> '/' AND {application_name} <> '' \
-             GROUP BY time({bucket}s), {group_by} fill(none)",
+             GROUP BY {group_by}",
             measurement = ident(&source.measurement),
+            start = end.saturating_sub(span),
             name = ident("name"),
             container_id = ident("container_id"),
             application_name = ident("application_name"),
             group_by = group_by.join(", "),
-            end = now.timestamp(),
             bound = crate::vm::VALUE_BOUND,
         )
     };
-    let with_limit = |limit: &str| {
+    let cpu_window = effective(windows.cpu, bucket);
+    let gauge = |limit: &str| {
         format!(
-            "mean({value}) AS {}, last({}) AS {}",
-            ident("mean"),
-            ident(limit),
+            "mean({value}) AS \"mean\", max({value}) AS \"max\", last({}) AS \"limit\"",
             ident(limit)
         )
     };
     [
-        statement(format!("last({value}) AS {}", ident("last")), CPU_SERIES),
-        statement(with_limit("app_mem"), MEMORY_SERIES),
-        statement(with_limit("app_disk"), DISK_SERIES),
+        statement(
+            format!("last({value}) AS \"last\""),
+            CPU_SERIES,
+            // a running container's counter has a point this recent, and it is the counter's
+            // last: three points per series to read instead of the whole window
+            horizon,
+        ),
+        statement(
+            format!("first({value}) AS \"first\""),
+            CPU_SERIES,
+            cpu_window,
+        ),
+        statement(format!("min({value}) AS \"min\""), CPU_SERIES, cpu_window),
+        statement(
+            gauge("app_mem"),
+            MEMORY_SERIES,
+            effective(windows.memory, bucket),
+        ),
+        statement(
+            gauge("app_disk"),
+            DISK_SERIES,
+            effective(windows.disk, bucket),
+        ),
     ]
 }
 
-/// A window shorter than one bucket reads as one bucket.
-fn effective(window: Duration, bucket: u64) -> u64 {
-    window.as_secs().max(bucket)
+/// One PromQL query per resource, every aggregate told apart by a `monit_agg` label: CPU
+/// (`rate`, `count_over_time`, and `count_over_time` over the activity horizon for liveness), memory and disk (`avg_over_time`, `max_over_time`, `count_over_time`
+/// of the value, `last_over_time` of the limit). A store fed by `/write?db=` names the
+/// line-protocol field `<measurement>_<field>`.
+pub fn usage_promql(
+    source: &ContainerSource,
+    windows: &UsageWindows,
+    db_label: &str,
+) -> [String; 3] {
+    let bucket = source.bucket_seconds.max(1);
+    let horizon = active_horizon(bucket).as_secs();
+    let selector = |field: &str, name_matcher: String| {
+        let mut s = format!(
+            "{{__name__={}, name{name_matcher}, container_id!=\"/\", application_name!=\"\"",
+            prometheus::string(&format!("{}_{field}", source.measurement)),
+        );
+        if !db_label.is_empty() {
+            s.push_str(&format!(", {db_label}={}", prometheus::string(&source.db)));
+        }
+        s.push('}');
+        s
+    };
+    // only the container's tags come back (`max by`: one sample per container, no measurement
+    // name and writer tags repeated in every sample: a third of the answer)
+    let by = GROUP_TAGS.join(", ");
+    let tagged = |expr: String, agg: &str| {
+        format!("label_replace(max by ({by}) ({expr}), \"monit_agg\", \"{agg}\", \"\", \"\")")
+    };
+    let cpu = selector("value", format!("={}", prometheus::string(CPU_SERIES)));
+    let w = effective(windows.cpu, bucket);
+    let cpu_query = [
+        tagged(format!("rate({cpu}[{w}s])"), "rate"),
+        tagged(format!("count_over_time({cpu}[{w}s])"), "count"),
+        tagged(format!("count_over_time({cpu}[{horizon}s])"), "live"),
+    ]
+    .join(" or ");
+    let gauge_query = |series: &str, limit: &str, window: Duration| {
+        let v = selector("value", format!("={}", prometheus::string(series)));
+        let l = selector(limit, format!("={}", prometheus::string(series)));
+        let w = effective(window, bucket);
+        [
+            tagged(format!("avg_over_time({v}[{w}s])"), "mean"),
+            tagged(format!("max_over_time({v}[{w}s])"), "max"),
+            tagged(format!("count_over_time({v}[{w}s])"), "count"),
+            tagged(format!("last_over_time({l}[{w}s])"), "limit"),
+        ]
+        .join(" or ")
+    };
+    [
+        cpu_query,
+        gauge_query(MEMORY_SERIES, "app_mem", windows.memory),
+        gauge_query(DISK_SERIES, "app_disk", windows.disk),
+    ]
 }
 
-#[derive(Default)]
-struct Collected {
-    /// (bucket start, last counter value)
-    cpu: Vec<(i64, f64)>,
-    /// (bucket start, percent)
-    memory: Vec<(i64, f64)>,
-    disk: Vec<(i64, f64)>,
-    newest: i64,
-}
-
-static BAD_LIMIT_WARNED: AtomicBool = AtomicBool::new(false);
-
-/// Turns the answers of [`usage_queries`] into per-container usage. Pure, for tests; the error
-/// names what is wrong with the answer.
-pub fn usage_from_series(
-    series: &[Series],
-    bucket_seconds: u64,
+async fn read_prometheus(
+    c: &PrometheusClient,
+    source: &ContainerSource,
     windows: &UsageWindows,
     now: Timestamp,
-) -> Result<Vec<ContainerUsage>, String> {
-    let bucket = bucket_seconds.max(1);
-    let width = i64::try_from(bucket).unwrap_or(i64::MAX / 4);
-    let now_s = now.timestamp();
-    let mut by_container: BTreeMap<[String; 5], Collected> = BTreeMap::new();
-    let mut bad_limits = 0u32;
+) -> Result<BTreeMap<[String; 5], Parts>, MetricStoreError> {
+    let queries = usage_promql(source, windows, c.db_label());
+    let mut cpu = BTreeMap::new();
+    let mut mem = BTreeMap::new();
+    let mut disk = BTreeMap::new();
+    let fold_into = |into: &mut BTreeMap<[String; 5], Parts>, r: Option<Resource>, s: Sample| {
+        let key = GROUP_TAGS.map(|t| s.label(t).to_string());
+        if key[2].is_empty() {
+            return;
+        }
+        let p = into.entry(key).or_default();
+        let v = Some(s.value).filter(|v| v.is_finite());
+        match (r, s.label("monit_agg")) {
+            (None, "rate") => p.cpu_rate = v,
+            (None, "count") => p.cpu_points = v,
+            (None, "live") => p.live |= v.is_some_and(|n| n > 0.0),
+            (Some(r), agg) => {
+                let g = p.gauge(r);
+                match agg {
+                    "mean" => g.mean = v,
+                    "max" => g.max = v,
+                    "count" => g.count = v,
+                    "limit" => g.limit = v,
+                    _ => {}
+                }
+            }
+            _ => {}
+        }
+    };
+    let at = now.timestamp();
+    let (a, b, d) = futures::join!(
+        c.query_fold(&queries[0], at, |s| fold_into(&mut cpu, None, s)),
+        c.query_fold(&queries[1], at, |s| fold_into(
+            &mut mem,
+            Some(Resource::Memory),
+            s
+        )),
+        c.query_fold(&queries[2], at, |s| fold_into(
+            &mut disk,
+            Some(Resource::Disk),
+            s
+        )),
+    );
+    a?;
+    b?;
+    d?;
+    for (key, m) in mem.into_iter().chain(disk) {
+        let p = cpu.entry(key).or_default();
+        p.memory = p.memory.or(m.memory);
+        p.disk = p.disk.or(m.disk);
+    }
+    Ok(cpu)
+}
+
+/// A gauge's aggregates over its window, with the container's limit.
+#[derive(Clone, Copy, Debug, Default)]
+struct GaugeAgg {
+    mean: Option<f64>,
+    max: Option<f64>,
+    count: Option<f64>,
+    limit: Option<f64>,
+}
+
+/// What the store said about one container, before it becomes usage.
+#[derive(Debug, Default)]
+struct Parts {
+    /// InfluxDB: time of the newest point of any series; Prometheus API: `live`
+    newest: Option<i64>,
+    live: bool,
+    /// InfluxDB: (time, value) of the counter's last, first and lowest points in the window
+    cpu_last: Option<(i64, f64)>,
+    cpu_first: Option<(i64, f64)>,
+    cpu_min: Option<(i64, f64)>,
+    /// Prometheus API: per-second rate and points in the window
+    cpu_rate: Option<f64>,
+    cpu_points: Option<f64>,
+    memory: Option<GaugeAgg>,
+    disk: Option<GaugeAgg>,
+}
+
+impl Parts {
+    fn gauge(&mut self, r: Resource) -> &mut GaugeAgg {
+        match r {
+            Resource::Disk => self.disk.get_or_insert_default(),
+            _ => self.memory.get_or_insert_default(),
+        }
+    }
+}
+
+/// The series of the answers of [`usage_queries`], per container. The error names what is
+/// wrong with the answer.
+fn parts_from_series(series: &[Series]) -> Result<BTreeMap<[String; 5], Parts>, String> {
+    let mut by_container: BTreeMap<[String; 5], Parts> = BTreeMap::new();
     for s in series {
         let col = |name: &str| {
             s.column(name)
                 .ok_or_else(|| format!("series without column {name:?} (columns {:?})", s.columns))
         };
-        // each statement asks only what its series needs
-        let time = col("time")?;
-        let (last, mean, app_mem, app_disk) = match s.tag("name") {
-            Some(CPU_SERIES) => (Some(col("last")?), None, None, None),
-            Some(MEMORY_SERIES) => (None, Some(col("mean")?), Some(col("app_mem")?), None),
-            Some(DISK_SERIES) => (None, Some(col("mean")?), None, Some(col("app_disk")?)),
+        let resource = match s.tag("name") {
+            Some(CPU_SERIES) => Resource::Cpu,
+            Some(MEMORY_SERIES) => Resource::Memory,
+            Some(DISK_SERIES) => Resource::Disk,
             _ => continue,
         };
         let key = GROUP_TAGS.map(|t| s.tag(t).unwrap_or_default().to_string());
         if key[2].is_empty() {
             continue;
         }
-        let c = by_container.entry(key).or_default();
+        let time = col("time")?;
+        // which statement this series answers, by its columns
+        let (last, first, min) = (s.column("last"), s.column("first"), s.column("min"));
+        let gauge_cols = if last.is_none() && first.is_none() && min.is_none() {
+            if resource == Resource::Cpu {
+                return Err(format!(
+                    "CPU series without last/first/min (columns {:?})",
+                    s.columns
+                ));
+            }
+            Some([col("mean")?, col("max")?, col("limit")?])
+        } else {
+            None
+        };
+        let p = by_container.entry(key).or_default();
         for row in &s.values {
-            let cell = |i: Option<usize>| i.and_then(|i| row.get(i)).and_then(|c| c.as_f64());
-            let Some(start) = cell(Some(time)).map(|t| t as i64) else {
+            let cell = |i: usize| row.get(i).and_then(|c| c.as_f64());
+            let Some(t) = cell(time).map(|t| t as i64) else {
                 continue;
             };
-            let pct_of = |limit: Option<f64>, bad: &mut u32| -> Option<f64> {
-                let used = cell(mean).filter(|v| *v >= 0.0)?;
-                match limit {
-                    Some(l) if l > 0.0 => {
-                        Some(used / l * 100.0).filter(|p| crate::vm::PERCENT.contains(p))
-                    }
-                    _ => {
-                        *bad += 1;
-                        None
-                    }
+            if let Some(i) = last {
+                // statement 1: every series' newest point
+                p.newest = p.newest.max(Some(t));
+                if resource == Resource::Cpu
+                    && let Some(v) = cell(i)
+                {
+                    p.cpu_last = Some((t, v));
                 }
-            };
-            let point = match s.tag("name") {
-                Some(CPU_SERIES) => cell(last).map(|v| (&mut c.cpu, v)),
-                Some(MEMORY_SERIES) => {
-                    pct_of(cell(app_mem), &mut bad_limits).map(|v| (&mut c.memory, v))
-                }
-                Some(DISK_SERIES) => {
-                    pct_of(cell(app_disk), &mut bad_limits).map(|v| (&mut c.disk, v))
-                }
-                _ => None,
-            };
-            c.newest = c.newest.max(start);
-            if let Some((list, v)) = point {
-                list.push((start, v));
+            } else if let Some(i) = first {
+                p.cpu_first = cell(i).map(|v| (t, v));
+            } else if let Some(i) = min {
+                p.cpu_min = cell(i).map(|v| (t, v));
+            } else if let Some([mean, max, limit]) = gauge_cols {
+                *p.gauge(resource) = GaugeAgg {
+                    mean: cell(mean),
+                    max: cell(max),
+                    count: s.column("count").and_then(cell),
+                    limit: cell(limit),
+                };
             }
         }
     }
-    if bad_limits > 0 {
-        if !BAD_LIMIT_WARNED.swap(true, Ordering::Relaxed) {
-            tracing::warn!(
-                buckets = bad_limits,
-                "container metrics: app_mem/app_disk missing or <= 0 (the cAdvisor writer overflows int32 for limits of 2 GiB and more); those memory/disk values are skipped (logged once)"
-            );
-        } else {
-            tracing::debug!(
-                buckets = bad_limits,
-                "container metrics: buckets skipped for a missing or non-positive app_mem/app_disk"
-            );
-        }
-    }
+    Ok(by_container)
+}
 
+static BAD_LIMIT_WARNED: AtomicBool = AtomicBool::new(false);
+
+/// Parts of every container → usage of the running ones.
+fn finish(
+    parts: BTreeMap<[String; 5], Parts>,
+    bucket_seconds: u64,
+    windows: &UsageWindows,
+    now: Timestamp,
+) -> Vec<ContainerUsage> {
+    let bucket = bucket_seconds.max(1);
+    let now_s = now.timestamp();
     let horizon = i64::try_from(active_horizon(bucket).as_secs()).unwrap_or(i64::MAX / 4);
-    let cutoff = |r: Resource| {
-        let w = i64::try_from(effective(windows.get(r), bucket)).unwrap_or(i64::MAX / 4);
-        // a bucket counts when any part of it lies in the window
-        now_s.saturating_sub(w).saturating_sub(width)
-    };
+    let slots = |r: Resource| (effective(windows.get(r), bucket) as u64 / bucket).max(1);
+    let mut bad_limits = 0u32;
     let mut stale = 0u32;
     let mut out = Vec::new();
-    for (key, mut c) in by_container {
-        if c.newest + width <= now_s - horizon {
+    for (key, p) in parts {
+        let live = p.live || p.newest.is_some_and(|t| t > now_s - horizon);
+        if !live {
             stale += 1;
             continue;
         }
-        for list in [&mut c.cpu, &mut c.memory, &mut c.disk] {
-            list.sort_by_key(|(t, _)| *t);
-        }
-        // The newest bucket may still be filling: its last value sits earlier in it than in the
-        // complete buckets, so a rate over bucket starts would read low. A rate ends in a
-        // complete bucket only.
-        if c.cpu.len() > 2 && c.cpu.last().is_some_and(|(t, _)| t + width > now_s) {
-            c.cpu.pop();
-        }
+        let cpu = match (p.cpu_rate, p.cpu_first, p.cpu_last) {
+            (Some(rate), _, _) => {
+                let intervals = (p.cpu_points.unwrap_or(0.0) - 1.0).max(0.0) as u64;
+                (rate >= 0.0 && intervals > 0).then(|| Stats {
+                    mean: rate * 100.0,
+                    peak: rate * 100.0,
+                    buckets: u32::try_from(intervals.min(slots(Resource::Cpu))).unwrap_or(1),
+                })
+            }
+            (None, Some(first), Some(last)) if last.0 > now_s - effective(windows.cpu, bucket) => {
+                counter_stats(first, last, p.cpu_min, bucket, slots(Resource::Cpu))
+            }
+            _ => None,
+        };
+        // InfluxDB does not count gauge points (an aggregate costs as much as the statement):
+        // the counter's points stand for them, cAdvisor writes all three series together
+        let cpu_points = p
+            .cpu_points
+            .or_else(|| cpu.map(|c| f64::from(c.buckets) + 1.0));
+        let mut gauge = |g: Option<GaugeAgg>, r: Resource| -> Option<Stats> {
+            let g = g?;
+            let (mean, max) = (g.mean.filter(|m| *m >= 0.0)?, g.max?);
+            let Some(limit) = g.limit.filter(|l| *l > 0.0) else {
+                bad_limits += 1;
+                return None;
+            };
+            let pct = mean / limit * 100.0;
+            PERCENT.contains(&pct).then(|| Stats {
+                mean: pct,
+                peak: (max / limit * 100.0).clamp(pct, *PERCENT.end()),
+                buckets: u32::try_from(
+                    (g.count.or(cpu_points).unwrap_or(1.0).max(1.0) as u64).min(slots(r)),
+                )
+                .unwrap_or(1),
+            })
+        };
+        let memory = gauge(p.memory, Resource::Memory);
+        let disk = gauge(p.disk, Resource::Disk);
         let [cell_ip, container, app_name, app_index, app_guid] = key;
         let index = app_index.trim().parse::<i32>().unwrap_or_else(|_| {
             tracing::debug!(app = %app_name, container = %container, application_index = %app_index, "application_index is not a number: read as 0");
             0
         });
         out.push(ContainerUsage {
-            cpu: counter_stats(&c.cpu, cutoff(Resource::Cpu)),
-            memory: gauge_stats(&c.memory, cutoff(Resource::Memory)),
-            disk: gauge_stats(&c.disk, cutoff(Resource::Disk)),
+            cpu,
+            memory,
+            disk,
             cell_ip,
             container,
             app_guid: Some(app_guid).filter(|g| !g.is_empty()),
@@ -352,52 +568,70 @@ pub fn usage_from_series(
             app_index: index,
         });
     }
-    tracing::debug!(containers = out.len(), stale, "container metrics read");
-    Ok(out)
-}
-
-/// CPU percent from a cumulative counter: `buckets` are (bucket start, last counter value in
-/// that bucket), sorted; only intervals ending in a bucket that starts after `cutoff` count.
-pub fn counter_stats(buckets: &[(i64, f64)], cutoff: i64) -> Option<Stats> {
-    let (mut increase, mut elapsed, mut peak, mut n) = (0.0, 0i64, f64::NEG_INFINITY, 0u32);
-    for pair in buckets.windows(2) {
-        let ((t0, v0), (t1, v1)) = (pair[0], pair[1]);
-        let dt = t1 - t0;
-        if t1 <= cutoff || dt <= 0 || v1 < v0 {
-            continue;
+    if bad_limits > 0 {
+        if !BAD_LIMIT_WARNED.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                containers = bad_limits,
+                "container metrics: app_mem/app_disk missing or <= 0 (the cAdvisor writer overflows int32 for limits of 2 GiB and more); those memory/disk values are skipped (logged once)"
+            );
+        } else {
+            tracing::debug!(
+                containers = bad_limits,
+                "container metrics: usage skipped for a missing or non-positive app_mem/app_disk"
+            );
         }
-        let rate = (v1 - v0) / dt as f64 * 100.0;
-        if !rate.is_finite() {
-            continue;
-        }
-        increase += v1 - v0;
-        elapsed += dt;
-        peak = peak.max(rate);
-        n += 1;
     }
-    let mean = increase / elapsed as f64 * 100.0;
-    (n > 0 && mean.is_finite()).then_some(Stats {
-        mean,
-        peak,
-        buckets: n,
+    tracing::debug!(containers = out.len(), stale, "container metrics read");
+    out
+}
+
+use crate::vm::PERCENT;
+
+/// CPU percent of one core from a cumulative counter's first, last and lowest points (time,
+/// value) in the window. A lowest point below the first is a restart: the rate is read from
+/// it on. `buckets`: the bucket_seconds intervals the points span, at most `most`.
+pub fn counter_stats(
+    first: (i64, f64),
+    last: (i64, f64),
+    lowest: Option<(i64, f64)>,
+    bucket_seconds: u64,
+    most: u64,
+) -> Option<Stats> {
+    let from = match lowest {
+        Some(l) if l.1 < first.1 && l.0 < last.0 => l,
+        _ => first,
+    };
+    let dt = last.0 - from.0;
+    let increase = last.1 - from.1;
+    if dt <= 0 || increase < 0.0 {
+        return None;
+    }
+    let rate = increase / dt as f64 * 100.0;
+    // the points span the window from the first on, a restart or not (as a store's rate() does)
+    let span = (last.0 - first.0).max(dt);
+    let intervals =
+        ((span as f64 / bucket_seconds.max(1) as f64).round() as u64).clamp(1, most.max(1));
+    rate.is_finite().then(|| Stats {
+        mean: rate,
+        peak: rate,
+        buckets: u32::try_from(intervals).unwrap_or(u32::MAX),
     })
 }
 
-/// Mean and peak of per-bucket percentages in buckets that start after `cutoff`.
-pub fn gauge_stats(buckets: &[(i64, f64)], cutoff: i64) -> Option<Stats> {
-    let values: Vec<f64> = buckets
-        .iter()
-        .filter(|(t, v)| *t > cutoff && v.is_finite())
-        .map(|(_, v)| *v)
-        .collect();
-    let n = u32::try_from(values.len()).ok().filter(|n| *n > 0)?;
-    let mean = values.iter().sum::<f64>() / f64::from(n);
-    let peak = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    Some(Stats {
-        mean,
-        peak,
-        buckets: n,
-    })
+/// Turns InfluxDB answers of [`usage_queries`] into per-container usage. Pure, for tests; the
+/// error names what is wrong with the answer.
+pub fn usage_from_series(
+    series: &[Series],
+    bucket_seconds: u64,
+    windows: &UsageWindows,
+    now: Timestamp,
+) -> Result<Vec<ContainerUsage>, String> {
+    Ok(finish(
+        parts_from_series(series)?,
+        bucket_seconds,
+        windows,
+        now,
+    ))
 }
 
 #[cfg(test)]
@@ -413,75 +647,31 @@ mod tests {
     #[test]
     fn steady_counter_reads_its_rate() {
         // +9 CPU seconds every 30 s = 30% of one core
-        let b: Vec<_> = (0..5).map(|i| (i * 30, 100.0 + 9.0 * i as f64)).collect();
-        let s = counter_stats(&b, -1).unwrap();
+        let s = counter_stats((0, 100.0), (120, 136.0), Some((0, 100.0)), 30, 20).unwrap();
         assert!(close(s.mean, 30.0) && close(s.peak, 30.0), "{s:?}");
         assert_eq!(s.buckets, 4);
     }
 
     #[test]
-    fn counter_reset_is_skipped_not_negative() {
-        // restart between 60 and 90: the counter starts again from 2
-        let b = [(0, 100.0), (30, 106.0), (60, 112.0), (90, 2.0), (120, 8.0)];
-        let s = counter_stats(&b, -1).unwrap();
-        assert_eq!(s.buckets, 3);
-        assert!(close(s.mean, 20.0) && close(s.peak, 20.0), "{s:?}");
+    fn counter_reset_is_read_from_the_lowest_point() {
+        // restart between 60 and 90: the counter starts again from 2, +6 per 30 s
+        let s = counter_stats((0, 100.0), (120, 8.0), Some((90, 2.0)), 30, 20).unwrap();
+        assert!(close(s.mean, 20.0), "{s:?}");
+        assert_eq!(s.buckets, 4, "the points span four intervals");
     }
 
     #[test]
-    fn a_single_bucket_has_no_rate() {
-        assert_eq!(counter_stats(&[(0, 5.0)], -1), None);
-        assert_eq!(counter_stats(&[], -1), None);
-    }
-
-    #[test]
-    fn a_gap_counts_for_its_length() {
-        // flushes 60 s apart (every other 30 s bucket empty), then one 30 s step
-        let b = [(0, 0.0), (60, 12.0), (120, 24.0), (150, 36.0)];
-        let s = counter_stats(&b, -1).unwrap();
-        // 36 s of CPU over 150 s, time-weighted; the 30 s step at 40% is the peak
-        assert!(close(s.mean, 24.0), "{s:?}");
-        assert!(close(s.peak, 40.0), "{s:?}");
-        assert_eq!(s.buckets, 3);
-    }
-
-    #[test]
-    fn counter_window_uses_the_bucket_before_it() {
-        let b = [(0, 0.0), (30, 3.0), (60, 12.0), (90, 21.0)];
-        // cutoff 30: intervals ending at 60 and 90 count (the one ending at 30 does not), and
-        // the bucket at 30 is still the predecessor of the one at 60
-        let s = counter_stats(&b, 30).unwrap();
-        assert_eq!(s.buckets, 2);
-        assert!(close(s.mean, 30.0), "{s:?}");
+    fn a_single_point_has_no_rate() {
+        assert_eq!(counter_stats((0, 5.0), (0, 5.0), None, 30, 20), None);
     }
 
     #[test]
     fn flat_counter_is_zero_percent() {
-        let s = counter_stats(&[(0, 7.0), (30, 7.0)], -1).unwrap();
+        let s = counter_stats((0, 7.0), (30, 7.0), None, 30, 20).unwrap();
         assert!(close(s.mean, 0.0) && close(s.peak, 0.0));
     }
 
-    #[test]
-    fn gauge_window_mean_and_peak() {
-        let b = [(0, 10.0), (30, 50.0), (60, 70.0), (90, f64::NAN)];
-        let s = gauge_stats(&b, 0).unwrap();
-        assert_eq!(s.buckets, 2);
-        assert!(close(s.mean, 60.0) && close(s.peak, 70.0), "{s:?}");
-        assert_eq!(gauge_stats(&b, 60), None);
-    }
-
-    fn row(t: i64, last: f64, mean: f64, mem: Option<f64>, disk: Option<f64>) -> Vec<Cell> {
-        let n = |v: Option<f64>| v.map(Cell::Number).unwrap_or(Cell::Null);
-        vec![
-            Cell::Number(t as f64),
-            Cell::Number(last),
-            Cell::Number(mean),
-            n(mem),
-            n(disk),
-        ]
-    }
-
-    fn series(name: &str, app: &str, iface: &str, rows: Vec<Vec<Cell>>) -> Series {
+    fn series(name: &str, app: &str, iface: &str, columns: &[&str], rows: Vec<Vec<f64>>) -> Series {
         Series {
             name: "container_metrics".into(),
             tags: [
@@ -495,43 +685,87 @@ mod tests {
             .into_iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
-            columns: ["time", "last", "mean", "app_mem", "app_disk"]
-                .map(String::from)
-                .to_vec(),
-            values: rows,
+            columns: columns.iter().map(|c| c.to_string()).collect(),
+            values: rows
+                .into_iter()
+                .map(|r| {
+                    r.into_iter()
+                        .map(|v| {
+                            if v.is_nan() {
+                                Cell::Null
+                            } else {
+                                Cell::Number(v)
+                            }
+                        })
+                        .collect()
+                })
+                .collect(),
         }
     }
 
     #[test]
     fn answer_to_usage() {
         let now = chrono::Utc.timestamp_opt(1_000_020, 0).unwrap();
-        let lim = Some(1000.0);
-        let cpu = (0..6)
-            .map(|i| row(999_870 + 30 * i, 9.0 * i as f64, 0.0, lim, lim))
-            .collect();
-        let mem = vec![
-            row(999_990, 0.0, 250.0, lim, lim),
-            row(1_000_020, 0.0, 750.0, lim, lim),
-        ];
-        // a negative (wrapped) limit makes the disk bucket unusable
-        let disk = vec![row(1_000_020, 0.0, 10.0, lim, Some(-2_147_483_648.0))];
+        let gauge = ["time", "mean", "max", "count", "limit"];
         let all = [
-            series(CPU_SERIES, "web", "c1", cpu),
-            series(MEMORY_SERIES, "web", "c1", mem),
-            series(DISK_SERIES, "web", "c1", disk),
+            series(
+                CPU_SERIES,
+                "web",
+                "c1",
+                &["time", "last"],
+                vec![vec![1_000_010.0, 45.0]],
+            ),
+            series(
+                CPU_SERIES,
+                "web",
+                "c1",
+                &["time", "first"],
+                vec![vec![999_860.0, 0.0]],
+            ),
+            series(
+                CPU_SERIES,
+                "web",
+                "c1",
+                &["time", "min"],
+                vec![vec![999_860.0, 0.0]],
+            ),
+            series(
+                MEMORY_SERIES,
+                "web",
+                "c1",
+                &gauge,
+                vec![vec![999_420.0, 500.0, 750.0, 20.0, 1000.0]],
+            ),
+            // a negative (wrapped) limit makes disk unusable
+            series(
+                DISK_SERIES,
+                "web",
+                "c1",
+                &gauge,
+                vec![vec![999_420.0, 10.0, 10.0, 20.0, -2_147_483_648.0]],
+            ),
             // no application_name: not an app container
             series(
                 MEMORY_SERIES,
                 "",
                 "c2",
-                vec![row(1_000_020, 0.0, 1.0, lim, lim)],
+                &["time", "last"],
+                vec![vec![1_000_010.0, 1.0]],
             ),
             // newest point far older than the active horizon: stopped
             series(
                 MEMORY_SERIES,
                 "gone",
                 "c3",
-                vec![row(999_000, 0.0, 900.0, lim, lim)],
+                &["time", "last"],
+                vec![vec![999_000.0, 900.0]],
+            ),
+            series(
+                MEMORY_SERIES,
+                "gone",
+                "c3",
+                &gauge,
+                vec![vec![999_420.0, 900.0, 900.0, 2.0, 1000.0]],
             ),
         ];
         let w = UsageWindows::uniform(Duration::from_secs(600));
@@ -543,38 +777,65 @@ mod tests {
             ("web", 1, "c1")
         );
         assert_eq!(c.app_guid.as_deref(), Some("guid-1"));
-        assert!(close(c.cpu.unwrap().mean, 30.0));
-        assert!(close(c.memory.unwrap().mean, 50.0) && close(c.memory.unwrap().peak, 75.0));
+        assert!(close(c.cpu.unwrap().mean, 30.0), "{:?}", c.cpu);
+        assert_eq!(c.cpu.unwrap().buckets, 5);
+        let m = c.memory.unwrap();
+        assert!(close(m.mean, 50.0) && close(m.peak, 75.0), "{m:?}");
+        assert_eq!(m.buckets, 20);
         assert_eq!(c.disk, None);
     }
 
     #[test]
     fn missing_column_is_an_error() {
-        let mut s = series(DISK_SERIES, "web", "c1", vec![]);
-        s.columns.pop();
+        let s = series(
+            DISK_SERIES,
+            "web",
+            "c1",
+            &["time", "mean", "max", "count"],
+            vec![],
+        );
         let w = UsageWindows::uniform(Duration::from_secs(60));
         let e = usage_from_series(&[s], 30, &w, chrono::Utc::now()).unwrap_err();
-        assert!(e.contains("app_disk"), "{e}");
+        assert!(e.contains("limit"), "{e}");
+    }
+
+    fn source(measurement: &str) -> ContainerSource {
+        ContainerSource {
+            db: "container_metric_db".into(),
+            measurement: measurement.into(),
+            bucket_seconds: 30,
+        }
     }
 
     #[test]
-    fn query_escapes_the_measurement_and_spans_the_longest_window() {
-        let source = ContainerSource {
-            db: "container_metric_db".into(),
-            measurement: r#"container "m""#.into(),
-            bucket_seconds: 30,
-        };
+    fn query_escapes_the_measurement_and_has_no_time_buckets() {
         let w = UsageWindows {
             cpu: Duration::from_secs(60),
             memory: Duration::from_secs(600),
             disk: Duration::from_secs(120),
         };
         let now = chrono::Utc.timestamp_opt(10_000, 0).unwrap();
-        for q in usage_queries(&source, &w, now) {
+        let q = usage_queries(&source(r#"container "m""#), &w, now);
+        for q in &q {
             assert!(q.contains(r#"FROM "container \"m\"""#), "{q}");
-            assert!(q.contains("time > 9310s"), "{q}"); // 600 s window + 90 s horizon
-            assert!(q.contains("GROUP BY time(30s)"), "{q}");
+            assert!(!q.contains("time(") && !q.contains("fill("), "{q}");
             assert_eq!(q.matches("SELECT").count(), 1);
+        }
+        assert!(q[0].contains("time > 9910s"), "90 s horizon: {}", q[0]);
+        assert!(q[1].contains("time > 9940s"), "{}", q[1]);
+        assert!(q[3].contains("time > 9400s"), "{}", q[3]);
+        assert!(q[4].contains("time > 9880s"), "{}", q[4]);
+    }
+
+    #[test]
+    fn promql_escapes_the_measurement_and_db() {
+        let w = UsageWindows::uniform(Duration::from_secs(300));
+        let mut s = source("c\"m\n");
+        s.db = "x\"} or vector(1) or {a=\"".into();
+        for q in usage_promql(&s, &w, "db") {
+            assert!(q.contains(r#"__name__="c\"m\n_"#), "{q}");
+            assert!(q.contains(r#"db="x\"} or vector(1) or {a=\"""#), "{q}");
+            assert!(q.contains("[300s]"), "{q}");
         }
     }
 }

@@ -1,141 +1,272 @@
 //! VM metrics as both generations of PaaS-TA metric writers store them (spec 9.1, 9.2), read for
-//! all VMs in ONE InfluxDB query per measurement and turned into per-resource usage buckets.
+//! all VMs in ONE query per measurement (three statements, one per resource, each over its own
+//! policy window) that returns ONE ROW PER SERIES: the store computes each series' window mean,
+//! maximum, minimum and point count; only the fold across series (cores, memory metrics, mounts)
+//! happens here. Either store: InfluxQL for InfluxDB 1.x, PromQL for a Prometheus-API store
+//! (`avg_over_time`, `max_over_time`, `min_over_time`, `count_over_time`, one query per resource).
 //!
 //! Metric names read (either generation, whichever a VM reports):
 //! * cpu: `cpuStats.<n>` (2.0/3.0) or `cpuStats.core.<n>` (newer agent); load averages excluded
-//!   (defect D14); a bucket's CPU is the mean over cores.
+//!   (defect D14); the VM's CPU is the mean over cores of each core's window mean, its peak the
+//!   mean over cores of each core's highest point (never below the highest mean-over-cores).
 //! * memory: `memoryStats.UsedPercent` when present, else `100 × (1 − Available/Total)`, else
-//!   `100 × (1 − Free/Total)` (Free excludes cache and overstates use, so it comes last).
-//! * disk: `diskStats.Usage` or `diskStats.<mount>.Usage`; a bucket's disk is the fullest mount,
-//!   so a full data disk is not hidden by an empty root disk (defect D11).
+//!   `100 × (1 − Free/Total)` (Free excludes cache and overstates use, so it comes last); the
+//!   peak from the lowest Available (Free) point.
+//! * disk: `diskStats.Usage` or `diskStats.<mount>.Usage`; the fullest mount counts, so a full
+//!   data disk is not hidden by an empty root disk (defect D11).
+//!
+//! The peak (which decides recovery: the whole window under the warning threshold) is the
+//! window's highest POINT, no longer the highest 30 s bucket mean: one row per series carries no
+//! buckets. It is never lower than the old peak, so a recovery can only come later, not earlier.
 
+use crate::container::UsageWindows;
 use monit_host::influx::{InfluxClient, InfluxError, Series, ident, string};
+use monit_host::metric_store::{MetricStore, MetricStoreError};
 use monit_host::model::Resource;
-use std::collections::{BTreeMap, HashMap};
+use monit_host::prometheus::{self, PrometheusClient, Sample};
+use std::collections::HashMap;
 
-/// Usage over a window, from per-bucket means.
+/// Usage over a window.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Stats {
-    /// mean of the bucket means
+    /// window mean
     pub mean: f64,
-    /// highest bucket mean
+    /// highest point of the window (see the module doc for CPU)
     pub peak: f64,
-    /// buckets that held data
+    /// points (or bucket_seconds slots) that held data, at most the window's number of buckets
     pub buckets: u32,
 }
 
-/// Stats of the buckets at or after `since` (epoch seconds); `None` when none has data.
-pub fn stats_since(buckets: &BTreeMap<i64, f64>, since: i64) -> Option<Stats> {
-    let vals: Vec<f64> = buckets
-        .range(since..)
-        .map(|(_, v)| *v)
-        .filter(|v| v.is_finite())
-        .collect();
-    if vals.is_empty() {
-        return None;
-    }
-    let mean = vals.iter().sum::<f64>() / vals.len() as f64;
-    let peak = vals.iter().copied().fold(f64::MIN, f64::max);
-    Some(Stats {
-        mean,
-        peak,
-        buckets: vals.len() as u32,
-    })
+/// Per-resource usage of one VM over each resource's window.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct VmUsage {
+    pub cpu: Option<Stats>,
+    pub memory: Option<Stats>,
+    pub disk: Option<Stats>,
 }
 
-/// Per-resource buckets (bucket start, epoch seconds → percent) of one VM.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct VmBuckets {
-    pub cpu: BTreeMap<i64, f64>,
-    pub memory: BTreeMap<i64, f64>,
-    pub disk: BTreeMap<i64, f64>,
-}
-
-impl VmBuckets {
-    pub fn get(&self, r: Resource) -> &BTreeMap<i64, f64> {
+impl VmUsage {
+    pub fn get(&self, r: Resource) -> Option<Stats> {
         match r {
-            Resource::Cpu => &self.cpu,
-            Resource::Memory => &self.memory,
-            Resource::Disk => &self.disk,
+            Resource::Cpu => self.cpu,
+            Resource::Memory => self.memory,
+            Resource::Disk => self.disk,
         }
     }
     pub fn is_empty(&self) -> bool {
-        self.cpu.is_empty() && self.memory.is_empty() && self.disk.is_empty()
+        self.cpu.is_none() && self.memory.is_none() && self.disk.is_none()
     }
 }
 
 /// A usage percentage outside this range is a broken writer, not a load: dropped, never alarmed.
 pub const PERCENT: std::ops::RangeInclusive<f64> = 0.0..=101.0;
 
-/// Points beyond this magnitude are left out in the query itself: two of them in one bucket make
+/// Points beyond this magnitude are left out in the query itself: two of them in one window make
 /// InfluxDB 1.x's mean +Inf, which it cannot encode, and the whole answer would fail.
 pub const VALUE_BOUND: &str = "1000000000000000.0";
 
-pub const METRIC_REGEX: &str = r"/^(cpuStats\.(core\.)?[0-9]+|memoryStats\.(UsedPercent|TotalMemory|FreeMemory|AvailableMemory)|diskStats\.(.+\.)?Usage)$/";
+/// The metric names of each resource, as a regular expression (anchored in both languages).
+pub fn metric_regex(r: Resource) -> &'static str {
+    match r {
+        Resource::Cpu => r"cpuStats\.(core\.)?[0-9]+",
+        Resource::Memory => r"memoryStats\.(UsedPercent|TotalMemory|FreeMemory|AvailableMemory)",
+        Resource::Disk => r"diskStats\.(.+\.)?Usage",
+    }
+}
 
-/// The one query for a measurement: bucket means per `group_by` tag (if any) and metric name,
-/// over `(end - window, end]` in absolute time, so a past `end` replays history (backtest).
+/// The one query for a measurement: per `group_by` tag (if any) and metric name, each
+/// resource's aggregates over `(end - window, end]` in absolute time, so a past `end` replays
+/// history (backtest).
 #[derive(Clone, Copy, Debug)]
 pub struct VmQuery<'a> {
+    /// InfluxDB database (a `db` label in a Prometheus-API store fed by `/write?db=`)
+    pub db: &'a str,
     pub measurement: &'a str,
     /// an equality filter on one tag, e.g. `origin` = the BOSH service name
     pub filter: Option<(&'a str, &'a str)>,
     /// the tag that identifies a VM (`ip`); `None` folds every series into one
     pub group_by: Option<&'a str>,
-    pub window_seconds: u64,
+    pub windows: UsageWindows,
     pub bucket_seconds: u64,
     pub end_epoch: i64,
 }
 
+/// A series' aggregates over its window.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SeriesAgg {
+    pub mean: f64,
+    pub max: f64,
+    pub min: f64,
+    pub count: f64,
+}
+
+impl SeriesAgg {
+    /// Folds another row of the same series in (a store that splits an answer in chunks, or a
+    /// row per bucket): count-weighted mean, extremes of both.
+    fn merge(&mut self, o: SeriesAgg) {
+        let n = self.count + o.count;
+        if n > 0.0 {
+            self.mean = (self.mean * self.count + o.mean * o.count) / n;
+        }
+        self.max = self.max.max(o.max);
+        self.min = self.min.min(o.min);
+        self.count = n;
+    }
+}
+
+/// (VM key, metric name) → that series' aggregates.
+pub type Aggregates = HashMap<(String, String), SeriesAgg>;
+
 impl VmQuery<'_> {
+    fn window(&self, r: Resource) -> i64 {
+        i64::try_from(self.windows.get(r).as_secs().max(1)).unwrap_or(i64::MAX / 4)
+    }
+
+    /// Three InfluxQL statements (cpu, memory, disk), sent as one query.
     pub fn to_influxql(&self) -> String {
-        let start = self.end_epoch - self.window_seconds.max(1) as i64;
+        Resource::ALL
+            .iter()
+            .map(|r| self.influxql_statement(*r))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    fn influxql_statement(&self, r: Resource) -> String {
+        let start = self.end_epoch - self.window(r);
+        let value = ident("value");
         let mut q = format!(
-            "SELECT mean(\"value\") FROM {} WHERE time > {start}s AND time <= {}s \
-             AND \"value\" > -{VALUE_BOUND} AND \"value\" < {VALUE_BOUND} AND \"metricname\" =~ {}",
+            "SELECT mean({value}) AS \"mean\", max({value}) AS \"max\", min({value}) AS \"min\", \
+             count({value}) AS \"count\" FROM {} WHERE time > {start}s AND time <= {}s \
+             AND {value} > -{VALUE_BOUND} AND {value} < {VALUE_BOUND} AND \"metricname\" =~ /^{}$/",
             ident(self.measurement),
             self.end_epoch,
-            METRIC_REGEX
+            metric_regex(r).replace('/', r"\/"),
         );
-        if let Some((tag, value)) = self.filter {
-            q.push_str(&format!(" AND {} = {}", ident(tag), string(value)));
+        // percentages are checked per point where the store can (not memory: its series hold bytes)
+        if r != Resource::Memory {
+            q.push_str(&format!(" AND {value} >= 0 AND {value} <= 101"));
         }
-        q.push_str(&format!(
-            " GROUP BY time({}s), ",
-            self.bucket_seconds.max(1)
-        ));
+        if let Some((tag, v)) = self.filter {
+            q.push_str(&format!(" AND {} = {}", ident(tag), string(v)));
+        }
+        q.push_str(" GROUP BY ");
         if let Some(tag) = self.group_by {
             q.push_str(&ident(tag));
             q.push_str(", ");
         }
-        q.push_str("\"metricname\" fill(none)");
+        q.push_str("\"metricname\"");
         q
     }
 
-    /// Runs the query and folds the series into per-VM buckets keyed by the `group_by` tag
-    /// value (`""` without grouping).
+    /// One PromQL query per resource: the four aggregates of every series, told apart by a
+    /// `monit_agg` label. `db_label` names the label holding the InfluxDB database (empty: none).
+    pub fn to_promql(&self, r: Resource, db_label: &str) -> String {
+        let mut sel = format!(
+            "{{__name__={}, metricname=~{}",
+            prometheus::string(&format!("{}_value", self.measurement)),
+            prometheus::string(metric_regex(r)),
+        );
+        if !db_label.is_empty() {
+            sel.push_str(&format!(", {db_label}={}", prometheus::string(self.db)));
+        }
+        if let Some((tag, v)) = self.filter {
+            sel.push_str(&format!(", {tag}={}", prometheus::string(v)));
+        }
+        sel.push('}');
+        let w = self.window(r);
+        // only the labels the fold needs come back: one sample per (VM, metric name)
+        let by = match self.group_by {
+            Some(tag) => format!("{tag}, metricname"),
+            None => "metricname".to_string(),
+        };
+        ["avg", "max", "min", "count"]
+            .iter()
+            .map(|f| {
+                format!(
+                    "label_replace(max by ({by}) ({f}_over_time({sel}[{w}s])), \"monit_agg\", \"{f}\", \"\", \"\")"
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(" or ")
+    }
+
+    /// Reads every VM's usage from the configured store, keyed by the `group_by` tag value
+    /// (`""` without grouping).
     pub async fn read(
         &self,
-        influx: &InfluxClient,
-        db: &str,
-    ) -> Result<HashMap<String, VmBuckets>, InfluxError> {
-        let series = influx.query(db, &self.to_influxql()).await?;
-        Ok(fold(&series, self.group_by))
+        store: &MetricStore,
+    ) -> Result<HashMap<String, VmUsage>, MetricStoreError> {
+        let aggs = match store {
+            MetricStore::Influx(c) => self.read_influx(c).await?,
+            MetricStore::Prometheus(c) => self.read_prometheus(c).await?,
+        };
+        Ok(fold_aggregates(&aggs, self.bucket_seconds, &self.windows))
+    }
+
+    async fn read_influx(&self, influx: &InfluxClient) -> Result<Aggregates, InfluxError> {
+        let series = influx.query(self.db, &self.to_influxql()).await?;
+        Ok(aggregates(&series, self.group_by))
+    }
+
+    async fn read_prometheus(&self, c: &PrometheusClient) -> Result<Aggregates, MetricStoreError> {
+        for tag in self.filter.map(|f| f.0).into_iter().chain(self.group_by) {
+            if !prometheus::is_label_name(tag) {
+                return Err(prometheus::PrometheusError::Setup(format!(
+                    "{tag:?} is not a Prometheus label name"
+                ))
+                .into());
+            }
+        }
+        let queries: Vec<String> = Resource::ALL
+            .iter()
+            .map(|r| self.to_promql(*r, c.db_label()))
+            .collect();
+        let mut partial: [HashMap<(String, String), [f64; 4]>; 3] = Default::default();
+        let answers =
+            futures::future::join_all(queries.iter().zip(partial.iter_mut()).map(|(q, into)| {
+                c.query_fold(q, self.end_epoch, move |s: Sample| {
+                    let slot = match s.label("monit_agg") {
+                        "avg" => 0,
+                        "max" => 1,
+                        "min" => 2,
+                        "count" => 3,
+                        _ => return,
+                    };
+                    let key = (
+                        self.group_by
+                            .map(|t| s.label(t))
+                            .unwrap_or_default()
+                            .to_string(),
+                        s.label("metricname").to_string(),
+                    );
+                    into.entry(key).or_insert([f64::NAN; 4])[slot] = s.value;
+                })
+            }))
+            .await;
+        for a in answers {
+            a?;
+        }
+        let mut out = Aggregates::new();
+        for (key, [mean, max, min, count]) in partial.into_iter().flatten() {
+            out.insert(
+                key,
+                SeriesAgg {
+                    mean,
+                    max,
+                    min,
+                    count,
+                },
+            );
+        }
+        Ok(out)
     }
 }
 
-#[derive(Default)]
-struct Raw {
-    cpu_sum: BTreeMap<i64, (f64, u32)>,
-    used_percent: BTreeMap<i64, f64>,
-    total: BTreeMap<i64, f64>,
-    available: BTreeMap<i64, f64>,
-    free: BTreeMap<i64, f64>,
-    disk: BTreeMap<i64, f64>,
-}
-
-pub fn fold(series: &[Series], group_by: Option<&str>) -> HashMap<String, VmBuckets> {
-    let mut raw: HashMap<String, Raw> = HashMap::new();
+/// The series of an InfluxDB answer as per-series aggregates. Rows without a usable `mean` are
+/// skipped; a missing `max`/`min` reads as the mean and a missing `count` as 1, so an answer
+/// with a row per bucket folds to the same window figures.
+pub fn aggregates(series: &[Series], group_by: Option<&str>) -> Aggregates {
+    let mut out = Aggregates::new();
     for s in series {
         let key = group_by
             .and_then(|t| s.tag(t))
@@ -144,83 +275,174 @@ pub fn fold(series: &[Series], group_by: Option<&str>) -> HashMap<String, VmBuck
         let Some(metric) = s.tag("metricname") else {
             continue;
         };
-        let (Some(ti), Some(vi)) = (s.column("time"), s.column("mean")) else {
+        let Some(mi) = s.column("mean") else {
             continue;
         };
-        let r = raw.entry(key).or_default();
+        let col = |row: &[monit_host::influx::Cell], name: &str| {
+            s.column(name)
+                .and_then(|i| row.get(i))
+                .and_then(|c| c.as_f64())
+        };
         for row in &s.values {
-            let (Some(t), Some(v)) = (
-                row.get(ti).and_then(|c| c.as_f64()),
-                row.get(vi).and_then(|c| c.as_f64()),
-            ) else {
+            let Some(mean) = row.get(mi).and_then(|c| c.as_f64()) else {
                 continue;
             };
-            let t = t as i64;
-            if metric.starts_with("cpuStats.") {
-                if !PERCENT.contains(&v) {
-                    continue;
+            let agg = SeriesAgg {
+                mean,
+                max: col(row, "max").unwrap_or(mean).max(mean),
+                min: col(row, "min").unwrap_or(mean).min(mean),
+                count: col(row, "count").filter(|c| *c >= 1.0).unwrap_or(1.0),
+            };
+            match out.entry((key.clone(), metric.to_string())) {
+                std::collections::hash_map::Entry::Vacant(v) => {
+                    v.insert(agg);
                 }
-                let e = r.cpu_sum.entry(t).or_insert((0.0, 0));
-                e.0 += v;
-                e.1 += 1;
-            } else if metric == "memoryStats.UsedPercent" {
-                if PERCENT.contains(&v) {
-                    r.used_percent.insert(t, v);
-                }
-            } else if metric == "memoryStats.TotalMemory" {
-                r.total.insert(t, v);
-            } else if metric == "memoryStats.AvailableMemory" {
-                r.available.insert(t, v);
-            } else if metric == "memoryStats.FreeMemory" {
-                r.free.insert(t, v);
-            } else if metric.starts_with("diskStats.") && PERCENT.contains(&v) {
-                let e = r.disk.entry(t).or_insert(f64::MIN);
-                *e = e.max(v);
+                std::collections::hash_map::Entry::Occupied(mut o) => o.get_mut().merge(agg),
             }
         }
     }
+    out
+}
+
+/// InfluxDB answer → per-VM usage (tests and the fuzz target).
+pub fn fold(series: &[Series], group_by: Option<&str>) -> HashMap<String, VmUsage> {
+    fold_aggregates(
+        &aggregates(series, group_by),
+        30,
+        &UsageWindows::uniform(std::time::Duration::from_secs(600)),
+    )
+}
+
+#[derive(Default)]
+struct Raw {
+    /// per core: (mean, max, count)
+    cpu: Vec<SeriesAgg>,
+    used_percent: Option<SeriesAgg>,
+    total: Option<SeriesAgg>,
+    available: Option<SeriesAgg>,
+    free: Option<SeriesAgg>,
+    /// per mount
+    disk: Vec<SeriesAgg>,
+}
+
+fn finite(a: &SeriesAgg) -> bool {
+    a.mean.is_finite() && a.max.is_finite() && a.min.is_finite() && a.count.is_finite()
+}
+
+/// Per-series aggregates → per-VM usage: the fold across cores, memory metrics and mounts.
+pub fn fold_aggregates(
+    aggs: &Aggregates,
+    bucket_seconds: u64,
+    windows: &UsageWindows,
+) -> HashMap<String, VmUsage> {
+    let mut raw: HashMap<&str, Raw> = HashMap::new();
+    for ((key, metric), a) in aggs {
+        if !finite(a) || a.count < 1.0 {
+            continue;
+        }
+        let r = raw.entry(key.as_str()).or_default();
+        if metric.starts_with("cpuStats.") {
+            if PERCENT.contains(&a.mean) {
+                r.cpu.push(SeriesAgg {
+                    max: a.max.clamp(a.mean, *PERCENT.end()),
+                    ..*a
+                });
+            }
+        } else if metric == "memoryStats.UsedPercent" {
+            if PERCENT.contains(&a.mean) {
+                r.used_percent = Some(*a);
+            }
+        } else if metric == "memoryStats.TotalMemory" {
+            r.total = Some(*a);
+        } else if metric == "memoryStats.AvailableMemory" {
+            r.available = Some(*a);
+        } else if metric == "memoryStats.FreeMemory" {
+            r.free = Some(*a);
+        } else if metric.starts_with("diskStats.") && PERCENT.contains(&a.mean) {
+            r.disk.push(*a);
+        }
+    }
+    let bucket = bucket_seconds.max(1);
+    // "buckets": points, at most the number of bucket_seconds slots in the window
+    let slots = |r: Resource, count: f64| -> u32 {
+        let most = (windows.get(r).as_secs() / bucket).max(1);
+        (count.max(0.0) as u64)
+            .clamp(1, most)
+            .try_into()
+            .unwrap_or(u32::MAX)
+    };
     raw.into_iter()
         .map(|(k, r)| {
-            let cpu = r
-                .cpu_sum
-                .iter()
-                .map(|(t, (sum, n))| (*t, sum / *n as f64))
-                .collect();
-            let memory = if !r.used_percent.is_empty() {
-                r.used_percent
+            let cpu = (!r.cpu.is_empty()).then(|| {
+                let n = r.cpu.len() as f64;
+                Stats {
+                    mean: r.cpu.iter().map(|a| a.mean).sum::<f64>() / n,
+                    peak: r.cpu.iter().map(|a| a.max).sum::<f64>() / n,
+                    buckets: slots(
+                        Resource::Cpu,
+                        r.cpu.iter().map(|a| a.count).fold(0.0, f64::max),
+                    ),
+                }
+            });
+            let memory = if let Some(u) = r.used_percent {
+                Some(Stats {
+                    mean: u.mean,
+                    peak: u.max.clamp(u.mean, *PERCENT.end()),
+                    buckets: slots(Resource::Memory, u.count),
+                })
             } else {
-                let spare = if r.available.is_empty() {
-                    &r.free
-                } else {
-                    &r.available
-                };
-                r.total
-                    .iter()
-                    .filter(|(_, total)| **total > 0.0)
-                    .filter_map(|(t, total)| {
-                        spare
-                            .get(t)
-                            .filter(|s| **s >= 0.0 && **s <= *total)
-                            .map(|s| (*t, 100.0 * (1.0 - s / total)))
-                    })
-                    .collect()
+                let spare = r.available.or(r.free);
+                match (r.total, spare) {
+                    (Some(t), Some(s)) if t.mean > 0.0 && s.mean >= 0.0 && s.mean <= t.mean => {
+                        let mean = 100.0 * (1.0 - s.mean / t.mean);
+                        let lowest = s.min.clamp(0.0, s.mean);
+                        Some(Stats {
+                            mean,
+                            peak: 100.0 * (1.0 - lowest / t.mean),
+                            buckets: slots(Resource::Memory, s.count.min(t.count)),
+                        })
+                    }
+                    _ => None,
+                }
             };
-            let disk = r.disk;
-            (k, VmBuckets { cpu, memory, disk })
+            let disk = r
+                .disk
+                .iter()
+                .max_by(|a, b| a.mean.total_cmp(&b.mean))
+                .map(|fullest| Stats {
+                    mean: fullest.mean,
+                    peak: r
+                        .disk
+                        .iter()
+                        .map(|a| a.max.min(*PERCENT.end()))
+                        .fold(fullest.mean, f64::max),
+                    buckets: slots(Resource::Disk, fullest.count),
+                });
+            (k.to_string(), VmUsage { cpu, memory, disk })
         })
         .collect()
+}
+
+/// The `origin`'s windows per resource (its alarm policies' `measure_time`).
+pub fn windows_of(
+    w: &monit_host::plugin::Windows,
+    origin: monit_host::model::Origin,
+) -> UsageWindows {
+    UsageWindows {
+        cpu: w.get(origin, Resource::Cpu),
+        memory: w.get(origin, Resource::Memory),
+        disk: w.get(origin, Resource::Disk),
+    }
 }
 
 /// Readings of one target: a usage per resource with data in its window, or `NoData` when the
 /// target reported nothing at all.
 pub fn readings_for(
     target: &monit_host::model::Target,
-    buckets: Option<&VmBuckets>,
-    windows: &monit_host::plugin::Windows,
-    now_epoch: i64,
+    usage: Option<&VmUsage>,
 ) -> Vec<monit_host::model::Reading> {
     use monit_host::model::{Measured, Reading};
-    let Some(b) = buckets.filter(|b| !b.is_empty()) else {
+    let Some(u) = usage.filter(|u| !u.is_empty()) else {
         return vec![Reading {
             target: target.clone(),
             value: Measured::NoData,
@@ -229,8 +451,7 @@ pub fn readings_for(
     Resource::ALL
         .iter()
         .filter_map(|r| {
-            let since = now_epoch - windows.get(target.origin, *r).as_secs() as i64;
-            stats_since(b.get(*r), since).map(|s| Reading {
+            u.get(*r).map(|s| Reading {
                 target: target.clone(),
                 value: Measured::Usage {
                     resource: *r,
@@ -247,8 +468,9 @@ pub fn readings_for(
 mod tests {
     use super::*;
     use monit_host::influx::Cell;
+    use std::time::Duration;
 
-    fn series(ip: &str, metric: &str, points: &[(i64, f64)]) -> Series {
+    fn series(ip: &str, metric: &str, mean: f64, max: f64, min: f64, count: f64) -> Series {
         Series {
             name: "cf_metrics".into(),
             tags: [
@@ -257,11 +479,10 @@ mod tests {
             ]
             .into_iter()
             .collect(),
-            columns: vec!["time".into(), "mean".into()],
-            values: points
-                .iter()
-                .map(|(t, v)| vec![Cell::Number(*t as f64), Cell::Number(*v)])
-                .collect(),
+            columns: ["time", "mean", "max", "min", "count"]
+                .map(String::from)
+                .to_vec(),
+            values: vec![[0.0, mean, max, min, count].map(Cell::Number).to_vec()],
         }
     }
 
@@ -269,62 +490,133 @@ mod tests {
     fn both_writer_generations_fold_to_the_same_resources() {
         let s = vec![
             // 2.0/3.0 writer
-            series("10.0.0.1", "cpuStats.0", &[(0, 80.0), (30, 90.0)]),
-            series("10.0.0.1", "cpuStats.1", &[(0, 100.0), (30, 100.0)]),
-            series("10.0.0.1", "memoryStats.UsedPercent", &[(0, 50.0)]),
-            series("10.0.0.1", "diskStats.Usage", &[(0, 40.0)]),
+            series("10.0.0.1", "cpuStats.0", 85.0, 90.0, 80.0, 20.0),
+            series("10.0.0.1", "cpuStats.1", 100.0, 100.0, 100.0, 20.0),
+            series(
+                "10.0.0.1",
+                "memoryStats.UsedPercent",
+                50.0,
+                60.0,
+                40.0,
+                20.0,
+            ),
+            series("10.0.0.1", "diskStats.Usage", 40.0, 40.0, 40.0, 20.0),
             // newer agent
-            series("10.0.0.2", "cpuStats.core.0", &[(0, 10.0)]),
-            series("10.0.0.2", "memoryStats.TotalMemory", &[(0, 1000.0)]),
-            series("10.0.0.2", "memoryStats.FreeMemory", &[(0, 100.0)]),
-            series("10.0.0.2", "memoryStats.AvailableMemory", &[(0, 250.0)]),
-            series("10.0.0.2", "diskStats./.Usage", &[(0, 30.0)]),
-            series("10.0.0.2", "diskStats./var/vcap/data.Usage", &[(0, 87.0)]),
+            series("10.0.0.2", "cpuStats.core.0", 10.0, 10.0, 10.0, 20.0),
+            series(
+                "10.0.0.2",
+                "memoryStats.TotalMemory",
+                1000.0,
+                1000.0,
+                1000.0,
+                20.0,
+            ),
+            series(
+                "10.0.0.2",
+                "memoryStats.FreeMemory",
+                100.0,
+                100.0,
+                100.0,
+                20.0,
+            ),
+            series(
+                "10.0.0.2",
+                "memoryStats.AvailableMemory",
+                250.0,
+                300.0,
+                150.0,
+                20.0,
+            ),
+            series("10.0.0.2", "diskStats./.Usage", 30.0, 95.0, 10.0, 20.0),
+            series(
+                "10.0.0.2",
+                "diskStats./var/vcap/data.Usage",
+                87.0,
+                88.0,
+                86.0,
+                20.0,
+            ),
         ];
         let f = fold(&s, Some("ip"));
         let a = &f["10.0.0.1"];
-        assert_eq!(a.cpu.get(&0), Some(&90.0));
-        assert_eq!(a.cpu.get(&30), Some(&95.0));
-        assert_eq!(a.memory.get(&0), Some(&50.0));
-        assert_eq!(a.disk.get(&0), Some(&40.0));
+        let cpu = a.cpu.unwrap();
+        assert_eq!((cpu.mean, cpu.peak, cpu.buckets), (92.5, 95.0, 20));
+        assert_eq!(a.memory.unwrap().mean, 50.0);
+        assert_eq!(a.memory.unwrap().peak, 60.0);
+        assert_eq!(a.disk.unwrap().mean, 40.0);
         let b = &f["10.0.0.2"];
-        assert_eq!(b.cpu.get(&0), Some(&10.0));
+        assert_eq!(b.cpu.unwrap().mean, 10.0);
         assert_eq!(
-            b.memory.get(&0),
-            Some(&75.0),
+            b.memory.unwrap().mean,
+            75.0,
             "Available is preferred over Free"
         );
-        assert_eq!(b.disk.get(&0), Some(&87.0), "the fullest mount counts");
+        assert_eq!(
+            b.memory.unwrap().peak,
+            85.0,
+            "the lowest Available is the peak"
+        );
+        let disk = b.disk.unwrap();
+        assert_eq!(disk.mean, 87.0, "the fullest mount counts");
+        assert_eq!(
+            disk.peak, 95.0,
+            "the highest point of any mount is the peak"
+        );
     }
 
     #[test]
-    fn stats_are_time_weighted_and_windowed() {
-        let b: BTreeMap<i64, f64> = [(0, 10.0), (30, 20.0), (60, 90.0)].into_iter().collect();
-        let s = stats_since(&b, 0).unwrap();
-        assert_eq!(s.mean, 40.0);
-        assert_eq!(s.peak, 90.0);
-        assert_eq!(s.buckets, 3);
-        assert_eq!(stats_since(&b, 60).unwrap().mean, 90.0);
-        assert!(stats_since(&b, 61).is_none());
+    fn rows_per_bucket_fold_to_window_figures() {
+        // an answer with a row per bucket (older statements, or a split answer)
+        let mut s = series("10.0.0.1", "cpuStats.0", 10.0, 10.0, 10.0, 1.0);
+        s.values
+            .push([30.0, 20.0, 20.0, 20.0, 1.0].map(Cell::Number).to_vec());
+        s.values
+            .push([60.0, 90.0, 90.0, 90.0, 1.0].map(Cell::Number).to_vec());
+        let cpu = fold(&[s], Some("ip"))["10.0.0.1"].cpu.unwrap();
+        assert_eq!((cpu.mean, cpu.peak, cpu.buckets), (40.0, 90.0, 3));
     }
 
-    #[test]
-    fn query_escapes_config_values() {
-        let q = VmQuery {
+    fn query() -> VmQuery<'static> {
+        VmQuery {
+            db: "cf_metric_db",
             measurement: "cf\"m",
-            filter: Some(("origin", "micro'bosh")),
+            filter: Some(("origin", "micro'bosh\"}")),
             group_by: Some("ip"),
-            window_seconds: 600,
+            windows: UsageWindows {
+                cpu: Duration::from_secs(600),
+                memory: Duration::from_secs(300),
+                disk: Duration::from_secs(60),
+            },
             bucket_seconds: 30,
             end_epoch: 1_000_000,
         }
-        .to_influxql();
+    }
+
+    #[test]
+    fn influxql_is_one_row_per_series_and_escapes_config_values() {
+        let q = query().to_influxql();
+        assert_eq!(q.matches("SELECT").count(), 3, "{q}");
         assert!(q.contains("time > 999400s AND time <= 1000000s"), "{q}");
+        assert!(q.contains("time > 999700s AND time <= 1000000s"), "{q}");
+        assert!(q.contains("time > 999940s AND time <= 1000000s"), "{q}");
         assert!(q.contains(r#"FROM "cf\"m""#), "{q}");
-        assert!(q.contains(r#""origin" = 'micro\'bosh'"#), "{q}");
+        assert!(q.contains(r#""origin" = 'micro\'bosh"}'"#), "{q}");
+        assert!(q.contains("GROUP BY \"ip\", \"metricname\""), "{q}");
         assert!(
-            q.contains("GROUP BY time(30s), \"ip\", \"metricname\" fill(none)"),
-            "{q}"
+            !q.contains("time(") && !q.contains("fill("),
+            "no time buckets: {q}"
         );
+    }
+
+    #[test]
+    fn promql_escapes_label_values() {
+        let q = query().to_promql(Resource::Cpu, "db");
+        assert!(q.contains(r#"origin="micro'bosh\"}""#), "{q}");
+        assert!(q.contains(r#"__name__="cf\"m_value""#), "{q}");
+        assert!(q.contains(r#"db="cf_metric_db""#), "{q}");
+        assert!(q.contains("[600s]"), "{q}");
+        assert_eq!(q.matches("_over_time(").count(), 4, "{q}");
+        let no_db = query().to_promql(Resource::Disk, "");
+        assert!(!no_db.contains("db=") && no_db.contains("[60s]"), "{no_db}");
     }
 }

@@ -10,7 +10,7 @@ use monit_cf_metrics::vm as vm_metrics;
 use monit_host::engine::{self, EngineOptions, OpenAlarm, OpenStatus, Policy};
 use monit_host::influx::{self, Cell, InfluxError, Series};
 use monit_host::model::{AlarmType, Level, Measured, Origin, Reading, Resource, Target};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 const URL: &str = fuzz_bodies::INFLUX_URL;
@@ -40,6 +40,14 @@ fn fuzz_body_legacy_ini_over_its_seeds() {
     for (path, data) in seeds("legacy_ini") {
         eprintln!("seed {}", path.display());
         fuzz_bodies::legacy_ini(&data, dir.path());
+    }
+}
+
+#[test]
+fn fuzz_body_prometheus_decode_over_its_seeds() {
+    for (path, data) in seeds("prometheus_decode") {
+        eprintln!("seed {}", path.display());
+        fuzz_bodies::prometheus_decode(&data);
     }
 }
 
@@ -171,9 +179,10 @@ fn strange_but_valid_cells_decode_and_are_not_readings() {
     )
     .unwrap();
     let f = vm_metrics::fold(&s, Some("ip"));
+    let cpu = f["10.0.0.1"].cpu.unwrap();
     assert_eq!(
-        f["10.0.0.1"].cpu.values().copied().collect::<Vec<_>>(),
-        vec![0.0],
+        (cpu.mean, cpu.buckets),
+        (0.0, 1),
         "only the number is a reading"
     );
 }
@@ -203,13 +212,6 @@ fn target(id: i64, ip: &str) -> Target {
         name: format!("vm/{id}"),
         ip: ip.into(),
         app: None,
-    }
-}
-
-fn windows() -> monit_host::plugin::Windows {
-    monit_host::plugin::Windows {
-        by_key: HashMap::new(),
-        default: std::time::Duration::from_secs(600),
     }
 }
 
@@ -247,12 +249,7 @@ fn negative_values_and_zero_total_memory_open_no_alarm() {
     for (i, ip) in ["10.0.0.1", "10.0.0.2"].iter().enumerate() {
         let b = f.get(*ip);
         assert!(b.is_none_or(|b| b.is_empty()), "{ip}: {b:?}");
-        readings.extend(vm_metrics::readings_for(
-            &target(i as i64 + 1, ip),
-            b,
-            &windows(),
-            t,
-        ));
+        readings.extend(vm_metrics::readings_for(&target(i as i64 + 1, ip), b));
     }
     let now = chrono::DateTime::from_timestamp(t, 0).unwrap();
     let changes = engine::evaluate(&policies(), &[], &readings, &[Origin::Pas], now, &opts());
@@ -286,9 +283,7 @@ fn huge_percentages_open_no_alarm() {
     let readings: Vec<Reading> = ["10.0.0.3", "10.0.0.4"]
         .iter()
         .enumerate()
-        .flat_map(|(i, ip)| {
-            vm_metrics::readings_for(&target(i as i64 + 1, ip), f.get(*ip), &windows(), t)
-        })
+        .flat_map(|(i, ip)| vm_metrics::readings_for(&target(i as i64 + 1, ip), f.get(*ip)))
         .collect();
     let now = chrono::DateTime::from_timestamp(t, 0).unwrap();
     let changes = engine::evaluate(&policies(), &[], &readings, &[Origin::Pas], now, &opts());

@@ -1,0 +1,69 @@
+//! The metric store the collectors read, chosen by `[metrics] backend`: one handle that the
+//! readers of the metric schema match on to send InfluxQL or PromQL. The host builds it (and owns
+//! both clients); the readers own the queries.
+
+use crate::config::{MetricBackend, Settings};
+use crate::influx::{InfluxClient, InfluxError, InfluxStats};
+use crate::prometheus::{PrometheusClient, PrometheusError};
+use std::sync::Arc;
+
+#[derive(Clone, Debug)]
+pub enum MetricStore {
+    Influx(InfluxClient),
+    Prometheus(PrometheusClient),
+}
+
+/// An error of either store; the message names the store and its URL.
+#[derive(Debug, thiserror::Error)]
+pub enum MetricStoreError {
+    #[error(transparent)]
+    Influx(#[from] InfluxError),
+    #[error(transparent)]
+    Prometheus(#[from] PrometheusError),
+}
+
+impl MetricStore {
+    /// The client of the configured backend.
+    pub fn from_settings(settings: &Settings) -> Result<Self, MetricStoreError> {
+        Ok(match settings.metrics.backend {
+            MetricBackend::Influxdb => Self::Influx(InfluxClient::new(&settings.influx)?),
+            MetricBackend::Prometheus => {
+                Self::Prometheus(PrometheusClient::new(&settings.prometheus)?)
+            }
+        })
+    }
+
+    pub fn backend(&self) -> MetricBackend {
+        match self {
+            Self::Influx(_) => MetricBackend::Influxdb,
+            Self::Prometheus(_) => MetricBackend::Prometheus,
+        }
+    }
+
+    pub fn url(&self) -> &str {
+        match self {
+            Self::Influx(c) => c.url(),
+            Self::Prometheus(c) => c.url(),
+        }
+    }
+
+    /// Queries sent and rows (InfluxDB) or samples (Prometheus API) read so far.
+    pub fn stats(&self) -> &Arc<InfluxStats> {
+        match self {
+            Self::Influx(c) => &c.stats,
+            Self::Prometheus(c) => &c.stats,
+        }
+    }
+}
+
+impl From<InfluxClient> for MetricStore {
+    fn from(c: InfluxClient) -> Self {
+        Self::Influx(c)
+    }
+}
+
+impl From<PrometheusClient> for MetricStore {
+    fn from(c: PrometheusClient) -> Self {
+        Self::Prometheus(c)
+    }
+}
