@@ -119,7 +119,7 @@ impl Replay<'_> {
         while now <= to {
             let ctx = CollectContext {
                 now,
-                settings: self.settings,
+                bucket_seconds: self.settings.influx.bucket_seconds,
                 metrics: self.metrics,
                 vms: self.vms,
                 windows: &windows,

@@ -283,7 +283,8 @@ impl Windows {
 
 pub struct CollectContext<'a> {
     pub now: Timestamp,
-    pub settings: &'a Settings,
+    /// the writers' period (`[influx] bucket_seconds`)
+    pub bucket_seconds: u64,
     /// the metric store of `[metrics] backend` (InfluxDB or a Prometheus-API store)
     pub metrics: &'a MetricStore,
     /// the `vms` inventory, zones joined

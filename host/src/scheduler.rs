@@ -381,7 +381,7 @@ impl Scheduler {
         // then a scaler acts on what it decided)
         let ctx = CollectContext {
             now,
-            settings: &self.settings,
+            bucket_seconds: self.settings.influx.bucket_seconds,
             metrics: &self.metrics,
             vms: &vms,
             windows: &windows,

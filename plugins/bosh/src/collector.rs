@@ -37,14 +37,13 @@ impl Collector for BoshCollector {
     }
 
     async fn collect(&self, ctx: &CollectContext<'_>) -> anyhow::Result<Vec<Reading>> {
-        let s = &ctx.settings.influx;
         let by_key = vm_metrics::VmQuery {
             db: &self.db,
             measurement: &self.measurement,
             filter: Some(("origin", &self.service_name)),
             group_by: None,
             windows: vm_metrics::windows_of(ctx.windows, Origin::Bos),
-            bucket_seconds: s.bucket_seconds,
+            bucket_seconds: ctx.bucket_seconds,
             end_epoch: ctx.now.timestamp(),
         }
         .read(ctx.metrics)

@@ -110,7 +110,7 @@ impl Collector for ContainerCollector {
         let source = ContainerSource {
             db: self.db.clone(),
             measurement: self.measurement.clone(),
-            bucket_seconds: ctx.settings.influx.bucket_seconds,
+            bucket_seconds: ctx.bucket_seconds,
         };
         let usage = read_container_usage(ctx.metrics, &source, &windows, ctx.now)
             .await

@@ -8,7 +8,7 @@
 //! comparison tolerance (1e-6) only absorbs floating-point rounding.
 
 use chrono::Utc;
-use monit_host::config::{InfluxSettings, Settings};
+use monit_host::config::InfluxSettings;
 use monit_host::influx::InfluxClient;
 use monit_host::model::{Measured, Origin, Reading, Resource, Vm};
 use monit_host::plugin::Windows;
@@ -31,14 +31,6 @@ fn collector(db: &str, measurement: &str) -> ContainerCollector {
         db: db.to_string(),
         measurement: measurement.to_string(),
     }
-}
-
-fn settings() -> Settings {
-    serde_json::from_value(serde_json::json!({
-        "monitoring_db": {"dbname": "unused"},
-        "influx": {"url": influx_url(), "bucket_seconds": 30},
-    }))
-    .unwrap()
 }
 
 fn client() -> InfluxClient {
@@ -244,12 +236,12 @@ async fn run_case(dir: &Path) -> Result<(), String> {
     let now = Utc::now();
     let points = lines(&case, now.timestamp());
     let written = influx.write(&db, &points).await;
-    let (settings, collector) = (settings(), collector(&db, &case.measurement));
+    let collector = collector(&db, &case.measurement);
     let cells = vms(&case.cells);
     let windows = windows(&case.windows);
     let ctx = CollectContext {
         now,
-        settings: &settings,
+        bucket_seconds: 30,
         metrics: &influx.clone().into(),
         vms: &cells,
         windows: &windows,
@@ -367,14 +359,14 @@ fn one_query_for_many_containers_on_many_cells() {
         create_influx_db(&influx_url(), &db).await;
         influx.write(&db, &points).await.unwrap();
     });
-    let (settings, collector) = (settings(), collector(&db, "container_metrics"));
+    let collector = collector(&db, "container_metrics");
     let windows = Windows {
         by_key: HashMap::new(),
         default: Duration::from_secs(300),
     };
     let ctx = CollectContext {
         now,
-        settings: &settings,
+        bucket_seconds: 30,
         metrics: &influx.clone().into(),
         vms: &cells,
         windows: &windows,
@@ -417,7 +409,7 @@ fn one_query_for_many_containers_on_many_cells() {
 async fn a_missing_database_fails_the_step_with_a_clear_error() {
     let db = unique_db("missing");
     let influx = client();
-    let (settings, collector) = (settings(), collector(&db, "container_metrics"));
+    let collector = collector(&db, "container_metrics");
     let cells = [cell(1, "10.0.16.21")];
     let windows = Windows {
         by_key: HashMap::new(),
@@ -425,7 +417,7 @@ async fn a_missing_database_fails_the_step_with_a_clear_error() {
     };
     let ctx = CollectContext {
         now: Utc::now(),
-        settings: &settings,
+        bucket_seconds: 30,
         metrics: &influx.clone().into(),
         vms: &cells,
         windows: &windows,
@@ -454,10 +446,7 @@ async fn an_unreachable_influxdb_fails_the_step() {
         ..InfluxSettings::default()
     })
     .unwrap();
-    let (settings, collector) = (
-        settings(),
-        collector("container_metric_db", "container_metrics"),
-    );
+    let collector = collector("container_metric_db", "container_metrics");
     let cells = [cell(1, "10.0.16.21")];
     let windows = Windows {
         by_key: HashMap::new(),
@@ -465,7 +454,7 @@ async fn an_unreachable_influxdb_fails_the_step() {
     };
     let ctx = CollectContext {
         now: Utc::now(),
-        settings: &settings,
+        bucket_seconds: 30,
         metrics: &influx.clone().into(),
         vms: &cells,
         windows: &windows,

@@ -55,14 +55,13 @@ impl Collector for PaastaCollector {
     }
 
     async fn collect(&self, ctx: &CollectContext<'_>) -> anyhow::Result<Vec<Reading>> {
-        let s = &ctx.settings.influx;
         let by_ip = vm_metrics::VmQuery {
             db: &self.db,
             measurement: &self.measurement,
             filter: None,
             group_by: Some("ip"),
             windows: vm_metrics::windows_of(ctx.windows, Origin::Pas),
-            bucket_seconds: s.bucket_seconds,
+            bucket_seconds: ctx.bucket_seconds,
             end_epoch: ctx.now.timestamp(),
         }
         .read(ctx.metrics)

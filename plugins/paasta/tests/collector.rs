@@ -7,7 +7,7 @@
 //! so the expected percentages are exact (the tolerance only absorbs rounding).
 
 use chrono::Utc;
-use monit_host::config::{InfluxSettings, Settings};
+use monit_host::config::InfluxSettings;
 use monit_host::influx::InfluxClient;
 use monit_host::model::{Measured, Origin, Reading, Resource, Vm};
 use monit_host::plugin::Windows;
@@ -173,11 +173,6 @@ async fn run_case(dir: &Path) -> Result<(), String> {
     create_influx_db(&influx_url(), &db).await;
     let now = Utc::now();
     let written = influx.write(&db, &lines(&case, now.timestamp())).await;
-    let settings: Settings = serde_json::from_value(serde_json::json!({
-        "monitoring_db": {"dbname": "unused"},
-        "influx": {"url": influx_url(), "bucket_seconds": 30},
-    }))
-    .map_err(|e| e.to_string())?;
     let vms: Vec<Vm> = case
         .vms
         .iter()
@@ -193,7 +188,7 @@ async fn run_case(dir: &Path) -> Result<(), String> {
     let windows = windows(&case.windows);
     let ctx = CollectContext {
         now,
-        settings: &settings,
+        bucket_seconds: 30,
         metrics: &influx.clone().into(),
         vms: &vms,
         windows: &windows,
@@ -243,11 +238,6 @@ async fn a_missing_database_is_an_error_naming_it() {
     })
     .unwrap();
     let db = unique("monit_test_paasta_missing");
-    let settings: Settings = serde_json::from_value(serde_json::json!({
-        "monitoring_db": {"dbname": "unused"},
-        "influx": {"url": influx_url(), "bucket_seconds": 30},
-    }))
-    .unwrap();
     let vms = vec![Vm {
         id: 1,
         zone_id: 1,
@@ -259,7 +249,7 @@ async fn a_missing_database_is_an_error_naming_it() {
     let windows = windows(&HashMap::new());
     let ctx = CollectContext {
         now: Utc::now(),
-        settings: &settings,
+        bucket_seconds: 30,
         metrics: &influx.clone().into(),
         vms: &vms,
         windows: &windows,
