@@ -295,15 +295,8 @@ fn compact(c: &Change) -> Value {
             threshold,
             notify,
             ..
-        } => {
-            put("change", json!("escalate"));
-            put("alarm_id", json!(alarm_id));
-            put("from", json!(from));
-            put("value", json!(value));
-            put("threshold", json!(threshold));
-            put("notify", json!(notify));
         }
-        Change::StepDown {
+        | Change::StepDown {
             alarm_id,
             from,
             value,
@@ -311,7 +304,12 @@ fn compact(c: &Change) -> Value {
             notify,
             ..
         } => {
-            put("change", json!("step_down"));
+            let kind = if matches!(c, Change::Escalate { .. }) {
+                "escalate"
+            } else {
+                "step_down"
+            };
+            put("change", json!(kind));
             put("alarm_id", json!(alarm_id));
             put("from", json!(from));
             put("value", json!(value));
