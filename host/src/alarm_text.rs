@@ -1,4 +1,5 @@
-//! Titles and messages of `alarms` rows, in the original's wording (spec 4.4) or in English.
+//! Titles and messages of `alarms` rows, in the original's wording (spec 4.4) or in English, and
+//! the `system` notes the batch writes in `alarm_actions`, with their times at the display offset.
 
 use crate::model::{AlarmType, Level, Origin, Target, Timestamp};
 use chrono::FixedOffset;
