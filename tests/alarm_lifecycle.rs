@@ -141,7 +141,7 @@ async fn raising_the_thresholds_under_a_critical_alarm_steps_it_down_and_the_mai
         .find(|(_, t)| t.contains("하향"))
         .unwrap_or_else(|| panic!("a step-down mail: {mails:#?}"));
     assert_eq!(subject, "[cell_z1/0]의 cpu 상태 [warning]!");
-    let threshold = percent_after(text, "임계치");
+    let threshold = percent_after(text, "사용량이");
     let usage = percent_after(text, "현재 사용률");
     assert_eq!(threshold, 95.0, "{text}");
     assert!(
@@ -219,8 +219,8 @@ async fn an_accepted_alarm_that_recovers_stays_the_operators_with_a_note_and_one
     assert_eq!(n[0], ("admin".into(), "looking into it".into()));
     assert_eq!(n[1].0, "system");
     assert!(
-        n[1].1.contains("UTC]") && n[1].1.contains("[20.00]%") && n[1].1.contains("회복"),
-        "the note says when and the value, in Korean: {n:?}"
+        n[1].1.contains("(UTC+09:00)]") && n[1].1.contains("[20.00]%") && n[1].1.contains("회복"),
+        "the note says when (at the display offset) and the value, in Korean: {n:?}"
     );
     // the unclaimed one is closed as before
     let r = row(&env, "10.0.16.22").await;
@@ -318,4 +318,230 @@ async fn auto_resolve_all_closes_an_operators_alarm_and_none_closes_nothing() {
     // and `true` closes only what nobody has taken
     let (r, _, _) = recover_under("true", true).await;
     assert_eq!(r.resolve_status, "2", "{r:?}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// What the management app shows (issue 18, item 9), run on rows this batch wrote.
+
+/// The row the app shows follows the value and the threshold on every tick at the same level,
+/// not only when a mail goes out or the level changes: the app and the mail never disagree.
+#[tokio::test]
+async fn a_still_breaching_alarm_shows_the_current_value_and_threshold_in_the_app() {
+    let env = env_with("rowtext", "").await;
+    let tag = unique("rowtext");
+    let ops = mail_to(&env, &tag).await;
+    env.add_vm("cell_z1/0", "10.0.16.21", "cel").await;
+    // every write covers the same points: a later one overwrites the values
+    let end = now_s();
+    env.write_points(&env.cf_db, &vm_points("10.0.16.21", end, 97.31))
+        .await;
+
+    // 1. critical at 97.31 % (critical threshold 90)
+    assert!(env.run_once().status.success());
+    let r = row(&env, "10.0.16.21").await;
+    assert_eq!(
+        r.alarm_message,
+        "[cell_z1/0] 의 cpu 상태 [critical]\ncpu 임계치 90% 초과.\n현재 사용률 [97.31]%"
+    );
+
+    // 2. the operator raises critical to 99 in the app and the value climbs to 99.72: still
+    //    critical, no repeat due, no mail; the row says 99 % and 99.72 %
+    env.exec("UPDATE alarm_policies SET critical_threshold = 99 WHERE origin_type = 'pas' AND alarm_type = 'cpu'")
+        .await;
+    env.write_points(&env.cf_db, &vm_points("10.0.16.21", end, 99.72))
+        .await;
+    assert!(env.run_once().status.success());
+    let r = row(&env, "10.0.16.21").await;
+    assert_eq!((r.level.as_str(), r.alarm_cnt), ("critical", 2), "{r:?}");
+    assert_eq!(r.alarm_title, "[cell_z1/0]의 cpu 상태 [critical]");
+    assert_eq!(
+        r.alarm_message,
+        "[cell_z1/0] 의 cpu 상태 [critical]\ncpu 임계치 99% 초과.\n현재 사용률 [99.72]%"
+    );
+    assert_eq!(
+        mails_with("plain", &ops).len(),
+        1,
+        "no repeat before repeat_time"
+    );
+
+    // 3. repeat_time passed at 99.5 %: the reminder and the row state the same numbers
+    env.exec("UPDATE alarms SET alarm_send_date = UTC_TIMESTAMP() - INTERVAL 11 MINUTE")
+        .await;
+    env.write_points(&env.cf_db, &vm_points("10.0.16.21", end, 99.5))
+        .await;
+    assert!(env.run_once().status.success());
+    let r = row(&env, "10.0.16.21").await;
+    assert_eq!(r.alarm_cnt, 3);
+    assert!(
+        r.alarm_message.contains("임계치 99% 초과") && r.alarm_message.ends_with("[99.50]%"),
+        "{r:?}"
+    );
+    let mails = mail_texts(&ops);
+    let (_, reminder) = mails
+        .iter()
+        .find(|(_, t)| t.contains("재알림"))
+        .unwrap_or_else(|| panic!("a reminder: {mails:#?}"));
+    assert_eq!(percent_after(reminder, "사용량이"), 99.0, "{reminder}");
+    assert_eq!(percent_after(reminder, "현재 사용률"), 99.5, "{reminder}");
+    env.cleanup().await;
+}
+
+/// The mail body is the original's, word for word where the spec gives it: "사용량이" (2.0;
+/// 4.0 wrote "임계치"), and the elapsed time as `0(분)`.
+#[tokio::test]
+async fn the_mail_body_keeps_the_originals_wording_and_the_minutes_suffix() {
+    let env = env_with("wording", "").await;
+    let tag = unique("wording");
+    let ops = mail_to(&env, &tag).await;
+    env.add_vm("cell_z1/0", "10.0.16.21", "cel").await;
+    // every write covers the same points: a later one overwrites the values
+    let end = now_s();
+    env.write_points(&env.cf_db, &vm_points("10.0.16.21", end, 97.31))
+        .await;
+    assert!(env.run_once().status.success());
+    let raw = mails_with("plain", &ops);
+    assert_eq!(raw.len(), 1);
+    let m = MessageParser::default().parse(raw[0].as_bytes()).unwrap();
+    let text = m.body_text(0).unwrap_or_default().replace("\r\n", "\n");
+    let html = m.body_html(0).unwrap_or_default().to_string();
+    assert!(
+        text.starts_with(
+            "critical : cell_z1/0의 cpu 사용량이 [90]%를 초과했습니다. 현재 사용률 [97.31]% 입니다.\n"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("경과 시간(분): 0(분)\n"), "{text}");
+    assert!(
+        html.contains("cell_z1/0의 cpu 사용량이 [90]%를 초과했습니다.")
+            && html.contains(">0(분)</td>"),
+        "{html}"
+    );
+    env.cleanup().await;
+}
+
+/// `system` notes state their time at `alarms.display_utc_offset_hours`, the offset the app
+/// shows the rows' DATETIME columns at (9 by default), not in UTC.
+#[tokio::test]
+async fn system_notes_state_their_time_at_the_display_offset() {
+    for (cfg, zone, offset_secs) in [
+        ("", "UTC+09:00", 9 * 3600),
+        (
+            "display_utc_offset_hours = -3.5",
+            "UTC-03:30",
+            -(3 * 3600 + 1800),
+        ),
+    ] {
+        let env = env_with("noteoffset", cfg).await;
+        let tag = unique("noteoffset");
+        mail_to(&env, &tag).await;
+        env.add_vm("cell_z1/0", "10.0.16.21", "cel").await;
+        let end = now_s();
+        env.write_points(&env.cf_db, &vm_points("10.0.16.21", end, 87.0))
+            .await;
+        assert!(env.run_once().status.success());
+        let id = alarm_id(&env, "10.0.16.21").await;
+        accept(&env, id).await;
+        env.write_points(&env.cf_db, &vm_points("10.0.16.21", end, 20.0))
+            .await;
+        assert!(env.run_once().status.success());
+        let (at, note): (chrono::NaiveDateTime, String) = sqlx::query_as(
+            "SELECT reg_date, alarm_action_desc FROM alarm_actions WHERE alarm_id = ? AND reg_user = 'system'",
+        )
+        .bind(id)
+        .fetch_one(&env.db)
+        .await
+        .unwrap();
+        let shown = at + chrono::Duration::seconds(offset_secs);
+        let want = format!("[{} ({zone})] ", shown.format("%Y-%m-%d %H:%M:%S"));
+        assert!(note.starts_with(&want), "{want} in {note}");
+        assert!(!note.contains(" UTC]"), "{note}");
+        env.cleanup().await;
+    }
+}
+
+/// A new alarm whose mail a silence holds: the app shows when it occurred as its send date
+/// (not 0001-01-01 00:00:00) and a `system` note saying no mail went out; the first mail, once
+/// the silence ends, sets the send date to its own time.
+#[tokio::test]
+async fn a_held_alarm_shows_when_it_occurred_and_a_note_that_no_mail_went_out() {
+    let env = env_with("heldview", "").await;
+    let tag = unique("heldview");
+    let ops = mail_to(&env, &tag).await;
+    env.add_vm("cell_z1/0", "10.0.16.21", "cel").await;
+    env.write_points(&env.cf_db, &vm_points("10.0.16.21", now_s(), 97.0))
+        .await;
+    let add = env.run(&[
+        "silence",
+        "add",
+        "--match",
+        "vm=cell_z1/*",
+        "--for",
+        "2h",
+        "--comment",
+        "disk swap",
+        "--author",
+        "kim",
+    ]);
+    assert!(add.status.success());
+
+    let sent_and_reg = |env: &TestEnv| {
+        let db = env.db.clone();
+        async move {
+            sqlx::query_as::<_, (Option<chrono::NaiveDateTime>, chrono::NaiveDateTime)>(
+                "SELECT alarm_send_date, reg_date FROM alarms WHERE alarm_type = 'cpu'",
+            )
+            .fetch_one(&db)
+            .await
+            .unwrap()
+        }
+    };
+    for tick in 1..=2 {
+        assert!(env.run_once().status.success());
+        let (sent, reg) = sent_and_reg(&env).await;
+        assert_eq!(
+            sent,
+            Some(reg),
+            "tick {tick}: the occurrence time, not NULL"
+        );
+        let id = alarm_id(&env, "10.0.16.21").await;
+        let n = notes(&env, id).await;
+        assert_eq!(n.len(), 1, "one note, when it opened: {n:?}");
+        assert_eq!(n[0].0, "system");
+        assert!(
+            n[0].1.contains("알림 보류(사일런스 적용)")
+                && n[0].1.contains("메일을 보내지 않았습니다"),
+            "{n:?}"
+        );
+        assert!(
+            n[0].1.starts_with('[') && n[0].1.contains("(UTC+09:00)]"),
+            "{n:?}"
+        );
+    }
+    assert!(mails_with("plain", &ops).is_empty());
+
+    // an hour later the silence is expired: the alarm still breaches and is mailed as new
+    env.exec(
+        "UPDATE alarms SET reg_date = reg_date - INTERVAL 1 HOUR, alarm_send_date = alarm_send_date - INTERVAL 1 HOUR",
+    )
+    .await;
+    assert!(env.run(&["silence", "expire", "1"]).status.success());
+    assert!(env.run_once().status.success());
+    let mails = mail_texts(&ops);
+    assert_eq!(mails.len(), 1, "{mails:#?}");
+    assert_eq!(mails[0].0, "[cell_z1/0]의 cpu 상태 [critical]!");
+    let (sent, reg) = sent_and_reg(&env).await;
+    let sent = sent.expect("a send date");
+    assert!(
+        sent - reg >= chrono::Duration::minutes(59),
+        "the mail's time: {sent} vs {reg}"
+    );
+    assert_eq!(
+        env.scalar_i64("SELECT COUNT(*) FROM batch_alarm_state WHERE held_since IS NOT NULL")
+            .await,
+        0
+    );
+    // told now: the next tick is a count, no second mail
+    assert!(env.run_once().status.success());
+    assert_eq!(mails_with("plain", &ops).len(), 1);
+    env.cleanup().await;
 }

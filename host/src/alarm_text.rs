@@ -1,6 +1,8 @@
-//! Titles and messages of `alarms` rows, in the original's wording (spec 4.4) or in English.
+//! Titles and messages of `alarms` rows, in the original's wording (spec 4.4) or in English, and
+//! the `system` notes the batch writes in `alarm_actions`, with their times at the display offset.
 
 use crate::model::{AlarmType, Level, Origin, Target, Timestamp};
+use chrono::FixedOffset;
 
 fn level_word(level: Level) -> &'static str {
     match level {
@@ -133,13 +135,66 @@ pub fn recovery_note(
     target: &Target,
     alarm_type: AlarmType,
     usage: Option<f64>,
-    at: Timestamp,
+    (at, offset): (Timestamp, FixedOffset),
 ) -> String {
     format!(
         "[{}] {}",
-        at.format("%Y-%m-%d %H:%M:%S UTC"),
+        display_time(at, offset),
         recovery_message(lang, target, alarm_type, usage, false)
     )
+}
+
+/// The `alarm_actions` note on an alarm recorded while its notification is held (`reason`: a
+/// hold's code, `silenced`, `maintenance` or `inhibited`): the app shows a send date for it (the
+/// time it was recorded), and this says that no mail went out and when one will.
+pub fn held_note(lang: &str, reason: &str, (at, offset): (Timestamp, FixedOffset)) -> String {
+    let at = display_time(at, offset);
+    if lang == "en" {
+        let why = match reason {
+            "silenced" => "a silence matches it",
+            "maintenance" => "its BOSH deployment is under maintenance",
+            "inhibited" => "a bigger alarm inhibits it (its VM or cell is down)",
+            other => other,
+        };
+        format!(
+            "[{at}] Notification held ({why}): no mail was sent. If it still breaches when the hold ends, it is notified as a new alarm."
+        )
+    } else {
+        let why = match reason {
+            "silenced" => "사일런스 적용",
+            "maintenance" => "BOSH 배포 작업 중",
+            "inhibited" => "상위 알림에 의한 억제: VM 또는 셀 다운",
+            other => other,
+        };
+        format!(
+            "[{at}] 알림 보류({why}): 메일을 보내지 않았습니다. 보류가 끝난 뒤에도 계속되면 새 알림으로 보냅니다."
+        )
+    }
+}
+
+/// `2024-05-01 18:30:00 (UTC+09:00)`: a time at the display offset, with that offset named, as
+/// the mail body writes it.
+pub fn display_time(t: Timestamp, offset: FixedOffset) -> String {
+    let zone = if offset.local_minus_utc() == 0 {
+        "UTC".to_string()
+    } else {
+        format!("UTC{offset}")
+    };
+    format!(
+        "{} ({zone})",
+        t.with_timezone(&offset).format("%Y-%m-%d %H:%M:%S")
+    )
+}
+
+/// The offset of `hours` east of UTC, to the second; UTC when it is none (config load checks
+/// the range, -14 to 14, so that does not happen from a loaded config).
+pub fn offset_of_hours(hours: f64) -> FixedOffset {
+    let secs = (hours * 3600.0).round();
+    let utc = chrono::Offset::fix(&chrono::Utc);
+    if !secs.is_finite() {
+        return utc;
+    }
+    FixedOffset::east_opt(secs as i32).unwrap_or(utc)
 }
 
 #[cfg(test)]
@@ -158,23 +213,63 @@ mod tests {
     }
 
     #[test]
-    fn a_recovery_note_says_when_and_the_value_in_the_configured_language() {
+    fn a_recovery_note_says_when_and_the_value_in_the_configured_language_and_offset() {
         let at = chrono::Utc.with_ymd_and_hms(2026, 11, 29, 7, 5, 0).unwrap();
-        let ko = recovery_note("ko", &vm(), AlarmType::Cpu, Some(12.345), at);
+        let kst = offset_of_hours(9.0);
+        let ko = recovery_note("ko", &vm(), AlarmType::Cpu, Some(12.345), (at, kst));
         assert_eq!(
             ko,
-            "[2026-11-29 07:05:00 UTC] [cell_z1/0]의 cpu 상태가 정상으로 회복되었습니다 [12.35]%. (자동 해제하지 않음: 처리 상태는 담당자가 정합니다)"
+            "[2026-11-29 16:05:00 (UTC+09:00)] [cell_z1/0]의 cpu 상태가 정상으로 회복되었습니다 [12.35]%. (자동 해제하지 않음: 처리 상태는 담당자가 정합니다)"
         );
-        let en = recovery_note("en", &vm(), AlarmType::Cpu, Some(12.345), at);
+        let en = recovery_note(
+            "en",
+            &vm(),
+            AlarmType::Cpu,
+            Some(12.345),
+            (at, offset_of_hours(0.0)),
+        );
         assert!(
             en.starts_with(
-                "[2026-11-29 07:05:00 UTC] [cell_z1/0] cpu recovered [12.35]%; the alarm stays open"
+                "[2026-11-29 07:05:00 (UTC)] [cell_z1/0] cpu recovered [12.35]%; the alarm stays open"
             ),
             "{en}"
         );
         assert!(
             recovery_message("en", &vm(), AlarmType::Cpu, None, true)
                 .contains("resolved by the batch")
+        );
+    }
+
+    #[test]
+    fn offsets_cover_half_hours_and_never_panic() {
+        let at = chrono::Utc
+            .with_ymd_and_hms(2026, 11, 29, 23, 45, 0)
+            .unwrap();
+        assert_eq!(
+            display_time(at, offset_of_hours(5.5)),
+            "2026-11-30 05:15:00 (UTC+05:30)"
+        );
+        assert_eq!(
+            display_time(at, offset_of_hours(-3.0)),
+            "2026-11-29 20:45:00 (UTC-03:00)"
+        );
+        for bad in [f64::NAN, f64::INFINITY, 1e12, -30.0] {
+            assert_eq!(offset_of_hours(bad).local_minus_utc(), 0, "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_held_note_says_no_mail_went_out_and_why() {
+        let at = chrono::Utc.with_ymd_and_hms(2026, 11, 29, 7, 5, 0).unwrap();
+        let ko = held_note("ko", "silenced", (at, offset_of_hours(9.0)));
+        assert!(
+            ko.starts_with("[2026-11-29 16:05:00 (UTC+09:00)] 알림 보류(사일런스 적용)"),
+            "{ko}"
+        );
+        let en = held_note("en", "maintenance", (at, offset_of_hours(9.0)));
+        assert!(
+            en.contains("no mail was sent") && en.contains("maintenance"),
+            "{en}"
         );
     }
 }

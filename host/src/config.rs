@@ -310,6 +310,11 @@ pub struct AlarmSettings {
     pub resource_url: Option<String>,
     /// Accepted for config.ini compatibility and ignored: all times are UTC, no gap is needed.
     pub gmt_time_hour_gap: i64,
+    /// Offset from UTC, in hours, of the times the batch writes as text into rows the
+    /// management app shows (the `system` notes in `alarm_actions`). The app adds its own
+    /// `gmt.time.hour.gap` (9 in PaaS-TA) to the DATETIME columns, so a note in UTC would read
+    /// 9 hours off next to them. -14 to 14.
+    pub display_utc_offset_hours: f64,
     /// First retry delay of a failed notification; doubles per attempt up to the maximum.
     pub retry_min_seconds: u64,
     pub retry_max_seconds: u64,
@@ -348,6 +353,7 @@ impl Default for AlarmSettings {
             default_repeat_minutes: 10,
             resource_url: None,
             gmt_time_hour_gap: 0,
+            display_utc_offset_hours: 9.0,
             retry_min_seconds: 30,
             retry_max_seconds: 3600,
             notify_budget_seconds: 20,
@@ -358,6 +364,13 @@ impl Default for AlarmSettings {
             maintenance_grace_minutes: 10,
             maintenance_from_bosh: true,
         }
+    }
+}
+
+impl AlarmSettings {
+    /// `display_utc_offset_hours` as an offset (range-checked at load; UTC if it is not one).
+    pub fn display_offset(&self) -> chrono::FixedOffset {
+        crate::alarm_text::offset_of_hours(self.display_utc_offset_hours)
     }
 }
 
@@ -654,6 +667,11 @@ impl Settings {
             0..=525_600,
         )?;
         check_range("alarms.gmt_time_hour_gap", a.gmt_time_hour_gap, -24..=24)?;
+        check_range(
+            "alarms.display_utc_offset_hours",
+            a.display_utc_offset_hours,
+            -14.0..=14.0,
+        )?;
         check_range("alarms.retry_min_seconds", a.retry_min_seconds, 0..=DAY)?;
         check_range("alarms.retry_max_seconds", a.retry_max_seconds, 0..=7 * DAY)?;
         check_range(

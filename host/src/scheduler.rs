@@ -305,7 +305,8 @@ impl Scheduler {
                             vms::Removal::after_minutes(
                                 now,
                                 self.settings.batch.vm_removal_grace_minutes,
-                            ),
+                            )
+                            .noting_times_at(self.settings.alarms.display_offset()),
                             self.fence()?.as_ref(),
                         )
                         .await
@@ -510,6 +511,7 @@ impl Scheduler {
                 language: &a.language,
                 resource_url: a.resource_url.as_deref(),
                 holds: &holds,
+                display_offset: a.display_offset(),
             };
             store::apply_changes(
                 &self.pool,

@@ -328,6 +328,7 @@ fn every_number_is_range_checked_naming_the_key() {
         ("alarms", "default_measure_seconds", "0"),
         ("alarms", "default_repeat_minutes", "9999999999"),
         ("alarms", "gmt_time_hour_gap", "-100"),
+        ("alarms", "display_utc_offset_hours", "-14.5"),
         ("alarms", "retry_min_seconds", "9999999999"),
         ("alarms", "retry_max_seconds", "9999999999"),
         ("alarms", "notify_budget_seconds", "0"),

@@ -58,6 +58,7 @@ async fn write(db: &TestDb, changes: &[Change], open: &[OpenAlarm], now: Timesta
         language: "en",
         resource_url: None,
         holds: &Default::default(),
+        display_offset: chrono::Offset::fix(&chrono::Utc),
     };
     store::apply_changes(&db.pool, changes, &[], open, now, &outbox, None)
         .await

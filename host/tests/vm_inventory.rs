@@ -373,7 +373,9 @@ async fn sync_at(
     monit_host::store::vms::apply_snapshot(
         &db.pool,
         &snap(vms),
-        Removal::after_minutes(at(minutes), grace_minutes),
+        // notes state their times as the app shows the rows' dates (UTC+9)
+        Removal::after_minutes(at(minutes), grace_minutes)
+            .noting_times_at(chrono::FixedOffset::east_opt(9 * 3600).unwrap()),
     )
     .await
     .unwrap()
@@ -522,6 +524,12 @@ async fn a_vm_missing_beyond_the_grace_is_removed_and_its_open_alarms_closed_wit
         assert_eq!(notes.len(), 1, "{notes:?}");
         assert!(
             notes[0].contains("VM b/0 removed from the BOSH inventory"),
+            "{notes:?}"
+        );
+        // missing since minute 10 (06:10 UTC), stated at the display offset
+        assert!(
+            notes[0]
+                .contains("missing from the BOSH inventory since 2026-11-29 15:10:00 (UTC+09:00)"),
             "{notes:?}"
         );
     }

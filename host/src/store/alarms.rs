@@ -16,7 +16,7 @@ pub async fn load_open_alarms(pool: &MySqlPool) -> anyhow::Result<Vec<OpenAlarm>
     let rows = sqlx::query(
         "SELECT CAST(a.id AS SIGNED) AS id, a.origin_type, CAST(a.origin_id AS SIGNED) AS origin_id, a.alarm_type, \
          a.level, a.resolve_status, a.reg_date, a.alarm_send_date, a.app_name, CAST(a.app_index AS SIGNED) AS app_index, \
-         (s.recovered_at IS NOT NULL) AS recovered, s.notified_level \
+         (s.recovered_at IS NOT NULL) AS recovered, s.notified_level, (s.held_since IS NOT NULL) AS held \
          FROM alarms a LEFT JOIN batch_alarm_state s ON s.alarm_id = a.id \
          WHERE a.resolve_status IN ('1', '2') ORDER BY a.id",
     )
@@ -61,7 +61,13 @@ pub async fn load_open_alarms(pool: &MySqlPool) -> anyhow::Result<Vec<OpenAlarm>
                 OpenStatus::Raised
             },
             raised_at: row.try_get("reg_date")?,
-            last_sent: row.try_get("alarm_send_date")?,
+            // A held alarm's row carries its occurrence time as alarm_send_date (for the app);
+            // for the engine it was never notified.
+            last_sent: if row.try_get::<i64, _>("held")? != 0 {
+                None
+            } else {
+                row.try_get("alarm_send_date")?
+            },
             app_name: row.try_get("app_name")?,
             app_index: row
                 .try_get::<Option<i64>, _>("app_index")?
@@ -84,6 +90,8 @@ pub struct Outbox<'a> {
     pub resource_url: Option<&'a str>,
     /// alarms recorded but not notified this tick (silence, maintenance, inhibition)
     pub holds: &'a crate::hold::Holds,
+    /// offset of the times written as text in `alarm_actions` notes (`alarms.display_utc_offset_hours`)
+    pub display_offset: chrono::FixedOffset,
 }
 
 fn payload(
@@ -152,7 +160,11 @@ pub async fn apply_changes(
         fence.check(&mut tx).await?;
     }
     let mut queued: Vec<Notification> = Vec::new();
-    let mut counted: Vec<i64> = Vec::new();
+    // (alarm, title, message) of alarms counted without a notification: the row shows the
+    // current value and threshold all the same
+    let mut counted: Vec<(i64, String, String)> = Vec::new();
+    // new alarms whose notification is held, with the hold's code
+    let mut held_opened: Vec<(i64, &'static str)> = Vec::new();
     // (alarm, level) of every notification: batch_alarm_state.notified_level
     let mut notified: Vec<(i64, Level)> = Vec::new();
     let rendered = |ch: &Change| {
@@ -173,8 +185,11 @@ pub async fn apply_changes(
             } => {
                 let (title, message) = rendered(ch);
                 let app = target.app.as_ref();
-                // held: recorded, never notified (no alarm_send_date) until the hold ends
-                let sent_at = (!held(ch)).then_some(now);
+                // Held: recorded, not notified until the hold ends. alarm_send_date still gets
+                // the time (the app shows a NULL one as 0001-01-01 and leaves the row out of
+                // date-filtered counts); batch_alarm_state.held_since and a note say no mail went
+                // out.
+                let hold = out.holds.reason(target, *alarm_type);
                 let res = sqlx::query(
                     "INSERT INTO alarms (origin_type, origin_id, alarm_type, level, ip, app_yn, app_name, app_index, \
                      container_name, alarm_title, alarm_message, resolve_status, alarm_cnt, reg_date, reg_user, \
@@ -194,12 +209,13 @@ pub async fn apply_changes(
                 .bind(&message)
                 .bind(now)
                 .bind(now)
-                .bind(sent_at)
+                .bind(now)
                 .execute(&mut *tx)
                 .await
                 .context("inserting an alarm")?;
                 let id = res.last_insert_id() as i64;
-                if sent_at.is_none() {
+                if let Some(reason) = hold {
+                    held_opened.push((id, reason.code()));
                     continue;
                 }
                 notified.push((id, *level));
@@ -270,14 +286,18 @@ pub async fn apply_changes(
                 level,
                 ..
             } => {
+                let (title, message) = rendered(ch);
                 if !renotify || held(ch) {
-                    counted.push(*alarm_id);
+                    counted.push((*alarm_id, title, message));
                     continue;
                 }
                 sqlx::query(
-                    "UPDATE alarms SET alarm_cnt = alarm_cnt + 1, alarm_send_date = ?, modi_date = ?, modi_user = 'bat' \
+                    "UPDATE alarms SET alarm_cnt = alarm_cnt + 1, alarm_title = ?, alarm_message = ?, \
+                     alarm_send_date = ?, modi_date = ?, modi_user = 'bat' \
                      WHERE id = ? AND resolve_status IN ('1', '2')",
                 )
+                .bind(truncate(&title, 5000))
+                .bind(&message)
                 .bind(now)
                 .bind(now)
                 .bind(alarm_id)
@@ -285,7 +305,6 @@ pub async fn apply_changes(
                 .await
                 .context("counting an alarm")?;
                 notified.push((*alarm_id, *level));
-                let (title, message) = rendered(ch);
                 queued.push(payload(
                     NotificationKind::Repeated,
                     *alarm_id,
@@ -316,7 +335,13 @@ pub async fn apply_changes(
                     close_by_system(&mut tx, &notes, now).await?;
                 }
                 if !keep_ids.is_empty() {
-                    let note = alarm_text::recovery_note(lang, target, *alarm_type, *value, now);
+                    let note = alarm_text::recovery_note(
+                        lang,
+                        target,
+                        *alarm_type,
+                        *value,
+                        (now, out.display_offset),
+                    );
                     keep_recovered(&mut tx, &keep_ids, &note, now).await?;
                 }
                 let lead = alarm_ids.first().copied().unwrap_or(0);
@@ -346,23 +371,17 @@ pub async fn apply_changes(
             }
         }
     }
-    // Unchanged breaching alarms are counted in one statement, however many there are.
-    if !counted.is_empty() {
-        let mut q = QueryBuilder::new(
-            "UPDATE alarms SET alarm_cnt = alarm_cnt + 1 WHERE resolve_status IN ('1', '2') AND ",
-        );
-        push_id_in(&mut q, "id", &counted);
-        q.build()
-            .execute(&mut *tx)
-            .await
-            .context("counting alarms")?;
-    }
+    count_unnotified(&mut tx, &counted).await?;
+    hold_new(&mut tx, &held_opened, lang, (now, out.display_offset)).await?;
     if !notified.is_empty() {
         let mut q = QueryBuilder::new("INSERT INTO batch_alarm_state (alarm_id, notified_level) ");
         q.push_values(&notified, |mut b, (id, level)| {
             b.push_bind(id).push_bind(level.code());
         });
-        q.push(" ON DUPLICATE KEY UPDATE notified_level = VALUES(notified_level)");
+        // notified: no longer a held alarm that was never told
+        q.push(
+            " ON DUPLICATE KEY UPDATE notified_level = VALUES(notified_level), held_since = NULL",
+        );
         q.build()
             .execute(&mut *tx)
             .await
@@ -402,6 +421,66 @@ pub async fn apply_changes(
 }
 
 type Tx<'c> = sqlx::Transaction<'c, sqlx::MySql>;
+
+/// Alarms still breaching at their level without a notification this tick: `alarm_cnt` + 1 and
+/// the title and message rendered for the current value and threshold, a few hundred rows per
+/// statement (the rows differ in text, so one `IN (...)` cannot carry them).
+async fn count_unnotified(tx: &mut Tx<'_>, rows: &[(i64, String, String)]) -> anyhow::Result<()> {
+    for chunk in rows.chunks(500) {
+        let mut q = QueryBuilder::new("UPDATE alarms a JOIN (");
+        for (i, (id, title, message)) in chunk.iter().enumerate() {
+            q.push(if i == 0 {
+                "SELECT "
+            } else {
+                " UNION ALL SELECT "
+            });
+            q.push_bind(*id)
+                .push(" AS id, ")
+                .push_bind(truncate(title, 5000))
+                .push(" AS title, ")
+                .push_bind(message.as_str())
+                .push(" AS message");
+        }
+        q.push(
+            ") v ON a.id = v.id SET a.alarm_cnt = a.alarm_cnt + 1, a.alarm_title = v.title, \
+             a.alarm_message = v.message WHERE a.resolve_status IN ('1', '2')",
+        );
+        q.build()
+            .execute(&mut **tx)
+            .await
+            .context("counting alarms")?;
+    }
+    Ok(())
+}
+
+/// New alarms whose notification is held: marked held (the engine reads them as never
+/// notified, whatever alarm_send_date says) and a `system` note saying no mail went out.
+async fn hold_new(
+    tx: &mut Tx<'_>,
+    held: &[(i64, &'static str)],
+    lang: &str,
+    at: (Timestamp, chrono::FixedOffset),
+) -> anyhow::Result<()> {
+    // a maintenance hold can open thousands at once: bounded statements
+    for chunk in held.chunks(1000) {
+        let mut q = QueryBuilder::new("INSERT INTO batch_alarm_state (alarm_id, held_since) ");
+        q.push_values(chunk, |mut b, (id, _)| {
+            b.push_bind(id).push_bind(at.0);
+        });
+        q.push(" ON DUPLICATE KEY UPDATE held_since = VALUES(held_since)");
+        q.build()
+            .execute(&mut **tx)
+            .await
+            .context("marking held alarms in batch_alarm_state")?;
+        let notes: Vec<(i64, String)> = chunk
+            .iter()
+            .map(|(id, reason)| (*id, alarm_text::held_note(lang, reason, at)))
+            .collect();
+        let notes: Vec<(i64, &str)> = notes.iter().map(|(id, n)| (*id, n.as_str())).collect();
+        add_actions(tx, &notes, at.0).await?;
+    }
+    Ok(())
+}
 
 /// Moves an open alarm to the change's level in place: level, title, message (rendered for the
 /// new level and value) and alarm_cnt; alarm_send_date only when it is notified. Returns the

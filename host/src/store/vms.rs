@@ -41,6 +41,8 @@ pub struct Removal {
     pub now: Timestamp,
     /// how long a VM may be missing before it is removed; zero removes it at once
     pub grace: chrono::Duration,
+    /// offset of the times in the `alarm_actions` notes it writes (`alarms.display_utc_offset_hours`)
+    pub display_offset: chrono::FixedOffset,
 }
 
 impl Removal {
@@ -49,6 +51,7 @@ impl Removal {
         Self {
             now,
             grace: chrono::Duration::zero(),
+            display_offset: chrono::Offset::fix(&chrono::Utc),
         }
     }
 
@@ -59,7 +62,19 @@ impl Removal {
             .ok()
             .and_then(chrono::Duration::try_minutes)
             .unwrap_or(chrono::Duration::MAX);
-        Self { now, grace }
+        Self {
+            now,
+            grace,
+            display_offset: chrono::Offset::fix(&chrono::Utc),
+        }
+    }
+
+    /// Notes state their times at `offset` (UTC unless set).
+    pub fn noting_times_at(self, offset: chrono::FixedOffset) -> Self {
+        Self {
+            display_offset: offset,
+            ..self
+        }
     }
 
     /// An absence that started at `since` has run out its grace.
@@ -282,8 +297,8 @@ async fn apply_in(
             ))
         } else if removal.expired(since) {
             Some(format!(
-                "missing from the BOSH inventory since {} UTC (longer than the removal grace)",
-                since.format("%Y-%m-%d %H:%M:%S")
+                "missing from the BOSH inventory since {} (longer than the removal grace)",
+                crate::alarm_text::display_time(since, removal.display_offset)
             ))
         } else {
             None

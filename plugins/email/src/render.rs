@@ -25,6 +25,8 @@ struct Words {
     server: &'static str,
     occurred: &'static str,
     elapsed: &'static str,
+    /// after the number of minutes in the elapsed cell: the original wrote `0(분)`
+    minutes: &'static str,
     details: &'static str,
     recovered: &'static str,
     copyright: &'static str,
@@ -37,6 +39,7 @@ const KO: Words = Words {
     server: "서버 이름",
     occurred: "발생 시간",
     elapsed: "경과 시간(분)",
+    minutes: "(분)",
     details: "상세 내용",
     recovered: "회복",
     copyright: "Copyright © PaaS-Ta All rights reserved",
@@ -49,6 +52,7 @@ const EN: Words = Words {
     server: "server name",
     occurred: "occurred at",
     elapsed: "elapsed (min)",
+    minutes: " min",
     details: "details",
     recovered: "recovered",
     copyright: "Copyright © PaaS-Ta All rights reserved",
@@ -89,17 +93,10 @@ fn html_lines(s: &str) -> String {
         .join("<br>")
 }
 
-/// `2024-05-01 18:30:00 (UTC+09:00)`: the time at the display offset, with that offset named.
+/// `2024-05-01 18:30:00 (UTC+09:00)`: the time at the display offset, with that offset named
+/// (the host writes its `alarm_actions` notes the same way).
 pub fn display_time(t: Timestamp, offset: FixedOffset) -> String {
-    let zone = if offset.local_minus_utc() == 0 {
-        "UTC".to_string()
-    } else {
-        format!("UTC{offset}")
-    };
-    format!(
-        "{} ({zone})",
-        t.with_timezone(&offset).format("%Y-%m-%d %H:%M:%S")
-    )
+    monit_host::alarm_text::display_time(t, offset)
 }
 
 /// Whole minutes from the alarm's start to this event, never negative.
@@ -154,9 +151,10 @@ fn status_message(n: &Notification) -> String {
             (Some(thr), Some(u)) if en => {
                 format!("{name}'s {ty} threshold [{thr:.0}]% exceeded, current usage [{u}]%.")
             }
+            // the original's words (2.0; 4.0 wrote 임계치 for 사용량이)
             (Some(thr), Some(u)) => {
                 format!(
-                    "{name}의 {ty} 임계치 [{thr:.0}]%를 초과했습니다. 현재 사용률 [{u}]% 입니다."
+                    "{name}의 {ty} 사용량이 [{thr:.0}]%를 초과했습니다. 현재 사용률 [{u}]% 입니다."
                 )
             }
             _ => n.message.trim().to_string(),
@@ -199,7 +197,7 @@ pub fn render(n: &Notification, offset: FixedOffset) -> RenderedMail {
     let note = kind_note(n);
     let server = n.server_name();
     let occurred = display_time(n.raised_at, offset);
-    let elapsed = elapsed_minutes(n).to_string();
+    let elapsed = format!("{}{}", elapsed_minutes(n), w.minutes);
     let link = n.monitor_link();
     // The stored alarm_message carries what the short line leaves out (the cell, the IP…).
     let details = n.message.trim();
@@ -316,7 +314,7 @@ mod tests {
         let m = render(&notification(), kst());
         assert_eq!(m.subject, "[router_z1/0]의 cpu 상태 [warning]!");
         assert!(m.text.starts_with(
-            "warning : router_z1/0의 cpu 임계치 [85]%를 초과했습니다. 현재 사용률 [91.23]% 입니다.\n"
+            "warning : router_z1/0의 cpu 사용량이 [85]%를 초과했습니다. 현재 사용률 [91.23]% 입니다.\n"
         ));
         assert!(
             m.text
@@ -328,7 +326,8 @@ mod tests {
             "{}",
             m.text
         );
-        assert!(m.text.contains("경과 시간(분): 42"), "{}", m.text);
+        assert!(m.text.contains("경과 시간(분): 42(분)\n"), "{}", m.text);
+        assert!(m.html.contains(">42(분)</td>"), "{}", m.html);
         assert!(m.html.contains("<a href=\"http://monitor.example.org\""));
         assert!(
             m.html
@@ -381,7 +380,7 @@ mod tests {
         assert_eq!(m.subject, "[router_z1/0]의 cpu 상태 [warning]!");
         assert!(
             m.text.starts_with(
-                "warning : router_z1/0의 cpu 임계치 [95]%를 초과했습니다. 현재 사용률 [97.03]% 입니다.\n알림 등급이 warning(으)로 하향되었습니다."
+                "warning : router_z1/0의 cpu 사용량이 [95]%를 초과했습니다. 현재 사용률 [97.03]% 입니다.\n알림 등급이 warning(으)로 하향되었습니다."
             ),
             "{}",
             m.text

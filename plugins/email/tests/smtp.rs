@@ -191,7 +191,7 @@ async fn plain_mail_has_headers_both_parts_the_link_and_every_recipient() {
     let html = mail.body_html(0).unwrap();
     assert!(
         text.starts_with(&format!(
-            "warning : vm-{m}의 cpu 임계치 [85]%를 초과했습니다. 현재 사용률 [91.50]% 입니다."
+            "warning : vm-{m}의 cpu 사용량이 [85]%를 초과했습니다. 현재 사용률 [91.50]% 입니다."
         )),
         "{text}"
     );
@@ -199,7 +199,7 @@ async fn plain_mail_has_headers_both_parts_the_link_and_every_recipient() {
         text.contains("PaaS-Ta Monitor로 이동: https://monitor.example.org/"),
         "{text}"
     );
-    assert!(text.contains("경과 시간(분): 17"), "{text}");
+    assert!(text.contains("경과 시간(분): 17(분)"), "{text}");
     assert!(text.contains("(UTC+09:00)"), "{text}");
     assert!(
         html.contains("<a href=\"https://monitor.example.org/\""),
@@ -217,7 +217,7 @@ async fn plain_mail_has_headers_both_parts_the_link_and_every_recipient() {
         "{html}"
     );
     assert!(
-        html.contains("<td style=\"padding:8px 6px;\">17</td>"),
+        html.contains("<td style=\"padding:8px 6px;\">17(분)</td>"),
         "{html}"
     );
 }
