@@ -253,8 +253,9 @@ pub struct SilenceRow {
     pub matchers: Vec<Matcher>,
     pub author: String,
     pub comment: String,
-    /// None when the column holds no valid time (see `problems`)
+    /// None when the column holds no valid time
     pub created_at: Option<Timestamp>,
+    /// None when the column holds no valid time (see `problems`)
     pub ends_at: Option<Timestamp>,
     /// false: the row holds nothing; `problems` says why
     pub valid: bool,
@@ -272,7 +273,7 @@ impl SilenceRow {
             matchers: self.matchers.clone(),
             author: self.author.clone(),
             comment: self.comment.clone(),
-            created_at: self.created_at?,
+            created_at: self.created_at.or(self.ends_at)?,
             ends_at: self.ends_at?,
         })
     }
@@ -294,11 +295,13 @@ impl SilenceRow {
         let author = text("author").unwrap_or_default();
         let comment = text("comment").unwrap_or_default();
         let raw_matchers = text("matchers");
-        let created_raw = text("created_at");
         let ends_raw = text("ends_at");
-        let created_at = created_raw
-            .as_deref()
-            .and_then(|v| time_or_problem("created_at", v, &mut problems));
+        let created_raw = row
+            .try_get::<Option<String>, _>("created_at")
+            .ok()
+            .flatten();
+        // when it was made is for the reader only: a bad one does not stop it holding
+        let created_at = created_raw.as_deref().and_then(parse_db_time);
         let ends_at = ends_raw
             .as_deref()
             .and_then(|v| time_or_problem("ends_at", v, &mut problems));
@@ -322,13 +325,17 @@ impl SilenceRow {
 /// A DATETIME as MariaDB prints it (UTC, as the batch writes it); a zero or invalid date is a
 /// problem of the row, not an error.
 fn time_or_problem(col: &str, raw: &str, problems: &mut Vec<String>) -> Option<Timestamp> {
-    match chrono::NaiveDateTime::parse_from_str(raw.trim(), "%Y-%m-%d %H:%M:%S%.f") {
-        Ok(t) => Some(t.and_utc()),
-        Err(_) => {
-            problems.push(format!("{col} '{raw}' is not a valid time"));
-            None
-        }
+    let t = parse_db_time(raw);
+    if t.is_none() {
+        problems.push(format!("{col} '{raw}' is not a valid time"));
     }
+    t
+}
+
+fn parse_db_time(raw: &str) -> Option<Timestamp> {
+    chrono::NaiveDateTime::parse_from_str(raw.trim(), "%Y-%m-%d %H:%M:%S%.f")
+        .ok()
+        .map(|t| t.and_utc())
 }
 
 fn matchers_or_problems(raw: &str, problems: &mut Vec<String>) -> Vec<Matcher> {
