@@ -288,7 +288,8 @@ async fn a_digest_of_alarms_whose_hold_was_cut_short_says_why_once() {
     let (env, ops) = env_with(
         "maxholddigest",
         &bosh_section(&fake),
-        "maintenance_max_hours = 3\ndigest_threshold = 1\nlanguage = \"en\"",
+        // the default bound (6 h) against the task, stuck for 30 days
+        "digest_threshold = 1\nlanguage = \"en\"",
     )
     .await;
     only_router_and_director_report(&env).await;
@@ -306,7 +307,8 @@ async fn a_digest_of_alarms_whose_hold_was_cut_short_says_why_once() {
         "{body}"
     );
     assert!(
-        body.contains("BOSH task 77 (recreate instances) on deployment paasta"),
+        body.contains("BOSH task 77 (recreate instances) on deployment paasta")
+            && body.contains("alarms.maintenance_max_hours (6 h)"),
         "{body}"
     );
     env.cleanup().await;
