@@ -420,13 +420,15 @@ async fn a_silence_longer_than_a_year_is_refused_naming_the_flag_and_the_maximum
 }
 
 /// Rows no silence command wrote, as MariaDB keeps them with a lax sql_mode: a zero end date,
-/// a zero start, matchers that are not JSON. Returns their ids.
+/// matchers that are not JSON (their ids are returned), and a zero start on a silence that is
+/// otherwise fine (id 52, of a VM that does not exist).
 async fn insert_broken_silences(env: &TestEnv) -> (i64, i64) {
     env.exec(
         "SET @mode = @@SESSION.sql_mode; SET SESSION sql_mode = ''; \
          INSERT INTO batch_silences (id, matchers, author, comment, created_at, ends_at) VALUES \
          (50, '[{\"key\":\"vm\",\"value\":\"router_z1/*\"}]', 'kim', 'for 500000w', '0000-00-00 00:00:00', '0000-00-00 00:00:00'), \
-         (51, '{not json', 'lee', 'garbage', UTC_TIMESTAMP(), UTC_TIMESTAMP() + INTERVAL 1 DAY); \
+         (51, '{not json', 'lee', 'garbage', UTC_TIMESTAMP(), UTC_TIMESTAMP() + INTERVAL 1 DAY), \
+         (52, '[{\"key\":\"vm\",\"value\":\"nowhere/*\"}]', 'choi', 'no start', '0000-00-00', UTC_TIMESTAMP() + INTERVAL 1 DAY); \
          SET SESSION sql_mode = @mode;",
     )
     .await;
@@ -481,6 +483,10 @@ async fn a_zero_date_or_garbage_silence_row_is_listed_as_invalid_the_tick_runs_a
             "{g}"
         );
         assert!(line(1).contains("active"), "{text}");
+        assert!(
+            line(52).contains("active"),
+            "a bad start alone holds on: {text}"
+        );
         assert!(stderr(&out).contains("hold nothing"), "{}", stderr(&out));
     }
     let rows = silence_rows_json(&env, true);
@@ -496,6 +502,8 @@ async fn a_zero_date_or_garbage_silence_row_is_listed_as_invalid_the_tick_runs_a
     );
     assert_eq!(row(garbage)["valid"], false);
     assert_eq!(row(1)["valid"], true);
+    assert_eq!(row(52)["valid"], true);
+    assert_eq!(row(52)["created_at"], serde_json::Value::Null);
 
     // the tick runs: the valid silence holds, the garbage row is skipped with a warning
     let tick = env.run_once();
@@ -528,8 +536,8 @@ async fn a_zero_date_or_garbage_silence_row_is_listed_as_invalid_the_tick_runs_a
         .collect();
     assert_eq!(
         active,
-        vec![1],
-        "only the valid silence is still listed as active"
+        vec![52, 1],
+        "only the valid silences are still listed"
     );
     let again = env.run(&["silence", "expire", &zero.to_string()]);
     assert!(!again.status.success());

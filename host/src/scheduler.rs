@@ -602,7 +602,7 @@ impl Scheduler {
             }
             Ok(Some(tasks)) => {
                 for t in &tasks {
-                    tracing::info!(deployment = %crate::visible::escape(&t.deployment), task = t.task_id, description = %crate::visible::escape(&t.description), "director task in progress: the deployment's alarms are held back");
+                    tracing::info!(deployment = %crate::visible::escape(&t.deployment), task = t.task_id, description = %crate::visible::escape(&t.description), "director task in progress: the deployment is under maintenance (alarms held up to alarms.maintenance_max_hours)");
                 }
                 if let Err(e) = maintenance::record_tasks(&self.pool, &tasks, now).await {
                     tracing::warn!("maintenance/{name}: {e:#}");

@@ -199,10 +199,9 @@ pub fn parse_duration(s: &str) -> Result<chrono::Duration, String> {
 pub fn parse_silence_duration(s: &str) -> Result<chrono::Duration, String> {
     let d = parse_duration(s)?;
     if d > MAX_SILENCE {
+        // clap names the flag and the value; this says the bound
         return Err(format!(
-            "--for {}: longer than the maximum of {}d (one year); a silence is for known work, \
-             change the alarm policy for anything longer",
-            crate::visible::escape(s.trim()),
+            "a silence lasts at most {}d (one year); for anything longer change the alarm policy",
             MAX_SILENCE.num_days()
         ));
     }
@@ -600,7 +599,7 @@ mod tests {
         assert_eq!(parse_silence_duration("52w").unwrap().num_days(), 364);
         for long in ["366d", "53w", "500000w", "8761h"] {
             let e = parse_silence_duration(long).unwrap_err();
-            assert!(e.contains("--for") && e.contains("365d"), "{long}: {e}");
+            assert!(e.contains("at most 365d"), "{long}: {e}");
         }
         assert!(
             parse_silence_duration("soon")
