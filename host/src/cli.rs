@@ -92,7 +92,7 @@ pub enum SilenceAction {
         /// memory, disk, fail), app (`*` globs), deployment (`*` globs). Repeat: all must match.
         #[arg(long = "match", required = true, value_parser = parse_matcher)]
         matchers: Vec<crate::silence::Matcher>,
-        /// how long: 30m, 2h, 1d, 1h30m
+        /// how long: 30m, 2h, 1d, 1h30m; at most 365d
         #[arg(long = "for", value_parser = parse_silence_duration)]
         duration: chrono::Duration,
         /// why (shown in `silence list`)
@@ -102,7 +102,8 @@ pub enum SilenceAction {
         #[arg(long)]
         author: Option<String>,
     },
-    /// List the active silences (--all: ended ones too).
+    /// List the active silences (--all: ended ones too), and rows that hold nothing because
+    /// they are invalid (a zero end date, unreadable matchers).
     List {
         #[arg(long)]
         all: bool,
@@ -118,7 +119,7 @@ fn parse_matcher(s: &str) -> Result<crate::silence::Matcher, String> {
 }
 
 fn parse_silence_duration(s: &str) -> Result<chrono::Duration, String> {
-    crate::silence::parse_duration(s)
+    crate::silence::parse_silence_duration(s)
 }
 
 #[derive(Subcommand, Debug)]
@@ -567,6 +568,7 @@ async fn silence_command(
     pool: &sqlx::MySqlPool,
     action: &SilenceAction,
 ) -> anyhow::Result<ExitCode> {
+    use crate::visible::escape;
     let now = chrono::Utc::now();
     match action {
         SilenceAction::Add {
@@ -589,9 +591,10 @@ async fn silence_command(
             let id = crate::silence::add(pool, matchers, &author, comment, now, ends_at).await?;
             let m: Vec<String> = matchers.iter().map(ToString::to_string).collect();
             println!(
-                "silence {id} added: {} until {} by {author}",
+                "silence {id} added: {} until {} by {}",
                 m.join(" "),
-                ends_at.format("%Y-%m-%dT%H:%M:%SZ")
+                ends_at.format("%Y-%m-%dT%H:%M:%SZ"),
+                escape(&author)
             );
         }
         SilenceAction::List { all, json } => {
@@ -599,16 +602,36 @@ async fn silence_command(
             if *json {
                 println!("{}", serde_json::to_string_pretty(&list)?);
             } else {
-                for s in list {
+                // one line per row, whatever its author or comment hold (see `visible`)
+                for s in &list {
                     let m: Vec<String> = s.matchers.iter().map(ToString::to_string).collect();
+                    let state = match s.ends_at {
+                        _ if !s.valid => "invalid",
+                        Some(t) if t > now => "active ",
+                        _ => "ended  ",
+                    };
+                    let until = s
+                        .ends_at
+                        .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+                        .unwrap_or_else(|| "?".repeat(20));
+                    let problems = if s.valid {
+                        String::new()
+                    } else {
+                        format!(" INVALID: {}", escape(&s.problems.join("; ")))
+                    };
                     println!(
-                        "{:>5} {} until {} {:<12} {} ({})",
+                        "{:>5} {state} until {until} {:<12} {} ({}){problems}",
                         s.id,
-                        if s.ends_at > now { "active" } else { "ended " },
-                        s.ends_at.format("%Y-%m-%dT%H:%M:%SZ"),
-                        s.author,
+                        escape(&s.author),
                         m.join(" "),
-                        s.comment
+                        escape(&s.comment)
+                    );
+                }
+                let invalid = list.iter().filter(|s| !s.valid).count();
+                if invalid > 0 {
+                    eprintln!(
+                        "warning: {invalid} silence row(s) hold nothing (INVALID above); \
+                         `monit-batch silence expire ID` ends one"
                     );
                 }
             }
@@ -713,7 +736,25 @@ fn print_summary(sum: &crate::scheduler::TickSummary) {
         );
     }
     if !sum.maintenance.is_empty() {
-        println!("  maintenance {}", sum.maintenance.join(", "));
+        let names: Vec<_> = sum
+            .maintenance
+            .iter()
+            .map(|d| crate::visible::escape(d))
+            .collect();
+        println!("  maintenance {}", names.join(", "));
+    }
+    for h in &sum.maintenance_cut_short {
+        println!(
+            "  maintenance {} CUT SHORT: task {} running since {} (alarms.maintenance_max_hours): alarms notified",
+            crate::visible::escape(&h.deployment),
+            h.task_id,
+            h.since
+                .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+                .unwrap_or_else(|| "?".into())
+        );
+    }
+    if let Some(age) = sum.maintenance_oldest_seconds {
+        println!("  maintenance oldest hold {age} s");
     }
     for d in &sum.scale {
         println!(

@@ -13,6 +13,8 @@ pub const ENV_PREFIX: &str = "MONIT_BATCH";
 
 /// Upper bound of `batch.vm_removal_grace_minutes`.
 pub const MAX_VM_REMOVAL_GRACE_MINUTES: u64 = 7 * 24 * 60;
+/// Upper bound of `alarms.maintenance_max_hours`: a week.
+pub const MAX_MAINTENANCE_HOURS: u64 = 7 * 24;
 
 #[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -340,6 +342,10 @@ pub struct AlarmSettings {
     /// deployment, its VMs' alarms are recorded but not notified, for the task and this many
     /// minutes after it was last seen running.
     pub maintenance_grace_minutes: u64,
+    /// A maintenance hold ends this many hours after the batch first saw a task on the
+    /// deployment, even while the director still reports one (a task stuck in `processing`):
+    /// the held alarms are then notified, saying the hold was cut short. 1 to 168.
+    pub maintenance_max_hours: u64,
     /// Ask the director for running tasks each tick (maintenance); needs the bosh plugin.
     pub maintenance_from_bosh: bool,
 }
@@ -362,6 +368,7 @@ impl Default for AlarmSettings {
             digest_threshold: 10,
             inhibit: true,
             maintenance_grace_minutes: 10,
+            maintenance_max_hours: 6,
             maintenance_from_bosh: true,
         }
     }
@@ -689,6 +696,13 @@ impl Settings {
             "alarms.maintenance_grace_minutes",
             a.maintenance_grace_minutes,
             0..=7 * 24 * 60,
+        )?;
+        // 0 would hold nothing (that is maintenance_from_bosh = false); a task running for more
+        // than a week is stuck, not maintenance
+        check_range(
+            "alarms.maintenance_max_hours",
+            a.maintenance_max_hours,
+            1..=MAX_MAINTENANCE_HOURS,
         )?;
         // 0 removes a missing VM at once; at most a week
         check_range(

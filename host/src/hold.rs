@@ -40,6 +40,9 @@ pub struct HoldInputs<'a> {
     pub deployments: &'a HashMap<String, String>,
     /// deployments under maintenance
     pub maintenance: &'a HashSet<String>,
+    /// deployments whose maintenance ran past `alarms.maintenance_max_hours`: not held, and
+    /// each notification of their alarms carries this line saying why it comes
+    pub cut_short: &'a HashMap<String, String>,
     pub now: Timestamp,
 }
 
@@ -47,6 +50,9 @@ pub struct HoldInputs<'a> {
 #[derive(Clone, Debug, Default)]
 pub struct Holds {
     by_key: HashMap<AlarmKey, HoldReason>,
+    /// alarms of a deployment whose maintenance hold was cut short: the line their
+    /// notifications carry
+    notes: HashMap<AlarmKey, String>,
 }
 
 /// Held notifications of a tick, by reason.
@@ -64,6 +70,13 @@ impl Holds {
             .copied()
     }
 
+    /// The line a notification of this alarm carries: its maintenance hold was cut short.
+    pub fn note(&self, target: &Target, alarm_type: AlarmType) -> Option<&str> {
+        self.notes
+            .get(&AlarmKey::of_target(target, alarm_type))
+            .map(String::as_str)
+    }
+
     /// Decides the hold of every change. An operator's silence is named first, then
     /// maintenance, then inhibition.
     pub fn decide(changes: &[Change], inp: &HoldInputs<'_>) -> Holds {
@@ -71,6 +84,7 @@ impl Holds {
             .inhibit
             .then(|| Inhibitors::new(inp.open, changes, inp.vms));
         let mut by_key = HashMap::new();
+        let mut notes = HashMap::new();
         for ch in changes {
             let s = ch.subject();
             let vm_name = s
@@ -100,8 +114,11 @@ impl Holds {
             if let Some(r) = reason {
                 by_key.insert(AlarmKey::of_target(s.target, s.alarm_type), r);
             }
+            if let Some(line) = deployment.and_then(|d| inp.cut_short.get(d)) {
+                notes.insert(AlarmKey::of_target(s.target, s.alarm_type), line.clone());
+            }
         }
-        Holds { by_key }
+        Holds { by_key, notes }
     }
 
     /// The notifications the holds kept back: changes that would have notified. An alarm held
@@ -217,6 +234,7 @@ mod tests {
             silences: std::slice::from_ref(&silence),
             deployments: &deployments,
             maintenance: &maintenance,
+            cut_short: &HashMap::new(),
             now,
         };
         let h = Holds::decide(&changes, &inp);
@@ -244,5 +262,35 @@ mod tests {
             let s = ch.subject();
             h.reason(s.target, s.alarm_type).is_none()
         }));
+    }
+
+    #[test]
+    fn a_cut_short_maintenance_holds_nothing_and_names_why() {
+        let now = chrono::Utc::now();
+        let (a, b) = (t(1, "api/0"), t(2, "db/0"));
+        let changes = [
+            open_change(&a, AlarmType::Cpu),
+            open_change(&b, AlarmType::Cpu),
+        ];
+        let deployments = HashMap::from([
+            ("api/0".to_string(), "cf".to_string()),
+            ("db/0".to_string(), "other".to_string()),
+        ]);
+        let cut = HashMap::from([("cf".to_string(), "[cut] task 9".to_string())]);
+        let inp = HoldInputs {
+            open: &[],
+            vms: &[],
+            inhibit: true,
+            silences: &[],
+            deployments: &deployments,
+            maintenance: &HashSet::from(["other".to_string()]),
+            cut_short: &cut,
+            now,
+        };
+        let h = Holds::decide(&changes, &inp);
+        assert_eq!(h.reason(&a, AlarmType::Cpu), None);
+        assert_eq!(h.note(&a, AlarmType::Cpu), Some("[cut] task 9"));
+        assert_eq!(h.reason(&b, AlarmType::Cpu), Some(HoldReason::Maintenance));
+        assert_eq!(h.note(&b, AlarmType::Cpu), None);
     }
 }

@@ -30,6 +30,7 @@ pub mod store;
 pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod visible;
 
 pub use async_trait::async_trait;
 pub use inventory;

@@ -114,6 +114,11 @@ pub struct TickSummary {
     pub held: crate::hold::HeldCounts,
     /// BOSH deployments under maintenance this tick (a director task, or its grace)
     pub maintenance: Vec<String>,
+    /// deployments whose maintenance hold ran past `alarms.maintenance_max_hours` (a task that
+    /// does not end): their alarms are notified again
+    pub maintenance_cut_short: Vec<maintenance::Hold>,
+    /// age of the oldest maintenance hold, cut short or not (none: nothing under maintenance)
+    pub maintenance_oldest_seconds: Option<i64>,
     pub notifications: NotifyCounts,
     pub scale: Vec<ScaleDecision>,
     /// wall time of each step of the tick, milliseconds
@@ -350,26 +355,23 @@ impl Scheduler {
         let mut or_none = |what: &str, e: anyhow::Error| {
             sum.errors.push(format!("load: {what}: {e:#}"));
         };
-        let silences = silence::list(&self.pool, now, false)
-            .await
-            .unwrap_or_else(|e| {
-                or_none("silences", e);
-                Vec::new()
-            });
+        let silences = silence::active(&self.pool, now).await.unwrap_or_else(|e| {
+            or_none("silences", e);
+            Vec::new()
+        });
         let deployments = maintenance::vm_deployments(&self.pool)
             .await
             .unwrap_or_else(|e| {
                 or_none("VM deployments", e);
                 Default::default()
             });
-        let under_maintenance = maintenance::active(&self.pool, now, a.maintenance_grace_minutes)
+        let maintenance_holds = maintenance::active(&self.pool, now, a.maintenance_grace_minutes)
             .await
             .unwrap_or_else(|e| {
                 or_none("maintenance", e);
                 Default::default()
             });
-        sum.maintenance = under_maintenance.iter().cloned().collect();
-        sum.maintenance.sort();
+        let (under_maintenance, cut_short) = self.bound_maintenance(&maintenance_holds, now, sum);
         let windows =
             Windows::from_policies(&policies, Duration::from_secs(a.default_measure_seconds));
 
@@ -469,6 +471,7 @@ impl Scheduler {
             silences: &silences,
             deployments: &deployments,
             maintenance: &under_maintenance,
+            cut_short: &cut_short,
             now,
         };
         let holds = Holds::decide(&changes, &hold_inputs);
@@ -535,6 +538,52 @@ impl Scheduler {
         Ok(())
     }
 
+    /// Splits the maintenance holds at `alarms.maintenance_max_hours`: the deployments still
+    /// held, and those whose hold is cut short (a task stuck for longer), with the line their
+    /// notifications carry. Says so in the summary, the log (WARN, every tick while a stuck
+    /// task lasts: it needs an operator) and the gauge of the oldest hold's age.
+    fn bound_maintenance(
+        &self,
+        holds: &[maintenance::Hold],
+        now: Timestamp,
+        sum: &mut TickSummary,
+    ) -> (std::collections::HashSet<String>, HashMap<String, String>) {
+        let a = &self.settings.alarms;
+        let mut held = std::collections::HashSet::new();
+        let mut cut = HashMap::new();
+        for h in holds {
+            if h.is_over(now, a.maintenance_max_hours) {
+                tracing::warn!(
+                    deployment = %crate::visible::escape(&h.deployment),
+                    task = h.task_id,
+                    description = %crate::visible::escape(&h.description),
+                    since = %h.since.map(|t| t.to_rfc3339()).unwrap_or_else(|| "?".into()),
+                    max_hours = a.maintenance_max_hours,
+                    "maintenance hold cut short: the director task has run past \
+                     alarms.maintenance_max_hours; the deployment's alarms are notified (is the task stuck?)"
+                );
+                cut.insert(
+                    h.deployment.clone(),
+                    h.cut_short_line(&a.language, a.maintenance_max_hours),
+                );
+                sum.maintenance_cut_short.push(h.clone());
+            } else {
+                held.insert(h.deployment.clone());
+            }
+        }
+        sum.maintenance = held.iter().cloned().collect();
+        sum.maintenance.sort();
+        // the oldest hold, cut short or not: an operator alerting on it sees a stuck task grow
+        let oldest = holds
+            .iter()
+            .filter_map(|h| h.age(now))
+            .max()
+            .map(|age| age.num_seconds().max(0));
+        sum.maintenance_oldest_seconds = oldest;
+        metrics::gauge!("monit_maintenance_hold_oldest_seconds").set(oldest.unwrap_or(0) as f64);
+        (held, cut)
+    }
+
     /// Asks the platform what it is changing (BOSH tasks) and records the deployments under
     /// maintenance. A platform that cannot answer changes nothing: logged, not a tick error.
     async fn record_changes_in_progress(
@@ -550,12 +599,12 @@ impl Scheduler {
             Ok(None) => {}
             Ok(Some(tasks)) if dry_run => {
                 for t in tasks {
-                    tracing::info!(deployment = %t.deployment, task = t.task_id, "would hold back alarms: director task in progress");
+                    tracing::info!(deployment = %crate::visible::escape(&t.deployment), task = t.task_id, "would hold back alarms: director task in progress");
                 }
             }
             Ok(Some(tasks)) => {
                 for t in &tasks {
-                    tracing::info!(deployment = %t.deployment, task = t.task_id, description = %t.description, "director task in progress: the deployment's alarms are held back");
+                    tracing::info!(deployment = %crate::visible::escape(&t.deployment), task = t.task_id, description = %crate::visible::escape(&t.description), "director task in progress: the deployment is under maintenance (alarms held up to alarms.maintenance_max_hours)");
                 }
                 if let Err(e) = maintenance::record_tasks(&self.pool, &tasks, now).await {
                     tracing::warn!("maintenance/{name}: {e:#}");

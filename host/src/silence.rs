@@ -84,7 +84,8 @@ impl std::fmt::Display for Matcher {
             .find(|(_, k)| *k == self.key)
             .map(|(n, _)| *n)
             .unwrap_or("?");
-        write!(f, "{name}={}", self.value)
+        // a value can hold anything a shell passes: shown on one line
+        write!(f, "{name}={}", crate::visible::escape(&self.value))
     }
 }
 
@@ -158,6 +159,11 @@ impl Silence {
     }
 }
 
+/// The longest silence. A silence is for known work, not a permanent mute (that is a policy
+/// change), and a year keeps every end time far inside what a DATETIME column holds: MariaDB
+/// turns a date past 9999 into `0000-00-00`, a silence that holds nothing and cannot be ended.
+pub const MAX_SILENCE: chrono::TimeDelta = chrono::TimeDelta::days(365);
+
 /// `30m`, `2h`, `1d`, `90s`, or combined `1h30m`.
 pub fn parse_duration(s: &str) -> Result<chrono::Duration, String> {
     let bad = || format!("not a duration: {s:?} (e.g. 30m, 2h, 1d, 1h30m)");
@@ -189,6 +195,19 @@ pub fn parse_duration(s: &str) -> Result<chrono::Duration, String> {
     chrono::Duration::try_seconds(total).ok_or_else(bad)
 }
 
+/// `silence add --for`: a duration of at most `MAX_SILENCE`.
+pub fn parse_silence_duration(s: &str) -> Result<chrono::Duration, String> {
+    let d = parse_duration(s)?;
+    if d > MAX_SILENCE {
+        // clap names the flag and the value; this says the bound
+        return Err(format!(
+            "a silence lasts at most {}d (one year); for anything longer change the alarm policy",
+            MAX_SILENCE.num_days()
+        ));
+    }
+    Ok(d)
+}
+
 pub async fn add(
     pool: &MySqlPool,
     matchers: &[Matcher],
@@ -197,6 +216,18 @@ pub async fn add(
     now: Timestamp,
     ends_at: Timestamp,
 ) -> anyhow::Result<i64> {
+    // the CLI bounds --for already; this guards every other caller (a minute of slack for the
+    // time between parsing and writing)
+    if ends_at <= now || ends_at - now > MAX_SILENCE + chrono::TimeDelta::minutes(1) {
+        anyhow::bail!(
+            "a silence must end within {} days: {} is out of range",
+            MAX_SILENCE.num_days(),
+            ends_at.format("%Y-%m-%dT%H:%M:%SZ")
+        );
+    }
+    if matchers.is_empty() {
+        anyhow::bail!("a silence needs at least one matcher");
+    }
     let res = sqlx::query(
         "INSERT INTO batch_silences (matchers, author, comment, created_at, ends_at) VALUES (?, ?, ?, ?, ?)",
     )
@@ -211,50 +242,206 @@ pub async fn add(
     Ok(res.last_insert_id() as i64)
 }
 
-/// Silences, the active ones (`ends_at` after `now`) or all; newest first.
-pub async fn list(pool: &MySqlPool, now: Timestamp, all: bool) -> anyhow::Result<Vec<Silence>> {
-    let rows = sqlx::query(
-        "SELECT CAST(id AS SIGNED) AS id, matchers, author, comment, created_at, ends_at FROM batch_silences \
-         WHERE ? OR ends_at > ? ORDER BY id DESC",
-    )
+/// A row of `batch_silences` as it is, whatever is in it: a row written by hand or by an older
+/// binary may hold a zero date (`0000-00-00`), a NULL or matchers that are not ours. Such a row
+/// holds nothing; it is listed with its `problems` and can still be expired.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct SilenceRow {
+    pub id: i64,
+    /// the readable ones; empty when the column could not be read
+    pub matchers: Vec<Matcher>,
+    pub author: String,
+    pub comment: String,
+    /// None when the column holds no valid time
+    pub created_at: Option<Timestamp>,
+    /// None when the column holds no valid time (see `problems`)
+    pub ends_at: Option<Timestamp>,
+    /// false: the row holds nothing; `problems` says why
+    pub valid: bool,
+    pub problems: Vec<String>,
+}
+
+impl SilenceRow {
+    /// The silence this row is, when it is valid.
+    pub fn silence(&self) -> Option<Silence> {
+        if !self.valid {
+            return None;
+        }
+        Some(Silence {
+            id: self.id,
+            matchers: self.matchers.clone(),
+            author: self.author.clone(),
+            comment: self.comment.clone(),
+            created_at: self.created_at.or(self.ends_at)?,
+            ends_at: self.ends_at?,
+        })
+    }
+
+    fn from_row(row: &sqlx::mysql::MySqlRow) -> SilenceRow {
+        let mut problems = Vec::new();
+        // every column read on its own: one unreadable value flags the row, never the listing
+        let mut text = |col: &str| match row.try_get::<Option<String>, _>(col) {
+            Ok(Some(v)) => Some(v),
+            Ok(None) => {
+                problems.push(format!("{col} is NULL"));
+                None
+            }
+            Err(e) => {
+                problems.push(format!("{col} unreadable: {e}"));
+                None
+            }
+        };
+        let author = text("author").unwrap_or_default();
+        let comment = text("comment").unwrap_or_default();
+        let raw_matchers = text("matchers");
+        let ends_raw = text("ends_at");
+        let created_raw = row
+            .try_get::<Option<String>, _>("created_at")
+            .ok()
+            .flatten();
+        // when it was made is for the reader only: a bad one does not stop it holding
+        let created_at = created_raw.as_deref().and_then(parse_db_time);
+        let ends_at = ends_raw
+            .as_deref()
+            .and_then(|v| time_or_problem("ends_at", v, &mut problems));
+        let matchers = raw_matchers
+            .as_deref()
+            .map(|raw| matchers_or_problems(raw, &mut problems))
+            .unwrap_or_default();
+        SilenceRow {
+            id: row.try_get("id").unwrap_or_default(),
+            matchers,
+            author,
+            comment,
+            created_at,
+            ends_at,
+            valid: problems.is_empty(),
+            problems,
+        }
+    }
+}
+
+/// A DATETIME as MariaDB prints it (UTC, as the batch writes it); a zero or invalid date is a
+/// problem of the row, not an error.
+fn time_or_problem(col: &str, raw: &str, problems: &mut Vec<String>) -> Option<Timestamp> {
+    let t = parse_db_time(raw);
+    if t.is_none() {
+        problems.push(format!("{col} '{raw}' is not a valid time"));
+    }
+    t
+}
+
+fn parse_db_time(raw: &str) -> Option<Timestamp> {
+    chrono::NaiveDateTime::parse_from_str(raw.trim(), "%Y-%m-%d %H:%M:%S%.f")
+        .ok()
+        .map(|t| t.and_utc())
+}
+
+fn matchers_or_problems(raw: &str, problems: &mut Vec<String>) -> Vec<Matcher> {
+    let parsed: Vec<Matcher> = match serde_json::from_str(raw) {
+        Ok(m) => m,
+        Err(e) => {
+            let shown: String = raw.chars().take(200).collect();
+            problems.push(format!("matchers unreadable ({e}): '{shown}'"));
+            return Vec::new();
+        }
+    };
+    if parsed.is_empty() {
+        problems.push("no matchers: it would silence nothing".into());
+    }
+    // what `silence add` would refuse (an unknown origin or type, an empty value) never matches
+    for m in &parsed {
+        let name = MatchKey::ALL
+            .iter()
+            .find(|(_, k)| *k == m.key)
+            .map(|(n, _)| *n)
+            .unwrap_or("?");
+        if let Err(e) = format!("{name}={}", m.value).parse::<Matcher>() {
+            problems.push(e);
+        }
+    }
+    parsed
+}
+
+/// Every column as text: a zero date or a NULL is then a value to flag, not a decode error.
+macro_rules! select_rows {
+    () => {
+        "SELECT CAST(id AS SIGNED) AS id, matchers, author, comment, \
+         CAST(created_at AS CHAR) AS created_at, CAST(ends_at AS CHAR) AS ends_at FROM batch_silences"
+    };
+}
+
+/// Rows of `batch_silences`, newest first: all of them, or the active ones (ending after `now`)
+/// and those whose end time is no time at all (a zero date, NULL), which an operator must see
+/// to expire them.
+pub async fn list(pool: &MySqlPool, now: Timestamp, all: bool) -> anyhow::Result<Vec<SilenceRow>> {
+    let rows = sqlx::query(concat!(
+        select_rows!(),
+        " WHERE ? OR ends_at > ? OR ends_at IS NULL OR ends_at < '1000-01-01' ORDER BY id DESC"
+    ))
     .bind(all)
     .bind(now)
     .fetch_all(pool)
     .await
     .context("reading batch_silences")?;
+    Ok(rows.iter().map(SilenceRow::from_row).collect())
+}
+
+/// The silences that hold alarms at `now`, for a tick. A row that holds nothing (unreadable
+/// matchers, ...) is skipped with a warning, never failing the tick.
+pub async fn active(pool: &MySqlPool, now: Timestamp) -> anyhow::Result<Vec<Silence>> {
+    let rows = sqlx::query(concat!(
+        select_rows!(),
+        " WHERE ends_at > ? ORDER BY id DESC"
+    ))
+    .bind(now)
+    .fetch_all(pool)
+    .await
+    .context("reading batch_silences")?;
     let mut out = Vec::with_capacity(rows.len());
-    for row in rows {
-        let id: i64 = row.try_get("id")?;
-        let raw: String = row.try_get("matchers")?;
-        let matchers: Vec<Matcher> = match serde_json::from_str(&raw) {
-            Ok(m) => m,
-            Err(e) => {
-                tracing::warn!(silence_id = id, "silence ignored: unreadable matchers: {e}");
-                continue;
-            }
-        };
-        out.push(Silence {
-            id,
-            matchers,
-            author: row.try_get("author")?,
-            comment: row.try_get("comment")?,
-            created_at: row.try_get("created_at")?,
-            ends_at: row.try_get("ends_at")?,
-        });
+    for row in rows.iter().map(SilenceRow::from_row) {
+        match row.silence() {
+            Some(s) => out.push(s),
+            None => tracing::warn!(
+                silence_id = row.id,
+                "silence ignored, it holds nothing: {} (`monit-batch silence expire {}` ends it)",
+                crate::visible::escape(&row.problems.join("; ")),
+                row.id
+            ),
+        }
     }
     Ok(out)
 }
 
-/// Ends a silence now. False when there is no active silence with that id.
+/// Ends a silence now: an active one, or one whose end time is no valid time. False when there
+/// is no such silence (unknown id, or ended already).
 pub async fn expire(pool: &MySqlPool, id: i64, now: Timestamp) -> anyhow::Result<bool> {
-    let res = sqlx::query("UPDATE batch_silences SET ends_at = ? WHERE id = ? AND ends_at > ?")
-        .bind(now)
-        .bind(id)
-        .bind(now)
-        .execute(pool)
+    let mut tx = pool
+        .begin()
         .await
         .context("expiring a silence in batch_silences")?;
-    Ok(res.rows_affected() > 0)
+    let row = sqlx::query(concat!(select_rows!(), " WHERE id = ? FOR UPDATE"))
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await
+        .context("reading the silence to expire")?
+        .map(|r| SilenceRow::from_row(&r));
+    let Some(row) = row else {
+        return Ok(false);
+    };
+    if row.ends_at.is_some_and(|t| t <= now) {
+        return Ok(false);
+    }
+    sqlx::query("UPDATE batch_silences SET ends_at = ? WHERE id = ?")
+        .bind(now)
+        .bind(id)
+        .execute(&mut *tx)
+        .await
+        .context("expiring a silence in batch_silences")?;
+    tx.commit()
+        .await
+        .context("expiring a silence in batch_silences")?;
+    Ok(true)
 }
 
 #[cfg(test)]
@@ -404,5 +591,29 @@ mod tests {
         for bad in ["", "0m", "30", "m", "1x", "99999999999999999999d"] {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_silence_lasts_at_most_a_year() {
+        assert_eq!(parse_silence_duration("365d").unwrap(), MAX_SILENCE);
+        assert_eq!(parse_silence_duration("52w").unwrap().num_days(), 364);
+        for long in ["366d", "53w", "500000w", "8761h"] {
+            let e = parse_silence_duration(long).unwrap_err();
+            assert!(e.contains("at most 365d"), "{long}: {e}");
+        }
+        assert!(
+            parse_silence_duration("soon")
+                .unwrap_err()
+                .contains("not a duration")
+        );
+    }
+
+    #[test]
+    fn a_matcher_value_is_shown_on_one_line() {
+        let m = Matcher {
+            key: MatchKey::Vm,
+            value: "a\nb\u{1b}".into(),
+        };
+        assert_eq!(m.to_string(), "vm=a\\nb\\u{1b}");
     }
 }

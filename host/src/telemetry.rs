@@ -119,6 +119,11 @@ pub const FAMILIES: &[(&str, Kind, &str)] = &[
         "Notifications held back when their alarm was recorded, by reason: silenced, maintenance, inhibited.",
     ),
     (
+        "monit_maintenance_hold_oldest_seconds",
+        Kind::Gauge,
+        "Age of the oldest maintenance hold (a BOSH task on a deployment), including one cut short by alarms.maintenance_max_hours; 0 when none.",
+    ),
+    (
         "monit_scale_decisions_total",
         Kind::Counter,
         "Autoscale decisions by outcome.",

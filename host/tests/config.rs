@@ -34,9 +34,10 @@ fn sample_toml_loads_with_documented_defaults() {
             s.alarms.digest_threshold,
             s.alarms.inhibit,
             s.alarms.maintenance_from_bosh,
-            s.alarms.maintenance_grace_minutes
+            s.alarms.maintenance_grace_minutes,
+            s.alarms.maintenance_max_hours
         ),
-        (10, true, true, 10)
+        (10, true, true, 10, 6)
     );
 }
 
@@ -335,6 +336,8 @@ fn every_number_is_range_checked_naming_the_key() {
         ("alarms", "notification_max_age_hours", "0"),
         ("alarms", "digest_threshold", "1000000"),
         ("alarms", "maintenance_grace_minutes", "99999"),
+        ("alarms", "maintenance_max_hours", "0"),
+        ("alarms", "maintenance_max_hours", "169"),
         ("batch", "vm_removal_grace_minutes", "99999"),
     ] {
         let p = write(

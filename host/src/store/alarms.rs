@@ -124,7 +124,11 @@ fn payload(
         value,
         threshold,
         title,
-        message,
+        // a maintenance hold cut short: the notification says why it comes while a task runs
+        message: match out.holds.note(target, alarm_type) {
+            Some(line) if kind != NotificationKind::Recovered => format!("{message}\n{line}"),
+            _ => message,
+        },
         raised_at,
         event_at: now,
         recipients: Vec::new(),

@@ -55,6 +55,24 @@ pub fn render_digest(batch: &[Notification], offset: FixedOffset) -> RenderedMai
     );
     let _ = writeln!(text, "{}\n", subject(batch));
     let _ = writeln!(html, "<h2>{}</h2>", e(&subject(batch)));
+    // The list shows no messages: a maintenance hold cut short (why these alarms come while a
+    // task runs) is said once per deployment, above it.
+    let mut notes: Vec<&str> = Vec::new();
+    for line in batch
+        .iter()
+        .filter_map(|n| monit_host::maintenance::cut_short_line_in(&n.message))
+    {
+        if !notes.contains(&line) {
+            notes.push(line);
+        }
+    }
+    for line in &notes {
+        let _ = writeln!(text, "{line}");
+        let _ = writeln!(html, "<p>{}</p>", e(line));
+    }
+    if !notes.is_empty() {
+        text.push('\n');
+    }
     for ((origin, r), list) in sections(batch) {
         let title = format!("{} · {} ({})", origin.code(), rank_label(r, en), list.len());
         let _ = writeln!(text, "[{title}]");
@@ -164,6 +182,23 @@ mod tests {
         assert!(m.text.contains("97.50% (> 90%)") && m.text.contains("no data"));
         assert!(m.text.contains("https://monitor.example"));
         assert!(m.html.contains("db/&lt;0&gt;") && !m.html.contains("db/<0>"));
+    }
+
+    #[test]
+    fn a_maintenance_hold_cut_short_is_said_once_above_the_list() {
+        let line = "[maintenance hold cut short] BOSH task 7 (recreate) on deployment cf";
+        let mut batch: Vec<Notification> = (0..3)
+            .map(|i| n(Origin::Pas, &format!("cell/{i}"), "fail", "fail", None))
+            .collect();
+        for a in &mut batch[..2] {
+            a.message = format!("cell down\n{line}");
+        }
+        let m = render_digest(&batch, FixedOffset::east_opt(0).unwrap());
+        assert_eq!(m.text.matches(line).count(), 1, "{}", m.text);
+        assert!(m.text.find(line) < m.text.find("cell/0"), "{}", m.text);
+        assert_eq!(m.html.matches("BOSH task 7").count(), 1, "{}", m.html);
+        let plain = render_digest(&batch[2..], FixedOffset::east_opt(0).unwrap());
+        assert!(!plain.text.contains("cut short"));
     }
 
     #[test]
