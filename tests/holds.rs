@@ -231,7 +231,7 @@ async fn a_stuck_task_holds_until_maintenance_max_hours_then_the_alarms_are_mail
     }
     assert_eq!(
         env.scalar_i64(
-            "SELECT COUNT(*) FROM alarms WHERE alarm_type = 'fail' AND alarm_send_date IS NOT NULL"
+            "SELECT COUNT(*) FROM alarms WHERE alarm_type = 'fail' AND id NOT IN (SELECT alarm_id FROM batch_alarm_state WHERE held_since IS NOT NULL)"
         )
         .await,
         2

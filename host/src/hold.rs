@@ -1,7 +1,7 @@
 //! Which notifications of a tick are held back, and why: a silence, maintenance of the VM's
 //! deployment, or inhibition by a bigger alarm. A held alarm is recorded as usual; its
-//! notification is not queued and, for a new alarm, it stays "never notified" (no
-//! `alarm_send_date`). When the hold ends and the alarm still breaches, the engine notifies it as
+//! notification is not queued and, for a new alarm, it stays "never notified"
+//! (`batch_alarm_state.held_since` set). When the hold ends and the alarm still breaches, the engine notifies it as
 //! new; a never-notified alarm that recovers sends nothing.
 
 use crate::engine::{AlarmKey, Change, ChangeCounts, OpenAlarm};
@@ -173,8 +173,8 @@ pub fn would_notify(ch: &Change, open: &[OpenAlarm]) -> bool {
     }
 }
 
-/// A recovery is told only for an alarm that was told: one held from its start (no
-/// alarm_send_date) recovers silently.
+/// A recovery is told only for an alarm that was told: one held from its start
+/// (`held_since` set) recovers silently.
 pub fn lead_was_notified(alarm_ids: &[i64], open: &[OpenAlarm]) -> bool {
     let lead = alarm_ids.first();
     open.iter()
