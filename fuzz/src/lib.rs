@@ -7,7 +7,6 @@
 //! other panic comes from the code under test and is a bug there.
 
 use monit_cf_metrics::vm::{self as vm_metrics, VmUsage};
-use monit_host::config::Settings;
 use monit_host::engine::{self, Change, EngineOptions, OpenAlarm, OpenStatus, Policy};
 use monit_host::influx::{self, Series};
 use monit_host::legacy_ini;
@@ -58,7 +57,7 @@ pub fn legacy_ini(data: &[u8], dir: &Path) {
         // the fuzzing machine's problem, not the parser's
         panic!("cannot write {}: {e}", path.display());
     }
-    match Settings::load_with_env(Some(&path), HashMap::new()) {
+    match monit_host::plugin::load_settings_with_env(Some(&path), HashMap::new()) {
         Err(e) => {
             let msg = format!("{e:#}");
             assert!(
@@ -68,10 +67,13 @@ pub fn legacy_ini(data: &[u8], dir: &Path) {
         }
         Ok(settings) => {
             assert!(settings.batch.interval_seconds > 0, "validated");
-            let masked = settings.masked();
+            let masked = monit_host::plugin::masked_settings(&settings);
             for (key, at) in SECRET_KEYS {
                 // a plugin's key is read only when the plugin is compiled in
-                if !legacy_ini::is_known_key(key) {
+                if !legacy_ini::is_known_key(
+                    key,
+                    &legacy_ini::legacy_plugins(&monit_host::plugin::plugin_keys()),
+                ) {
                     continue;
                 }
                 let Some(value) = entries.iter().rev().find(|e| e.key == *key) else {

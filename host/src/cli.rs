@@ -234,7 +234,7 @@ pub fn sample_config() -> String {
 
 fn load(cli: &Cli) -> anyhow::Result<Settings> {
     let path = cli.config.clone().or_else(default_config_path);
-    Settings::load(path.as_deref())
+    crate::plugin::load_settings(path.as_deref())
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -274,7 +274,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 "# effective config from {} (secrets masked)",
                 settings.source
             );
-            println!("{}", serde_json::to_string_pretty(&settings.masked())?);
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&crate::plugin::masked_settings(&settings))?
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Migrate => {
@@ -361,7 +364,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let policies =
                 crate::store::load_policies(&pool, settings.alarms.default_measure_seconds).await?;
             let vms = crate::store::load_vms(&pool).await?;
-            let metrics = MetricStore::from_settings(&settings)?;
+            let metrics = MetricStore::new(
+                settings.metrics.backend,
+                &settings.influx,
+                &settings.prometheus,
+            )?;
             let replay = crate::backtest::Replay {
                 settings: &settings,
                 metrics: &metrics,
@@ -414,7 +421,11 @@ async fn run_batch(
     if !dry_run {
         db::migrate(&pool, &settings.monitoring_db).await?;
     }
-    let metric_store = MetricStore::from_settings(&settings)?;
+    let metric_store = MetricStore::new(
+        settings.metrics.backend,
+        &settings.influx,
+        &settings.prometheus,
+    )?;
     tracing::info!(
         metric_store = metric_store.backend().as_str(),
         metric_url = %metric_store.url(),

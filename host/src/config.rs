@@ -2,7 +2,6 @@
 //! then `MONIT_BATCH__SECTION__KEY` environment overrides, then `PORT` (Cloud Foundry).
 
 use crate::legacy_ini::LegacyIni;
-use crate::plugin::compiled_plugins;
 use crate::secret::Secret;
 use anyhow::{Context as _, bail};
 use serde::{Deserialize, Serialize};
@@ -301,7 +300,7 @@ impl Default for InfluxSettings {
 pub struct AlarmSettings {
     /// Which recovered alarms are closed (resolve_status 3, complete_user `system`): `unclaimed`
     /// (status 1 only), `all` or `none`; true/false are read as unclaimed/none.
-    pub auto_resolve: crate::engine::AutoResolve,
+    pub auto_resolve: AutoResolve,
     /// `ko` keeps the original's Korean titles and messages; `en` writes English.
     pub language: String,
     /// Window for a policy whose measure_time is 0 or missing (a 2.0 database upgraded in place).
@@ -353,7 +352,7 @@ pub struct AlarmSettings {
 impl Default for AlarmSettings {
     fn default() -> Self {
         Self {
-            auto_resolve: crate::engine::AutoResolve::Unclaimed,
+            auto_resolve: AutoResolve::Unclaimed,
             language: "ko".into(),
             default_measure_seconds: 120,
             default_repeat_minutes: 10,
@@ -384,7 +383,12 @@ impl AlarmSettings {
 /// Debug shows the masked form: the raw config and plugin sections hold secrets in clear.
 impl std::fmt::Debug for Settings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Settings({}) {}", self.source, self.masked())
+        write!(
+            f,
+            "Settings({}) {}",
+            self.source,
+            self.masked_with(&|_| None)
+        )
     }
 }
 
@@ -401,6 +405,88 @@ fn is_legacy(path: &Path) -> bool {
         .is_some_and(|e| e.eq_ignore_ascii_case("ini"))
 }
 
+/// What configuration needs to know of one plugin, handed in as data by the registry
+/// (`plugin::plugin_keys`): configuration reads the plugin sections, it does not know plugins.
+#[derive(Clone, Copy, Debug)]
+pub struct PluginKeys {
+    pub name: &'static str,
+    /// host keys this plugin took over, moved into `[plugins.<name>]` before the settings load
+    pub moved_keys: &'static [MovedKey],
+    /// the original's config.ini keys that set this plugin's settings
+    pub legacy_ini: crate::legacy_ini::LegacyConfig,
+}
+
+/// A setting that moved from a host section into the plugin's own: `old` is its former dotted
+/// path (a key such as `influx.<plugin>_db`, or a whole host section), `new` its key in
+/// `[plugins.<name>]`.
+#[derive(Clone, Copy, Debug)]
+pub struct MovedKey {
+    pub old: &'static str,
+    pub new: &'static str,
+}
+
+/// Which recovered alarms the batch closes (`alarms.auto_resolve`). Accepts the old booleans:
+/// `true` is `unclaimed`, `false` is `none`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AutoResolve {
+    /// Only alarms nobody has taken (resolve_status 1). An operator's alarm (2) stays theirs: it
+    /// gets a note in alarm_actions and the recovery notice, and keeps its status.
+    #[default]
+    Unclaimed,
+    /// Every recovered alarm, an operator's too (status 3 by `system`).
+    All,
+    /// None: every recovered alarm gets the note and the notice and stays open.
+    None,
+}
+
+impl std::str::FromStr for AutoResolve {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "unclaimed" | "true" => Ok(AutoResolve::Unclaimed),
+            "all" => Ok(AutoResolve::All),
+            "none" | "false" => Ok(AutoResolve::None),
+            other => Err(format!(
+                "invalid auto_resolve {other:?}: expected \"unclaimed\", \"all\" or \"none\" (or true = unclaimed, false = none)"
+            )),
+        }
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for AutoResolve {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = AutoResolve;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("\"unclaimed\", \"all\", \"none\", true or false")
+            }
+            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<AutoResolve, E> {
+                Ok(if v {
+                    AutoResolve::Unclaimed
+                } else {
+                    AutoResolve::None
+                })
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<AutoResolve, E> {
+                v.parse().map_err(E::custom)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A label name is `[a-zA-Z_][a-zA-Z0-9_]*`; anything else from config is refused by the
+/// readers before it reaches a query.
+pub fn is_label_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
 impl Settings {
     /// How long one tick may spend sending notifications.
     pub fn notify_budget(&self) -> std::time::Duration {
@@ -412,14 +498,14 @@ impl Settings {
         )
     }
 
-    /// Loads and validates. Errors name the file, the key and the reason.
-    pub fn load(path: Option<&Path>) -> anyhow::Result<Settings> {
-        Self::load_with_env(path, std::env::vars().collect())
-    }
-
-    pub fn load_with_env(
+    /// Loads and validates the host's settings; `plugins` (what the registry knows of each
+    /// compiled plugin, see `plugin::load_settings`) say which config.ini keys and which moved
+    /// host keys belong to which `[plugins.<name>]` section, whose contents stay data here.
+    /// Errors name the file, the key and the reason.
+    pub fn load_with_plugins(
         path: Option<&Path>,
         env: std::collections::HashMap<String, String>,
+        plugins: &[PluginKeys],
     ) -> anyhow::Result<Settings> {
         let mut builder = config::Config::builder();
         let source = match path {
@@ -427,7 +513,7 @@ impl Settings {
             Some(p) if is_legacy(p) => {
                 builder = builder.add_source(LegacyIni::new(
                     p,
-                    crate::legacy_ini::compiled_legacy_plugins(),
+                    crate::legacy_ini::legacy_plugins(plugins),
                 ));
                 p.display().to_string()
             }
@@ -476,7 +562,7 @@ impl Settings {
             bail!("invalid config in {source}: {key}: the number is too large for any setting");
         }
         let mut raw = raw;
-        let moved = move_plugin_keys(&mut raw.cache, &compiled_plugins());
+        let moved = move_plugin_keys(&mut raw.cache, plugins);
         let mut settings: Settings = raw
             .clone()
             .try_deserialize()
@@ -486,7 +572,7 @@ impl Settings {
                 .warnings
                 .extend(crate::legacy_ini::unknown_key_warnings(
                     p,
-                    &crate::legacy_ini::compiled_legacy_plugins(),
+                    &crate::legacy_ini::legacy_plugins(plugins),
                 ));
         }
         settings.warnings.extend(moved);
@@ -601,7 +687,7 @@ impl Settings {
                         p.max_answer_bytes
                     );
                 }
-                if !p.db_label.is_empty() && !crate::prometheus::is_label_name(&p.db_label) {
+                if !p.db_label.is_empty() && !is_label_name(&p.db_label) {
                     bail!(
                         "invalid config in {src}: prometheus.db_label = {:?} is not a label name \
                          ([a-zA-Z_][a-zA-Z0-9_]*)",
@@ -735,19 +821,18 @@ impl Settings {
     /// typed config (`PluginRegistration::show`). A section no compiled plugin reads (or one its
     /// plugin cannot read) shows its keys with every value masked. The userinfo of any URL left
     /// in a plugin section is masked too.
-    pub fn masked(&self) -> serde_json::Value {
+    ///
+    /// `show` gives a plugin section's typed view (the registry's, see
+    /// `plugin::masked_settings`); `None` masks every value of that section.
+    pub fn masked_with(
+        &self,
+        show: &dyn Fn(&str) -> Option<serde_json::Value>,
+    ) -> serde_json::Value {
         use serde_json::Value;
         let mut v = serde_json::to_value(self).unwrap_or(Value::Null);
-        let shared = std::sync::Arc::new(self.clone());
         if let Some(Value::Object(plugins)) = v.get_mut("plugins") {
             for (name, section) in plugins.iter_mut() {
-                let shown = crate::plugin::find_plugin(name).and_then(|reg| {
-                    let ctx = crate::plugin::PluginContext {
-                        name: reg.name,
-                        settings: shared.clone(),
-                    };
-                    (reg.show)(&ctx).ok()
-                });
+                let shown = show(name);
                 let enabled = section.get("enabled").cloned();
                 *section = match shown {
                     Some(Value::Object(mut typed)) => {
@@ -782,10 +867,7 @@ impl Settings {
 /// Moves the keys the compiled plugins took over from host sections (`influx.<plugin>_db`,
 /// `portal_db`) into their `[plugins.<name>]` sections, and returns one deprecation warning per
 /// key found. A key set in both places keeps the new one.
-pub fn move_plugin_keys(
-    tree: &mut config::Value,
-    plugins: &[&crate::plugin::PluginRegistration],
-) -> Vec<String> {
+pub fn move_plugin_keys(tree: &mut config::Value, plugins: &[PluginKeys]) -> Vec<String> {
     let mut warnings = Vec::new();
     for reg in plugins {
         for m in reg.moved_keys {
@@ -1052,16 +1134,9 @@ fn redact_url_userinfo(v: &mut serde_json::Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plugin::{MovedKey, PluginContext, PluginParts, PluginRegistration};
 
-    fn no_parts(_: &PluginContext) -> anyhow::Result<PluginParts> {
-        Ok(PluginParts::default())
-    }
-
-    const COLLECTOR: PluginRegistration = PluginRegistration {
+    const COLLECTOR: PluginKeys = PluginKeys {
         name: "metrics",
-        description: "",
-        sample: "",
         moved_keys: &[
             MovedKey {
                 old: "influx.metrics_db",
@@ -1072,9 +1147,7 @@ mod tests {
                 new: "source",
             },
         ],
-        legacy_ini: crate::plugin::LegacyConfig::NONE,
-        show: crate::plugin::show_nothing,
-        build: no_parts,
+        legacy_ini: crate::legacy_ini::LegacyConfig::NONE,
     };
 
     fn tree(toml: &str) -> config::Value {
@@ -1095,7 +1168,7 @@ mod tests {
             "[influx]\nurl = \"http://i.example\"\nmetrics_db = \"old\"\n\
              [metrics_source]\nhost = \"h.example\"\nport = 1\n",
         );
-        let warnings = move_plugin_keys(&mut t, &[&COLLECTOR]);
+        let warnings = move_plugin_keys(&mut t, &[COLLECTOR]);
         assert_eq!(get(&t, "plugins.metrics.db").as_deref(), Some("old"));
         assert_eq!(
             get(&t, "plugins.metrics.source.host").as_deref(),
@@ -1119,14 +1192,14 @@ mod tests {
     #[test]
     fn the_new_key_wins_over_the_old_one_and_no_key_no_warning() {
         let mut t = tree("[influx]\nmetrics_db = \"old\"\n[plugins.metrics]\ndb = \"new\"\n");
-        let warnings = move_plugin_keys(&mut t, &[&COLLECTOR]);
+        let warnings = move_plugin_keys(&mut t, &[COLLECTOR]);
         assert_eq!(get(&t, "plugins.metrics.db").as_deref(), Some("new"));
         assert_eq!(get(&t, "influx.metrics_db"), None);
         assert_eq!(warnings.len(), 1);
         assert!(warnings[0].contains("ignored"), "{warnings:?}");
 
         let mut t = tree("[plugins.metrics]\ndb = \"new\"\n");
-        assert!(move_plugin_keys(&mut t, &[&COLLECTOR]).is_empty());
+        assert!(move_plugin_keys(&mut t, &[COLLECTOR]).is_empty());
         assert_eq!(get(&t, "plugins.metrics.db").as_deref(), Some("new"));
     }
 }

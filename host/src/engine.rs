@@ -1,6 +1,7 @@
 //! The alarm engine: a pure function of (policies, open alarms, readings, now) that decides what
 //! to open, escalate, count, re-notify and resolve. No I/O here; the store applies the result.
 
+pub use crate::config::AutoResolve;
 use crate::model::{
     ALARM_APP_NAME_CHARS, AlarmType, Level, Measured, Origin, Reading, Resource, Target, Timestamp,
 };
@@ -142,21 +143,7 @@ impl AlarmKey {
     }
 }
 
-/// Which recovered alarms the batch closes (`alarms.auto_resolve`). Accepts the old booleans:
-/// `true` is `unclaimed`, `false` is `none`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum AutoResolve {
-    /// Only alarms nobody has taken (resolve_status 1). An operator's alarm (2) stays theirs: it
-    /// gets a note in alarm_actions and the recovery notice, and keeps its status.
-    #[default]
-    Unclaimed,
-    /// Every recovered alarm, an operator's too (status 3 by `system`).
-    All,
-    /// None: every recovered alarm gets the note and the notice and stays open.
-    None,
-}
-
+// `alarms.auto_resolve` is a setting (config); what it closes is the engine's rule.
 impl AutoResolve {
     pub fn closes(self, status: OpenStatus) -> bool {
         match self {
@@ -164,43 +151,6 @@ impl AutoResolve {
             AutoResolve::All => true,
             AutoResolve::None => false,
         }
-    }
-}
-
-impl std::str::FromStr for AutoResolve {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "unclaimed" | "true" => Ok(AutoResolve::Unclaimed),
-            "all" => Ok(AutoResolve::All),
-            "none" | "false" => Ok(AutoResolve::None),
-            other => Err(format!(
-                "invalid auto_resolve {other:?}: expected \"unclaimed\", \"all\" or \"none\" (or true = unclaimed, false = none)"
-            )),
-        }
-    }
-}
-
-impl<'de> serde::Deserialize<'de> for AutoResolve {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl serde::de::Visitor<'_> for V {
-            type Value = AutoResolve;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("\"unclaimed\", \"all\", \"none\", true or false")
-            }
-            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<AutoResolve, E> {
-                Ok(if v {
-                    AutoResolve::Unclaimed
-                } else {
-                    AutoResolve::None
-                })
-            }
-            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<AutoResolve, E> {
-                v.parse().map_err(E::custom)
-            }
-        }
-        d.deserialize_any(V)
     }
 }
 

@@ -8,7 +8,52 @@
 use config::{ConfigError, Map, Source, Value, ValueKind};
 use std::path::{Path, PathBuf};
 
-use crate::plugin::{LegacyConfig, LegacyEnabled, LegacyKind};
+/// What a plugin reads from the original batch's `config.ini` (this module reads the file;
+/// it knows only the host's own keys, each plugin declares its own and the registry hands them in).
+#[derive(Clone, Copy, Debug)]
+pub struct LegacyConfig {
+    pub keys: &'static [LegacyKey],
+    /// Whether a config.ini without the plugin's own on/off key enables it.
+    pub enabled: LegacyEnabled,
+}
+
+impl LegacyConfig {
+    /// A plugin the original did not have: no config.ini key, never enabled by one.
+    pub const NONE: LegacyConfig = LegacyConfig {
+        keys: &[],
+        enabled: LegacyEnabled::Never,
+    };
+}
+
+/// One `config.ini` key: the setting it becomes, and how its text is read.
+#[derive(Clone, Copy, Debug)]
+pub struct LegacyKey {
+    /// the key as config.ini writes it, e.g. `bosh.api.url`
+    pub ini: &'static str,
+    /// its key in `[plugins.<name>]` (dotted for a sub-table: `portal_db.host`); `None` for a
+    /// key the original read but never used, accepted without a warning
+    pub field: Option<&'static str>,
+    pub kind: LegacyKind,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LegacyKind {
+    Str,
+    Int,
+    /// true/false, 1/0, t/f, yes/no, on/off
+    Bool,
+    /// a boolean that becomes one of two words: `(when true, when false)`
+    BoolAs(&'static str, &'static str),
+}
+
+/// The original ran every component it had config for; mail only when `mail.alarm.send` said so.
+#[derive(Clone, Copy, Debug)]
+pub enum LegacyEnabled {
+    Never,
+    Always,
+    /// when the file sets any of these fields of the plugin
+    IfAnySet(&'static [&'static str]),
+}
 
 /// The host's own config.ini keys → (settings path, kind); `None` marks a key the original read
 /// but never used. Each plugin declares its own keys in its registration (`legacy_ini`).
@@ -76,12 +121,9 @@ const HOST_KEYS: &[(&str, Option<&str>, LegacyKind)] = &[
 /// The plugins whose config.ini keys are read: `(name, what its registration declares)`.
 pub type LegacyPlugins = Vec<(&'static str, LegacyConfig)>;
 
-/// The legacy config of every compiled plugin.
-pub fn compiled_legacy_plugins() -> LegacyPlugins {
-    crate::plugin::compiled_plugins()
-        .iter()
-        .map(|p| (p.name, p.legacy_ini))
-        .collect()
+/// The legacy config of the given plugins (the registry's [`crate::config::PluginKeys`]).
+pub fn legacy_plugins(plugins: &[crate::config::PluginKeys]) -> LegacyPlugins {
+    plugins.iter().map(|p| (p.name, p.legacy_ini)).collect()
 }
 
 /// Where a config.ini key goes: `Some((Some(settings path), kind))`, `Some((None, _))` for a key
@@ -99,9 +141,9 @@ fn resolve(key: &str, plugins: &LegacyPlugins) -> Option<(Option<String>, Legacy
     })
 }
 
-/// Whether the host or a compiled plugin reads this config.ini key.
-pub fn is_known_key(key: &str) -> bool {
-    resolve(key, &compiled_legacy_plugins()).is_some()
+/// Whether the host or one of `plugins` reads this config.ini key.
+pub fn is_known_key(key: &str, plugins: &LegacyPlugins) -> bool {
+    resolve(key, plugins).is_some()
 }
 
 /// One `key = value` line.
@@ -325,7 +367,7 @@ mod tests {
         assert!(err.contains("integer"), "{err}");
     }
 
-    use crate::plugin::LegacyKey;
+    use super::LegacyKey;
 
     const MAILER: LegacyConfig = LegacyConfig {
         keys: &[

@@ -2,7 +2,7 @@
 //! readers of the metric schema match on to send InfluxQL or PromQL. The host builds it (and owns
 //! both clients); the readers own the queries.
 
-use crate::config::{MetricBackend, Settings};
+use crate::config::{InfluxSettings, MetricBackend, PrometheusSettings};
 use crate::influx::{InfluxClient, InfluxError, InfluxStats};
 use crate::prometheus::{PrometheusClient, PrometheusError};
 use std::sync::Arc;
@@ -23,13 +23,15 @@ pub enum MetricStoreError {
 }
 
 impl MetricStore {
-    /// The client of the configured backend.
-    pub fn from_settings(settings: &Settings) -> Result<Self, MetricStoreError> {
-        Ok(match settings.metrics.backend {
-            MetricBackend::Influxdb => Self::Influx(InfluxClient::new(&settings.influx)?),
-            MetricBackend::Prometheus => {
-                Self::Prometheus(PrometheusClient::new(&settings.prometheus)?)
-            }
+    /// The client of the configured backend (`[metrics] backend`), from its own section.
+    pub fn new(
+        backend: MetricBackend,
+        influx: &InfluxSettings,
+        prometheus: &PrometheusSettings,
+    ) -> Result<Self, MetricStoreError> {
+        Ok(match backend {
+            MetricBackend::Influxdb => Self::Influx(InfluxClient::new(influx)?),
+            MetricBackend::Prometheus => Self::Prometheus(PrometheusClient::new(prometheus)?),
         })
     }
 

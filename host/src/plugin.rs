@@ -47,61 +47,8 @@ pub fn show_nothing(_: &PluginContext) -> anyhow::Result<serde_json::Value> {
     Ok(serde_json::json!({}))
 }
 
-/// What a plugin reads from the original batch's `config.ini` (`host/src/legacy_ini.rs` reads
-/// the file; it knows only the host's own keys, each plugin declares its own).
-#[derive(Clone, Copy, Debug)]
-pub struct LegacyConfig {
-    pub keys: &'static [LegacyKey],
-    /// Whether a config.ini without the plugin's own on/off key enables it.
-    pub enabled: LegacyEnabled,
-}
-
-impl LegacyConfig {
-    /// A plugin the original did not have: no config.ini key, never enabled by one.
-    pub const NONE: LegacyConfig = LegacyConfig {
-        keys: &[],
-        enabled: LegacyEnabled::Never,
-    };
-}
-
-/// One `config.ini` key: the setting it becomes, and how its text is read.
-#[derive(Clone, Copy, Debug)]
-pub struct LegacyKey {
-    /// the key as config.ini writes it, e.g. `bosh.api.url`
-    pub ini: &'static str,
-    /// its key in `[plugins.<name>]` (dotted for a sub-table: `portal_db.host`); `None` for a
-    /// key the original read but never used, accepted without a warning
-    pub field: Option<&'static str>,
-    pub kind: LegacyKind,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum LegacyKind {
-    Str,
-    Int,
-    /// true/false, 1/0, t/f, yes/no, on/off
-    Bool,
-    /// a boolean that becomes one of two words: `(when true, when false)`
-    BoolAs(&'static str, &'static str),
-}
-
-/// The original ran every component it had config for; mail only when `mail.alarm.send` said so.
-#[derive(Clone, Copy, Debug)]
-pub enum LegacyEnabled {
-    Never,
-    Always,
-    /// when the file sets any of these fields of the plugin
-    IfAnySet(&'static [&'static str]),
-}
-
-/// A setting that moved from a host section into the plugin's own: `old` is its former dotted
-/// path (a key such as `influx.<plugin>_db`, or a whole host section), `new` its key in
-/// `[plugins.<name>]`.
-#[derive(Clone, Copy, Debug)]
-pub struct MovedKey {
-    pub old: &'static str,
-    pub new: &'static str,
-}
+pub use crate::config::MovedKey;
+pub use crate::legacy_ini::{LegacyConfig, LegacyEnabled, LegacyKey, LegacyKind};
 
 inventory::collect!(PluginRegistration);
 
@@ -137,6 +84,48 @@ pub fn compiled_plugins() -> Vec<&'static PluginRegistration> {
     let mut all: Vec<_> = inventory::iter::<PluginRegistration>.into_iter().collect();
     all.sort_by_key(|p| p.name);
     all
+}
+
+/// What configuration needs to know of each compiled plugin (its moved and config.ini keys),
+/// handed to [`Settings::load_with_plugins`] as data: configuration knows no plugin.
+pub fn plugin_keys() -> Vec<crate::config::PluginKeys> {
+    compiled_plugins()
+        .iter()
+        .map(|p| crate::config::PluginKeys {
+            name: p.name,
+            moved_keys: p.moved_keys,
+            legacy_ini: p.legacy_ini,
+        })
+        .collect()
+}
+
+/// Loads and validates the settings, the compiled plugins' keys included. Errors name the
+/// file, the key and the reason.
+pub fn load_settings(path: Option<&std::path::Path>) -> anyhow::Result<Settings> {
+    load_settings_with_env(path, std::env::vars().collect())
+}
+
+/// [`load_settings`] with the environment given (tests).
+pub fn load_settings_with_env(
+    path: Option<&std::path::Path>,
+    env: HashMap<String, String>,
+) -> anyhow::Result<Settings> {
+    Settings::load_with_plugins(path, env, &plugin_keys())
+}
+
+/// The effective settings as `check-config` prints them: each compiled plugin shows its
+/// section through its typed config ([`PluginRegistration::show`]), whose secrets are masked
+/// by type; any other section has every value masked.
+pub fn masked_settings(settings: &Settings) -> serde_json::Value {
+    let shared = Arc::new(settings.clone());
+    settings.masked_with(&|name: &str| {
+        let reg = find_plugin(name)?;
+        let ctx = PluginContext {
+            name: reg.name,
+            settings: shared.clone(),
+        };
+        (reg.show)(&ctx).ok()
+    })
 }
 
 pub fn find_plugin(name: &str) -> Option<&'static PluginRegistration> {

@@ -579,15 +579,7 @@ pub fn literal_regex(s: &str) -> String {
     string(&re)
 }
 
-/// A label name is `[a-zA-Z_][a-zA-Z0-9_]*`; anything else from config is refused by the
-/// readers before it reaches a query.
-pub fn is_label_name(s: &str) -> bool {
-    let mut chars = s.chars();
-    chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-}
+pub use crate::config::is_label_name;
 
 #[cfg(test)]
 mod tests {

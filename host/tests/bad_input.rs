@@ -14,7 +14,7 @@ fn load(name: &str, text: &str, env: &[(&str, &str)]) -> anyhow::Result<Settings
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join(name);
     std::fs::write(&p, text).unwrap();
-    Settings::load_with_env(
+    monit_host::plugin::load_settings_with_env(
         Some(&p),
         env.iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -175,7 +175,7 @@ fn an_ini_that_is_not_text_is_an_error_naming_the_file() {
     std::fs::write(&p, b"monitoring.db.dbname = \xff\xfe\n").unwrap();
     let e = format!(
         "{:#}",
-        Settings::load_with_env(Some(&p), HashMap::new()).unwrap_err()
+        monit_host::plugin::load_settings_with_env(Some(&p), HashMap::new()).unwrap_err()
     );
     assert!(e.contains(&p.display().to_string()), "{e}");
 }

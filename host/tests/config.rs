@@ -1,6 +1,5 @@
 //! Settings from TOML, environment, and the original's config.ini; and the errors a bad config gets.
 
-use monit_host::config::Settings;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -23,7 +22,7 @@ const MINIMAL: &str =
 #[test]
 fn sample_toml_loads_with_documented_defaults() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/monit-batch.toml");
-    let s = Settings::load_with_env(Some(&root), env(&[])).unwrap();
+    let s = monit_host::plugin::load_settings_with_env(Some(&root), env(&[])).unwrap();
     assert_eq!(s.batch.interval_seconds, 60);
     assert_eq!(s.plugins["paasta"]["db"], "cf_metric_db");
     assert!(s.plugin_enabled("paasta"));
@@ -49,7 +48,7 @@ fn environment_overrides_the_file_and_port_wins() {
         "m.toml",
         &format!("{MINIMAL}[batch]\ninterval_seconds = 60\n[plugins.paasta]\nenabled = false\n"),
     );
-    let s = Settings::load_with_env(
+    let s = monit_host::plugin::load_settings_with_env(
         Some(&p),
         env(&[
             ("MONIT_BATCH__BATCH__INTERVAL_SECONDS", "5"),
@@ -75,8 +74,8 @@ fn secrets_are_masked_in_the_effective_config_and_debug() {
             "{MINIMAL}[influx]\npassword = \"influx-pw\"\n[plugins.email]\nenabled = false\npassword = \"smtp-pw\"\n"
         ),
     );
-    let s = Settings::load_with_env(Some(&p), env(&[])).unwrap();
-    let shown = serde_json::to_string(&s.masked()).unwrap();
+    let s = monit_host::plugin::load_settings_with_env(Some(&p), env(&[])).unwrap();
+    let shown = serde_json::to_string(&monit_host::plugin::masked_settings(&s)).unwrap();
     let debug = format!("{s:?}");
     for secret in ["s3cret-pw", "influx-pw", "smtp-pw"] {
         assert!(!shown.contains(secret), "{secret} in {shown}");
@@ -88,7 +87,7 @@ fn secrets_are_masked_in_the_effective_config_and_debug() {
 #[test]
 fn legacy_config_ini_is_accepted_unchanged() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/config.example.ini");
-    let s = Settings::load_with_env(Some(&root), env(&[])).unwrap();
+    let s = monit_host::plugin::load_settings_with_env(Some(&root), env(&[])).unwrap();
     assert_eq!(s.batch.interval_seconds, 60, "trailing ⇒ comment stripped");
     assert_eq!(s.monitoring_db.dbname, "monit");
     assert_eq!(s.monitoring_db.port, 3306);
@@ -117,7 +116,7 @@ fn legacy_values_keep_hashes_inside_passwords() {
         "config.ini",
         "monitoring.db.dbname=monit\nmonitoring.db.password=pa#ss;word  # the password\n",
     );
-    let s = Settings::load_with_env(Some(&p), env(&[])).unwrap();
+    let s = monit_host::plugin::load_settings_with_env(Some(&p), env(&[])).unwrap();
     assert_eq!(s.monitoring_db.password.expose(), "pa#ss;word");
 }
 
@@ -126,7 +125,7 @@ fn error_of(text: &str, name: &str) -> String {
     let p = write(dir.path(), name, text);
     format!(
         "{:#}",
-        Settings::load_with_env(Some(&p), env(&[])).unwrap_err()
+        monit_host::plugin::load_settings_with_env(Some(&p), env(&[])).unwrap_err()
     )
 }
 
@@ -148,7 +147,7 @@ fn unknown_plugin_is_named() {
     let build_error = |text: &str| {
         let dir = tempfile::tempdir().unwrap();
         let p = write(dir.path(), "m.toml", text);
-        let s = Settings::load_with_env(Some(&p), env(&[])).unwrap();
+        let s = monit_host::plugin::load_settings_with_env(Some(&p), env(&[])).unwrap();
         match monit_host::scheduler::build_plugins(&std::sync::Arc::new(s)) {
             Ok(_) => panic!("built: {text}"),
             Err(e) => format!("{e:#}"),
@@ -217,13 +216,14 @@ fn cloud_foundry_mysql_binding_supplies_the_monitoring_db() {
         "credentials":{"hostname":"mysql.example","port":3306,"name":"service_instance_db","username":"u1","password":"p@ss:w/rd",
         "uri":"mysql://u1:p%40ss%3Aw%2Frd@mysql.example:3306/service_instance_db?reconnect=true"}}],
         "p.redis":[{"name":"cache","label":"p.redis","tags":["redis"],"credentials":{"host":"10.0.9.9"}}]}"#;
-    let s = Settings::load_with_env(Some(&p), env(&[("VCAP_SERVICES", vcap)])).unwrap();
+    let s = monit_host::plugin::load_settings_with_env(Some(&p), env(&[("VCAP_SERVICES", vcap)]))
+        .unwrap();
     assert_eq!(s.monitoring_db.host, "mysql.example");
     assert_eq!(s.monitoring_db.dbname, "service_instance_db");
     assert_eq!(s.monitoring_db.username, "u1");
     assert_eq!(s.monitoring_db.password.expose(), "p@ss:w/rd");
     // an explicit environment override still wins
-    let s = Settings::load_with_env(
+    let s = monit_host::plugin::load_settings_with_env(
         Some(&p),
         env(&[
             ("VCAP_SERVICES", vcap),
@@ -234,7 +234,8 @@ fn cloud_foundry_mysql_binding_supplies_the_monitoring_db() {
     assert_eq!(s.monitoring_db.host, "db.override");
     // only a uri
     let vcap = r#"{"user-provided":[{"name":"mysql-monit","label":"user-provided","tags":[],"credentials":{"uri":"mysql://a:b@h.example:3307/mon"}}]}"#;
-    let s = Settings::load_with_env(Some(&p), env(&[("VCAP_SERVICES", vcap)])).unwrap();
+    let s = monit_host::plugin::load_settings_with_env(Some(&p), env(&[("VCAP_SERVICES", vcap)]))
+        .unwrap();
     assert_eq!(
         (
             s.monitoring_db.host.as_str(),
@@ -244,7 +245,11 @@ fn cloud_foundry_mysql_binding_supplies_the_monitoring_db() {
         ("h.example", 3307, "mon")
     );
     // garbage is an error naming the variable
-    let e = Settings::load_with_env(Some(&p), env(&[("VCAP_SERVICES", "{not json")])).unwrap_err();
+    let e = monit_host::plugin::load_settings_with_env(
+        Some(&p),
+        env(&[("VCAP_SERVICES", "{not json")]),
+    )
+    .unwrap_err();
     assert!(format!("{e:#}").contains("VCAP_SERVICES"));
 }
 
@@ -260,16 +265,22 @@ fn header_values_url_passwords_and_webhook_paths_are_masked() {
              [plugins.webhook.headers]\nAuthorization = \"Bearer Hdr-t0ken\"\nX-Api-Key = \"K3y-value\"\n"
         ),
     );
-    let s = Settings::load_with_env(Some(&p), env(&[])).unwrap();
-    let shown = serde_json::to_string(&s.masked()).unwrap();
+    let s = monit_host::plugin::load_settings_with_env(Some(&p), env(&[])).unwrap();
+    let shown = serde_json::to_string(&monit_host::plugin::masked_settings(&s)).unwrap();
     for secret in ["Url-pw-9", "Tok3n", "Hdr-t0ken", "K3y-value"] {
         assert!(!shown.contains(secret), "{secret} in {shown}");
     }
     // no plugin is compiled into this test: a section no plugin's type describes shows every
     // value masked (plugins/webhook/tests/config.rs shows the webhook's own masking)
     assert!(shown.contains("influx.example"), "{shown}");
-    assert_eq!(s.masked()["plugins"]["webhook"]["urls"][0], "***");
-    assert_eq!(s.masked()["plugins"]["webhook"]["enabled"], false);
+    assert_eq!(
+        monit_host::plugin::masked_settings(&s)["plugins"]["webhook"]["urls"][0],
+        "***"
+    );
+    assert_eq!(
+        monit_host::plugin::masked_settings(&s)["plugins"]["webhook"]["enabled"],
+        false
+    );
 }
 
 #[test]
@@ -283,7 +294,7 @@ fn influx_url_userinfo_becomes_the_login_and_leaves_the_url() {
              [alarms]\nresource_url = \"https://ui:ui-pw@monitoring.example/\"\n"
         ),
     );
-    let s = Settings::load_with_env(Some(&p), env(&[])).unwrap();
+    let s = monit_host::plugin::load_settings_with_env(Some(&p), env(&[])).unwrap();
     assert_eq!(s.influx.url, "http://influx.example:8086/");
     assert_eq!(s.influx.user.as_deref(), Some("reader"));
     assert_eq!(s.influx.password.expose(), "p@ss-in-url");
@@ -292,7 +303,7 @@ fn influx_url_userinfo_becomes_the_login_and_leaves_the_url() {
         Some("https://monitoring.example/")
     );
     assert_eq!(s.warnings.len(), 1, "{:?}", s.warnings);
-    let shown = format!("{s:?} {}", s.masked());
+    let shown = format!("{s:?} {}", monit_host::plugin::masked_settings(&s));
     assert!(
         !shown.contains("p%40ss-in-url") && !shown.contains("ui-pw"),
         "{shown}"
@@ -305,7 +316,7 @@ fn influx_url_userinfo_becomes_the_login_and_leaves_the_url() {
             "{MINIMAL}[influx]\nurl = \"http://reader:other@influx.example:8086\"\nuser = \"monit\"\npassword = \"pw\"\n"
         ),
     );
-    let s = Settings::load_with_env(Some(&p), env(&[])).unwrap();
+    let s = monit_host::plugin::load_settings_with_env(Some(&p), env(&[])).unwrap();
     assert_eq!(s.influx.url, "http://influx.example:8086/");
     assert_eq!(s.influx.user.as_deref(), Some("monit"));
     assert_eq!(s.influx.password.expose(), "pw");
@@ -345,7 +356,7 @@ fn every_number_is_range_checked_naming_the_key() {
             "m.toml",
             &format!("{MINIMAL}max_connections = 5\n[{section}]\n{key} = {value}\n"),
         );
-        let e = Settings::load_with_env(Some(&p), env(&[]))
+        let e = monit_host::plugin::load_settings_with_env(Some(&p), env(&[]))
             .unwrap_err()
             .to_string();
         assert!(
@@ -358,7 +369,7 @@ fn every_number_is_range_checked_naming_the_key() {
         "m.toml",
         "[monitoring_db]\ndbname = \"m\"\nmax_connections = 0\n",
     );
-    let e = Settings::load_with_env(Some(&p), env(&[]))
+    let e = monit_host::plugin::load_settings_with_env(Some(&p), env(&[]))
         .unwrap_err()
         .to_string();
     assert!(e.contains("monitoring_db.max_connections"), "{e}");
@@ -383,7 +394,8 @@ fn auto_resolve_takes_a_mode_or_the_old_boolean_from_the_file_and_the_environmen
     let dir = tempfile::tempdir().unwrap();
     let load = |toml: &str, vars: &[(&str, &str)]| {
         let p = write(dir.path(), "m.toml", &format!("{MINIMAL}{toml}"));
-        Settings::load_with_env(Some(&p), env(vars)).map(|s| s.alarms.auto_resolve)
+        monit_host::plugin::load_settings_with_env(Some(&p), env(vars))
+            .map(|s| s.alarms.auto_resolve)
     };
     assert_eq!(load("", &[]).unwrap(), AutoResolve::Unclaimed, "default");
     for (value, mode) in [

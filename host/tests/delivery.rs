@@ -148,7 +148,9 @@ async fn env(tag: &str, sinks: &[&str], extra: &str) -> Env {
         ),
     )
     .unwrap();
-    let settings = Arc::new(Settings::load_with_env(Some(&cfg), Default::default()).unwrap());
+    let settings = Arc::new(
+        monit_host::plugin::load_settings_with_env(Some(&cfg), Default::default()).unwrap(),
+    );
     let pool = db::lazy_pool(&settings.monitoring_db);
     db::migrate(&pool, &settings.monitoring_db).await.unwrap();
     Env {

@@ -14,7 +14,7 @@ fn load(extra: &str, env: &[(&str, &str)]) -> anyhow::Result<Settings> {
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-    Settings::load_with_env(Some(&p), env)
+    monit_host::plugin::load_settings_with_env(Some(&p), env)
 }
 
 fn error(extra: &str) -> String {

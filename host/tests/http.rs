@@ -157,7 +157,7 @@ fn server_limits_are_range_checked() {
             format!("[monitoring_db]\ndbname = \"m\"\n[server]\n{key} = {value}\n"),
         )
         .unwrap();
-        let e = monit_host::config::Settings::load_with_env(Some(&p), Default::default())
+        let e = monit_host::plugin::load_settings_with_env(Some(&p), Default::default())
             .unwrap_err()
             .to_string();
         assert!(e.contains(&format!("server.{key}")), "{e}");

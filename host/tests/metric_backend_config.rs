@@ -17,7 +17,7 @@ const MINIMAL: &str = "[monitoring_db]\ndbname = \"monit\"\nusername = \"monit\"
 fn load(text: &str, env: &[(&str, &str)]) -> anyhow::Result<Settings> {
     let dir = tempfile::tempdir().unwrap();
     let p = write(dir.path(), &format!("{MINIMAL}{text}"));
-    Settings::load_with_env(
+    monit_host::plugin::load_settings_with_env(
         Some(&p),
         env.iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -29,7 +29,7 @@ fn load(text: &str, env: &[(&str, &str)]) -> anyhow::Result<Settings> {
 fn influxdb_is_the_default_backend() {
     let s = load("", &[]).unwrap();
     assert_eq!(s.metrics.backend, MetricBackend::Influxdb);
-    let store = MetricStore::from_settings(&s).unwrap();
+    let store = MetricStore::new(s.metrics.backend, &s.influx, &s.prometheus).unwrap();
     assert!(matches!(store, MetricStore::Influx(_)), "{store:?}");
     assert_eq!(store.url(), "http://127.0.0.1:8086");
 }
@@ -42,7 +42,7 @@ fn prometheus_backend_needs_no_influx_section() {
     )
     .unwrap();
     assert_eq!(s.metrics.backend, MetricBackend::Prometheus);
-    let store = MetricStore::from_settings(&s).unwrap();
+    let store = MetricStore::new(s.metrics.backend, &s.influx, &s.prometheus).unwrap();
     assert!(matches!(store, MetricStore::Prometheus(_)), "{store:?}");
     assert_eq!(store.url(), "http://vm.example:8428");
     // the schema's names (database, measurement) are the collectors' own ([plugins.<name>] db,
@@ -90,7 +90,7 @@ fn bad_prometheus_settings_name_their_key() {
         &[],
     )
     .unwrap();
-    let e = MetricStore::from_settings(&s).unwrap_err();
+    let e = MetricStore::new(s.metrics.backend, &s.influx, &s.prometheus).unwrap_err();
     assert!(e.to_string().contains("prometheus.ca_file"), "{e}");
 }
 
@@ -101,8 +101,8 @@ fn prometheus_secrets_are_masked_everywhere() {
         &[],
     )
     .unwrap();
-    let masked = serde_json::to_string(&s.masked()).unwrap();
-    let store = MetricStore::from_settings(&s).unwrap();
+    let masked = serde_json::to_string(&monit_host::plugin::masked_settings(&s)).unwrap();
+    let store = MetricStore::new(s.metrics.backend, &s.influx, &s.prometheus).unwrap();
     for shown in [
         masked,
         format!("{s:?}"),

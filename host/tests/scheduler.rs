@@ -1,7 +1,6 @@
 //! The scheduler isolates plugins: a failing or hanging plugin is logged and counted, the others
 //! go on, and alarms of an origin whose collector failed are not touched.
 
-use monit_host::config::Settings;
 use monit_host::influx::InfluxClient;
 use monit_host::model::{Measured, Origin, Reading, Resource, Target};
 use monit_host::plugin::{
@@ -139,7 +138,9 @@ async fn a_failing_or_hanging_plugin_does_not_stop_the_others() {
         ),
     )
     .unwrap();
-    let settings = Arc::new(Settings::load_with_env(Some(&cfg), Default::default()).unwrap());
+    let settings = Arc::new(
+        monit_host::plugin::load_settings_with_env(Some(&cfg), Default::default()).unwrap(),
+    );
     let pool = db::lazy_pool(&settings.monitoring_db);
     db::migrate(&pool, &settings.monitoring_db).await.unwrap();
     sqlx::query(

@@ -894,7 +894,7 @@ fn settings_from(file_name: &str, text: &str) -> Settings {
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join(file_name);
     std::fs::write(&file, text).unwrap();
-    let settings = Settings::load_with_env(Some(&file), HashMap::new()).unwrap();
+    let settings = monit_host::plugin::load_settings_with_env(Some(&file), HashMap::new()).unwrap();
     std::fs::remove_dir_all(&dir).unwrap();
     settings
 }

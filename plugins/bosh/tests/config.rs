@@ -30,7 +30,8 @@ const TOML_BASE: &str = "[monitoring_db]\ndbname = \"monit\"\n\n[plugins.bosh]\n
 fn the_plugin_is_registered_and_builds_an_inventory_sync() {
     let reg = find_plugin("bosh").expect("bosh plugin registered");
     let f = file(".toml", TOML_BASE);
-    let settings = Settings::load_with_env(Some(f.path()), HashMap::new()).unwrap();
+    let settings =
+        monit_host::plugin::load_settings_with_env(Some(f.path()), HashMap::new()).unwrap();
     let parts = (reg.build)(&context(settings)).unwrap();
     assert!(parts.vm_source.is_some());
 }
@@ -43,7 +44,8 @@ fn legacy_config_ini_keys_fill_the_section() {
          bosh.cf.deployment.name=paasta-controller ⇒ CF deployment name\nbosh.diego.deployment.name=paasta-container\n\
          bosh.diego.cell.name.prefix=cell\nbosh.service.name=micro-bosh\n",
     );
-    let settings = Settings::load_with_env(Some(f.path()), HashMap::new()).unwrap();
+    let settings =
+        monit_host::plugin::load_settings_with_env(Some(f.path()), HashMap::new()).unwrap();
     let c: BoshConfig = context(settings).plugin_config().unwrap();
     assert_eq!(
         c.director_url().unwrap().as_str(),
@@ -74,7 +76,7 @@ fn environment_overrides_reach_typed_fields() {
             "false".to_string(),
         ),
     ]);
-    let settings = Settings::load_with_env(Some(f.path()), env).unwrap();
+    let settings = monit_host::plugin::load_settings_with_env(Some(f.path()), env).unwrap();
     let c: BoshConfig = context(settings).plugin_config().unwrap();
     assert_eq!(c.task_timeout_seconds, 7);
 }
@@ -82,7 +84,8 @@ fn environment_overrides_reach_typed_fields() {
 #[test]
 fn an_unknown_key_in_the_section_is_an_error() {
     let f = file(".toml", &format!("{TOML_BASE}cell_prefx = \"cell\"\n"));
-    let settings = Settings::load_with_env(Some(f.path()), HashMap::new()).unwrap();
+    let settings =
+        monit_host::plugin::load_settings_with_env(Some(f.path()), HashMap::new()).unwrap();
     let err = (find_plugin("bosh").unwrap().build)(&context(settings))
         .err()
         .unwrap();
@@ -95,7 +98,8 @@ fn a_section_without_the_deployment_is_an_error_naming_it() {
         ".toml",
         &TOML_BASE.replace("cf_deployment = \"paasta\"\n", "cf_deployment = \" \"\n"),
     );
-    let settings = Settings::load_with_env(Some(f.path()), HashMap::new()).unwrap();
+    let settings =
+        monit_host::plugin::load_settings_with_env(Some(f.path()), HashMap::new()).unwrap();
     let err = (find_plugin("bosh").unwrap().build)(&context(settings))
         .err()
         .unwrap();
@@ -114,7 +118,7 @@ fn the_sample_loads_and_documents_every_field() {
         ".toml",
         &format!("[monitoring_db]\ndbname = \"monit\"\n\n{}", reg.sample),
     );
-    let s = Settings::load_with_env(Some(f.path()), HashMap::new()).unwrap();
+    let s = monit_host::plugin::load_settings_with_env(Some(f.path()), HashMap::new()).unwrap();
     let c: BoshConfig = context(s).plugin_config().unwrap();
     assert!(c.enabled);
     assert_eq!(c.service_name, "micro-bosh");

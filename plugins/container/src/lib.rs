@@ -292,7 +292,7 @@ mod tests {
         )
         .unwrap();
         let settings =
-            monit_host::config::Settings::load_with_env(Some(&path), HashMap::new()).unwrap();
+            monit_host::plugin::load_settings_with_env(Some(&path), HashMap::new()).unwrap();
         PluginContext {
             name: "container",
             settings: Arc::new(settings),

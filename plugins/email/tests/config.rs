@@ -1,6 +1,5 @@
 //! `[plugins.email]` as the host hands it over: TOML, environment and config.ini keys.
 
-use monit_host::config::Settings;
 use monit_host::plugin::{PluginContext, find_plugin};
 use monit_plugin_email::{EmailConfig, EmailNotifier, Security};
 use std::collections::HashMap;
@@ -129,7 +128,7 @@ fn the_registered_plugin_builds_from_a_legacy_config_ini() {
          mail.tls.send = false\nmail.resource.url = http://monitor.example.org\n",
     )
     .unwrap();
-    let settings = Settings::load_with_env(Some(&ini), HashMap::new()).unwrap();
+    let settings = monit_host::plugin::load_settings_with_env(Some(&ini), HashMap::new()).unwrap();
     let ctx = PluginContext {
         name: "email",
         settings: Arc::new(settings),

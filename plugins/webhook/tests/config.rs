@@ -1,7 +1,6 @@
 //! `[plugins.webhook]` as the host hands it over (TOML file and environment), and the checks the
 //! notifier makes before the first tick.
 
-use monit_host::config::Settings;
 use monit_host::plugin::{PluginContext, find_plugin};
 use monit_plugin_webhook::{Format, WebhookConfig, WebhookNotifier};
 use std::collections::HashMap;
@@ -178,7 +177,7 @@ fn the_registered_plugin_builds_from_file_and_environment() {
             "3".to_string(),
         ),
     ]);
-    let settings = Settings::load_with_env(Some(&file), env).unwrap();
+    let settings = monit_host::plugin::load_settings_with_env(Some(&file), env).unwrap();
     std::fs::remove_dir_all(&dir).unwrap();
     let ctx = PluginContext {
         name: "webhook",
@@ -209,7 +208,7 @@ fn a_bad_section_fails_the_build_naming_it() {
         "[monitoring_db]\ndbname = \"monit\"\n[plugins.webhook]\nenabled = true\nurls = [\"https://a.example.org/x\"]\nretries = 3\n",
     )
     .unwrap();
-    let settings = Settings::load_with_env(Some(&file), HashMap::new()).unwrap();
+    let settings = monit_host::plugin::load_settings_with_env(Some(&file), HashMap::new()).unwrap();
     std::fs::remove_dir_all(&dir).unwrap();
     let ctx = PluginContext {
         name: "webhook",
@@ -236,8 +235,8 @@ fn the_effective_config_masks_url_paths_and_header_values() {
          format = \"slack\"\n[plugins.webhook.headers]\nAuthorization = \"Bearer Hdr-t0ken\"\nX-Api-Key = \"K3y-value\"\n",
     )
     .unwrap();
-    let s = Settings::load_with_env(Some(&p), HashMap::new()).unwrap();
-    let shown = s.masked();
+    let s = monit_host::plugin::load_settings_with_env(Some(&p), HashMap::new()).unwrap();
+    let shown = monit_host::plugin::masked_settings(&s);
     let text = serde_json::to_string(&shown).unwrap();
     for secret in ["Tok3n", "Hdr-t0ken", "K3y-value", "services"] {
         assert!(!text.contains(secret), "{secret} in {text}");
