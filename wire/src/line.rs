@@ -5,10 +5,17 @@
 //! [`Text`]s, still escaped as written, unescaped only when asked (most names have no escapes, so
 //! most never allocate). Up to 8 tags and 4 fields live inline in the point.
 //!
-//! The grammar is InfluxDB 1.x's (`models/points.go`), checked against the 1.8 line protocol
-//! reference, with three deliberate differences: a trailing `\r` is dropped (CRLF bodies), an
-//! unknown `precision` is refused instead of read as nanoseconds, and NaN/infinite values are
-//! refused as `bad_value` (InfluxDB refuses them too, but with a different message).
+//! The grammar is InfluxDB 1.x's own scanner (`models/points.go`), not just the 1.8 reference:
+//! both agree on well-formed lines, and on the corners the reference leaves open (which escapes
+//! each part resolves, a backslash before a newline, a newline inside a string, tabs, the time
+//! range, duplicate tags, the reserved key `time`) `tests/influxdb_conformance.rs` holds this
+//! parser to what a real InfluxDB 1.6 stores. Deliberate differences, each checked there too:
+//!
+//! * a trailing `\r` is dropped (CRLF bodies); InfluxDB refuses the line as a bad timestamp;
+//! * `<n>u` (unsigned) is read; InfluxDB 1.x OSS refuses it unless built with uint support;
+//! * a string value followed by anything but `,`, a space or the end (`s="x"y`) is refused;
+//!   InfluxDB stores it mangled (`x"`);
+//! * an unknown `precision` is refused by [`Precision::from_param`]; InfluxDB reads it as ns.
 
 use smallvec::SmallVec;
 use std::borrow::Cow;
@@ -139,13 +146,14 @@ impl std::str::FromStr for Precision {
     }
 }
 
-/// Which escapes a piece of text had to follow, so that it unescapes by the same rule.
+/// Which escapes a piece of text resolves: what InfluxDB 1.x stores for each part, checked
+/// against InfluxDB 1.6 (`tests/influxdb_conformance.rs`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Escapes {
-    /// Measurement: `\,` and `\ `.
-    Measurement,
-    /// Tag key, tag value, field key: `\,`, `\=`, `\ ` and (as InfluxDB's Go parser) `\"`.
-    Key,
+    /// Measurement and field key: `\,`, `\=`, `\ ` and `\"`.
+    Name,
+    /// Tag key and tag value: `\,`, `\=` and `\ ` (a `\"` stays as written).
+    Tag,
     /// String field value (between the quotes): `\"` and `\\`.
     Quoted,
 }
@@ -153,8 +161,8 @@ enum Escapes {
 impl Escapes {
     fn unescapes(self, c: u8) -> bool {
         match self {
-            Escapes::Measurement => c == b',' || c == b' ',
-            Escapes::Key => matches!(c, b',' | b'=' | b' ' | b'"'),
+            Escapes::Name => matches!(c, b',' | b'=' | b' ' | b'"'),
+            Escapes::Tag => matches!(c, b',' | b'=' | b' '),
             Escapes::Quoted => c == b'"' || c == b'\\',
         }
     }
@@ -510,8 +518,8 @@ impl<'a, F: MeasurementFilter> Lines<'a, F> {
         let mut i = 0;
         while i < rest.len() {
             let c = rest[i];
-            if c == b'\\' {
-                if rest.get(i + 1) == Some(&b'\n') {
+            if c == b'\\' && i + 2 < rest.len() {
+                if rest[i + 1] == b'\n' {
                     newlines += 1;
                 }
                 i += 2;
@@ -559,10 +567,7 @@ impl<'a, F: MeasurementFilter> Iterator for Lines<'a, F> {
             if let [head @ .., b'\r'] = seg {
                 seg = head;
             }
-            let lead = seg
-                .iter()
-                .position(|&c| c != b' ' && c != b'\t')
-                .unwrap_or(seg.len());
+            let lead = seg.iter().position(|&c| !is_blank(c)).unwrap_or(seg.len());
             let seg = &seg[lead..];
             if seg.is_empty() || seg[0] == b'#' {
                 continue;
@@ -605,6 +610,20 @@ impl<'a, F: MeasurementFilter> Iterator for Lines<'a, F> {
 
 type Fail = (usize, Reason, &'static str);
 
+/// InfluxDB's time range: i64 nanoseconds less the two values it keeps as sentinels
+/// (`models.MinNanoTime`, `models.MaxNanoTime`).
+const MIN_NANO_TIME: i64 = i64::MIN + 2;
+const MAX_NANO_TIME: i64 = i64::MAX - 1;
+
+/// InfluxDB refuses a point whose series key (measurement and tags as written), plus 4, plus a
+/// field key, is longer than this (`models.MaxKeyLength`).
+const MAX_KEY_LENGTH: usize = 65535;
+
+/// Blanks skipped at the start of a line and after a section's space (`skipWhitespace`).
+fn is_blank(c: u8) -> bool {
+    c == b' ' || c == b'\t' || c == 0
+}
+
 struct Parser<'a> {
     s: &'a str,
     b: &'a [u8],
@@ -620,27 +639,41 @@ impl<'a> Parser<'a> {
         self.b.get(self.i).copied()
     }
 
-    /// Advances past an unescaped name (measurement, tag key or value, field key) and returns
-    /// it; stops before any byte in `stops`. A backslash always takes the next byte with it.
-    fn name(&mut self, stops: &[u8]) -> &'a str {
+    /// Measurement, tag key or tag value: runs to the first byte of `stops` whose previous byte
+    /// is not a backslash. InfluxDB's key scanner looks back one byte, so `a\\,b` is one name
+    /// (`a\,b` unescaped), unlike the field set below.
+    fn key_name(&mut self, stops: &[u8]) -> &'a str {
         let from = self.i;
         while let Some(c) = self.peek() {
-            if c == b'\\' {
-                self.i = (self.i + 2).min(self.b.len());
-                continue;
-            }
-            if stops.contains(&c) {
+            if stops.contains(&c) && (self.i == from || self.b[self.i - 1] != b'\\') {
                 break;
             }
             self.i += 1;
         }
-        // A backslash before a multi-byte character leaves `i` inside that character for a
-        // moment, but the scan only stops on an ASCII byte or at the end, both boundaries.
+        // Stops are ASCII, so the slice ends on a character boundary.
+        &self.s[from..self.i]
+    }
+
+    /// Field key: a backslash takes the next byte with it (InfluxDB's field scanner).
+    fn field_key(&mut self) -> &'a str {
+        let from = self.i;
+        while let Some(c) = self.peek() {
+            if c == b'\\' && self.i + 1 < self.b.len() {
+                self.i += 2;
+                continue;
+            }
+            if matches!(c, b',' | b'=' | b' ') {
+                break;
+            }
+            self.i += 1;
+        }
+        // A backslash before a multi-byte character leaves `i` inside it for a moment, but the
+        // scan only stops on an ASCII byte or at the end, both character boundaries.
         &self.s[from..self.i]
     }
 
     fn skip_blanks(&mut self) {
-        while matches!(self.peek(), Some(b' ' | b'\t')) {
+        while self.peek().is_some_and(is_blank) {
             self.i += 1;
         }
     }
@@ -650,19 +683,19 @@ impl<'a> Parser<'a> {
         opts: &mut Lines<'a, F>,
         line: usize,
     ) -> Result<Option<Point<'a>>, Fail> {
-        let m = self.name(b", ");
+        let m = self.key_name(b", ");
         if m.is_empty() {
             return self.fail(Reason::Syntax, "missing measurement");
         }
-        let measurement = Text::new(m, Escapes::Measurement);
+        let measurement = Text::new(m, Escapes::Name);
         if !opts.filter.accept(&measurement) {
             return Ok(None);
         }
 
-        let mut tags = SmallVec::new();
+        let mut tags: SmallVec<[Tag<'a>; 8]> = SmallVec::new();
         while self.peek() == Some(b',') {
             self.i += 1;
-            let k = self.name(b",= ");
+            let k = self.key_name(b",= ");
             if k.is_empty() {
                 return self.fail(Reason::Syntax, "missing tag key");
             }
@@ -670,18 +703,26 @@ impl<'a> Parser<'a> {
                 return self.fail(Reason::Syntax, "tag without '='");
             }
             self.i += 1;
-            let v = self.name(b",= ");
+            let v = self.key_name(b",= ");
             if v.is_empty() {
                 return self.fail(Reason::Syntax, "missing tag value");
             }
             if self.peek() == Some(b'=') {
                 return self.fail(Reason::Syntax, "unescaped '=' in tag value");
             }
+            // As written, like InfluxDB: `a\ b` and `a\\ b` are different keys to it too.
+            if tags.iter().any(|t| t.key.raw() == k) {
+                return self.fail(Reason::Syntax, "duplicate tag key");
+            }
+            if k == "time" {
+                return self.fail(Reason::Syntax, "tag key \"time\" is not allowed");
+            }
             tags.push(Tag {
-                key: Text::new(k, Escapes::Key),
-                value: Text::new(v, Escapes::Key),
+                key: Text::new(k, Escapes::Tag),
+                value: Text::new(v, Escapes::Tag),
             });
         }
+        let series_key_len = self.i;
 
         self.skip_blanks();
         if self.peek().is_none() {
@@ -690,12 +731,18 @@ impl<'a> Parser<'a> {
 
         let mut fields = SmallVec::new();
         loop {
-            let k = self.name(b",= ");
+            let k = self.field_key();
             if k.is_empty() {
                 return self.fail(Reason::Syntax, "missing field key");
             }
             if self.peek() != Some(b'=') {
                 return self.fail(Reason::Syntax, "field without '='");
+            }
+            if series_key_len + 4 + k.len() > MAX_KEY_LENGTH {
+                return self.fail(Reason::TooLong, "series key longer than 65535 bytes");
+            }
+            if k == "time" {
+                return self.fail(Reason::Syntax, "field key \"time\" is not allowed");
             }
             self.i += 1;
             let value = self.field_value()?;
@@ -703,7 +750,7 @@ impl<'a> Parser<'a> {
                 || !matches!(value, FieldValue::String(_) | FieldValue::Boolean(_));
             if keep {
                 fields.push(Field {
-                    key: Text::new(k, Escapes::Key),
+                    key: Text::new(k, Escapes::Name),
                     value,
                 });
             }
@@ -715,14 +762,19 @@ impl<'a> Parser<'a> {
 
         self.skip_blanks();
         let (timestamp_ns, timestamp_given) = if self.peek().is_none() {
-            (opts.now_ns, false)
+            // InfluxDB truncates its clock to the precision for such a line (`SetPrecision`).
+            let unit = opts.precision.nanos();
+            (opts.now_ns - opts.now_ns.rem_euclid(unit), false)
         } else {
             let from = self.i;
-            while matches!(self.peek(), Some(c) if c != b' ' && c != b'\t') {
+            while matches!(self.peek(), Some(c) if c != b' ') {
                 self.i += 1;
             }
             let tok = &self.s[from..self.i];
-            self.skip_blanks();
+            // Only spaces may follow the timestamp (a tab there is an error in InfluxDB too).
+            while self.peek() == Some(b' ') {
+                self.i += 1;
+            }
             if self.peek().is_some() {
                 return self.fail(Reason::Syntax, "text after the timestamp");
             }
@@ -741,14 +793,15 @@ impl<'a> Parser<'a> {
     }
 
     fn timestamp(&self, tok: &str, precision: Precision) -> Result<i64, Fail> {
-        let digits = tok.strip_prefix('-').unwrap_or(tok);
-        if digits.is_empty() || !digits.bytes().all(|c| c.is_ascii_digit()) {
+        if !is_int(tok, true) {
             return self.fail(Reason::BadTimestamp, "timestamp is not an integer");
         }
-        let Ok(t) = tok.parse::<i64>() else {
-            return self.fail(Reason::BadTimestamp, "timestamp out of range");
-        };
-        match t.checked_mul(precision.nanos()) {
+        let ns = tok
+            .parse::<i64>()
+            .ok()
+            .and_then(|t| t.checked_mul(precision.nanos()))
+            .filter(|ns| (MIN_NANO_TIME..=MAX_NANO_TIME).contains(ns));
+        match ns {
             Some(ns) => Ok(ns),
             None => self.fail(
                 Reason::BadTimestamp,
@@ -771,7 +824,9 @@ impl<'a> Parser<'a> {
             }
             let to = self.i;
             self.i += 1;
-            if !matches!(self.peek(), None | Some(b',' | b' ' | b'\t')) {
+            // InfluxDB keeps reading to the next comma or space and then drops the first and
+            // last byte, so `"x"y` is stored as `x"`; refusing it is the honest reading.
+            if !matches!(self.peek(), None | Some(b',' | b' ')) {
                 return self.fail(Reason::Syntax, "text after a string value");
             }
             return Ok(FieldValue::String(Text::new(
@@ -780,7 +835,7 @@ impl<'a> Parser<'a> {
             )));
         }
         let from = self.i;
-        while matches!(self.peek(), Some(c) if c != b',' && c != b' ' && c != b'\t') {
+        while matches!(self.peek(), Some(c) if c != b',' && c != b' ') {
             self.i += 1;
         }
         let tok = &self.s[from..self.i];

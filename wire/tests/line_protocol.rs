@@ -40,7 +40,8 @@ fn tags(p: &Point<'_>) -> Vec<(String, String)> {
 
 #[test]
 fn a_full_line_gives_measurement_tags_fields_and_timestamp() {
-    let p = one("cf_metrics,ip=10.0.16.11,metricname=cpuStats.core.0 value=93.5 1700000000000000000");
+    let p =
+        one("cf_metrics,ip=10.0.16.11,metricname=cpuStats.core.0 value=93.5 1700000000000000000");
     assert!(p.measurement().is("cf_metrics"));
     assert_eq!(
         tags(&p),
@@ -62,7 +63,10 @@ fn tags_are_optional_and_kept_in_the_order_written() {
     let p = one("m value=1");
     assert!(p.tags().is_empty());
     let p = one("m,z=1,a=2 value=1");
-    assert_eq!(tags(&p), [("z".into(), "1".into()), ("a".into(), "2".into())]);
+    assert_eq!(
+        tags(&p),
+        [("z".into(), "1".into()), ("a".into(), "2".into())]
+    );
 }
 
 #[test]
@@ -191,7 +195,9 @@ fn numeric_values_as_f64_and_non_numeric_as_none() {
 #[test]
 fn numeric_only_drops_strings_and_booleans_but_still_checks_them() {
     let body = "m a=1,s=\"x\",b=t,c=2i\nm a=1,s=\"unterminated\n";
-    let all: Vec<_> = Lines::new(body.as_bytes(), NOW).numeric_only(true).collect();
+    let all: Vec<_> = Lines::new(body.as_bytes(), NOW)
+        .numeric_only(true)
+        .collect();
     let p = all[0].as_ref().unwrap();
     let keys: Vec<String> = p.fields().iter().map(|f| f.key.to_string()).collect();
     assert_eq!(keys, ["a", "c"]);
@@ -227,8 +233,18 @@ fn integer_limits_are_exact_and_overflow_is_refused() {
 #[test]
 fn non_numbers_and_non_finite_floats_are_bad_values() {
     for bad in [
-        "m a=NaN", "m a=inf", "m a=-Infinity", "m a=+1", "m a=1e", "m a=1e+", "m a=1.2.3",
-        "m a=1e999", "m a=-", "m a=.", "m a=12abc", "m a=1_000",
+        "m a=NaN",
+        "m a=inf",
+        "m a=-Infinity",
+        "m a=+1",
+        "m a=1e",
+        "m a=1e+",
+        "m a=1.2.3",
+        "m a=1e999",
+        "m a=-",
+        "m a=.",
+        "m a=12abc",
+        "m a=1_000",
     ] {
         assert_eq!(refused(bad).reason, Reason::BadValue, "{bad}");
     }
@@ -268,7 +284,10 @@ fn reference_example_with_quotes_spaces_commas_and_emoji_everywhere() {
     let line = r#""measurement\ with\ quo⚡es\ and\ emoji",tag\ key\ with\ sp🚀ces=tag\,value\,with"commas" field_k\ey="string field value, only \" need be esc🍭ped""#;
     let p = one(line);
     // Quotes are ordinary characters in a measurement and in tags.
-    assert!(p.measurement().is(r#""measurement with quo⚡es and emoji""#));
+    assert!(
+        p.measurement()
+            .is(r#""measurement with quo⚡es and emoji""#)
+    );
     assert_eq!(
         tags(&p),
         [(
@@ -390,6 +409,37 @@ fn an_unknown_precision_is_refused_by_name() {
 }
 
 #[test]
+fn the_time_range_is_influxdbs() {
+    assert_eq!(
+        one("m v=1 9223372036854775806").timestamp_ns(),
+        i64::MAX - 1
+    );
+    assert_eq!(
+        one("m v=1 -9223372036854775806").timestamp_ns(),
+        i64::MIN + 2
+    );
+}
+
+#[test]
+fn now_is_truncated_to_the_precision_as_influxdb_does() {
+    let p = |prec| {
+        Lines::new(b"m v=1", NOW)
+            .precision(prec)
+            .next()
+            .unwrap()
+            .unwrap()
+            .timestamp_ns()
+    };
+    assert_eq!(p(Precision::Nanoseconds), NOW);
+    assert_eq!(p(Precision::Milliseconds), 1_800_000_000_123_000_000);
+    assert_eq!(p(Precision::Seconds), 1_800_000_000_000_000_000);
+    assert_eq!(
+        p(Precision::Hours),
+        1_800_000_000 / 3600 * 3600 * 1_000_000_000
+    );
+}
+
+#[test]
 fn timestamps_split_into_seconds_and_nanoseconds() {
     let p = one("m v=1 1465839830100400200");
     assert_eq!(p.timestamp_secs_nanos(), (1_465_839_830, 100_400_200));
@@ -399,7 +449,18 @@ fn timestamps_split_into_seconds_and_nanoseconds() {
 
 #[test]
 fn bad_timestamps_are_refused() {
-    for bad in ["m v=1 12a", "m v=1 1.5", "m v=1 -", "m v=1 9223372036854775808", "m v=1 +5"] {
+    for bad in [
+        "m v=1 12a",
+        "m v=1 1.5",
+        "m v=1 -",
+        "m v=1 9223372036854775808",
+        "m v=1 +5",
+        "m v=1 5\t",
+        // InfluxDB keeps the two ends of i64 as sentinels
+        "m v=1 9223372036854775807",
+        "m v=1 -9223372036854775808",
+        "m v=1 -9223372036854775807",
+    ] {
         let e = refused(bad);
         assert_eq!(e.reason, Reason::BadTimestamp, "{bad}: {e}");
         assert_eq!(e.column, 7, "{bad}: {e}");
@@ -450,13 +511,92 @@ fn every_syntax_rule() {
     ];
     for (line, detail) in cases {
         let e = refused(line);
-        assert_eq!((e.reason, e.detail), (Reason::Syntax, detail), "{line}: {e}");
+        assert_eq!(
+            (e.reason, e.detail),
+            (Reason::Syntax, detail),
+            "{line}: {e}"
+        );
     }
 }
 
 #[test]
+fn only_spaces_separate_sections_and_blanks_after_a_space_are_skipped() {
+    // A tab does not end a name or a value (InfluxDB: `m\tv=1` has no field set) ...
+    assert_eq!(refused("m\tv=1").reason, Reason::NoFields);
+    assert!(one("m,a=b\tc v=1").tag("a").unwrap().is("b\tc"));
+    assert_eq!(refused("m v=1\t").reason, Reason::BadValue);
+    // ... but after a space, tabs and NULs are skipped like spaces, and lead a line too.
+    assert_eq!(one("m \tv=1 \t5").timestamp_ns(), 5);
+    assert!(one("\0\tm v=1").measurement().is("m"));
+    // after the timestamp only spaces
+    assert_eq!(one("m v=1 5   ").timestamp_ns(), 5);
+    assert_eq!(refused("m v=1 5 \t").reason, Reason::Syntax);
+}
+
+#[test]
+fn duplicate_tag_keys_and_the_reserved_key_time_are_refused() {
+    for (line, detail) in [
+        ("m,a=1,a=2 v=1", "duplicate tag key"),
+        ("m,b=1,a=2,b=3 v=1", "duplicate tag key"),
+        ("m,time=1 v=1", "tag key \"time\" is not allowed"),
+        ("m time=1", "field key \"time\" is not allowed"),
+        ("m v=1,time=1", "field key \"time\" is not allowed"),
+    ] {
+        let e = refused(line);
+        assert_eq!((e.reason, e.detail), (Reason::Syntax, detail), "{line}");
+    }
+    // repeated fields are fine (the last wins)
+    assert_eq!(one("m v=1,v=2").fields().len(), 2);
+}
+
+#[test]
+fn a_series_key_over_influxdbs_limit_is_too_long() {
+    let tag = "x".repeat(65_520);
+    let body = format!("m,a={tag} value=1\nm,a={tag} v=1\n");
+    let all: Vec<_> = Lines::new(body.as_bytes(), NOW)
+        .max_line_bytes(1 << 20)
+        .collect();
+    // 1 + 1 + 1 + 1 + 65520 = 65524 key bytes, + 4 + "value" = 65533: fits; + "value" of 9
+    // letters would not
+    assert!(all[0].is_ok(), "{:?}", all[0]);
+    let long = format!("m,a={tag} valuevalue=1");
+    let e = Lines::new(long.as_bytes(), NOW)
+        .max_line_bytes(1 << 20)
+        .next()
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(
+        (e.reason, e.detail),
+        (Reason::TooLong, "series key longer than 65535 bytes")
+    );
+}
+
+#[test]
+fn a_backslash_escapes_by_look_behind_in_the_key_and_by_skipping_in_the_fields() {
+    // InfluxDB's key scanner asks "is the byte before a backslash?": `\\,` is an escaped comma.
+    let p = one(r"m,a=b\\,c v=1");
+    assert_eq!(p.tags().len(), 1);
+    assert!(p.tag("a").unwrap().is(r"b\,c"));
+    // Its field scanner skips the byte after a backslash: `\\,` is a backslash and a comma.
+    let e = refused(r"m a\\,b=1");
+    assert_eq!((e.reason, e.detail), (Reason::Syntax, "field without '='"));
+    assert!(one(r"m a\\=1").field(r"a\\").is_some());
+}
+
+#[test]
+fn each_part_unescapes_what_influxdb_unescapes() {
+    let p = one(r#"m\=x\"y,t\"k=v\"w,t2=a\=b f\"k=1,f\=k=2"#);
+    assert!(p.measurement().is(r#"m=x"y"#));
+    // in tags a backslash-quote stays as written
+    assert!(p.tag(r#"t\"k"#).unwrap().is(r#"v\"w"#));
+    assert!(p.tag("t2").unwrap().is("a=b"));
+    assert!(p.field(r#"f"k"#).is_some());
+    assert!(p.field("f=k").is_some());
+}
+
+#[test]
 fn a_line_without_fields_is_no_fields() {
-    for line in ["m", "m,a=b", "m,a=b   ", "  m  "] {
+    for line in ["m", "m,a=b", "m,a=b   ", "  m  ", r"m\ v=1"] {
         assert_eq!(refused(line).reason, Reason::NoFields, "{line:?}");
     }
 }
@@ -465,7 +605,9 @@ fn a_line_without_fields_is_no_fields() {
 fn a_line_over_the_limit_is_too_long_and_the_next_is_read() {
     let long = format!("m,a={} value=1", "x".repeat(200));
     let body = format!("{long}\nm value=2 5\n");
-    let all: Vec<_> = Lines::new(body.as_bytes(), NOW).max_line_bytes(100).collect();
+    let all: Vec<_> = Lines::new(body.as_bytes(), NOW)
+        .max_line_bytes(100)
+        .collect();
     let e = all[0].as_ref().unwrap_err();
     assert_eq!((e.reason, e.line), (Reason::TooLong, 1));
     assert_eq!(all[1].as_ref().unwrap().timestamp_ns(), 5);
@@ -509,7 +651,14 @@ fn reason_labels_are_fixed() {
     let labels: Vec<&str> = Reason::ALL.iter().map(|r| r.as_str()).collect();
     assert_eq!(
         labels,
-        ["syntax", "no_fields", "bad_timestamp", "bad_value", "too_long", "not_utf8"]
+        [
+            "syntax",
+            "no_fields",
+            "bad_timestamp",
+            "bad_value",
+            "too_long",
+            "not_utf8"
+        ]
     );
 }
 
@@ -611,6 +760,7 @@ fn name() -> impl Strategy<Value = String> {
         .prop_filter("usable name", |s| {
             let b: Vec<char> = s.chars().collect();
             !s.starts_with(['#', ' '])
+                && s != "time"
                 && b.iter()
                     .enumerate()
                     .all(|(i, &c)| c != '\\' || b.get(i + 1).is_some_and(|n| n.is_alphabetic()))
@@ -637,9 +787,12 @@ fn value() -> impl Strategy<Value = V> {
 fn point() -> impl Strategy<Value = Pt> {
     (
         name(),
-        prop::collection::vec((name(), name()), 0..10),
+        // distinct keys: InfluxDB refuses a repeated tag key
+        prop::collection::btree_map(name(), name(), 0..10)
+            .prop_map(|m| m.into_iter().collect::<Vec<_>>()),
         prop::collection::vec((name(), value()), 1..6),
-        prop::option::of(any::<i64>()),
+        // InfluxDB's time range: i64 less its two sentinels at each end
+        prop::option::of(i64::MIN + 2..=i64::MAX - 1),
     )
         .prop_map(|(measurement, tags, fields, ts)| Pt {
             measurement,
