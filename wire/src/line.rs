@@ -738,6 +738,11 @@ impl<'a> Parser<'a> {
             if self.peek() != Some(b'=') {
                 return self.fail(Reason::Syntax, "field without '='");
             }
+            // InfluxDB finds the end of a field key again by looking back one byte, so for it
+            // `a\\=1` has no `=` at all; refuse what it refuses.
+            if k.ends_with('\\') {
+                return self.fail(Reason::Syntax, "field key ends with a backslash");
+            }
             if series_key_len + 4 + k.len() > MAX_KEY_LENGTH {
                 return self.fail(Reason::TooLong, "series key longer than 65535 bytes");
             }
