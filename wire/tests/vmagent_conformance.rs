@@ -33,6 +33,9 @@ fn free_port() -> u16 {
 
 type Received = (HeaderMap, Bytes);
 
+/// Metric name -> (labels but `__name__` and `db`, samples as (value, ms)).
+type Series = BTreeMap<String, (Vec<(String, String)>, Vec<(f64, i64)>)>;
+
 async fn receive(
     State(tx): State<mpsc::UnboundedSender<Received>>,
     headers: HeaderMap,
@@ -99,8 +102,7 @@ async fn vmagent_remote_writes_influx_lines_as_this_decoder_reads_them() {
         .unwrap();
     assert!(r.status().is_success(), "vmagent /write: {}", r.status());
 
-    // name -> (labels without __name__, samples)
-    let mut got: BTreeMap<String, (Vec<(String, String)>, Vec<(f64, i64)>)> = BTreeMap::new();
+    let mut got = Series::new();
     let measurements = ["cf_metrics", "container_metrics", "bosh_metrics"];
     let naming = InfluxNaming::new(&measurements);
     let mut views = 0;
@@ -197,7 +199,7 @@ async fn vmagent_remote_writes_influx_lines_as_this_decoder_reads_them() {
         ),
     ]);
     // vmagent sorts labels by name; compare as sets
-    let sorted = |m: &BTreeMap<String, (Vec<(String, String)>, Vec<(f64, i64)>)>| {
+    let sorted = |m: &Series| {
         m.iter()
             .map(|(k, (l, v))| {
                 let mut l = l.clone();
