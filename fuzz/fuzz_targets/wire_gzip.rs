@@ -3,6 +3,8 @@
 
 use libfuzzer_sys::fuzz_target;
 
+// each target calls one body of the shared module
+#[allow(dead_code)]
 #[path = "../src/wire.rs"]
 mod wire;
 
