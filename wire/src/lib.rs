@@ -9,5 +9,6 @@ pub mod gzip;
 pub mod line;
 pub mod remote_write;
 
+pub use gzip::GzipError;
 pub use line::{LineError, Lines, Point, Precision, Reason};
 pub use remote_write::RemoteWriteError;
