@@ -1,4 +1,4 @@
-//! What metric writers send, decoded: InfluxDB 1.x line protocol ([`line`]), Prometheus remote
+//! What metric writers send, decoded: InfluxDB 1.x line protocol ([`line`](mod@line)), Prometheus remote
 //! write 1.0 ([`remote_write`]) and gzip bodies ([`gzip`]).
 //!
 //! Pure functions over byte slices: no I/O, no clock (the caller passes `now`), no logging. Every
