@@ -1,5 +1,5 @@
-//! What metric writers send, decoded: InfluxDB 1.x line protocol ([`line`](mod@line)), Prometheus remote
-//! write 1.0 ([`remote_write`]) and gzip bodies ([`gzip`]).
+//! What metric writers send, decoded: InfluxDB 1.x line protocol ([`line`](mod@line)),
+//! Prometheus remote write 1.0 ([`remote_write`]) and gzip bodies ([`gzip`]).
 //!
 //! Pure functions over byte slices: no I/O, no clock (the caller passes `now`), no logging. Every
 //! input is outside input, so nothing here panics on any of it; errors are typed, say what is
