@@ -530,3 +530,105 @@ fn engine_cases() {
         .collect();
     assert!(failed.is_empty(), "{}", failed.join("\n\n"));
 }
+
+/// Property over a grid of policies, open alarms and readings: whenever a change states a
+/// threshold, the value it states meets it, and the threshold is the one of the level the
+/// change gives the alarm. (Messages and mails are rendered from exactly these numbers.)
+#[test]
+fn no_change_ever_states_a_threshold_its_value_does_not_exceed() {
+    let t = Who {
+        vm: Some(1),
+        ..Who::default()
+    }
+    .target();
+    let thresholds = [(50.0, 60.0), (85.0, 90.0), (95.0, 99.0), (90.0, 90.0)];
+    let values = [
+        0.0, 49.9, 50.0, 59.99, 60.0, 84.9, 85.0, 89.99, 90.0, 94.0, 96.97, 97.03, 99.0, 100.0,
+    ];
+    let levels = [Level::Warning, Level::Critical];
+    let statuses = [OpenStatus::Raised, OpenStatus::InProgress];
+    let opts = EngineOptions {
+        auto_resolve: AutoResolve::Unclaimed,
+        default_repeat_minutes: 10,
+    };
+    let mut checked = 0;
+    for (warning, critical) in thresholds {
+        let p = [Policy {
+            id: 1,
+            origin: Origin::Pas,
+            resource: Resource::Cpu,
+            warning,
+            critical,
+            repeat_minutes: 10,
+            measure_seconds: 600,
+        }];
+        let mut opens: Vec<Vec<OpenAlarm>> = vec![vec![]];
+        for level in levels {
+            for notified_level in levels {
+                for status in statuses {
+                    for (sent_ago, recovered) in [(1, false), (30, false), (30, true)] {
+                        opens.push(vec![OpenAlarm {
+                            id: 7,
+                            origin: t.origin,
+                            origin_id: t.origin_id,
+                            alarm_type: AlarmType::Cpu,
+                            level,
+                            status,
+                            raised_at: minutes_ago(60),
+                            last_sent: Some(minutes_ago(sent_ago)),
+                            app_name: None,
+                            app_index: None,
+                            recovered,
+                            notified_level,
+                        }]);
+                    }
+                }
+            }
+        }
+        for o in &opens {
+            for &mean in &values {
+                for &peak in &values {
+                    if peak < mean {
+                        continue;
+                    }
+                    let reading = Reading {
+                        target: t.clone(),
+                        value: Measured::Usage {
+                            resource: Resource::Cpu,
+                            mean,
+                            peak,
+                            buckets: 20,
+                        },
+                    };
+                    for ch in engine::evaluate(&p, o, &[reading], &Origin::ALL, now(), &opts) {
+                        let s = ch.subject();
+                        if let Some(thr) = s.threshold {
+                            let v = s.value.expect("a threshold comes with a value");
+                            assert!(v >= thr, "{v} does not exceed {thr}: {ch:?}");
+                            assert_eq!(Some(thr), p[0].threshold(s.level), "{ch:?}");
+                            checked += 1;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    assert!(checked > 1000, "the grid produced changes: {checked}");
+}
+
+/// The cases' own `auto_resolve` goes through this parser too; here are the forms a case does
+/// not use: the old booleans, an environment override's string, and the errors.
+#[test]
+fn auto_resolve_accepts_the_modes_and_the_old_booleans() {
+    let parse = |v: Value| serde_json::from_value::<AutoResolve>(v);
+    assert_eq!(parse(json!(true)).unwrap(), AutoResolve::Unclaimed);
+    assert_eq!(parse(json!(false)).unwrap(), AutoResolve::None);
+    assert_eq!(parse(json!("all")).unwrap(), AutoResolve::All);
+    assert_eq!(parse(json!("unclaimed")).unwrap(), AutoResolve::Unclaimed);
+    assert_eq!(parse(json!("none")).unwrap(), AutoResolve::None);
+    // an environment override arrives as a string
+    assert_eq!(parse(json!("false")).unwrap(), AutoResolve::None);
+    let e = parse(json!("maybe")).unwrap_err().to_string();
+    assert!(e.contains("unclaimed") && e.contains("maybe"), "{e}");
+    assert!(parse(json!(1)).is_err());
+}
