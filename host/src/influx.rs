@@ -219,6 +219,8 @@ impl InfluxClient {
         let status = resp.status();
         if !status.is_success() {
             let text = crate::bounded::prefix(resp, 4096).await;
+            let text =
+                crate::redact::scrub_credentials(&text, self.user.as_deref(), &self.password);
             return Err(InfluxError::Status {
                 url,
                 status: status.as_u16(),
@@ -298,6 +300,8 @@ impl InfluxClient {
         if !resp.status().is_success() {
             let status = resp.status().as_u16();
             let body = crate::bounded::prefix(resp, 4096).await;
+            let body =
+                crate::redact::scrub_credentials(&body, self.user.as_deref(), &self.password);
             return Err(InfluxError::Status { url, status, body });
         }
         Ok(())
