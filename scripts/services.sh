@@ -14,8 +14,11 @@ command -v influxd >/dev/null 2>&1 || need+=(influxdb)
 [ -d /usr/lib/python3/dist-packages/aiosmtpd ] || need+=(python3-aiosmtpd)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
 command -v curl >/dev/null 2>&1 || need+=(curl ca-certificates)
-command -v victoria-metrics >/dev/null 2>&1 || need+=(victoria-metrics)
+# vmauth comes with it: tests start their own in front of VictoriaMetrics (bearer / basic auth)
+{ command -v victoria-metrics && command -v vmauth; } >/dev/null 2>&1 || need+=(victoria-metrics)
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
+# peak RSS of a child (tests/prometheus_answer_memory.rs, scripts/bench, scripts/prom-answer-bench)
+[ -x /usr/bin/time ] || need+=(time)
 if [ ${#need[@]} -gt 0 ]; then
   echo "services.sh: installing ${need[*]}" >&2
   apt-get update -qq

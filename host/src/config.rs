@@ -99,8 +99,10 @@ pub struct ServerSettings {
     pub header_read_timeout_seconds: u64,
     /// Longest time one request may take; then it is answered 408.
     pub request_timeout_seconds: u64,
-    /// Connections served at once; further clients wait in the listen backlog until one closes,
-    /// so slow clients cannot use up the process's file descriptors.
+    /// Connections served at once. At the limit the oldest idle or slow one is closed to make
+    /// room; when all are busy, [`crate::http::PROBE_RESERVE`] more are served `/health` and
+    /// `/ready` only; beyond that clients wait in the listen backlog, so slow clients can
+    /// neither use up the process's file descriptors nor keep the probes out.
     pub max_connections: usize,
 }
 

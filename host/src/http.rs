@@ -9,6 +9,8 @@ use axum::routing::get;
 use axum::{Json, Router};
 use metrics_exporter_prometheus::PrometheusHandle;
 use sqlx::MySqlPool;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -59,13 +61,35 @@ async fn metrics(State(s): State<HttpState>) -> impl IntoResponse {
     }
 }
 
+/// Connections accepted beyond `server.max_connections` when every connection is in the middle
+/// of a request (none can be shed): they are served `/health` and `/ready` only, so a burst of
+/// slow `/ready` or `/metrics` requests cannot keep a probe out. Small: each is a socket.
+pub const PROBE_RESERVE: usize = 8;
+
+/// What the accept loop knows of one open connection.
+struct Open {
+    /// true while a request of this connection is being answered; false while it waits for (or
+    /// is still sending) a request head: then it may be shed
+    busy: Arc<AtomicBool>,
+    /// closes the connection (its task drops it)
+    shed: tokio::sync::oneshot::Sender<()>,
+}
+
+/// Open connections in accept order (ids only grow), so the first idle one is the oldest.
+type Registry = Arc<Mutex<BTreeMap<u64, Open>>>;
+
 /// Serves until the process ends; a port that cannot be bound is an error at start.
 ///
 /// Each connection must send its request headers within `header_read_timeout_seconds` (hyper's
-/// timer, also between keep-alive requests), each request is answered within
-/// `request_timeout_seconds` (408 after), and at most `max_connections` are served at once: the
-/// next waits in the listen backlog, so idle or slow clients can neither exhaust the process's
-/// file descriptors nor keep `/health` from answering for longer than the header timeout.
+/// timer, also between keep-alive requests), and each request is answered within
+/// `request_timeout_seconds` (408 after). Every connection is accepted at once, so a probe never
+/// queues in the listen backlog behind slow clients: when `max_connections` are open, the
+/// oldest one that is not in the middle of a request (an idle keep-alive, or a client still
+/// sending its request head: the slow ones) is closed to make room; when every one is busy
+/// answering, up to [`PROBE_RESERVE`] more are accepted for `/health` and `/ready` only (503 for
+/// anything else). Beyond that, new clients wait in the listen backlog. So at most
+/// `max_connections + PROBE_RESERVE` sockets are open, and liveness and readiness answer
+/// whatever other clients do.
 pub async fn serve(
     server: &ServerSettings,
     state: HttpState,
@@ -80,11 +104,14 @@ pub async fn serve(
         Duration::from_secs(server.request_timeout_seconds),
     ));
     let header_timeout = Duration::from_secs(server.header_read_timeout_seconds);
-    let slots = Arc::new(tokio::sync::Semaphore::new(server.max_connections.max(1)));
+    let max = server.max_connections.max(1);
+    // the hard cap on sockets: waiting for it before accepting leaves clients in the backlog
+    let sockets = Arc::new(tokio::sync::Semaphore::new(max + PROBE_RESERVE));
+    let open: Registry = Default::default();
+    let mut next_id = 0u64;
     Ok(tokio::spawn(async move {
         loop {
-            // Waiting for a slot before accepting leaves new clients in the kernel's backlog.
-            let Ok(slot) = slots.clone().acquire_owned().await else {
+            let Ok(socket) = sockets.clone().acquire_owned().await else {
                 return;
             };
             let stream = match listener.accept().await {
@@ -96,17 +123,121 @@ pub async fn serve(
                     continue;
                 }
             };
-            let service = hyper_util::service::TowerToHyperService::new(app.clone());
+            next_id += 1;
+            let id = next_id;
+            let busy = Arc::new(AtomicBool::new(false));
+            let (shed_tx, shed_rx) = tokio::sync::oneshot::channel();
+            let probes_only = admit(&open, max, id, busy.clone(), shed_tx);
+            let service = Tracked {
+                inner: hyper_util::service::TowerToHyperService::new(app.clone()),
+                busy,
+                probes_only,
+            };
             let mut conn = hyper::server::conn::http1::Builder::new();
             conn.timer(hyper_util::rt::TokioTimer::new())
                 .header_read_timeout(header_timeout);
+            let open = open.clone();
             tokio::spawn(async move {
                 let io = hyper_util::rt::TokioIo::new(stream);
-                if let Err(e) = conn.serve_connection(io, service).await {
-                    tracing::debug!("HTTP endpoint: connection closed: {e}");
+                tokio::select! {
+                    r = conn.serve_connection(io, service) => {
+                        if let Err(e) = r {
+                            tracing::debug!("HTTP endpoint: connection closed: {e}");
+                        }
+                    }
+                    _ = shed_rx => {
+                        tracing::debug!("HTTP endpoint: an idle or slow connection closed to make room");
+                    }
                 }
-                drop(slot);
+                if let Ok(mut open) = open.lock() {
+                    open.remove(&id);
+                }
+                drop(socket);
             });
         }
     }))
+}
+
+/// Registers connection `id`; when `max` are open already, sheds the oldest idle one, or (none
+/// idle) admits this one for the probes only (the return value).
+fn admit(
+    open: &Registry,
+    max: usize,
+    id: u64,
+    busy: Arc<AtomicBool>,
+    shed: tokio::sync::oneshot::Sender<()>,
+) -> bool {
+    let Ok(mut open) = open.lock() else {
+        // a poisoned registry (a panic elsewhere): serve the probes rather than nothing
+        return true;
+    };
+    let mut probes_only = false;
+    if open.len() >= max {
+        let oldest_idle = open
+            .iter()
+            .find(|(_, c)| !c.busy.load(Ordering::Acquire))
+            .map(|(id, _)| *id);
+        match oldest_idle.and_then(|victim| open.remove(&victim)) {
+            Some(victim) => {
+                // its task may have ended meanwhile: nothing left to close then
+                let _ = victim.shed.send(());
+                metrics::counter!("monit_http_connections_shed_total").increment(1);
+            }
+            None => probes_only = true,
+        }
+    }
+    open.insert(id, Open { busy, shed });
+    probes_only
+}
+
+/// The router, marking its connection busy while a request is answered, and refusing all but
+/// the probes on a connection admitted beyond the limit.
+struct Tracked<S> {
+    inner: S,
+    busy: Arc<AtomicBool>,
+    probes_only: bool,
+}
+
+type Req = axum::http::Request<hyper::body::Incoming>;
+
+impl<S> hyper::service::Service<Req> for Tracked<S>
+where
+    S: hyper::service::Service<Req, Response = axum::response::Response>,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+{
+    type Response = axum::response::Response;
+    type Error = S::Error;
+    type Future = std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<Self::Response, Self::Error>> + Send>,
+    >;
+
+    fn call(&self, req: Req) -> Self::Future {
+        if self.probes_only && !matches!(req.uri().path(), "/health" | "/ready") {
+            let refused = (
+                StatusCode::SERVICE_UNAVAILABLE,
+                [(axum::http::header::CONNECTION, "close")],
+                "too many connections: only /health and /ready are served\n",
+            )
+                .into_response();
+            return Box::pin(async move { Ok(refused) });
+        }
+        self.busy.store(true, Ordering::Release);
+        let busy = BusyGuard(self.busy.clone());
+        let answer = self.inner.call(req);
+        Box::pin(async move {
+            let r = answer.await;
+            drop(busy);
+            r
+        })
+    }
+}
+
+/// Marks the connection idle again when the answer is ready, or abandoned.
+struct BusyGuard(Arc<AtomicBool>);
+
+impl Drop for BusyGuard {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
 }

@@ -203,6 +203,21 @@ impl InfluxClient {
     /// Runs one or more `;`-separated statements; returns the series of every statement in
     /// order. An `error` in a 200 answer is an error.
     pub async fn query(&self, db: &str, q: &str) -> Result<Vec<Series>, InfluxError> {
+        let mut series = Vec::new();
+        self.query_fold(db, q, |s| series.push(s)).await?;
+        Ok(series)
+    }
+
+    /// [`InfluxClient::query`], handing each series to `fold` as soon as its chunk is decoded
+    /// instead of keeping them: memory holds one chunk (`chunked=true`: InfluxDB's
+    /// `chunk-size` rows, 10,000 by default) whatever the size of the answer, plus what `fold`
+    /// keeps. On an error the series already handed out are to be thrown away. Returns the rows.
+    pub async fn query_fold(
+        &self,
+        db: &str,
+        q: &str,
+        mut fold: impl FnMut(Series) + Send,
+    ) -> Result<u64, InfluxError> {
         let url = format!("{}/query", self.base);
         let mut req =
             self.http
@@ -219,6 +234,8 @@ impl InfluxClient {
         let status = resp.status();
         if !status.is_success() {
             let text = crate::bounded::prefix(resp, 4096).await;
+            let text =
+                crate::redact::scrub_credentials(&text, self.user.as_deref(), &self.password);
             return Err(InfluxError::Status {
                 url,
                 status: status.as_u16(),
@@ -226,16 +243,21 @@ impl InfluxClient {
             });
         }
         // `chunked=true`: one JSON document per line, each a slice of the answer's series,
-        // decoded as it arrives; memory holds the series read so far and one line
-        let mut series = Vec::new();
+        // decoded and handed out as it arrives; memory holds one line
+        let mut rows = 0u64;
         let mut line = Vec::new();
         let mut failed = None;
         let mut documents = 0u32;
-        let mut take = |line: &mut Vec<u8>, series: &mut Vec<Series>| {
+        let mut take = |line: &mut Vec<u8>| {
             if failed.is_none() && line.iter().any(|b| !b.is_ascii_whitespace()) {
                 documents += 1;
                 match decode(&self.base, db, line) {
-                    Ok(s) => series.extend(s),
+                    Ok(series) => {
+                        for s in series {
+                            rows += s.values.len() as u64;
+                            fold(s);
+                        }
+                    }
                     Err(e) => failed = Some(e),
                 }
             }
@@ -246,7 +268,7 @@ impl InfluxClient {
             for part in chunk.split_inclusive(|b| *b == b'\n') {
                 line.extend_from_slice(part);
                 if part.ends_with(b"\n") {
-                    take(&mut line, &mut series);
+                    take(&mut line);
                 }
             }
         })
@@ -261,7 +283,7 @@ impl InfluxClient {
                 source,
             },
         })?;
-        take(&mut line, &mut series);
+        take(&mut line);
         if let Some(e) = failed {
             return Err(e);
         }
@@ -274,10 +296,8 @@ impl InfluxClient {
         }
         use std::sync::atomic::Ordering::Relaxed;
         self.stats.queries.fetch_add(1, Relaxed);
-        self.stats
-            .rows
-            .fetch_add(series.iter().map(|s| s.values.len() as u64).sum(), Relaxed);
-        Ok(series)
+        self.stats.rows.fetch_add(rows, Relaxed);
+        Ok(rows)
     }
 
     /// Writes line protocol (tests, demo and bench seed data this way).
@@ -298,6 +318,8 @@ impl InfluxClient {
         if !resp.status().is_success() {
             let status = resp.status().as_u16();
             let body = crate::bounded::prefix(resp, 4096).await;
+            let body =
+                crate::redact::scrub_credentials(&body, self.user.as_deref(), &self.password);
             return Err(InfluxError::Status { url, status, body });
         }
         Ok(())

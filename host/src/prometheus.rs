@@ -179,12 +179,23 @@ impl PrometheusClient {
             // Prometheus answers a bad query with 400/422 and a small JSON error body
             let body = crate::bounded::prefix(resp, 64 * 1024).await.into_bytes();
             return Err(match decode_fold(&self.base, &body, &mut |_| {}) {
-                Err(e @ PrometheusError::Query { .. }) => e,
-                _ => PrometheusError::Status {
-                    url: url.clone(),
-                    status: status.as_u16(),
-                    body: String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned(),
+                Err(PrometheusError::Query { url, kind, message }) => PrometheusError::Query {
+                    url,
+                    kind,
+                    message: self.scrub(&message),
                 },
+                _ => {
+                    let text = self.scrub(&String::from_utf8_lossy(&body));
+                    let mut body: String = text.trim().chars().take(300).collect();
+                    if let Some(hint) = self.auth_hint(status.as_u16(), &text) {
+                        body.push_str(hint);
+                    }
+                    PrometheusError::Status {
+                        url: url.clone(),
+                        status: status.as_u16(),
+                        body,
+                    }
+                }
             });
         }
         // the samples are decoded and folded as their bytes arrive: memory holds one sample and
@@ -213,6 +224,39 @@ impl PrometheusClient {
         self.stats.rows.fetch_add(n, Relaxed);
         metrics::counter!("monit_prometheus_samples_total").increment(n);
         Ok(n)
+    }
+
+    /// `text` from the store without the configured credential in any form (see
+    /// [`crate::redact::scrub_credentials`]).
+    fn scrub(&self, text: &str) -> String {
+        match &self.auth {
+            Auth::None => text.to_string(),
+            Auth::Bearer(t) => crate::redact::scrub_credentials(text, None, t),
+            Auth::Basic(u, p) => crate::redact::scrub_credentials(text, Some(u), p),
+        }
+    }
+
+    /// What an operator should check when the store (or a proxy in front of it) refused the
+    /// request's credentials. vmauth before 1.80 answers a wrong credential 400, not 401.
+    fn auth_hint(&self, status: u16, body: &str) -> Option<&'static str> {
+        let refused = matches!(status, 401 | 403)
+            || (status == 400 && body.to_ascii_lowercase().contains("auth"));
+        if !refused {
+            return None;
+        }
+        Some(match self.auth {
+            Auth::None => {
+                " (the store wants credentials: set prometheus.bearer_token, or prometheus.user \
+                 and prometheus.password)"
+            }
+            Auth::Bearer(_) => {
+                " (the store refused the credentials: check prometheus.bearer_token)"
+            }
+            Auth::Basic(..) => {
+                " (the store refused the credentials: check prometheus.user and \
+                 prometheus.password, or the user:password in prometheus.url)"
+            }
+        })
     }
 
     fn decode_error(&self, message: String) -> PrometheusError {

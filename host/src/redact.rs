@@ -90,9 +90,53 @@ pub fn split_userinfo(key: &str, raw: &str) -> anyhow::Result<(url::Url, Option<
     Ok((u, Some(creds)))
 }
 
+/// `text` from a server with every form of a credential the client sent masked (`***`): the
+/// secret itself and the base64 of `user:secret` that basic auth puts in the header. A proxy
+/// in front of a store may echo what it refused (vmauth 1.79 answers a wrong token with
+/// `cannot find the provided auth token "Bearer <token>"`, a wrong password with the base64
+/// form), and such a body ends up in an error, so in logs, the tick summary and batch_runs.
+pub fn scrub_credentials(text: &str, user: Option<&str>, secret: &Secret) -> String {
+    use base64::Engine as _;
+    if secret.is_empty() {
+        return text.to_string();
+    }
+    let mut out = text.to_string();
+    if let Some(user) = user {
+        let basic =
+            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{}", secret.expose()));
+        out = out.replace(&basic, "***");
+    }
+    out.replace(secret.expose(), "***")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn credentials_echoed_by_a_server_are_masked() {
+        let tok = Secret::new("s3cr3t-tok");
+        assert_eq!(
+            scrub_credentials(
+                r#"cannot find the provided auth token "Bearer s3cr3t-tok" in config"#,
+                None,
+                &tok
+            ),
+            r#"cannot find the provided auth token "Bearer ***" in config"#
+        );
+        // "reader:wrong" in base64, as basic auth sends it
+        let pw = Secret::new("wrong");
+        let t = scrub_credentials(
+            r#"auth token "Basic cmVhZGVyOndyb25n" (wrong)"#,
+            Some("reader"),
+            &pw,
+        );
+        assert_eq!(t, r#"auth token "Basic ***" (***)"#);
+        assert_eq!(
+            scrub_credentials("nothing", Some("u"), &Secret::default()),
+            "nothing"
+        );
+    }
 
     #[test]
     fn masks_passwords_in_urls_and_texts() {

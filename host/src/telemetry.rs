@@ -79,6 +79,16 @@ pub const FAMILIES: &[(&str, Kind, &str)] = &[
         "Container series skipped as unusable (no limit, overflowed limit).",
     ),
     (
+        "monit_metric_samples_dropped_total",
+        Kind::Counter,
+        "Samples (InfluxDB: rows) of series no collector wants (VM or cell not in the inventory, app without a policy), dropped as the answer is decoded.",
+    ),
+    (
+        "monit_http_connections_shed_total",
+        Kind::Counter,
+        "HTTP connections closed at server.max_connections to make room (the oldest idle or slow one).",
+    ),
+    (
         "monit_alarms_total",
         Kind::Counter,
         "Alarm events by kind: opened, escalated, stepped_down, renotified, recovered.",

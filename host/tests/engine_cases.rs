@@ -5,6 +5,20 @@
 //! Targets are written short: `"vm": 3` is PaaS-TA VM 3 (`vm/3`, 10.0.0.3); `"app": "web",
 //! "index": 0, "cell": 61` is instance 0 of app `web` on cell 61 (`diego-cell/61`). Times are
 //! minutes before `now` (2026-11-25 12:00 UTC).
+//!
+//! The expected changes are compared as a whole list, in any order; `"ordered": true` also
+//! holds the engine to the order it returns them in. A reading's `mean` and `peak` may be
+//! `"NaN"`, `"inf"` or `"-inf"`, which JSON numbers cannot say.
+//!
+//! `case.json` holds one case, or a list of cases when one rule needs the same alarm under
+//! settings a single case cannot hold at once (two policies for one origin and resource, or
+//! several `auto_resolve` modes). A case with `ticks` instead of `readings`/`decisions`/
+//! `expected` runs the engine once per tick (`"minute"`: minutes after `now`), each tick with its
+//! own readings and expected changes, and carries the open alarms from tick to tick as the
+//! store would leave them ([`engine::apply`]).
+//!
+//! Two tests here are not cases: a property over a grid of inputs, and the parsing of
+//! `auto_resolve`.
 
 use chrono::TimeZone;
 use monit_host::engine::{self, AutoResolve, Change, EngineOptions, OpenAlarm, OpenStatus, Policy};
@@ -42,11 +56,31 @@ struct Case {
     readings: Vec<CaseReading>,
     #[serde(default)]
     decisions: Vec<CaseDecision>,
-    expected: Vec<Value>,
+    /// compare the changes in the order the engine returns them
+    #[serde(default)]
+    ordered: bool,
+    /// required unless the case has `ticks`
+    #[serde(default)]
+    expected: Option<Vec<Value>>,
+    #[serde(default)]
+    ticks: Vec<Tick>,
 }
 
 fn ten() -> i64 {
     10
+}
+
+/// One run of the engine in a case of several; the open alarms are those the previous ticks left.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Tick {
+    /// minutes after `now`
+    minute: i64,
+    #[serde(default)]
+    readings: Vec<CaseReading>,
+    #[serde(default)]
+    decisions: Vec<CaseDecision>,
+    expected: Vec<Value>,
 }
 
 #[derive(Deserialize)]
@@ -144,12 +178,41 @@ struct CaseReading {
     #[serde(default)]
     resource: Option<Resource>,
     #[serde(default)]
-    mean: Option<f64>,
+    mean: Option<Float>,
     /// default: the mean
     #[serde(default)]
-    peak: Option<f64>,
+    peak: Option<Float>,
     #[serde(default)]
     no_data: bool,
+}
+
+/// A reading's number: a JSON number, or `"NaN"`, `"inf"`, `"-inf"` (a store can answer those).
+#[derive(Deserialize, Clone, Copy)]
+#[serde(try_from = "NumberOrName")]
+struct Float(f64);
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum NumberOrName {
+    Number(f64),
+    Name(String),
+}
+
+impl TryFrom<NumberOrName> for Float {
+    type Error = String;
+    fn try_from(v: NumberOrName) -> Result<Self, String> {
+        match v {
+            NumberOrName::Number(x) => Ok(Float(x)),
+            NumberOrName::Name(n) => match n.as_str() {
+                "NaN" => Ok(Float(f64::NAN)),
+                "inf" => Ok(Float(f64::INFINITY)),
+                "-inf" => Ok(Float(f64::NEG_INFINITY)),
+                other => Err(format!(
+                    "{other:?} is not a number, \"NaN\", \"inf\" or \"-inf\""
+                )),
+            },
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -170,9 +233,8 @@ fn minutes_ago(m: i64) -> Timestamp {
     now() - chrono::Duration::minutes(m)
 }
 
-fn build(case: &Case) -> Vec<Change> {
-    let policies: Vec<Policy> = case
-        .policies
+fn policies(case: &Case) -> Vec<Policy> {
+    case.policies
         .iter()
         .enumerate()
         .map(|(i, p)| Policy {
@@ -184,9 +246,11 @@ fn build(case: &Case) -> Vec<Change> {
             repeat_minutes: p.repeat_minutes,
             measure_seconds: p.measure_seconds,
         })
-        .collect();
-    let open: Vec<OpenAlarm> = case
-        .open
+        .collect()
+}
+
+fn open_alarms(case: &Case) -> Vec<OpenAlarm> {
+    case.open
         .iter()
         .map(|o| {
             let t = if o.who.app.is_some() && o.who.index == Some(-1) {
@@ -219,27 +283,31 @@ fn build(case: &Case) -> Vec<Change> {
                 notified_level: o.notified_level.unwrap_or(o.level),
             }
         })
-        .collect();
-    let readings: Vec<Reading> = case
-        .readings
+        .collect()
+}
+
+fn readings(readings: &[CaseReading]) -> Vec<Reading> {
+    readings
         .iter()
         .map(|r| Reading {
             target: r.who.target(),
             value: if r.no_data {
                 Measured::NoData
             } else {
-                let mean = r.mean.expect("a reading has a mean or no_data");
+                let mean = r.mean.expect("a reading has a mean or no_data").0;
                 Measured::Usage {
                     resource: r.resource.expect("a usage reading names its resource"),
                     mean,
-                    peak: r.peak.unwrap_or(mean),
+                    peak: r.peak.map_or(mean, |p| p.0),
                     buckets: 20,
                 }
             },
         })
-        .collect();
-    let decisions: Vec<ScaleDecision> = case
-        .decisions
+        .collect()
+}
+
+fn decisions(decisions: &[CaseDecision]) -> Vec<ScaleDecision> {
+    decisions
         .iter()
         .map(|d| ScaleDecision {
             app_guid: format!("guid-{}", d.app),
@@ -254,23 +322,27 @@ fn build(case: &Case) -> Vec<Change> {
             evidence: d.evidence,
             blocked_on: d.blocked_on,
         })
-        .collect();
+        .collect()
+}
+
+/// The changes of one tick at `at`: the engine's, then the auto-scaler's.
+fn tick(
+    case: &Case,
+    open: &[OpenAlarm],
+    readings: &[Reading],
+    decisions: &[ScaleDecision],
+    at: Timestamp,
+) -> Vec<Change> {
+    let policies = policies(case);
     let opts = EngineOptions {
         auto_resolve: case.auto_resolve,
         default_repeat_minutes: case.default_repeat_minutes,
     };
     let evaluated = case.evaluated.clone().unwrap_or(Origin::ALL.to_vec());
-    let mut changes = engine::evaluate(&policies, &open, &readings, &evaluated, now(), &opts);
-    changes.extend(engine::scale_changes(
-        &decisions,
-        &policies,
-        &open,
-        now(),
-        &opts,
-    ));
+    let mut changes = engine::evaluate(&policies, open, readings, &evaluated, at, &opts);
+    changes.extend(engine::scale_changes(decisions, &policies, open, at, &opts));
     changes
 }
-
 /// A change in the cases' compact form: its kind, who (the target's display name, with
 /// `[index]` for an app instance), the alarm and what the store would need.
 fn compact(c: &Change) -> Value {
@@ -360,11 +432,13 @@ fn sorted(mut v: Vec<Value>) -> Vec<Value> {
     v
 }
 
-fn run_case(dir: &Path) -> Result<(), String> {
-    let text = std::fs::read_to_string(dir.join("case.json")).map_err(|e| e.to_string())?;
-    let case: Case = serde_json::from_str(&text).map_err(|e| format!("case.json: {e}"))?;
-    let got = sorted(build(&case).iter().map(compact).collect());
-    let want = sorted(case.expected.clone());
+fn compare(got: &[Change], want: &[Value], ordered: bool) -> Result<(), String> {
+    let got: Vec<Value> = got.iter().map(compact).collect();
+    let (got, want) = if ordered {
+        (got, want.to_vec())
+    } else {
+        (sorted(got), sorted(want.to_vec()))
+    };
     if got == want {
         Ok(())
     } else {
@@ -373,6 +447,70 @@ fn run_case(dir: &Path) -> Result<(), String> {
             serde_json::to_string_pretty(&got).unwrap_or_default(),
             serde_json::to_string_pretty(&want).unwrap_or_default()
         ))
+    }
+}
+
+fn run(case: &Case) -> Result<(), String> {
+    let open = open_alarms(case);
+    if case.ticks.is_empty() {
+        let want = case
+            .expected
+            .as_ref()
+            .ok_or("a case without ticks states its expected changes")?;
+        let got = tick(
+            case,
+            &open,
+            &readings(&case.readings),
+            &decisions(&case.decisions),
+            now(),
+        );
+        return compare(&got, want, case.ordered);
+    }
+    if case.expected.is_some() || !case.readings.is_empty() || !case.decisions.is_empty() {
+        return Err(
+            "a case with ticks has its readings, decisions and expected changes in them".into(),
+        );
+    }
+    let mut open = open;
+    let mut next_id = open.iter().map(|a| a.id).max().unwrap_or(0);
+    for t in &case.ticks {
+        let at = now() + chrono::Duration::minutes(t.minute);
+        let got = tick(
+            case,
+            &open,
+            &readings(&t.readings),
+            &decisions(&t.decisions),
+            at,
+        );
+        compare(&got, &t.expected, case.ordered)
+            .map_err(|e| format!("minute {}: {e}", t.minute))?;
+        for ch in &got {
+            engine::apply(&mut open, ch, at, &mut next_id);
+        }
+    }
+    Ok(())
+}
+
+fn run_case(dir: &Path) -> Result<(), String> {
+    let text = std::fs::read_to_string(dir.join("case.json")).map_err(|e| e.to_string())?;
+    let file: Value = serde_json::from_str(&text).map_err(|e| format!("case.json: {e}"))?;
+    let cases = match file {
+        Value::Array(cases) => cases,
+        one => vec![one],
+    };
+    let mut failed = Vec::new();
+    for (i, c) in cases.into_iter().enumerate() {
+        let result = serde_json::from_value::<Case>(c)
+            .map_err(|e| format!("case.json: {e}"))
+            .and_then(|case| run(&case));
+        if let Err(e) = result {
+            failed.push(format!("case {i}: {e}"));
+        }
+    }
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(failed.join("\n"))
     }
 }
 
@@ -391,4 +529,106 @@ fn engine_cases() {
         .filter_map(|d| run_case(d).err().map(|e| format!("{}:\n{e}", d.display())))
         .collect();
     assert!(failed.is_empty(), "{}", failed.join("\n\n"));
+}
+
+/// Property over a grid of policies, open alarms and readings: whenever a change states a
+/// threshold, the value it states meets it, and the threshold is the one of the level the
+/// change gives the alarm. (Messages and mails are rendered from exactly these numbers.)
+#[test]
+fn no_change_ever_states_a_threshold_its_value_does_not_exceed() {
+    let t = Who {
+        vm: Some(1),
+        ..Who::default()
+    }
+    .target();
+    let thresholds = [(50.0, 60.0), (85.0, 90.0), (95.0, 99.0), (90.0, 90.0)];
+    let values = [
+        0.0, 49.9, 50.0, 59.99, 60.0, 84.9, 85.0, 89.99, 90.0, 94.0, 96.97, 97.03, 99.0, 100.0,
+    ];
+    let levels = [Level::Warning, Level::Critical];
+    let statuses = [OpenStatus::Raised, OpenStatus::InProgress];
+    let opts = EngineOptions {
+        auto_resolve: AutoResolve::Unclaimed,
+        default_repeat_minutes: 10,
+    };
+    let mut checked = 0;
+    for (warning, critical) in thresholds {
+        let p = [Policy {
+            id: 1,
+            origin: Origin::Pas,
+            resource: Resource::Cpu,
+            warning,
+            critical,
+            repeat_minutes: 10,
+            measure_seconds: 600,
+        }];
+        let mut opens: Vec<Vec<OpenAlarm>> = vec![vec![]];
+        for level in levels {
+            for notified_level in levels {
+                for status in statuses {
+                    for (sent_ago, recovered) in [(1, false), (30, false), (30, true)] {
+                        opens.push(vec![OpenAlarm {
+                            id: 7,
+                            origin: t.origin,
+                            origin_id: t.origin_id,
+                            alarm_type: AlarmType::Cpu,
+                            level,
+                            status,
+                            raised_at: minutes_ago(60),
+                            last_sent: Some(minutes_ago(sent_ago)),
+                            app_name: None,
+                            app_index: None,
+                            recovered,
+                            notified_level,
+                        }]);
+                    }
+                }
+            }
+        }
+        for o in &opens {
+            for &mean in &values {
+                for &peak in &values {
+                    if peak < mean {
+                        continue;
+                    }
+                    let reading = Reading {
+                        target: t.clone(),
+                        value: Measured::Usage {
+                            resource: Resource::Cpu,
+                            mean,
+                            peak,
+                            buckets: 20,
+                        },
+                    };
+                    for ch in engine::evaluate(&p, o, &[reading], &Origin::ALL, now(), &opts) {
+                        let s = ch.subject();
+                        if let Some(thr) = s.threshold {
+                            let v = s.value.expect("a threshold comes with a value");
+                            assert!(v >= thr, "{v} does not exceed {thr}: {ch:?}");
+                            assert_eq!(Some(thr), p[0].threshold(s.level), "{ch:?}");
+                            checked += 1;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    assert!(checked > 1000, "the grid produced changes: {checked}");
+}
+
+/// The cases' own `auto_resolve` goes through this parser too; here are the forms a case does
+/// not use: the old booleans, an environment override's string, and the errors.
+#[test]
+fn auto_resolve_accepts_the_modes_and_the_old_booleans() {
+    let parse = |v: Value| serde_json::from_value::<AutoResolve>(v);
+    assert_eq!(parse(json!(true)).unwrap(), AutoResolve::Unclaimed);
+    assert_eq!(parse(json!(false)).unwrap(), AutoResolve::None);
+    assert_eq!(parse(json!("all")).unwrap(), AutoResolve::All);
+    assert_eq!(parse(json!("unclaimed")).unwrap(), AutoResolve::Unclaimed);
+    assert_eq!(parse(json!("none")).unwrap(), AutoResolve::None);
+    // an environment override arrives as a string
+    assert_eq!(parse(json!("false")).unwrap(), AutoResolve::None);
+    let e = parse(json!("maybe")).unwrap_err().to_string();
+    assert!(e.contains("unclaimed") && e.contains("maybe"), "{e}");
+    assert!(parse(json!(1)).is_err());
 }

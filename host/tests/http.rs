@@ -143,6 +143,61 @@ async fn a_slow_request_is_answered_408_after_the_request_timeout() {
     assert!(health.contains("200"), "/health: {health}");
 }
 
+/// Every connection busy answering (`/ready` waiting for a DB that never speaks): `/health` and
+/// `/ready` still get a connection of the probe reserve, anything else is refused there.
+#[tokio::test(flavor = "multi_thread")]
+async fn probes_answer_while_every_connection_is_busy() {
+    let (_mysql, mysql_port) = silent_mysql();
+    // the request timeout is longer than the test: only the reserve can let /health in
+    let port = start(settings(5, 120, 4), mysql_port).await;
+    let busy: Vec<TcpStream> = (0..4)
+        .map(|_| {
+            let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+            write!(s, "GET /ready HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
+            s
+        })
+        .collect();
+    // the four requests have reached the router (each waits for the DB pool)
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (health, other) = tokio::task::spawn_blocking(move || {
+        let health = get_within(port, "/health", Duration::from_secs(5));
+        let other = get_within(port, "/metrics", Duration::from_secs(5));
+        (health, other)
+    })
+    .await
+    .unwrap();
+    assert!(health.contains("200"), "/health: {health}");
+    assert!(
+        other.contains("503"),
+        "/metrics on a reserve connection: {other}"
+    );
+    drop(busy);
+}
+
+/// [`get`] with a shorter read timeout.
+fn get_within(port: u16, path: &str, limit: Duration) -> String {
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let mut s = match TcpStream::connect_timeout(&addr, limit) {
+        Ok(s) => s,
+        Err(e) => return format!("<connect: {e}>"),
+    };
+    s.set_read_timeout(Some(limit)).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut buf = Vec::new();
+    match s.read_to_end(&mut buf) {
+        Ok(_) => String::from_utf8_lossy(&buf)
+            .lines()
+            .next()
+            .unwrap_or("<empty answer>")
+            .to_string(),
+        Err(e) => format!("<no answer within {limit:?}: {e}>"),
+    }
+}
+
 #[test]
 fn server_limits_are_range_checked() {
     let dir = tempfile::tempdir().unwrap();

@@ -18,7 +18,7 @@ use crate::policy::{InvalidPolicy, Policy};
 use anyhow::Context as _;
 use async_trait::async_trait;
 use monit_cf_metrics::container::{
-    ContainerSource, ContainerUsage, UsageWindows, read_container_usage,
+    ContainerSource, ContainerUsage, UsageWindows, Wanted, read_container_usage_of,
 };
 use monit_host::model::Resource;
 use monit_host::plugin::{
@@ -408,13 +408,22 @@ impl Scaler for AutoscaleScaler {
             measurement: self.metrics_measurement.clone(),
             bucket_seconds: ctx.settings.influx.bucket_seconds,
         };
+        // only the apps with a policy: the other containers are dropped as the answer is decoded
+        let guids: HashSet<String> = policies
+            .iter()
+            .map(|p| p.guid.trim().to_ascii_lowercase())
+            .collect();
+        let wanted = Wanted {
+            cells: None,
+            app_guids: Some(&guids),
+        };
         for w in policies
             .iter()
             .map(|p| p.check_seconds)
             .collect::<HashSet<_>>()
         {
             let windows = UsageWindows::uniform(Duration::from_secs(w));
-            let read = read_container_usage(ctx.metrics, &source, &windows, ctx.now)
+            let read = read_container_usage_of(ctx.metrics, &source, &windows, ctx.now, wanted)
                 .await
                 .map(group_by_app)
                 .map_err(|e| e.to_string());

@@ -6,7 +6,8 @@
 
 use anyhow::Context as _;
 use monit_cf_metrics::container::{
-    self as container_metrics, ContainerSource, ContainerUsage, UsageWindows, read_container_usage,
+    self as container_metrics, ContainerSource, ContainerUsage, UsageWindows, Wanted,
+    read_container_usage_of,
 };
 use monit_host::model::{AppInstance, Measured, Origin, Reading, Resource, Target, Vm};
 use monit_host::plugin::MovedKey;
@@ -112,7 +113,15 @@ impl Collector for ContainerCollector {
             measurement: self.measurement.clone(),
             bucket_seconds: ctx.bucket_seconds,
         };
-        let usage = read_container_usage(ctx.metrics, &source, &windows, ctx.now)
+        // containers on other cells are dropped as the answer is decoded: memory follows the
+        // inventory's cells, not what the store holds
+        let cell_ips: std::collections::HashSet<&str> =
+            cells.iter().map(|vm| vm.ip.as_str()).collect();
+        let wanted = Wanted {
+            cells: Some(&cell_ips),
+            app_guids: None,
+        };
+        let usage = read_container_usage_of(ctx.metrics, &source, &windows, ctx.now, wanted)
             .await
             .with_context(|| {
                 format!(

@@ -55,6 +55,10 @@ impl Collector for PaastaCollector {
     }
 
     async fn collect(&self, ctx: &CollectContext<'_>) -> anyhow::Result<Vec<Reading>> {
+        // the other VMs' series are dropped as the answer is decoded: memory follows the
+        // inventory, not what the store holds
+        let inventory: std::collections::HashSet<&str> =
+            ctx.vms.iter().map(|vm| vm.ip.as_str()).collect();
         let by_ip = vm_metrics::VmQuery {
             db: &self.db,
             measurement: &self.measurement,
@@ -64,7 +68,7 @@ impl Collector for PaastaCollector {
             bucket_seconds: ctx.bucket_seconds,
             end_epoch: ctx.now.timestamp(),
         }
-        .read(ctx.metrics)
+        .read_only(ctx.metrics, &inventory)
         .await?;
         Ok(ctx
             .vms

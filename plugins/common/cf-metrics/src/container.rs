@@ -24,7 +24,7 @@ use monit_host::influx::{InfluxClient, InfluxError, Series, ident};
 use monit_host::metric_store::{MetricStore, MetricStoreError};
 use monit_host::model::{Resource, Timestamp};
 use monit_host::prometheus::{self, PrometheusClient, Sample};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
@@ -149,11 +149,54 @@ pub async fn read_container_usage(
     windows: &UsageWindows,
     now: Timestamp,
 ) -> Result<Vec<ContainerUsage>, MetricStoreError> {
-    let parts = match store {
-        MetricStore::Influx(c) => read_influx(c, source, windows, now).await?,
-        MetricStore::Prometheus(c) => read_prometheus(c, source, windows, now).await?,
+    read_container_usage_of(store, source, windows, now, Wanted::default()).await
+}
+
+/// Which containers a reader keeps. The others' series are dropped as the answer is decoded,
+/// so memory follows the containers wanted, not the size of the answer.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Wanted<'a> {
+    /// only the containers on these cells (`cell_ip`: the inventory's cells)
+    pub cells: Option<&'a HashSet<&'a str>>,
+    /// only the containers of these apps (`application_id`, lowercase: the apps with a policy)
+    pub app_guids: Option<&'a HashSet<String>>,
+}
+
+impl Wanted<'_> {
+    fn wants(&self, cell_ip: &str, app_guid: &str) -> bool {
+        self.cells.is_none_or(|c| c.contains(cell_ip))
+            && self
+                .app_guids
+                .is_none_or(|g| g.contains(&app_guid.trim().to_ascii_lowercase()))
+    }
+}
+
+/// [`read_container_usage`] of the `wanted` containers only.
+pub async fn read_container_usage_of(
+    store: &MetricStore,
+    source: &ContainerSource,
+    windows: &UsageWindows,
+    now: Timestamp,
+    wanted: Wanted<'_>,
+) -> Result<Vec<ContainerUsage>, MetricStoreError> {
+    let mut fold = PartsFold {
+        wanted,
+        ..Default::default()
     };
-    Ok(finish(parts, source.bucket_seconds, windows, now))
+    match store {
+        MetricStore::Influx(c) => read_influx(c, source, windows, now, &mut fold).await?,
+        MetricStore::Prometheus(c) => read_prometheus(c, source, windows, now, &mut fold).await?,
+    }
+    if fold.dropped > 0 {
+        metrics::counter!("monit_metric_samples_dropped_total", "reader" => "container")
+            .increment(fold.dropped);
+        tracing::debug!(
+            measurement = %source.measurement,
+            dropped = fold.dropped,
+            "series of containers not wanted (cell not in the inventory, app without a policy) dropped while decoding"
+        );
+    }
+    Ok(finish(fold.parts, source.bucket_seconds, windows, now))
 }
 
 async fn read_influx(
@@ -161,21 +204,22 @@ async fn read_influx(
     source: &ContainerSource,
     windows: &UsageWindows,
     now: Timestamp,
-) -> Result<BTreeMap<[String; 5], Parts>, InfluxError> {
+    fold: &mut PartsFold<'_>,
+) -> Result<(), InfluxError> {
     let [last, first, min, memory, disk] = usage_queries(source, windows, now);
     // the three CPU statements go as one query (InfluxDB runs them in turn), memory and disk
-    // beside it: three queries, run side by side
+    // beside it: three queries, run side by side into one fold
     let queries = [format!("{last}; {first}; {min}"), memory, disk];
-    let answers =
-        futures::future::join_all(queries.iter().map(|q| influx.query(&source.db, q))).await;
-    let mut series = Vec::new();
-    let mut errors = Vec::new();
-    for a in answers {
-        match a {
-            Ok(s) => series.extend(s),
-            Err(e) => errors.push(e),
-        }
-    }
+    let shared = std::sync::Mutex::new(fold);
+    let answers = futures::future::join_all(queries.iter().map(|q| {
+        influx.query_fold(&source.db, q, |s| {
+            if let Ok(mut f) = shared.lock() {
+                f.add_series(&s);
+            }
+        })
+    }))
+    .await;
+    let mut errors: Vec<InfluxError> = answers.into_iter().filter_map(Result::err).collect();
     // InfluxDB 1.6 answers a query of several statements on a missing database with nothing
     // but "not executed": a single-statement query's error says why
     if let Some(i) = errors
@@ -185,13 +229,17 @@ async fn read_influx(
     {
         return Err(errors.swap_remove(i));
     }
-    parts_from_series(&series).map_err(|message| InfluxError::Decode {
-        url: influx.url().to_string(),
-        message: format!(
-            "database {} measurement {}: {message}",
-            source.db, source.measurement
-        ),
-    })
+    let fold = shared.into_inner().unwrap_or_else(|p| p.into_inner());
+    match fold.failed.take() {
+        Some(message) => Err(InfluxError::Decode {
+            url: influx.url().to_string(),
+            message: format!(
+                "database {} measurement {}: {message}",
+                source.db, source.measurement
+            ),
+        }),
+        None => Ok(()),
+    }
 }
 
 /// Tags that identify one app container; a point without `application_name` is not an app's.
@@ -339,58 +387,25 @@ async fn read_prometheus(
     source: &ContainerSource,
     windows: &UsageWindows,
     now: Timestamp,
-) -> Result<BTreeMap<[String; 5], Parts>, MetricStoreError> {
+    fold: &mut PartsFold<'_>,
+) -> Result<(), MetricStoreError> {
     let queries = usage_promql(source, windows, c.db_label());
-    let mut cpu = BTreeMap::new();
-    let mut mem = BTreeMap::new();
-    let mut disk = BTreeMap::new();
-    let fold_into = |into: &mut BTreeMap<[String; 5], Parts>, r: Option<Resource>, s: Sample| {
-        let key = GROUP_TAGS.map(|t| s.label(t).to_string());
-        if key[2].is_empty() {
-            return;
-        }
-        let p = into.entry(key).or_default();
-        let v = Some(s.value).filter(|v| v.is_finite());
-        match (r, s.label("monit_agg")) {
-            (None, "rate") => p.cpu_rate = v,
-            (None, "count") => p.cpu_points = v,
-            (None, "live") => p.live |= v.is_some_and(|n| n > 0.0),
-            (Some(r), agg) => {
-                let g = p.gauge(r);
-                match agg {
-                    "mean" => g.mean = v,
-                    "max" => g.max = v,
-                    "count" => g.count = v,
-                    "limit" => g.limit = v,
-                    _ => {}
-                }
-            }
-            _ => {}
+    let shared = std::sync::Mutex::new(fold);
+    let add = |r: Option<Resource>, s: Sample| {
+        if let Ok(mut f) = shared.lock() {
+            f.add_sample(r, &s);
         }
     };
     let at = now.timestamp();
     let (a, b, d) = futures::join!(
-        c.query_fold(&queries[0], at, |s| fold_into(&mut cpu, None, s)),
-        c.query_fold(&queries[1], at, |s| fold_into(
-            &mut mem,
-            Some(Resource::Memory),
-            s
-        )),
-        c.query_fold(&queries[2], at, |s| fold_into(
-            &mut disk,
-            Some(Resource::Disk),
-            s
-        )),
+        c.query_fold(&queries[0], at, |s| add(None, s)),
+        c.query_fold(&queries[1], at, |s| add(Some(Resource::Memory), s)),
+        c.query_fold(&queries[2], at, |s| add(Some(Resource::Disk), s)),
     );
     a?;
     b?;
     d?;
-    for (key, m) in mem.into_iter().chain(disk) {
-        let p = cpu.entry(key).or_default();
-        p.memory = p.memory.or(m.memory);
-        p.disk = p.disk.or(m.disk);
-    }
-    Ok(cpu)
+    Ok(())
 }
 
 /// A gauge's aggregates over its window, with the container's limit.
@@ -428,11 +443,68 @@ impl Parts {
     }
 }
 
-/// The series of the answers of [`usage_queries`], per container. The error names what is
-/// wrong with the answer.
-fn parts_from_series(series: &[Series]) -> Result<BTreeMap<[String; 5], Parts>, String> {
-    let mut by_container: BTreeMap<[String; 5], Parts> = BTreeMap::new();
-    for s in series {
+/// What the store said of each wanted container, folded in sample by sample (Prometheus API)
+/// or series by series (InfluxDB) as the answers are decoded.
+#[derive(Default)]
+struct PartsFold<'w> {
+    wanted: Wanted<'w>,
+    parts: BTreeMap<[String; 5], Parts>,
+    /// samples (or series) of containers not wanted
+    dropped: u64,
+    /// the first InfluxDB series that does not fit the statements (the error names it)
+    failed: Option<String>,
+}
+
+impl PartsFold<'_> {
+    /// The container's entry, or `None` when it is not an app's or not wanted.
+    fn entry<'s>(&mut self, tag: impl Fn(&str) -> Option<&'s str>) -> Option<&mut Parts> {
+        let get = |t: &str| tag(t).unwrap_or_default();
+        if get(GROUP_TAGS[2]).is_empty() {
+            return None;
+        }
+        if !self.wanted.wants(get(GROUP_TAGS[0]), get(GROUP_TAGS[4])) {
+            self.dropped += 1;
+            return None;
+        }
+        let key = GROUP_TAGS.map(|t| get(t).to_string());
+        Some(self.parts.entry(key).or_default())
+    }
+
+    /// One sample of [`usage_promql`]'s answers: `r` is `None` for the CPU query.
+    fn add_sample(&mut self, r: Option<Resource>, s: &Sample) {
+        let Some(p) = self.entry(|t| Some(s.label(t))) else {
+            return;
+        };
+        let v = Some(s.value).filter(|v| v.is_finite());
+        match (r, s.label("monit_agg")) {
+            (None, "rate") => p.cpu_rate = v,
+            (None, "count") => p.cpu_points = v,
+            (None, "live") => p.live |= v.is_some_and(|n| n > 0.0),
+            (Some(r), agg) => {
+                let g = p.gauge(r);
+                match agg {
+                    "mean" => g.mean = v,
+                    "max" => g.max = v,
+                    "count" => g.count = v,
+                    "limit" => g.limit = v,
+                    _ => {}
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// One series of [`usage_queries`]' answers; the first that does not fit is kept in
+    /// `failed`.
+    fn add_series(&mut self, s: &Series) {
+        if self.failed.is_none()
+            && let Err(e) = self.try_add_series(s)
+        {
+            self.failed = Some(e);
+        }
+    }
+
+    fn try_add_series(&mut self, s: &Series) -> Result<(), String> {
         let col = |name: &str| {
             s.column(name)
                 .ok_or_else(|| format!("series without column {name:?} (columns {:?})", s.columns))
@@ -441,12 +513,12 @@ fn parts_from_series(series: &[Series]) -> Result<BTreeMap<[String; 5], Parts>, 
             Some(CPU_SERIES) => Resource::Cpu,
             Some(MEMORY_SERIES) => Resource::Memory,
             Some(DISK_SERIES) => Resource::Disk,
-            _ => continue,
+            _ => return Ok(()),
         };
-        let key = GROUP_TAGS.map(|t| s.tag(t).unwrap_or_default().to_string());
-        if key[2].is_empty() {
-            continue;
-        }
+        // not an app's, or not wanted: nothing to check either
+        let Some(p) = self.entry(|t| s.tag(t)) else {
+            return Ok(());
+        };
         let time = col("time")?;
         // which statement this series answers, by its columns
         let (last, first, min) = (s.column("last"), s.column("first"), s.column("min"));
@@ -461,7 +533,6 @@ fn parts_from_series(series: &[Series]) -> Result<BTreeMap<[String; 5], Parts>, 
         } else {
             None
         };
-        let p = by_container.entry(key).or_default();
         for row in &s.values {
             let cell = |i: usize| row.get(i).and_then(|c| c.as_f64());
             let Some(t) = cell(time).map(|t| t as i64) else {
@@ -488,8 +559,18 @@ fn parts_from_series(series: &[Series]) -> Result<BTreeMap<[String; 5], Parts>, 
                 };
             }
         }
+        Ok(())
     }
-    Ok(by_container)
+}
+
+/// The series of the answers of [`usage_queries`], per container. The error names what is
+/// wrong with the answer.
+fn parts_from_series(series: &[Series]) -> Result<BTreeMap<[String; 5], Parts>, String> {
+    let mut fold = PartsFold::default();
+    for s in series {
+        fold.try_add_series(s)?;
+    }
+    Ok(fold.parts)
 }
 
 static BAD_LIMIT_WARNED: AtomicBool = AtomicBool::new(false);

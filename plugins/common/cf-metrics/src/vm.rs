@@ -24,7 +24,7 @@ use monit_host::influx::{InfluxClient, InfluxError, Series, ident, string};
 use monit_host::metric_store::{MetricStore, MetricStoreError};
 use monit_host::model::Resource;
 use monit_host::prometheus::{self, PrometheusClient, Sample};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 /// Usage over a window.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -101,6 +101,14 @@ pub struct SeriesAgg {
 }
 
 impl SeriesAgg {
+    /// Nothing read yet: the Prometheus API sends the four aggregates as separate samples.
+    const UNSET: SeriesAgg = SeriesAgg {
+        mean: f64::NAN,
+        max: f64::NAN,
+        min: f64::NAN,
+        count: f64::NAN,
+    };
+
     /// Folds another row of the same series in (a store that splits an answer in chunks, or a
     /// row per bucket): count-weighted mean, extremes of both.
     fn merge(&mut self, o: SeriesAgg) {
@@ -114,8 +122,146 @@ impl SeriesAgg {
     }
 }
 
-/// (VM key, metric name) → that series' aggregates.
-pub type Aggregates = HashMap<(String, String), SeriesAgg>;
+/// Strings seen in an answer, each kept once and named by a number.
+#[derive(Default)]
+struct Interner {
+    ids: HashMap<String, u32>,
+}
+
+impl Interner {
+    fn id(&mut self, s: &str) -> u32 {
+        if let Some(id) = self.ids.get(s) {
+            return *id;
+        }
+        let id = u32::try_from(self.ids.len()).unwrap_or(u32::MAX);
+        self.ids.insert(s.to_string(), id);
+        id
+    }
+    /// The strings, indexed by id.
+    fn into_vec(self) -> Vec<String> {
+        let mut out = vec![String::new(); self.ids.len()];
+        for (s, id) in self.ids {
+            if let Some(slot) = out.get_mut(id as usize) {
+                *slot = s;
+            }
+        }
+        out
+    }
+}
+
+/// The per-series aggregates of an answer, folded in as each sample (Prometheus API) or series
+/// (InfluxDB) is decoded. A series of a VM the reader does not want (`wanted`: the inventory)
+/// is dropped there and then, so what is kept follows the wanted VMs, never the size of the
+/// answer: VM keys and metric names are kept once each, a series costs its numbers.
+pub struct AggregateFold<'w> {
+    group_by: Option<&'w str>,
+    wanted: Option<&'w HashSet<&'w str>>,
+    keys: Interner,
+    metrics: Interner,
+    series: HashMap<(u32, u32), SeriesAgg>,
+    /// samples (or rows) of VMs not wanted
+    pub dropped: u64,
+}
+
+impl<'w> AggregateFold<'w> {
+    /// Keyed by the `group_by` tag (`""` without grouping); only the keys in `wanted` when given.
+    pub fn new(group_by: Option<&'w str>, wanted: Option<&'w HashSet<&'w str>>) -> Self {
+        Self {
+            group_by,
+            wanted,
+            keys: Interner::default(),
+            metrics: Interner::default(),
+            series: HashMap::new(),
+            dropped: 0,
+        }
+    }
+
+    /// The slot of (key, metric), or `None` when the key is not wanted.
+    fn slot(&mut self, key: &str, metric: &str) -> Option<&mut SeriesAgg> {
+        if self.wanted.is_some_and(|w| !w.contains(key)) {
+            self.dropped += 1;
+            return None;
+        }
+        let k = self.keys.id(key);
+        let m = self.metrics.id(metric);
+        Some(self.series.entry((k, m)).or_insert(SeriesAgg::UNSET))
+    }
+
+    /// One sample of the PromQL of [`VmQuery::to_promql`]: one aggregate of one series, named
+    /// by its `monit_agg` label.
+    pub fn add_sample(&mut self, s: &Sample) {
+        let agg = s.label("monit_agg");
+        if !matches!(agg, "avg" | "max" | "min" | "count") {
+            return;
+        }
+        let key = self.group_by.map(|t| s.label(t)).unwrap_or_default();
+        let Some(slot) = self.slot(key, s.label("metricname")) else {
+            return;
+        };
+        match agg {
+            "avg" => slot.mean = s.value,
+            "max" => slot.max = s.value,
+            "min" => slot.min = s.value,
+            _ => slot.count = s.value,
+        }
+    }
+
+    /// One series of an InfluxDB answer of [`VmQuery::to_influxql`]. Rows without a usable
+    /// `mean` are skipped; a missing `max`/`min` reads as the mean and a missing `count` as 1,
+    /// so an answer with a row per bucket folds to the same window figures.
+    pub fn add_series(&mut self, s: &Series) {
+        let Some(metric) = s.tag("metricname") else {
+            return;
+        };
+        let Some(mi) = s.column("mean") else {
+            return;
+        };
+        let key = self.group_by.and_then(|t| s.tag(t)).unwrap_or_default();
+        if self.wanted.is_some_and(|w| !w.contains(key)) {
+            self.dropped += s.values.len() as u64;
+            return;
+        }
+        let (max_i, min_i, count_i) = (s.column("max"), s.column("min"), s.column("count"));
+        for row in &s.values {
+            let Some(mean) = row.get(mi).and_then(|c| c.as_f64()) else {
+                continue;
+            };
+            let col = |i: Option<usize>| i.and_then(|i| row.get(i)).and_then(|c| c.as_f64());
+            let agg = SeriesAgg {
+                mean,
+                max: col(max_i).unwrap_or(mean).max(mean),
+                min: col(min_i).unwrap_or(mean).min(mean),
+                count: col(count_i).filter(|c| *c >= 1.0).unwrap_or(1.0),
+            };
+            let Some(slot) = self.slot(key, metric) else {
+                return;
+            };
+            if slot.count.is_nan() {
+                *slot = agg;
+            } else {
+                slot.merge(agg);
+            }
+        }
+    }
+
+    /// Per-VM usage: the fold across cores, memory metrics and mounts.
+    pub fn usage(self, bucket_seconds: u64, windows: &UsageWindows) -> HashMap<String, VmUsage> {
+        let keys = self.keys.into_vec();
+        let metrics = self.metrics.into_vec();
+        let mut raw: Vec<Raw> = Vec::new();
+        raw.resize_with(keys.len(), Raw::default);
+        for ((k, m), a) in self.series {
+            let (Some(r), Some(metric)) = (raw.get_mut(k as usize), metrics.get(m as usize)) else {
+                continue;
+            };
+            r.add(metric, &a);
+        }
+        keys.into_iter()
+            .zip(raw)
+            .map(|(k, r)| (k, r.usage(bucket_seconds, windows)))
+            .collect()
+    }
+}
 
 impl VmQuery<'_> {
     fn window(&self, r: Resource) -> i64 {
@@ -196,19 +342,57 @@ impl VmQuery<'_> {
         &self,
         store: &MetricStore,
     ) -> Result<HashMap<String, VmUsage>, MetricStoreError> {
-        let aggs = match store {
-            MetricStore::Influx(c) => self.read_influx(c).await?,
-            MetricStore::Prometheus(c) => self.read_prometheus(c).await?,
-        };
-        Ok(fold_aggregates(&aggs, self.bucket_seconds, &self.windows))
+        self.read_folded(store, None).await
     }
 
-    async fn read_influx(&self, influx: &InfluxClient) -> Result<Aggregates, InfluxError> {
-        let series = influx.query(self.db, &self.to_influxql()).await?;
-        Ok(aggregates(&series, self.group_by))
+    /// [`VmQuery::read`] for the `group_by` values in `wanted` only (the inventory's IPs): the
+    /// other VMs' series are dropped while the answer is decoded.
+    pub async fn read_only(
+        &self,
+        store: &MetricStore,
+        wanted: &HashSet<&str>,
+    ) -> Result<HashMap<String, VmUsage>, MetricStoreError> {
+        self.read_folded(store, Some(wanted)).await
     }
 
-    async fn read_prometheus(&self, c: &PrometheusClient) -> Result<Aggregates, MetricStoreError> {
+    async fn read_folded(
+        &self,
+        store: &MetricStore,
+        wanted: Option<&HashSet<&str>>,
+    ) -> Result<HashMap<String, VmUsage>, MetricStoreError> {
+        let mut fold = AggregateFold::new(self.group_by, wanted);
+        match store {
+            MetricStore::Influx(c) => self.read_influx(c, &mut fold).await?,
+            MetricStore::Prometheus(c) => self.read_prometheus(c, &mut fold).await?,
+        }
+        if fold.dropped > 0 {
+            metrics::counter!("monit_metric_samples_dropped_total", "reader" => "vm")
+                .increment(fold.dropped);
+            tracing::debug!(
+                measurement = self.measurement,
+                dropped = fold.dropped,
+                "series of VMs not in the inventory dropped while decoding"
+            );
+        }
+        Ok(fold.usage(self.bucket_seconds, &self.windows))
+    }
+
+    async fn read_influx(
+        &self,
+        influx: &InfluxClient,
+        fold: &mut AggregateFold<'_>,
+    ) -> Result<(), InfluxError> {
+        influx
+            .query_fold(self.db, &self.to_influxql(), |s| fold.add_series(&s))
+            .await?;
+        Ok(())
+    }
+
+    async fn read_prometheus(
+        &self,
+        c: &PrometheusClient,
+        fold: &mut AggregateFold<'_>,
+    ) -> Result<(), MetricStoreError> {
         for tag in self.filter.map(|f| f.0).into_iter().chain(self.group_by) {
             if !prometheus::is_label_name(tag) {
                 return Err(prometheus::PrometheusError::Setup(format!(
@@ -221,93 +405,31 @@ impl VmQuery<'_> {
             .iter()
             .map(|r| self.to_promql(*r, c.db_label()))
             .collect();
-        let mut partial: [HashMap<(String, String), [f64; 4]>; 3] = Default::default();
-        let answers =
-            futures::future::join_all(queries.iter().zip(partial.iter_mut()).map(|(q, into)| {
-                c.query_fold(q, self.end_epoch, move |s: Sample| {
-                    let slot = match s.label("monit_agg") {
-                        "avg" => 0,
-                        "max" => 1,
-                        "min" => 2,
-                        "count" => 3,
-                        _ => return,
-                    };
-                    let key = (
-                        self.group_by
-                            .map(|t| s.label(t))
-                            .unwrap_or_default()
-                            .to_string(),
-                        s.label("metricname").to_string(),
-                    );
-                    into.entry(key).or_insert([f64::NAN; 4])[slot] = s.value;
-                })
-            }))
-            .await;
+        // the three answers arrive side by side into one fold (the lock is never contended
+        // for long: one sample at a time)
+        let shared = std::sync::Mutex::new(fold);
+        let answers = futures::future::join_all(queries.iter().map(|q| {
+            c.query_fold(q, self.end_epoch, |s: Sample| {
+                if let Ok(mut f) = shared.lock() {
+                    f.add_sample(&s);
+                }
+            })
+        }))
+        .await;
         for a in answers {
             a?;
         }
-        let mut out = Aggregates::new();
-        for (key, [mean, max, min, count]) in partial.into_iter().flatten() {
-            out.insert(
-                key,
-                SeriesAgg {
-                    mean,
-                    max,
-                    min,
-                    count,
-                },
-            );
-        }
-        Ok(out)
+        Ok(())
     }
-}
-
-/// The series of an InfluxDB answer as per-series aggregates. Rows without a usable `mean` are
-/// skipped; a missing `max`/`min` reads as the mean and a missing `count` as 1, so an answer
-/// with a row per bucket folds to the same window figures.
-pub fn aggregates(series: &[Series], group_by: Option<&str>) -> Aggregates {
-    let mut out = Aggregates::new();
-    for s in series {
-        let key = group_by
-            .and_then(|t| s.tag(t))
-            .unwrap_or_default()
-            .to_string();
-        let Some(metric) = s.tag("metricname") else {
-            continue;
-        };
-        let Some(mi) = s.column("mean") else {
-            continue;
-        };
-        let col = |row: &[monit_host::influx::Cell], name: &str| {
-            s.column(name)
-                .and_then(|i| row.get(i))
-                .and_then(|c| c.as_f64())
-        };
-        for row in &s.values {
-            let Some(mean) = row.get(mi).and_then(|c| c.as_f64()) else {
-                continue;
-            };
-            let agg = SeriesAgg {
-                mean,
-                max: col(row, "max").unwrap_or(mean).max(mean),
-                min: col(row, "min").unwrap_or(mean).min(mean),
-                count: col(row, "count").filter(|c| *c >= 1.0).unwrap_or(1.0),
-            };
-            match out.entry((key.clone(), metric.to_string())) {
-                std::collections::hash_map::Entry::Vacant(v) => {
-                    v.insert(agg);
-                }
-                std::collections::hash_map::Entry::Occupied(mut o) => o.get_mut().merge(agg),
-            }
-        }
-    }
-    out
 }
 
 /// InfluxDB answer → per-VM usage (tests and the fuzz target).
 pub fn fold(series: &[Series], group_by: Option<&str>) -> HashMap<String, VmUsage> {
-    fold_aggregates(
-        &aggregates(series, group_by),
+    let mut f = AggregateFold::new(group_by, None);
+    for s in series {
+        f.add_series(s);
+    }
+    f.usage(
         30,
         &UsageWindows::uniform(std::time::Duration::from_secs(600)),
     )
@@ -329,98 +451,91 @@ fn finite(a: &SeriesAgg) -> bool {
     a.mean.is_finite() && a.max.is_finite() && a.min.is_finite() && a.count.is_finite()
 }
 
-/// Per-series aggregates → per-VM usage: the fold across cores, memory metrics and mounts.
-pub fn fold_aggregates(
-    aggs: &Aggregates,
-    bucket_seconds: u64,
-    windows: &UsageWindows,
-) -> HashMap<String, VmUsage> {
-    let mut raw: HashMap<&str, Raw> = HashMap::new();
-    for ((key, metric), a) in aggs {
+impl Raw {
+    fn add(&mut self, metric: &str, a: &SeriesAgg) {
         if !finite(a) || a.count < 1.0 {
-            continue;
+            return;
         }
-        let r = raw.entry(key.as_str()).or_default();
         if metric.starts_with("cpuStats.") {
             if PERCENT.contains(&a.mean) {
-                r.cpu.push(SeriesAgg {
+                self.cpu.push(SeriesAgg {
                     max: a.max.clamp(a.mean, *PERCENT.end()),
                     ..*a
                 });
             }
         } else if metric == "memoryStats.UsedPercent" {
             if PERCENT.contains(&a.mean) {
-                r.used_percent = Some(*a);
+                self.used_percent = Some(*a);
             }
         } else if metric == "memoryStats.TotalMemory" {
-            r.total = Some(*a);
+            self.total = Some(*a);
         } else if metric == "memoryStats.AvailableMemory" {
-            r.available = Some(*a);
+            self.available = Some(*a);
         } else if metric == "memoryStats.FreeMemory" {
-            r.free = Some(*a);
+            self.free = Some(*a);
         } else if metric.starts_with("diskStats.") && PERCENT.contains(&a.mean) {
-            r.disk.push(*a);
+            self.disk.push(*a);
         }
     }
-    let bucket = bucket_seconds.max(1);
-    // "buckets": points, at most the number of bucket_seconds slots in the window
-    let slots = |r: Resource, count: f64| -> u32 {
-        let most = (windows.get(r).as_secs() / bucket).max(1);
-        (count.max(0.0) as u64)
-            .clamp(1, most)
-            .try_into()
-            .unwrap_or(u32::MAX)
-    };
-    raw.into_iter()
-        .map(|(k, r)| {
-            let cpu = (!r.cpu.is_empty()).then(|| {
-                let n = r.cpu.len() as f64;
-                Stats {
-                    mean: r.cpu.iter().map(|a| a.mean).sum::<f64>() / n,
-                    peak: r.cpu.iter().map(|a| a.max).sum::<f64>() / n,
-                    buckets: slots(
-                        Resource::Cpu,
-                        r.cpu.iter().map(|a| a.count).fold(0.0, f64::max),
-                    ),
+
+    fn usage(self, bucket_seconds: u64, windows: &UsageWindows) -> VmUsage {
+        let r = self;
+        let bucket = bucket_seconds.max(1);
+        // "buckets": points, at most the number of bucket_seconds slots in the window
+        let slots = |res: Resource, count: f64| -> u32 {
+            let most = (windows.get(res).as_secs() / bucket).max(1);
+            (count.max(0.0) as u64)
+                .clamp(1, most)
+                .try_into()
+                .unwrap_or(u32::MAX)
+        };
+        let cpu = (!r.cpu.is_empty()).then(|| {
+            let n = r.cpu.len() as f64;
+            Stats {
+                mean: r.cpu.iter().map(|a| a.mean).sum::<f64>() / n,
+                peak: r.cpu.iter().map(|a| a.max).sum::<f64>() / n,
+                buckets: slots(
+                    Resource::Cpu,
+                    r.cpu.iter().map(|a| a.count).fold(0.0, f64::max),
+                ),
+            }
+        });
+        let memory = if let Some(u) = r.used_percent {
+            Some(Stats {
+                mean: u.mean,
+                peak: u.max.clamp(u.mean, *PERCENT.end()),
+                buckets: slots(Resource::Memory, u.count),
+            })
+        } else {
+            let spare = r.available.or(r.free);
+            match (r.total, spare) {
+                (Some(t), Some(s)) if t.mean > 0.0 && s.mean >= 0.0 && s.mean <= t.mean => {
+                    let mean = 100.0 * (1.0 - s.mean / t.mean);
+                    let lowest = s.min.clamp(0.0, s.mean);
+                    Some(Stats {
+                        mean,
+                        peak: 100.0 * (1.0 - lowest / t.mean),
+                        buckets: slots(Resource::Memory, s.count.min(t.count)),
+                    })
                 }
+                _ => None,
+            }
+        };
+        let disk = r
+            .disk
+            .iter()
+            .max_by(|a, b| a.mean.total_cmp(&b.mean))
+            .map(|fullest| Stats {
+                mean: fullest.mean,
+                peak: r
+                    .disk
+                    .iter()
+                    .map(|a| a.max.min(*PERCENT.end()))
+                    .fold(fullest.mean, f64::max),
+                buckets: slots(Resource::Disk, fullest.count),
             });
-            let memory = if let Some(u) = r.used_percent {
-                Some(Stats {
-                    mean: u.mean,
-                    peak: u.max.clamp(u.mean, *PERCENT.end()),
-                    buckets: slots(Resource::Memory, u.count),
-                })
-            } else {
-                let spare = r.available.or(r.free);
-                match (r.total, spare) {
-                    (Some(t), Some(s)) if t.mean > 0.0 && s.mean >= 0.0 && s.mean <= t.mean => {
-                        let mean = 100.0 * (1.0 - s.mean / t.mean);
-                        let lowest = s.min.clamp(0.0, s.mean);
-                        Some(Stats {
-                            mean,
-                            peak: 100.0 * (1.0 - lowest / t.mean),
-                            buckets: slots(Resource::Memory, s.count.min(t.count)),
-                        })
-                    }
-                    _ => None,
-                }
-            };
-            let disk = r
-                .disk
-                .iter()
-                .max_by(|a, b| a.mean.total_cmp(&b.mean))
-                .map(|fullest| Stats {
-                    mean: fullest.mean,
-                    peak: r
-                        .disk
-                        .iter()
-                        .map(|a| a.max.min(*PERCENT.end()))
-                        .fold(fullest.mean, f64::max),
-                    buckets: slots(Resource::Disk, fullest.count),
-                });
-            (k.to_string(), VmUsage { cpu, memory, disk })
-        })
-        .collect()
+        VmUsage { cpu, memory, disk }
+    }
 }
 
 /// The `origin`'s windows per resource (its alarm policies' `measure_time`).

@@ -494,6 +494,92 @@ async fn influxdb_and_victoria_metrics_read_the_same_for_every_collector() {
     );
 }
 
+/// The readers keep only what their collector wants (the inventory's VMs and cells, the apps
+/// with a policy), in both stores, and read those exactly as without the filter.
+#[tokio::test]
+async fn only_wanted_vms_and_containers_are_kept() {
+    use monit_cf_metrics::container::{Wanted, read_container_usage_of};
+    use std::collections::HashSet;
+    let now = chrono::Utc::now().timestamp();
+    let at = chrono::DateTime::from_timestamp(now, 0).unwrap();
+    let dbs = Dbs::new("stores_wanted");
+    let points = points(now);
+    let influx = write_influx(&dbs, &points).await;
+    let vm_url = victoria_metrics_url();
+    for (db, m) in [(&dbs.cf, "cf_metrics"), (&dbs.con, "container_metrics")] {
+        write_victoria_metrics(&vm_url, db, &line_protocol(&points, m)).await;
+    }
+    let source = ContainerSource {
+        db: dbs.con.clone(),
+        measurement: "container_metrics".into(),
+        bucket_seconds: 30,
+    };
+    let w = UsageWindows::uniform(Duration::from_secs(300));
+    for store in [
+        MetricStore::from(influx.clone()),
+        MetricStore::from(prometheus_client(&vm_url)),
+    ] {
+        let backend = store.backend().as_str();
+        let all = paasta_query(&dbs, now).read(&store).await.unwrap();
+        let inventory: HashSet<&str> = ["10.0.0.2", "10.9.9.9"].into();
+        let only = paasta_query(&dbs, now)
+            .read_only(&store, &inventory)
+            .await
+            .unwrap();
+        assert_eq!(
+            only.keys().collect::<Vec<_>>(),
+            ["10.0.0.2"],
+            "{backend}: the inventory VM with data, nothing else"
+        );
+        same_vms(
+            backend,
+            &only,
+            &all.into_iter().filter(|(k, _)| k == "10.0.0.2").collect(),
+        );
+
+        let every = read_container_usage(&store, &source, &w, at).await.unwrap();
+        let guids: HashSet<String> = ["guid-web".to_string()].into();
+        let apps = Wanted {
+            cells: None,
+            app_guids: Some(&guids),
+        };
+        let web = read_container_usage_of(&store, &source, &w, at, apps)
+            .await
+            .unwrap();
+        let expected: Vec<ContainerUsage> = every
+            .iter()
+            .filter(|c| c.app_name == "web")
+            .cloned()
+            .collect();
+        assert_eq!(web.len(), 1, "{backend}: {web:?}");
+        same_containers(backend, &web, &expected);
+        let cells: HashSet<&str> = ["10.0.16.21"].into();
+        let on_cell = Wanted {
+            cells: Some(&cells),
+            app_guids: None,
+        };
+        let kept = read_container_usage_of(&store, &source, &w, at, on_cell)
+            .await
+            .unwrap();
+        same_containers(backend, &kept, &every);
+        let elsewhere: HashSet<&str> = ["10.0.16.99"].into();
+        let none = read_container_usage_of(
+            &store,
+            &source,
+            &w,
+            at,
+            Wanted {
+                cells: Some(&elsewhere),
+                app_guids: None,
+            },
+        )
+        .await
+        .unwrap();
+        assert!(none.is_empty(), "{backend}: {none:?}");
+    }
+    drop_influx(&dbs).await;
+}
+
 /// A BOSH service name with a quote, a backslash or a line break (config values reach the
 /// query) is matched literally in both languages: never a syntax error, never other series.
 #[tokio::test]

@@ -1,0 +1,13 @@
+//! Remote write body: snappy, then the zero-copy protobuf reader against prost.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+// each target calls one body of the shared module
+#[allow(dead_code)]
+#[path = "../src/wire.rs"]
+mod wire;
+
+fuzz_target!(|data: &[u8]| {
+    wire::wire_remote_write(data);
+});
