@@ -25,5 +25,5 @@ plugins! {
 }
 
 fn main() -> std::process::ExitCode {
-    monit_host::cli::main(PLUGINS)
+    monit_host::run::cli::main(PLUGINS)
 }

@@ -182,7 +182,7 @@ async fn health_and_ready_answer_while_300_slow_clients_hold_the_connections() {
         "every client is accepted (the slow ones shed), none left hanging in the backlog"
     );
     assert!(
-        held_open <= MAX_CONNECTIONS + monit_host::http::PROBE_RESERVE,
+        held_open <= MAX_CONNECTIONS + monit_host::run::http::PROBE_RESERVE,
         "{held_open} slow clients still held by the server: more sockets than the limit"
     );
     assert!(metrics.starts_with("HTTP/1.1 200"), "/metrics: {metrics}");

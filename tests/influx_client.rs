@@ -4,8 +4,8 @@ mod common;
 
 use common::PrivateInflux;
 use monit_host::config::InfluxSettings;
-use monit_host::influx::InfluxClient;
-use monit_host::secret::Secret;
+use monit_host::config::secret::Secret;
+use monit_host::metric_store::influx::InfluxClient;
 
 fn pki() -> std::path::PathBuf {
     std::path::PathBuf::from(

@@ -5,7 +5,7 @@
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
-use monit_host::influx::{Cell, Series};
+use monit_host::metric_store::influx::{Cell, Series};
 
 const METRICS: &[&str] = &[
     "cpuStats.0",

@@ -7,9 +7,9 @@
 //! other panic comes from the code under test and is a bug there.
 
 use monit_cf_metrics::vm::{self as vm_metrics, VmUsage};
-use monit_host::engine::{self, Change, EngineOptions, OpenAlarm, OpenStatus, Policy};
-use monit_host::influx::{self, Series};
-use monit_host::legacy_ini;
+use monit_host::config::legacy_ini;
+use monit_host::evaluate::engine::{self, Change, EngineOptions, OpenAlarm, OpenStatus, Policy};
+use monit_host::metric_store::influx::{self, Series};
 use monit_host::model::{AlarmType, Level, Origin, Resource, Target};
 use std::collections::HashMap;
 use std::path::Path;
@@ -136,7 +136,7 @@ pub fn influx_decode(data: &[u8]) {
 /// A Prometheus API `/api/v1/query` answer: decoded whole, and streamed through the `Splitter`
 /// in pieces of every size from 1 to 7 bytes. Both agree; an error names the store's URL.
 pub fn prometheus_decode(data: &[u8]) {
-    use monit_host::prometheus::{Splitter, decode_fold};
+    use monit_host::metric_store::prometheus::{Splitter, decode_fold};
     let mut whole = Vec::new();
     let at_once = decode_fold(PROMETHEUS_URL, data, &mut |s| whole.push(s));
     if let Err(e) = &at_once {

@@ -48,7 +48,7 @@ pub fn show_nothing(_: &PluginContext) -> anyhow::Result<serde_json::Value> {
 }
 
 pub use crate::config::MovedKey;
-pub use crate::legacy_ini::{LegacyConfig, LegacyEnabled, LegacyKey, LegacyKind};
+pub use crate::config::legacy_ini::{LegacyConfig, LegacyEnabled, LegacyKey, LegacyKind};
 
 inventory::collect!(PluginRegistration);
 
@@ -239,7 +239,7 @@ pub struct Windows {
 
 impl Windows {
     /// Each policy's `measure_time`; `default` for resources without a policy.
-    pub fn from_policies(policies: &[crate::engine::Policy], default: Duration) -> Self {
+    pub fn from_policies(policies: &[crate::evaluate::engine::Policy], default: Duration) -> Self {
         Windows {
             by_key: policies
                 .iter()

@@ -185,7 +185,7 @@ fn an_ini_that_is_not_text_is_an_error_naming_the_file() {
 /// A migrated Monitoring DB of the test's own.
 async fn own_db(tag: &str) -> monit_testkit::TestDb {
     let db = monit_testkit::TestDb::create(tag).await;
-    monit_host::db::MIGRATOR.run(&db.pool).await.unwrap();
+    monit_host::store::db::MIGRATOR.run(&db.pool).await.unwrap();
     db
 }
 

@@ -148,7 +148,7 @@ fn unknown_plugin_is_named() {
         let dir = tempfile::tempdir().unwrap();
         let p = write(dir.path(), "m.toml", text);
         let s = monit_host::plugin::load_settings_with_env(Some(&p), env(&[])).unwrap();
-        match monit_host::scheduler::build_plugins(&std::sync::Arc::new(s)) {
+        match monit_host::run::scheduler::build_plugins(&std::sync::Arc::new(s)) {
             Ok(_) => panic!("built: {text}"),
             Err(e) => format!("{e:#}"),
         }
@@ -390,7 +390,7 @@ fn log_level_must_be_levels_or_target_level_pairs() {
 
 #[test]
 fn auto_resolve_takes_a_mode_or_the_old_boolean_from_the_file_and_the_environment() {
-    use monit_host::engine::AutoResolve;
+    use monit_host::evaluate::engine::AutoResolve;
     let dir = tempfile::tempdir().unwrap();
     let load = |toml: &str, vars: &[(&str, &str)]| {
         let p = write(dir.path(), "m.toml", &format!("{MINIMAL}{toml}"));

@@ -3,14 +3,14 @@
 //! stops the sender, per-recipient outcomes, parked rows, and the queue order.
 
 use monit_host::config::Settings;
-use monit_host::influx::InfluxClient;
-use monit_host::leader::Leader;
+use monit_host::metric_store::influx::InfluxClient;
 use monit_host::model::Level;
 use monit_host::plugin::{
     Delivery, Notification, NotificationKind, Notifier, NotifySession, PluginContext, PluginParts,
     PluginRegistration, Refusal,
 };
-use monit_host::scheduler::{Scheduler, build_plugins, claim_owner};
+use monit_host::run::scheduler::{Scheduler, build_plugins, claim_owner};
+use monit_host::store::leader::Leader;
 use monit_host::store::outbox;
 use monit_host::{async_trait, db};
 use monit_testkit::{TestDb, mysql_url};

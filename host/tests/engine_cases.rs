@@ -21,7 +21,9 @@
 //! `auto_resolve`.
 
 use chrono::TimeZone;
-use monit_host::engine::{self, AutoResolve, Change, EngineOptions, OpenAlarm, OpenStatus, Policy};
+use monit_host::evaluate::engine::{
+    self, AutoResolve, Change, EngineOptions, OpenAlarm, OpenStatus, Policy,
+};
 use monit_host::model::{
     AlarmType, AppInstance, Level, Measured, Origin, Reading, Resource, Target, Timestamp,
 };

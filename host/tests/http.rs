@@ -2,9 +2,9 @@
 //! header-read timeout, a slow request is answered 408 after the request timeout, and `/health`
 //! answers while more idle clients than the connection limit hold sockets.
 
+use monit_host::config::secret::Secret;
 use monit_host::config::{DbSettings, ServerSettings};
-use monit_host::http::{HttpState, serve};
-use monit_host::secret::Secret;
+use monit_host::run::http::{HttpState, serve};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
@@ -40,7 +40,7 @@ async fn start(server: ServerSettings, mysql_port: u16) -> u16 {
     serve(
         &server,
         HttpState {
-            pool: monit_host::db::lazy_pool(&db),
+            pool: monit_host::store::db::lazy_pool(&db),
             status: Default::default(),
             metrics: None,
         },

@@ -1,7 +1,7 @@
 //! Migrations against the real MariaDB: an empty database, a database the original batch (2.0
 //! and 4.0) created and filled, and a second run that changes nothing.
 
-use monit_host::db::MIGRATOR;
+use monit_host::store::db::MIGRATOR;
 use monit_testkit::TestDb;
 use sqlx::{MySqlPool, Row};
 

@@ -1,13 +1,13 @@
 //! The scheduler isolates plugins: a failing or hanging plugin is logged and counted, the others
 //! go on, and alarms of an origin whose collector failed are not touched.
 
-use monit_host::influx::InfluxClient;
+use monit_host::metric_store::influx::InfluxClient;
 use monit_host::model::{Measured, Origin, Reading, Resource, Target};
 use monit_host::plugin::{
     CollectContext, Collector, Delivery, Notification, Notifier, NotifySession, PluginContext,
     PluginParts, PluginRegistration,
 };
-use monit_host::scheduler::{Scheduler, build_plugins};
+use monit_host::run::scheduler::{Scheduler, build_plugins};
 use monit_host::{async_trait, db};
 use monit_testkit::{TestDb, mysql_url};
 use std::sync::Arc;
@@ -163,8 +163,8 @@ async fn a_failing_or_hanging_plugin_does_not_stop_the_others() {
         metrics: InfluxClient::new(&settings.influx).unwrap().into(),
         plugins: build_plugins(&settings).unwrap(),
         status: Default::default(),
-        leader: Arc::new(monit_host::leader::Leader::new(None, "unused")),
-        claim_owner: monit_host::scheduler::claim_owner(&settings),
+        leader: Arc::new(monit_host::store::leader::Leader::new(None, "unused")),
+        claim_owner: monit_host::run::scheduler::claim_owner(&settings),
     };
     let started = std::time::Instant::now();
     let sum = scheduler.tick(false).await;

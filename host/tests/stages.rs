@@ -106,7 +106,11 @@ fn rank(stage: &str) -> Option<usize> {
 fn every_stage_is_a_folder_and_the_top_holds_only_the_shared_modules() {
     for stage in STAGES {
         let dir = src().join(stage);
-        assert!(dir.join("mod.rs").is_file(), "{} has no mod.rs", dir.display());
+        assert!(
+            dir.join("mod.rs").is_file(),
+            "{} has no mod.rs",
+            dir.display()
+        );
         let doc = std::fs::read_to_string(dir.join("mod.rs")).unwrap_or_default();
         assert!(
             doc.starts_with("//!"),
@@ -128,7 +132,12 @@ fn every_stage_is_a_folder_and_the_top_holds_only_the_shared_modules() {
 fn no_module_uses_a_later_stage() {
     let mut files = Vec::new();
     rust_files(&src(), &mut files);
-    assert!(files.len() > 20, "read {} files under {}", files.len(), src().display());
+    assert!(
+        files.len() > 20,
+        "read {} files under {}",
+        files.len(),
+        src().display()
+    );
     let mut arrows_up = Vec::new();
     for f in &files {
         let Some(stage) = stage_of(f) else { continue };
@@ -148,7 +157,11 @@ fn no_module_uses_a_later_stage() {
             }
         }
     }
-    assert!(arrows_up.is_empty(), "arrows back up:\n{}", arrows_up.join("\n"));
+    assert!(
+        arrows_up.is_empty(),
+        "arrows back up:\n{}",
+        arrows_up.join("\n")
+    );
 }
 
 #[test]

@@ -3,7 +3,7 @@
 //! written to a real MariaDB and applied in memory, and the open alarms read back are compared.
 
 use chrono::{SubsecRound, Utc};
-use monit_host::engine::{self, AutoResolve, Change, EngineOptions, OpenAlarm, Policy};
+use monit_host::evaluate::engine::{self, AutoResolve, Change, EngineOptions, OpenAlarm, Policy};
 use monit_host::model::{Measured, Origin, Reading, Resource, Target, Timestamp};
 use monit_host::store;
 use monit_testkit::TestDb;
@@ -68,7 +68,7 @@ async fn write(db: &TestDb, changes: &[Change], open: &[OpenAlarm], now: Timesta
 #[tokio::test]
 async fn every_change_leaves_the_same_open_alarms_in_the_db_and_in_memory() {
     let db = TestDb::create("store_vs_engine").await;
-    monit_host::db::MIGRATOR.run(&db.pool).await.unwrap();
+    monit_host::store::db::MIGRATOR.run(&db.pool).await.unwrap();
     let policies = [Policy {
         id: 1,
         origin: Origin::Pas,

@@ -18,7 +18,7 @@ impl Deref for InventoryDb {
 impl InventoryDb {
     async fn new() -> Self {
         let db = TestDb::create("inv").await;
-        monit_host::db::MIGRATOR.run(&db.pool).await.unwrap();
+        monit_host::store::db::MIGRATOR.run(&db.pool).await.unwrap();
         Self(db)
     }
 

@@ -196,7 +196,7 @@ resource_url = "https://monitor.example.com"
 
 async fn monit_host_migrate(db: &MySqlPool) {
     // The binary migrates on `run`; doing it here lets a test seed rows before the first tick.
-    monit_host::db::MIGRATOR.run(db).await.unwrap();
+    monit_host::store::db::MIGRATOR.run(db).await.unwrap();
 }
 
 /// Messages in a Maildir `new/` folder that contain `marker`, as raw RFC 5322 text.

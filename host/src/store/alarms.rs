@@ -4,8 +4,8 @@
 
 use super::outbox::push_id_in;
 use super::truncate;
-use crate::alarm_text;
-use crate::engine::{Change, OpenAlarm, OpenStatus, Subject};
+use crate::evaluate::alarm_text;
+use crate::evaluate::engine::{Change, OpenAlarm, OpenStatus, Subject};
 use crate::model::{AlarmType, Level, Origin, Timestamp};
 use crate::plugin::{Notification, NotificationKind};
 use anyhow::Context as _;
@@ -148,7 +148,7 @@ pub async fn apply_changes(
     open: &[OpenAlarm],
     now: Timestamp,
     out: &Outbox<'_>,
-    fence: Option<&crate::leader::Fence>,
+    fence: Option<&crate::store::leader::Fence>,
 ) -> anyhow::Result<()> {
     if changes.is_empty() && decisions.is_empty() {
         return Ok(());

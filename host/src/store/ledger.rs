@@ -24,7 +24,7 @@ pub async fn record_run(
     .bind(dry_run)
     .bind(summary.to_string())
     // URLs are stripped of userinfo at the source; this catches one that came from an answer
-    .bind(if errors.is_empty() { None } else { Some(crate::redact::text(&errors.join("\n"))) })
+    .bind(if errors.is_empty() { None } else { Some(crate::config::redact::text(&errors.join("\n"))) })
     .execute(pool)
     .await
     .context("recording the run in batch_runs")?;

@@ -243,7 +243,7 @@ pub async fn record(
             b.push_bind(id)
                 .push_bind(clip(recipient, 320))
                 .push_bind(outcome)
-                .push_bind(detail.map(|d| clip(&crate::redact::text(d), 1000)))
+                .push_bind(detail.map(|d| clip(&crate::config::redact::text(d), 1000)))
                 .push_bind(now);
         });
         q.build()
@@ -276,7 +276,7 @@ pub async fn record(
         }
     }
     q.push(", last_error = ")
-        .push_bind(error.map(|e| clip(&crate::redact::text(&e), 2000)))
+        .push_bind(error.map(|e| clip(&crate::config::redact::text(&e), 2000)))
         .push(", claimed_by = NULL, claim_until = NULL WHERE status = 'pending' AND id = ")
         .push_bind(id)
         .push(" AND claimed_by = ")

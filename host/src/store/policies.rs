@@ -1,7 +1,7 @@
 //! What the operator configured: `alarm_policies` (what to compare against) and
 //! `alarm_targets` (whom to tell).
 
-use crate::engine::Policy;
+use crate::evaluate::engine::Policy;
 use crate::model::Origin;
 use anyhow::Context as _;
 use sqlx::{MySqlPool, Row};

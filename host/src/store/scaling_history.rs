@@ -118,7 +118,7 @@ mod tests {
     /// A freshly migrated Monitoring DB of its own.
     async fn fresh_db(tag: &str) -> TestDb {
         let db = TestDb::create(&format!("scaling_{tag}")).await;
-        crate::db::MIGRATOR.run(&db.pool).await.unwrap();
+        crate::store::db::MIGRATOR.run(&db.pool).await.unwrap();
         db
     }
 

@@ -191,7 +191,7 @@ pub async fn apply_snapshot_fenced(
     pool: &MySqlPool,
     snapshot: &InventorySnapshot,
     removal: Removal,
-    fence: Option<&crate::leader::Fence>,
+    fence: Option<&crate::store::leader::Fence>,
 ) -> anyhow::Result<InventoryChanges> {
     validate(snapshot)?;
     let mut tx = pool
@@ -298,7 +298,7 @@ async fn apply_in(
         } else if removal.expired(since) {
             Some(format!(
                 "missing from the BOSH inventory since {} (longer than the removal grace)",
-                crate::alarm_text::display_time(since, removal.display_offset)
+                crate::evaluate::alarm_text::display_time(since, removal.display_offset)
             ))
         } else {
             None

@@ -14,7 +14,7 @@ use crate::decide::Cause;
 use anyhow::Context as _;
 use async_trait::async_trait;
 use backon::{ExponentialBuilder, Retryable as _};
-use monit_host::secret::Secret;
+use monit_host::config::secret::Secret;
 use serde::Deserialize;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -216,10 +216,10 @@ async fn exchange(
 ) -> Result<(reqwest::StatusCode, String), ActError> {
     let resp = req.send().await.map_err(|e| transport_error(what, e))?;
     let status = resp.status();
-    let body = monit_host::bounded::read(resp, MAX_ANSWER_BYTES)
+    let body = monit_host::metric_store::bounded::read(resp, MAX_ANSWER_BYTES)
         .await
         .map_err(|e| match e {
-            monit_host::bounded::ReadError::Read(e) => transport_error(what, e),
+            monit_host::metric_store::bounded::ReadError::Read(e) => transport_error(what, e),
             too_large => ActError::Permanent(format!("{what}: {too_large}")),
         })?;
     Ok((status, String::from_utf8_lossy(&body).into_owned()))
@@ -244,7 +244,7 @@ async fn send(what: &str, req: reqwest::RequestBuilder) -> Result<String, ActErr
 pub struct PortalActuator {
     http: reqwest::Client,
     url: url::Url,
-    auth: Option<monit_host::redact::UrlCredentials>,
+    auth: Option<monit_host::config::redact::UrlCredentials>,
     retry: RetryPolicy,
 }
 
@@ -393,7 +393,7 @@ impl CfActuator {
         })?;
         // a URL from an answer: any userinfo in it is neither kept nor shown
         let (uaa, _) =
-            monit_host::redact::split_userinfo(&format!("{what}: links.uaa.href"), &href)
+            monit_host::config::redact::split_userinfo(&format!("{what}: links.uaa.href"), &href)
                 .map_err(|e| ActError::Permanent(e.to_string()))?;
         state.uaa = Some(uaa.clone());
         Ok(uaa)

@@ -2,7 +2,7 @@
 
 use anyhow::{Context as _, bail};
 use monit_host::config::check_range;
-use monit_host::secret::Secret;
+use monit_host::config::secret::Secret;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -110,7 +110,7 @@ pub enum ActuatorSettings {
     Portal {
         url: url::Url,
         /// basic auth from the userinfo of `portal_url` (the URL itself keeps none)
-        auth: Option<monit_host::redact::UrlCredentials>,
+        auth: Option<monit_host::config::redact::UrlCredentials>,
     },
     Cf {
         api: url::Url,
@@ -124,13 +124,13 @@ pub enum ActuatorSettings {
 fn parse_url(
     key: &str,
     value: &str,
-) -> anyhow::Result<(url::Url, Option<monit_host::redact::UrlCredentials>)> {
+) -> anyhow::Result<(url::Url, Option<monit_host::config::redact::UrlCredentials>)> {
     let (u, creds) =
-        monit_host::redact::split_userinfo(&format!("[plugins.autoscale] {key}"), value)?;
+        monit_host::config::redact::split_userinfo(&format!("[plugins.autoscale] {key}"), value)?;
     if !matches!(u.scheme(), "http" | "https") {
         bail!(
             "[plugins.autoscale] {key} = {:?}: expected an http:// or https:// URL",
-            monit_host::redact::url(value)
+            monit_host::config::redact::url(value)
         );
     }
     Ok((u, creds))
@@ -143,7 +143,7 @@ fn parse_plain_url(key: &str, value: &str) -> anyhow::Result<url::Url> {
         (_, Some(_)) => bail!(
             "[plugins.autoscale] {key} = {:?} carries a user and password: set client_id and \
              client_secret (or cf_username and cf_password) instead",
-            monit_host::redact::url(value)
+            monit_host::config::redact::url(value)
         ),
     }
 }

@@ -72,12 +72,12 @@ fn build_plugin(ctx: &PluginContext) -> anyhow::Result<PluginParts> {
         .map_err(|e| anyhow::anyhow!("invalid config in {src}: {e}"))?;
     let (metrics_db, metrics_measurement) =
         monit_cf_metrics::container::configured_location(&ctx.settings)?;
-    let pool = monit_host::db::lazy_pool(&db);
+    let pool = monit_host::store::db::lazy_pool(&db);
     let scaler =
         AutoscaleScaler::new(cfg, pool)?.reading_metrics_from(metrics_db, metrics_measurement);
     tracing::info!(
         actuator = scaler.actuator.kind().code(),
-        portal_db = %monit_host::db::describe(&db),
+        portal_db = %monit_host::store::db::describe(&db),
         "autoscale ready"
     );
     Ok(PluginParts {

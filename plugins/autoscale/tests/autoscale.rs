@@ -4,7 +4,7 @@
 
 use chrono::{DateTime, Duration as ChronoDuration, Utc};
 use monit_host::config::Settings;
-use monit_host::influx::InfluxClient;
+use monit_host::metric_store::influx::InfluxClient;
 use monit_host::plugin::{ScaleAction, ScaleContext, ScaleDecision, ScaleOutcome, Scaler as _};
 use monit_plugin_autoscale::AutoscaleScaler;
 use monit_plugin_autoscale::config::AutoscaleConfig;
@@ -437,7 +437,7 @@ async fn cooldown_from_the_recorded_history_holds_a_second_action() {
     // the host's side: a Monitoring DB with the scaling history
     let mon_db = TestDb::create("as_monitoring").await;
     let history = mon_db.pool.clone();
-    monit_host::db::MIGRATOR.run(&history).await.unwrap();
+    monit_host::store::db::MIGRATOR.run(&history).await.unwrap();
 
     let portal = MockServer::start().await;
     Mock::given(method("POST"))

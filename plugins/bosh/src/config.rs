@@ -2,8 +2,8 @@
 
 use anyhow::bail;
 use monit_host::config::check_range;
-use monit_host::redact::{self, UrlCredentials};
-use monit_host::secret::Secret;
+use monit_host::config::redact::{self, UrlCredentials};
+use monit_host::config::secret::Secret;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::time::Duration;

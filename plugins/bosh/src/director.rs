@@ -7,7 +7,7 @@
 
 use crate::config::BoshConfig;
 use anyhow::{Context as _, anyhow, bail};
-use monit_host::secret::Secret;
+use monit_host::config::secret::Secret;
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -218,7 +218,7 @@ impl DirectorClient {
         service: &str,
         url: &Url,
     ) -> anyhow::Result<T> {
-        let body = monit_host::bounded::read(resp, self.max_answer_bytes)
+        let body = monit_host::metric_store::bounded::read(resp, self.max_answer_bytes)
             .await
             .map_err(|e| self.read_error(e, service, url))?;
         serde_json::from_slice(&body).with_context(|| {
@@ -231,12 +231,12 @@ impl DirectorClient {
 
     fn read_error(
         &self,
-        e: monit_host::bounded::ReadError,
+        e: monit_host::metric_store::bounded::ReadError,
         service: &str,
         url: &Url,
     ) -> anyhow::Error {
         match e {
-            monit_host::bounded::ReadError::TooLarge { limit } => anyhow!(
+            monit_host::metric_store::bounded::ReadError::TooLarge { limit } => anyhow!(
                 "{service} GET {url}: the answer is larger than plugins.bosh.max_answer_bytes = {limit} bytes"
             ),
             other => anyhow!("{service} GET {url}: {other}"),
@@ -259,14 +259,17 @@ impl DirectorClient {
                     )
                 })?;
                 // a URL from an answer: its userinfo (if any) is neither kept nor shown
-                let (uaa, _) = monit_host::redact::split_userinfo(
+                let (uaa, _) = monit_host::config::redact::split_userinfo(
                     &format!("BOSH director {}/info: UAA URL", self.base),
                     raw,
                 )?;
                 let token_url = uaa
                     .join(&format!("{}/oauth/token", uaa.path().trim_end_matches('/')))
                     .with_context(|| {
-                        format!("UAA token URL from {:?}", monit_host::redact::url(raw))
+                        format!(
+                            "UAA token URL from {:?}",
+                            monit_host::config::redact::url(raw)
+                        )
                     })?;
                 AuthMode::Uaa { token_url }
             }
@@ -329,7 +332,7 @@ impl DirectorClient {
             .map_err(|e| request_error(e, format!("UAA POST {token_url} for {who}")))?;
         let status = resp.status();
         if !status.is_success() {
-            let body = monit_host::bounded::prefix(resp, 64 * 1024).await;
+            let body = monit_host::metric_store::bounded::prefix(resp, 64 * 1024).await;
             let detail = match serde_json::from_str::<UaaError>(&body) {
                 Ok(e) => format!(
                     "{}: {}",
@@ -340,7 +343,7 @@ impl DirectorClient {
             };
             bail!("UAA POST {token_url} refused a token for {who}: HTTP {status}: {detail}");
         }
-        let body = monit_host::bounded::read(resp, self.max_answer_bytes)
+        let body = monit_host::metric_store::bounded::read(resp, self.max_answer_bytes)
             .await
             .map_err(|e| self.read_error(e, "UAA", token_url))?;
         // The body holds the token: report where the JSON broke, never what it said.
@@ -514,9 +517,11 @@ impl DirectorClient {
         // Parsed line by line as it arrives: memory follows the number of VMs (the fields kept),
         // not the size of the answer (vitals, processes, ...).
         let mut lines = VmLines::default();
-        let read = monit_host::bounded::for_each_chunk(&mut resp, self.max_answer_bytes, |chunk| {
-            lines.push(chunk)
-        })
+        let read = monit_host::metric_store::bounded::for_each_chunk(
+            &mut resp,
+            self.max_answer_bytes,
+            |chunk| lines.push(chunk),
+        )
         .await;
         read.map_err(|e| self.read_error(e, "BOSH director", &url))?;
         lines
@@ -599,7 +604,7 @@ async fn expect_success(resp: Response, service: &str, url: &Url) -> anyhow::Res
     if status.is_success() {
         return Ok(resp);
     }
-    let body = monit_host::bounded::prefix(resp, 64 * 1024).await;
+    let body = monit_host::metric_store::bounded::prefix(resp, 64 * 1024).await;
     bail!("{service} GET {url}: HTTP {status}: {}", snippet(&body))
 }
 

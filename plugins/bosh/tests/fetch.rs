@@ -3,8 +3,8 @@
 mod common;
 
 use common::*;
+use monit_host::config::secret::Secret;
 use monit_host::plugin::{ReportedVm, VmSource};
-use monit_host::secret::Secret;
 use monit_plugin_bosh::{BoshVmSource, DirectorClient};
 use std::sync::Arc;
 use wiremock::matchers::{bearer_token, method, path};

@@ -5,8 +5,8 @@
 mod common;
 
 use common::{PASSWORD, USER, sync_ctx};
+use monit_host::config::secret::Secret;
 use monit_host::plugin::{ReportedVm, VmSource};
-use monit_host::secret::Secret;
 use monit_plugin_bosh::{BoshConfig, BoshVmSource, DirectorClient};
 use std::path::PathBuf;
 use std::sync::Arc;

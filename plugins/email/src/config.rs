@@ -1,6 +1,6 @@
 //! `[plugins.email]`: where and how to send the alarm mails.
 
-use monit_host::secret::Secret;
+use monit_host::config::secret::Secret;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::path::PathBuf;

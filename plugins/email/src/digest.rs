@@ -4,7 +4,7 @@
 
 use crate::render::{RenderedMail, display_time, header_safe, html_escape, is_english};
 use chrono::FixedOffset;
-use monit_host::digest::{rank, rank_label, sections};
+use monit_host::notify::digest::{rank, rank_label, sections};
 use monit_host::plugin::Notification;
 use std::fmt::Write as _;
 
@@ -60,7 +60,7 @@ pub fn render_digest(batch: &[Notification], offset: FixedOffset) -> RenderedMai
     let mut notes: Vec<&str> = Vec::new();
     for line in batch
         .iter()
-        .filter_map(|n| monit_host::maintenance::cut_short_line_in(&n.message))
+        .filter_map(|n| monit_host::hold::maintenance::cut_short_line_in(&n.message))
     {
         if !notes.contains(&line) {
             notes.push(line);

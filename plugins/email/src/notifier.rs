@@ -16,8 +16,8 @@ use lettre::transport::smtp::client::{
 use lettre::transport::smtp::commands::{Data, Mail, Rcpt, Rset};
 use lettre::transport::smtp::extension::{ClientId, Extension, MailBodyParameter, MailParameter};
 use lettre::{Address, Message};
+use monit_host::config::secret::Secret;
 use monit_host::plugin::{Delivery, Notification, Notifier, NotifySession, Refusal};
-use monit_host::secret::Secret;
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject as _;
 use std::fmt;
@@ -181,7 +181,7 @@ impl EmailNotifier {
         let first = batch
             .first()
             .ok_or_else(|| anyhow::anyhow!("an empty digest"))?;
-        let mail = crate::digest::render_digest(batch, self.display_offset);
+        let mail = crate::notify::digest::render_digest(batch, self.display_offset);
         // the first 20 row ids: a header line stays well under SMTP's 998 characters
         let mut ids: Vec<String> = batch.iter().take(20).map(|n| n.id.to_string()).collect();
         if batch.len() > 20 {

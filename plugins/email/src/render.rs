@@ -96,7 +96,7 @@ fn html_lines(s: &str) -> String {
 /// `2024-05-01 18:30:00 (UTC+09:00)`: the time at the display offset, with that offset named
 /// (the host writes its `alarm_actions` notes the same way).
 pub fn display_time(t: Timestamp, offset: FixedOffset) -> String {
-    monit_host::alarm_text::display_time(t, offset)
+    monit_host::evaluate::alarm_text::display_time(t, offset)
 }
 
 /// Whole minutes from the alarm's start to this event, never negative.

@@ -4,9 +4,9 @@
 
 use chrono::{TimeDelta, Utc};
 use mail_parser::MessageParser;
+use monit_host::config::secret::Secret;
 use monit_host::model::Origin;
 use monit_host::plugin::{Delivery, Notification, NotificationKind, deliver_all};
-use monit_host::secret::Secret;
 use monit_plugin_email::{EmailConfig, EmailNotifier, Security};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};

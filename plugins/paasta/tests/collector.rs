@@ -8,7 +8,7 @@
 
 use chrono::Utc;
 use monit_host::config::InfluxSettings;
-use monit_host::influx::InfluxClient;
+use monit_host::metric_store::influx::InfluxClient;
 use monit_host::model::{Measured, Origin, Reading, Resource, Vm};
 use monit_host::plugin::Windows;
 use monit_host::{CollectContext, Collector};

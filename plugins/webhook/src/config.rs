@@ -1,6 +1,6 @@
 //! `[plugins.webhook]`: where to POST the notifications, in which shape, and how hard to try.
 
-use monit_host::secret::Secret;
+use monit_host::config::secret::Secret;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -120,7 +120,7 @@ impl fmt::Debug for WebhookConfig {
 /// `scheme://host:port`, then `/…` when the URL has a path or a query: those are where webhook
 /// tokens live, so they never reach a log, an error or the outbox's `last_error`.
 pub fn redacted_url(u: &reqwest::Url) -> String {
-    monit_host::redact::origin(u)
+    monit_host::config::redact::origin(u)
 }
 
 impl WebhookConfig {
@@ -168,7 +168,7 @@ fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error>
 /// A webhook URL shown as its origin only: its path or query is often the token.
 fn origins_only<S: Serializer>(urls: &[String], s: S) -> Result<S::Ok, S::Error> {
     s.collect_seq(urls.iter().map(|u| match reqwest::Url::parse(u) {
-        Ok(u) => monit_host::redact::origin(&u),
-        Err(_) => monit_host::redact::url(u),
+        Ok(u) => monit_host::config::redact::origin(&u),
+        Err(_) => monit_host::config::redact::url(u),
     }))
 }

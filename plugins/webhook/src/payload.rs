@@ -106,7 +106,7 @@ pub fn body(n: &Notification, format: Format) -> Vec<u8> {
 /// every notification's document, critical first and grouped by origin (json); for Slack one
 /// message with a line per alarm.
 pub fn digest_body(batch: &[Notification], format: Format) -> Vec<u8> {
-    let ordered: Vec<&Notification> = monit_host::digest::sections(batch)
+    let ordered: Vec<&Notification> = monit_host::notify::digest::sections(batch)
         .into_iter()
         .flat_map(|(_, list)| list)
         .collect();

@@ -105,8 +105,10 @@ fn the_notifier_checks_urls_timeout_and_headers() {
     assert!(err(c).contains("plugins.webhook.timeout_seconds"));
 
     let mut c = WebhookConfig::new(["https://a.example.org/x"]);
-    c.headers
-        .insert("Bad Name".into(), monit_host::secret::Secret::new("v"));
+    c.headers.insert(
+        "Bad Name".into(),
+        monit_host::config::secret::Secret::new("v"),
+    );
     let e = err(c);
     assert!(
         e.contains("\"Bad Name\" is not a valid HTTP header name"),
@@ -116,7 +118,7 @@ fn the_notifier_checks_urls_timeout_and_headers() {
     let mut c = WebhookConfig::new(["https://a.example.org/x"]);
     c.headers.insert(
         "Authorization".into(),
-        monit_host::secret::Secret::new("Bearer s3cr3t\nInjected: yes"),
+        monit_host::config::secret::Secret::new("Bearer s3cr3t\nInjected: yes"),
     );
     let e = err(c);
     assert!(e.contains("plugins.webhook.headers.Authorization"), "{e}");

@@ -1,8 +1,8 @@
 //! The notifier against wiremock receivers: what they get, how failures are retried and named,
 //! and that a URL the host recorded as done does not get it again.
 
+use monit_host::config::secret::Secret;
 use monit_host::plugin::{Delivery, Notification, NotificationKind, deliver_all};
-use monit_host::secret::Secret;
 use monit_plugin_webhook::{Format, WebhookConfig, WebhookNotifier};
 use serde_json::Value;
 use std::time::{Duration, Instant};

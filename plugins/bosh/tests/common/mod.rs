@@ -103,7 +103,7 @@ impl FakeBosh {
     pub fn config(&self, cf_deployment: &str) -> BoshConfig {
         let mut c = BoshConfig::new(self.director.uri(), cf_deployment);
         c.username = USER.into();
-        c.password = monit_host::secret::Secret::new(PASSWORD);
+        c.password = monit_host::config::secret::Secret::new(PASSWORD);
         c.task_poll_millis = 20;
         c.task_timeout_seconds = 5;
         c.timeout_seconds = 5;
@@ -287,7 +287,7 @@ impl Deref for TestDb {
 impl TestDb {
     pub async fn new() -> Self {
         let db = TestkitDb::create("bosh").await;
-        monit_host::db::MIGRATOR.run(&db.pool).await.unwrap();
+        monit_host::store::db::MIGRATOR.run(&db.pool).await.unwrap();
         Self(db)
     }
 

@@ -20,10 +20,10 @@
 //! scaled in): it is left out entirely, so an instance that is gone neither keeps an alarm alive
 //! with its last values nor counts as a running instance.
 
-use monit_host::influx::{InfluxClient, InfluxError, Series, ident};
+use monit_host::metric_store::influx::{InfluxClient, InfluxError, Series, ident};
+use monit_host::metric_store::prometheus::{self, PrometheusClient, Sample};
 use monit_host::metric_store::{MetricStore, MetricStoreError};
 use monit_host::model::{Resource, Timestamp};
-use monit_host::prometheus::{self, PrometheusClient, Sample};
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -719,7 +719,7 @@ pub fn usage_from_series(
 mod tests {
     use super::*;
     use chrono::TimeZone;
-    use monit_host::influx::Cell;
+    use monit_host::metric_store::influx::Cell;
 
     fn close(a: f64, b: f64) -> bool {
         (a - b).abs() < 1e-9

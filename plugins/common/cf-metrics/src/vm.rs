@@ -20,10 +20,10 @@
 //! buckets. It is never lower than the old peak, so a recovery can only come later, not earlier.
 
 use crate::container::UsageWindows;
-use monit_host::influx::{InfluxClient, InfluxError, Series, ident, string};
+use monit_host::metric_store::influx::{InfluxClient, InfluxError, Series, ident, string};
+use monit_host::metric_store::prometheus::{self, PrometheusClient, Sample};
 use monit_host::metric_store::{MetricStore, MetricStoreError};
 use monit_host::model::Resource;
-use monit_host::prometheus::{self, PrometheusClient, Sample};
 use std::collections::{HashMap, HashSet};
 
 /// Usage over a window.
@@ -582,7 +582,7 @@ pub fn readings_for(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use monit_host::influx::Cell;
+    use monit_host::metric_store::influx::Cell;
     use std::time::Duration;
 
     fn series(ip: &str, metric: &str, mean: f64, max: f64, min: f64, count: f64) -> Series {

@@ -7,8 +7,8 @@
 mod fuzz_bodies;
 
 use monit_cf_metrics::vm as vm_metrics;
-use monit_host::engine::{self, EngineOptions, OpenAlarm, OpenStatus, Policy};
-use monit_host::influx::{self, Cell, InfluxError, Series};
+use monit_host::evaluate::engine::{self, EngineOptions, OpenAlarm, OpenStatus, Policy};
+use monit_host::metric_store::influx::{self, Cell, InfluxError, Series};
 use monit_host::model::{AlarmType, Level, Measured, Origin, Reading, Resource, Target};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -217,7 +217,7 @@ fn target(id: i64, ip: &str) -> Target {
 
 fn opts() -> EngineOptions {
     EngineOptions {
-        auto_resolve: monit_host::engine::AutoResolve::Unclaimed,
+        auto_resolve: monit_host::evaluate::engine::AutoResolve::Unclaimed,
         default_repeat_minutes: 10,
     }
 }

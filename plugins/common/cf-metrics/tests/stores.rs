@@ -12,9 +12,9 @@ use monit_cf_metrics::container::{
 };
 use monit_cf_metrics::vm::{Stats, VmQuery, VmUsage};
 use monit_host::config::{InfluxSettings, PrometheusSettings};
-use monit_host::influx::InfluxClient;
 use monit_host::metric_store::MetricStore;
-use monit_host::prometheus::PrometheusClient;
+use monit_host::metric_store::influx::InfluxClient;
+use monit_host::metric_store::prometheus::PrometheusClient;
 use monit_testkit::{
     create_influx_db, influx_url, try_drop_influx_db, unique, victoria_metrics_url,
     write_victoria_metrics,
@@ -755,7 +755,7 @@ async fn basic_auth_reaches_a_store_that_requires_it() {
         PrometheusClient::new(&PrometheusSettings {
             url,
             user: user.map(str::to_string),
-            password: monit_host::secret::Secret::new(password),
+            password: monit_host::config::secret::Secret::new(password),
             ..PrometheusSettings::default()
         })
         .unwrap()

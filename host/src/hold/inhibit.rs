@@ -6,8 +6,8 @@
 //! Pure: which changes of a tick are inhibited, from the open alarms, the tick's changes and the
 //! inventory. The alarms are recorded all the same; only their notifications are held.
 
-use crate::engine::APP_LEVEL_INDEX;
-use crate::engine::{AlarmKey, Change, OpenAlarm};
+use crate::evaluate::engine::APP_LEVEL_INDEX;
+use crate::evaluate::engine::{AlarmKey, Change, OpenAlarm};
 use crate::model::{AlarmType, Origin, Target, Vm};
 use std::collections::HashSet;
 
@@ -88,7 +88,7 @@ impl Inhibitors {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::OpenStatus;
+    use crate::evaluate::engine::OpenStatus;
     use crate::model::{AppInstance, Level};
 
     fn vm(id: i64, name: &str, ip: &str, vm_type: &str) -> Vm {

@@ -1,10 +1,19 @@
 //! The metric store the collectors read, chosen by `[metrics] backend`: one handle that the
 //! readers of the metric schema match on to send InfluxQL or PromQL. The host builds it (and owns
 //! both clients); the readers own the queries.
+//!
+//! The second stage. In: a client's own settings section and the queries of the readers
+//! (which live with the schema in `plugins/common/cf-metrics`). Out: answers decoded as they
+//! stream in ([`bounded`] caps every answer), folded by the reader, and counted for the tick
+//! summary.
+
+pub mod bounded;
+pub mod influx;
+pub mod prometheus;
 
 use crate::config::{InfluxSettings, MetricBackend, PrometheusSettings};
-use crate::influx::{InfluxClient, InfluxError, InfluxStats};
-use crate::prometheus::{PrometheusClient, PrometheusError};
+use crate::metric_store::influx::{InfluxClient, InfluxError, InfluxStats};
+use crate::metric_store::prometheus::{PrometheusClient, PrometheusError};
 use std::sync::Arc;
 
 #[derive(Clone, Debug)]

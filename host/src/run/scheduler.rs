@@ -4,9 +4,10 @@
 //! and the others go on.
 
 use crate::config::Settings;
-use crate::engine::{self, Change, ChangeCounts, EngineOptions};
+use crate::evaluate::engine::{self, Change, ChangeCounts, EngineOptions};
+use crate::evaluate::metrics_gap;
 use crate::hold::{HoldInputs, HoldReason, Holds};
-use crate::leader::Leader;
+use crate::hold::{maintenance, silence};
 use crate::metric_store::MetricStore;
 use crate::model::{Origin, Reading, Timestamp};
 use crate::plugin::{
@@ -14,10 +15,11 @@ use crate::plugin::{
     find_plugin, known_plugin_names, project_plugins,
 };
 use crate::plugin::{Delivery, NotifySession};
+use crate::store;
+use crate::store::leader::Leader;
 use crate::store::outbox;
 use crate::store::vms::InventoryChanges;
 use crate::store::{scaling_history, vms};
-use crate::{maintenance, metrics_gap, silence, store};
 use anyhow::{Context as _, bail};
 use serde::Serialize;
 use sqlx::MySqlPool;
@@ -108,7 +110,7 @@ pub struct TickSummary {
     pub inventory: BTreeMap<String, InventoryChanges>,
     pub readings: BTreeMap<String, usize>,
     /// collectors whose answer was a gap in the metrics pipeline (see metrics_gap)
-    pub metric_gaps: Vec<crate::metrics_gap::GapCheck>,
+    pub metric_gaps: Vec<crate::evaluate::metrics_gap::GapCheck>,
     pub alarms: ChangeCounts,
     /// notifications held back this tick: silenced, maintenance, inhibited
     pub held: crate::hold::HeldCounts,
@@ -188,7 +190,7 @@ async fn guarded<T>(
 
 impl Scheduler {
     /// The lease a write must hold; an error when leader election is on and the lock is gone.
-    fn fence(&self) -> anyhow::Result<Option<crate::leader::Fence>> {
+    fn fence(&self) -> anyhow::Result<Option<crate::store::leader::Fence>> {
         match self.leader.fence() {
             Some(f) => Ok(Some(f)),
             None if self.leader.elected() => {
@@ -228,7 +230,7 @@ impl Scheduler {
         sum.influx_rows = self.metrics.stats().rows.load(Relaxed) - r0;
         metrics::counter!("monit_ticks_total").increment(1);
         if sum.errors.is_empty() {
-            crate::telemetry::tick_succeeded(now);
+            crate::run::telemetry::tick_succeeded(now);
         } else {
             metrics::counter!("monit_tick_failures_total").increment(1);
         }
@@ -554,9 +556,9 @@ impl Scheduler {
         for h in holds {
             if h.is_over(now, a.maintenance_max_hours) {
                 tracing::warn!(
-                    deployment = %crate::visible::escape(&h.deployment),
+                    deployment = %crate::config::visible::escape(&h.deployment),
                     task = h.task_id,
-                    description = %crate::visible::escape(&h.description),
+                    description = %crate::config::visible::escape(&h.description),
                     since = %h.since.map(|t| t.to_rfc3339()).unwrap_or_else(|| "?".into()),
                     max_hours = a.maintenance_max_hours,
                     "maintenance hold cut short: the director task has run past \
@@ -599,12 +601,12 @@ impl Scheduler {
             Ok(None) => {}
             Ok(Some(tasks)) if dry_run => {
                 for t in tasks {
-                    tracing::info!(deployment = %crate::visible::escape(&t.deployment), task = t.task_id, "would hold back alarms: director task in progress");
+                    tracing::info!(deployment = %crate::config::visible::escape(&t.deployment), task = t.task_id, "would hold back alarms: director task in progress");
                 }
             }
             Ok(Some(tasks)) => {
                 for t in &tasks {
-                    tracing::info!(deployment = %crate::visible::escape(&t.deployment), task = t.task_id, description = %crate::visible::escape(&t.description), "director task in progress: the deployment is under maintenance (alarms held up to alarms.maintenance_max_hours)");
+                    tracing::info!(deployment = %crate::config::visible::escape(&t.deployment), task = t.task_id, description = %crate::config::visible::escape(&t.description), "director task in progress: the deployment is under maintenance (alarms held up to alarms.maintenance_max_hours)");
                 }
                 if let Err(e) = maintenance::record_tasks(&self.pool, &tasks, now).await {
                     tracing::warn!("maintenance/{name}: {e:#}");
@@ -734,7 +736,7 @@ impl Scheduler {
             } else {
                 0
             };
-            for unit in crate::digest::units(claimed, threshold, |c| &c.notification) {
+            for unit in crate::notify::digest::units(claimed, threshold, |c| &c.notification) {
                 let stop = if Instant::now() >= deadline {
                     Some(Stop::Budget)
                 } else if !self.leader.holds().await {

@@ -3,6 +3,12 @@
 //! transaction) out, the notification outbox, the run ledger, the VM inventory and the scaling
 //! history. Every alarm change of a tick is written in one transaction, together with its
 //! notifications, so a crash loses nothing and sends nothing twice.
+//!
+//! The fifth stage. In: the changes and their holds. Out: rows, written by the instance that
+//! holds the [`leader`] lock (every write is fenced by its epoch); [`db`] opens the pool.
+
+pub mod db;
+pub mod leader;
 
 pub mod alarms;
 pub mod ledger;

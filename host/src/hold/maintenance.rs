@@ -78,8 +78,8 @@ impl Hold {
             .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
             .unwrap_or_else(|| "?".into());
         let (deployment, description) = (
-            crate::visible::escape(&self.deployment),
-            crate::visible::escape(&self.description),
+            crate::config::visible::escape(&self.deployment),
+            crate::config::visible::escape(&self.description),
         );
         let task = self.task_id;
         if language.eq_ignore_ascii_case("en") {

@@ -6,7 +6,7 @@
 //! holds a URL with a password and no error (reqwest's includes the URL) can carry it. [`url`]
 //! and [`text`] are for what is still shown: a raw config value in an error, a URL from an answer.
 
-use crate::secret::Secret;
+use crate::config::secret::Secret;
 
 /// A URL without its password (`user:***@`). Also for strings that do not parse as URLs: the
 /// userinfo of anything that looks like `scheme://userinfo@host` is masked all the same.

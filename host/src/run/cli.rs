@@ -2,11 +2,12 @@
 //! `outbox`, `backtest`.
 
 use crate::config::{Settings, default_config_path};
-use crate::leader::Leader;
 use crate::metric_store::MetricStore;
 use crate::plugin::compiled_plugins;
-use crate::scheduler::{Scheduler, build_plugins};
-use crate::{db, http};
+use crate::run::http;
+use crate::run::scheduler::{Scheduler, build_plugins};
+use crate::store::db;
+use crate::store::leader::Leader;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -91,7 +92,7 @@ pub enum SilenceAction {
         /// KEY=VALUE; keys: vm (name, `*` globs), ip, origin (pas, bos, con), type (cpu,
         /// memory, disk, fail), app (`*` globs), deployment (`*` globs). Repeat: all must match.
         #[arg(long = "match", required = true, value_parser = parse_matcher)]
-        matchers: Vec<crate::silence::Matcher>,
+        matchers: Vec<crate::hold::silence::Matcher>,
         /// how long: 30m, 2h, 1d, 1h30m; at most 365d
         #[arg(long = "for", value_parser = parse_silence_duration)]
         duration: chrono::Duration,
@@ -114,12 +115,12 @@ pub enum SilenceAction {
     Expire { id: i64 },
 }
 
-fn parse_matcher(s: &str) -> Result<crate::silence::Matcher, String> {
+fn parse_matcher(s: &str) -> Result<crate::hold::silence::Matcher, String> {
     s.parse()
 }
 
 fn parse_silence_duration(s: &str) -> Result<chrono::Duration, String> {
-    crate::silence::parse_silence_duration(s)
+    crate::hold::silence::parse_silence_duration(s)
 }
 
 #[derive(Subcommand, Debug)]
@@ -210,7 +211,7 @@ pub fn main(project_plugins: &'static [&'static str]) -> ExitCode {
 }
 
 /// `config/monit-batch.toml` up to its plugin blocks: the host's own sections, documented.
-const HOST_SAMPLE: &str = include_str!("../../config/monit-batch.toml");
+const HOST_SAMPLE: &str = include_str!("../../../config/monit-batch.toml");
 /// Where the plugin blocks of `config/monit-batch.toml` start.
 pub const PLUGINS_MARKER: &str = "# ---- plugins";
 
@@ -369,7 +370,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 &settings.influx,
                 &settings.prometheus,
             )?;
-            let replay = crate::backtest::Replay {
+            let replay = crate::run::backtest::Replay {
                 settings: &settings,
                 metrics: &metrics,
                 plugins: &plugins,
@@ -389,7 +390,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     step.as_secs(),
                     vms.len()
                 );
-                crate::backtest::print(&report, &policies);
+                crate::run::backtest::print(&report, &policies);
             }
             Ok(if report.errors.is_empty() {
                 ExitCode::SUCCESS
@@ -415,7 +416,7 @@ async fn run_batch(
     dry_run: bool,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
-    let metrics = crate::telemetry::install();
+    let metrics = crate::run::telemetry::install();
     let plugins = build_plugins(&settings)?;
     let pool = db::lazy_pool(&settings.monitoring_db);
     if !dry_run {
@@ -448,7 +449,7 @@ async fn run_batch(
         plugins,
         status: status.clone(),
         leader,
-        claim_owner: crate::scheduler::claim_owner(&settings),
+        claim_owner: crate::run::scheduler::claim_owner(&settings),
     };
     if once {
         let sum = scheduler.tick(dry_run).await;
@@ -579,7 +580,7 @@ async fn silence_command(
     pool: &sqlx::MySqlPool,
     action: &SilenceAction,
 ) -> anyhow::Result<ExitCode> {
-    use crate::visible::escape;
+    use crate::config::visible::escape;
     let now = chrono::Utc::now();
     match action {
         SilenceAction::Add {
@@ -599,7 +600,8 @@ async fn silence_command(
             let ends_at = now
                 .checked_add_signed(*duration)
                 .ok_or_else(|| anyhow::anyhow!("silence add: --for reaches past any date"))?;
-            let id = crate::silence::add(pool, matchers, &author, comment, now, ends_at).await?;
+            let id =
+                crate::hold::silence::add(pool, matchers, &author, comment, now, ends_at).await?;
             let m: Vec<String> = matchers.iter().map(ToString::to_string).collect();
             println!(
                 "silence {id} added: {} until {} by {}",
@@ -609,7 +611,7 @@ async fn silence_command(
             );
         }
         SilenceAction::List { all, json } => {
-            let list = crate::silence::list(pool, now, *all).await?;
+            let list = crate::hold::silence::list(pool, now, *all).await?;
             if *json {
                 println!("{}", serde_json::to_string_pretty(&list)?);
             } else {
@@ -648,7 +650,7 @@ async fn silence_command(
             }
         }
         SilenceAction::Expire { id } => {
-            if !crate::silence::expire(pool, *id, now).await? {
+            if !crate::hold::silence::expire(pool, *id, now).await? {
                 anyhow::bail!("silence expire: no active silence with id {id} (`silence list`)");
             }
             println!("silence {id} expired");
@@ -682,7 +684,7 @@ fn parse_time(
         .ok_or_else(|| anyhow::anyhow!("not a time: {s:?} reaches before any date"))
 }
 
-fn print_summary(sum: &crate::scheduler::TickSummary) {
+fn print_summary(sum: &crate::run::scheduler::TickSummary) {
     println!(
         "tick {} ({} ms){}",
         sum.started_at.map(|t| t.to_rfc3339()).unwrap_or_default(),
@@ -750,14 +752,14 @@ fn print_summary(sum: &crate::scheduler::TickSummary) {
         let names: Vec<_> = sum
             .maintenance
             .iter()
-            .map(|d| crate::visible::escape(d))
+            .map(|d| crate::config::visible::escape(d))
             .collect();
         println!("  maintenance {}", names.join(", "));
     }
     for h in &sum.maintenance_cut_short {
         println!(
             "  maintenance {} CUT SHORT: task {} running since {} (alarms.maintenance_max_hours): alarms notified",
-            crate::visible::escape(&h.deployment),
+            crate::config::visible::escape(&h.deployment),
             h.task_id,
             h.since
                 .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())

@@ -1,7 +1,7 @@
 //! InfluxDB 1.x client: InfluxQL over HTTP, JSON answers, `epoch=s` timestamps.
 
 use crate::config::InfluxSettings;
-use crate::secret::Secret;
+use crate::config::secret::Secret;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -179,7 +179,7 @@ impl InfluxClient {
             .map_err(|e| InfluxError::Setup(format!("HTTP client: {e}")))?;
         // Settings::load already took the userinfo out; a client built from other settings
         // must not hold a password in the URL that every error shows either.
-        let (url, creds) = crate::redact::split_userinfo("influx.url", &s.url)
+        let (url, creds) = crate::config::redact::split_userinfo("influx.url", &s.url)
             .map_err(|e| InfluxError::Setup(e.to_string()))?;
         let (user, password) = match (s.user.clone().filter(|u| !u.is_empty()), creds) {
             (Some(u), _) => (Some(u), s.password.clone()),
@@ -233,9 +233,12 @@ impl InfluxClient {
         })?;
         let status = resp.status();
         if !status.is_success() {
-            let text = crate::bounded::prefix(resp, 4096).await;
-            let text =
-                crate::redact::scrub_credentials(&text, self.user.as_deref(), &self.password);
+            let text = crate::metric_store::bounded::prefix(resp, 4096).await;
+            let text = crate::config::redact::scrub_credentials(
+                &text,
+                self.user.as_deref(),
+                &self.password,
+            );
             return Err(InfluxError::Status {
                 url,
                 status: status.as_u16(),
@@ -264,7 +267,7 @@ impl InfluxClient {
             line.clear();
         };
         let mut resp = resp;
-        crate::bounded::for_each_chunk(&mut resp, self.max_answer_bytes, |chunk| {
+        crate::metric_store::bounded::for_each_chunk(&mut resp, self.max_answer_bytes, |chunk| {
             for part in chunk.split_inclusive(|b| *b == b'\n') {
                 line.extend_from_slice(part);
                 if part.ends_with(b"\n") {
@@ -274,11 +277,11 @@ impl InfluxClient {
         })
         .await
         .map_err(|e| match e {
-            crate::bounded::ReadError::TooLarge { limit } => InfluxError::TooLarge {
+            crate::metric_store::bounded::ReadError::TooLarge { limit } => InfluxError::TooLarge {
                 url: url.clone(),
                 limit,
             },
-            crate::bounded::ReadError::Read(source) => InfluxError::Http {
+            crate::metric_store::bounded::ReadError::Read(source) => InfluxError::Http {
                 url: url.clone(),
                 source,
             },
@@ -317,9 +320,12 @@ impl InfluxClient {
         })?;
         if !resp.status().is_success() {
             let status = resp.status().as_u16();
-            let body = crate::bounded::prefix(resp, 4096).await;
-            let body =
-                crate::redact::scrub_credentials(&body, self.user.as_deref(), &self.password);
+            let body = crate::metric_store::bounded::prefix(resp, 4096).await;
+            let body = crate::config::redact::scrub_credentials(
+                &body,
+                self.user.as_deref(),
+                &self.password,
+            );
             return Err(InfluxError::Status { url, status, body });
         }
         Ok(())

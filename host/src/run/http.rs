@@ -1,7 +1,7 @@
 //! `/health` (liveness), `/ready` (DB reachable, last tick), `/metrics` (Prometheus text).
 
 use crate::config::ServerSettings;
-use crate::scheduler::Status;
+use crate::run::scheduler::Status;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;

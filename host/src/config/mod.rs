@@ -1,8 +1,18 @@
 //! Settings: a documented TOML file (`config/monit-batch.toml`) or the original's `config.ini`,
 //! then `MONIT_BATCH__SECTION__KEY` environment overrides, then `PORT` (Cloud Foundry).
+//!
+//! The first stage. In: the config file and the environment. Out: [`Settings`], with the
+//! plugin sections as data (the registry reads them: this folder knows no plugin), secrets
+//! that never print ([`secret`]), and what may be shown of any text that came from outside
+//! ([`redact`] for URLs and credentials, [`visible`] for control characters).
 
-use crate::legacy_ini::LegacyIni;
-use crate::secret::Secret;
+pub mod legacy_ini;
+pub mod redact;
+pub mod secret;
+pub mod visible;
+
+use crate::config::legacy_ini::LegacyIni;
+use crate::config::secret::Secret;
 use anyhow::{Context as _, bail};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -100,7 +110,7 @@ pub struct ServerSettings {
     /// Longest time one request may take; then it is answered 408.
     pub request_timeout_seconds: u64,
     /// Connections served at once. At the limit the oldest idle or slow one is closed to make
-    /// room; when all are busy, [`crate::http::PROBE_RESERVE`] more are served `/health` and
+    /// room; when all are busy, [`crate::run::http::PROBE_RESERVE`] more are served `/health` and
     /// `/ready` only; beyond that clients wait in the listen backlog, so slow clients can
     /// neither use up the process's file descriptors nor keep the probes out.
     pub max_connections: usize,
@@ -378,7 +388,7 @@ impl Default for AlarmSettings {
 impl AlarmSettings {
     /// `display_utc_offset_hours` as an offset (range-checked at load; UTC if it is not one).
     pub fn display_offset(&self) -> chrono::FixedOffset {
-        crate::alarm_text::offset_of_hours(self.display_utc_offset_hours)
+        crate::evaluate::alarm_text::offset_of_hours(self.display_utc_offset_hours)
     }
 }
 
@@ -415,7 +425,7 @@ pub struct PluginKeys {
     /// host keys this plugin took over, moved into `[plugins.<name>]` before the settings load
     pub moved_keys: &'static [MovedKey],
     /// the original's config.ini keys that set this plugin's settings
-    pub legacy_ini: crate::legacy_ini::LegacyConfig,
+    pub legacy_ini: crate::config::legacy_ini::LegacyConfig,
 }
 
 /// A setting that moved from a host section into the plugin's own: `old` is its former dotted
@@ -515,7 +525,7 @@ impl Settings {
             Some(p) if is_legacy(p) => {
                 builder = builder.add_source(LegacyIni::new(
                     p,
-                    crate::legacy_ini::legacy_plugins(plugins),
+                    crate::config::legacy_ini::legacy_plugins(plugins),
                 ));
                 p.display().to_string()
             }
@@ -572,9 +582,9 @@ impl Settings {
         if let Some(p) = path.filter(|p| is_legacy(p)) {
             settings
                 .warnings
-                .extend(crate::legacy_ini::unknown_key_warnings(
+                .extend(crate::config::legacy_ini::unknown_key_warnings(
                     p,
-                    &crate::legacy_ini::legacy_plugins(plugins),
+                    &crate::config::legacy_ini::legacy_plugins(plugins),
                 ));
         }
         settings.warnings.extend(moved);
@@ -608,11 +618,12 @@ impl Settings {
                 backend == MetricBackend::Prometheus,
             ),
         ] {
-            let (parsed, creds) = match crate::redact::split_userinfo(&format!("{key}.url"), url) {
-                Ok(x) => x,
-                Err(e) if in_use => bail!("invalid config in {src}: {e}"),
-                Err(_) => continue,
-            };
+            let (parsed, creds) =
+                match crate::config::redact::split_userinfo(&format!("{key}.url"), url) {
+                    Ok(x) => x,
+                    Err(e) if in_use => bail!("invalid config in {src}: {e}"),
+                    Err(_) => continue,
+                };
             if let Some(c) = creds {
                 if user.as_deref().is_none_or(str::is_empty) {
                     *user = Some(c.user);
@@ -626,7 +637,8 @@ impl Settings {
             }
         }
         if let Some(raw) = self.alarms.resource_url.clone()
-            && let Ok((url, Some(_))) = crate::redact::split_userinfo("alarms.resource_url", &raw)
+            && let Ok((url, Some(_))) =
+                crate::config::redact::split_userinfo("alarms.resource_url", &raw)
         {
             self.warnings.push(
                 "alarms.resource_url has a user and password: dropped, the link is shown in every notification"
@@ -1128,7 +1140,7 @@ fn redact_url_userinfo(v: &mut serde_json::Value) {
     match v {
         Value::Object(map) => map.values_mut().for_each(redact_url_userinfo),
         Value::Array(a) => a.iter_mut().for_each(redact_url_userinfo),
-        Value::String(s) if s.contains("://") => *s = crate::redact::url(s),
+        Value::String(s) if s.contains("://") => *s = crate::config::redact::url(s),
         _ => {}
     }
 }
@@ -1149,7 +1161,7 @@ mod tests {
                 new: "source",
             },
         ],
-        legacy_ini: crate::legacy_ini::LegacyConfig::NONE,
+        legacy_ini: crate::config::legacy_ini::LegacyConfig::NONE,
     };
 
     fn tree(toml: &str) -> config::Value {

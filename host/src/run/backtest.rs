@@ -3,12 +3,12 @@
 //! and notifications they would have produced. Nothing is written.
 
 use crate::config::Settings;
-use crate::engine::{self, Change, EngineOptions, OpenAlarm, Policy};
+use crate::evaluate::engine::{self, Change, EngineOptions, OpenAlarm, Policy};
+use crate::evaluate::metrics_gap;
 use crate::metric_store::MetricStore;
-use crate::metrics_gap;
 use crate::model::{AlarmType, Origin, Timestamp, Vm};
 use crate::plugin::{CollectContext, Windows};
-use crate::scheduler::BuiltPlugin;
+use crate::run::scheduler::BuiltPlugin;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::time::Duration;

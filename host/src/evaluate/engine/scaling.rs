@@ -119,7 +119,7 @@ fn changes(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::OpenStatus;
+    use crate::evaluate::engine::OpenStatus;
     use crate::plugin::ScaleAction;
     use chrono::TimeZone;
 

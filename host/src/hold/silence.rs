@@ -85,7 +85,7 @@ impl std::fmt::Display for Matcher {
             .map(|(n, _)| *n)
             .unwrap_or("?");
         // a value can hold anything a shell passes: shown on one line
-        write!(f, "{name}={}", crate::visible::escape(&self.value))
+        write!(f, "{name}={}", crate::config::visible::escape(&self.value))
     }
 }
 
@@ -405,7 +405,7 @@ pub async fn active(pool: &MySqlPool, now: Timestamp) -> anyhow::Result<Vec<Sile
             None => tracing::warn!(
                 silence_id = row.id,
                 "silence ignored, it holds nothing: {} (`monit-batch silence expire {}` ends it)",
-                crate::visible::escape(&row.problems.join("; ")),
+                crate::config::visible::escape(&row.problems.join("; ")),
                 row.id
             ),
         }

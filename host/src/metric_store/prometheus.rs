@@ -3,13 +3,13 @@
 //! `prometheus.max_answer_bytes` and decoded without an intermediate JSON tree, each sample handed
 //! to the caller's fold as it is decoded (no `Vec` of every sample is built).
 //!
-//! The host owns this client (as it owns [`crate::influx::InfluxClient`]): it counts queries and
+//! The host owns this client (as it owns [`crate::metric_store::influx::InfluxClient`]): it counts queries and
 //! samples for the tick summary and bounds what it reads; the PromQL itself belongs to the
 //! readers of the metric schema.
 
 use crate::config::PrometheusSettings;
-use crate::influx::InfluxStats;
-use crate::secret::Secret;
+use crate::config::secret::Secret;
+use crate::metric_store::influx::InfluxStats;
 use serde::Deserialize;
 use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use std::collections::BTreeMap;
@@ -118,7 +118,7 @@ impl PrometheusClient {
             .map_err(|e| PrometheusError::Setup(format!("HTTP client: {e}")))?;
         // Settings::load already took userinfo out of the URL; a client built from other
         // settings must not keep a password in the URL every error shows either
-        let (url, url_user) = crate::redact::split_userinfo("prometheus.url", &s.url)
+        let (url, url_user) = crate::config::redact::split_userinfo("prometheus.url", &s.url)
             .map_err(|e| PrometheusError::Setup(e.to_string()))?;
         let url_user = url_user.map(|c| (c.user, c.password));
         let auth = if !s.bearer_token.is_empty() {
@@ -177,7 +177,9 @@ impl PrometheusClient {
         let status = resp.status();
         if !status.is_success() {
             // Prometheus answers a bad query with 400/422 and a small JSON error body
-            let body = crate::bounded::prefix(resp, 64 * 1024).await.into_bytes();
+            let body = crate::metric_store::bounded::prefix(resp, 64 * 1024)
+                .await
+                .into_bytes();
             return Err(match decode_fold(&self.base, &body, &mut |_| {}) {
                 Err(PrometheusError::Query { url, kind, message }) => PrometheusError::Query {
                     url,
@@ -227,12 +229,12 @@ impl PrometheusClient {
     }
 
     /// `text` from the store without the configured credential in any form (see
-    /// [`crate::redact::scrub_credentials`]).
+    /// [`crate::config::redact::scrub_credentials`]).
     fn scrub(&self, text: &str) -> String {
         match &self.auth {
             Auth::None => text.to_string(),
-            Auth::Bearer(t) => crate::redact::scrub_credentials(text, None, t),
-            Auth::Basic(u, p) => crate::redact::scrub_credentials(text, Some(u), p),
+            Auth::Bearer(t) => crate::config::redact::scrub_credentials(text, None, t),
+            Auth::Basic(u, p) => crate::config::redact::scrub_credentials(text, Some(u), p),
         }
     }
 

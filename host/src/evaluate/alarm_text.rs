@@ -36,7 +36,7 @@ pub fn title_and_message(
         return (t.clone(), t);
     }
     match (&target.app, target.origin) {
-        (Some(app), Origin::Con) if app.app_index == crate::engine::APP_LEVEL_INDEX => {
+        (Some(app), Origin::Con) if app.app_index == crate::evaluate::engine::APP_LEVEL_INDEX => {
             let usage = if usage.is_empty() {
                 String::new()
             } else {

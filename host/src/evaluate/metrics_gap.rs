@@ -12,7 +12,7 @@
 //!
 //! No database or network here: the scheduler feeds the answers in and persists the changes.
 
-use crate::engine::{self, Change, EngineOptions, OpenAlarm, Policy};
+use crate::evaluate::engine::{self, Change, EngineOptions, OpenAlarm, Policy};
 use crate::model::{Measured, Origin, Reading, Target, Timestamp};
 use serde::Serialize;
 use std::collections::HashSet;
@@ -218,7 +218,7 @@ pub fn pipeline_changes(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::OpenStatus;
+    use crate::evaluate::engine::OpenStatus;
     use crate::model::{AlarmType, AppInstance, Level, Resource};
     use chrono::TimeZone;
 
@@ -269,7 +269,7 @@ mod tests {
     }
     fn opts() -> EngineOptions {
         EngineOptions {
-            auto_resolve: crate::engine::AutoResolve::Unclaimed,
+            auto_resolve: crate::evaluate::engine::AutoResolve::Unclaimed,
             default_repeat_minutes: 10,
         }
     }

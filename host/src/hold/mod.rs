@@ -3,11 +3,19 @@
 //! notification is not queued and, for a new alarm, it stays "never notified"
 //! (`batch_alarm_state.held_since` set). When the hold ends and the alarm still breaches, the engine notifies it as
 //! new; a never-notified alarm that recovers sends nothing.
+//!
+//! The fourth stage. In: the tick's changes, the open alarms, the silences, the deployments
+//! under maintenance and the inventory. Out: [`Holds`], which the store consults when it
+//! queues the notifications of each change.
 
-use crate::engine::{AlarmKey, Change, ChangeCounts, OpenAlarm};
-use crate::inhibit::Inhibitors;
+pub mod inhibit;
+pub mod maintenance;
+pub mod silence;
+
+use crate::evaluate::engine::{AlarmKey, Change, ChangeCounts, OpenAlarm};
+use crate::hold::inhibit::Inhibitors;
+use crate::hold::silence::{AlarmFacts, Silence};
 use crate::model::{AlarmType, Target, Timestamp, Vm};
-use crate::silence::{AlarmFacts, Silence};
 use std::collections::{HashMap, HashSet};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
@@ -185,8 +193,8 @@ pub fn lead_was_notified(alarm_ids: &[i64], open: &[OpenAlarm]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::hold::silence::Matcher;
     use crate::model::{Level, Origin};
-    use crate::silence::Matcher;
 
     fn t(id: i64, name: &str) -> Target {
         Target {
