@@ -7,6 +7,8 @@ mod common;
 
 use common::{TestEnv, now_s, unique};
 use monit_testkit::FaultSink;
+#[cfg(feature = "webhook")]
+use monit_testkit::hook::HookReceiver;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
@@ -16,6 +18,15 @@ fn email(port: u16, alarms: &str) -> String {
     format!(
         "{alarms}\ndigest_threshold = 0\n[plugins.paasta]\nenabled = true\n[plugins.email]\nenabled = true\nsmtp_host = \"127.0.0.1\"\nsmtp_port = {port}\n\
          security = \"plain\"\nsender = \"monit@example.com\"\ntimeout_seconds = 2\n"
+    )
+}
+
+/// As [`email`], with digests on (more than 10 rows for the same recipients: one mail) and
+/// English subjects, so a digest is told by its subject in the raw mail.
+fn email_digests(port: u16, alarms: &str) -> String {
+    format!(
+        "{alarms}\ndigest_threshold = 10\nlanguage = \"en\"\n[plugins.paasta]\nenabled = true\n[plugins.email]\nenabled = true\n\
+         smtp_host = \"127.0.0.1\"\nsmtp_port = {port}\nsecurity = \"plain\"\nsender = \"monit@example.com\"\ntimeout_seconds = 5\n"
     )
 }
 
@@ -259,5 +270,119 @@ async fn a_kill_mid_batch_doubles_at_most_the_mail_in_flight() {
     assert_eq!(rows.len(), 20, "nothing lost");
     let doubled = rows.values().filter(|n| **n > 1).count();
     assert!(doubled <= 1, "at most the mail in flight twice: {rows:?}");
+    env.cleanup().await;
+}
+
+/// Issue 18, item 1: 1,000 alarms, two recipients, and a server that greylists one of them
+/// (450 at RCPT TO) for one tick. The other gets one digest at once; the deferred one gets its
+/// backlog as ONE digest on the next tick, not 1,000 single mails; nobody gets a row twice and
+/// each row records both recipients.
+#[tokio::test]
+async fn a_recipient_deferred_for_one_tick_gets_its_backlog_as_one_digest() {
+    const ALARMS: usize = 1000;
+    let dir = tempfile::tempdir().unwrap();
+    let ops = format!("{}@example.org", unique("ops"));
+    let grey = format!("{}@example.org", unique("grey"));
+    let mut sink = FaultSink::start(dir.path(), &["--tempfail", &grey, "--tempfail-code", "450"]);
+    let env = TestEnv::new("greylist", &email_digests(sink.port, "")).await;
+    targets(&env, &[&ops, &grey]).await;
+    hot_vms(&env, ALARMS).await;
+    assert!(env.run_once().status.success());
+    let digest = format!("[DIGEST] {ALARMS} alarms: critical {ALARMS}");
+    let first = sink.mails();
+    assert_eq!(first.len(), 1, "one digest on the first tick");
+    assert_eq!(
+        first[0].rcpt,
+        vec![ops.clone()],
+        "greylisted: only ops took it"
+    );
+    assert!(first[0].raw.contains(&digest), "{}", &first[0].raw[..500]);
+    assert_eq!(count(&env, "pending").await, ALARMS as i64);
+    // the greylisting is over
+    let port = sink.port;
+    sink.stop();
+    let healthy = FaultSink::start_on(port, dir.path(), &[]);
+    assert!(env.run_once().status.success());
+    let mails = healthy.mails();
+    let to = |who: &str| -> Vec<_> {
+        mails
+            .iter()
+            .filter(|m| m.rcpt.iter().any(|r| r == who))
+            .collect()
+    };
+    let (to_ops, to_grey) = (to(&ops), to(&grey));
+    assert_eq!(
+        to_grey.len(),
+        1,
+        "the deferred recipient gets one digest, not {} mails",
+        to_grey.len()
+    );
+    assert_eq!(
+        to_grey[0].rcpt,
+        vec![grey.clone()],
+        "ops is not sent it again"
+    );
+    assert!(to_grey[0].raw.contains(&digest));
+    assert_eq!(to_ops.len(), 1, "ops got exactly one digest");
+    assert_eq!(count(&env, "sent").await, ALARMS as i64);
+    // ops is on record as done for every row (so no retry offers it again); the rows are sent
+    assert_eq!(
+        env.scalar_i64(&format!(
+            "SELECT COUNT(*) FROM batch_notification_recipients WHERE outcome = 'accepted' AND recipient = '{ops}'"
+        ))
+        .await,
+        ALARMS as i64
+    );
+    env.cleanup().await;
+}
+
+/// The same for a webhook: of two URLs, one answers 503 once (no retry inside the delivery);
+/// the next tick it gets the 30 notifications still owed to it as one digest call, and the
+/// other URL is not called again.
+#[cfg(feature = "webhook")]
+#[tokio::test]
+async fn a_webhook_url_down_for_one_tick_gets_its_backlog_as_one_digest() {
+    let hooks = HookReceiver::start();
+    hooks.fail_next("down-once", 1);
+    let config = format!(
+        "digest_threshold = 10\n[plugins.paasta]\nenabled = true\n[plugins.webhook]\nenabled = true\n\
+         urls = [\"{}\", \"{}\"]\nretry_max_times = 0\ntimeout_seconds = 2\n",
+        hooks.url("up"),
+        hooks.url("down-once")
+    );
+    let env = TestEnv::new("hookdefer", &config).await;
+    hot_vms(&env, 30).await;
+    env.run_once();
+    let calls = |path: &str| -> Vec<_> {
+        hooks
+            .requests()
+            .into_iter()
+            .filter(|r| r.path == path)
+            .collect()
+    };
+    let up = calls("up");
+    assert_eq!(up.len(), 1, "one digest call: {up:?}");
+    assert_eq!(up[0].body["digest"], true);
+    assert_eq!(up[0].body["count"], 30);
+    assert_eq!(calls("down-once").len(), 1);
+    assert_eq!(calls("down-once")[0].status, 503);
+    assert_eq!(count(&env, "pending").await, 30);
+    env.run_once();
+    let down = calls("down-once");
+    assert_eq!(
+        down.len(),
+        2,
+        "one more call, a digest, not one per notification: {} calls",
+        down.len()
+    );
+    assert_eq!(down[1].status, 204);
+    assert_eq!(down[1].body["digest"], true);
+    assert_eq!(down[1].body["count"], 30);
+    assert_eq!(
+        calls("up").len(),
+        1,
+        "the URL that took it is not called again"
+    );
+    assert_eq!(count(&env, "sent").await, 30);
     env.cleanup().await;
 }

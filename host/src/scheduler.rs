@@ -752,8 +752,21 @@ impl Scheduler {
                         rows.len()
                     );
                 }
+                // A digest's rows share one retry time (its first row's), so a deferred
+                // recipient's rows come due together and go out as a digest again, not strewn
+                // over the ±20 % spread of single rows.
+                let retry_at = outbox::next_attempt(
+                    chrono::Utc::now(),
+                    rows[0].id,
+                    rows[0].attempts,
+                    Duration::from_secs(a.retry_min_seconds),
+                    Duration::from_secs(a.retry_max_seconds),
+                );
                 for c in &rows {
-                    if let Err(stop) = self.record_outcome(name, c, &delivery, ttl, sum).await {
+                    if let Err(stop) = self
+                        .record_outcome(name, c, &delivery, retry_at, ttl, sum)
+                        .await
+                    {
                         let _ = outbox::release(&self.pool, &unsent, &self.claim_owner).await;
                         return stop;
                     }
@@ -773,22 +786,15 @@ impl Scheduler {
         name: &'static str,
         c: &outbox::Claimed,
         delivery: &Delivery,
+        retry_at: Timestamp,
         ttl: Duration,
         sum: &mut TickSummary,
     ) -> Result<(), Stop> {
-        let a = &self.settings.alarms;
-        let now = chrono::Utc::now();
         let outcome = match delivery {
             Delivery::Sent { .. } => outbox::Outcome::Sent,
             Delivery::Reject { .. } => outbox::Outcome::Parked,
             Delivery::Retry { .. } | Delivery::Unavailable { .. } => {
-                outbox::Outcome::RetryAt(outbox::next_attempt(
-                    now,
-                    c.id,
-                    c.attempts,
-                    Duration::from_secs(a.retry_min_seconds),
-                    Duration::from_secs(a.retry_max_seconds),
-                ))
+                outbox::Outcome::RetryAt(retry_at)
             }
         };
         if let Err(e) = self.record_delivery(c.id, delivery, &outcome, ttl).await {
