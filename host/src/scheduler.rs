@@ -633,9 +633,7 @@ impl Scheduler {
         sum: &mut TickSummary,
     ) -> Stop {
         let a = &self.settings.alarms;
-        // A claim outlives one delivery (bounded by the step timeout) with room to record it
-        // (up to half the claim); it is renewed before each send.
-        let ttl = self.step_timeout() * 2 + Duration::from_secs(5);
+        let ttl = outbox::claim_ttl(self.step_timeout());
         // Rows due at the start of this run, each tried at most once in it.
         let started = chrono::Utc::now();
         let mut tried: Vec<i64> = Vec::new();
@@ -647,6 +645,7 @@ impl Scheduler {
                 &self.pool,
                 name,
                 &self.claim_owner,
+                self.leader.fence().map(|f| f.epoch),
                 ttl,
                 started,
                 if session.digests() && a.digest_threshold > 0 {
