@@ -273,6 +273,26 @@ async fn a_kill_mid_batch_doubles_at_most_the_mail_in_flight() {
     env.cleanup().await;
 }
 
+/// The row ids of a digest's `X-Monit-Notification-Id` header, unfolded.
+fn digest_ids(raw: &str) -> Vec<i64> {
+    let mut value = String::new();
+    let mut inside = false;
+    for line in raw.lines().take_while(|l| !l.is_empty()) {
+        if let Some(v) = line.strip_prefix("X-Monit-Notification-Id:") {
+            value.push_str(v);
+            inside = true;
+        } else if inside && line.starts_with([' ', '\t']) {
+            value.push_str(line);
+        } else {
+            inside = false;
+        }
+    }
+    value
+        .split(',')
+        .filter_map(|id| id.trim().parse().ok())
+        .collect()
+}
+
 /// Issue 18, item 1: 1,000 alarms, two recipients, and a server that greylists one of them
 /// (450 at RCPT TO) for one tick. The other gets one digest at once; the deferred one gets its
 /// backlog as ONE digest on the next tick, not 1,000 single mails; nobody gets a row twice and
@@ -323,6 +343,16 @@ async fn a_recipient_deferred_for_one_tick_gets_its_backlog_as_one_digest() {
         "ops is not sent it again"
     );
     assert!(to_grey[0].raw.contains(&digest));
+    // the digest names every row it carries, in a header folded under SMTP's line limit
+    let mut named = digest_ids(&to_grey[0].raw);
+    named.sort();
+    let rows: Vec<i64> =
+        sqlx::query_scalar("SELECT CAST(id AS SIGNED) FROM batch_notifications ORDER BY id")
+            .fetch_all(&env.db)
+            .await
+            .unwrap();
+    assert_eq!(named, rows);
+    assert!(to_grey[0].raw.lines().all(|l| l.len() <= 998));
     assert_eq!(to_ops.len(), 1, "ops got exactly one digest");
     assert_eq!(count(&env, "sent").await, ALARMS as i64);
     // ops is on record as done for every row (so no retry offers it again); the rows are sent
