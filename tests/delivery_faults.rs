@@ -502,7 +502,11 @@ async fn outbox_retry_and_drop_never_break_a_live_claim() {
     // a wait longer than any claim is a wrong number, said so
     let out = env.run(&["outbox", "retry", "--wait=4000", &held]);
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("at most 3600 seconds"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("at most 3600 seconds"),
+        "{}",
+        stderr(&out)
+    );
     assert_eq!(row_state(&env, ids[0]).await, before);
 
     // the claim lapses within the wait: queued again, the claim gone
