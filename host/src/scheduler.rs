@@ -761,9 +761,13 @@ impl Scheduler {
                     Duration::from_secs(a.retry_min_seconds),
                     Duration::from_secs(a.retry_max_seconds),
                 );
-                for c in &rows {
+                // One log line per message: a digest of 1,000 rows deferred for one recipient is
+                // one warning, not 1,000.
+                let logged = rows.len();
+                for (i, c) in rows.iter().enumerate() {
+                    let log = (i == 0).then_some(logged);
                     if let Err(stop) = self
-                        .record_outcome(name, c, &delivery, retry_at, ttl, sum)
+                        .record_outcome(name, c, &delivery, retry_at, log, ttl, sum)
                         .await
                     {
                         let _ = outbox::release(&self.pool, &unsent, &self.claim_owner).await;
@@ -778,14 +782,17 @@ impl Scheduler {
         }
     }
 
-    /// Records what became of one row (of a single send or a digest), counts and logs it.
+    /// Records what became of one row (of a single send or a digest), counts it, and logs it
+    /// when `log` is Some (the number of rows the message carried).
     /// Err: sending stops (the outcome could not be recorded).
+    #[allow(clippy::too_many_arguments)]
     async fn record_outcome(
         &self,
         name: &'static str,
         c: &outbox::Claimed,
         delivery: &Delivery,
         retry_at: Timestamp,
+        log: Option<usize>,
         ttl: Duration,
         sum: &mut TickSummary,
     ) -> Result<(), Stop> {
@@ -824,19 +831,26 @@ impl Scheduler {
         };
         metrics::counter!("monit_notifications_total", "notifier" => name, "result" => result)
             .increment(1);
+        if let Delivery::Reject { .. } = delivery {
+            metrics::counter!("monit_notifications_parked_total", "notifier" => name, "why" => "rejected")
+                .increment(1);
+        }
+        let Some(rows) = log else {
+            return Ok(());
+        };
         match delivery {
             Delivery::Reject { reason } => {
                 tracing::error!(
                     notifier = name,
                     notification_id = c.id,
+                    notifications = rows,
                     "notification parked, it can never be sent: {reason}"
                 );
-                metrics::counter!("monit_notifications_parked_total", "notifier" => name, "why" => "rejected")
-                    .increment(1);
             }
             Delivery::Retry { reason, .. } => tracing::warn!(
                 notifier = name,
                 notification_id = c.id,
+                notifications = rows,
                 "notification not delivered, retried later: {reason}"
             ),
             Delivery::Unavailable { reason } => {
@@ -844,6 +858,7 @@ impl Scheduler {
                 tracing::error!(
                     notifier = name,
                     notification_id = c.id,
+                    notifications = rows,
                     "notifier unavailable, the rest waits for the next tick: {reason}"
                 );
             }
