@@ -554,7 +554,8 @@ async fn outbox_commands_on_a_row_the_leader_is_sending_double_no_mail() {
     let sink = FaultSink::start(dir.path(), &["--delay", "1.5"]);
     let env = TestEnv::new("opmidsend", &email(sink.port, "notify_budget_seconds = 60")).await;
     targets(&env, &[&format!("{}@example.org", unique("ops"))]).await;
-    hot_vms(&env, 4).await;
+    // 8 rows at 1.5 s: the last one is sent some 10 s after the first, time for the commands
+    hot_vms(&env, 8).await;
     let mut child = Instance(
         std::process::Command::new(env!("CARGO_BIN_EXE_monit-batch"))
             .arg("--config")
@@ -591,10 +592,10 @@ async fn outbox_commands_on_a_row_the_leader_is_sending_double_no_mail() {
         stderr(&out)
     );
     assert!(child.0.wait().unwrap().success());
-    assert_eq!(count(&env, "sent").await, 4);
+    assert_eq!(count(&env, "sent").await, 8);
     env.run_once();
     let rows = per_row(&sink);
-    assert_eq!(rows.len(), 4);
+    assert_eq!(rows.len(), 8);
     assert!(rows.values().all(|n| *n == 1), "no mail doubled: {rows:?}");
     env.cleanup().await;
 }
