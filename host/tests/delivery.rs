@@ -12,7 +12,7 @@ use monit_host::plugin::{
 use monit_host::run::scheduler::{Scheduler, build_plugins, claim_owner};
 use monit_host::store::leader::Leader;
 use monit_host::store::outbox;
-use monit_host::{async_trait, db};
+use monit_host::{async_trait, store::db};
 use monit_testkit::{TestDb, mysql_url};
 use sqlx::MySqlPool;
 use std::collections::HashMap;
@@ -484,6 +484,7 @@ async fn fresh_critical_alarms_are_claimed_before_a_backlog() {
         &e.pool,
         "q",
         "me",
+        None,
         Duration::from_secs(60),
         chrono::Utc::now(),
         2,
@@ -500,6 +501,7 @@ async fn fresh_critical_alarms_are_claimed_before_a_backlog() {
         &e.pool,
         "q",
         "other",
+        None,
         Duration::from_secs(60),
         chrono::Utc::now(),
         500,
@@ -509,5 +511,66 @@ async fn fresh_critical_alarms_are_claimed_before_a_backlog() {
     .unwrap();
     assert!(other.iter().all(|c| c.id != crit[0] && c.id != warn[0]));
     assert_eq!(other.len(), 400);
+    e.done().await;
+}
+
+/// Issue 18, item 8, the rule itself: a leader (epoch 5) takes at once the live claims another
+/// owner made under an older epoch; never a claim made under its own or a newer epoch, nor one
+/// made without leader election (NULL epoch: nothing proves that owner gone), nor anything when
+/// it claims without an epoch itself.
+#[tokio::test]
+async fn a_leader_takes_live_claims_of_older_epochs_only() {
+    let e = env("dlv_epoch", &[], "").await;
+    let ids = e
+        .queue("q", 4, NotificationKind::Opened, Level::Critical)
+        .await;
+    for (id, owner, epoch) in [
+        (ids[0], "dead/1/1", Some(4)),
+        (ids[1], "standby/2/2", Some(5)),
+        (ids[2], "newer/3/3", Some(6)),
+        (ids[3], "once/4/4", None),
+    ] {
+        sqlx::query(
+            "UPDATE batch_notifications SET claimed_by = ?, claim_epoch = ?, \
+             claim_until = UTC_TIMESTAMP(3) + INTERVAL 60 SECOND WHERE id = ?",
+        )
+        .bind(owner)
+        .bind(epoch)
+        .bind(id)
+        .execute(&e.pool)
+        .await
+        .unwrap();
+    }
+    let claim = |epoch: Option<i64>| {
+        outbox::claim(
+            &e.pool,
+            "q",
+            "leader/9/9",
+            epoch,
+            Duration::from_secs(60),
+            chrono::Utc::now(),
+            100,
+            &[],
+        )
+    };
+    assert!(
+        claim(None).await.unwrap().is_empty(),
+        "without an epoch, only lapsed claims"
+    );
+    let got: Vec<i64> = claim(Some(5)).await.unwrap().iter().map(|c| c.id).collect();
+    assert_eq!(got, vec![ids[0]], "only the claim of an older epoch");
+    let (owner, epoch): (String, Option<i64>) =
+        sqlx::query_as("SELECT claimed_by, claim_epoch FROM batch_notifications WHERE id = ?")
+            .bind(ids[0])
+            .fetch_one(&e.pool)
+            .await
+            .unwrap();
+    assert_eq!((owner.as_str(), epoch), ("leader/9/9", Some(5)));
+    // the dead owner can neither renew nor record it any more
+    assert!(
+        !outbox::renew(&e.pool, ids[0], "dead/1/1", Duration::from_secs(60))
+            .await
+            .unwrap()
+    );
     e.done().await;
 }

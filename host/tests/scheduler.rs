@@ -8,7 +8,7 @@ use monit_host::plugin::{
     PluginParts, PluginRegistration,
 };
 use monit_host::run::scheduler::{Scheduler, build_plugins};
-use monit_host::{async_trait, db};
+use monit_host::{async_trait, store::db};
 use monit_testkit::{TestDb, mysql_url};
 use std::sync::Arc;
 

@@ -13,6 +13,7 @@ run time:
     4xx             451 at the end of DATA (transient)
     5xx             554 at the end of DATA (permanent: the message is refused)
     refuse          550 at RCPT for REFUSABLE_ADDRESS only; the others are accepted
+    defer ADDR      450 at RCPT for ADDR only (greylisting); the others are accepted
 
 Every outcome is one JSON line in EVENTS_JSONL (time, mode, event, envelope recipients, the
 X-Monit-Notification-Id header when present, subject, usage figure from the body), written
@@ -98,6 +99,9 @@ class FaultHandler:
             # gets a mail soon after, the refusal blocked them
             self.log(mode=mode, ev="refused_rcpt", rcpt=address, tx=tx, others=list(envelope.rcpt_tos))
             return "550 5.1.1 <%s>: Recipient address rejected: User unknown" % address
+        if mode == "defer" and address.lower() == (self.control.arg or "").lower():
+            self.log(mode=mode, ev="deferred_rcpt", rcpt=address, tx=tx, others=list(envelope.rcpt_tos))
+            return "450 4.2.0 <%s>: Recipient address rejected: Greylisted, try again later" % address
         envelope.rcpt_tos.append(address)
         return "250 OK"
 

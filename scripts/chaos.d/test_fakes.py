@@ -103,6 +103,18 @@ class Smtp(unittest.TestCase):
         self.assertEqual((ev[0]["ev"], ev[0]["rcpt"], ev[0]["others"]), ("refused_rcpt", TYPO, ["ops@chaos.example"]))
         self.assertEqual((ev[1]["ev"], ev[1]["rcpts"]), ("accepted", ["ops@chaos.example"]))
 
+        set_mode(self.control, "defer oncall@chaos.example")
+        deferred = self.send(51)
+        self.assertEqual(deferred["oncall@chaos.example"][0], 450)
+        ev = self.events()[-2:]
+        self.assertEqual((ev[0]["ev"], ev[0]["rcpt"], ev[0]["others"]),
+                         ("deferred_rcpt", "oncall@chaos.example", ["ops@chaos.example"]))
+        self.assertEqual((ev[1]["ev"], ev[1]["rcpts"], ev[1]["nid"]), ("accepted", ["ops@chaos.example"], "51"))
+        # a digest's header lists its rows
+        set_mode(self.control, "normal")
+        self.send("52, 53, 54")
+        self.assertEqual(self.events()[-1]["nid"], "52, 53, 54")
+
         set_mode(self.control, "hang 1")
         self.send(6)  # the one it still accepts
         threading.Timer(1.5, set_mode, (self.control, "normal")).start()

@@ -3,7 +3,7 @@ thing it counts happens. Run: /usr/bin/python3 -m unittest discover -s scripts/c
 
 import unittest
 
-from verdict import failed, judge
+from verdict import failed, judge, summary_line
 
 OPS, ONCALL, TYPO = "ops@chaos.example", "oncall@chaos.example", "typo@chaos.example"
 TARGETS = {"pas": [OPS, ONCALL, TYPO], "bos": [OPS]}
@@ -20,8 +20,64 @@ def mail(r, rcpts, t=110.0, header=True):
             "usage": None if r["value"] is None else "%.2f" % r["value"], "rcpts": rcpts}
 
 
-def run(rows, events, alarms=(), vm_ids=(), kinds=None, panics=0):
-    return judge(rows, TARGETS, events, TYPO, list(alarms), set(vm_ids), kinds or {}, panics)
+def run(rows, events, alarms=(), vm_ids=(), kinds=None, panics=0, threshold=0):
+    return judge(rows, TARGETS, events, TYPO, list(alarms), set(vm_ids), kinds or {}, panics, threshold)
+
+
+def digest(rs, rcpts, t=110.0, tx=None):
+    return {"t": t, "ev": "accepted", "nid": ", ".join(str(r["id"]) for r in rs), "tx": tx,
+            "subject": "[DIGEST] %d alarms: critical %d" % (len(rs), len(rs)), "usage": None, "rcpts": rcpts}
+
+
+class Digests(unittest.TestCase):
+    def test_a_digest_counts_for_every_row_it_names(self):
+        rows = [row(i) for i in (1, 2, 3)]
+        v = run(rows, [digest(rows, [OPS, ONCALL, TYPO])], threshold=2)
+        self.assertEqual((v["delivered"], v["duplicates"], v["lost"], v["digests"]), (9, 0, 0, 1))
+        self.assertEqual(v["per_rcpt"][ONCALL], {"delivered": 3, "duplicates": 0, "lost": 0})
+        # the same digest twice: every row doubled, for each recipient
+        v = run(rows, [digest(rows, [OPS, ONCALL, TYPO])] * 2, threshold=2)
+        self.assertEqual((v["delivered"], v["duplicates"]), (9, 9))
+        self.assertEqual(v["per_rcpt"][OPS]["duplicates"], 3)
+        # an older binary's header, first ids and "+N more": the rest is not matched
+        v = run(rows, [dict(digest(rows, [OPS, ONCALL, TYPO]), nid="1,2,+1 more")], threshold=2)
+        self.assertEqual((v["delivered"], v["lost"]), (6, 3))
+        self.assertTrue(summary_line(0, 0, v, digest=True).endswith(" digests=1 flood=0"))
+
+    def deferral(self, rows, t=100.0):
+        """ONCALL deferred at RCPT while OPS and TYPO took the digest of `rows`."""
+        return [{"t": t, "ev": "deferred_rcpt", "rcpt": ONCALL, "tx": 7, "others": [OPS]},
+                digest(rows, [OPS, TYPO], t=t + 0.1, tx=7)]
+
+    def test_a_deferred_recipient_sent_its_backlog_one_by_one_is_a_flood(self):
+        rows = [row(i) for i in range(1, 6)]
+        singles = [mail(r, [ONCALL], t=120.0 + r["id"]) for r in rows]
+        v = run(rows, self.deferral(rows) + singles, threshold=3)
+        self.assertEqual((v["flood"], v["deferred_digests"], v["lost"], v["duplicates"]), (4, 1, 0, 0))
+        self.assertTrue(failed(0, v))
+        # as one digest: no flood
+        v = run(rows, self.deferral(rows) + [digest(rows, [ONCALL], t=130.0)], threshold=3)
+        self.assertEqual((v["flood"], v["deferred_digests"], v["lost"]), (0, 1, 0))
+        self.assertFalse(failed(0, v))
+        # at or under the threshold, single mails are what is promised
+        v = run(rows, self.deferral(rows) + singles, threshold=5)
+        self.assertEqual((v["flood"], v["deferred_digests"]), (0, 0))
+        # digests off: not checked
+        self.assertEqual(run(rows, self.deferral(rows) + singles)["flood"], 0)
+
+    def test_a_deferral_split_by_a_crash_is_excused_by_its_duplicates(self):
+        rows = [row(i) for i in range(1, 6)]
+        # the record of rows 4 and 5 was lost: they went to OPS again, alone, and to ONCALL
+        events = self.deferral(rows) + [digest(rows[:3], [ONCALL], t=130.0),
+                                        digest(rows[3:], [OPS, ONCALL], t=131.0)]
+        v = run(rows, events, threshold=3)
+        self.assertEqual((v["flood"], v["duplicates"], v["lost"]), (0, 2, 0))
+
+    def test_a_deferred_recipient_blocking_the_others_is_counted(self):
+        a = row(1)
+        deferred = {"t": 101.0, "ev": "deferred_rcpt", "rcpt": ONCALL, "tx": 3, "others": [OPS]}
+        self.assertEqual(run([a], [deferred])["blocked"], 1)
+        self.assertEqual(run([a], [deferred, mail(a, [OPS, TYPO], t=101.2), mail(a, [ONCALL], t=105.0)])["blocked"], 0)
 
 
 class Delivery(unittest.TestCase):

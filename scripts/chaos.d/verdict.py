@@ -9,10 +9,21 @@ a row whose value it shows (the usage figure of the body, to 0.01). The fallback
 apart two rows of one alarm with the same value (repeats of a steady reading): there a
 duplicate of one and the loss of the other cancel out, so it may under-count, never over-count.
 
+A digest mail carries every row it holds in that header (`12, 13, 14`, folded when long): each
+of them counts for each envelope recipient, exactly as a single mail does.
+
 A (row, recipient) pair that got no mail is not lost when the SMTP server refused it for good:
 the refusable address was refused at RCPT after the row was created, or (row no longer pending)
 the server answered 5xx to that very message. A refusal of one recipient that leaves the others of
-the same transaction without a mail for BLOCKED_WITHIN_S is counted as `blocked`. Everything here is a pure function of its inputs,
+the same transaction without a mail for BLOCKED_WITHIN_S is counted as `blocked` (a recipient deferred
+with 4xx at RCPT likewise).
+
+With digests on (`digest_threshold` > 0), `flood` counts the mails too many that a deferred
+recipient needed for its backlog: when one mail of more than the threshold rows went to the
+others while that recipient was deferred (450 at RCPT), those rows are owed to it as one digest,
+so every later mail to it carrying any of them beyond the first is a flood (a recipient deferred
+for one tick must not get a mail per row). A deferral whose rows were duplicated (a crash lost the
+record of that mail, and the rows it split were sent again) is excused: its duplicates count. Everything here is a pure function of its inputs,
 so test_verdict.py checks it on made-up data.
 """
 
@@ -53,19 +64,28 @@ def same_usage(value, usage):
     return abs(float(value) - float(usage)) <= 0.0101
 
 
+def ids_of(nid):
+    """The row ids a mail's X-Monit-Notification-Id names: one, or a digest's list (older binaries
+    wrote the first 20 and `+N more`: the rest cannot be matched)."""
+    if not nid:
+        return []
+    return [x.strip() for x in str(nid).split(",") if x.strip().isdigit()]
+
+
 def mail_key(event):
     title, recovered = subject_key(event.get("subject"))
     return title, recovered, event.get("usage")
 
 
-def judge(rows, targets, events, refusable, alarms, vm_ids, vm_kinds, logs_panics):
+def judge(rows, targets, events, refusable, alarms, vm_ids, vm_kinds, logs_panics, digest_threshold=0):
     """rows: outbox rows of the email notifier {id, kind, status, created, origin, title, value,
     late}; a late row (queued after the drain ended, by the last tick) is matched but not judged;
     targets: origin -> addresses mailed (alarm_targets, mail_send_yn = 'Y');
     events: the SMTP server's JSON lines; refusable: the address the server may refuse;
     alarms: {id, origin_type, origin_id, alarm_type, level, ip, resolve_status};
     vm_ids: ids in `vms`; vm_kinds: ip -> writer behaviour ("gappy" VMs went silent on purpose);
-    logs_panics: number of "panicked" lines in the instances' output."""
+    logs_panics: number of "panicked" lines in the instances' output;
+    digest_threshold: the product's alarms.digest_threshold (0: digests off, no flood check)."""
     refusable = refusable.lower()
     accepted = [e for e in events if e.get("ev") == "accepted"]
     refused_at = [e["t"] for e in events if e.get("ev") == "refused_rcpt" and e.get("rcpt", "").lower() == refusable]
@@ -82,7 +102,7 @@ def judge(rows, targets, events, refusable, alarms, vm_ids, vm_kinds, logs_panic
         for e in rejected:
             if e["t"] < row["created"] - SLACK_S:
                 continue
-            if mode == "header" and e.get("nid") == str(row["id"]):
+            if mode == "header" and str(row["id"]) in ids_of(e.get("nid")):
                 return True
             if mode == "fallback" and mail_key(e)[:2] == key[:2] and same_usage(row.get("value"), mail_key(e)[2]):
                 return True
@@ -96,6 +116,7 @@ def judge(rows, targets, events, refusable, alarms, vm_ids, vm_kinds, logs_panic
         return None
 
     out = collections.Counter()
+    per_rcpt = collections.defaultdict(collections.Counter)
     out["notifications"] = sum(1 for r in rows if not r.get("late"))
     lost_rows = set()
     dup_times = []
@@ -103,30 +124,42 @@ def judge(rows, targets, events, refusable, alarms, vm_ids, vm_kinds, logs_panic
         copies = collections.Counter()
         by_id = {str(r["id"]): r for r in rows}
         for e in sorted(accepted, key=lambda e: e["t"]):
-            nid = e.get("nid")
-            for rcpt in e.get("rcpts", []):
-                if nid in by_id:
-                    copies[(nid, rcpt.lower())] += 1
-                    if copies[(nid, rcpt.lower())] > 1:
+            ids = ids_of(e.get("nid")) or [e.get("nid")]
+            if len(ids) > 1:
+                out["digests"] += 1
+            for nid in ids:
+                for rcpt in e.get("rcpts", []):
+                    if nid in by_id:
+                        copies[(nid, rcpt.lower())] += 1
+                        if copies[(nid, rcpt.lower())] > 1:
+                            dup_times.append(e["t"])
+                    else:
+                        out["unmatched"] += 1
+                        per_rcpt[rcpt.lower()]["duplicates"] += 1
                         dup_times.append(e["t"])
-                else:
-                    out["unmatched"] += 1
-                    dup_times.append(e["t"])
         for r in rows:
             for rcpt in targets.get(r["origin"], []):
                 n = copies.get((str(r["id"]), rcpt.lower()), 0)
+                pr = per_rcpt[rcpt.lower()]
                 if r.get("late"):
                     out["duplicates"] += max(0, n - 1)
+                    pr["duplicates"] += max(0, n - 1)
                 elif n:
                     out["delivered"] += 1
                     out["duplicates"] += n - 1
+                    pr["delivered"] += 1
+                    pr["duplicates"] += n - 1
                 else:
                     why = excused(r, rcpt, None)
                     if why:
                         out["excused_" + why] += 1
                     else:
                         out["lost"] += 1
+                        pr["lost"] += 1
                         lost_rows.add(r["id"])
+        if digest_threshold > 0:
+            duplicated = {nid for (nid, _), n in copies.items() if n > 1}
+            out["flood"], out["deferred_digests"] = flood(accepted, events, digest_threshold, duplicated)
     else:
         # group by (title, recovered, recipient); inside a group, a mail goes to a row whose value
         # it shows (to 0.01: the mail and the payload may round the last digit apart)
@@ -190,9 +223,9 @@ def judge(rows, targets, events, refusable, alarms, vm_ids, vm_kinds, logs_panic
                 out["false_fail"] += 1
             else:
                 out["true_fail"] += 1
-    # one refused recipient blocking the others of the same mail
+    # one refused (or deferred) recipient blocking the others of the same mail
     for e in events:
-        if e.get("ev") != "refused_rcpt" or not e.get("others"):
+        if e.get("ev") not in ("refused_rcpt", "deferred_rcpt") or not e.get("others"):
             continue
         for other in e["others"]:
             if not any(a["t"] >= e["t"] and a["t"] <= e["t"] + BLOCKED_WITHIN_S
@@ -202,7 +235,10 @@ def judge(rows, targets, events, refusable, alarms, vm_ids, vm_kinds, logs_panic
     out["panics"] = logs_panics
     result = {k: out.get(k, 0) for k in (
         "notifications", "delivered", "duplicates", "lost", "stranded", "false_fail", "panics",
-        "unmatched", "excused_refused", "excused_rejected", "true_fail", "blocked", "pipeline_alarms")}
+        "unmatched", "excused_refused", "excused_rejected", "true_fail", "blocked", "pipeline_alarms",
+        "digests", "flood", "deferred_digests")}
+    result["per_rcpt"] = {r: {k: c.get(k, 0) for k in ("delivered", "duplicates", "lost")}
+                          for r, c in sorted(per_rcpt.items())}
     result["dup_times"] = sorted(dup_times)
     result["mode"] = mode
     result["pending_at_end"] = sum(1 for r in rows if r["status"] in UNFINISHED and not r.get("late"))
@@ -211,13 +247,43 @@ def judge(rows, targets, events, refusable, alarms, vm_ids, vm_kinds, logs_panic
     return result
 
 
-def summary_line(faults, kills, v):
-    return ("chaos: faults=%d kills=%d notifications=%d delivered=%d duplicates=%d lost=%d "
+def flood(accepted, events, threshold, duplicated):
+    """(mails too many, deferrals checked): see the module doc. `duplicated`: row ids some
+    recipient got more than once."""
+    by_tx = {}
+    for e in accepted:
+        if e.get("tx") is not None:
+            by_tx.setdefault(e["tx"], e)
+    extra = checked = 0
+    for d in events:
+        if d.get("ev") != "deferred_rcpt":
+            continue
+        sent = by_tx.get(d.get("tx"))
+        if sent is None or sent["t"] < d["t"]:
+            continue  # nobody took that mail: its rows are owed to everyone alike
+        owed = set(ids_of(sent.get("nid")))
+        if len(owed) <= threshold:
+            continue
+        checked += 1
+        if owed & duplicated:
+            continue
+        who = d["rcpt"].lower()
+        later = [e for e in accepted if e["t"] > sent["t"] and who in (r.lower() for r in e.get("rcpts", []))
+                 and owed & set(ids_of(e.get("nid")))]
+        extra += max(0, len(later) - 1)
+    return extra, checked
+
+
+def summary_line(faults, kills, v, digest=False):
+    line = ("chaos: faults=%d kills=%d notifications=%d delivered=%d duplicates=%d lost=%d "
             "stranded=%d false_fail=%d panics=%d blocked=%d" % (
                 faults, kills, v["notifications"], v["delivered"], v["duplicates"], v["lost"],
                 v["stranded"], v["false_fail"], v["panics"], v["blocked"]))
+    if digest:
+        line += " digests=%d flood=%d" % (v["digests"], v["flood"])
+    return line
 
 
 def failed(kills, v):
     return (v["lost"] > 0 or v["duplicates"] > kills or v["stranded"] > 0
-            or v["false_fail"] > 0 or v["panics"] > 0 or v["blocked"] > 0)
+            or v["false_fail"] > 0 or v["panics"] > 0 or v["blocked"] > 0 or v.get("flood", 0) > 0)

@@ -1,11 +1,12 @@
 """An aiosmtpd server that misbehaves on request, for delivery tests: slow, hanging, refusing.
 
 usage: fault_sink.py PORT MAILDIR [--delay S] [--hang-after N] [--refuse ADDR]... [--tempfail ADDR]...
-                     [--data-code CODE]
+                     [--tempfail-code CODE] [--data-code CODE]
   --delay S       wait S seconds before answering each DATA (a slow server)
   --hang-after N  accept N mails, then stop answering (the connection stays open)
   --refuse ADDR   answer 550 (user unknown) at RCPT TO for ADDR
   --tempfail ADDR answer 451 at RCPT TO for ADDR
+  --tempfail-code C  the code --tempfail answers instead of 451 (450: greylisting)
   --data-code C   answer C (e.g. 451 or 554) at the end of DATA instead of accepting the mail
 Every accepted mail becomes a Maildir file, with an X-Sink-Rcpt header naming the envelope
 recipients. Prints "ready", runs until stdin closes."""
@@ -24,6 +25,7 @@ p.add_argument("--delay", type=float, default=0.0)
 p.add_argument("--hang-after", type=int, default=-1)
 p.add_argument("--refuse", action="append", default=[])
 p.add_argument("--tempfail", action="append", default=[])
+p.add_argument("--tempfail-code", type=int, default=451)
 p.add_argument("--data-code", type=int, default=0)
 a = p.parse_args()
 
@@ -41,7 +43,7 @@ class Handler:
         if address.lower() in (r.lower() for r in a.refuse):
             return "550 5.1.1 user unknown"
         if address.lower() in (r.lower() for r in a.tempfail):
-            return "451 4.3.0 try again later"
+            return f"{a.tempfail_code} 4.3.0 try again later"
         envelope.rcpt_tos.append(address)
         return "250 OK"
 

@@ -4,6 +4,8 @@
 //! Test support only: it panics with a message naming the server and the database when a service
 //! refuses, because a test cannot go on without its database.
 
+pub mod hook;
+
 use sqlx::mysql::MySqlPoolOptions;
 use sqlx::{Connection as _, MySqlConnection, MySqlPool};
 use std::sync::atomic::{AtomicU32, Ordering};

@@ -5,16 +5,20 @@
 use crate::model::{Level, Origin};
 use crate::plugin::{Notification, NotificationKind};
 
-/// Who a notification goes to: its origin and its recipients (sorted).
-type Audience = (Origin, Vec<String>);
+/// Who a notification is still owed to: its origin, its recipients and those already done
+/// for it (accepted or refused for good on an earlier try), each sorted. Rows with the same
+/// audience are owed to exactly the same recipients, so one message serves them all.
+type Audience = (Origin, Vec<String>, Vec<String>);
 
 /// A digest's section key: origin and severity rank.
 pub type SectionKey = (Origin, u8);
 
 /// Splits claimed rows into what goes out together: groups of more than `threshold` rows with
-/// the same origin and recipients, the rest one by one (in claim order). A row already
-/// delivered to some of its recipients goes alone, so nobody gets it twice. `threshold` 0: no
-/// digests.
+/// the same origin, recipients and recipients already done, the rest one by one (in claim
+/// order). Grouping by what is done as well keeps a deferred recipient's backlog a digest (a
+/// greylisting server answering 4xx for one tick must not turn one digest into a mail per
+/// row), while nobody is offered a row twice: every row of a group is owed to the same
+/// recipients. `threshold` 0: no digests.
 pub fn units<T>(
     rows: Vec<T>,
     threshold: u64,
@@ -24,16 +28,14 @@ pub fn units<T>(
         return rows.into_iter().map(|r| vec![r]).collect();
     }
     let mut groups: Vec<(Audience, Vec<T>)> = Vec::new();
-    let mut singles: Vec<Vec<T>> = Vec::new();
     for r in rows {
         let n = notification(&r);
-        if !n.done_recipients.is_empty() {
-            singles.push(vec![r]);
-            continue;
-        }
         let mut to = n.recipients.clone();
         to.sort();
-        let key = (n.origin, to);
+        let mut done = n.done_recipients.clone();
+        done.sort();
+        done.dedup();
+        let key = (n.origin, to, done);
         match groups.iter_mut().find(|(k, _)| *k == key) {
             Some((_, g)) => g.push(r),
             None => groups.push((key, vec![r])),
@@ -47,7 +49,6 @@ pub fn units<T>(
             out.extend(g.into_iter().map(|r| vec![r]));
         }
     }
-    out.extend(singles);
     out
 }
 
@@ -151,6 +152,29 @@ mod tests {
         let u = units(rows.clone(), 5, |r| r);
         assert!(u.iter().all(|g| g.len() == 1));
         assert!(units(rows, 0, |r| r).iter().all(|g| g.len() == 1));
+    }
+
+    #[test]
+    fn rows_owed_to_the_same_recipients_go_together_and_never_with_others() {
+        let o = NotificationKind::Opened;
+        let to = ["a@x.example", "b@x.example"];
+        let owed_to_b = |done: &[&str]| {
+            let mut r = n(Origin::Pas, "critical", o, &to);
+            r.done_recipients = done.iter().map(|s| s.to_string()).collect();
+            r
+        };
+        let mut rows: Vec<Notification> = (0..12).map(|_| owed_to_b(&["a@x.example"])).collect();
+        // done for b instead: owed to a, never in b's digest
+        rows.extend((0..2).map(|_| owed_to_b(&["b@x.example"])));
+        // fresh: owed to both
+        rows.extend((0..3).map(|_| owed_to_b(&[])));
+        let u = units(rows, 10, |r| r);
+        let sizes: Vec<usize> = u.iter().map(Vec::len).collect();
+        assert_eq!(sizes, vec![12, 1, 1, 1, 1, 1], "{u:?}");
+        assert!(
+            u[0].iter()
+                .all(|r| r.done_recipients == vec!["a@x.example".to_string()])
+        );
     }
 
     #[test]

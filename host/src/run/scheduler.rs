@@ -686,9 +686,7 @@ impl Scheduler {
         sum: &mut TickSummary,
     ) -> Stop {
         let a = &self.settings.alarms;
-        // A claim outlives one delivery (bounded by the step timeout) with room to record it
-        // (up to half the claim); it is renewed before each send.
-        let ttl = self.step_timeout() * 2 + Duration::from_secs(5);
+        let ttl = outbox::claim_ttl(self.step_timeout());
         // Rows due at the start of this run, each tried at most once in it.
         let started = chrono::Utc::now();
         let mut tried: Vec<i64> = Vec::new();
@@ -700,6 +698,7 @@ impl Scheduler {
                 &self.pool,
                 name,
                 &self.claim_owner,
+                self.leader.fence().map(|f| f.epoch),
                 ttl,
                 started,
                 if session.digests() && a.digest_threshold > 0 {
@@ -805,8 +804,25 @@ impl Scheduler {
                         rows.len()
                     );
                 }
-                for c in &rows {
-                    if let Err(stop) = self.record_outcome(name, c, &delivery, ttl, sum).await {
+                // A digest's rows share one retry time (its first row's), so a deferred
+                // recipient's rows come due together and go out as a digest again, not strewn
+                // over the ±20 % spread of single rows.
+                let retry_at = outbox::next_attempt(
+                    chrono::Utc::now(),
+                    rows[0].id,
+                    rows[0].attempts,
+                    Duration::from_secs(a.retry_min_seconds),
+                    Duration::from_secs(a.retry_max_seconds),
+                );
+                // One log line per message: a digest of 1,000 rows deferred for one recipient is
+                // one warning, not 1,000.
+                let logged = rows.len();
+                for (i, c) in rows.iter().enumerate() {
+                    let log = (i == 0).then_some(logged);
+                    if let Err(stop) = self
+                        .record_outcome(name, c, &delivery, retry_at, log, ttl, sum)
+                        .await
+                    {
                         let _ = outbox::release(&self.pool, &unsent, &self.claim_owner).await;
                         return stop;
                     }
@@ -819,29 +835,25 @@ impl Scheduler {
         }
     }
 
-    /// Records what became of one row (of a single send or a digest), counts and logs it.
+    /// Records what became of one row (of a single send or a digest), counts it, and logs it
+    /// when `log` is Some (the number of rows the message carried).
     /// Err: sending stops (the outcome could not be recorded).
+    #[allow(clippy::too_many_arguments)]
     async fn record_outcome(
         &self,
         name: &'static str,
         c: &outbox::Claimed,
         delivery: &Delivery,
+        retry_at: Timestamp,
+        log: Option<usize>,
         ttl: Duration,
         sum: &mut TickSummary,
     ) -> Result<(), Stop> {
-        let a = &self.settings.alarms;
-        let now = chrono::Utc::now();
         let outcome = match delivery {
             Delivery::Sent { .. } => outbox::Outcome::Sent,
             Delivery::Reject { .. } => outbox::Outcome::Parked,
             Delivery::Retry { .. } | Delivery::Unavailable { .. } => {
-                outbox::Outcome::RetryAt(outbox::next_attempt(
-                    now,
-                    c.id,
-                    c.attempts,
-                    Duration::from_secs(a.retry_min_seconds),
-                    Duration::from_secs(a.retry_max_seconds),
-                ))
+                outbox::Outcome::RetryAt(retry_at)
             }
         };
         if let Err(e) = self.record_delivery(c.id, delivery, &outcome, ttl).await {
@@ -872,19 +884,26 @@ impl Scheduler {
         };
         metrics::counter!("monit_notifications_total", "notifier" => name, "result" => result)
             .increment(1);
+        if let Delivery::Reject { .. } = delivery {
+            metrics::counter!("monit_notifications_parked_total", "notifier" => name, "why" => "rejected")
+                .increment(1);
+        }
+        let Some(rows) = log else {
+            return Ok(());
+        };
         match delivery {
             Delivery::Reject { reason } => {
                 tracing::error!(
                     notifier = name,
                     notification_id = c.id,
+                    notifications = rows,
                     "notification parked, it can never be sent: {reason}"
                 );
-                metrics::counter!("monit_notifications_parked_total", "notifier" => name, "why" => "rejected")
-                    .increment(1);
             }
             Delivery::Retry { reason, .. } => tracing::warn!(
                 notifier = name,
                 notification_id = c.id,
+                notifications = rows,
                 "notification not delivered, retried later: {reason}"
             ),
             Delivery::Unavailable { reason } => {
@@ -892,6 +911,7 @@ impl Scheduler {
                 tracing::error!(
                     notifier = name,
                     notification_id = c.id,
+                    notifications = rows,
                     "notifier unavailable, the rest waits for the next tick: {reason}"
                 );
             }

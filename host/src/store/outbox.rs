@@ -59,10 +59,18 @@ pub async fn park_expired(pool: &MySqlPool, max_age: Duration) -> anyhow::Result
 /// Claims up to `limit` due rows of `notifier` for `owner` for `ttl`, in queue order, and
 /// returns them with the recipients already done. Rows in `tried` (already attempted in this
 /// run) are left alone. Unreadable payloads are parked, not returned.
+///
+/// `epoch`: the leader epoch this instance holds the lock under (None: leader election off).
+/// A leader also takes, at once, rows another owner claimed under an older epoch: that owner
+/// lost the lock (it died, or its lock connection did), checks the lock before each send and
+/// renews a row's claim only while it still owns it, so it sends nothing more; at most the
+/// mail it had in flight goes out twice, as after a claim lapses.
+#[allow(clippy::too_many_arguments)]
 pub async fn claim(
     pool: &MySqlPool,
     notifier: &str,
     owner: &str,
+    epoch: Option<i64>,
     ttl: Duration,
     now: Timestamp,
     limit: u32,
@@ -72,11 +80,21 @@ pub async fn claim(
     q.push_bind(owner)
         .push(", claim_until = UTC_TIMESTAMP(3) + INTERVAL ")
         .push_bind(ttl.as_secs())
-        .push(" SECOND WHERE notifier = ")
+        .push(" SECOND, claim_epoch = ")
+        .push_bind(epoch)
+        .push(" WHERE notifier = ")
         .push_bind(notifier)
         .push(" AND status = 'pending' AND next_attempt_at <= ")
         .push_bind(now)
-        .push(" AND (claim_until IS NULL OR claim_until < UTC_TIMESTAMP(3))");
+        .push(" AND (claim_until IS NULL OR claim_until < UTC_TIMESTAMP(3)");
+    if let Some(epoch) = epoch {
+        q.push(" OR (claim_epoch < ")
+            .push_bind(epoch)
+            .push(" AND claimed_by <> ")
+            .push_bind(owner)
+            .push(")");
+    }
+    q.push(")");
     if !tried.is_empty() {
         q.push(" AND NOT ");
         push_id_in(&mut q, "id", tried);
@@ -391,7 +409,19 @@ pub async fn list(
     Ok(out)
 }
 
-/// Puts parked or pending rows back in the queue, due now. Returns how many.
+/// The claim condition of an operator command, in DB time: no instance holds the row now. A row
+/// under a live claim may be in the middle of its send; clearing or dropping it would lose the
+/// record of that send and send it again (or drop a mail that went out).
+const NO_LIVE_CLAIM: &str = "(claim_until IS NULL OR claim_until < UTC_TIMESTAMP(3))";
+
+/// How long a claim lasts: one delivery (bounded by the step timeout) with room to record it
+/// (up to half the claim); renewed before each send.
+pub fn claim_ttl(step_timeout: Duration) -> Duration {
+    step_timeout * 2 + Duration::from_secs(5)
+}
+
+/// Puts parked or pending rows that no instance holds back in the queue, due now. Returns how
+/// many; [`why_untouched`] says why a row was left alone.
 pub async fn requeue(pool: &MySqlPool, ids: &[i64], now: Timestamp) -> anyhow::Result<u64> {
     if ids.is_empty() {
         return Ok(0);
@@ -401,7 +431,9 @@ pub async fn requeue(pool: &MySqlPool, ids: &[i64], now: Timestamp) -> anyhow::R
     q.push_bind(now)
         .push(", created_at = ")
         .push_bind(now)
-        .push(", claimed_by = NULL, claim_until = NULL WHERE status IN ('pending', 'parked') AND ");
+        .push(", claimed_by = NULL, claim_until = NULL, claim_epoch = NULL WHERE status IN ('pending', 'parked') AND ")
+        .push(NO_LIVE_CLAIM)
+        .push(" AND ");
     push_id_in(&mut q, "id", ids);
     Ok(q.build()
         .execute(pool)
@@ -410,21 +442,72 @@ pub async fn requeue(pool: &MySqlPool, ids: &[i64], now: Timestamp) -> anyhow::R
         .rows_affected())
 }
 
-/// Drops parked or pending rows for good. Returns how many.
+/// Drops parked or pending rows that no instance holds, for good. Returns how many.
 pub async fn drop_rows(pool: &MySqlPool, ids: &[i64]) -> anyhow::Result<u64> {
     if ids.is_empty() {
         return Ok(0);
     }
     let mut q = QueryBuilder::new(
-        "UPDATE batch_notifications SET status = 'dropped', claimed_by = NULL, claim_until = NULL \
+        "UPDATE batch_notifications SET status = 'dropped', claimed_by = NULL, claim_until = NULL, claim_epoch = NULL \
          WHERE status IN ('pending', 'parked') AND ",
     );
+    q.push(NO_LIVE_CLAIM).push(" AND ");
     push_id_in(&mut q, "id", ids);
     Ok(q.build()
         .execute(pool)
         .await
         .context("dropping")?
         .rows_affected())
+}
+
+/// Why [`requeue`] or [`drop_rows`] left a row as it was.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Untouched {
+    /// no such row
+    Missing,
+    /// an instance holds a live claim: the row may be in the middle of its send
+    Claimed {
+        holder: String,
+        until: Timestamp,
+        /// until the claim lapses, in DB time, rounded up
+        seconds_left: i64,
+    },
+    /// `sent` or `dropped`: its outcome is final
+    Final { status: String },
+    /// pending or parked and not held (any more): the state changed since; try again
+    Free,
+}
+
+/// Reads why a row was left alone by an operator command (after the conditional UPDATE, so the
+/// answer may already be out of date: it explains, it decides nothing).
+pub async fn why_untouched(pool: &MySqlPool, id: i64) -> anyhow::Result<Untouched> {
+    let row = sqlx::query(
+        "SELECT status, claimed_by, claim_until, \
+         CAST(TIMESTAMPDIFF(MICROSECOND, UTC_TIMESTAMP(3), claim_until) AS SIGNED) AS left_us \
+         FROM batch_notifications WHERE id = ?",
+    )
+    .bind(id)
+    .fetch_optional(pool)
+    .await
+    .context("reading an outbox row")?;
+    let Some(row) = row else {
+        return Ok(Untouched::Missing);
+    };
+    let status: String = row.try_get("status")?;
+    if !matches!(status.as_str(), "pending" | "parked") {
+        return Ok(Untouched::Final { status });
+    }
+    let holder: Option<String> = row.try_get("claimed_by")?;
+    let until: Option<Timestamp> = row.try_get("claim_until")?;
+    let left_us: Option<i64> = row.try_get("left_us")?;
+    Ok(match (holder, until, left_us) {
+        (Some(holder), Some(until), Some(us)) if us > 0 => Untouched::Claimed {
+            holder,
+            until,
+            seconds_left: (us + 999_999) / 1_000_000,
+        },
+        _ => Untouched::Free,
+    })
 }
 
 fn clip(s: &str, max_chars: usize) -> String {
