@@ -260,3 +260,14 @@ impl Vm {
 }
 
 pub type Timestamp = DateTime<Utc>;
+
+/// The offset of `hours` east of UTC, to the second; UTC when it is none (config load checks
+/// the range, -14 to 14, so that does not happen from a loaded config).
+pub fn offset_of_hours(hours: f64) -> chrono::FixedOffset {
+    let secs = (hours * 3600.0).round();
+    let utc = chrono::Offset::fix(&chrono::Utc);
+    if !secs.is_finite() {
+        return utc;
+    }
+    chrono::FixedOffset::east_opt(secs as i32).unwrap_or(utc)
+}

@@ -388,7 +388,7 @@ impl Default for AlarmSettings {
 impl AlarmSettings {
     /// `display_utc_offset_hours` as an offset (range-checked at load; UTC if it is not one).
     pub fn display_offset(&self) -> chrono::FixedOffset {
-        crate::evaluate::alarm_text::offset_of_hours(self.display_utc_offset_hours)
+        crate::model::offset_of_hours(self.display_utc_offset_hours)
     }
 }
 
