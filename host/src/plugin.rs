@@ -239,7 +239,7 @@ pub struct Windows {
 
 impl Windows {
     /// Each policy's `measure_time`; `default` for resources without a policy.
-    pub fn from_policies(policies: &[crate::evaluate::engine::Policy], default: Duration) -> Self {
+    pub fn from_policies(policies: &[crate::model::Policy], default: Duration) -> Self {
         Windows {
             by_key: policies
                 .iter()

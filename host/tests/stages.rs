@@ -189,6 +189,22 @@ fn configuration_knows_no_plugin_and_the_store_clients_no_settings() {
     }
 }
 
+/// The plugin contract sits between the stages: the collectors read through the metric store,
+/// the later stages call the plugins. If it used a stage after the store clients, that stage
+/// and the contract would use each other.
+#[test]
+fn the_plugin_contract_uses_only_configuration_the_metric_store_and_the_model() {
+    let f = src().join("plugin.rs");
+    let text = std::fs::read_to_string(&f).unwrap_or_default();
+    let used = referenced_modules(&f, &text);
+    assert!(used.contains("model"), "read {}", f.display());
+    let beyond: Vec<_> = used
+        .iter()
+        .filter(|m| !["config", "metric_store", "model"].contains(&m.as_str()))
+        .collect();
+    assert!(beyond.is_empty(), "plugin.rs uses {beyond:?}");
+}
+
 /// The checker itself: it sees plain, grouped and `super::` imports, and skips comments.
 #[test]
 fn the_reader_sees_every_form_of_import() {

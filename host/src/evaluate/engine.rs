@@ -10,40 +10,8 @@ use std::collections::{HashMap, HashSet};
 mod scaling;
 pub use scaling::{APP_LEVEL_INDEX, scale_changes};
 
-/// An `alarm_policies` row, checked.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Policy {
-    pub id: i64,
-    pub origin: Origin,
-    pub resource: Resource,
-    pub warning: f64,
-    pub critical: f64,
-    /// minutes between notifications of a still-open alarm
-    pub repeat_minutes: i64,
-    /// averaging window, seconds (0 in the DB is replaced by the configured default)
-    pub measure_seconds: u64,
-}
-
-impl Policy {
-    /// The level a mean usage breaches, if any: critical wins over warning.
-    pub fn level_for(&self, usage: f64) -> Option<Level> {
-        if usage >= self.critical {
-            Some(Level::Critical)
-        } else if usage >= self.warning {
-            Some(Level::Warning)
-        } else {
-            None
-        }
-    }
-
-    pub fn threshold(&self, level: Level) -> Option<f64> {
-        match level {
-            Level::Warning => Some(self.warning),
-            Level::Critical => Some(self.critical),
-            Level::Fail => None,
-        }
-    }
-}
+// The policy row is shared by every stage (the plugin contract sizes windows from it).
+pub use crate::model::Policy;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum OpenStatus {
