@@ -3,3 +3,4 @@
 //! per row and recipient as it happens; rows for the same recipients go as one [`digest`].
 
 pub mod digest;
+pub mod dispatch;

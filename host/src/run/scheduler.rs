@@ -14,10 +14,9 @@ use crate::plugin::{
     CollectContext, PluginContext, PluginParts, ScaleContext, ScaleDecision, SyncContext, Windows,
     find_plugin, known_plugin_names, project_plugins,
 };
-use crate::plugin::{Delivery, NotifySession};
+use crate::notify::dispatch::{Dispatch, NotifyReport};
 use crate::store;
 use crate::store::leader::Leader;
-use crate::store::outbox;
 use crate::store::vms::InventoryChanges;
 use crate::store::{scaling_history, vms};
 use anyhow::{Context as _, bail};
@@ -70,36 +69,6 @@ pub fn build_plugins(settings: &Arc<Settings>) -> anyhow::Result<Vec<BuiltPlugin
     Ok(out)
 }
 
-#[derive(Clone, Debug, Default, Serialize)]
-pub struct NotifyCounts {
-    pub sent: u32,
-    pub failed: u32,
-    /// rejected by a notifier, or expired, this tick
-    pub parked: u32,
-    pub pending: i64,
-    /// digests sent: several notifications as one message
-    pub digests: u32,
-}
-
-/// Rows claimed at a time: small, so a crash strands few claims.
-const CLAIM_CHUNK: u32 = 20;
-/// Rows claimed at a time by a notifier that sends digests: enough for one tick's burst to go
-/// out as one message.
-const DIGEST_CLAIM_CHUNK: u32 = 1000;
-
-/// Why a notifier's share of the notify step ended.
-#[derive(Debug, PartialEq, Eq)]
-enum Stop {
-    /// nothing left that is due
-    Done,
-    /// the notify budget is spent
-    Budget,
-    /// the notifier's sink is down; others may go on
-    Notifier,
-    /// lease lost or the DB away: nothing more may be sent
-    All,
-}
-
 /// What one tick did: printed by `run --once`, stored in `batch_runs`, logged on one line.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct TickSummary {
@@ -121,7 +90,7 @@ pub struct TickSummary {
     pub maintenance_cut_short: Vec<maintenance::Hold>,
     /// age of the oldest maintenance hold, cut short or not (none: nothing under maintenance)
     pub maintenance_oldest_seconds: Option<i64>,
-    pub notifications: NotifyCounts,
+    pub notifications: crate::notify::dispatch::NotifyCounts,
     pub scale: Vec<ScaleDecision>,
     /// wall time of each step of the tick, milliseconds
     pub steps_ms: BTreeMap<String, u64>,
@@ -618,343 +587,28 @@ impl Scheduler {
         }
     }
 
-    /// Sends from the outbox: claimed rows, fresh alarms first, each marked as soon as its
-    /// notifier reports, the lease checked before each send, within the notify budget.
-    async fn notify(&self, sum: &mut TickSummary) {
-        let a = &self.settings.alarms;
-        let max_age = Duration::from_secs(a.notification_max_age_hours.saturating_mul(3600));
-        match outbox::park_expired(&self.pool, max_age).await {
-            Ok(0) => {}
-            Ok(n) => {
-                tracing::warn!(
-                    parked = n,
-                    max_age_hours = a.notification_max_age_hours,
-                    "notifications not delivered in time parked (see `monit-batch outbox`)"
-                );
-                metrics::counter!("monit_notifications_parked_total", "notifier" => "all", "why" => "expired")
-                    .increment(n);
-                sum.notifications.parked += n as u32;
-            }
-            Err(e) => self.notify_error(sum, format!("notify: {e:#}")),
-        }
-        let recipients = match store::load_recipients(&self.pool).await {
-            Ok(r) => r,
-            Err(e) => {
-                self.notify_error(sum, format!("notify: {e:#}"));
-                return;
-            }
-        };
-        let deadline = Instant::now() + self.settings.notify_budget();
-        'notifiers: for p in &self.plugins {
-            let Some(notifier) = &p.parts.notifier else {
-                continue;
-            };
-            let mut session = notifier.session();
-            let stop = self
-                .notify_through(p.name, session.as_mut(), &recipients, deadline, sum)
-                .await;
-            let _ = tokio::time::timeout(self.step_timeout(), session.close()).await;
-            if stop == Stop::All {
-                break 'notifiers;
-            }
-        }
-        match outbox::counts(&self.pool).await {
-            Ok(c) => {
-                let pending = c.get("pending").copied().unwrap_or(0);
-                let parked = c.get("parked").copied().unwrap_or(0);
-                sum.notifications.pending = pending;
-                metrics::gauge!("monit_notifications", "state" => "pending").set(pending as f64);
-                metrics::gauge!("monit_notifications", "state" => "parked").set(parked as f64);
-                metrics::gauge!("monit_notifications_pending").set(pending as f64);
-            }
-            Err(e) => self.notify_error(sum, format!("notify: {e:#}")),
-        }
-    }
-
-    fn notify_error(&self, sum: &mut TickSummary, msg: String) {
-        tracing::error!("{msg}");
-        sum.errors.push(msg);
-    }
-
-    /// One notifier's share of the notify step. Returns why it stopped.
-    async fn notify_through(
-        &self,
-        name: &'static str,
-        session: &mut (dyn NotifySession + '_),
-        recipients: &HashMap<String, Vec<String>>,
-        deadline: Instant,
-        sum: &mut TickSummary,
-    ) -> Stop {
-        let a = &self.settings.alarms;
-        let ttl = outbox::claim_ttl(self.step_timeout());
-        // Rows due at the start of this run, each tried at most once in it.
-        let started = chrono::Utc::now();
-        let mut tried: Vec<i64> = Vec::new();
-        loop {
-            if Instant::now() >= deadline {
-                return Stop::Budget;
-            }
-            let claimed = match outbox::claim(
-                &self.pool,
-                name,
-                &self.claim_owner,
-                self.leader.fence().map(|f| f.epoch),
-                ttl,
-                started,
-                if session.digests() && a.digest_threshold > 0 {
-                    DIGEST_CLAIM_CHUNK
-                } else {
-                    CLAIM_CHUNK
-                },
-                &tried,
-            )
-            .await
-            {
-                Ok(c) => c,
-                Err(e) => {
-                    self.notify_error(sum, format!("notify/{name}: {e:#}"));
-                    return Stop::All;
-                }
-            };
-            if claimed.is_empty() {
-                return Stop::Done;
-            }
-            let mut unsent: Vec<i64> = claimed.iter().map(|c| c.id).collect();
-            let claimed: Vec<outbox::Claimed> = claimed
-                .into_iter()
-                .map(|mut c| {
-                    c.notification.recipients = recipients
-                        .get(c.notification.origin.code())
-                        .cloned()
-                        .unwrap_or_default();
-                    c
-                })
-                .collect();
-            let threshold = if session.digests() {
-                a.digest_threshold
-            } else {
-                0
-            };
-            for unit in crate::notify::digest::units(claimed, threshold, |c| &c.notification) {
-                let stop = if Instant::now() >= deadline {
-                    Some(Stop::Budget)
-                } else if !self.leader.holds().await {
-                    self.notify_error(
-                        sum,
-                        format!("notify/{name}: the leader lock was lost; sending stopped"),
-                    );
-                    Some(Stop::All)
-                } else {
-                    None
-                };
-                if let Some(stop) = stop {
-                    if let Err(e) = outbox::release(&self.pool, &unsent, &self.claim_owner).await {
-                        tracing::warn!("notify/{name}: {e:#}");
-                    }
-                    return stop;
-                }
-                let mut rows: Vec<outbox::Claimed> = Vec::with_capacity(unit.len());
-                for c in unit {
-                    unsent.retain(|id| *id != c.id);
-                    tried.push(c.id);
-                    match outbox::renew(&self.pool, c.id, &self.claim_owner, ttl).await {
-                        Ok(true) => rows.push(c),
-                        Ok(false) => {
-                            tracing::warn!(
-                                notifier = name,
-                                notification_id = c.id,
-                                "claim lapsed: left to the instance that holds it now"
-                            );
-                        }
-                        Err(e) => {
-                            self.notify_error(sum, format!("notify/{name}: {e:#}"));
-                            let ids: Vec<i64> =
-                                rows.iter().map(|r| r.id).chain(unsent.clone()).collect();
-                            let _ = outbox::release(&self.pool, &ids, &self.claim_owner).await;
-                            return Stop::All;
-                        }
-                    }
-                }
-                let batch: Vec<_> = rows.iter().map(|c| c.notification.clone()).collect();
-                let started = Instant::now();
-                let send = async {
-                    match &batch[..] {
-                        [] => None,
-                        [one] => Some(session.deliver(one).await),
-                        many => Some(session.deliver_digest(many).await),
-                    }
-                };
-                let delivery = match tokio::time::timeout(self.step_timeout(), send).await {
-                    Ok(None) => continue,
-                    Ok(Some(d)) => d,
-                    Err(_) => Delivery::retry(format!(
-                        "no outcome within batch.step_timeout_seconds = {}",
-                        self.step_timeout().as_secs()
-                    )),
-                };
-                metrics::histogram!("monit_notification_send_seconds", "notifier" => name)
-                    .record(started.elapsed().as_secs_f64());
-                if rows.len() > 1 {
-                    sum.notifications.digests += 1;
-                    metrics::counter!("monit_digests_total", "notifier" => name).increment(1);
-                    tracing::info!(
-                        notifier = name,
-                        notifications = rows.len(),
-                        "digest: {} notifications as one message",
-                        rows.len()
-                    );
-                }
-                // A digest's rows share one retry time (its first row's), so a deferred
-                // recipient's rows come due together and go out as a digest again, not strewn
-                // over the ±20 % spread of single rows.
-                let retry_at = outbox::next_attempt(
-                    chrono::Utc::now(),
-                    rows[0].id,
-                    rows[0].attempts,
-                    Duration::from_secs(a.retry_min_seconds),
-                    Duration::from_secs(a.retry_max_seconds),
-                );
-                // One log line per message: a digest of 1,000 rows deferred for one recipient is
-                // one warning, not 1,000.
-                let logged = rows.len();
-                for (i, c) in rows.iter().enumerate() {
-                    let log = (i == 0).then_some(logged);
-                    if let Err(stop) = self
-                        .record_outcome(name, c, &delivery, retry_at, log, ttl, sum)
-                        .await
-                    {
-                        let _ = outbox::release(&self.pool, &unsent, &self.claim_owner).await;
-                        return stop;
-                    }
-                }
-                if let Delivery::Unavailable { .. } = &delivery {
-                    let _ = outbox::release(&self.pool, &unsent, &self.claim_owner).await;
-                    return Stop::Notifier;
-                }
-            }
-        }
-    }
-
-    /// Records what became of one row (of a single send or a digest), counts it, and logs it
-    /// when `log` is Some (the number of rows the message carried).
-    /// Err: sending stops (the outcome could not be recorded).
-    #[allow(clippy::too_many_arguments)]
-    async fn record_outcome(
-        &self,
-        name: &'static str,
-        c: &outbox::Claimed,
-        delivery: &Delivery,
-        retry_at: Timestamp,
-        log: Option<usize>,
-        ttl: Duration,
-        sum: &mut TickSummary,
-    ) -> Result<(), Stop> {
-        let outcome = match delivery {
-            Delivery::Sent { .. } => outbox::Outcome::Sent,
-            Delivery::Reject { .. } => outbox::Outcome::Parked,
-            Delivery::Retry { .. } | Delivery::Unavailable { .. } => {
-                outbox::Outcome::RetryAt(retry_at)
-            }
-        };
-        if let Err(e) = self.record_delivery(c.id, delivery, &outcome, ttl).await {
-            // Nothing more goes out until the outcome is on record: the row stays
-            // claimed, and is sent again only after its claim lapses.
-            self.notify_error(
-                sum,
-                format!(
-                    "notify/{name}: notification {} delivered but not recorded, sending stopped: {e:#}",
-                    c.id
-                ),
-            );
-            return Err(Stop::All);
-        }
-        let result = match (delivery, &outcome) {
-            (Delivery::Sent { .. }, _) => {
-                sum.notifications.sent += 1;
-                "sent"
-            }
-            (_, outbox::Outcome::Parked) => {
-                sum.notifications.parked += 1;
-                "parked"
-            }
-            _ => {
-                sum.notifications.failed += 1;
-                "failed"
-            }
-        };
-        metrics::counter!("monit_notifications_total", "notifier" => name, "result" => result)
-            .increment(1);
-        if let Delivery::Reject { .. } = delivery {
-            metrics::counter!("monit_notifications_parked_total", "notifier" => name, "why" => "rejected")
-                .increment(1);
-        }
-        let Some(rows) = log else {
-            return Ok(());
-        };
-        match delivery {
-            Delivery::Reject { reason } => {
-                tracing::error!(
-                    notifier = name,
-                    notification_id = c.id,
-                    notifications = rows,
-                    "notification parked, it can never be sent: {reason}"
-                );
-            }
-            Delivery::Retry { reason, .. } => tracing::warn!(
-                notifier = name,
-                notification_id = c.id,
-                notifications = rows,
-                "notification not delivered, retried later: {reason}"
-            ),
-            Delivery::Unavailable { reason } => {
-                // A sink that is down is not a failed tick: the outbox keeps the mail.
-                tracing::error!(
-                    notifier = name,
-                    notification_id = c.id,
-                    notifications = rows,
-                    "notifier unavailable, the rest waits for the next tick: {reason}"
-                );
-            }
-            Delivery::Sent { .. } => {}
-        }
-        Ok(())
-    }
-
-    /// Records a delivery, retrying while the DB is away (for up to half the claim), since an
-    /// outcome not on record means a second send later.
-    async fn record_delivery(
-        &self,
-        id: i64,
-        delivery: &Delivery,
-        outcome: &outbox::Outcome,
-        ttl: Duration,
-    ) -> anyhow::Result<()> {
-        use backon::Retryable as _;
-        let owner = &self.claim_owner;
-        let record = || async {
-            outbox::record(&self.pool, id, owner, delivery, outcome, chrono::Utc::now()).await
-        };
-        let kept = record
-            .retry(
-                backon::ExponentialBuilder::default()
-                    .with_min_delay(Duration::from_millis(200))
-                    .with_max_delay(Duration::from_secs(5))
-                    .with_total_delay(Some(ttl / 2)),
-            )
-            .sleep(tokio::time::sleep)
-            .notify(|e, d| tracing::warn!(notification_id = id, retry_in = ?d, "recording a delivery: {e:#}"))
-            .await?;
-        if !kept {
-            tracing::warn!(
-                notification_id = id,
-                "the claim lapsed before the outcome was recorded"
-            );
-        }
-        Ok(())
-    }
-
     /// The last acted scaling per app, for the scalers' cooldown: None when no scaler runs or
     /// the history cannot be read (then no scaler runs: it must not scale blind).
+    /// The notify stage: the outbox through every notifier, its counts and errors into `sum`.
+    async fn notify(&self, sum: &mut TickSummary) {
+        let dispatch = Dispatch {
+            pool: self.pool.clone(),
+            settings: self.settings.clone(),
+            leader: self.leader.clone(),
+            claim_owner: self.claim_owner.clone(),
+            step_timeout: self.step_timeout(),
+        };
+        let notifiers: Vec<_> = self
+            .plugins
+            .iter()
+            .filter_map(|p| p.parts.notifier.clone().map(|n| (p.name, n)))
+            .collect();
+        let mut report = NotifyReport::default();
+        dispatch.run(&notifiers, &mut report).await;
+        sum.notifications = report.notifications;
+        sum.errors.extend(report.errors);
+    }
+
     async fn last_scaled(&self, sum: &mut TickSummary) -> Option<HashMap<String, Timestamp>> {
         if !self.plugins.iter().any(|p| p.parts.scaler.is_some()) {
             return None;
