@@ -542,3 +542,26 @@ pub struct ScaleContext<'a> {
 pub trait Scaler: Send + Sync {
     async fn scale(&self, ctx: &ScaleContext<'_>) -> anyhow::Result<Vec<ScaleDecision>>;
 }
+
+/// Runs `fut` for one plugin in one step, bounded by the step timeout; records its duration and
+/// failure, and turns any error into a line for the summary.
+pub async fn guarded<T>(
+    step: &'static str,
+    plugin: &'static str,
+    timeout: Duration,
+    fut: impl std::future::Future<Output = anyhow::Result<T>>,
+) -> Result<T, String> {
+    let started = std::time::Instant::now();
+    let res = tokio::time::timeout(timeout, fut).await;
+    metrics::histogram!("monit_plugin_duration_seconds", "step" => step, "plugin" => plugin)
+        .record(started.elapsed().as_secs_f64());
+    let err = match res {
+        Ok(Ok(v)) => return Ok(v),
+        Ok(Err(e)) => format!("{step}/{plugin}: {e:#}"),
+        Err(_) => format!("{step}/{plugin}: timed out after {}s", timeout.as_secs()),
+    };
+    metrics::counter!("monit_plugin_failures_total", "step" => step, "plugin" => plugin)
+        .increment(1);
+    tracing::error!(step, plugin, "{err}");
+    Err(err)
+}

@@ -71,7 +71,11 @@ impl Dispatch {
 
     /// Sends from the outbox: claimed rows, fresh alarms first, each marked as soon as its
     /// notifier reports, the lease checked before each send, within the notify budget.
-    pub async fn run(&self, notifiers: &[(&'static str, Arc<dyn Notifier>)], sum: &mut NotifyReport) {
+    pub async fn run(
+        &self,
+        notifiers: &[(&'static str, Arc<dyn Notifier>)],
+        sum: &mut NotifyReport,
+    ) {
         let a = &self.settings.alarms;
         let max_age = Duration::from_secs(a.notification_max_age_hours.saturating_mul(3600));
         match outbox::park_expired(&self.pool, max_age).await {

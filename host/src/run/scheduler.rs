@@ -10,12 +10,13 @@ use crate::hold::{HoldInputs, HoldReason, Holds};
 use crate::hold::{maintenance, silence};
 use crate::metric_store::MetricStore;
 use crate::model::{Origin, Reading, Timestamp};
-use crate::plugin::{
-    CollectContext, PluginContext, PluginParts, ScaleContext, ScaleDecision, SyncContext, Windows,
-    find_plugin, known_plugin_names, project_plugins,
-};
 use crate::notify::dispatch::{Dispatch, NotifyReport};
+use crate::plugin::{
+    CollectContext, PluginContext, PluginParts, ScaleContext, ScaleDecision, Windows, find_plugin,
+    guarded, known_plugin_names, project_plugins,
+};
 use crate::store;
+use crate::store::inventory;
 use crate::store::leader::Leader;
 use crate::store::vms::InventoryChanges;
 use crate::store::{scaling_history, vms};
@@ -23,7 +24,6 @@ use anyhow::{Context as _, bail};
 use serde::Serialize;
 use sqlx::MySqlPool;
 use std::collections::{BTreeMap, HashMap};
-use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -134,29 +134,6 @@ pub fn claim_owner(settings: &Settings) -> String {
     )
 }
 
-/// Runs `fut` for one plugin in one step, bounded by the step timeout; records its duration and
-/// failure, and turns any error into a line for the summary.
-async fn guarded<T>(
-    step: &'static str,
-    plugin: &'static str,
-    timeout: Duration,
-    fut: impl Future<Output = anyhow::Result<T>>,
-) -> Result<T, String> {
-    let started = Instant::now();
-    let res = tokio::time::timeout(timeout, fut).await;
-    metrics::histogram!("monit_plugin_duration_seconds", "step" => step, "plugin" => plugin)
-        .record(started.elapsed().as_secs_f64());
-    let err = match res {
-        Ok(Ok(v)) => return Ok(v),
-        Ok(Err(e)) => format!("{step}/{plugin}: {e:#}"),
-        Err(_) => format!("{step}/{plugin}: timed out after {}s", timeout.as_secs()),
-    };
-    metrics::counter!("monit_plugin_failures_total", "step" => step, "plugin" => plugin)
-        .increment(1);
-    tracing::error!(step, plugin, "{err}");
-    Err(err)
-}
-
 impl Scheduler {
     /// The lease a write must hold; an error when leader election is on and the lock is gone.
     fn fence(&self) -> anyhow::Result<Option<crate::store::leader::Fence>> {
@@ -259,62 +236,7 @@ impl Scheduler {
                 .insert(name.to_string(), phase.elapsed().as_millis() as u64);
             phase = Instant::now();
         };
-        // 1. inventory: director tasks take longer than a query, hence a bound of its own
-        let inv_timeout = Duration::from_secs(self.settings.batch.inventory_timeout_seconds.max(1));
-        for p in &self.plugins {
-            let Some(inv) = &p.parts.vm_source else {
-                continue;
-            };
-            let ctx = SyncContext { now };
-            let fetched = guarded("inventory", p.name, inv_timeout, inv.fetch(&ctx)).await;
-            match fetched {
-                Ok(snapshot) if dry_run => sum.planned.push(format!(
-                    "inventory/{}: would sync {} VMs",
-                    p.name,
-                    snapshot.vms.len()
-                )),
-                Ok(snapshot) => {
-                    match guarded("inventory", p.name, timeout, async {
-                        vms::apply_snapshot_fenced(
-                            &self.pool,
-                            &snapshot,
-                            vms::Removal::after_minutes(
-                                now,
-                                self.settings.batch.vm_removal_grace_minutes,
-                            )
-                            .noting_times_at(self.settings.alarms.display_offset()),
-                            self.fence()?.as_ref(),
-                        )
-                        .await
-                    })
-                    .await
-                    {
-                        Ok(ch) => {
-                            sum.inventory.insert(p.name.to_string(), ch);
-                            if let Err(e) =
-                                maintenance::record_vm_deployments(&self.pool, &snapshot).await
-                            {
-                                sum.errors.push(format!("inventory/{}: {e:#}", p.name));
-                            }
-                        }
-                        Err(e) => sum.errors.push(e),
-                    }
-                }
-                Err(e) => sum.errors.push(e),
-            }
-            if self.settings.alarms.maintenance_from_bosh {
-                self.record_changes_in_progress(
-                    p.name,
-                    inv.as_ref(),
-                    &ctx,
-                    now,
-                    dry_run,
-                    inv_timeout,
-                )
-                .await;
-            }
-        }
-
+        self.sync_inventory(now, dry_run, sum).await;
         lap(sum, "1_inventory");
         // 2. what to compare against
         let a = &self.settings.alarms;
@@ -555,40 +477,31 @@ impl Scheduler {
         (held, cut)
     }
 
-    /// Asks the platform what it is changing (BOSH tasks) and records the deployments under
-    /// maintenance. A platform that cannot answer changes nothing: logged, not a tick error.
-    async fn record_changes_in_progress(
-        &self,
-        name: &'static str,
-        inv: &dyn crate::plugin::VmSource,
-        ctx: &SyncContext,
-        now: Timestamp,
-        dry_run: bool,
-        timeout: Duration,
-    ) {
-        match guarded("maintenance", name, timeout, inv.changes_in_progress(ctx)).await {
-            Ok(None) => {}
-            Ok(Some(tasks)) if dry_run => {
-                for t in tasks {
-                    tracing::info!(deployment = %crate::config::visible::escape(&t.deployment), task = t.task_id, "would hold back alarms: director task in progress");
-                }
-            }
-            Ok(Some(tasks)) => {
-                for t in &tasks {
-                    tracing::info!(deployment = %crate::config::visible::escape(&t.deployment), task = t.task_id, description = %crate::config::visible::escape(&t.description), "director task in progress: the deployment is under maintenance (alarms held up to alarms.maintenance_max_hours)");
-                }
-                if let Err(e) = maintenance::record_tasks(&self.pool, &tasks, now).await {
-                    tracing::warn!("maintenance/{name}: {e:#}");
-                }
-            }
-            Err(e) => tracing::warn!(
-                "maintenance/{name}: the director's tasks are unknown this tick, maintenance unchanged: {e}"
-            ),
-        }
-    }
-
     /// The last acted scaling per app, for the scalers' cooldown: None when no scaler runs or
     /// the history cannot be read (then no scaler runs: it must not scale blind).
+    /// The inventory stage: every VM source's snapshot into `vms` (fenced by the lease), and
+    /// the deployments under maintenance.
+    async fn sync_inventory(&self, now: Timestamp, dry_run: bool, sum: &mut TickSummary) {
+        let sources: Vec<_> = self
+            .plugins
+            .iter()
+            .filter_map(|p| p.parts.vm_source.clone().map(|s| (p.name, s)))
+            .collect();
+        let report = inventory::sync(
+            &self.pool,
+            &self.settings,
+            &sources,
+            now,
+            dry_run,
+            self.step_timeout(),
+            &|| self.fence(),
+        )
+        .await;
+        sum.inventory.extend(report.synced);
+        sum.planned.extend(report.planned);
+        sum.errors.extend(report.errors);
+    }
+
     /// The notify stage: the outbox through every notifier, its counts and errors into `sum`.
     async fn notify(&self, sum: &mut TickSummary) {
         let dispatch = Dispatch {
