@@ -11,7 +11,7 @@ use crate::model::Timestamp;
 use crate::plugin::{ChangeInProgress, InventorySnapshot};
 use anyhow::Context as _;
 use sqlx::{MySqlPool, QueryBuilder, Row};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 /// Records the deployments a task is running on now.
 pub async fn record_tasks(
@@ -199,6 +199,53 @@ pub async fn vm_deployments(pool: &MySqlPool) -> anyhow::Result<HashMap<String, 
     rows.iter()
         .map(|r| Ok((r.try_get("vm_name")?, r.try_get("deployment")?)))
         .collect()
+}
+
+/// The maintenance holds split at `alarms.maintenance_max_hours`.
+#[derive(Debug, Default)]
+pub struct Bounded {
+    /// deployments still held
+    pub held: HashSet<String>,
+    /// deployment -> the line its notifications carry (the hold was cut short)
+    pub cut: HashMap<String, String>,
+    /// the holds cut short (a task stuck for longer than the bound)
+    pub cut_short: Vec<Hold>,
+    /// age of the oldest hold, cut short or not (none: nothing under maintenance)
+    pub oldest_seconds: Option<i64>,
+}
+
+/// Splits the holds at `max_hours`: the deployments still held, and those whose hold is cut
+/// short, with the line their notifications carry. Says so in the log (WARN, every tick while
+/// a stuck task lasts: it needs an operator) and the gauge of the oldest hold's age.
+pub fn bound(holds: &[Hold], now: Timestamp, max_hours: u64, language: &str) -> Bounded {
+    let mut out = Bounded::default();
+    for h in holds {
+        if h.is_over(now, max_hours) {
+            tracing::warn!(
+                deployment = %crate::config::visible::escape(&h.deployment),
+                task = h.task_id,
+                description = %crate::config::visible::escape(&h.description),
+                since = %h.since.map(|t| t.to_rfc3339()).unwrap_or_else(|| "?".into()),
+                max_hours,
+                "maintenance hold cut short: the director task has run past \
+                 alarms.maintenance_max_hours; the deployment's alarms are notified (is the task stuck?)"
+            );
+            out.cut
+                .insert(h.deployment.clone(), h.cut_short_line(language, max_hours));
+            out.cut_short.push(h.clone());
+        } else {
+            out.held.insert(h.deployment.clone());
+        }
+    }
+    // the oldest hold, cut short or not: an operator alerting on it sees a stuck task grow
+    out.oldest_seconds = holds
+        .iter()
+        .filter_map(|h| h.age(now))
+        .max()
+        .map(|age| age.num_seconds().max(0));
+    metrics::gauge!("monit_maintenance_hold_oldest_seconds")
+        .set(out.oldest_seconds.unwrap_or(0) as f64);
+    out
 }
 
 #[cfg(test)]

@@ -87,6 +87,27 @@ impl Holds {
 
     /// Decides the hold of every change. An operator's silence is named first, then
     /// maintenance, then inhibition.
+    /// The holds of a tick's changes, with the held notifications counted once (tick summary
+    /// and `monit_notifications_held_total`) and taken out of `counts`.
+    pub fn for_tick(
+        changes: &[Change],
+        inp: &HoldInputs<'_>,
+        counts: &mut ChangeCounts,
+    ) -> (Holds, HeldCounts) {
+        let holds = Holds::decide(changes, inp);
+        let held = holds.count(changes, inp.open);
+        holds.recount(counts, changes, inp.open);
+        for (reason, n) in [
+            (HoldReason::Silenced, held.silenced),
+            (HoldReason::Maintenance, held.maintenance),
+            (HoldReason::Inhibited, held.inhibited),
+        ] {
+            metrics::counter!("monit_notifications_held_total", "reason" => reason.code())
+                .increment(n as u64);
+        }
+        (holds, held)
+    }
+
     pub fn decide(changes: &[Change], inp: &HoldInputs<'_>) -> Holds {
         let inhibitors = inp
             .inhibit

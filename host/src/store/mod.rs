@@ -8,6 +8,7 @@
 //! holds the [`leader`] lock (every write is fenced by its epoch); [`db`] opens the pool.
 
 pub mod db;
+pub mod inputs;
 pub mod inventory;
 pub mod leader;
 

@@ -1,0 +1,78 @@
+//! Readings in: every collector at once, each bounded by the step timeout and isolated (its
+//! failure is its origin's, the others go on), then screened for gaps in the metrics pipeline
+//! (see [`metrics_gap`]). An origin whose collector failed is not evaluated: a failed query is
+//! not a recovery.
+
+use crate::evaluate::metrics_gap::{self, GapCheck};
+use crate::model::{Origin, Reading};
+use crate::plugin::{CollectContext, Collector, guarded};
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Debug, Default)]
+pub struct Collected {
+    pub readings: Vec<Reading>,
+    /// origins whose collector answered
+    pub evaluated: Vec<Origin>,
+    pub gap_checks: Vec<GapCheck>,
+    /// readings per collector
+    pub counts: BTreeMap<String, usize>,
+    pub errors: Vec<String>,
+}
+
+impl Collected {
+    /// The checks whose answer was a gap (for the tick summary).
+    pub fn gaps(&self) -> Vec<GapCheck> {
+        self.gap_checks
+            .iter()
+            .filter(|c| {
+                matches!(
+                    c.verdict,
+                    metrics_gap::Verdict::Gap | metrics_gap::Verdict::SharedGap
+                )
+            })
+            .cloned()
+            .collect()
+    }
+}
+
+/// Runs the collectors; `absent` are the VMs missing from the inventory (silent, not down).
+pub async fn readings(
+    collectors: &[(&'static str, Arc<dyn Collector>)],
+    ctx: &CollectContext<'_>,
+    timeout: Duration,
+    pipeline_gap_ratio: f64,
+    absent: &HashSet<i64>,
+) -> Collected {
+    let results = futures::future::join_all(
+        collectors
+            .iter()
+            .map(|(name, c)| guarded("collect", name, timeout, c.collect(ctx))),
+    )
+    .await;
+    let mut out = Collected::default();
+    let mut failed: Vec<Origin> = Vec::new();
+    for ((name, c), res) in collectors.iter().zip(results) {
+        match res {
+            Ok(mut r) => {
+                metrics::counter!("monit_readings_total", "collector" => *name)
+                    .increment(r.len() as u64);
+                out.counts.insert(name.to_string(), r.len());
+                let check = metrics_gap::screen(c.origin(), &mut r, pipeline_gap_ratio, absent);
+                metrics_gap::report(&check);
+                out.gap_checks.push(check);
+                out.evaluated.push(c.origin());
+                out.readings.extend(r);
+            }
+            Err(e) => {
+                failed.push(c.origin());
+                out.errors.push(e);
+            }
+        }
+    }
+    out.evaluated.retain(|o| !failed.contains(o));
+    out.gap_checks.retain(|c| !failed.contains(&c.origin));
+    metrics_gap::share_gaps(&mut out.gap_checks, &mut out.readings);
+    out
+}
