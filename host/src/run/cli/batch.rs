@@ -1,0 +1,113 @@
+//! `run [--once] [--dry-run]`: builds the scheduler, then ticks once and prints the summary, or
+//! serves health and metrics and ticks until SIGTERM/SIGINT.
+
+use super::summary::print_summary;
+use crate::config::Settings;
+use crate::metric_store::MetricStore;
+use crate::run::http;
+use crate::run::scheduler::{Scheduler, build_plugins};
+use crate::store::db;
+use crate::store::leader::Leader;
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+
+pub(super) async fn run_batch(
+    settings: Arc<Settings>,
+    once: bool,
+    dry_run: bool,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let metrics = crate::run::telemetry::install();
+    let plugins = build_plugins(&settings)?;
+    let pool = db::lazy_pool(&settings.monitoring_db);
+    if !dry_run {
+        db::migrate(&pool, &settings.monitoring_db).await?;
+    }
+    let metric_store = MetricStore::new(
+        settings.metrics.backend,
+        &settings.influx,
+        &settings.prometheus,
+    )?;
+    tracing::info!(
+        metric_store = metric_store.backend().as_str(),
+        metric_url = %metric_store.url(),
+        config = %settings.source,
+        plugins = ?plugins.iter().map(|p| p.name).collect::<Vec<_>>(),
+        interval_s = settings.batch.interval_seconds,
+        "monit-batch starting"
+    );
+    let status = Arc::new(Mutex::new(Default::default()));
+    // `run --once` ticks whoever holds the lock: it is the operator's explicit request.
+    let leader = Arc::new(Leader::new(
+        (!once && settings.batch.leader_election)
+            .then(|| db::connect_options(&settings.monitoring_db)),
+        format!("monit-batch:{}", settings.monitoring_db.dbname),
+    ));
+    let scheduler = Scheduler {
+        settings: settings.clone(),
+        pool: pool.clone(),
+        metrics: metric_store,
+        plugins,
+        status: status.clone(),
+        leader,
+        claim_owner: crate::run::scheduler::claim_owner(&settings),
+    };
+    if once {
+        let sum = scheduler.tick(dry_run).await;
+        if json {
+            println!("{}", serde_json::to_string_pretty(&sum)?);
+        } else {
+            print_summary(&sum);
+        }
+        return Ok(if sum.errors.is_empty() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(2)
+        });
+    }
+    if settings.server.enabled {
+        http::serve(
+            &settings.server,
+            http::HttpState {
+                pool: pool.clone(),
+                status,
+                metrics,
+            },
+        )
+        .await?;
+    }
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutdown requested: finishing the tick in flight");
+        let _ = tx.send(true);
+    });
+    scheduler.run(rx).await;
+    pool.close().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
+            }
+            _ => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
