@@ -1,25 +1,27 @@
-//! The tick, one straight pass: inventory sync, load, collect and decide (collectors and scalers
-//! side by side), evaluate (readings and decisions in one engine), store (one transaction),
-//! notify (one pass). Each plugin runs isolated: its failure or timeout is logged and counted,
-//! and the others go on.
+//! The tick, one straight pass down the stages ([`Scheduler::tick_steps`] reads as the list):
+//! inventory sync (`store::inventory`), load (`store::inputs`), collect and decide side by side
+//! (`evaluate::collect` and the scalers), evaluate (`evaluate::tick_changes`), hold (`hold`),
+//! persist in one transaction (`store::apply_changes`), notify (`notify::dispatch`). Each
+//! plugin runs isolated: its failure or timeout is logged and counted, and the others go on.
 
 use crate::config::Settings;
-use crate::evaluate::engine::{self, Change, ChangeCounts, EngineOptions};
-use crate::evaluate::metrics_gap;
-use crate::hold::{HoldInputs, HoldReason, Holds};
-use crate::hold::{maintenance, silence};
+use crate::evaluate;
+use crate::evaluate::collect::{self, Collected};
+use crate::evaluate::engine::{self, Change, ChangeCounts, EngineOptions, OpenAlarm};
+use crate::hold::maintenance;
+use crate::hold::{HoldInputs, Holds};
 use crate::metric_store::MetricStore;
-use crate::model::{Origin, Reading, Timestamp};
+use crate::model::Timestamp;
 use crate::notify::dispatch::{Dispatch, NotifyReport};
 use crate::plugin::{
     CollectContext, PluginContext, PluginParts, ScaleContext, ScaleDecision, Windows, find_plugin,
     guarded, known_plugin_names, project_plugins,
 };
-use crate::store;
-use crate::store::inventory;
+use crate::run::telemetry;
+use crate::store::inputs::TickInputs;
 use crate::store::leader::Leader;
 use crate::store::vms::InventoryChanges;
-use crate::store::{scaling_history, vms};
+use crate::store::{self, inventory, scaling_history};
 use anyhow::{Context as _, bail};
 use serde::Serialize;
 use sqlx::MySqlPool;
@@ -223,176 +225,139 @@ impl Scheduler {
         sum
     }
 
+    /// The stages of a tick, in order; each step's wall time goes into `steps_ms`.
     async fn tick_steps(
         &self,
         now: Timestamp,
         dry_run: bool,
         sum: &mut TickSummary,
     ) -> anyhow::Result<()> {
-        let timeout = self.step_timeout();
-        let mut phase = Instant::now();
-        let mut lap = |sum: &mut TickSummary, name: &str| {
-            sum.steps_ms
-                .insert(name.to_string(), phase.elapsed().as_millis() as u64);
-            phase = Instant::now();
-        };
-        self.sync_inventory(now, dry_run, sum).await;
-        lap(sum, "1_inventory");
-        // 2. what to compare against
         let a = &self.settings.alarms;
-        let policies = store::load_policies(&self.pool, a.default_measure_seconds).await?;
-        let vms = store::load_vms(&self.pool).await?;
-        let open = store::load_open_alarms(&self.pool).await?;
-        // What holds notifications back. Unreadable (a dry run on a database without the
-        // migration), the tick goes on without holds and says so.
-        let mut or_none = |what: &str, e: anyhow::Error| {
-            sum.errors.push(format!("load: {what}: {e:#}"));
-        };
-        let silences = silence::active(&self.pool, now).await.unwrap_or_else(|e| {
-            or_none("silences", e);
-            Vec::new()
-        });
-        let deployments = maintenance::vm_deployments(&self.pool)
-            .await
-            .unwrap_or_else(|e| {
-                or_none("VM deployments", e);
-                Default::default()
-            });
-        let maintenance_holds = maintenance::active(&self.pool, now, a.maintenance_grace_minutes)
-            .await
-            .unwrap_or_else(|e| {
-                or_none("maintenance", e);
-                Default::default()
-            });
-        let (under_maintenance, cut_short) = self.bound_maintenance(&maintenance_holds, now, sum);
-        let windows =
-            Windows::from_policies(&policies, Duration::from_secs(a.default_measure_seconds));
+        let mut lap = Lap::start();
+        // 1. the platform as it is: BOSH VMs into `vms`, deployments under maintenance
+        self.sync_inventory(now, dry_run, sum).await;
+        lap.done(sum, "1_inventory");
 
+        // 2. what to compare against, and what holds notifications back
+        let inputs = TickInputs::load(&self.pool, a, now).await?;
+        sum.errors.extend(inputs.errors.iter().cloned());
+        let maintenance = maintenance::bound(
+            &inputs.maintenance,
+            now,
+            a.maintenance_max_hours,
+            &a.language,
+        );
+        sum.maintenance = maintenance.held.iter().cloned().collect();
+        sum.maintenance.sort();
+        sum.maintenance_cut_short = maintenance.cut_short.clone();
+        sum.maintenance_oldest_seconds = maintenance.oldest_seconds;
         // the cooldown of each app, for the scalers; without the history they do not run (a
         // scaler must not scale blind)
         let last_scaled = self.last_scaled(sum).await;
+        lap.done(sum, "2_load");
 
-        lap(sum, "2_load");
-        // 3. collect and decide: all collectors and scalers at once (all of them only read,
-        // then a scaler acts on what it decided)
+        // 3. readings and scale decisions, side by side (all of them only read, then a scaler
+        // acts on what it decided)
+        let (collected, decisions) = futures::future::join(
+            self.collect(now, &inputs),
+            self.scale(now, dry_run, &inputs.vms, last_scaled.as_ref(), sum),
+        )
+        .await;
+        sum.readings = collected.counts.clone();
+        sum.metric_gaps = collected.gaps();
+        sum.errors.extend(collected.errors.iter().cloned());
+        lap.done(sum, "3_collect");
+
+        // 4. evaluate, hold, and persist in one transaction with the notifications queued
+        let opts = EngineOptions {
+            auto_resolve: a.auto_resolve,
+            default_repeat_minutes: a.default_repeat_minutes as i64,
+        };
+        let changes = evaluate::tick_changes(
+            &inputs.policies,
+            &inputs.open,
+            &collected,
+            &decisions,
+            now,
+            &opts,
+        );
+        sum.alarms = engine::count(&changes);
+        let hold_inputs = HoldInputs {
+            open: &inputs.open,
+            vms: &inputs.vms,
+            inhibit: a.inhibit,
+            silences: &inputs.silences,
+            deployments: &inputs.deployments,
+            maintenance: &maintenance.held,
+            cut_short: &maintenance.cut,
+            now,
+        };
+        let (holds, held) = Holds::for_tick(&changes, &hold_inputs, &mut sum.alarms);
+        sum.held = held;
+        telemetry::count_alarms(&sum.alarms);
+        self.persist(
+            &changes,
+            &holds,
+            &decisions,
+            &inputs.open,
+            now,
+            dry_run,
+            sum,
+        )
+        .await?;
+        lap.done(sum, "4_evaluate_persist");
+
+        // 5. notify from the outbox (new and earlier failed ones)
+        if !dry_run {
+            self.notify(sum).await;
+        }
+        lap.done(sum, "5_notify");
+        Ok(())
+    }
+
+    /// The collectors' readings, against the windows of the policies.
+    async fn collect(&self, now: Timestamp, inputs: &TickInputs) -> Collected {
+        let a = &self.settings.alarms;
+        let windows = Windows::from_policies(
+            &inputs.policies,
+            Duration::from_secs(a.default_measure_seconds),
+        );
         let ctx = CollectContext {
             now,
             bucket_seconds: self.settings.influx.bucket_seconds,
             metrics: &self.metrics,
-            vms: &vms,
+            vms: &inputs.vms,
             windows: &windows,
         };
         let collectors: Vec<_> = self
             .plugins
             .iter()
-            .filter_map(|p| p.parts.collector.as_ref().map(|c| (p.name, c)))
+            .filter_map(|p| p.parts.collector.clone().map(|c| (p.name, c)))
             .collect();
-        let (results, decisions) = futures::future::join(
-            futures::future::join_all(
-                collectors
-                    .iter()
-                    .map(|(name, c)| guarded("collect", name, timeout, c.collect(&ctx))),
-            ),
-            self.scale(now, dry_run, &vms, last_scaled.as_ref(), sum),
+        collect::readings(
+            &collectors,
+            &ctx,
+            self.step_timeout(),
+            a.pipeline_gap_ratio,
+            &inputs.absent,
         )
-        .await;
-        // VMs missing from the BOSH inventory are silent, not down (see metrics_gap::screen)
-        let absent = vms::absent_vm_ids(&self.pool).await.unwrap_or_else(|e| {
-            sum.errors.push(format!("collect: {e:#}"));
-            Default::default()
-        });
-        let mut readings: Vec<Reading> = Vec::new();
-        let mut evaluated: Vec<Origin> = Vec::new();
-        let mut failed: Vec<Origin> = Vec::new();
-        let mut gap_checks = Vec::new();
-        for ((name, c), res) in collectors.iter().zip(results) {
-            match res {
-                Ok(mut r) => {
-                    metrics::counter!("monit_readings_total", "collector" => *name)
-                        .increment(r.len() as u64);
-                    sum.readings.insert(name.to_string(), r.len());
-                    let check =
-                        metrics_gap::screen(c.origin(), &mut r, a.pipeline_gap_ratio, &absent);
-                    metrics_gap::report(&check);
-                    gap_checks.push(check);
-                    evaluated.push(c.origin());
-                    readings.extend(r);
-                }
-                Err(e) => {
-                    failed.push(c.origin());
-                    sum.errors.push(e);
-                }
-            }
-        }
-        evaluated.retain(|o| !failed.contains(o));
-        gap_checks.retain(|c| !failed.contains(&c.origin));
-        metrics_gap::share_gaps(&mut gap_checks, &mut readings);
-        sum.metric_gaps = gap_checks
-            .iter()
-            .filter(|c| {
-                matches!(
-                    c.verdict,
-                    metrics_gap::Verdict::Gap | metrics_gap::Verdict::SharedGap
-                )
-            })
-            .cloned()
-            .collect();
+        .await
+    }
 
-        lap(sum, "3_collect");
-        // 4. evaluate and persist in one transaction, notifications queued with it
-        let opts = EngineOptions {
-            auto_resolve: a.auto_resolve,
-            default_repeat_minutes: a.default_repeat_minutes as i64,
-        };
-        let mut changes = engine::evaluate(&policies, &open, &readings, &evaluated, now, &opts);
-        changes.extend(metrics_gap::pipeline_changes(
-            &gap_checks,
-            &policies,
-            &open,
-            now,
-            &opts,
-        ));
-        // a needed scale-out blocked by instance_max_cnt is an alarm of its own
-        changes.extend(engine::scale_changes(
-            &decisions, &policies, &open, now, &opts,
-        ));
-        sum.alarms = engine::count(&changes);
-        let hold_inputs = HoldInputs {
-            open: &open,
-            vms: &vms,
-            inhibit: a.inhibit,
-            silences: &silences,
-            deployments: &deployments,
-            maintenance: &under_maintenance,
-            cut_short: &cut_short,
-            now,
-        };
-        let holds = Holds::decide(&changes, &hold_inputs);
-        sum.held = holds.count(&changes, &open);
-        holds.recount(&mut sum.alarms, &changes, &open);
-        for (reason, n) in [
-            (HoldReason::Silenced, sum.held.silenced),
-            (HoldReason::Maintenance, sum.held.maintenance),
-            (HoldReason::Inhibited, sum.held.inhibited),
-        ] {
-            metrics::counter!("monit_notifications_held_total", "reason" => reason.code())
-                .increment(n as u64);
-        }
-        for (k, v) in [
-            ("opened", sum.alarms.opened),
-            ("escalated", sum.alarms.escalated),
-            ("stepped_down", sum.alarms.stepped_down),
-            ("renotified", sum.alarms.renotified),
-            ("recovered", sum.alarms.recovered),
-        ] {
-            metrics::counter!("monit_alarms_total", "event" => k).increment(v as u64);
-        }
-        let notifiers: Vec<String> = self
-            .plugins
-            .iter()
-            .filter(|p| p.parts.notifier.is_some())
-            .map(|p| p.name.to_string())
-            .collect();
+    /// The store stage: the changes and decisions in one transaction, fenced by the lease, the
+    /// notifications of what is not held queued with them. A dry run writes nothing and says
+    /// what it would have written.
+    #[allow(clippy::too_many_arguments)]
+    async fn persist(
+        &self,
+        changes: &[Change],
+        holds: &Holds,
+        decisions: &[ScaleDecision],
+        open: &[OpenAlarm],
+        now: Timestamp,
+        dry_run: bool,
+        sum: &mut TickSummary,
+    ) -> anyhow::Result<()> {
         if dry_run {
             sum.planned.extend(changes.iter().map(|c| {
                 let s = c.subject();
@@ -401,80 +366,32 @@ impl Scheduler {
                     None => describe_change(c),
                 }
             }));
-        } else {
-            let outbox = store::Outbox {
-                notifiers: &notifiers,
-                language: &a.language,
-                resource_url: a.resource_url.as_deref(),
-                holds: &holds,
-                display_offset: a.display_offset(),
-            };
-            store::apply_changes(
-                &self.pool,
-                &changes,
-                &decisions,
-                &open,
-                now,
-                &outbox,
-                self.fence()?.as_ref(),
-            )
-            .await?;
+            return Ok(());
         }
-
-        lap(sum, "4_evaluate_persist");
-        // 5. notify from the outbox (new and earlier failed ones)
-        if !dry_run {
-            self.notify(sum).await;
-        }
-
-        lap(sum, "5_notify");
-        Ok(())
-    }
-
-    /// Splits the maintenance holds at `alarms.maintenance_max_hours`: the deployments still
-    /// held, and those whose hold is cut short (a task stuck for longer), with the line their
-    /// notifications carry. Says so in the summary, the log (WARN, every tick while a stuck
-    /// task lasts: it needs an operator) and the gauge of the oldest hold's age.
-    fn bound_maintenance(
-        &self,
-        holds: &[maintenance::Hold],
-        now: Timestamp,
-        sum: &mut TickSummary,
-    ) -> (std::collections::HashSet<String>, HashMap<String, String>) {
         let a = &self.settings.alarms;
-        let mut held = std::collections::HashSet::new();
-        let mut cut = HashMap::new();
-        for h in holds {
-            if h.is_over(now, a.maintenance_max_hours) {
-                tracing::warn!(
-                    deployment = %crate::config::visible::escape(&h.deployment),
-                    task = h.task_id,
-                    description = %crate::config::visible::escape(&h.description),
-                    since = %h.since.map(|t| t.to_rfc3339()).unwrap_or_else(|| "?".into()),
-                    max_hours = a.maintenance_max_hours,
-                    "maintenance hold cut short: the director task has run past \
-                     alarms.maintenance_max_hours; the deployment's alarms are notified (is the task stuck?)"
-                );
-                cut.insert(
-                    h.deployment.clone(),
-                    h.cut_short_line(&a.language, a.maintenance_max_hours),
-                );
-                sum.maintenance_cut_short.push(h.clone());
-            } else {
-                held.insert(h.deployment.clone());
-            }
-        }
-        sum.maintenance = held.iter().cloned().collect();
-        sum.maintenance.sort();
-        // the oldest hold, cut short or not: an operator alerting on it sees a stuck task grow
-        let oldest = holds
+        let notifiers: Vec<String> = self
+            .plugins
             .iter()
-            .filter_map(|h| h.age(now))
-            .max()
-            .map(|age| age.num_seconds().max(0));
-        sum.maintenance_oldest_seconds = oldest;
-        metrics::gauge!("monit_maintenance_hold_oldest_seconds").set(oldest.unwrap_or(0) as f64);
-        (held, cut)
+            .filter(|p| p.parts.notifier.is_some())
+            .map(|p| p.name.to_string())
+            .collect();
+        let outbox = store::Outbox {
+            notifiers: &notifiers,
+            language: &a.language,
+            resource_url: a.resource_url.as_deref(),
+            holds,
+            display_offset: a.display_offset(),
+        };
+        store::apply_changes(
+            &self.pool,
+            changes,
+            decisions,
+            open,
+            now,
+            &outbox,
+            self.fence()?.as_ref(),
+        )
+        .await
     }
 
     /// The last acted scaling per app, for the scalers' cooldown: None when no scaler runs or
@@ -609,6 +526,21 @@ impl Scheduler {
         }
         self.leader.release().await;
         tracing::info!("scheduler stopped");
+    }
+}
+
+/// The wall time of each step of a tick.
+struct Lap(Instant);
+
+impl Lap {
+    fn start() -> Self {
+        Lap(Instant::now())
+    }
+
+    fn done(&mut self, sum: &mut TickSummary, step: &str) {
+        sum.steps_ms
+            .insert(step.to_string(), self.0.elapsed().as_millis() as u64);
+        self.0 = Instant::now();
     }
 }
 

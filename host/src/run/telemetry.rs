@@ -171,3 +171,16 @@ pub fn tick_succeeded(started: crate::model::Timestamp) {
     metrics::gauge!("monit_last_successful_tick_timestamp_seconds")
         .set(started.timestamp_millis() as f64 / 1000.0);
 }
+
+/// The tick's alarm events after holds, as `monit_alarms_total{event}`.
+pub fn count_alarms(c: &crate::evaluate::engine::ChangeCounts) {
+    for (k, v) in [
+        ("opened", c.opened),
+        ("escalated", c.escalated),
+        ("stepped_down", c.stepped_down),
+        ("renotified", c.renotified),
+        ("recovered", c.recovered),
+    ] {
+        metrics::counter!("monit_alarms_total", "event" => k).increment(v as u64);
+    }
+}

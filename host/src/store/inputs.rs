@@ -46,12 +46,10 @@ impl TickInputs {
             or_none("silences", e);
             Vec::new()
         });
-        let deployments = maintenance::vm_deployments(pool)
-            .await
-            .unwrap_or_else(|e| {
-                or_none("VM deployments", e);
-                Default::default()
-            });
+        let deployments = maintenance::vm_deployments(pool).await.unwrap_or_else(|e| {
+            or_none("VM deployments", e);
+            Default::default()
+        });
         let maintenance = maintenance::active(pool, now, a.maintenance_grace_minutes)
             .await
             .unwrap_or_else(|e| {
