@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """Writes VM metrics for scripts/chaos into InfluxDB 1.x, as the PaaS-TA metric agents do
-(host/src/vm_metrics.rs reads them):
+(plugins/common/cf-metrics/src/vm.rs reads them):
 
   cf_metric_db.cf_metrics,ip=<vm ip>,metricname=cpuStats.0|cpuStats.1|memoryStats.UsedPercent|diskStats.Usage
   bosh_metric_db.bosh_metrics,origin=<service name>,metricname=...      (the director, origin bos)
