@@ -5,7 +5,10 @@
 
 mod common;
 
-use common::{TestEnv, free_port, mails_with, now_s, unique, vm_points};
+use common::{
+    TestEnv, bosh_section, free_port, mails_with, now_s, router_and_director_report, unique,
+    vm_points,
+};
 use mail_parser::MessageParser;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -119,36 +122,6 @@ fn stuck_recreate() -> serde_json::Value {
     ])
 }
 
-fn bosh_section(director: &MockServer) -> String {
-    format!(
-        "[plugins.paasta]\nenabled = true\n[plugins.bosh]\nenabled = true\napi_url = \"{}\"\nusername = \"admin\"\npassword = \"pw\"\n\
-         cf_deployment = \"paasta\"\ncell_prefix = \"cell\"\nservice_name = \"micro-bosh\"\ntask_poll_millis = 50\n",
-        director.uri()
-    )
-}
-
-/// The router and the director itself report; both cells (under the task) report nothing.
-async fn only_router_and_director_report(env: &TestEnv) {
-    let now = now_s();
-    env.write_points(&env.cf_db, &vm_points("10.0.16.11", now, 10.0))
-        .await;
-    let mut lines = String::new();
-    let mut t = now - 300;
-    while t <= now {
-        for metric in [
-            "cpuStats.core.0",
-            "memoryStats.UsedPercent",
-            "diskStats.Usage",
-        ] {
-            lines.push_str(&format!(
-                "bosh_metrics,ip=10.0.1.6,metricname={metric},origin=micro-bosh value=10 {t}\n"
-            ));
-        }
-        t += 30;
-    }
-    env.write_points(&env.bosh_db, &lines).await;
-}
-
 /// `run --once --json` from a multi-threaded test (the director answers on this runtime).
 fn tick_json(env: &TestEnv) -> (serde_json::Value, String) {
     let out = tokio::task::block_in_place(|| env.run(&["run", "--once", "--json"]));
@@ -168,7 +141,7 @@ async fn hold_began_hours_ago(env: &TestEnv, hours: u32) {
 async fn a_stuck_task_holds_until_maintenance_max_hours_then_the_alarms_are_mailed_saying_why() {
     let fake = director(stuck_recreate()).await;
     let (env, ops) = env_with("maxhold", &bosh_section(&fake), "maintenance_max_hours = 3").await;
-    only_router_and_director_report(&env).await;
+    router_and_director_report(&env).await;
 
     // the task is new: both cells' fail alarms are recorded and held
     let (summary, _) = tick_json(&env);
@@ -292,7 +265,7 @@ async fn a_digest_of_alarms_whose_hold_was_cut_short_says_why_once() {
         "digest_threshold = 1\nlanguage = \"en\"",
     )
     .await;
-    only_router_and_director_report(&env).await;
+    router_and_director_report(&env).await;
     tick_json(&env);
     assert!(mails(&ops).is_empty());
     hold_began_hours_ago(&env, 30 * 24).await;

@@ -5,7 +5,9 @@
 
 mod common;
 
-use common::{TestEnv, mails_with, now_s, unique, vm_points};
+use common::{
+    TestEnv, bosh_section, mails_with, now_s, router_and_director_report, unique, vm_points,
+};
 use mail_parser::MessageParser;
 use monit_testkit::FaultSink;
 use wiremock::matchers::{method, path, query_param};
@@ -465,36 +467,6 @@ async fn mount_director(s: &MockServer, tasks: serde_json::Value) {
         .await;
 }
 
-fn bosh_section(director: &MockServer) -> String {
-    format!(
-        "[plugins.paasta]\nenabled = true\n[plugins.bosh]\nenabled = true\napi_url = \"{}\"\nusername = \"admin\"\npassword = \"pw\"\n\
-         cf_deployment = \"paasta\"\ncell_prefix = \"cell\"\nservice_name = \"micro-bosh\"\ntask_poll_millis = 50\n",
-        director.uri()
-    )
-}
-
-/// The router and the director itself report (the director's own `bos` metrics).
-async fn healthy_router_and_director(env: &TestEnv) {
-    let now = now_s();
-    env.write_points(&env.cf_db, &vm_points("10.0.16.11", now, 10.0))
-        .await;
-    let mut lines = String::new();
-    let mut t = now - 300;
-    while t <= now {
-        for metric in [
-            "cpuStats.core.0",
-            "memoryStats.UsedPercent",
-            "diskStats.Usage",
-        ] {
-            lines.push_str(&format!(
-                "bosh_metrics,ip=10.0.1.6,metricname={metric},origin=micro-bosh value=10 {t}\n"
-            ));
-        }
-        t += 30;
-    }
-    env.write_points(&env.bosh_db, &lines).await;
-}
-
 fn deploying() -> serde_json::Value {
     serde_json::json!([
         {"id": 77, "state": "processing", "description": "create deployment", "timestamp": 1700000000,
@@ -510,7 +482,7 @@ async fn a_deploy_task_holds_back_its_vms_fail_mails_and_a_recovery_after_it_sen
     let fake = director(deploying()).await;
     let (env, ops) = env_with("maint", &bosh_section(&fake), "").await;
     // the router reports; both cells are being recreated and report nothing
-    healthy_router_and_director(&env).await;
+    router_and_director_report(&env).await;
     let env_ref = &env;
     let out = tokio::task::block_in_place(|| env_ref.run(&["run", "--once", "--json"]));
     assert!(out.status.success());
@@ -575,7 +547,7 @@ async fn maintenance_off_or_a_director_that_cannot_answer_holds_nothing() {
         "maintenance_from_bosh = false",
     )
     .await;
-    healthy_router_and_director(&env).await;
+    router_and_director_report(&env).await;
     let env_ref = &env;
     assert!(
         tokio::task::block_in_place(|| env_ref.run_once())
@@ -589,7 +561,7 @@ async fn maintenance_off_or_a_director_that_cannot_answer_holds_nothing() {
     let fake = MockServer::start().await;
     mount_director_without_tasks(&fake).await;
     let (env, ops) = env_with("maintdown", &bosh_section(&fake), "").await;
-    healthy_router_and_director(&env).await;
+    router_and_director_report(&env).await;
     let env_ref = &env;
     let out = tokio::task::block_in_place(|| env_ref.run_once());
     assert!(

@@ -409,3 +409,35 @@ pub fn vm_points(ip: &str, end: i64, cpu: f64) -> String {
     }
     out
 }
+
+/// `[plugins.paasta]` and `[plugins.bosh]` against a fake director.
+pub fn bosh_section(director: &wiremock::MockServer) -> String {
+    format!(
+        "[plugins.paasta]\nenabled = true\n[plugins.bosh]\nenabled = true\napi_url = \"{}\"\nusername = \"admin\"\npassword = \"pw\"\n\
+         cf_deployment = \"paasta\"\ncell_prefix = \"cell\"\nservice_name = \"micro-bosh\"\ntask_poll_millis = 50\n",
+        director.uri()
+    )
+}
+
+/// The router (10.0.16.11) and the director itself (10.0.1.6, its own `bos` metrics) report;
+/// nothing else does.
+pub async fn router_and_director_report(env: &TestEnv) {
+    let now = now_s();
+    env.write_points(&env.cf_db, &vm_points("10.0.16.11", now, 10.0))
+        .await;
+    let mut lines = String::new();
+    let mut t = now - 300;
+    while t <= now {
+        for metric in [
+            "cpuStats.core.0",
+            "memoryStats.UsedPercent",
+            "diskStats.Usage",
+        ] {
+            lines.push_str(&format!(
+                "bosh_metrics,ip=10.0.1.6,metricname={metric},origin=micro-bosh value=10 {t}\n"
+            ));
+        }
+        t += 30;
+    }
+    env.write_points(&env.bosh_db, &lines).await;
+}
