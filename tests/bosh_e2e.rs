@@ -261,3 +261,247 @@ async fn a_vm_missing_from_one_director_answer_keeps_its_id_and_its_alarm() {
     );
     env.cleanup().await;
 }
+
+// ---------------------------------------------------------------------------------------------
+// The inventory on its own cadence (plugins.bosh.sync_interval_seconds)
+
+/// Requests the fake director received on `path` (exact, without the query).
+async fn requests_to(director: &MockServer, path: &str) -> usize {
+    director
+        .received_requests()
+        .await
+        .unwrap_or_default()
+        .iter()
+        .filter(|r| r.url.path() == path)
+        .count()
+}
+
+const VM_LISTING: &str = "/deployments/paasta/vms";
+
+/// `GET /tasks`: nothing in progress (mounted after any task the test answers first).
+async fn mount_no_tasks(director: &MockServer) {
+    Mock::given(method("GET"))
+        .and(path("/tasks"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!([])))
+        .with_priority(10)
+        .mount(director)
+        .await;
+}
+
+/// Runs the long-running `run` (a tick a second, /metrics on a free port) until `ticks` ticks
+/// are recorded, stops it with SIGTERM (the tick in flight finishes), and returns the ticks
+/// recorded and the `/metrics` text read before the stop.
+async fn run_loop_for(env: &TestEnv, ticks: i64) -> (i64, String) {
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+    let port = common::free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_monit-batch"))
+        .arg("--config")
+        .arg(&env.config)
+        .arg("run")
+        .env("PORT", port.to_string())
+        .env("MONIT_BATCH__SERVER__ENABLED", "true")
+        .env("MONIT_BATCH__SERVER__BIND", "127.0.0.1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while env.scalar_i64("SELECT COUNT(*) FROM batch_runs").await < ticks {
+        if start.elapsed() > Duration::from_secs(60) || child.try_wait().unwrap().is_some() {
+            let _ = child.kill();
+            panic!("{ticks} ticks not recorded within 60 s (or the process ended)");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let metrics = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let stopped = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if stopped.elapsed() > Duration::from_secs(30) {
+            let _ = child.kill();
+            panic!("the batch did not stop on SIGTERM within 30 s");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    (
+        env.scalar_i64("SELECT COUNT(*) FROM batch_runs").await,
+        metrics,
+    )
+}
+
+/// The `inventory_sync` of each recorded tick's summary, oldest first.
+async fn recorded_syncs(env: &TestEnv) -> Vec<serde_json::Value> {
+    let rows: Vec<String> = sqlx::query_scalar("SELECT summary FROM batch_runs ORDER BY id")
+        .fetch_all(&env.db)
+        .await
+        .unwrap();
+    rows.iter()
+        .map(|s| {
+            serde_json::from_str::<serde_json::Value>(s).unwrap()["inventory_sync"]["bosh"].clone()
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_run_loop_lists_the_vms_once_per_interval_and_the_tasks_every_tick() {
+    let director = fake_director().await;
+    mount_no_tasks(&director).await;
+    let env = TestEnv::new(
+        "bosync",
+        &format!("{}sync_interval_seconds = 3600\n", bosh_section(&director)),
+    )
+    .await;
+    env.exec("UPDATE alarm_policies SET measure_time = 300 WHERE origin_type IN ('pas', 'bos')")
+        .await;
+    for (_, _, ip, _) in THREE_VMS {
+        env.write_points(
+            &env.cf_db,
+            &TestEnv::cf_series(ip, "cpuStats.0", 300, |_| 10.0),
+        )
+        .await;
+    }
+    // a stale row from long ago, silent while the director's VMs report: the first tick must
+    // sync (and so learn it is gone) before any `fail` decision
+    env.add_vm("router/9", "10.9.9.9", "vms").await;
+    let (ticks, metrics) = run_loop_for(&env, 3).await;
+    assert!(ticks >= 3);
+    assert_eq!(requests_to(&director, VM_LISTING).await, 1, "one sync");
+    assert_eq!(
+        requests_to(&director, "/tasks").await as i64,
+        ticks,
+        "the director's tasks every tick"
+    );
+    let syncs = recorded_syncs(&env).await;
+    assert_eq!(syncs[0]["fetched"], true, "{syncs:?}");
+    assert_eq!(syncs[0]["reason"], "first_sync", "{syncs:?}");
+    for s in &syncs[1..] {
+        assert_eq!(s["fetched"], false, "{syncs:?}");
+        assert_eq!(s["reason"], "reused", "{syncs:?}");
+        assert!(s["age_seconds"].as_u64().is_some(), "{syncs:?}");
+    }
+    assert_eq!(
+        env.scalar_i64("SELECT COUNT(*) FROM vms WHERE name = 'router/0'")
+            .await,
+        1,
+        "the first tick synced"
+    );
+    assert_eq!(
+        env.scalar_i64("SELECT COUNT(*) FROM alarms WHERE alarm_type = 'fail' AND ip = '10.9.9.9'")
+            .await,
+        0,
+        "a VM the director does not have is not counted as silent"
+    );
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("monit_inventory_age_seconds{source=\"bosh\"}")),
+        "{metrics}"
+    );
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sync_interval_zero_lists_the_vms_every_tick() {
+    let director = fake_director().await;
+    mount_no_tasks(&director).await;
+    let env = TestEnv::new(
+        "bosync0",
+        &format!("{}sync_interval_seconds = 0\n", bosh_section(&director)),
+    )
+    .await;
+    let (ticks, _) = run_loop_for(&env, 2).await;
+    assert!(ticks >= 2);
+    assert_eq!(requests_to(&director, VM_LISTING).await as i64, ticks);
+    let syncs = recorded_syncs(&env).await;
+    assert!(
+        syncs[1..]
+            .iter()
+            .all(|s| s["fetched"] == true && s["reason"] == "every_tick"),
+        "{syncs:?}"
+    );
+    env.cleanup().await;
+}
+
+/// A deploy starting or ending changes the VMs: the inventory is synced at once, not at the
+/// end of the interval.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_director_task_ending_syncs_the_inventory_at_once() {
+    let director = fake_director().await;
+    // two answers with a deploy in progress, then none
+    Mock::given(method("GET"))
+        .and(path("/tasks"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!([
+            {"id": 77, "state": "processing", "description": "create deployment", "timestamp": 1700000000,
+             "result": null, "user": "admin", "deployment": "paasta"}
+        ])))
+        .up_to_n_times(2)
+        .with_priority(1)
+        .mount(&director)
+        .await;
+    mount_no_tasks(&director).await;
+    let env = TestEnv::new(
+        "bosynctask",
+        &format!("{}sync_interval_seconds = 3600\n", bosh_section(&director)),
+    )
+    .await;
+    let (ticks, _) = run_loop_for(&env, 4).await;
+    assert!(ticks >= 4);
+    let syncs = recorded_syncs(&env).await;
+    let reasons: Vec<&str> = syncs.iter().filter_map(|s| s["reason"].as_str()).collect();
+    assert_eq!(
+        reasons[..4],
+        ["first_sync", "reused", "changes_in_progress", "reused"],
+        "{syncs:?}"
+    );
+    assert_eq!(requests_to(&director, VM_LISTING).await, 2);
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn run_once_always_lists_the_vms() {
+    let director = fake_director().await;
+    mount_no_tasks(&director).await;
+    let env = TestEnv::new(
+        "bosynconce",
+        &format!("{}sync_interval_seconds = 3600\n", bosh_section(&director)),
+    )
+    .await;
+    for n in 1..=2 {
+        let out = tokio::task::block_in_place(|| env.run_once());
+        assert!(out.status.success());
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            stdout.contains("inventory bosh: synced (run --once syncs always)"),
+            "{stdout}"
+        );
+        assert_eq!(requests_to(&director, VM_LISTING).await, n);
+    }
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sync_interval_out_of_range_is_refused_naming_the_key() {
+    let director = fake_director().await;
+    let env = TestEnv::new(
+        "bosyncbad",
+        &format!("{}sync_interval_seconds = 86401\n", bosh_section(&director)),
+    )
+    .await;
+    let out = tokio::task::block_in_place(|| env.run_once());
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("plugins.bosh.sync_interval_seconds = 86401 is out of range"),
+        "{stderr}"
+    );
+    assert_eq!(requests_to(&director, VM_LISTING).await, 0);
+    env.cleanup().await;
+}

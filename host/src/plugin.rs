@@ -216,6 +216,14 @@ pub trait VmSource: Send + Sync {
     ) -> anyhow::Result<Option<Vec<ChangeInProgress>>> {
         Ok(None)
     }
+
+    /// How long a synced snapshot stays good enough: the host calls [`VmSource::fetch`] again
+    /// only once this has passed (and at the first tick of a process, at `run --once`, after a
+    /// failed sync, and when the changes in progress change), while `changes_in_progress` still
+    /// runs every tick. Zero, the default: every tick, for a source whose fetch is cheap.
+    fn sync_interval(&self) -> Duration {
+        Duration::ZERO
+    }
 }
 
 /// A task the platform runs on a deployment.

@@ -171,6 +171,7 @@ impl Env {
             status: Default::default(),
             leader: Arc::new(leader),
             claim_owner: format!("{}-{}", claim_owner(&self.settings), rand_tag()),
+            inventory_clock: Default::default(),
         }
     }
 

@@ -336,6 +336,8 @@ service_name = "{SERVICE_NAME}"
 timeout_seconds = 3
 task_timeout_seconds = 5
 task_poll_millis = 200
+# every tick: the bosh-partial fault (8-15 s of partial answers) must reach the inventory
+sync_interval_seconds = 0
 [plugins.email]
 enabled = true
 smtp_host = "127.0.0.1"

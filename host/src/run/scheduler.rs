@@ -79,6 +79,8 @@ pub struct TickSummary {
     pub instance: String,
     pub dry_run: bool,
     pub inventory: BTreeMap<String, InventoryChanges>,
+    /// per VM source: synced this tick or the last inventory reused, and its age
+    pub inventory_sync: BTreeMap<String, inventory::SyncOutcome>,
     pub readings: BTreeMap<String, usize>,
     /// collectors whose answer was a gap in the metrics pipeline (see metrics_gap)
     pub metric_gaps: Vec<crate::evaluate::metrics_gap::GapCheck>,
@@ -124,6 +126,8 @@ pub struct Scheduler {
     pub leader: Arc<Leader>,
     /// who claims outbox rows: this process, unique across instances and restarts
     pub claim_owner: String,
+    /// when each VM source last synced: its inventory is fetched on its own cadence
+    pub inventory_clock: inventory::SyncClock,
 }
 
 /// A claim owner for this process: the instance name, the pid and the start time.
@@ -408,6 +412,7 @@ impl Scheduler {
             &self.pool,
             &self.settings,
             &sources,
+            &self.inventory_clock,
             now,
             dry_run,
             self.step_timeout(),
@@ -415,6 +420,13 @@ impl Scheduler {
         )
         .await;
         sum.inventory.extend(report.synced);
+        for (name, s) in &report.cadence {
+            if let Some(age) = s.age_seconds {
+                metrics::gauge!("monit_inventory_age_seconds", "source" => name.clone())
+                    .set(age as f64);
+            }
+        }
+        sum.inventory_sync.extend(report.cadence);
         sum.planned.extend(report.planned);
         sum.errors.extend(report.errors);
     }
@@ -519,6 +531,9 @@ impl Scheduler {
             }
             if self.leader.acquire().await {
                 self.tick(false).await;
+            } else {
+                // the leader syncs while this one waits: ours is stale once we lead again
+                self.inventory_clock.forget();
             }
             if *shutdown.borrow() {
                 break;

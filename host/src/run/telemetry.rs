@@ -134,6 +134,11 @@ pub const FAMILIES: &[(&str, Kind, &str)] = &[
         "Age of the oldest maintenance hold (a BOSH task on a deployment), including one cut short by alarms.maintenance_max_hours; 0 when none.",
     ),
     (
+        "monit_inventory_age_seconds",
+        Kind::Gauge,
+        "Age of the VM inventory the tick uses, by source: seconds since its last successful sync (plugins.bosh.sync_interval_seconds).",
+    ),
+    (
         "monit_scale_decisions_total",
         Kind::Counter,
         "Autoscale decisions by outcome.",

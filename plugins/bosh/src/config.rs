@@ -78,6 +78,11 @@ pub struct BoshConfig {
     /// memory follows the number of VMs, not this limit.
     #[serde(default = "default_max_answer_bytes")]
     pub max_answer_bytes: u64,
+    /// How often the VM inventory is fetched, in seconds (0: every tick). Each VM list is a
+    /// director task, so the ticks between use the last synced inventory; the director's tasks
+    /// (maintenance) are still asked every tick, and one starting or ending syncs at once.
+    #[serde(default = "default_sync_interval_seconds")]
+    pub sync_interval_seconds: u64,
 }
 
 impl std::fmt::Debug for BoshConfig {
@@ -101,6 +106,7 @@ impl std::fmt::Debug for BoshConfig {
             .field("task_timeout_seconds", &self.task_timeout_seconds)
             .field("task_poll_millis", &self.task_poll_millis)
             .field("max_answer_bytes", &self.max_answer_bytes)
+            .field("sync_interval_seconds", &self.sync_interval_seconds)
             .finish()
     }
 }
@@ -125,6 +131,9 @@ fn default_task_timeout_seconds() -> u64 {
 }
 fn default_task_poll_millis() -> u64 {
     1000
+}
+fn default_sync_interval_seconds() -> u64 {
+    300
 }
 fn default_max_answer_bytes() -> u64 {
     // a `vms?format=full` line is 1-3 KB: room for about 10,000 VMs
@@ -153,6 +162,7 @@ impl BoshConfig {
             task_timeout_seconds: default_task_timeout_seconds(),
             task_poll_millis: default_task_poll_millis(),
             max_answer_bytes: default_max_answer_bytes(),
+            sync_interval_seconds: default_sync_interval_seconds(),
         }
     }
 
@@ -186,6 +196,11 @@ impl BoshConfig {
             ),
             ("task_poll_millis", self.task_poll_millis, 1..=600_000),
             ("max_answer_bytes", self.max_answer_bytes, 1024..=4 << 30),
+            (
+                "sync_interval_seconds",
+                self.sync_interval_seconds,
+                0..=86_400,
+            ),
         ] {
             check_range(&format!("plugins.bosh.{key}"), value, range)?;
         }

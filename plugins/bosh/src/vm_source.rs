@@ -7,12 +7,14 @@ use anyhow::{Context as _, bail};
 use monit_host::plugin::{ChangeInProgress, InventorySnapshot, ReportedVm, SyncContext, VmSource};
 use std::net::Ipv4Addr;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Fetches the VMs of `cf_deployment` and `diego_deployment` from the director.
 pub struct BoshVmSource {
     client: Arc<DirectorClient>,
     deployments: Vec<String>,
     cell_prefix: String,
+    sync_interval: Duration,
 }
 
 impl BoshVmSource {
@@ -21,6 +23,7 @@ impl BoshVmSource {
             client,
             deployments: config.deployments(),
             cell_prefix: config.cell_prefix.trim().to_string(),
+            sync_interval: Duration::from_secs(config.sync_interval_seconds),
         }
     }
 
@@ -67,6 +70,10 @@ impl BoshVmSource {
 impl VmSource for BoshVmSource {
     async fn fetch(&self, _ctx: &SyncContext) -> anyhow::Result<InventorySnapshot> {
         self.snapshot().await
+    }
+
+    fn sync_interval(&self) -> Duration {
+        self.sync_interval
     }
 
     async fn changes_in_progress(

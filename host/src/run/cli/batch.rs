@@ -51,6 +51,12 @@ pub(super) async fn run_batch(
         status: status.clone(),
         leader,
         claim_owner: crate::run::scheduler::claim_owner(&settings),
+        // `run --once` is how operators see the platform as it is now: never a reused inventory
+        inventory_clock: if once {
+            crate::store::inventory::SyncClock::always()
+        } else {
+            Default::default()
+        },
     };
     if once {
         let sum = scheduler.tick(dry_run).await;

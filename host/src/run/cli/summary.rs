@@ -60,6 +60,24 @@ pub(super) fn print_summary(sum: &crate::run::scheduler::TickSummary) {
             ""
         }
     );
+    for (name, s) in &sum.inventory_sync {
+        let age = match s.age_seconds {
+            Some(a) => format!("{a} s old"),
+            None => "never synced by this process".to_string(),
+        };
+        if s.fetched {
+            println!(
+                "  inventory {name}: synced ({}), {age}",
+                s.reason.describe()
+            );
+        } else {
+            println!(
+                "  inventory {name}: reused ({}, every {} s), {age}",
+                s.reason.describe(),
+                s.interval_seconds
+            );
+        }
+    }
     for (name, ch) in &sum.inventory {
         println!(
             "  inventory {name}: +{} zones, +{} vms, {} updated, -{} removed, {} missing (kept), {} alarms closed",
