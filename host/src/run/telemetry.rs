@@ -136,7 +136,7 @@ pub const FAMILIES: &[(&str, Kind, &str)] = &[
     (
         "monit_inventory_age_seconds",
         Kind::Gauge,
-        "Age of the VM inventory the tick uses, by source: seconds since its last successful sync (plugins.bosh.sync_interval_seconds).",
+        "Age of the VM inventory the tick uses, by source: seconds since its last successful sync (a source may sync less often than every tick: its own sync_interval_seconds).",
     ),
     (
         "monit_scale_decisions_total",
