@@ -294,6 +294,12 @@ pub trait Collector: Send + Sync {
     /// The origin this collector's readings carry; the engine evaluates an origin only when its
     /// collector succeeded, so a failed query never reads as a recovery.
     fn origin(&self) -> Origin;
+    /// The InfluxDB databases this collector reads, so that `stream.subscribe` asks InfluxDB
+    /// for the writes to exactly those (the collectors name their database in their own
+    /// sections, which the host does not read).
+    fn databases(&self) -> Vec<String> {
+        Vec::new()
+    }
     async fn collect(&self, ctx: &CollectContext<'_>) -> anyhow::Result<Vec<Reading>>;
 }
 

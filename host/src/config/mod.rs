@@ -17,6 +17,7 @@ pub mod load;
 pub mod redact;
 pub mod secret;
 pub mod show;
+pub mod stream;
 pub mod validate;
 pub mod visible;
 
@@ -53,6 +54,9 @@ pub struct Settings {
     pub prometheus: PrometheusSettings,
     #[serde(default)]
     pub alarms: AlarmSettings,
+    /// `[stream]`: the points the writers send the batch, and the InfluxDB subscription it keeps.
+    #[serde(default)]
+    pub stream: stream::StreamSettings,
     /// `[plugins.<name>]` sections; each plugin reads its own. `enabled` is common to all.
     #[serde(default)]
     pub plugins: BTreeMap<String, serde_json::Value>,

@@ -101,6 +101,9 @@ impl Settings {
                 }
             }
         }
+        self.stream
+            .check(self.metrics.backend == MetricBackend::Influxdb)
+            .map_err(|e| anyhow::anyhow!("invalid config in {src}: {e}"))?;
         for (name, section) in &self.plugins {
             if !section.is_object() {
                 bail!("invalid config in {src}: plugins.{name} must be a table");

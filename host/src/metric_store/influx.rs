@@ -116,6 +116,44 @@ impl Series {
     }
 }
 
+/// A series of an administrative answer, its cells as they came.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+pub struct TextSeries {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub columns: Vec<String>,
+    #[serde(default)]
+    pub values: Vec<Vec<serde_json::Value>>,
+}
+
+impl TextSeries {
+    /// The cell of column `name` in `row`.
+    pub fn cell<'a>(
+        &self,
+        row: &'a [serde_json::Value],
+        name: &str,
+    ) -> Option<&'a serde_json::Value> {
+        row.get(self.columns.iter().position(|c| c == name)?)
+    }
+}
+
+#[derive(Deserialize)]
+struct TextAnswer {
+    #[serde(default)]
+    results: Vec<TextResult>,
+    #[serde(default)]
+    error: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct TextResult {
+    #[serde(default)]
+    series: Vec<TextSeries>,
+    #[serde(default)]
+    error: Option<String>,
+}
+
 #[derive(Deserialize)]
 struct Answer {
     #[serde(default)]
@@ -301,6 +339,91 @@ impl InfluxClient {
         self.stats.queries.fetch_add(1, Relaxed);
         self.stats.rows.fetch_add(rows, Relaxed);
         Ok(rows)
+    }
+
+    /// Runs one administrative statement (`SHOW SUBSCRIPTIONS`, `CREATE SUBSCRIPTION`, ...) and
+    /// returns its series with the cells as JSON: their text (names, destinations) is the
+    /// answer, where [`Cell`] keeps only numbers. Not counted in [`InfluxStats`], which are the
+    /// readings' queries. `secret`: a credential the statement carries, masked in any error
+    /// InfluxDB echoes it in.
+    pub async fn statement(
+        &self,
+        db: Option<&str>,
+        q: &str,
+        secret: Option<&Secret>,
+    ) -> Result<Vec<TextSeries>, InfluxError> {
+        let url = format!("{}/query", self.base);
+        let mut form = vec![("q", q)];
+        if let Some(db) = db {
+            form.push(("db", db));
+        }
+        let mut req = self.http.post(&url).form(&form);
+        if let Some(u) = &self.user {
+            req = req.basic_auth(u, Some(self.password.expose()));
+        }
+        let scrub = |text: &str| {
+            let text = crate::config::redact::scrub_credentials(
+                text,
+                self.user.as_deref(),
+                &self.password,
+            );
+            let text = match secret {
+                Some(s) => crate::config::redact::scrub_credentials(&text, None, s),
+                None => text,
+            };
+            crate::config::redact::text(&text)
+        };
+        let resp = req.send().await.map_err(|e| InfluxError::Http {
+            url: url.clone(),
+            source: e.without_url(),
+        })?;
+        let status = resp.status();
+        if !status.is_success() {
+            let text = crate::metric_store::bounded::prefix(resp, 4096).await;
+            return Err(InfluxError::Status {
+                url,
+                status: status.as_u16(),
+                body: scrub(&text).chars().take(300).collect(),
+            });
+        }
+        let body = crate::metric_store::bounded::read(resp, self.max_answer_bytes)
+            .await
+            .map_err(|e| match e {
+                crate::metric_store::bounded::ReadError::TooLarge { limit } => {
+                    InfluxError::TooLarge {
+                        url: url.clone(),
+                        limit,
+                    }
+                }
+                crate::metric_store::bounded::ReadError::Read(source) => InfluxError::Http {
+                    url: url.clone(),
+                    source,
+                },
+            })?;
+        let answer: TextAnswer =
+            serde_json::from_slice(&body).map_err(|e| InfluxError::Decode {
+                url: self.base.clone(),
+                message: scrub(&format!(
+                    "{e}; the answer begins {:?}",
+                    String::from_utf8_lossy(&body[..body.len().min(120)])
+                )),
+            })?;
+        let query_error = |message: String| InfluxError::Query {
+            url: self.base.clone(),
+            db: db.unwrap_or_default().to_string(),
+            message: scrub(&message),
+        };
+        if let Some(m) = answer.error {
+            return Err(query_error(m));
+        }
+        let mut out = Vec::new();
+        for r in answer.results {
+            if let Some(m) = r.error {
+                return Err(query_error(m));
+            }
+            out.extend(r.series);
+        }
+        Ok(out)
     }
 
     /// Writes line protocol (tests, demo and bench seed data this way).

@@ -10,6 +10,7 @@
 pub mod bounded;
 pub mod influx;
 pub mod prometheus;
+pub mod subscription;
 
 use crate::config::{InfluxSettings, MetricBackend, PrometheusSettings};
 use crate::metric_store::influx::{InfluxClient, InfluxError, InfluxStats};

@@ -36,6 +36,10 @@ impl Collector for BoshCollector {
         Origin::Bos
     }
 
+    fn databases(&self) -> Vec<String> {
+        vec![self.db.clone()]
+    }
+
     async fn collect(&self, ctx: &CollectContext<'_>) -> anyhow::Result<Vec<Reading>> {
         let by_key = vm_metrics::VmQuery {
             db: &self.db,

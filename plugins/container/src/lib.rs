@@ -95,6 +95,10 @@ impl Collector for ContainerCollector {
         Origin::Con
     }
 
+    fn databases(&self) -> Vec<String> {
+        vec![self.db.clone()]
+    }
+
     async fn collect(&self, ctx: &CollectContext<'_>) -> anyhow::Result<Vec<Reading>> {
         let cells: Vec<&Vm> = ctx.vms.iter().filter(|vm| vm.is_cell()).collect();
         if cells.is_empty() {

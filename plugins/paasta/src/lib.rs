@@ -54,6 +54,10 @@ impl Collector for PaastaCollector {
         Origin::Pas
     }
 
+    fn databases(&self) -> Vec<String> {
+        vec![self.db.clone()]
+    }
+
     async fn collect(&self, ctx: &CollectContext<'_>) -> anyhow::Result<Vec<Reading>> {
         // the other VMs' series are dropped as the answer is decoded: memory follows the
         // inventory, not what the store holds

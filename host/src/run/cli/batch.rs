@@ -59,6 +59,9 @@ pub(super) async fn run_batch(
         },
     };
     if once {
+        if !dry_run {
+            super::stream::subscribe(&settings, &scheduler.plugins, false).await?;
+        }
         let sum = scheduler.tick(dry_run).await;
         if json {
             println!("{}", serde_json::to_string_pretty(&sum)?);
@@ -81,6 +84,10 @@ pub(super) async fn run_batch(
             },
         )
         .await?;
+    }
+    // after the endpoint listens: InfluxDB drops what it cannot deliver
+    if !dry_run {
+        super::stream::subscribe(&settings, &scheduler.plugins, true).await?;
     }
     let (tx, rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {

@@ -1,18 +1,20 @@
 //! The command line: `run [--once] [--dry-run]`, `migrate`, `check-config`, `plugins`, `runs`,
-//! `outbox`, `backtest`. Here: the clap definitions, logging, `sample-config`, and the dispatch,
+//! `outbox`, `backtest`, `stream`. Here: the clap definitions, logging, `sample-config`, and the dispatch,
 //! which runs the short commands itself and hands the others to a submodule: `batch` for
 //! `run` (once or until a signal), `summary` for what ticks did (`run --once`'s summary,
-//! `runs`), `outbox` and `silence` for those subcommands (their clap enums included),
+//! `runs`), `outbox`, `silence` and `stream` for those subcommands (their clap enums included),
 //! `backtest` for reading `backtest`'s time range and printing its report.
 
 mod backtest;
 mod batch;
 mod outbox;
 mod silence;
+mod stream;
 mod summary;
 
 pub use outbox::OutboxAction;
 pub use silence::SilenceAction;
+pub use stream::StreamAction;
 
 use crate::config::{Settings, default_config_path};
 use crate::plugin::compiled_plugins;
@@ -92,6 +94,11 @@ pub enum Command {
     Silence {
         #[command(subcommand)]
         action: SilenceAction,
+    },
+    /// The stream of points the writers send: the InfluxDB subscriptions (`stream.subscribe`).
+    Stream {
+        #[command(subcommand)]
+        action: StreamAction,
     },
 }
 
@@ -251,6 +258,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             silence::command(&pool, action)
                 .await
                 .with_context(|| format!("silences of {db}"))
+        }
+        Command::Stream { action } => {
+            let settings = load(&cli)?;
+            init_logging(Some(&settings));
+            stream::command(&settings, action).await
         }
         Command::Runs { limit } => {
             let settings = load(&cli)?;
