@@ -51,6 +51,9 @@ pub struct Settings {
     /// read when `metrics.backend = "prometheus"`.
     #[serde(default)]
     pub prometheus: PrometheusSettings,
+    /// Stream mode (`[metrics] mode = "stream"`): the ingest endpoints' credentials and limits.
+    #[serde(default)]
+    pub stream: StreamSettings,
     #[serde(default)]
     pub alarms: AlarmSettings,
     /// `[plugins.<name>]` sections; each plugin reads its own. `enabled` is common to all.
@@ -216,6 +219,59 @@ pub struct MetricsSettings {
     /// needed: the database and measurement names still say which series to read (see
     /// docs/metric-stores.md for how they map to metric names).
     pub backend: MetricBackend,
+    /// `"query"` (default): each tick queries the store. `"stream"`: the writers' points are
+    /// received on the HTTP port (`/write`, `/api/v1/write`) and a tick reads the windows kept
+    /// in memory, after a warm-up in query mode (docs/metric-stores.md).
+    pub mode: MetricMode,
+}
+
+/// How a tick reads the metrics: `[metrics] mode`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MetricMode {
+    #[default]
+    Query,
+    Stream,
+}
+
+/// `[stream]`
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StreamSettings {
+    /// Basic auth the writers (an InfluxDB subscription, vmagent) must send to the ingest
+    /// endpoints. Required in stream mode unless `token` is set.
+    pub username: String,
+    pub password: Secret,
+    /// Bearer token accepted instead of (or beside) basic auth.
+    pub token: Secret,
+    /// Series kept in memory at most; points of new series beyond it are refused and counted.
+    pub max_series: u64,
+    /// Largest ingest body, after gzip or snappy decompression; a larger one is answered 413.
+    pub max_body_bytes: u64,
+    /// Reserved: every this many ticks a full query will compare the stream with the store.
+    pub reconcile_every: u64,
+}
+
+impl Default for StreamSettings {
+    fn default() -> Self {
+        Self {
+            username: String::new(),
+            password: Secret::default(),
+            token: Secret::default(),
+            max_series: 1_000_000,
+            max_body_bytes: 64 * 1024 * 1024,
+            reconcile_every: 10,
+        }
+    }
+}
+
+impl MetricMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MetricMode::Query => "query",
+            MetricMode::Stream => "stream",
+        }
+    }
 }
 
 /// `[prometheus]`

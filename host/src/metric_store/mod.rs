@@ -10,6 +10,7 @@
 pub mod bounded;
 pub mod influx;
 pub mod prometheus;
+pub mod stream;
 
 use crate::config::{InfluxSettings, MetricBackend, PrometheusSettings};
 use crate::metric_store::influx::{InfluxClient, InfluxError, InfluxStats};
@@ -20,6 +21,9 @@ use std::sync::Arc;
 pub enum MetricStore {
     Influx(InfluxClient),
     Prometheus(PrometheusClient),
+    /// Stream mode, warm: the readers fold the windows kept in memory (the query client of the
+    /// backend stays inside for what the stream cannot answer).
+    Stream(stream::StreamHandle),
 }
 
 /// An error of either store; the message names the store and its URL.
@@ -48,6 +52,7 @@ impl MetricStore {
         match self {
             Self::Influx(_) => MetricBackend::Influxdb,
             Self::Prometheus(_) => MetricBackend::Prometheus,
+            Self::Stream(h) => h.query.backend(),
         }
     }
 
@@ -55,6 +60,7 @@ impl MetricStore {
         match self {
             Self::Influx(c) => c.url(),
             Self::Prometheus(c) => c.url(),
+            Self::Stream(h) => h.query.url(),
         }
     }
 
@@ -63,6 +69,7 @@ impl MetricStore {
         match self {
             Self::Influx(c) => &c.stats,
             Self::Prometheus(c) => &c.stats,
+            Self::Stream(h) => h.query.stats(),
         }
     }
 }

@@ -368,6 +368,19 @@ impl AutoscaleScaler {
 
 #[async_trait]
 impl Scaler for AutoscaleScaler {
+    fn stream_series(
+        &self,
+        settings: &monit_host::config::Settings,
+    ) -> Vec<monit_host::metric_store::stream::StreamSeries> {
+        vec![monit_cf_metrics::container::stream_series(
+            &ContainerSource {
+                db: self.metrics_db.clone(),
+                measurement: self.metrics_measurement.clone(),
+                bucket_seconds: settings.influx.bucket_seconds,
+            },
+        )]
+    }
+
     async fn scale(&self, ctx: &ScaleContext<'_>) -> anyhow::Result<Vec<ScaleDecision>> {
         let budget =
             Duration::from_secs(ctx.settings.batch.step_timeout_seconds).mul_f64(STEP_BUDGET_SHARE);
