@@ -89,7 +89,13 @@ async fn metric(port: u16, series: &str) -> f64 {
         .await
         .unwrap();
     text.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
+        .find_map(|l| {
+            l.strip_prefix(series)?
+                .strip_prefix(' ')?
+                .trim()
+                .parse()
+                .ok()
+        })
         .unwrap_or(0.0)
 }
 
@@ -127,7 +133,10 @@ async fn ingest_needs_the_configured_credentials_and_only_in_stream_mode() {
         assert_eq!(code, 204, "{text}");
         assert_eq!(metric(port, "monit_ingest_points_total").await, 1.0);
         assert_eq!(health(port).await, 200);
-        assert!(!log_of(&env).contains(PASSWORD), "the password is never logged");
+        assert!(
+            !log_of(&env).contains(PASSWORD),
+            "the password is never logged"
+        );
     }
     // mode "query" (the default): no ingest endpoint at all
     let port = free_port();
@@ -292,7 +301,12 @@ async fn malformed_lines_and_protobuf_are_counted_and_skipped() {
 async fn new_series_beyond_max_series_are_refused_counted_and_logged_once() {
     let env = TestEnv::new("stream_max", PAASTA).await;
     let port = free_port();
-    let _batch = start(&env, port, true, &[("MONIT_BATCH__STREAM__MAX_SERIES", "10")]);
+    let _batch = start(
+        &env,
+        port,
+        true,
+        &[("MONIT_BATCH__STREAM__MAX_SERIES", "10")],
+    );
     let auth = Some((USER, PASSWORD));
     let path = format!("/write?db={}&precision=s", env.cf_db);
     let t = now_s();
@@ -427,12 +441,24 @@ fn vms(now: i64) -> String {
             ("10.0.16.11", "diskStats.Usage", 55.5 + k / 7.0),
             ("10.0.16.11", "cpuStats.load1", 300.0),
             ("10.0.16.12", "cpuStats.core.0", 12.0 + k * 1.1),
-            ("10.0.16.12", "cpuStats.core.1", if k > 11.0 { 150.0 } else { 8.0 }),
+            (
+                "10.0.16.12",
+                "cpuStats.core.1",
+                if k > 11.0 { 150.0 } else { 8.0 },
+            ),
             ("10.0.16.12", "memoryStats.TotalMemory", 8.0e9),
-            ("10.0.16.12", "memoryStats.AvailableMemory", 3.1e9 + k * 1.0e8),
+            (
+                "10.0.16.12",
+                "memoryStats.AvailableMemory",
+                3.1e9 + k * 1.0e8,
+            ),
             ("10.0.16.12", "memoryStats.FreeMemory", 1.0e9),
             ("10.0.16.12", "diskStats./.Usage", 30.0 + k),
-            ("10.0.16.12", "diskStats./var/vcap/data.Usage", 87.0 - k / 9.0),
+            (
+                "10.0.16.12",
+                "diskStats./var/vcap/data.Usage",
+                87.0 - k / 9.0,
+            ),
             ("10.0.16.12", "diskStats./var/vcap/store.Usage", -5.0),
         ] {
             out.push_str(&line(ip, m, v, t));
@@ -564,8 +590,9 @@ async fn stream_and_query_give_the_same_readings_from_a_real_subscription() {
             ),
         )
         .await;
-        subs.drops
-            .push(format!("DROP SUBSCRIPTION \"{name}\" ON \"{d}\".\"autogen\""));
+        subs.drops.push(format!(
+            "DROP SUBSCRIPTION \"{name}\" ON \"{d}\".\"autogen\""
+        ));
     }
     // InfluxDB starts forwarding once its subscriber has seen the new subscription: probe
     let probe_deadline = Instant::now() + Duration::from_secs(30);
@@ -588,12 +615,78 @@ async fn stream_and_query_give_the_same_readings_from_a_real_subscription() {
     let mut con = String::new();
     // a steady app, one without limits on its points, one whose counter restarted, one that
     // stopped two minutes ago, the cell's own cgroup (container_id "/")
-    con += &container("web", 0, "10.0.16.21", "/garden/a", now - 400, now, 1000.0, 3.1, 0.31, true);
-    con += &container("web", 1, "10.0.16.22", "/garden/b", now - 400, now, 5.0, 1.7, 0.77, false);
-    con += &container("api", 0, "10.0.16.21", "/garden/c", now - 400, now - 150, 9000.0, 9.9, 0.5, true);
-    con += &container("api", 0, "10.0.16.21", "/garden/c", now - 140, now, 3.0, 2.2, 0.5, true);
-    con += &container("gone", 0, "10.0.16.22", "/garden/d", now - 400, now - 120, 1.0, 1.0, 0.2, true);
-    con += &container("cell", 0, "10.0.16.21", "/", now - 400, now, 1.0, 50.0, 0.9, true);
+    con += &container(
+        "web",
+        0,
+        "10.0.16.21",
+        "/garden/a",
+        now - 400,
+        now,
+        1000.0,
+        3.1,
+        0.31,
+        true,
+    );
+    con += &container(
+        "web",
+        1,
+        "10.0.16.22",
+        "/garden/b",
+        now - 400,
+        now,
+        5.0,
+        1.7,
+        0.77,
+        false,
+    );
+    con += &container(
+        "api",
+        0,
+        "10.0.16.21",
+        "/garden/c",
+        now - 400,
+        now - 150,
+        9000.0,
+        9.9,
+        0.5,
+        true,
+    );
+    con += &container(
+        "api",
+        0,
+        "10.0.16.21",
+        "/garden/c",
+        now - 140,
+        now,
+        3.0,
+        2.2,
+        0.5,
+        true,
+    );
+    con += &container(
+        "gone",
+        0,
+        "10.0.16.22",
+        "/garden/d",
+        now - 400,
+        now - 120,
+        1.0,
+        1.0,
+        0.2,
+        true,
+    );
+    con += &container(
+        "cell",
+        0,
+        "10.0.16.21",
+        "/",
+        now - 400,
+        now,
+        1.0,
+        50.0,
+        0.9,
+        true,
+    );
     env.write_points(&env.container_db, &con).await;
     // a rewrite of points already written (same series and time: the value is replaced) and
     // late points, once the first writes have reached the stream (InfluxDB forwards each write
@@ -682,11 +775,181 @@ async fn stream_and_query_give_the_same_readings_from_a_real_subscription() {
     assert!(a.1[""].cpu.is_some());
     let apps: Vec<&str> = a.2.iter().map(|c| c.app_name.as_str()).collect();
     assert!(apps.contains(&"web") && apps.contains(&"api"), "{apps:?}");
-    assert!(!apps.contains(&"gone") && !apps.contains(&"cell"), "{apps:?}");
+    assert!(
+        !apps.contains(&"gone") && !apps.contains(&"cell"),
+        "{apps:?}"
+    );
     assert!(
         a.2.iter().any(|c| c.memory.is_none()),
         "a container without limits"
     );
     drop(subs);
     env.cleanup().await;
+}
+
+/// The alarms a tick left, as the management UI lists them.
+async fn alarm_rows(
+    env: &TestEnv,
+) -> Vec<(String, String, String, Option<String>, Option<String>)> {
+    sqlx::query_as(
+        "SELECT origin_type, alarm_type, level, ip, app_name FROM alarms \
+         ORDER BY origin_type, alarm_type, ip, app_name",
+    )
+    .fetch_all(&env.db)
+    .await
+    .unwrap()
+}
+
+/// The summary of the newest tick, once one started at or after `since` (epoch s) in `mode`.
+async fn tick_after(env: &TestEnv, since: i64, mode: &str) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let rows: Vec<String> = sqlx::query_scalar(
+            "SELECT CAST(summary AS CHAR) FROM batch_runs WHERE started_at >= FROM_UNIXTIME(?) ORDER BY id DESC LIMIT 1",
+        )
+        .bind(since)
+        .fetch_all(&env.db)
+        .await
+        .unwrap();
+        if let Some(v) = rows
+            .first()
+            .map(|s| serde_json::from_str::<serde_json::Value>(s).unwrap())
+            .filter(|v| v["metric_mode"] == mode)
+        {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no {mode} tick since {since} within 180 s"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// What both sides get: VMs of both writer generations (a critical and a warning CPU), a cell
+/// with a hot container, over the last 15 s.
+fn platform(now: i64) -> (String, String) {
+    let mut vm = String::new();
+    let mut con = String::new();
+    for (i, t) in [now - 15, now - 10, now - 5, now].into_iter().enumerate() {
+        for (ip, m, v) in [
+            ("10.0.16.11", "cpuStats.0", 95.5),
+            ("10.0.16.11", "memoryStats.UsedPercent", 40.0),
+            ("10.0.16.11", "diskStats.Usage", 40.0),
+            ("10.0.16.12", "cpuStats.core.0", 87.25),
+            ("10.0.16.12", "memoryStats.TotalMemory", 8.0e9),
+            ("10.0.16.12", "memoryStats.AvailableMemory", 4.0e9),
+            ("10.0.16.12", "diskStats./.Usage", 30.0),
+            ("10.0.16.21", "cpuStats.0", 10.0),
+            ("10.0.16.21", "memoryStats.UsedPercent", 20.0),
+            ("10.0.16.21", "diskStats.Usage", 20.0),
+        ] {
+            vm.push_str(&line(ip, m, v, t));
+        }
+        let tags = "application_id=hot-guid,application_index=0,application_name=hot,cell_ip=10.0.16.21,container_id=/garden/h,container_interface=hot-0";
+        for (name, v) in [
+            ("cpu_usage_total", 100.0 + 4.75 * i as f64),
+            ("memory_usage", 0.93 * 1073741824.0),
+            ("disk_usage", 0.1 * 1073741824.0),
+        ] {
+            con.push_str(&format!(
+                "container_metrics,{tags},name={name} app_mem=1073741824,app_disk=1073741824,value={v} {t}\n"
+            ));
+        }
+    }
+    (vm, con)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stream_tick_opens_the_same_alarms_as_a_query_tick() {
+    let plugins = "[plugins.paasta]\nenabled = true\n[plugins.container]\nenabled = true\n";
+    let streamed = TestEnv::new("stream_alarms_s", plugins).await;
+    let queried = TestEnv::new("stream_alarms_q", plugins).await;
+    for env in [&streamed, &queried] {
+        env.exec("UPDATE alarm_policies SET measure_time = 30")
+            .await;
+    }
+    let port = free_port();
+    let _batch = start(
+        &streamed,
+        port,
+        true,
+        &[
+            ("MONIT_BATCH__PLUGINS__CONTAINER__ENABLED", "true"),
+            ("MONIT_BATCH__ALARMS__DEFAULT_MEASURE_SECONDS", "30"),
+        ],
+    );
+    let name = unique("t_sub");
+    let mut subs = Subscriptions {
+        url: streamed.influx.clone(),
+        drops: Vec::new(),
+    };
+    for d in [&streamed.cf_db, &streamed.container_db] {
+        influxql(
+            &streamed.influx,
+            &format!(
+                "CREATE SUBSCRIPTION \"{name}\" ON \"{d}\".\"autogen\" DESTINATIONS ALL 'http://{USER}:{PASSWORD}@127.0.0.1:{port}'"
+            ),
+        )
+        .await;
+        subs.drops.push(format!(
+            "DROP SUBSCRIPTION \"{name}\" ON \"{d}\".\"autogen\""
+        ));
+    }
+    // the stream starts with the first point it receives (a VM not in the inventory)
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while metric(port, "monit_ingest_points_total").await < 1.0 {
+        streamed
+            .write_points(
+                &streamed.cf_db,
+                &line("10.0.99.1", "cpuStats.0", 1.0, now_s()),
+            )
+            .await;
+        assert!(Instant::now() < deadline, "nothing delivered within 30 s");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    // warm-up: the container's activity horizon (90 s) is the longest look-back
+    tick_after(&streamed, now_s(), "stream").await;
+
+    let now = now_s();
+    let (vm, con) = platform(now);
+    let before = metric(port, "monit_ingest_points_total").await;
+    for env in [&streamed, &queried] {
+        env.write_points(&env.cf_db, &vm).await;
+        env.write_points(&env.container_db, &con).await;
+    }
+    let expected = before + 4.0 * 10.0 + 4.0 * 3.0;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while metric(port, "monit_ingest_points_total").await < expected {
+        assert!(Instant::now() < deadline, "the points never all arrived");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    for env in [&streamed, &queried] {
+        env.add_vm("router/0", "10.0.16.11", "rtr").await;
+        env.add_vm("api/0", "10.0.16.12", "api").await;
+        env.add_vm("cell/0", "10.0.16.21", "cel").await;
+    }
+    let from = now_s() + 1;
+    let stream_tick = tick_after(&streamed, from, "stream").await;
+    drop(_batch);
+    let out = queried.run_once();
+    assert!(out.status.success());
+    let query_tick = tick_after(&queried, from, "query").await;
+    assert_eq!(query_tick["readings"], stream_tick["readings"]);
+    assert_eq!(
+        stream_tick["influx_queries"], 0,
+        "a warm stream tick sends no query"
+    );
+    let (s, q) = (alarm_rows(&streamed).await, alarm_rows(&queried).await);
+    assert_eq!(s, q, "the same alarms");
+    let kinds: Vec<(&str, &str, &str)> = q
+        .iter()
+        .map(|a| (a.0.as_str(), a.1.as_str(), a.2.as_str()))
+        .collect();
+    assert!(kinds.contains(&("pas", "cpu", "critical")), "{kinds:?}");
+    assert!(kinds.contains(&("pas", "cpu", "warning")), "{kinds:?}");
+    assert!(kinds.iter().any(|k| k.0 == "con"), "{kinds:?}");
+    drop(subs);
+    streamed.cleanup().await;
+    queried.cleanup().await;
 }
