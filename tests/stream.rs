@@ -528,26 +528,16 @@ impl Drop for Subscriptions {
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn stream_and_query_give_the_same_readings_from_a_real_subscription() {
-    let env = TestEnv::new("stream_diff", "").await;
+/// The batch's HTTP endpoint with the stream's routes, in this process, keeping `series`.
+async fn serve_stream(
+    series: &[monit_host::metric_store::stream::StreamSeries],
+) -> (u16, Arc<StreamState>) {
     let settings = monit_host::config::StreamSettings {
         username: USER.into(),
         password: monit_host::config::secret::Secret::new(PASSWORD),
         ..Default::default()
     };
-    let source = ContainerSource {
-        db: env.container_db.clone(),
-        measurement: "container_metrics".into(),
-        bucket_seconds: 10,
-    };
-    let series = vec![
-        monit_cf_metrics::vm::stream_series(&env.cf_db, "cf_metrics"),
-        monit_cf_metrics::vm::stream_series(&env.bosh_db, "bosh_metrics"),
-        monit_cf_metrics::container::stream_series(&source),
-    ];
-    let state = Arc::new(StreamState::new(&settings, &series));
-    // the batch's HTTP endpoint with the stream's routes, in this process
+    let state = Arc::new(StreamState::new(&settings, series));
     let port = free_port();
     let server = monit_host::config::ServerSettings {
         bind: "127.0.0.1".into(),
@@ -576,6 +566,23 @@ async fn stream_and_query_give_the_same_readings_from_a_real_subscription() {
     .await
     .unwrap();
     wait_port(port, true);
+    (port, state)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn stream_and_query_give_the_same_readings_from_a_real_subscription() {
+    let env = TestEnv::new("stream_diff", "").await;
+    let source = ContainerSource {
+        db: env.container_db.clone(),
+        measurement: "container_metrics".into(),
+        bucket_seconds: 10,
+    };
+    let series = vec![
+        monit_cf_metrics::vm::stream_series(&env.cf_db, "cf_metrics"),
+        monit_cf_metrics::vm::stream_series(&env.bosh_db, "bosh_metrics"),
+        monit_cf_metrics::container::stream_series(&source),
+    ];
+    let (port, state) = serve_stream(&series).await;
 
     let name = unique("t_sub");
     let mut subs = Subscriptions {
@@ -952,4 +959,193 @@ async fn a_stream_tick_opens_the_same_alarms_as_a_query_tick() {
     drop(subs);
     streamed.cleanup().await;
     queried.cleanup().await;
+}
+
+/// vmagent, stopped when dropped.
+struct Vmagent(Child);
+
+impl Drop for Vmagent {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn vmagent_remote_write_gives_the_same_readings_as_influxdb() {
+    let env = TestEnv::new("stream_vmagent", "").await;
+    let source = ContainerSource {
+        db: env.container_db.clone(),
+        measurement: "container_metrics".into(),
+        bucket_seconds: 10,
+    };
+    let (port, state) = serve_stream(&[
+        monit_cf_metrics::vm::stream_series(&env.cf_db, "cf_metrics"),
+        monit_cf_metrics::container::stream_series(&source),
+    ])
+    .await;
+    let tmp = tempfile::tempdir().unwrap();
+    let agent_port = free_port();
+    let _vmagent = Vmagent(
+        Command::new("/usr/bin/vmagent")
+            .arg(format!("-httpListenAddr=127.0.0.1:{agent_port}"))
+            .arg(format!(
+                "-remoteWrite.url=http://127.0.0.1:{port}/api/v1/write"
+            ))
+            .arg(format!("-remoteWrite.basicAuth.username={USER}"))
+            .arg(format!("-remoteWrite.basicAuth.password={PASSWORD}"))
+            .arg(format!("-remoteWrite.tmpDataPath={}", tmp.path().display()))
+            .arg("-remoteWrite.flushInterval=100ms")
+            .arg("-loggerLevel=ERROR")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("vmagent runs (scripts/services.sh installs victoria-metrics)"),
+    );
+    wait_port(agent_port, true);
+    let now = now_s();
+    let mut con = String::new();
+    con += &container(
+        "web",
+        0,
+        "10.0.16.21",
+        "/garden/a",
+        now - 300,
+        now,
+        1000.0,
+        3.1,
+        0.31,
+        true,
+    );
+    con += &container(
+        "api",
+        0,
+        "10.0.16.22",
+        "/garden/c",
+        now - 300,
+        now,
+        3.0,
+        2.2,
+        0.5,
+        true,
+    );
+    // the same points to the store and, through vmagent, to the batch
+    let http = reqwest::Client::new();
+    for (db, body) in [(&env.cf_db, vms(now)), (&env.container_db, con)] {
+        env.write_points(db, &body).await;
+        let r = http
+            .post(format!("http://127.0.0.1:{agent_port}/write"))
+            .query(&[("db", db.as_str()), ("precision", "s")])
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "vmagent /write: {}", r.status());
+    }
+    let influx = MetricStore::new(
+        monit_host::config::MetricBackend::Influxdb,
+        &monit_host::config::InfluxSettings {
+            url: env.influx.clone(),
+            ..Default::default()
+        },
+        &Default::default(),
+    )
+    .unwrap();
+    let stream = MetricStore::Stream(StreamHandle {
+        state: state.clone(),
+        query: Box::new(influx.clone()),
+    });
+    let windows = UsageWindows {
+        cpu: Duration::from_secs(120),
+        memory: Duration::from_secs(300),
+        disk: Duration::from_secs(60),
+    };
+    let pas = VmQuery {
+        db: &env.cf_db,
+        measurement: "cf_metrics",
+        filter: None,
+        group_by: Some("ip"),
+        windows,
+        bucket_seconds: 10,
+        end_epoch: now + 1,
+    };
+    let at = chrono::DateTime::from_timestamp(now + 1, 0).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (mut a, mut b);
+    loop {
+        a = (
+            pas.read(&influx).await.unwrap(),
+            read_container_usage(&influx, &source, &windows, at)
+                .await
+                .unwrap(),
+        );
+        b = (
+            pas.read(&stream).await.unwrap(),
+            read_container_usage(&stream, &source, &windows, at)
+                .await
+                .unwrap(),
+        );
+        if a == b || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert_eq!(a.0, b.0, "VMs through vmagent");
+    assert_eq!(
+        a.1, b.1,
+        "containers through vmagent (limits as their own series)"
+    );
+    assert_eq!(a.0.len(), 2);
+    assert!(
+        a.1.iter().all(|c| c.memory.is_some() && c.cpu.is_some()),
+        "{:?}",
+        a.1
+    );
+    env.cleanup().await;
+}
+
+#[test]
+fn stream_settings_are_range_checked_and_need_credentials() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("monit-batch.toml");
+    let check = |extra: &str| {
+        std::fs::write(
+            &config,
+            format!("[monitoring_db]\ndbname = \"x\"\n[metrics]\nmode = \"stream\"\n{extra}"),
+        )
+        .unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_monit-batch"))
+            .arg("--config")
+            .arg(&config)
+            .arg("check-config")
+            .env_remove("PORT")
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    };
+    let (ok, text) = check("");
+    assert!(!ok && text.contains("stream.username"), "{text}");
+    let creds = "[stream]\nusername = \"w\"\npassword = \"pw-secret-1\"\n";
+    let (ok, text) = check(&format!("{creds}max_series = 0\n"));
+    assert!(!ok && text.contains("stream.max_series = 0"), "{text}");
+    let (ok, text) = check(&format!("{creds}max_body_bytes = 10\n"));
+    assert!(!ok && text.contains("stream.max_body_bytes"), "{text}");
+    let (ok, text) = check(&format!("{creds}reconcile_every = 0\n"));
+    assert!(!ok && text.contains("stream.reconcile_every"), "{text}");
+    let (ok, text) = check("[stream]\ntoken = \"tok-secret-2\"\n");
+    assert!(ok, "a token is enough: {text}");
+    assert!(!text.contains("tok-secret-2"), "{text}");
+    let (ok, text) = check(creds);
+    assert!(ok, "{text}");
+    assert!(
+        !text.contains("pw-secret-1"),
+        "the password is never shown: {text}"
+    );
 }

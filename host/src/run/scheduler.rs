@@ -218,6 +218,7 @@ impl Scheduler {
         tracing::info!(
             duration_ms = sum.duration_ms,
             readings = ?sum.readings,
+            metric_mode = %sum.metric_mode,
             opened = sum.alarms.opened,
             escalated = sum.alarms.escalated,
             recovered = sum.alarms.recovered,
