@@ -368,19 +368,6 @@ impl AutoscaleScaler {
 
 #[async_trait]
 impl Scaler for AutoscaleScaler {
-    fn stream_series(
-        &self,
-        settings: &monit_host::config::Settings,
-    ) -> Vec<monit_host::metric_store::stream::StreamSeries> {
-        vec![monit_cf_metrics::container::stream_series(
-            &ContainerSource {
-                db: self.metrics_db.clone(),
-                measurement: self.metrics_measurement.clone(),
-                bucket_seconds: settings.influx.bucket_seconds,
-            },
-        )]
-    }
-
     async fn scale(&self, ctx: &ScaleContext<'_>) -> anyhow::Result<Vec<ScaleDecision>> {
         let budget =
             Duration::from_secs(ctx.settings.batch.step_timeout_seconds).mul_f64(STEP_BUDGET_SHARE);
@@ -430,13 +417,19 @@ impl Scaler for AutoscaleScaler {
             cells: None,
             app_guids: Some(&guids),
         };
+        // the stream keeps the alarm policies' windows, not the apps' check_time_sec (which can
+        // be longer): in stream mode the scaler keeps querying the store
+        let store = match ctx.metrics {
+            monit_host::metric_store::MetricStore::Stream(h) => &*h.query,
+            other => other,
+        };
         for w in policies
             .iter()
             .map(|p| p.check_seconds)
             .collect::<HashSet<_>>()
         {
             let windows = UsageWindows::uniform(Duration::from_secs(w));
-            let read = read_container_usage_of(ctx.metrics, &source, &windows, ctx.now, wanted)
+            let read = read_container_usage_of(store, &source, &windows, ctx.now, wanted)
                 .await
                 .map(group_by_app)
                 .map_err(|e| e.to_string());
