@@ -301,6 +301,15 @@ pub trait Collector: Send + Sync {
         Vec::new()
     }
     async fn collect(&self, ctx: &CollectContext<'_>) -> anyhow::Result<Vec<Reading>>;
+    /// The series `collect` reads, for stream mode (`[metrics] mode = "stream"`): declared by
+    /// the reader of the schema next to its queries, so both modes read the same series. None:
+    /// the collector reads no metric store.
+    fn stream_series(
+        &self,
+        _settings: &Settings,
+    ) -> Vec<crate::metric_store::stream::StreamSeries> {
+        Vec::new()
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -555,6 +564,13 @@ pub struct ScaleContext<'a> {
 #[async_trait]
 pub trait Scaler: Send + Sync {
     async fn scale(&self, ctx: &ScaleContext<'_>) -> anyhow::Result<Vec<ScaleDecision>>;
+    /// The series `scale` reads, for stream mode (see [`Collector::stream_series`]).
+    fn stream_series(
+        &self,
+        _settings: &Settings,
+    ) -> Vec<crate::metric_store::stream::StreamSeries> {
+        Vec::new()
+    }
 }
 
 /// Runs `fut` for one plugin in one step, bounded by the step timeout; records its duration and

@@ -43,6 +43,7 @@ async fn start(server: ServerSettings, mysql_port: u16) -> u16 {
             pool: monit_host::store::db::lazy_pool(&db),
             status: Default::default(),
             metrics: None,
+            stream: None,
         },
     )
     .await

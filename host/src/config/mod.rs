@@ -18,6 +18,7 @@ pub mod redact;
 pub mod secret;
 pub mod show;
 pub mod stream;
+pub use stream::StreamSettings;
 pub mod validate;
 pub mod visible;
 
@@ -220,6 +221,28 @@ pub struct MetricsSettings {
     /// needed: the database and measurement names still say which series to read (see
     /// docs/metric-stores.md for how they map to metric names).
     pub backend: MetricBackend,
+    /// `"query"` (default): each tick queries the store. `"stream"`: the writers' points are
+    /// received on the HTTP port (`/write`, `/api/v1/write`) and a tick reads the windows kept
+    /// in memory, after a warm-up in query mode (docs/metric-stores.md).
+    pub mode: MetricMode,
+}
+
+/// How a tick reads the metrics: `[metrics] mode`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MetricMode {
+    #[default]
+    Query,
+    Stream,
+}
+
+impl MetricMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MetricMode::Query => "query",
+            MetricMode::Stream => "stream",
+        }
+    }
 }
 
 /// `[prometheus]`

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 /// `SHOW SUBSCRIPTIONS` and logs, and a hostname-derived one can be long.
 pub const MAX_SUBSCRIPTION_NAME: usize = 128;
 
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StreamSettings {
     /// Create and keep an InfluxDB subscription (`CREATE SUBSCRIPTION ... DESTINATIONS ALL`) on
@@ -24,9 +24,34 @@ pub struct StreamSettings {
     /// digits and `_` kept, anything else `_`): the same name on every start, so a restart
     /// replaces its own subscription instead of leaving one behind.
     pub subscription_name: Option<String>,
-    /// Basic-auth user the writers (and the subscription) send points with.
-    pub username: Option<String>,
+    /// Basic auth the writers (an InfluxDB subscription, vmagent) must send to the ingest
+    /// endpoints, and the subscription sends with. Required in stream mode unless `token` is set.
+    pub username: String,
     pub password: Secret,
+    /// Bearer token accepted instead of (or beside) basic auth.
+    pub token: Secret,
+    /// Series kept in memory at most; points of new series beyond it are refused and counted.
+    pub max_series: u64,
+    /// Largest ingest body, after gzip or snappy decompression; a larger one is answered 413.
+    pub max_body_bytes: u64,
+    /// Reserved: every this many ticks a full query will compare the stream with the store.
+    pub reconcile_every: u64,
+}
+
+impl Default for StreamSettings {
+    fn default() -> Self {
+        Self {
+            subscribe: false,
+            advertise_url: None,
+            subscription_name: None,
+            username: String::new(),
+            password: Secret::default(),
+            token: Secret::default(),
+            max_series: 50_000,
+            max_body_bytes: 64 * 1024 * 1024,
+            reconcile_every: 10,
+        }
+    }
 }
 
 impl StreamSettings {
@@ -63,7 +88,7 @@ impl StreamSettings {
                  points to (this instance's HTTP endpoint, e.g. http://batch-0.example:8080)"
             );
         }
-        if self.username.as_deref().is_none_or(str::is_empty) || self.password.is_empty() {
+        if self.username.is_empty() || self.password.is_empty() {
             bail!(
                 "stream.subscribe = true needs stream.username and stream.password: InfluxDB \
                  sends them with every write, and the endpoint refuses points without them"
@@ -119,8 +144,9 @@ mod tests {
             subscribe: true,
             advertise_url: url.map(str::to_string),
             subscription_name: None,
-            username: Some("influx".into()),
+            username: "influx".into(),
             password: Secret::new("pw"),
+            ..StreamSettings::default()
         }
     }
 

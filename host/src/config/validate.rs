@@ -104,6 +104,21 @@ impl Settings {
         self.stream
             .check(self.metrics.backend == MetricBackend::Influxdb)
             .map_err(|e| anyhow::anyhow!("invalid config in {src}: {e}"))?;
+        if self.metrics.mode == super::MetricMode::Stream {
+            let st = &self.stream;
+            if st.token.is_empty() && (st.username.is_empty() || st.password.is_empty()) {
+                bail!(
+                    "invalid config in {src}: metrics.mode = \"stream\" needs the writers' \
+                     credentials: stream.username and stream.password, or stream.token"
+                );
+            }
+            if !self.server.enabled {
+                bail!(
+                    "invalid config in {src}: metrics.mode = \"stream\" receives the points on \
+                     the HTTP port: server.enabled must be true"
+                );
+            }
+        }
         for (name, section) in &self.plugins {
             if !section.is_object() {
                 bail!("invalid config in {src}: plugins.{name} must be a table");
@@ -168,6 +183,14 @@ impl Settings {
             0..=525_600,
         )?;
         check_range("alarms.gmt_time_hour_gap", a.gmt_time_hour_gap, -24..=24)?;
+        let st = &self.stream;
+        check_range("stream.max_series", st.max_series, 1..=100_000_000)?;
+        check_range(
+            "stream.max_body_bytes",
+            st.max_body_bytes,
+            64 * 1024..=1 << 30,
+        )?;
+        check_range("stream.reconcile_every", st.reconcile_every, 1..=10_000)?;
         check_range(
             "alarms.display_utc_offset_hours",
             a.display_utc_offset_hours,

@@ -10,6 +10,7 @@
 pub mod bounded;
 pub mod influx;
 pub mod prometheus;
+pub mod stream;
 pub mod subscription;
 
 use crate::config::{InfluxSettings, MetricBackend, PrometheusSettings};
@@ -21,6 +22,9 @@ use std::sync::Arc;
 pub enum MetricStore {
     Influx(InfluxClient),
     Prometheus(PrometheusClient),
+    /// Stream mode, warm: the readers fold the windows kept in memory (the query client of the
+    /// backend stays inside for what the stream cannot answer).
+    Stream(stream::StreamHandle),
 }
 
 /// An error of either store; the message names the store and its URL.
@@ -49,6 +53,7 @@ impl MetricStore {
         match self {
             Self::Influx(_) => MetricBackend::Influxdb,
             Self::Prometheus(_) => MetricBackend::Prometheus,
+            Self::Stream(h) => h.query.backend(),
         }
     }
 
@@ -56,6 +61,7 @@ impl MetricStore {
         match self {
             Self::Influx(c) => c.url(),
             Self::Prometheus(c) => c.url(),
+            Self::Stream(h) => h.query.url(),
         }
     }
 
@@ -64,6 +70,7 @@ impl MetricStore {
         match self {
             Self::Influx(c) => &c.stats,
             Self::Prometheus(c) => &c.stats,
+            Self::Stream(h) => h.query.stats(),
         }
     }
 }

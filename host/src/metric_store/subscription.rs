@@ -114,7 +114,7 @@ pub fn destination(stream: &StreamSettings) -> anyhow::Result<Secret> {
             crate::config::redact::url(raw)
         )
     })?;
-    if let Some(user) = stream.username.as_deref().filter(|u| !u.is_empty()) {
+    if let Some(user) = Some(stream.username.as_str()).filter(|u| !u.is_empty()) {
         // url percent-encodes what userinfo cannot hold; InfluxDB (Go's url.Parse) decodes it
         u.set_username(user)
             .ok()
@@ -336,8 +336,9 @@ mod tests {
             subscribe: true,
             advertise_url: Some("http://batch-0.example:8080".into()),
             subscription_name: name.map(str::to_string),
-            username: Some("in flux".into()),
+            username: "in flux".into(),
             password: Secret::new("p@ss:w/rd"),
+            ..StreamSettings::default()
         }
     }
 

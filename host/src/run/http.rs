@@ -1,13 +1,19 @@
-//! `/health` (liveness), `/ready` (DB reachable, last tick), `/metrics` (Prometheus text).
+//! `/health` (liveness), `/ready` (DB reachable, last tick), `/metrics` (Prometheus text), and
+//! in stream mode the ingest endpoints `/write` (InfluxDB line protocol) and `/api/v1/write`
+//! (Prometheus remote write).
 
 use crate::config::ServerSettings;
+use crate::metric_store::stream::{IngestReport, StreamState};
 use crate::run::scheduler::Status;
-use axum::extract::State;
-use axum::http::StatusCode;
-use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::body::Body;
+use axum::extract::{Query, State};
+use axum::http::header::{AUTHORIZATION, CONTENT_ENCODING, WWW_AUTHENTICATE};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use metrics_exporter_prometheus::PrometheusHandle;
+use monit_wire::line::Precision;
 use sqlx::MySqlPool;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -19,14 +25,153 @@ pub struct HttpState {
     pub pool: MySqlPool,
     pub status: Arc<Mutex<Status>>,
     pub metrics: Option<PrometheusHandle>,
+    /// stream mode: where the ingest endpoints put the points
+    pub stream: Option<Arc<StreamState>>,
 }
 
 pub fn router(state: HttpState) -> Router {
-    Router::new()
+    let mut r = Router::new()
         .route("/health", get(|| async { "ok" }))
         .route("/ready", get(ready))
-        .route("/metrics", get(metrics))
-        .with_state(state)
+        .route("/metrics", get(metrics));
+    if state.stream.is_some() {
+        r = r
+            .route("/write", post(write_lines))
+            .route("/api/v1/write", post(write_remote));
+    }
+    r.with_state(state)
+}
+
+/// `/write` parameters, as InfluxDB 1.x takes them (`rp` is accepted and not used: the
+/// readers name no retention policy either).
+#[derive(serde::Deserialize)]
+struct WriteParams {
+    db: Option<String>,
+    precision: Option<String>,
+}
+
+fn plain(code: StatusCode, msg: impl Into<String>) -> Response {
+    (code, Json(serde_json::json!({ "error": msg.into() }))).into_response()
+}
+
+fn rejected(reason: &'static str) {
+    metrics::counter!("monit_ingest_rejected_total", "reason" => reason).increment(1);
+}
+
+/// The body, after the credentials, bounded before and after decompression.
+async fn ingest_body(
+    st: &StreamState,
+    headers: &HeaderMap,
+    body: Body,
+    snappy: bool,
+) -> Result<Vec<u8>, Response> {
+    let auth = headers.get(AUTHORIZATION).map(|v| v.as_bytes());
+    if !st.credentials.allows(auth) {
+        rejected("unauthorized");
+        return Err((
+            StatusCode::UNAUTHORIZED,
+            [(WWW_AUTHENTICATE, "Basic realm=\"monit-batch\"")],
+            Json(serde_json::json!({ "error": "authorization failed" })),
+        )
+            .into_response());
+    }
+    let too_large = || {
+        rejected("too_large");
+        plain(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "body larger than stream.max_body_bytes ({} bytes)",
+                st.max_body_bytes
+            ),
+        )
+    };
+    let raw = axum::body::to_bytes(body, st.max_body_bytes)
+        .await
+        .map_err(|_| too_large())?;
+    let gzip = headers
+        .get(CONTENT_ENCODING)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"gzip"));
+    if snappy {
+        return monit_wire::remote_write::decompress(&raw, st.max_body_bytes).map_err(|e| {
+            if e.reason() == "too_large" {
+                return too_large();
+            }
+            rejected(e.reason());
+            plain(StatusCode::BAD_REQUEST, e.to_string())
+        });
+    }
+    if !gzip {
+        return Ok(raw.to_vec());
+    }
+    monit_wire::gzip::decompress(&raw, st.max_body_bytes).map_err(|e| match e {
+        monit_wire::GzipError::TooLarge { .. } => too_large(),
+        e => {
+            rejected(e.reason());
+            plain(StatusCode::BAD_REQUEST, e.to_string())
+        }
+    })
+}
+
+fn now_ns() -> i64 {
+    chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX)
+}
+
+/// The answer to a stored body: 204, or InfluxDB's 400 "partial write" when lines were
+/// malformed (the others are stored).
+fn answer(r: IngestReport) -> Response {
+    if r.malformed > 0 {
+        return plain(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "partial write: {} malformed lines or series skipped, {} points stored",
+                r.malformed, r.points
+            ),
+        );
+    }
+    StatusCode::NO_CONTENT.into_response()
+}
+
+async fn write_lines(
+    State(s): State<HttpState>,
+    Query(q): Query<WriteParams>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let Some(st) = s.stream.clone() else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let body = match ingest_body(&st, &headers, body, false).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let Some(db) = q.db.filter(|d| !d.is_empty()) else {
+        return plain(StatusCode::BAD_REQUEST, "database is required (db=)");
+    };
+    let precision = match Precision::from_param(q.precision.as_deref().unwrap_or("ns")) {
+        Ok(p) => p,
+        Err(e) => return plain(StatusCode::BAD_REQUEST, e.0),
+    };
+    // parsing a large body is CPU work: off the threads that answer the probes
+    match tokio::task::spawn_blocking(move || st.ingest_lines(&db, precision, &body, now_ns()))
+        .await
+    {
+        Ok(r) => answer(r),
+        Err(_) => plain(StatusCode::INTERNAL_SERVER_ERROR, "ingest failed"),
+    }
+}
+
+async fn write_remote(State(s): State<HttpState>, headers: HeaderMap, body: Body) -> Response {
+    let Some(st) = s.stream.clone() else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let pb = match ingest_body(&st, &headers, body, true).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    match tokio::task::spawn_blocking(move || st.ingest_remote_write(&pb, now_ns())).await {
+        Ok(r) => answer(r),
+        Err(_) => plain(StatusCode::INTERNAL_SERVER_ERROR, "ingest failed"),
+    }
 }
 
 async fn ready(State(s): State<HttpState>) -> impl IntoResponse {
@@ -98,7 +243,14 @@ pub async fn serve(
     let listener = tokio::net::TcpListener::bind((bind.as_str(), port))
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {bind}:{port} (server.port / PORT): {e}"))?;
-    tracing::info!("HTTP endpoint on {bind}:{port} (/health, /ready, /metrics)");
+    tracing::info!(
+        "HTTP endpoint on {bind}:{port} (/health, /ready, /metrics{})",
+        if state.stream.is_some() {
+            ", /write, /api/v1/write"
+        } else {
+            ""
+        }
+    );
     let app = router(state).layer(tower_http::timeout::TimeoutLayer::with_status_code(
         StatusCode::REQUEST_TIMEOUT,
         Duration::from_secs(server.request_timeout_seconds),

@@ -11,6 +11,7 @@ use crate::evaluate::engine::{self, Change, ChangeCounts, EngineOptions, OpenAla
 use crate::hold::maintenance;
 use crate::hold::{HoldInputs, Holds};
 use crate::metric_store::MetricStore;
+use crate::metric_store::stream::TickMode;
 use crate::model::Timestamp;
 use crate::notify::dispatch::{Dispatch, NotifyReport};
 use crate::plugin::{
@@ -100,6 +101,9 @@ pub struct TickSummary {
     pub steps_ms: BTreeMap<String, u64>,
     /// the metric store read: `influxdb` or `prometheus`
     pub metric_store: String,
+    /// how the collectors read it: `query`, `stream`, or `stream-warmup` (stream mode
+    /// configured, read in query mode until the stream covers the longest window)
+    pub metric_mode: String,
     /// queries sent to the metric store and rows (InfluxDB) or samples (Prometheus API) read in
     /// this tick (the names stay for the JSON summary's readers)
     pub influx_queries: u64,
@@ -214,6 +218,7 @@ impl Scheduler {
         tracing::info!(
             duration_ms = sum.duration_ms,
             readings = ?sum.readings,
+            metric_mode = %sum.metric_mode,
             opened = sum.alarms.opened,
             escalated = sum.alarms.escalated,
             recovered = sum.alarms.recovered,
@@ -262,9 +267,11 @@ impl Scheduler {
 
         // 3. readings and scale decisions, side by side (all of them only read, then a scaler
         // acts on what it decided)
+        let (store, mode) = self.tick_store(now, &inputs.policies);
+        sum.metric_mode = mode.as_str().to_string();
         let (collected, decisions) = futures::future::join(
-            self.collect(now, &inputs),
-            self.scale(now, dry_run, &inputs.vms, last_scaled.as_ref(), sum),
+            self.collect(now, &inputs, &store),
+            self.scale(now, dry_run, &store, &inputs.vms, last_scaled.as_ref(), sum),
         )
         .await;
         sum.readings = collected.counts.clone();
@@ -319,8 +326,56 @@ impl Scheduler {
         Ok(())
     }
 
+    /// The store this tick reads: in stream mode the windows once they cover the longest
+    /// policy window (and what a reader always looks back), the query client before.
+    fn tick_store(
+        &self,
+        now: Timestamp,
+        policies: &[crate::model::Policy],
+    ) -> (MetricStore, TickMode) {
+        let mode = match &self.metrics {
+            MetricStore::Stream(h) => {
+                let windows = Windows::from_policies(
+                    policies,
+                    Duration::from_secs(self.settings.alarms.default_measure_seconds),
+                );
+                let span = windows
+                    .by_key
+                    .values()
+                    .copied()
+                    .chain([
+                        windows.default,
+                        h.state.min_span,
+                        Duration::from_secs(self.settings.influx.bucket_seconds),
+                    ])
+                    .max()
+                    .unwrap_or_default();
+                let now_ns = now.timestamp_nanos_opt().unwrap_or(i64::MAX);
+                h.state.set_span(span, now_ns);
+                if h.state.covers(span, now_ns) {
+                    TickMode::Stream
+                } else {
+                    TickMode::StreamWarmup
+                }
+            }
+            _ => TickMode::Query,
+        };
+        for m in TickMode::ALL {
+            metrics::gauge!("monit_metric_mode", "mode" => m.as_str()).set(if m == mode {
+                1.0
+            } else {
+                0.0
+            });
+        }
+        let store = match (&self.metrics, mode) {
+            (MetricStore::Stream(h), TickMode::StreamWarmup) => (*h.query).clone(),
+            (s, _) => s.clone(),
+        };
+        (store, mode)
+    }
+
     /// The collectors' readings, against the windows of the policies.
-    async fn collect(&self, now: Timestamp, inputs: &TickInputs) -> Collected {
+    async fn collect(&self, now: Timestamp, inputs: &TickInputs, store: &MetricStore) -> Collected {
         let a = &self.settings.alarms;
         let windows = Windows::from_policies(
             &inputs.policies,
@@ -329,7 +384,7 @@ impl Scheduler {
         let ctx = CollectContext {
             now,
             bucket_seconds: self.settings.influx.bucket_seconds,
-            metrics: &self.metrics,
+            metrics: store,
             vms: &inputs.vms,
             windows: &windows,
         };
@@ -470,6 +525,7 @@ impl Scheduler {
         &self,
         now: Timestamp,
         dry_run: bool,
+        store: &MetricStore,
         vms: &[crate::model::Vm],
         last_scaled: Option<&HashMap<String, Timestamp>>,
         sum: &mut TickSummary,
@@ -487,7 +543,7 @@ impl Scheduler {
             let ctx = ScaleContext {
                 now,
                 settings: &self.settings,
-                metrics: &self.metrics,
+                metrics: store,
                 vms,
                 dry_run,
                 last_scaled,

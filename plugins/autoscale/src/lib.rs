@@ -417,13 +417,19 @@ impl Scaler for AutoscaleScaler {
             cells: None,
             app_guids: Some(&guids),
         };
+        // the stream keeps the alarm policies' windows, not the apps' check_time_sec (which can
+        // be longer): in stream mode the scaler keeps querying the store
+        let store = match ctx.metrics {
+            monit_host::metric_store::MetricStore::Stream(h) => &*h.query,
+            other => other,
+        };
         for w in policies
             .iter()
             .map(|p| p.check_seconds)
             .collect::<HashSet<_>>()
         {
             let windows = UsageWindows::uniform(Duration::from_secs(w));
-            let read = read_container_usage_of(ctx.metrics, &source, &windows, ctx.now, wanted)
+            let read = read_container_usage_of(store, &source, &windows, ctx.now, wanted)
                 .await
                 .map(group_by_app)
                 .map_err(|e| e.to_string());

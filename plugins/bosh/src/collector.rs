@@ -40,6 +40,13 @@ impl Collector for BoshCollector {
         vec![self.db.clone()]
     }
 
+    fn stream_series(
+        &self,
+        _settings: &monit_host::config::Settings,
+    ) -> Vec<monit_host::metric_store::stream::StreamSeries> {
+        vec![vm_metrics::stream_series(&self.db, &self.measurement)]
+    }
+
     async fn collect(&self, ctx: &CollectContext<'_>) -> anyhow::Result<Vec<Reading>> {
         let by_key = vm_metrics::VmQuery {
             db: &self.db,

@@ -99,6 +99,19 @@ impl Collector for ContainerCollector {
         vec![self.db.clone()]
     }
 
+    fn stream_series(
+        &self,
+        settings: &monit_host::config::Settings,
+    ) -> Vec<monit_host::metric_store::stream::StreamSeries> {
+        vec![monit_cf_metrics::container::stream_series(
+            &ContainerSource {
+                db: self.db.clone(),
+                measurement: self.measurement.clone(),
+                bucket_seconds: settings.influx.bucket_seconds,
+            },
+        )]
+    }
+
     async fn collect(&self, ctx: &CollectContext<'_>) -> anyhow::Result<Vec<Reading>> {
         let cells: Vec<&Vm> = ctx.vms.iter().filter(|vm| vm.is_cell()).collect();
         if cells.is_empty() {

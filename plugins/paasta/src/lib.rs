@@ -58,6 +58,13 @@ impl Collector for PaastaCollector {
         vec![self.db.clone()]
     }
 
+    fn stream_series(
+        &self,
+        _settings: &monit_host::config::Settings,
+    ) -> Vec<monit_host::metric_store::stream::StreamSeries> {
+        vec![vm_metrics::stream_series(&self.db, &self.measurement)]
+    }
+
     async fn collect(&self, ctx: &CollectContext<'_>) -> anyhow::Result<Vec<Reading>> {
         // the other VMs' series are dropped as the answer is decoded: memory follows the
         // inventory, not what the store holds

@@ -2,8 +2,10 @@
 //! serves health and metrics and ticks until SIGTERM/SIGINT.
 
 use super::summary::print_summary;
+use crate::config::MetricMode;
 use crate::config::Settings;
 use crate::metric_store::MetricStore;
+use crate::metric_store::stream::{StreamHandle, StreamState};
 use crate::run::http;
 use crate::run::scheduler::{Scheduler, build_plugins};
 use crate::store::db;
@@ -23,13 +25,41 @@ pub(super) async fn run_batch(
     if !dry_run {
         db::migrate(&pool, &settings.monitoring_db).await?;
     }
-    let metric_store = MetricStore::new(
+    let mut metric_store = MetricStore::new(
         settings.metrics.backend,
         &settings.influx,
         &settings.prometheus,
     )?;
+    // stream mode: the windows of the series the collectors and scalers declare, filled by
+    // the HTTP endpoint (`run --once` serves nothing: it reads the store)
+    let stream = (settings.metrics.mode == MetricMode::Stream && !once).then(|| {
+        let series: Vec<_> = plugins
+            .iter()
+            .flat_map(|p| {
+                let c = p
+                    .parts
+                    .collector
+                    .iter()
+                    .flat_map(|c| c.stream_series(&settings));
+                let s = p
+                    .parts
+                    .scaler
+                    .iter()
+                    .flat_map(|s| s.stream_series(&settings));
+                c.chain(s).collect::<Vec<_>>()
+            })
+            .collect();
+        Arc::new(StreamState::new(&settings.stream, &series))
+    });
+    if let Some(state) = &stream {
+        metric_store = MetricStore::Stream(StreamHandle {
+            state: state.clone(),
+            query: Box::new(metric_store),
+        });
+    }
     tracing::info!(
         metric_store = metric_store.backend().as_str(),
+        metric_mode = if stream.is_some() { "stream" } else { "query" },
         metric_url = %metric_store.url(),
         config = %settings.source,
         plugins = ?plugins.iter().map(|p| p.name).collect::<Vec<_>>(),
@@ -81,6 +111,7 @@ pub(super) async fn run_batch(
                 pool: pool.clone(),
                 status,
                 metrics,
+                stream,
             },
         )
         .await?;

@@ -96,8 +96,8 @@ pub(super) fn print_summary(sum: &crate::run::scheduler::TickSummary) {
         .collect();
     println!("  steps     {}", steps.join(", "));
     println!(
-        "  {:<9} {} queries, {} rows",
-        sum.metric_store, sum.influx_queries, sum.influx_rows
+        "  {:<9} {} queries, {} rows, mode {}",
+        sum.metric_store, sum.influx_queries, sum.influx_rows, sum.metric_mode
     );
     for (name, n) in &sum.readings {
         println!("  readings  {name}: {n}");

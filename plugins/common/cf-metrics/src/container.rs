@@ -22,6 +22,7 @@
 
 use monit_host::metric_store::influx::{InfluxClient, InfluxError, Series, ident};
 use monit_host::metric_store::prometheus::{self, PrometheusClient, Sample};
+use monit_host::metric_store::stream::{StreamHandle, StreamSeries};
 use monit_host::metric_store::{MetricStore, MetricStoreError};
 use monit_host::model::{Resource, Timestamp};
 use std::collections::{BTreeMap, HashSet};
@@ -186,6 +187,7 @@ pub async fn read_container_usage_of(
     match store {
         MetricStore::Influx(c) => read_influx(c, source, windows, now, &mut fold).await?,
         MetricStore::Prometheus(c) => read_prometheus(c, source, windows, now, &mut fold).await?,
+        MetricStore::Stream(h) => read_stream(h, source, windows, now, &mut fold),
     }
     if fold.dropped > 0 {
         metrics::counter!("monit_metric_samples_dropped_total", "reader" => "container")
@@ -406,6 +408,161 @@ async fn read_prometheus(
     b?;
     d?;
     Ok(())
+}
+
+/// The container series a reader of `source` reads, for stream mode: the three `name`s, with
+/// the limit field kept beside the memory and disk values.
+pub fn stream_series(source: &ContainerSource) -> StreamSeries {
+    StreamSeries {
+        db: source.db.clone(),
+        measurement: source.measurement.clone(),
+        name_tag: "name",
+        names: std::sync::Arc::new(|name: &str| match name {
+            CPU_SERIES => Some(None),
+            MEMORY_SERIES => Some(Some("app_mem")),
+            DISK_SERIES => Some(Some("app_disk")),
+            _ => None,
+        }),
+        min_span: active_horizon(source.bucket_seconds),
+    }
+}
+
+/// A point as InfluxDB's selectors compare them: (time ns, value).
+type Pt = (i64, f64);
+
+/// What [`usage_queries`]' statements select, from the stream's points, per container.
+#[derive(Default)]
+struct StreamAcc {
+    last: Option<Pt>,
+    first: Option<Pt>,
+    min: Option<Pt>,
+    memory: Option<GaugeAcc>,
+    disk: Option<GaugeAcc>,
+}
+
+struct GaugeAcc {
+    sum: f64,
+    count: u64,
+    max: f64,
+    /// the newest point carrying the limit field
+    limit: Option<Pt>,
+}
+
+/// InfluxDB 1.x's selectors over points of several series: `last` the newest (a tie: the larger
+/// value), `first` the oldest (a tie: the larger value), `min` the lowest (a tie: the oldest).
+fn pick(cur: &mut Option<Pt>, p: Pt, better: fn(Pt, Pt) -> bool) {
+    if cur.is_none_or(|c| better(p, c)) {
+        *cur = Some(p);
+    }
+}
+
+/// The statements of [`usage_queries`], answered from the stream's windows: the same points
+/// (time ranges, `name`, `container_id`, `application_name`, value bounds), the same selectors,
+/// the times in whole seconds as `epoch=s` gives them.
+fn read_stream(
+    h: &StreamHandle,
+    source: &ContainerSource,
+    windows: &UsageWindows,
+    now: Timestamp,
+    fold: &mut PartsFold<'_>,
+) {
+    const NS: i64 = 1_000_000_000;
+    let bound: f64 = crate::vm::VALUE_BOUND.parse().unwrap_or(1e15);
+    let bucket = source.bucket_seconds.max(1);
+    let end = now.timestamp().saturating_mul(NS);
+    let horizon = i64::try_from(active_horizon(bucket).as_secs()).unwrap_or(i64::MAX / 4);
+    let since = |span: i64| end.saturating_sub(span.saturating_mul(NS));
+    let state = h.state.windows();
+    let mut acc: BTreeMap<[&str; 5], StreamAcc> = BTreeMap::new();
+    for s in state.series_of(&source.db, &source.measurement) {
+        let resource = match s.tag("name") {
+            Some(CPU_SERIES) => Resource::Cpu,
+            Some(MEMORY_SERIES) => Resource::Memory,
+            Some(DISK_SERIES) => Resource::Disk,
+            _ => continue,
+        };
+        if s.tag("container_id").unwrap_or_default() == "/"
+            || s.tag("application_name").unwrap_or_default().is_empty()
+        {
+            continue;
+        }
+        let key = GROUP_TAGS.map(|t| s.tag(t).unwrap_or_default());
+        let a = acc.entry(key).or_default();
+        let counts = |v: f64| v > -bound && v < bound;
+        if resource == Resource::Cpu {
+            for p in s.points(since(horizon), end).filter(|p| counts(p.value)) {
+                pick(&mut a.last, (p.time_ns, p.value), |n, c| {
+                    n.0 > c.0 || (n.0 == c.0 && n.1 > c.1)
+                });
+            }
+            let from = since(effective(windows.cpu, bucket));
+            for p in s.points(from, end).filter(|p| counts(p.value)) {
+                let pt = (p.time_ns, p.value);
+                pick(&mut a.first, pt, |n, c| {
+                    n.0 < c.0 || (n.0 == c.0 && n.1 > c.1)
+                });
+                pick(&mut a.min, pt, |n, c| {
+                    n.1 < c.1 || (n.1 == c.1 && n.0 < c.0)
+                });
+            }
+            continue;
+        }
+        let from = since(effective(windows.get(resource), bucket));
+        for p in s.points(from, end).filter(|p| counts(p.value)) {
+            let g = match resource {
+                Resource::Disk => &mut a.disk,
+                _ => &mut a.memory,
+            }
+            .get_or_insert(GaugeAcc {
+                sum: 0.0,
+                count: 0,
+                max: f64::NEG_INFINITY,
+                limit: None,
+            });
+            g.sum += p.value;
+            g.count += 1;
+            g.max = g.max.max(p.value);
+            if !p.extra.is_nan() {
+                pick(&mut g.limit, (p.time_ns, p.extra), |n, c| {
+                    n.0 > c.0 || (n.0 == c.0 && n.1 > c.1)
+                });
+            }
+        }
+    }
+    let secs = |p: Pt| (p.0 / NS, p.1);
+    let gauge = |g: GaugeAcc| GaugeAgg {
+        mean: Some(g.sum / g.count as f64),
+        max: Some(g.max),
+        // the InfluxDB statements do not count gauge points either
+        count: None,
+        limit: g.limit.map(|l| l.1),
+    };
+    for (key, a) in acc {
+        // no statement would have answered a row for it
+        if a.last.is_none() && a.first.is_none() && a.memory.is_none() && a.disk.is_none() {
+            continue;
+        }
+        let Some(p) = fold.entry(|t| {
+            GROUP_TAGS
+                .iter()
+                .position(|g| *g == t)
+                .and_then(|i| key.get(i).copied())
+        }) else {
+            continue;
+        };
+        if let Some(last) = a.last {
+            p.newest = p.newest.max(Some(last.0 / NS));
+            p.cpu_last = Some(secs(last));
+        }
+        p.cpu_first = a.first.map(secs);
+        p.cpu_min = a.min.map(secs);
+        if let Some(g) = a.memory {
+            p.memory = Some(gauge(g));
+        }
+        if let Some(g) = a.disk {
+            p.disk = Some(gauge(g));
+        }
+    }
 }
 
 /// A gauge's aggregates over its window, with the container's limit.

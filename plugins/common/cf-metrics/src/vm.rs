@@ -22,6 +22,7 @@
 use crate::container::UsageWindows;
 use monit_host::metric_store::influx::{InfluxClient, InfluxError, Series, ident, string};
 use monit_host::metric_store::prometheus::{self, PrometheusClient, Sample};
+use monit_host::metric_store::stream::{StreamHandle, StreamSeries};
 use monit_host::metric_store::{MetricStore, MetricStoreError};
 use monit_host::model::Resource;
 use std::collections::{HashMap, HashSet};
@@ -72,6 +73,43 @@ pub fn metric_regex(r: Resource) -> &'static str {
         Resource::Memory => r"memoryStats\.(UsedPercent|TotalMemory|FreeMemory|AvailableMemory)",
         Resource::Disk => r"diskStats\.(.+\.)?Usage",
     }
+}
+
+/// The resource a metric name belongs to, by [`metric_regex`] (anchored, as the queries use it).
+pub fn resource_of(metric: &str) -> Option<Resource> {
+    static RES: std::sync::LazyLock<Vec<(Resource, Option<regex::Regex>)>> =
+        std::sync::LazyLock::new(|| {
+            Resource::ALL
+                .iter()
+                .map(|r| {
+                    (
+                        *r,
+                        regex::Regex::new(&format!("^(?:{})$", metric_regex(*r))).ok(),
+                    )
+                })
+                .collect()
+        });
+    RES.iter()
+        .find(|(_, re)| re.as_ref().is_some_and(|re| re.is_match(metric)))
+        .map(|(r, _)| *r)
+}
+
+/// The series a VM reader reads in `db`.`measurement`, for stream mode: those whose
+/// `metricname` one of the queries selects.
+pub fn stream_series(db: &str, measurement: &str) -> StreamSeries {
+    StreamSeries {
+        db: db.to_string(),
+        measurement: measurement.to_string(),
+        name_tag: "metricname",
+        names: std::sync::Arc::new(|name: &str| resource_of(name).map(|_| None)),
+        min_span: std::time::Duration::ZERO,
+    }
+}
+
+/// The point filter of the queries (`VALUE_BOUND`, and percentages for cpu and disk).
+fn point_counts(r: Resource, v: f64) -> bool {
+    let bound: f64 = VALUE_BOUND.parse().unwrap_or(1e15);
+    v > -bound && v < bound && (r == Resource::Memory || (0.0..=101.0).contains(&v))
 }
 
 /// The one query for a measurement: per `group_by` tag (if any) and metric name, each
@@ -244,6 +282,18 @@ impl<'w> AggregateFold<'w> {
         }
     }
 
+    /// The aggregates of one (key, metric), computed elsewhere (stream mode).
+    pub fn add_agg(&mut self, key: &str, metric: &str, agg: SeriesAgg) {
+        let Some(slot) = self.slot(key, metric) else {
+            return;
+        };
+        if slot.count.is_nan() {
+            *slot = agg;
+        } else {
+            slot.merge(agg);
+        }
+    }
+
     /// Per-VM usage: the fold across cores, memory metrics and mounts.
     pub fn usage(self, bucket_seconds: u64, windows: &UsageWindows) -> HashMap<String, VmUsage> {
         let keys = self.keys.into_vec();
@@ -364,6 +414,7 @@ impl VmQuery<'_> {
         match store {
             MetricStore::Influx(c) => self.read_influx(c, &mut fold).await?,
             MetricStore::Prometheus(c) => self.read_prometheus(c, &mut fold).await?,
+            MetricStore::Stream(h) => self.read_stream(h, &mut fold),
         }
         if fold.dropped > 0 {
             metrics::counter!("monit_metric_samples_dropped_total", "reader" => "vm")
@@ -375,6 +426,63 @@ impl VmQuery<'_> {
             );
         }
         Ok(fold.usage(self.bucket_seconds, &self.windows))
+    }
+
+    /// The statements' aggregates from the stream's windows: the same points (time range,
+    /// metric names, tag filter, value bounds) summed in time order, as InfluxDB does.
+    fn read_stream(&self, h: &StreamHandle, fold: &mut AggregateFold<'_>) {
+        #[derive(Default)]
+        struct Acc {
+            sum: f64,
+            count: u64,
+            max: f64,
+            min: f64,
+        }
+        let end_ns = self.end_epoch.saturating_mul(1_000_000_000);
+        let windows = h.state.windows();
+        let mut acc: HashMap<(&str, &str), Acc> = HashMap::new();
+        for s in windows.series_of(self.db, self.measurement) {
+            let Some(metric) = s.tag("metricname") else {
+                continue;
+            };
+            let Some(r) = resource_of(metric) else {
+                continue;
+            };
+            if let Some((tag, want)) = self.filter
+                && s.tag(tag).unwrap_or_default() != want
+            {
+                continue;
+            }
+            let key = self.group_by.and_then(|t| s.tag(t)).unwrap_or_default();
+            let start_ns = end_ns.saturating_sub(self.window(r).saturating_mul(1_000_000_000));
+            for p in s.points(start_ns, end_ns) {
+                if !point_counts(r, p.value) {
+                    continue;
+                }
+                let a = acc.entry((key, metric)).or_insert(Acc {
+                    max: f64::NEG_INFINITY,
+                    min: f64::INFINITY,
+                    ..Default::default()
+                });
+                a.sum += p.value;
+                a.count += 1;
+                a.max = a.max.max(p.value);
+                a.min = a.min.min(p.value);
+            }
+        }
+        for ((key, metric), a) in acc {
+            let count = a.count as f64;
+            fold.add_agg(
+                key,
+                metric,
+                SeriesAgg {
+                    mean: a.sum / count,
+                    max: a.max,
+                    min: a.min,
+                    count,
+                },
+            );
+        }
     }
 
     async fn read_influx(

@@ -1,0 +1,409 @@
+//! Stream mode (`[metrics] mode = "stream"`): the writers' points arrive on the batch's HTTP port
+//! (an InfluxDB subscription's `POST /write`, vmagent's `POST /api/v1/write`) and are kept per
+//! series for the longest window a reader needs ([`window`]); a tick's readers fold them as the
+//! store would have ([`MetricStore::Stream`](crate::metric_store::MetricStore::Stream)).
+//!
+//! A room of the metric-store stage: the HTTP routes (`run/http.rs`) hand the bodies in here;
+//! which series are kept is declared by the readers (`StreamSeries`, from the collectors).
+//! Decoding is `monit-wire`'s.
+
+pub mod window;
+
+pub use window::{NameFilter, SeriesWindow, StoredPoint, StreamSeries, Windows};
+
+use crate::config::StreamSettings;
+use crate::metric_store::MetricStore;
+use monit_wire::line::{Lines, Precision};
+use monit_wire::remote_write::{self, InfluxNaming};
+use std::borrow::Cow;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, RwLock, RwLockReadGuard};
+use std::time::Duration;
+use subtle::ConstantTimeEq;
+use window::Refused;
+
+/// Points are kept this much longer than the longest window: writers' clocks and flush periods
+/// differ from ours, and a tick's `now` is a little later than the last retention update.
+const RETENTION_MARGIN: Duration = Duration::from_secs(120);
+/// Kept until the first tick says how long the policies' windows are: longer than any usual
+/// `measure_time`, and the cost is bounded by `max_series` anyway.
+const INITIAL_RETENTION: Duration = Duration::from_secs(3600);
+/// No timestamp of the first point yet.
+const NONE: i64 = i64::MIN;
+
+/// The credentials writers must send, compared in constant time.
+pub struct Credentials {
+    /// `username:password`, as basic auth carries it
+    basic: Option<Vec<u8>>,
+    token: Option<Vec<u8>>,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Credentials(***)")
+    }
+}
+
+impl Credentials {
+    pub fn new(s: &StreamSettings) -> Self {
+        Self {
+            basic: (!s.username.is_empty() && !s.password.is_empty())
+                .then(|| format!("{}:{}", s.username, s.password.expose()).into_bytes()),
+            token: (!s.token.is_empty()).then(|| s.token.expose().as_bytes().to_vec()),
+        }
+    }
+
+    /// True when the `Authorization` header carries the configured basic auth or token.
+    pub fn allows(&self, authorization: Option<&[u8]>) -> bool {
+        use base64::Engine as _;
+        let Some(h) = authorization else {
+            return false;
+        };
+        let scheme = |name: &str| {
+            h.get(..name.len())
+                .filter(|p| p.eq_ignore_ascii_case(name.as_bytes()))
+                .and_then(|_| h.get(name.len()..))
+                .map(|rest| rest.trim_ascii())
+        };
+        if let (Some(want), Some(given)) = (&self.basic, scheme("basic ")) {
+            let decoded = base64::engine::general_purpose::STANDARD
+                .decode(given)
+                .unwrap_or_default();
+            if bool::from(decoded.as_slice().ct_eq(want.as_slice())) {
+                return true;
+            }
+        }
+        if let (Some(want), Some(given)) = (&self.token, scheme("bearer ")) {
+            return bool::from(given.ct_eq(want.as_slice()));
+        }
+        false
+    }
+}
+
+/// What one body brought.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IngestReport {
+    /// points stored
+    pub points: u64,
+    /// lines or series refused as malformed
+    pub malformed: u64,
+    /// points of new series refused at `stream.max_series`
+    pub over_max_series: u64,
+}
+
+/// The window state and what the ingest endpoints need.
+pub struct StreamState {
+    windows: RwLock<Windows>,
+    retention_ns: AtomicI64,
+    /// wall-clock time the first point was stored (ns), [`NONE`] before
+    first_point_ns: AtomicI64,
+    full_warned: AtomicBool,
+    pub credentials: Credentials,
+    /// largest body after decompression, and before (`stream.max_body_bytes`)
+    pub max_body_bytes: usize,
+    /// the longest look-back a reader has whatever the policies (their `min_span`)
+    pub min_span: Duration,
+}
+
+impl StreamState {
+    pub fn new(settings: &StreamSettings, series: &[StreamSeries]) -> Self {
+        for reason in monit_wire::Reason::ALL {
+            metrics::counter!("monit_ingest_rejected_total", "reason" => reason.as_str())
+                .absolute(0);
+        }
+        metrics::counter!("monit_ingest_rejected_total", "reason" => "max_series").absolute(0);
+        Self {
+            windows: RwLock::new(Windows::new(series, settings.max_series)),
+            retention_ns: AtomicI64::new(nanos(INITIAL_RETENTION)),
+            first_point_ns: AtomicI64::new(NONE),
+            full_warned: AtomicBool::new(false),
+            credentials: Credentials::new(settings),
+            max_body_bytes: usize::try_from(settings.max_body_bytes).unwrap_or(usize::MAX),
+            min_span: series.iter().map(|s| s.min_span).max().unwrap_or_default(),
+        }
+    }
+
+    /// The windows, for a reader (a tick).
+    pub fn windows(&self) -> RwLockReadGuard<'_, Windows> {
+        self.windows.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Keeps `span` (the longest window read, at least) from now on, and drops what is older.
+    pub fn set_span(&self, span: Duration, now_ns: i64) {
+        let keep = nanos(span + RETENTION_MARGIN);
+        self.retention_ns.store(keep, Ordering::Relaxed);
+        let mut w = self.windows.write().unwrap_or_else(|p| p.into_inner());
+        w.prune(now_ns.saturating_sub(keep));
+        metrics::gauge!("monit_stream_series").set(w.series_count() as f64);
+    }
+
+    /// True once points have been arriving for `span`: a window that long ending now holds
+    /// everything the store holds (the subscription sends only what is written after it).
+    pub fn covers(&self, span: Duration, now_ns: i64) -> bool {
+        let first = self.first_point_ns.load(Ordering::Relaxed);
+        first != NONE && now_ns.saturating_sub(first) >= nanos(span)
+    }
+
+    /// A `POST /write` body (line protocol of database `db`). Lines of measurements nobody reads
+    /// are skipped unparsed; malformed ones are counted and skipped.
+    pub fn ingest_lines(
+        &self,
+        db: &str,
+        precision: Precision,
+        body: &[u8],
+        now_ns: i64,
+    ) -> IngestReport {
+        let mut report = IngestReport::default();
+        let mut w = self.windows.write().unwrap_or_else(|p| p.into_inner());
+        let names: Vec<String> = w
+            .by_measurement
+            .keys()
+            .filter(|(d, _)| d == db)
+            .map(|(_, m)| m.clone())
+            .collect();
+        if names.is_empty() {
+            return report;
+        }
+        let oldest = now_ns.saturating_sub(self.retention_ns.load(Ordering::Relaxed));
+        let lines = Lines::new(body, now_ns)
+            .precision(precision)
+            .numeric_only(true)
+            .filter(|m: &monit_wire::line::Text<'_>| names.iter().any(|n| m.is(n)));
+        for item in lines {
+            let p = match item {
+                Ok(p) => p,
+                Err(e) => {
+                    report.malformed += 1;
+                    metrics::counter!("monit_ingest_rejected_total", "reason" => e.reason.as_str())
+                        .increment(1);
+                    continue;
+                }
+            };
+            let measurement = p.measurement().unescaped();
+            let Some(m) = w.measurement(db, &measurement) else {
+                continue;
+            };
+            let Some(name) = p.tag(m.name_tag) else {
+                continue;
+            };
+            let Some(extra_field) = m.wants(&name.unescaped()) else {
+                continue;
+            };
+            let value = p.field("value").and_then(|v| v.as_f64());
+            let extra = extra_field
+                .and_then(|f| p.field(f))
+                .and_then(|v| v.as_f64());
+            if value.is_none() && extra.is_none() {
+                continue;
+            }
+            let mut tags: Vec<(Cow<'_, str>, Cow<'_, str>)> = p
+                .tags()
+                .iter()
+                .map(|t| (t.key.unescaped(), t.value.unescaped()))
+                .collect();
+            tags.sort();
+            let point = StoredPoint {
+                time_ns: p.timestamp_ns(),
+                value: value.unwrap_or(f64::NAN),
+                extra: extra.unwrap_or(f64::NAN),
+            };
+            let stored = w.insert(
+                db,
+                &measurement,
+                &series_key(tags.iter().map(|(k, v)| (&**k, &**v))),
+                || owned_tags(tags.iter().map(|(k, v)| (&**k, &**v))),
+                point,
+                oldest,
+            );
+            self.count(stored, &mut report, now_ns);
+        }
+        let series = w.series_count();
+        drop(w);
+        self.finish(report, series)
+    }
+
+    /// A decompressed `POST /api/v1/write` body (Prometheus remote write 1.0), its series named
+    /// as VictoriaMetrics names InfluxDB lines (`<measurement>_<field>{db=...}`).
+    pub fn ingest_remote_write(&self, pb: &[u8], now_ns: i64) -> IngestReport {
+        let mut report = IngestReport::default();
+        let mut w = self.windows.write().unwrap_or_else(|p| p.into_inner());
+        let owned: Vec<String> = w.by_measurement.keys().map(|(_, m)| m.clone()).collect();
+        let measurements: Vec<&str> = owned.iter().map(String::as_str).collect();
+        let naming = InfluxNaming::new(&measurements);
+        let oldest = now_ns.saturating_sub(self.retention_ns.load(Ordering::Relaxed));
+        for s in remote_write::series(pb) {
+            let s = match s {
+                Ok(s) => s,
+                Err(e) => {
+                    report.malformed += 1;
+                    metrics::counter!("monit_ingest_rejected_total", "reason" => e.reason())
+                        .increment(1);
+                    // the rest of the body cannot be framed once one series is not
+                    break;
+                }
+            };
+            let Some(view) = naming.view(&s) else {
+                continue;
+            };
+            let (db, Some(field)) = (view.db.unwrap_or_default(), view.field) else {
+                continue;
+            };
+            let Some(m) = w.measurement(db, view.measurement) else {
+                continue;
+            };
+            let Some(name) = s.label(m.name_tag) else {
+                continue;
+            };
+            let Some(extra_field) = m.wants(name) else {
+                continue;
+            };
+            let is_value = field == "value";
+            if !is_value && extra_field != Some(field) {
+                continue;
+            }
+            let mut tags: Vec<(&str, &str)> = naming.tags(&s).map(|l| (l.name, l.value)).collect();
+            tags.sort();
+            let key = series_key(tags.iter().copied());
+            for sample in s.samples() {
+                let (Some(t), true) = (sample.timestamp_ns(), sample.value.is_finite()) else {
+                    continue;
+                };
+                let point = StoredPoint {
+                    time_ns: t,
+                    value: if is_value { sample.value } else { f64::NAN },
+                    extra: if is_value { f64::NAN } else { sample.value },
+                };
+                let stored = w.insert(
+                    db,
+                    view.measurement,
+                    &key,
+                    || owned_tags(tags.iter().copied()),
+                    point,
+                    oldest,
+                );
+                self.count(stored, &mut report, now_ns);
+            }
+        }
+        let series = w.series_count();
+        drop(w);
+        self.finish(report, series)
+    }
+
+    fn count(&self, stored: Result<(), Refused>, report: &mut IngestReport, now_ns: i64) {
+        match stored {
+            Ok(()) => {
+                report.points += 1;
+                let _ = self.first_point_ns.compare_exchange(
+                    NONE,
+                    now_ns,
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                );
+            }
+            Err(Refused::MaxSeries) => report.over_max_series += 1,
+            // no window reads it: not an error of the writer's
+            Err(Refused::TooOld) => {}
+        }
+    }
+
+    fn finish(&self, report: IngestReport, series: u64) -> IngestReport {
+        metrics::counter!("monit_ingest_points_total").increment(report.points);
+        metrics::gauge!("monit_stream_series").set(series as f64);
+        if report.over_max_series > 0 {
+            metrics::counter!("monit_ingest_rejected_total", "reason" => "max_series")
+                .increment(report.over_max_series);
+            if !self.full_warned.swap(true, Ordering::Relaxed) {
+                tracing::warn!(
+                    series,
+                    "stream: stream.max_series reached: points of new series are refused \
+                     (monit_ingest_rejected_total{{reason=\"max_series\"}}); logged once"
+                );
+            }
+        }
+        report
+    }
+}
+
+/// The series key: tags sorted by key, each part length-prefixed so no tag value can make two
+/// series share a key.
+fn series_key<'a>(tags: impl Iterator<Item = (&'a str, &'a str)>) -> String {
+    let mut key = String::new();
+    for (k, v) in tags {
+        key.push_str(&format!("{}:{k}{}:{v}", k.len(), v.len()));
+    }
+    key
+}
+
+fn owned_tags<'a>(tags: impl Iterator<Item = (&'a str, &'a str)>) -> Box<[(Box<str>, Box<str>)]> {
+    tags.map(|(k, v)| (Box::from(k), Box::from(v))).collect()
+}
+
+fn nanos(d: Duration) -> i64 {
+    i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)
+}
+
+/// What a tick reads in stream mode: the windows, and the query client for what the stream
+/// cannot answer (the warm-up, and later confirmations and reconciliation).
+#[derive(Clone)]
+pub struct StreamHandle {
+    pub state: Arc<StreamState>,
+    pub query: Box<MetricStore>,
+}
+
+impl std::fmt::Debug for StreamHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamHandle")
+            .field("query", &self.query)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The mode a tick read its metrics in (`metric_mode` in the tick summary).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TickMode {
+    Query,
+    Stream,
+    /// stream mode configured, the stream not yet covering the longest window: query mode
+    StreamWarmup,
+}
+
+impl TickMode {
+    pub const ALL: [TickMode; 3] = [TickMode::Query, TickMode::Stream, TickMode::StreamWarmup];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TickMode::Query => "query",
+            TickMode::Stream => "stream",
+            TickMode::StreamWarmup => "stream-warmup",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::secret::Secret;
+
+    #[test]
+    fn credentials_need_the_exact_basic_auth_or_token() {
+        use base64::Engine as _;
+        let c = Credentials::new(&StreamSettings {
+            username: "u".into(),
+            password: Secret::new("p:w"),
+            token: Secret::new("tok"),
+            ..Default::default()
+        });
+        let basic = |s: &str| {
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(s)
+            )
+        };
+        assert!(c.allows(Some(basic("u:p:w").as_bytes())));
+        assert!(c.allows(Some(b"Bearer tok")));
+        assert!(!c.allows(Some(basic("u:p").as_bytes())));
+        assert!(!c.allows(Some(b"Bearer to")));
+        assert!(!c.allows(Some(b"Basic !!!")));
+        assert!(!c.allows(None));
+        assert_eq!(format!("{c:?}"), "Credentials(***)");
+    }
+}

@@ -1,0 +1,1151 @@
+//! Stream mode (issue 20, core): the ingest endpoints of `monit-batch run` with
+//! `[metrics] mode = "stream"` (credentials, bounded bodies and gzip bombs, malformed lines and
+//! protobuf, the series ceiling, the warm-up), and the differential check that the readers give
+//! exactly the same readings from the stream's windows as from InfluxDB 1.6 for the same points,
+//! fed by a real InfluxDB subscription.
+
+mod common;
+
+use common::{TestEnv, free_port, now_s, unique, wait_port};
+use monit_cf_metrics::container::{ContainerSource, UsageWindows, read_container_usage};
+use monit_cf_metrics::vm::VmQuery;
+use monit_host::metric_store::MetricStore;
+use monit_host::metric_store::stream::{StreamHandle, StreamState};
+use std::io::Write as _;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const USER: &str = "writer";
+const PASSWORD: &str = "s3cret-ingest";
+
+/// `monit-batch run`, stopped by pid when dropped.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `monit-batch run` on `port` with the paasta collector, in stream mode unless `query`.
+fn start(env: &TestEnv, port: u16, stream: bool, vars: &[(&str, &str)]) -> Running {
+    let log = std::fs::File::create(env.dir.path().join("batch.log")).unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_monit-batch"));
+    cmd.arg("--config")
+        .arg(&env.config)
+        .arg("run")
+        .env_remove("PORT")
+        .env("MONIT_BATCH__SERVER__ENABLED", "true")
+        .env("MONIT_BATCH__SERVER__BIND", "127.0.0.1")
+        .env("MONIT_BATCH__SERVER__PORT", port.to_string())
+        .env(
+            "MONIT_BATCH__METRICS__MODE",
+            if stream { "stream" } else { "query" },
+        )
+        .env("MONIT_BATCH__STREAM__USERNAME", USER)
+        .env("MONIT_BATCH__STREAM__PASSWORD", PASSWORD)
+        .stdout(Stdio::null())
+        .stderr(log);
+    for (k, v) in vars {
+        cmd.env(k, v);
+    }
+    let child = Running(cmd.spawn().unwrap());
+    wait_port(port, true);
+    child
+}
+
+fn log_of(env: &TestEnv) -> String {
+    std::fs::read_to_string(env.dir.path().join("batch.log")).unwrap_or_default()
+}
+
+async fn post(
+    port: u16,
+    path: &str,
+    auth: Option<(&str, &str)>,
+    headers: &[(&str, &str)],
+    body: Vec<u8>,
+) -> (u16, String) {
+    let mut r = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{port}{path}"))
+        .body(body);
+    if let Some((u, p)) = auth {
+        r = r.basic_auth(u, Some(p));
+    }
+    for (k, v) in headers {
+        r = r.header(*k, *v);
+    }
+    let a = r.send().await.unwrap();
+    (a.status().as_u16(), a.text().await.unwrap_or_default())
+}
+
+/// The value of one line of /metrics (`name{labels}`), 0 when absent.
+async fn metric(port: u16, series: &str) -> f64 {
+    let text = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix(series)?
+                .strip_prefix(' ')?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0.0)
+}
+
+async fn health(port: u16) -> u16 {
+    reqwest::get(format!("http://127.0.0.1:{port}/health"))
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+fn line(ip: &str, metric: &str, v: f64, t: i64) -> String {
+    format!("cf_metrics,ip={ip},metricname={metric},origin=rep value={v} {t}\n")
+}
+
+const PAASTA: &str = "[plugins.paasta]\nenabled = true\n";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ingest_needs_the_configured_credentials_and_only_in_stream_mode() {
+    let env = TestEnv::new("stream_auth", PAASTA).await;
+    let db = format!("/write?db={}&precision=s", env.cf_db);
+    let body = || line("10.0.0.1", "cpuStats.0", 10.0, now_s()).into_bytes();
+    {
+        let port = free_port();
+        let _batch = start(&env, port, true, &[]);
+        for auth in [None, Some((USER, "wrong")), Some(("other", PASSWORD))] {
+            let (code, text) = post(port, &db, auth, &[], body()).await;
+            assert_eq!(code, 401, "{auth:?}: {text}");
+            assert!(!text.contains(PASSWORD), "{text}");
+        }
+        let (code, _) = post(port, &db, None, &[("authorization", "Bearer nope")], body()).await;
+        assert_eq!(code, 401, "a wrong bearer token");
+        assert_eq!(metric(port, "monit_ingest_points_total").await, 0.0);
+        let (code, text) = post(port, &db, Some((USER, PASSWORD)), &[], body()).await;
+        assert_eq!(code, 204, "{text}");
+        assert_eq!(metric(port, "monit_ingest_points_total").await, 1.0);
+        assert_eq!(health(port).await, 200);
+        assert!(
+            !log_of(&env).contains(PASSWORD),
+            "the password is never logged"
+        );
+    }
+    // mode "query" (the default): no ingest endpoint at all
+    let port = free_port();
+    let _batch = start(&env, port, false, &[]);
+    let (code, _) = post(port, &db, Some((USER, PASSWORD)), &[], body()).await;
+    assert_eq!(code, 404, "query mode serves no /write");
+    env.cleanup().await;
+}
+
+/// Peak resident memory of a process, from /proc (kB).
+fn peak_rss_kb(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn oversized_bodies_and_gzip_bombs_are_refused_with_413() {
+    let env = TestEnv::new("stream_413", PAASTA).await;
+    let port = free_port();
+    let batch = start(
+        &env,
+        port,
+        true,
+        &[("MONIT_BATCH__STREAM__MAX_BODY_BYTES", "1048576")],
+    );
+    let auth = Some((USER, PASSWORD));
+    let path = format!("/write?db={}", env.cf_db);
+    // a plain body over the limit
+    let (code, text) = post(port, &path, auth, &[], vec![b'#'; 2 << 20]).await;
+    assert_eq!(code, 413, "{text}");
+    assert!(text.contains("stream.max_body_bytes"), "{text}");
+    // a gzip bomb: 64 members of 8 MiB of newlines each, 512 MiB inflated from ~0.5 MiB
+    let member = {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        e.write_all(&vec![b'\n'; 8 << 20]).unwrap();
+        e.finish().unwrap()
+    };
+    let bomb: Vec<u8> = member.repeat(64);
+    assert!(bomb.len() < 1 << 20, "the bomb itself fits the limit");
+    let (code, text) = post(port, &path, auth, &[("content-encoding", "gzip")], bomb).await;
+    assert_eq!(code, 413, "{text}");
+    // snappy: a header declaring 1 GiB
+    let mut snappy_bomb = vec![0x80, 0x80, 0x80, 0x80, 0x04];
+    snappy_bomb.extend_from_slice(&[0u8; 16]);
+    let (code, text) = post(port, "/api/v1/write", auth, &[], snappy_bomb).await;
+    assert_eq!(code, 413, "{text}");
+    assert_eq!(
+        metric(port, "monit_ingest_rejected_total{reason=\"too_large\"}").await,
+        3.0
+    );
+    let peak_mb = peak_rss_kb(batch.0.id()) / 1024;
+    assert!(
+        peak_mb < 200,
+        "a 512 MiB gzip bomb must not be inflated past the limit: peak RSS {peak_mb} MB"
+    );
+    assert_eq!(health(port).await, 200);
+    // a gzip body within the limits is read
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    e.write_all(line("10.0.0.1", "cpuStats.0", 5.0, now_s()).as_bytes())
+        .unwrap();
+    let path_s = format!("{path}&precision=s");
+    let (code, text) = post(
+        port,
+        &path_s,
+        auth,
+        &[("content-encoding", "gzip")],
+        e.finish().unwrap(),
+    )
+    .await;
+    assert_eq!(code, 204, "{text}");
+    assert_eq!(metric(port, "monit_ingest_points_total").await, 1.0);
+    drop(batch);
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn malformed_lines_and_protobuf_are_counted_and_skipped() {
+    let env = TestEnv::new("stream_bad", PAASTA).await;
+    let port = free_port();
+    let _batch = start(&env, port, true, &[]);
+    let auth = Some((USER, PASSWORD));
+    let t = now_s();
+    let body = format!(
+        "{}cf_metrics,ip=10.0.0.2,metricname=cpuStats.0 value=1 notatime\ncf_metrics,ip=10.0.0.2\n\
+         cf_metrics,ip=10.0.0.2,metricname=cpuStats.0 value=1e999 {t}\ncf_metrics,ip=x=y value=1 {t}\n{}",
+        line("10.0.0.1", "cpuStats.0", 10.0, t),
+        line("10.0.0.1", "cpuStats.1", 20.0, t),
+    );
+    let path = format!("/write?db={}&precision=s", env.cf_db);
+    let (code, text) = post(port, &path, auth, &[], body.into_bytes()).await;
+    assert_eq!(code, 400, "InfluxDB's partial write: {text}");
+    assert!(text.contains("partial write"), "{text}");
+    assert_eq!(metric(port, "monit_ingest_points_total").await, 2.0);
+    let rejected = |r: &'static str| {
+        let s = format!("monit_ingest_rejected_total{{reason=\"{r}\"}}");
+        async move { metric(port, &s).await }
+    };
+    assert_eq!(rejected("bad_timestamp").await, 1.0);
+    assert_eq!(rejected("no_fields").await, 1.0);
+    assert_eq!(rejected("bad_value").await, 1.0);
+    assert_eq!(rejected("syntax").await, 1.0);
+    // an unknown precision is refused whole
+    let (code, _) = post(
+        port,
+        &format!("/write?db={}&precision=fortnight", env.cf_db),
+        auth,
+        &[],
+        line("10.0.0.1", "cpuStats.0", 1.0, t).into_bytes(),
+    )
+    .await;
+    assert_eq!(code, 400);
+
+    // remote write: not snappy, then snappy around a broken protobuf
+    let (code, _) = post(port, "/api/v1/write", auth, &[], vec![0xff; 40]).await;
+    assert_eq!(code, 400);
+    let broken = snap::raw::Encoder::new()
+        .compress_vec(&[0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f, 0x01])
+        .unwrap();
+    let (code, text) = post(port, "/api/v1/write", auth, &[], broken).await;
+    assert_eq!(code, 400, "{text}");
+    assert_eq!(rejected("bad_snappy").await, 1.0);
+    assert_eq!(rejected("bad_protobuf").await, 1.0);
+    // a good remote write as vmagent names an InfluxDB line
+    use monit_wire::remote_write::proto;
+    let label = |n: &str, v: &str| proto::Label {
+        name: n.into(),
+        value: v.into(),
+    };
+    let req = proto::WriteRequest {
+        timeseries: vec![proto::TimeSeries {
+            labels: vec![
+                label("__name__", "cf_metrics_value"),
+                label("db", &env.cf_db),
+                label("ip", "10.0.0.3"),
+                label("metricname", "cpuStats.0"),
+            ],
+            samples: vec![proto::Sample {
+                value: 42.0,
+                timestamp: t * 1000,
+            }],
+        }],
+    };
+    let (code, text) = post(
+        port,
+        "/api/v1/write",
+        auth,
+        &[],
+        monit_wire::remote_write::encode(&req),
+    )
+    .await;
+    assert_eq!(code, 204, "{text}");
+    assert_eq!(metric(port, "monit_ingest_points_total").await, 3.0);
+    assert_eq!(health(port).await, 200, "still alive");
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn new_series_beyond_max_series_are_refused_counted_and_logged_once() {
+    let env = TestEnv::new("stream_max", PAASTA).await;
+    let port = free_port();
+    let _batch = start(
+        &env,
+        port,
+        true,
+        &[("MONIT_BATCH__STREAM__MAX_SERIES", "10")],
+    );
+    let auth = Some((USER, PASSWORD));
+    let path = format!("/write?db={}&precision=s", env.cf_db);
+    let t = now_s();
+    for round in 0..2 {
+        let body: String = (0..50)
+            .map(|i| line(&format!("10.9.{round}.{i}"), "cpuStats.0", 1.0, t))
+            .collect();
+        let (code, text) = post(port, &path, auth, &[], body.into_bytes()).await;
+        assert_eq!(code, 204, "{text}");
+    }
+    assert_eq!(metric(port, "monit_stream_series").await, 10.0);
+    assert_eq!(metric(port, "monit_ingest_points_total").await, 10.0);
+    assert_eq!(
+        metric(port, "monit_ingest_rejected_total{reason=\"max_series\"}").await,
+        90.0
+    );
+    // a known series still takes points
+    let (code, _) = post(
+        port,
+        &path,
+        auth,
+        &[],
+        line("10.9.0.0", "cpuStats.0", 2.0, t + 1).into_bytes(),
+    )
+    .await;
+    assert_eq!(code, 204);
+    assert_eq!(metric(port, "monit_ingest_points_total").await, 11.0);
+    let log = log_of(&env);
+    assert_eq!(
+        log.matches("stream.max_series reached").count(),
+        1,
+        "one WARN line: {log}"
+    );
+    env.cleanup().await;
+}
+
+/// The `metric_mode` of the first `batch_runs` row.
+async fn first_tick_mode(env: &TestEnv) -> String {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let row: Option<String> =
+            sqlx::query_scalar("SELECT CAST(summary AS CHAR) FROM batch_runs ORDER BY id LIMIT 1")
+                .fetch_optional(&env.db)
+                .await
+                .unwrap();
+        if let Some(s) = row {
+            let v: serde_json::Value = serde_json::from_str(&s).unwrap();
+            return v["metric_mode"].as_str().unwrap_or_default().to_string();
+        }
+        assert!(Instant::now() < deadline, "no tick recorded within 60 s");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_first_tick_after_start_reads_in_query_mode() {
+    let env = TestEnv::new("stream_warm", PAASTA).await;
+    env.add_vm("router/0", "10.0.16.11", "rtr").await;
+    env.write_points(&env.cf_db, &common::vm_points("10.0.16.11", now_s(), 10.0))
+        .await;
+    {
+        let _batch = start(&env, free_port(), true, &[]);
+        assert_eq!(first_tick_mode(&env).await, "stream-warmup");
+    }
+    let queries: i64 = sqlx::query_scalar(
+        "SELECT CAST(JSON_EXTRACT(summary, '$.influx_queries') AS SIGNED) FROM batch_runs ORDER BY id LIMIT 1",
+    )
+    .fetch_one(&env.db)
+    .await
+    .unwrap();
+    assert!(queries > 0, "the warm-up tick queried InfluxDB");
+    env.exec("DELETE FROM batch_runs").await;
+    let _batch = start(&env, free_port(), false, &[]);
+    assert_eq!(first_tick_mode(&env).await, "query");
+    env.cleanup().await;
+}
+
+/// cAdvisor points of one container every 10 s over `(from, to]`, CPU counter from `cpu0`
+/// growing `per_10s`, memory and disk as fractions of 1 GiB.
+#[allow(clippy::too_many_arguments)]
+fn container(
+    app: &str,
+    idx: u32,
+    cell: &str,
+    cid: &str,
+    from: i64,
+    to: i64,
+    cpu0: f64,
+    per_10s: f64,
+    mem: f64,
+    limits: bool,
+) -> String {
+    let tags = format!(
+        "application_id={app}-guid,application_index={idx},application_name={app},cell_ip={cell},container_id={cid},container_interface={app}-{idx},machine=cell"
+    );
+    let mut out = String::new();
+    let (mut t, mut cpu) = (from, cpu0);
+    while t <= to {
+        let lim = if limits {
+            "app_mem=1073741824,app_disk=1073741824,"
+        } else {
+            ""
+        };
+        let wobble = ((t % 7) as f64) * 0.013;
+        for (name, v) in [
+            ("cpu_usage_total", cpu),
+            ("memory_usage", (mem + wobble) * 1073741824.0 / 3.0),
+            ("disk_usage", (0.1 + wobble) * 1073741824.0 / 7.0),
+            ("load_average", 0.0),
+        ] {
+            out.push_str(&format!(
+                "container_metrics,{tags},name={name} {lim}value={v} {t}\n"
+            ));
+        }
+        cpu += per_10s;
+        t += 10;
+    }
+    out
+}
+
+/// Both VM writer generations, odd values (so that a different summation order would show),
+/// out-of-range points the statements leave out.
+fn vms(now: i64) -> String {
+    let mut out = String::new();
+    let mut t = now - 400;
+    while t <= now {
+        let k = (t % 13) as f64;
+        for (ip, m, v) in [
+            ("10.0.16.11", "cpuStats.0", 37.123_456_789 + k * 3.3),
+            ("10.0.16.11", "cpuStats.1", 91.7 - k / 3.0),
+            ("10.0.16.11", "memoryStats.UsedPercent", 40.1 + k * 0.7),
+            ("10.0.16.11", "diskStats.Usage", 55.5 + k / 7.0),
+            ("10.0.16.11", "cpuStats.load1", 300.0),
+            ("10.0.16.12", "cpuStats.core.0", 12.0 + k * 1.1),
+            (
+                "10.0.16.12",
+                "cpuStats.core.1",
+                if k > 11.0 { 150.0 } else { 8.0 },
+            ),
+            ("10.0.16.12", "memoryStats.TotalMemory", 8.0e9),
+            (
+                "10.0.16.12",
+                "memoryStats.AvailableMemory",
+                3.1e9 + k * 1.0e8,
+            ),
+            ("10.0.16.12", "memoryStats.FreeMemory", 1.0e9),
+            ("10.0.16.12", "diskStats./.Usage", 30.0 + k),
+            (
+                "10.0.16.12",
+                "diskStats./var/vcap/data.Usage",
+                87.0 - k / 9.0,
+            ),
+            ("10.0.16.12", "diskStats./var/vcap/store.Usage", -5.0),
+        ] {
+            out.push_str(&line(ip, m, v, t));
+        }
+        t += 10;
+    }
+    out
+}
+
+fn bosh(now: i64) -> String {
+    let mut out = String::new();
+    let mut t = now - 400;
+    while t <= now {
+        let k = (t % 11) as f64;
+        for (origin, m, v) in [
+            ("micro-bosh", "cpuStats.core.0", 21.0 + k * 0.37),
+            ("micro-bosh", "memoryStats.UsedPercent", 66.6 + k / 10.0),
+            ("micro-bosh", "diskStats.Usage", 12.5),
+            ("other", "cpuStats.core.0", 99.0),
+        ] {
+            out.push_str(&format!(
+                "bosh_metrics,ip=10.0.1.6,metricname={m},origin={origin} value={v} {t}\n"
+            ));
+        }
+        t += 15;
+    }
+    out
+}
+
+async fn influxql(url: &str, q: &str) {
+    let r = reqwest::Client::new()
+        .post(format!("{url}/query"))
+        .form(&[("q", q)])
+        .send()
+        .await
+        .unwrap();
+    let text = r.text().await.unwrap();
+    assert!(!text.contains("\"error\""), "{q}: {text}");
+}
+
+/// Drops the subscriptions when the test ends, passed or not.
+struct Subscriptions {
+    url: String,
+    drops: Vec<String>,
+}
+
+impl Drop for Subscriptions {
+    fn drop(&mut self) {
+        let (url, drops) = (self.url.clone(), std::mem::take(&mut self.drops));
+        // a fresh runtime: the test's may be shutting down
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                for q in drops {
+                    let _ = reqwest::Client::new()
+                        .post(format!("{url}/query"))
+                        .form(&[("q", q)])
+                        .send()
+                        .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// The batch's HTTP endpoint with the stream's routes, in this process, keeping `series`.
+async fn serve_stream(
+    series: &[monit_host::metric_store::stream::StreamSeries],
+) -> (u16, Arc<StreamState>) {
+    let settings = monit_host::config::StreamSettings {
+        username: USER.into(),
+        password: monit_host::config::secret::Secret::new(PASSWORD),
+        ..Default::default()
+    };
+    let state = Arc::new(StreamState::new(&settings, series));
+    let port = free_port();
+    let server = monit_host::config::ServerSettings {
+        bind: "127.0.0.1".into(),
+        port,
+        ..Default::default()
+    };
+    let db = monit_host::config::DbSettings {
+        db_type: "mysql".into(),
+        host: "127.0.0.1".into(),
+        port: 1,
+        dbname: "none".into(),
+        username: "none".into(),
+        password: Default::default(),
+        ssl_ca: None,
+        max_connections: 1,
+    };
+    monit_host::run::http::serve(
+        &server,
+        monit_host::run::http::HttpState {
+            pool: monit_host::store::db::lazy_pool(&db),
+            status: Default::default(),
+            metrics: None,
+            stream: Some(state.clone()),
+        },
+    )
+    .await
+    .unwrap();
+    wait_port(port, true);
+    (port, state)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn stream_and_query_give_the_same_readings_from_a_real_subscription() {
+    let env = TestEnv::new("stream_diff", "").await;
+    let source = ContainerSource {
+        db: env.container_db.clone(),
+        measurement: "container_metrics".into(),
+        bucket_seconds: 10,
+    };
+    let series = vec![
+        monit_cf_metrics::vm::stream_series(&env.cf_db, "cf_metrics"),
+        monit_cf_metrics::vm::stream_series(&env.bosh_db, "bosh_metrics"),
+        monit_cf_metrics::container::stream_series(&source),
+    ];
+    let (port, state) = serve_stream(&series).await;
+
+    let name = unique("t_sub");
+    let mut subs = Subscriptions {
+        url: env.influx.clone(),
+        drops: Vec::new(),
+    };
+    for d in [&env.cf_db, &env.bosh_db, &env.container_db] {
+        influxql(
+            &env.influx,
+            &format!(
+                "CREATE SUBSCRIPTION \"{name}\" ON \"{d}\".\"autogen\" DESTINATIONS ALL 'http://{USER}:{PASSWORD}@127.0.0.1:{port}'"
+            ),
+        )
+        .await;
+        subs.drops.push(format!(
+            "DROP SUBSCRIPTION \"{name}\" ON \"{d}\".\"autogen\""
+        ));
+    }
+    // InfluxDB starts forwarding once its subscriber has seen the new subscription: probe
+    let probe_deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        env.write_points(&env.cf_db, &line("10.0.99.1", "cpuStats.0", 1.0, now_s()))
+            .await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        if state.windows().series_of(&env.cf_db, "cf_metrics").count() > 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < probe_deadline,
+            "the subscription delivered nothing within 30 s"
+        );
+    }
+
+    let now = now_s();
+    env.write_points(&env.cf_db, &vms(now)).await;
+    env.write_points(&env.bosh_db, &bosh(now)).await;
+    let mut con = String::new();
+    // a steady app, one without limits on its points, one whose counter restarted, one that
+    // stopped two minutes ago, the cell's own cgroup (container_id "/")
+    con += &container(
+        "web",
+        0,
+        "10.0.16.21",
+        "/garden/a",
+        now - 400,
+        now,
+        1000.0,
+        3.1,
+        0.31,
+        true,
+    );
+    con += &container(
+        "web",
+        1,
+        "10.0.16.22",
+        "/garden/b",
+        now - 400,
+        now,
+        5.0,
+        1.7,
+        0.77,
+        false,
+    );
+    con += &container(
+        "api",
+        0,
+        "10.0.16.21",
+        "/garden/c",
+        now - 400,
+        now - 150,
+        9000.0,
+        9.9,
+        0.5,
+        true,
+    );
+    con += &container(
+        "api",
+        0,
+        "10.0.16.21",
+        "/garden/c",
+        now - 140,
+        now,
+        3.0,
+        2.2,
+        0.5,
+        true,
+    );
+    con += &container(
+        "gone",
+        0,
+        "10.0.16.22",
+        "/garden/d",
+        now - 400,
+        now - 120,
+        1.0,
+        1.0,
+        0.2,
+        true,
+    );
+    con += &container(
+        "cell",
+        0,
+        "10.0.16.21",
+        "/",
+        now - 400,
+        now,
+        1.0,
+        50.0,
+        0.9,
+        true,
+    );
+    env.write_points(&env.container_db, &con).await;
+    // a rewrite of points already written (same series and time: the value is replaced) and
+    // late points, once the first writes have reached the stream (InfluxDB forwards each write
+    // on its own, possibly side by side)
+    let settle = Instant::now() + Duration::from_secs(30);
+    while state.windows().series_count() < 20 {
+        assert!(Instant::now() < settle, "the first writes never arrived");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let mut again = String::new();
+    for t in [now - 60, now - 50] {
+        again += &line("10.0.16.11", "cpuStats.0", 99.5, t);
+    }
+    again += &line("10.0.16.11", "cpuStats.0", 1.25, now - 55);
+    env.write_points(&env.cf_db, &again).await;
+
+    let influx = MetricStore::new(
+        monit_host::config::MetricBackend::Influxdb,
+        &monit_host::config::InfluxSettings {
+            url: env.influx.clone(),
+            ..Default::default()
+        },
+        &Default::default(),
+    )
+    .unwrap();
+    let stream = MetricStore::Stream(StreamHandle {
+        state: state.clone(),
+        query: Box::new(influx.clone()),
+    });
+    let at = chrono::DateTime::from_timestamp(now + 1, 0).unwrap();
+    let vm_windows = UsageWindows {
+        cpu: Duration::from_secs(300),
+        memory: Duration::from_secs(120),
+        disk: Duration::from_secs(60),
+    };
+    let con_windows = UsageWindows {
+        cpu: Duration::from_secs(120),
+        memory: Duration::from_secs(300),
+        disk: Duration::from_secs(30),
+    };
+    let pas = VmQuery {
+        db: &env.cf_db,
+        measurement: "cf_metrics",
+        filter: None,
+        group_by: Some("ip"),
+        windows: vm_windows,
+        bucket_seconds: 10,
+        end_epoch: now + 1,
+    };
+    let bos = VmQuery {
+        db: &env.bosh_db,
+        measurement: "bosh_metrics",
+        filter: Some(("origin", "micro-bosh")),
+        group_by: None,
+        ..pas
+    };
+    // the subscription delivers asynchronously: compare until both agree, within a bound
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (mut a, mut b);
+    loop {
+        a = (
+            pas.read(&influx).await.unwrap(),
+            bos.read(&influx).await.unwrap(),
+            read_container_usage(&influx, &source, &con_windows, at)
+                .await
+                .unwrap(),
+        );
+        b = (
+            pas.read(&stream).await.unwrap(),
+            bos.read(&stream).await.unwrap(),
+            read_container_usage(&stream, &source, &con_windows, at)
+                .await
+                .unwrap(),
+        );
+        if a == b || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert_eq!(a.0, b.0, "paasta VMs, both writer generations");
+    assert_eq!(a.1, b.1, "the BOSH director");
+    assert_eq!(a.2, b.2, "containers");
+    // the comparison covers what it should
+    assert!(a.0["10.0.16.11"].cpu.is_some() && a.0["10.0.16.12"].memory.is_some());
+    assert!(a.1[""].cpu.is_some());
+    let apps: Vec<&str> = a.2.iter().map(|c| c.app_name.as_str()).collect();
+    assert!(apps.contains(&"web") && apps.contains(&"api"), "{apps:?}");
+    assert!(
+        !apps.contains(&"gone") && !apps.contains(&"cell"),
+        "{apps:?}"
+    );
+    assert!(
+        a.2.iter().any(|c| c.memory.is_none()),
+        "a container without limits"
+    );
+    drop(subs);
+    env.cleanup().await;
+}
+
+/// The alarms a tick left, as the management UI lists them.
+async fn alarm_rows(
+    env: &TestEnv,
+) -> Vec<(String, String, String, Option<String>, Option<String>)> {
+    sqlx::query_as(
+        "SELECT origin_type, alarm_type, level, ip, app_name FROM alarms \
+         ORDER BY origin_type, alarm_type, ip, app_name",
+    )
+    .fetch_all(&env.db)
+    .await
+    .unwrap()
+}
+
+/// The summary of the newest tick, once one started at or after `since` (epoch s) in `mode`.
+async fn tick_after(env: &TestEnv, since: i64, mode: &str) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let rows: Vec<String> = sqlx::query_scalar(
+            "SELECT CAST(summary AS CHAR) FROM batch_runs WHERE started_at >= FROM_UNIXTIME(?) ORDER BY id DESC LIMIT 1",
+        )
+        .bind(since)
+        .fetch_all(&env.db)
+        .await
+        .unwrap();
+        if let Some(v) = rows
+            .first()
+            .map(|s| serde_json::from_str::<serde_json::Value>(s).unwrap())
+            .filter(|v| v["metric_mode"] == mode)
+        {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no {mode} tick since {since} within 180 s"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// What both sides get: VMs of both writer generations (a critical and a warning CPU), a cell
+/// with a hot container, over the last 15 s.
+fn platform(now: i64) -> (String, String) {
+    let mut vm = String::new();
+    let mut con = String::new();
+    for (i, t) in [now - 15, now - 10, now - 5, now].into_iter().enumerate() {
+        for (ip, m, v) in [
+            ("10.0.16.11", "cpuStats.0", 95.5),
+            ("10.0.16.11", "memoryStats.UsedPercent", 40.0),
+            ("10.0.16.11", "diskStats.Usage", 40.0),
+            ("10.0.16.12", "cpuStats.core.0", 87.25),
+            ("10.0.16.12", "memoryStats.TotalMemory", 8.0e9),
+            ("10.0.16.12", "memoryStats.AvailableMemory", 4.0e9),
+            ("10.0.16.12", "diskStats./.Usage", 30.0),
+            ("10.0.16.21", "cpuStats.0", 10.0),
+            ("10.0.16.21", "memoryStats.UsedPercent", 20.0),
+            ("10.0.16.21", "diskStats.Usage", 20.0),
+        ] {
+            vm.push_str(&line(ip, m, v, t));
+        }
+        let tags = "application_id=hot-guid,application_index=0,application_name=hot,cell_ip=10.0.16.21,container_id=/garden/h,container_interface=hot-0";
+        for (name, v) in [
+            ("cpu_usage_total", 100.0 + 4.75 * i as f64),
+            ("memory_usage", 0.93 * 1073741824.0),
+            ("disk_usage", 0.1 * 1073741824.0),
+        ] {
+            con.push_str(&format!(
+                "container_metrics,{tags},name={name} app_mem=1073741824,app_disk=1073741824,value={v} {t}\n"
+            ));
+        }
+    }
+    (vm, con)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stream_tick_opens_the_same_alarms_as_a_query_tick() {
+    let plugins = "[plugins.paasta]\nenabled = true\n[plugins.container]\nenabled = true\n";
+    let streamed = TestEnv::new("stream_alarms_s", plugins).await;
+    let queried = TestEnv::new("stream_alarms_q", plugins).await;
+    for env in [&streamed, &queried] {
+        env.exec("UPDATE alarm_policies SET measure_time = 30")
+            .await;
+    }
+    let port = free_port();
+    let _batch = start(
+        &streamed,
+        port,
+        true,
+        &[
+            ("MONIT_BATCH__PLUGINS__CONTAINER__ENABLED", "true"),
+            ("MONIT_BATCH__ALARMS__DEFAULT_MEASURE_SECONDS", "30"),
+        ],
+    );
+    let name = unique("t_sub");
+    let mut subs = Subscriptions {
+        url: streamed.influx.clone(),
+        drops: Vec::new(),
+    };
+    for d in [&streamed.cf_db, &streamed.container_db] {
+        influxql(
+            &streamed.influx,
+            &format!(
+                "CREATE SUBSCRIPTION \"{name}\" ON \"{d}\".\"autogen\" DESTINATIONS ALL 'http://{USER}:{PASSWORD}@127.0.0.1:{port}'"
+            ),
+        )
+        .await;
+        subs.drops.push(format!(
+            "DROP SUBSCRIPTION \"{name}\" ON \"{d}\".\"autogen\""
+        ));
+    }
+    // the stream starts with the first point it receives (a VM not in the inventory)
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while metric(port, "monit_ingest_points_total").await < 1.0 {
+        streamed
+            .write_points(
+                &streamed.cf_db,
+                &line("10.0.99.1", "cpuStats.0", 1.0, now_s()),
+            )
+            .await;
+        assert!(Instant::now() < deadline, "nothing delivered within 30 s");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    // warm-up: the container's activity horizon (90 s) is the longest look-back
+    tick_after(&streamed, now_s(), "stream").await;
+
+    let now = now_s();
+    let (vm, con) = platform(now);
+    let before = metric(port, "monit_ingest_points_total").await;
+    for env in [&streamed, &queried] {
+        env.write_points(&env.cf_db, &vm).await;
+        env.write_points(&env.container_db, &con).await;
+    }
+    let expected = before + 4.0 * 10.0 + 4.0 * 3.0;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while metric(port, "monit_ingest_points_total").await < expected {
+        assert!(Instant::now() < deadline, "the points never all arrived");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    for env in [&streamed, &queried] {
+        env.add_vm("router/0", "10.0.16.11", "rtr").await;
+        env.add_vm("api/0", "10.0.16.12", "api").await;
+        env.add_vm("cell/0", "10.0.16.21", "cel").await;
+    }
+    let from = now_s() + 1;
+    let stream_tick = tick_after(&streamed, from, "stream").await;
+    drop(_batch);
+    let out = queried.run_once();
+    assert!(out.status.success());
+    let query_tick = tick_after(&queried, from, "query").await;
+    assert_eq!(query_tick["readings"], stream_tick["readings"]);
+    assert_eq!(
+        stream_tick["influx_queries"], 0,
+        "a warm stream tick sends no query"
+    );
+    let (s, q) = (alarm_rows(&streamed).await, alarm_rows(&queried).await);
+    assert_eq!(s, q, "the same alarms");
+    let kinds: Vec<(&str, &str, &str)> = q
+        .iter()
+        .map(|a| (a.0.as_str(), a.1.as_str(), a.2.as_str()))
+        .collect();
+    assert!(kinds.contains(&("pas", "cpu", "critical")), "{kinds:?}");
+    assert!(kinds.contains(&("pas", "cpu", "warning")), "{kinds:?}");
+    assert!(kinds.iter().any(|k| k.0 == "con"), "{kinds:?}");
+    drop(subs);
+    streamed.cleanup().await;
+    queried.cleanup().await;
+}
+
+/// vmagent, stopped when dropped.
+struct Vmagent(Child);
+
+impl Drop for Vmagent {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn vmagent_remote_write_gives_the_same_readings_as_influxdb() {
+    let env = TestEnv::new("stream_vmagent", "").await;
+    let source = ContainerSource {
+        db: env.container_db.clone(),
+        measurement: "container_metrics".into(),
+        bucket_seconds: 10,
+    };
+    let (port, state) = serve_stream(&[
+        monit_cf_metrics::vm::stream_series(&env.cf_db, "cf_metrics"),
+        monit_cf_metrics::container::stream_series(&source),
+    ])
+    .await;
+    let tmp = tempfile::tempdir().unwrap();
+    let agent_port = free_port();
+    let _vmagent = Vmagent(
+        Command::new("/usr/bin/vmagent")
+            .arg(format!("-httpListenAddr=127.0.0.1:{agent_port}"))
+            .arg(format!(
+                "-remoteWrite.url=http://127.0.0.1:{port}/api/v1/write"
+            ))
+            .arg(format!("-remoteWrite.basicAuth.username={USER}"))
+            .arg(format!("-remoteWrite.basicAuth.password={PASSWORD}"))
+            .arg(format!("-remoteWrite.tmpDataPath={}", tmp.path().display()))
+            .arg("-remoteWrite.flushInterval=100ms")
+            .arg("-loggerLevel=ERROR")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("vmagent runs (scripts/services.sh installs victoria-metrics)"),
+    );
+    wait_port(agent_port, true);
+    let now = now_s();
+    let mut con = String::new();
+    con += &container(
+        "web",
+        0,
+        "10.0.16.21",
+        "/garden/a",
+        now - 300,
+        now,
+        1000.0,
+        3.1,
+        0.31,
+        true,
+    );
+    con += &container(
+        "api",
+        0,
+        "10.0.16.22",
+        "/garden/c",
+        now - 300,
+        now,
+        3.0,
+        2.2,
+        0.5,
+        true,
+    );
+    // the same points to the store and, through vmagent, to the batch
+    let http = reqwest::Client::new();
+    for (db, body) in [(&env.cf_db, vms(now)), (&env.container_db, con)] {
+        env.write_points(db, &body).await;
+        let r = http
+            .post(format!("http://127.0.0.1:{agent_port}/write"))
+            .query(&[("db", db.as_str()), ("precision", "s")])
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "vmagent /write: {}", r.status());
+    }
+    let influx = MetricStore::new(
+        monit_host::config::MetricBackend::Influxdb,
+        &monit_host::config::InfluxSettings {
+            url: env.influx.clone(),
+            ..Default::default()
+        },
+        &Default::default(),
+    )
+    .unwrap();
+    let stream = MetricStore::Stream(StreamHandle {
+        state: state.clone(),
+        query: Box::new(influx.clone()),
+    });
+    let windows = UsageWindows {
+        cpu: Duration::from_secs(120),
+        memory: Duration::from_secs(300),
+        disk: Duration::from_secs(60),
+    };
+    let pas = VmQuery {
+        db: &env.cf_db,
+        measurement: "cf_metrics",
+        filter: None,
+        group_by: Some("ip"),
+        windows,
+        bucket_seconds: 10,
+        end_epoch: now + 1,
+    };
+    let at = chrono::DateTime::from_timestamp(now + 1, 0).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (mut a, mut b);
+    loop {
+        a = (
+            pas.read(&influx).await.unwrap(),
+            read_container_usage(&influx, &source, &windows, at)
+                .await
+                .unwrap(),
+        );
+        b = (
+            pas.read(&stream).await.unwrap(),
+            read_container_usage(&stream, &source, &windows, at)
+                .await
+                .unwrap(),
+        );
+        if a == b || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert_eq!(a.0, b.0, "VMs through vmagent");
+    assert_eq!(
+        a.1, b.1,
+        "containers through vmagent (limits as their own series)"
+    );
+    assert_eq!(a.0.len(), 2);
+    assert!(
+        a.1.iter().all(|c| c.memory.is_some() && c.cpu.is_some()),
+        "{:?}",
+        a.1
+    );
+    env.cleanup().await;
+}
+
+#[test]
+fn stream_settings_are_range_checked_and_need_credentials() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("monit-batch.toml");
+    let check = |extra: &str| {
+        std::fs::write(
+            &config,
+            format!("[monitoring_db]\ndbname = \"x\"\n[metrics]\nmode = \"stream\"\n{extra}"),
+        )
+        .unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_monit-batch"))
+            .arg("--config")
+            .arg(&config)
+            .arg("check-config")
+            .env_remove("PORT")
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    };
+    let (ok, text) = check("");
+    assert!(!ok && text.contains("stream.username"), "{text}");
+    let creds = "[stream]\nusername = \"w\"\npassword = \"pw-secret-1\"\n";
+    let (ok, text) = check(&format!("{creds}max_series = 0\n"));
+    assert!(!ok && text.contains("stream.max_series = 0"), "{text}");
+    let (ok, text) = check(&format!("{creds}max_body_bytes = 10\n"));
+    assert!(!ok && text.contains("stream.max_body_bytes"), "{text}");
+    let (ok, text) = check(&format!("{creds}reconcile_every = 0\n"));
+    assert!(!ok && text.contains("stream.reconcile_every"), "{text}");
+    let (ok, text) = check("[stream]\ntoken = \"tok-secret-2\"\n");
+    assert!(ok, "a token is enough: {text}");
+    assert!(!text.contains("tok-secret-2"), "{text}");
+    let (ok, text) = check(creds);
+    assert!(ok, "{text}");
+    assert!(
+        !text.contains("pw-secret-1"),
+        "the password is never shown: {text}"
+    );
+}
