@@ -294,16 +294,11 @@ pub trait Collector: Send + Sync {
     /// The origin this collector's readings carry; the engine evaluates an origin only when its
     /// collector succeeded, so a failed query never reads as a recovery.
     fn origin(&self) -> Origin;
-    /// The InfluxDB databases this collector reads, so that `stream.subscribe` asks InfluxDB
-    /// for the writes to exactly those (the collectors name their database in their own
-    /// sections, which the host does not read).
-    fn databases(&self) -> Vec<String> {
-        Vec::new()
-    }
     async fn collect(&self, ctx: &CollectContext<'_>) -> anyhow::Result<Vec<Reading>>;
     /// The series `collect` reads, for stream mode (`[metrics] mode = "stream"`): declared by
-    /// the reader of the schema next to its queries, so both modes read the same series. None:
-    /// the collector reads no metric store.
+    /// the reader of the schema next to its queries, so both modes read the same series, and
+    /// `stream.subscribe` asks InfluxDB for the writes to exactly their databases. None: the
+    /// collector reads no metric store.
     fn stream_series(
         &self,
         _settings: &Settings,

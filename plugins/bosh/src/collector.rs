@@ -36,10 +36,6 @@ impl Collector for BoshCollector {
         Origin::Bos
     }
 
-    fn databases(&self) -> Vec<String> {
-        vec![self.db.clone()]
-    }
-
     fn stream_series(
         &self,
         _settings: &monit_host::config::Settings,

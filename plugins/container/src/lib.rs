@@ -95,10 +95,6 @@ impl Collector for ContainerCollector {
         Origin::Con
     }
 
-    fn databases(&self) -> Vec<String> {
-        vec![self.db.clone()]
-    }
-
     fn stream_series(
         &self,
         settings: &monit_host::config::Settings,

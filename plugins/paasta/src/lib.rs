@@ -54,10 +54,6 @@ impl Collector for PaastaCollector {
         Origin::Pas
     }
 
-    fn databases(&self) -> Vec<String> {
-        vec![self.db.clone()]
-    }
-
     fn stream_series(
         &self,
         _settings: &monit_host::config::Settings,

@@ -36,12 +36,13 @@ pub enum StreamAction {
     },
 }
 
-/// The InfluxDB databases the enabled collectors read, sorted, once each.
-fn collector_databases(plugins: &[BuiltPlugin]) -> Vec<String> {
+/// The InfluxDB databases the enabled collectors read (their stream series'), sorted, once each.
+fn collector_databases(plugins: &[BuiltPlugin], settings: &Settings) -> Vec<String> {
     let set: std::collections::BTreeSet<String> = plugins
         .iter()
         .filter_map(|p| p.parts.collector.as_ref())
-        .flat_map(|c| c.databases())
+        .flat_map(|c| c.stream_series(settings))
+        .map(|s| s.db)
         .collect();
     set.into_iter().collect()
 }
@@ -68,7 +69,7 @@ pub(super) async fn command(
     let all = subscription::list(&client).await?;
     // ours: our name on the databases our collectors read; the same name elsewhere may be
     // another deployment's with the same instance name
-    let databases = collector_databases(&build_plugins(&Arc::new(settings.clone()))?);
+    let databases = collector_databases(&build_plugins(&Arc::new(settings.clone()))?, settings);
     let ours = our_name(settings);
     let is_ours =
         |s: &Subscription| ours.as_deref().is_ok_and(|n| n == s.name) && databases.contains(&s.db);
@@ -191,7 +192,7 @@ pub(super) async fn subscribe(
     if !settings.stream.subscribe {
         return Ok(());
     }
-    let keeper = Keeper::new(settings, collector_databases(plugins))?;
+    let keeper = Keeper::new(settings, collector_databases(plugins, settings))?;
     if keeper.databases.is_empty() {
         tracing::warn!(
             "stream.subscribe is on but no enabled collector reads an InfluxDB database"
