@@ -37,6 +37,22 @@ pub enum InfluxError {
     Setup(String),
 }
 
+impl InfluxError {
+    /// An answer that could not be read to its end: too large, or the connection failed.
+    fn reading(url: &str, e: crate::metric_store::bounded::ReadError) -> Self {
+        match e {
+            crate::metric_store::bounded::ReadError::TooLarge { limit } => InfluxError::TooLarge {
+                url: url.to_string(),
+                limit,
+            },
+            crate::metric_store::bounded::ReadError::Read(source) => InfluxError::Http {
+                url: url.to_string(),
+                source,
+            },
+        }
+    }
+}
+
 /// One series of an answer. Cells are numbers or null; `epoch=s` makes `time` a number too.
 #[derive(Clone, Debug, Default, PartialEq, Deserialize)]
 pub struct Series {
@@ -314,16 +330,7 @@ impl InfluxClient {
             }
         })
         .await
-        .map_err(|e| match e {
-            crate::metric_store::bounded::ReadError::TooLarge { limit } => InfluxError::TooLarge {
-                url: url.clone(),
-                limit,
-            },
-            crate::metric_store::bounded::ReadError::Read(source) => InfluxError::Http {
-                url: url.clone(),
-                source,
-            },
-        })?;
+        .map_err(|e| InfluxError::reading(&url, e))?;
         take(&mut line);
         if let Some(e) = failed {
             return Err(e);
@@ -388,18 +395,7 @@ impl InfluxClient {
         }
         let body = crate::metric_store::bounded::read(resp, self.max_answer_bytes)
             .await
-            .map_err(|e| match e {
-                crate::metric_store::bounded::ReadError::TooLarge { limit } => {
-                    InfluxError::TooLarge {
-                        url: url.clone(),
-                        limit,
-                    }
-                }
-                crate::metric_store::bounded::ReadError::Read(source) => InfluxError::Http {
-                    url: url.clone(),
-                    source,
-                },
-            })?;
+            .map_err(|e| InfluxError::reading(&url, e))?;
         let answer: TextAnswer =
             serde_json::from_slice(&body).map_err(|e| InfluxError::Decode {
                 url: self.base.clone(),

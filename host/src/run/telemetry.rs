@@ -134,6 +134,41 @@ pub const FAMILIES: &[(&str, Kind, &str)] = &[
         "Age of the oldest maintenance hold (a BOSH task on a deployment), including one cut short by alarms.maintenance_max_hours; 0 when none.",
     ),
     (
+        "monit_metric_mode",
+        Kind::Gauge,
+        "How the last tick read its metrics: 1 for the mode it used (query, stream, stream-warmup), 0 for the others.",
+    ),
+    (
+        "monit_ingest_points_total",
+        Kind::Counter,
+        "Points received on /write and /api/v1/write (stream mode) and kept for a collector's series.",
+    ),
+    (
+        "monit_ingest_rejected_total",
+        Kind::Counter,
+        "Points or lines refused by the stream ingest, by reason (syntax, bad_value, max_series, ...).",
+    ),
+    (
+        "monit_stream_series",
+        Kind::Gauge,
+        "Series kept in the stream's window state (at most stream.max_series).",
+    ),
+    (
+        "monit_stream_subscription_errors_total",
+        Kind::Counter,
+        "Failed attempts to ensure the InfluxDB subscription (stream.subscribe); retried every tick until one succeeds.",
+    ),
+    (
+        "monit_prometheus_queries_total",
+        Kind::Counter,
+        "Queries sent to the Prometheus-API metric store.",
+    ),
+    (
+        "monit_prometheus_samples_total",
+        Kind::Counter,
+        "Samples read from the Prometheus-API metric store's answers.",
+    ),
+    (
         "monit_inventory_age_seconds",
         Kind::Gauge,
         "Age of the VM inventory the tick uses, by source: seconds since its last successful sync (a source may sync less often than every tick: its own sync_interval_seconds).",
