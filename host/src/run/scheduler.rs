@@ -307,28 +307,31 @@ impl Scheduler {
         };
         let (stream_ctx, query_ctx) = (ctx_of(&stores.stream), ctx_of(&stores.query));
         let collectors = self.collectors();
-        let streamed: Vec<_> = collectors
+        let mut streamed: Vec<_> = collectors
             .iter()
             .filter(|(name, _)| stores.mode_of(name) == TickMode::Stream)
             .cloned()
             .collect();
-        let readers: Vec<collect::Reader<'_, '_>> = collectors
-            .iter()
-            .map(|(name, c)| {
-                let ctx = if stores.mode_of(name) == TickMode::Stream {
-                    &stream_ctx
-                } else {
-                    &query_ctx
-                };
-                (*name, c.clone(), ctx)
-            })
-            .collect();
+        let readers_of = |streamed: &[(&'static str, Arc<dyn crate::plugin::Collector>)]| {
+            collectors
+                .iter()
+                .map(|(name, c)| {
+                    let ctx = if streamed.iter().any(|(n, _)| n == name) {
+                        &stream_ctx
+                    } else {
+                        &query_ctx
+                    };
+                    (*name, c.clone(), ctx)
+                })
+                .collect::<Vec<collect::Reader<'_, '_>>>()
+        };
+        let readers = readers_of(&streamed);
         let scale_store = if stores.overall == TickMode::Stream {
             &stores.stream
         } else {
             &stores.query
         };
-        let (collected, decisions) = futures::future::join(
+        let (mut collected, decisions) = futures::future::join(
             self.collect(&readers, &inputs),
             self.scale(
                 now,
@@ -340,6 +343,30 @@ impl Scheduler {
             ),
         )
         .await;
+        // An origin silent in the stream (a pipeline gap: most of its targets without a point)
+        // is no proof of silence: a delivery that stopped looks the same. It reads the store.
+        let silent: Vec<_> = collected
+            .gaps()
+            .iter()
+            .map(|g| g.origin)
+            .filter(|o| streamed.iter().any(|(_, c)| c.origin() == *o))
+            .collect();
+        if !silent.is_empty() {
+            let (quiet, kept): (Vec<_>, Vec<_>) = streamed
+                .into_iter()
+                .partition(|(_, c)| silent.contains(&c.origin()));
+            streamed = kept;
+            if let Some(st) = sum.stream.as_mut() {
+                for (name, _) in &quiet {
+                    st.modes
+                        .insert(name.to_string(), TickMode::StreamQuiet.as_str().into());
+                }
+            }
+            if sum.metric_mode == TickMode::Stream.as_str() {
+                sum.metric_mode = TickMode::StreamQuiet.as_str().into();
+            }
+            collected = self.collect(&readers_of(&streamed), &inputs).await;
+        }
         sum.readings = collected.counts.clone();
         sum.metric_gaps = collected.gaps();
         sum.errors.extend(collected.errors.iter().cloned());

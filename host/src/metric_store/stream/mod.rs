@@ -509,6 +509,65 @@ mod tests {
     use super::*;
     use crate::config::secret::Secret;
 
+    const S: i64 = 1_000_000_000;
+
+    #[test]
+    fn a_quiet_database_is_read_from_the_store_until_it_covers_the_span_again() {
+        let st = StreamState::new(&StreamSettings::default(), &[]);
+        st.set_quiet_after(Duration::from_secs(30));
+        let span = Duration::from_secs(60);
+        assert_eq!(
+            st.freshness("db", span, 100 * S),
+            Freshness::Quiet,
+            "nothing yet"
+        );
+        for t in (0..=100).step_by(10) {
+            st.arrived("db", t * S);
+        }
+        assert_eq!(st.freshness("db", span, 100 * S), Freshness::Covered);
+        assert_eq!(
+            st.freshness("db", span, 131 * S),
+            Freshness::Quiet,
+            "30 s quiet"
+        );
+        st.arrived("db", 140 * S);
+        assert_eq!(
+            st.freshness("db", span, 141 * S),
+            Freshness::Quiet,
+            "points again, not yet for the span"
+        );
+        for t in (150..=200).step_by(10) {
+            st.arrived("db", t * S);
+        }
+        assert_eq!(st.freshness("db", span, 200 * S), Freshness::Covered);
+        assert_eq!(st.freshness("other", span, 200 * S), Freshness::Quiet);
+    }
+
+    #[test]
+    fn a_change_of_sub_write_drop_distrusts_the_stream_for_the_span() {
+        let st = StreamState::new(&StreamSettings::default(), &[]);
+        let span = Duration::from_secs(60);
+        assert!(
+            !st.note_sub_write_drop(5, span, 0),
+            "the first read is the baseline"
+        );
+        assert!(!st.note_sub_write_drop(5, span, 10 * S));
+        assert!(st.note_sub_write_drop(7, span, 20 * S), "dropped");
+        assert!(st.note_sub_write_drop(7, span, 79 * S), "within the span");
+        assert!(!st.note_sub_write_drop(7, span, 80 * S), "covered again");
+        assert!(
+            st.note_sub_write_drop(0, span, 90 * S),
+            "InfluxDB restarted"
+        );
+    }
+
+    #[test]
+    fn reconciliation_is_due_every_nth_stream_tick() {
+        let st = StreamState::new(&StreamSettings::default(), &[]);
+        let due: Vec<bool> = (0..6).map(|_| st.reconcile_due(3)).collect();
+        assert_eq!(due, [false, false, true, false, false, true]);
+    }
+
     #[test]
     fn credentials_need_the_exact_basic_auth_or_token() {
         use base64::Engine as _;
