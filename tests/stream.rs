@@ -903,15 +903,19 @@ async fn a_stream_tick_opens_the_same_alarms_as_a_query_tick() {
             "DROP SUBSCRIPTION \"{name}\" ON \"{d}\".\"autogen\""
         ));
     }
-    // the stream starts with the first point it receives (a VM not in the inventory)
+    // the stream starts with the first point it receives and stays trusted while points keep
+    // arriving (a VM and a cell not in the inventory, as a live platform writes)
+    let _beat = (
+        Writer::start(&streamed.influx, &streamed.cf_db, &[("10.0.99.1", 1.0)]),
+        Writer::lines(&streamed.influx, &streamed.container_db, |t| {
+            format!(
+                "container_metrics,application_id=b-guid,application_index=0,application_name=b,cell_ip=10.0.99.9,container_id=/garden/z,container_interface=b-0,name=cpu_usage_total value={} {t}\n",
+                t as f64
+            )
+        }),
+    );
     let deadline = Instant::now() + Duration::from_secs(30);
     while metric(port, "monit_ingest_points_total").await < 1.0 {
-        streamed
-            .write_points(
-                &streamed.cf_db,
-                &line("10.0.99.1", "cpuStats.0", 1.0, now_s()),
-            )
-            .await;
         assert!(Instant::now() < deadline, "nothing delivered within 30 s");
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
@@ -925,6 +929,7 @@ async fn a_stream_tick_opens_the_same_alarms_as_a_query_tick() {
         env.write_points(&env.cf_db, &vm).await;
         env.write_points(&env.container_db, &con).await;
     }
+    // (and the heartbeat's points meanwhile)
     let expected = before + 4.0 * 10.0 + 4.0 * 3.0;
     let deadline = Instant::now() + Duration::from_secs(30);
     while metric(port, "monit_ingest_points_total").await < expected {
@@ -937,16 +942,36 @@ async fn a_stream_tick_opens_the_same_alarms_as_a_query_tick() {
         env.add_vm("cell/0", "10.0.16.21", "cel").await;
     }
     let from = now_s() + 1;
-    let stream_tick = tick_after(&streamed, from, "stream").await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while alarm_rows(&streamed).await.len() < 3 {
+        assert!(
+            Instant::now() < deadline,
+            "{:?}",
+            alarm_rows(&streamed).await
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    // the new alarms were confirmed by the store, one targeted query per origin and tick
+    let confirmed: i64 = streamed
+        .scalar_i64(
+            "SELECT CAST(COALESCE(SUM(JSON_EXTRACT(summary, '$.stream.confirmation.confirmed')), 0) AS SIGNED) FROM batch_runs",
+        )
+        .await;
+    assert!(confirmed >= 3, "{confirmed}");
+    // a later tick, with nothing new, queries nothing
+    let stream_tick = tick_where(&streamed, now_s() + 1, "a steady stream tick", |v| {
+        v["metric_mode"] == "stream" && v["alarms"]["opened"] == 0
+    })
+    .await;
+    assert_eq!(
+        stream_tick["influx_queries"], 0,
+        "a warm stream tick without new alarms sends no query"
+    );
     drop(_batch);
     let out = queried.run_once();
     assert!(out.status.success());
     let query_tick = tick_after(&queried, from, "query").await;
     assert_eq!(query_tick["readings"], stream_tick["readings"]);
-    assert_eq!(
-        stream_tick["influx_queries"], 0,
-        "a warm stream tick sends no query"
-    );
     let (s, q) = (alarm_rows(&streamed).await, alarm_rows(&queried).await);
     assert_eq!(s, q, "the same alarms");
     let kinds: Vec<(&str, &str, &str)> = q
@@ -1148,4 +1173,388 @@ fn stream_settings_are_range_checked_and_need_credentials() {
         !text.contains("pw-secret-1"),
         "the password is never shown: {text}"
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Truth for stream mode: confirmation by the store, gaps, drift (issue 20 item 3).
+
+/// Points of VMs written to InfluxDB every 2 s (its subscription copies them to the batch), as
+/// a live platform writes: `(ip, cpu)`, changed while it runs. Stops when dropped.
+struct Writer {
+    vms: Arc<std::sync::Mutex<Vec<(String, f64)>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Writer {
+    fn start(influx: &str, db: &str, vms: &[(&str, f64)]) -> Writer {
+        let list: Vec<(String, f64)> = vms.iter().map(|(ip, c)| (ip.to_string(), *c)).collect();
+        let vms = Arc::new(std::sync::Mutex::new(list));
+        let shared = vms.clone();
+        let task = Self::spawn(influx, db, move |t| {
+            shared
+                .lock()
+                .unwrap()
+                .iter()
+                .map(|(ip, cpu)| {
+                    line(ip, "cpuStats.0", *cpu, t)
+                        + &line(ip, "memoryStats.UsedPercent", 40.0, t)
+                        + &line(ip, "diskStats.Usage", 40.0, t)
+                })
+                .collect()
+        });
+        Writer { vms, task }
+    }
+
+    /// Any lines, `lines(now)` every 2 s.
+    fn lines(influx: &str, db: &str, lines: impl Fn(i64) -> String + Send + 'static) -> Writer {
+        Writer {
+            vms: Default::default(),
+            task: Self::spawn(influx, db, lines),
+        }
+    }
+
+    fn spawn(
+        influx: &str,
+        db: &str,
+        lines: impl Fn(i64) -> String + Send + 'static,
+    ) -> tokio::task::JoinHandle<()> {
+        let (url, db) = (format!("{influx}/write"), db.to_string());
+        tokio::spawn(async move {
+            let http = reqwest::Client::new();
+            // bounded: ten minutes at most, far beyond any test here
+            for _ in 0..300 {
+                let body = lines(now_s());
+                let _ = http
+                    .post(&url)
+                    .query(&[("db", db.as_str()), ("precision", "s")])
+                    .body(body)
+                    .send()
+                    .await;
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+        })
+    }
+
+    fn set(&self, ip: &str, cpu: f64) {
+        for v in self.vms.lock().unwrap().iter_mut() {
+            if v.0 == ip {
+                v.1 = cpu;
+            }
+        }
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A subscription of InfluxDB on `dbs` to the batch on `port`, dropped when the test ends.
+async fn subscribe(env: &TestEnv, port: u16, dbs: &[&String]) -> Subscriptions {
+    let name = unique("t_sub");
+    let mut subs = Subscriptions {
+        url: env.influx.clone(),
+        drops: Vec::new(),
+    };
+    for d in dbs {
+        influxql(
+            &env.influx,
+            &format!(
+                "CREATE SUBSCRIPTION \"{name}\" ON \"{d}\".\"autogen\" DESTINATIONS ALL 'http://{USER}:{PASSWORD}@127.0.0.1:{port}'"
+            ),
+        )
+        .await;
+        subs.drops.push(format!(
+            "DROP SUBSCRIPTION \"{name}\" ON \"{d}\".\"autogen\""
+        ));
+    }
+    subs
+}
+
+/// The newest tick summary started at or after `since` that `pred` accepts, within 120 s.
+async fn tick_where(
+    env: &TestEnv,
+    since: i64,
+    what: &str,
+    pred: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let rows: Vec<String> = sqlx::query_scalar(
+            "SELECT CAST(summary AS CHAR) FROM batch_runs WHERE started_at >= FROM_UNIXTIME(?) ORDER BY id DESC LIMIT 1",
+        )
+        .bind(since)
+        .fetch_all(&env.db)
+        .await
+        .unwrap();
+        if let Some(v) = rows
+            .first()
+            .map(|s| serde_json::from_str::<serde_json::Value>(s).unwrap())
+            .filter(|v| pred(v))
+        {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no tick since {since} within 120 s: {what}; last: {rows:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+async fn alarm_ips(env: &TestEnv) -> Vec<String> {
+    sqlx::query_scalar(
+        "SELECT CONCAT(origin_type, ' ', COALESCE(ip, ''), ' ', alarm_type) FROM alarms ORDER BY ip, alarm_type",
+    )
+    .fetch_all(&env.db)
+    .await
+    .unwrap()
+}
+
+/// paasta and email (to the SMTP sink), 30 s windows, two VMs in the inventory.
+async fn truth_env(tag: &str) -> TestEnv {
+    let env = TestEnv::new(
+        tag,
+        "[plugins.paasta]\nenabled = true\n[plugins.email]\nenabled = true\nsmtp_host = \"127.0.0.1\"\nsmtp_port = 2525\nsecurity = \"plain\"\nsender = \"PaaS-TA Monitor <monit@example.com>\"\n",
+    )
+    .await;
+    env.exec("UPDATE alarm_policies SET measure_time = 30")
+        .await;
+    // named after the test's database: its mails are told from other tests' by the name
+    env.add_vm(&format!("{}-router", env.name), "10.0.16.11", "rtr")
+        .await;
+    env.add_vm(&format!("{}-api", env.name), "10.0.16.12", "api")
+        .await;
+    env
+}
+
+const THIRTY: (&str, &str) = ("MONIT_BATCH__ALARMS__DEFAULT_MEASURE_SECONDS", "30");
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_breach_only_the_stream_saw_is_not_confirmed_and_a_real_one_opens() {
+    let env = truth_env("truth_confirm").await;
+    let writer = Writer::start(
+        &env.influx,
+        &env.cf_db,
+        &[("10.0.16.11", 10.0), ("10.0.16.12", 10.0)],
+    );
+    // the store has the VMs' points before the first tick (a warm-up tick queries it)
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let port = free_port();
+    let _batch = start(&env, port, true, &[THIRTY]);
+    let _subs = subscribe(&env, port, &[&env.cf_db]).await;
+    tick_where(&env, now_s(), "a stream tick", |v| {
+        v["metric_mode"] == "stream"
+    })
+    .await;
+    assert_eq!(
+        alarm_ips(&env).await,
+        Vec::<String>::new(),
+        "nothing breaches yet"
+    );
+
+    // 10.0.16.11 at 100 % for the whole window, but only in the stream: posted to the batch,
+    // never to InfluxDB (as if InfluxDB had lost the writes the stream got)
+    let t = now_s();
+    let fake: String = (0..300)
+        .map(|i| {
+            format!(
+                "cf_metrics,ip=10.0.16.11,metricname=cpuStats.0,origin=rep value=100 {}\n",
+                (t - 29) * 1_000_000_000 + i * 97_000_000
+            )
+        })
+        .collect();
+    let (code, text) = post(
+        port,
+        &format!("/write?db={}&precision=ns", env.cf_db),
+        Some((USER, PASSWORD)),
+        &[],
+        fake.into_bytes(),
+    )
+    .await;
+    assert_eq!(code, 204, "{text}");
+    let since = now_s() + 1;
+    let tick = tick_where(
+        &env,
+        since,
+        "a stream tick after the stream-only breach",
+        |v| v["metric_mode"] == "stream",
+    )
+    .await;
+    // a few more ticks: none of them may open it
+    tick_where(&env, since + 3, "three ticks later", |v| {
+        v["metric_mode"] == "stream"
+    })
+    .await;
+    assert_eq!(
+        alarm_ips(&env).await,
+        Vec::<String>::new(),
+        "a breach the store does not confirm opens nothing: {tick}"
+    );
+    assert!(
+        metric(port, "monit_stream_unconfirmed_total{origin=\"pas\"}").await >= 1.0,
+        "counted"
+    );
+    let unconfirmed = tick_where(&env, since, "unconfirmed in the summary", |v| {
+        v["stream"]["confirmation"]["unconfirmed"]["pas"].as_u64() >= Some(1)
+    })
+    .await;
+    assert!(unconfirmed["stream"]["confirmation"]["queries"].as_u64() >= Some(1));
+
+    // a real breach, in the store and (through the subscription) in the stream
+    writer.set("10.0.16.12", 97.0);
+    let opened = tick_where(&env, now_s(), "the real breach opened", |v| {
+        v["alarms"]["opened"].as_u64() >= Some(1)
+    })
+    .await;
+    assert!(
+        opened["stream"]["confirmation"]["confirmed"].as_u64() >= Some(1),
+        "{opened}"
+    );
+    assert_eq!(
+        alarm_ips(&env).await,
+        vec!["pas 10.0.16.12 cpu".to_string()],
+        "only the confirmed one"
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let api = format!("{}-api", env.name);
+    while common::mails_with("plain", &api).is_empty() {
+        assert!(Instant::now() < deadline, "no mail for the real breach");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert!(
+        common::mails_with("plain", &format!("{}-router", env.name)).is_empty(),
+        "no mail for the stream-only breach"
+    );
+    drop(writer);
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stream_that_went_quiet_reads_in_query_mode_without_a_false_fail() {
+    let env = truth_env("truth_gap").await;
+    let writer = Writer::start(
+        &env.influx,
+        &env.cf_db,
+        &[("10.0.16.11", 10.0), ("10.0.16.12", 10.0)],
+    );
+    // the store has the VMs' points before the first tick (a warm-up tick queries it)
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let port = free_port();
+    let _batch = start(&env, port, true, &[THIRTY]);
+    let subs = subscribe(&env, port, &[&env.cf_db]).await;
+    tick_where(&env, now_s(), "a stream tick", |v| {
+        v["metric_mode"] == "stream"
+    })
+    .await;
+    // the delivery stops (subscription dropped) while the writers go on writing to InfluxDB,
+    // for longer than the window (30 s) and the quiet limit (influx.bucket_seconds, 30 s)
+    drop(subs);
+    let stopped = now_s();
+    let quiet = tick_where(&env, stopped + 40, "a tick 40 s into the gap", |v| {
+        v["stream"].is_object()
+    })
+    .await;
+    assert_eq!(quiet["metric_mode"], "stream-quiet", "{quiet}");
+    assert_eq!(
+        quiet["stream"]["modes"]["paasta"], "stream-quiet",
+        "{quiet}"
+    );
+    assert_eq!(
+        quiet["readings"]["paasta"], 6,
+        "read from InfluxDB: {quiet}"
+    );
+    assert!(quiet["influx_queries"].as_u64() >= Some(1), "{quiet}");
+    assert_eq!(alarm_ips(&env).await, Vec::<String>::new(), "no false fail");
+    assert_eq!(
+        metric(
+            port,
+            "monit_collector_metric_mode{collector=\"paasta\",mode=\"stream-quiet\"}"
+        )
+        .await,
+        1.0
+    );
+    drop(writer);
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reconciliation_reports_no_drift_when_both_agree_and_drift_when_they_differ() {
+    let env = truth_env("truth_drift").await;
+    let writer = Writer::start(
+        &env.influx,
+        &env.cf_db,
+        &[("10.0.16.11", 10.0), ("10.0.16.12", 20.0)],
+    );
+    // the store has the VMs' points before the first tick (a warm-up tick queries it)
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let port = free_port();
+    let _batch = start(
+        &env,
+        port,
+        true,
+        &[THIRTY, ("MONIT_BATCH__STREAM__RECONCILE_EVERY", "1")],
+    );
+    let _subs = subscribe(&env, port, &[&env.cf_db]).await;
+    // a write can be in InfluxDB a moment before its copy reaches the batch: some tick agrees
+    let agree = tick_where(&env, now_s(), "a reconciled tick without drift", |v| {
+        v["metric_mode"] == "stream" && v["stream"]["drift"]["pas"]["differing"] == 0
+    })
+    .await;
+    let d = &agree["stream"]["drift"]["pas"];
+    assert_eq!(d["compared"], 6, "{agree}");
+    assert_eq!(d["max_mean_difference"], 0.0, "{agree}");
+    // a point only the stream has, far from the others
+    let t = now_s();
+    let (code, _) = post(
+        port,
+        &format!("/write?db={}&precision=ns", env.cf_db),
+        Some((USER, PASSWORD)),
+        &[],
+        format!(
+            "cf_metrics,ip=10.0.16.11,metricname=cpuStats.0,origin=rep value=70 {}\n",
+            t * 1_000_000_000 - 1_500_000_000
+        )
+        .into_bytes(),
+    )
+    .await;
+    assert_eq!(code, 204);
+    let drift = tick_where(&env, t + 1, "a reconciled tick with drift", |v| {
+        v["stream"]["drift"]["pas"]["max_mean_difference"].as_f64() > Some(0.5)
+    })
+    .await;
+    assert!(
+        drift["stream"]["drift"]["pas"]["differing"].as_u64() >= Some(1),
+        "{drift}"
+    );
+    assert_eq!(
+        drift["metric_mode"], "stream",
+        "the stream still drives the tick"
+    );
+    assert!(
+        metric(
+            port,
+            "monit_stream_drift{origin=\"pas\",stat=\"max_mean_difference\"}"
+        )
+        .await
+            > 0.0
+    );
+    drop(writer);
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn influxdb_tells_its_subscription_write_drops() {
+    let influx =
+        monit_host::metric_store::influx::InfluxClient::new(&monit_host::config::InfluxSettings {
+            url: common::influx_url(),
+            ..Default::default()
+        })
+        .unwrap();
+    let n = influx.sub_write_drop().await.unwrap();
+    assert!(n >= 0, "{n}");
+    // not a reading query: the tick's influx_queries stay 0 in a steady stream tick
+    use std::sync::atomic::Ordering::Relaxed;
+    assert_eq!(influx.stats.queries.load(Relaxed), 0);
 }

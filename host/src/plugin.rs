@@ -6,7 +6,7 @@
 
 use crate::config::Settings;
 use crate::metric_store::MetricStore;
-use crate::model::{AlarmType, Level, Origin, Reading, Resource, Timestamp, Vm};
+use crate::model::{AlarmType, Level, Origin, Reading, Resource, Target, Timestamp, Vm};
 use anyhow::Context as _;
 use async_trait::async_trait;
 use serde::de::DeserializeOwned;
@@ -287,6 +287,9 @@ pub struct CollectContext<'a> {
     /// the `vms` inventory, zones joined
     pub vms: &'a [Vm],
     pub windows: &'a Windows,
+    /// Only these targets (stream mode's confirmation of new alarms): a collector narrows its
+    /// query to them, so the cost follows the alarms, not the fleet. None: every target.
+    pub targets: Option<&'a [Target]>,
 }
 
 #[async_trait]

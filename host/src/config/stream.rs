@@ -34,7 +34,8 @@ pub struct StreamSettings {
     pub max_series: u64,
     /// Largest ingest body, after gzip or snappy decompression; a larger one is answered 413.
     pub max_body_bytes: u64,
-    /// Reserved: every this many ticks a full query will compare the stream with the store.
+    /// Every this many stream ticks the streamed collectors read the store too, and the
+    /// difference from the stream's readings is reported (`monit_stream_drift`).
     pub reconcile_every: u64,
 }
 

@@ -37,10 +37,13 @@ impl Collected {
     }
 }
 
+/// A collector and the context it reads in (stream mode: the stream, or the store for a
+/// collector whose stream is not trusted this tick).
+pub type Reader<'a, 'c> = (&'static str, Arc<dyn Collector>, &'a CollectContext<'c>);
+
 /// Runs the collectors; `absent` are the VMs missing from the inventory (silent, not down).
 pub async fn readings(
-    collectors: &[(&'static str, Arc<dyn Collector>)],
-    ctx: &CollectContext<'_>,
+    collectors: &[Reader<'_, '_>],
     timeout: Duration,
     pipeline_gap_ratio: f64,
     absent: &HashSet<i64>,
@@ -48,12 +51,12 @@ pub async fn readings(
     let results = futures::future::join_all(
         collectors
             .iter()
-            .map(|(name, c)| guarded("collect", name, timeout, c.collect(ctx))),
+            .map(|(name, c, ctx)| guarded("collect", name, timeout, c.collect(ctx))),
     )
     .await;
     let mut out = Collected::default();
     let mut failed: Vec<Origin> = Vec::new();
-    for ((name, c), res) in collectors.iter().zip(results) {
+    for ((name, c, _), res) in collectors.iter().zip(results) {
         match res {
             Ok(mut r) => {
                 metrics::counter!("monit_readings_total", "collector" => *name)

@@ -7,12 +7,14 @@
 //!   decisions that became alarms ([`engine::scale_changes`]);
 //! * [`metrics_gap`]: a VM without data is `fail`, unless (nearly) every VM of its origin is
 //!   silent: then it is one pipeline alarm;
-//! * [`alarm_text`]: the titles and messages the management app shows.
+//! * [`alarm_text`]: the titles and messages the management app shows;
+//! * [`truth`]: stream mode's confirmation of changes by the store, and its drift.
 
 pub mod alarm_text;
 pub mod collect;
 pub mod engine;
 pub mod metrics_gap;
+pub mod truth;
 
 use crate::model::{Policy, Timestamp};
 use crate::plugin::ScaleDecision;

@@ -422,6 +422,25 @@ impl InfluxClient {
         Ok(out)
     }
 
+    /// InfluxDB's count of subscription writes it dropped since it started (`SHOW STATS FOR
+    /// 'write'`, column `subWriteDrop`): its subscriber drops a write when its queue is full,
+    /// and the stream then misses those points. One cheap statement, not counted in
+    /// [`InfluxStats`]. The `subscriber` module's `writeFailures` is not read: it counts the
+    /// failures of every subscription on the server (another tool's dead destination would
+    /// look like our loss), and a failed delivery to us shows as a quiet stream anyway.
+    pub async fn sub_write_drop(&self) -> Result<i64, InfluxError> {
+        let series = self.statement(None, "SHOW STATS FOR 'write'", None).await?;
+        series
+            .iter()
+            .filter(|s| s.name == "write")
+            .flat_map(|s| s.values.iter().map(move |row| (s, row)))
+            .find_map(|(s, row)| s.cell(row, "subWriteDrop").and_then(|v| v.as_i64()))
+            .ok_or_else(|| InfluxError::Decode {
+                url: self.base.clone(),
+                message: "SHOW STATS FOR 'write' has no subWriteDrop column".into(),
+            })
+    }
+
     /// Writes line protocol (tests, demo and bench seed data this way).
     pub async fn write(&self, db: &str, lines: &str) -> Result<(), InfluxError> {
         let url = format!("{}/write", self.base);

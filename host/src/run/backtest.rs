@@ -123,6 +123,7 @@ impl Replay<'_> {
                 metrics: self.metrics,
                 vms: self.vms,
                 windows: &windows,
+                targets: None,
             };
             let mut readings = Vec::new();
             let mut evaluated = Vec::new();

@@ -8,10 +8,11 @@ use crate::config::Settings;
 use crate::evaluate;
 use crate::evaluate::collect::{self, Collected};
 use crate::evaluate::engine::{self, Change, ChangeCounts, EngineOptions, OpenAlarm};
+use crate::evaluate::truth;
 use crate::hold::maintenance;
 use crate::hold::{HoldInputs, Holds};
 use crate::metric_store::MetricStore;
-use crate::metric_store::stream::TickMode;
+use crate::metric_store::stream::{self, TickMode};
 use crate::model::Timestamp;
 use crate::notify::dispatch::{Dispatch, NotifyReport};
 use crate::plugin::{
@@ -104,6 +105,10 @@ pub struct TickSummary {
     /// how the collectors read it: `query`, `stream`, or `stream-warmup` (stream mode
     /// configured, read in query mode until the stream covers the longest window)
     pub metric_mode: String,
+    /// stream mode only: each collector's mode, InfluxDB's `subWriteDrop`, the confirmation of
+    /// the tick's changes by the store, and the drift when the tick reconciled
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stream: Option<crate::evaluate::truth::StreamTick>,
     /// queries sent to the metric store and rows (InfluxDB) or samples (Prometheus API) read in
     /// this tick (the names stay for the JSON summary's readers)
     pub influx_queries: u64,
@@ -111,6 +116,25 @@ pub struct TickSummary {
     /// in a dry run: what would have been written
     pub planned: Vec<String>,
     pub errors: Vec<String>,
+}
+
+/// The stores a tick reads: the stream (in stream mode) and the store's query client, and which
+/// one each collector reads.
+struct TickStores {
+    stream: MetricStore,
+    query: MetricStore,
+    modes: Vec<(&'static str, TickMode)>,
+    overall: TickMode,
+}
+
+impl TickStores {
+    fn mode_of(&self, collector: &str) -> TickMode {
+        self.modes
+            .iter()
+            .find(|(n, _)| *n == collector)
+            .map(|(_, m)| *m)
+            .unwrap_or(TickMode::Query)
+    }
 }
 
 /// Status shared with the HTTP endpoint.
@@ -267,16 +291,91 @@ impl Scheduler {
 
         // 3. readings and scale decisions, side by side (all of them only read, then a scaler
         // acts on what it decided)
-        let (store, mode) = self.tick_store(now, &inputs.policies);
-        sum.metric_mode = mode.as_str().to_string();
-        let (collected, decisions) = futures::future::join(
-            self.collect(now, &inputs, &store),
-            self.scale(now, dry_run, &store, &inputs.vms, last_scaled.as_ref(), sum),
+        let stores = self.tick_stores(now, &inputs.policies, sum).await;
+        sum.metric_mode = stores.overall.as_str().to_string();
+        let windows = Windows::from_policies(
+            &inputs.policies,
+            Duration::from_secs(a.default_measure_seconds),
+        );
+        let ctx_of = |metrics| CollectContext {
+            now,
+            bucket_seconds: self.settings.influx.bucket_seconds,
+            metrics,
+            vms: &inputs.vms,
+            windows: &windows,
+            targets: None,
+        };
+        let (stream_ctx, query_ctx) = (ctx_of(&stores.stream), ctx_of(&stores.query));
+        let collectors = self.collectors();
+        let mut streamed: Vec<_> = collectors
+            .iter()
+            .filter(|(name, _)| stores.mode_of(name) == TickMode::Stream)
+            .cloned()
+            .collect();
+        let readers_of = |streamed: &[(&'static str, Arc<dyn crate::plugin::Collector>)]| {
+            collectors
+                .iter()
+                .map(|(name, c)| {
+                    let ctx = if streamed.iter().any(|(n, _)| n == name) {
+                        &stream_ctx
+                    } else {
+                        &query_ctx
+                    };
+                    (*name, c.clone(), ctx)
+                })
+                .collect::<Vec<collect::Reader<'_, '_>>>()
+        };
+        let readers = readers_of(&streamed);
+        let scale_store = if stores.overall == TickMode::Stream {
+            &stores.stream
+        } else {
+            &stores.query
+        };
+        let (mut collected, decisions) = futures::future::join(
+            self.collect(&readers, &inputs),
+            self.scale(
+                now,
+                dry_run,
+                scale_store,
+                &inputs.vms,
+                last_scaled.as_ref(),
+                sum,
+            ),
         )
         .await;
+        // An origin silent in the stream (a pipeline gap: most of its targets without a point)
+        // is no proof of silence: a delivery that stopped looks the same. It reads the store.
+        let silent: Vec<_> = collected
+            .gaps()
+            .iter()
+            .map(|g| g.origin)
+            .filter(|o| streamed.iter().any(|(_, c)| c.origin() == *o))
+            .collect();
+        if !silent.is_empty() {
+            let (quiet, kept): (Vec<_>, Vec<_>) = streamed
+                .into_iter()
+                .partition(|(_, c)| silent.contains(&c.origin()));
+            streamed = kept;
+            if let Some(st) = sum.stream.as_mut() {
+                for (name, _) in &quiet {
+                    st.modes
+                        .insert(name.to_string(), TickMode::StreamQuiet.as_str().into());
+                }
+            }
+            if sum.metric_mode == TickMode::Stream.as_str() {
+                sum.metric_mode = TickMode::StreamQuiet.as_str().into();
+            }
+            collected = self.collect(&readers_of(&streamed), &inputs).await;
+        }
         sum.readings = collected.counts.clone();
         sum.metric_gaps = collected.gaps();
         sum.errors.extend(collected.errors.iter().cloned());
+        if let (MetricStore::Stream(h), false) = (&self.metrics, streamed.is_empty())
+            && h.state.reconcile_due(self.settings.stream.reconcile_every)
+        {
+            self.reconcile(&streamed, &query_ctx, &inputs, &collected, sum)
+                .await;
+        }
         lap.done(sum, "3_collect");
 
         // 4. evaluate, hold, and persist in one transaction with the notifications queued
@@ -284,7 +383,7 @@ impl Scheduler {
             auto_resolve: a.auto_resolve,
             default_repeat_minutes: a.default_repeat_minutes as i64,
         };
-        let changes = evaluate::tick_changes(
+        let mut changes = evaluate::tick_changes(
             &inputs.policies,
             &inputs.open,
             &collected,
@@ -292,6 +391,26 @@ impl Scheduler {
             now,
             &opts,
         );
+        if !streamed.is_empty() {
+            // a point the stream lost must not page anyone: the store confirms first
+            let inp = truth::ConfirmInputs {
+                streamed: &streamed,
+                readings: &collected.readings,
+                query: &query_ctx,
+                policies: &inputs.policies,
+                open: &inputs.open,
+                now,
+                opts: &opts,
+                timeout: self.step_timeout(),
+            };
+            let mut report = truth::Confirmation::default();
+            let (kept, errors) = truth::confirm(changes, &inp, &mut report).await;
+            changes = kept;
+            sum.errors.extend(errors);
+            if let Some(st) = sum.stream.as_mut() {
+                st.confirmation = report;
+            }
+        }
         sum.alarms = engine::count(&changes);
         let hold_inputs = HoldInputs {
             open: &inputs.open,
@@ -326,81 +445,170 @@ impl Scheduler {
         Ok(())
     }
 
-    /// The store this tick reads: in stream mode the windows once they cover the longest
-    /// policy window (and what a reader always looks back), the query client before.
-    fn tick_store(
+    /// The stores this tick reads and the mode of each collector. In stream mode a collector
+    /// reads the windows once the stream covers the longest policy window (and what a reader
+    /// always looks back), InfluxDB dropped no subscription write within that span, and its
+    /// databases' points kept arriving (no pause longer than `influx.bucket_seconds` within the
+    /// span); otherwise it reads the store.
+    async fn tick_stores(
         &self,
         now: Timestamp,
         policies: &[crate::model::Policy],
-    ) -> (MetricStore, TickMode) {
-        let mode = match &self.metrics {
+        sum: &mut TickSummary,
+    ) -> TickStores {
+        let collectors = self.collectors();
+        let mut modes = Vec::new();
+        let overall = match &self.metrics {
             MetricStore::Stream(h) => {
                 let windows = Windows::from_policies(
                     policies,
                     Duration::from_secs(self.settings.alarms.default_measure_seconds),
                 );
+                let bucket = Duration::from_secs(self.settings.influx.bucket_seconds);
                 let span = windows
                     .by_key
                     .values()
                     .copied()
-                    .chain([
-                        windows.default,
-                        h.state.min_span,
-                        Duration::from_secs(self.settings.influx.bucket_seconds),
-                    ])
+                    .chain([windows.default, h.state.min_span, bucket])
                     .max()
                     .unwrap_or_default();
                 let now_ns = now.timestamp_nanos_opt().unwrap_or(i64::MAX);
                 h.state.set_span(span, now_ns);
-                if h.state.covers(span, now_ns) {
-                    TickMode::Stream
-                } else {
-                    TickMode::StreamWarmup
+                h.state.set_quiet_after(bucket);
+                let mut st = truth::StreamTick::default();
+                let dropping = match &*h.query {
+                    MetricStore::Influx(c) => match c.sub_write_drop().await {
+                        Ok(n) => {
+                            st.sub_write_drop = Some(n);
+                            h.state.note_sub_write_drop(n, span, now_ns)
+                        }
+                        Err(e) => {
+                            // unknown: keep what the last reads said; a drop meanwhile shows
+                            // as a rise at the next read
+                            sum.errors
+                                .push(format!("stream: reading InfluxDB's subWriteDrop: {e}"));
+                            h.state.dropping(now_ns)
+                        }
+                    },
+                    // vmagent queues and retries on its side: no drop counter to read
+                    _ => false,
+                };
+                let covered = h.state.covers(span, now_ns);
+                for (name, c) in &collectors {
+                    let mode =
+                        if !covered {
+                            TickMode::StreamWarmup
+                        } else if dropping {
+                            TickMode::StreamGap
+                        } else if c.databases().iter().any(|db| {
+                            h.state.freshness(db, span, now_ns) != stream::Freshness::Covered
+                        }) {
+                            TickMode::StreamQuiet
+                        } else {
+                            TickMode::Stream
+                        };
+                    modes.push((*name, mode));
                 }
+                let overall = if !covered {
+                    TickMode::StreamWarmup
+                } else if dropping {
+                    TickMode::StreamGap
+                } else {
+                    modes
+                        .iter()
+                        .map(|(_, m)| *m)
+                        .find(|m| *m != TickMode::Stream)
+                        .unwrap_or(TickMode::Stream)
+                };
+                st.modes = modes
+                    .iter()
+                    .map(|(n, m)| (n.to_string(), m.as_str().to_string()))
+                    .collect();
+                sum.stream = Some(st);
+                overall
             }
-            _ => TickMode::Query,
+            _ => {
+                modes = collectors
+                    .iter()
+                    .map(|(n, _)| (*n, TickMode::Query))
+                    .collect();
+                TickMode::Query
+            }
         };
         for m in TickMode::ALL {
-            metrics::gauge!("monit_metric_mode", "mode" => m.as_str()).set(if m == mode {
+            metrics::gauge!("monit_metric_mode", "mode" => m.as_str()).set(if m == overall {
                 1.0
             } else {
                 0.0
             });
+            for (name, mode) in &modes {
+                metrics::gauge!("monit_collector_metric_mode", "collector" => *name, "mode" => m.as_str())
+                    .set(if m == *mode { 1.0 } else { 0.0 });
+            }
         }
-        let store = match (&self.metrics, mode) {
-            (MetricStore::Stream(h), TickMode::StreamWarmup) => (*h.query).clone(),
-            (s, _) => s.clone(),
+        let query = match &self.metrics {
+            MetricStore::Stream(h) => (*h.query).clone(),
+            s => s.clone(),
         };
-        (store, mode)
+        TickStores {
+            stream: self.metrics.clone(),
+            query,
+            modes,
+            overall,
+        }
     }
 
-    /// The collectors' readings, against the windows of the policies.
-    async fn collect(&self, now: Timestamp, inputs: &TickInputs, store: &MetricStore) -> Collected {
-        let a = &self.settings.alarms;
-        let windows = Windows::from_policies(
-            &inputs.policies,
-            Duration::from_secs(a.default_measure_seconds),
-        );
-        let ctx = CollectContext {
-            now,
-            bucket_seconds: self.settings.influx.bucket_seconds,
-            metrics: store,
-            vms: &inputs.vms,
-            windows: &windows,
-        };
-        let collectors: Vec<_> = self
-            .plugins
+    fn collectors(&self) -> Vec<(&'static str, Arc<dyn crate::plugin::Collector>)> {
+        self.plugins
             .iter()
             .filter_map(|p| p.parts.collector.clone().map(|c| (p.name, c)))
-            .collect();
+            .collect()
+    }
+
+    /// The collectors' readings, each in its context (the stream's, or the store's).
+    async fn collect(&self, readers: &[collect::Reader<'_, '_>], inputs: &TickInputs) -> Collected {
         collect::readings(
-            &collectors,
-            &ctx,
+            readers,
             self.step_timeout(),
-            a.pipeline_gap_ratio,
+            self.settings.alarms.pipeline_gap_ratio,
             &inputs.absent,
         )
         .await
+    }
+
+    /// Every `stream.reconcile_every` stream ticks: the streamed collectors read the store too,
+    /// and the difference goes to the summary and `monit_stream_drift`. The stream's readings
+    /// still drive the tick.
+    async fn reconcile(
+        &self,
+        streamed: &[(&'static str, Arc<dyn crate::plugin::Collector>)],
+        query: &CollectContext<'_>,
+        inputs: &TickInputs,
+        collected: &Collected,
+        sum: &mut TickSummary,
+    ) {
+        let readers: Vec<collect::Reader<'_, '_>> = streamed
+            .iter()
+            .map(|(n, c)| (*n, c.clone(), query))
+            .collect();
+        let store = self.collect(&readers, inputs).await;
+        sum.errors.extend(
+            store
+                .errors
+                .iter()
+                .map(|e| format!("stream reconciliation: {e}")),
+        );
+        let origins: Vec<_> = store.evaluated.clone();
+        let ours: Vec<_> = collected
+            .readings
+            .iter()
+            .filter(|r| origins.contains(&r.target.origin))
+            .cloned()
+            .collect();
+        let drift = truth::drift(&ours, &store.readings);
+        if let Some(st) = sum.stream.as_mut() {
+            st.drift = Some(drift);
+        }
     }
 
     /// The store stage: the changes and decisions in one transaction, fenced by the lease, the

@@ -109,7 +109,16 @@ impl Collector for ContainerCollector {
     }
 
     async fn collect(&self, ctx: &CollectContext<'_>) -> anyhow::Result<Vec<Reading>> {
-        let cells: Vec<&Vm> = ctx.vms.iter().filter(|vm| vm.is_cell()).collect();
+        // confirmation (stream mode): only the cells of the new alarms' containers
+        let cells: Vec<&Vm> = ctx
+            .vms
+            .iter()
+            .filter(|vm| vm.is_cell())
+            .filter(|vm| {
+                ctx.targets
+                    .is_none_or(|t| t.iter().any(|t| t.origin == Origin::Con && t.ip == vm.ip))
+            })
+            .collect();
         if cells.is_empty() {
             tracing::debug!(
                 "container collector: no cells (vm_type cel) in the inventory; nothing to read"

@@ -245,6 +245,7 @@ async fn run_case(dir: &Path) -> Result<(), String> {
         metrics: &influx.clone().into(),
         vms: &cells,
         windows: &windows,
+        targets: None,
     };
     let result = collector.collect(&ctx).await;
     drop_influx_db(&influx_url(), &db).await;
@@ -370,6 +371,7 @@ fn one_query_for_many_containers_on_many_cells() {
         metrics: &influx.clone().into(),
         vms: &cells,
         windows: &windows,
+        targets: None,
     };
     let (result, queries) = count_queries(&rt, collector.collect(&ctx));
     rt.block_on(drop_influx_db(&influx_url(), &db));
@@ -421,6 +423,7 @@ async fn a_missing_database_fails_the_step_with_a_clear_error() {
         metrics: &influx.clone().into(),
         vms: &cells,
         windows: &windows,
+        targets: None,
     };
     let err = collector.collect(&ctx).await.unwrap_err();
     let text = format!("{err:#}");
@@ -458,6 +461,7 @@ async fn an_unreachable_influxdb_fails_the_step() {
         metrics: &influx.clone().into(),
         vms: &cells,
         windows: &windows,
+        targets: None,
     };
     let err = collector.collect(&ctx).await.unwrap_err();
     let text = format!("{err:#}");

@@ -64,9 +64,18 @@ impl Collector for PaastaCollector {
     async fn collect(&self, ctx: &CollectContext<'_>) -> anyhow::Result<Vec<Reading>> {
         // the other VMs' series are dropped as the answer is decoded: memory follows the
         // inventory, not what the store holds
+        // confirmation (stream mode): only the VMs of the new alarms, in a query narrowed to them
+        let vms: Vec<&monit_host::model::Vm> = match ctx.targets {
+            Some(t) => ctx
+                .vms
+                .iter()
+                .filter(|vm| t.iter().any(|t| t.origin == Origin::Pas && t.ip == vm.ip))
+                .collect(),
+            None => ctx.vms.iter().collect(),
+        };
         let inventory: std::collections::HashSet<&str> =
-            ctx.vms.iter().map(|vm| vm.ip.as_str()).collect();
-        let by_ip = vm_metrics::VmQuery {
+            vms.iter().map(|vm| vm.ip.as_str()).collect();
+        let query = vm_metrics::VmQuery {
             db: &self.db,
             measurement: &self.measurement,
             filter: None,
@@ -74,12 +83,13 @@ impl Collector for PaastaCollector {
             windows: vm_metrics::windows_of(ctx.windows, Origin::Pas),
             bucket_seconds: ctx.bucket_seconds,
             end_epoch: ctx.now.timestamp(),
-        }
-        .read_only(ctx.metrics, &inventory)
-        .await?;
-        Ok(ctx
-            .vms
-            .iter()
+        };
+        let by_ip = match ctx.targets {
+            Some(_) => query.read_targets(ctx.metrics, &inventory).await?,
+            None => query.read_only(ctx.metrics, &inventory).await?,
+        };
+        Ok(vms
+            .into_iter()
             .flat_map(|vm| {
                 let target = Target {
                     origin: Origin::Pas,

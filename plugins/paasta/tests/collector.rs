@@ -192,6 +192,7 @@ async fn run_case(dir: &Path) -> Result<(), String> {
         metrics: &influx.clone().into(),
         vms: &vms,
         windows: &windows,
+        targets: None,
     };
     let collector = PaastaCollector {
         db: db.clone(),
@@ -253,6 +254,7 @@ async fn a_missing_database_is_an_error_naming_it() {
         metrics: &influx.clone().into(),
         vms: &vms,
         windows: &windows,
+        targets: None,
     };
     let collector = PaastaCollector {
         db: db.clone(),

@@ -16,8 +16,9 @@ use crate::metric_store::MetricStore;
 use monit_wire::line::{Lines, Precision};
 use monit_wire::remote_write::{self, InfluxNaming};
 use std::borrow::Cow;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-use std::sync::{Arc, RwLock, RwLockReadGuard};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 use std::time::Duration;
 use subtle::ConstantTimeEq;
 use window::Refused;
@@ -103,6 +104,33 @@ pub struct StreamState {
     pub max_body_bytes: usize,
     /// the longest look-back a reader has whatever the policies (their `min_span`)
     pub min_span: Duration,
+    /// per database: when its points began arriving without a pause, and the newest arrival
+    arrivals: Mutex<HashMap<String, Arrivals>>,
+    /// a pause longer than this (ns) restarts a database's run (`influx.bucket_seconds`, set by
+    /// the tick); none before the first tick
+    quiet_ns: AtomicI64,
+    /// InfluxDB's `subWriteDrop` at the last tick ([`NONE`] before the first read)
+    sub_write_drop: AtomicI64,
+    /// wall-clock time (ns) until which the stream is not trusted after a drop
+    gap_until_ns: AtomicI64,
+    /// ticks read from the stream, for `stream.reconcile_every`
+    stream_ticks: AtomicU64,
+}
+
+/// When a database's points arrived (wall clock, ns).
+#[derive(Clone, Copy, Debug)]
+struct Arrivals {
+    since: i64,
+    last: i64,
+}
+
+/// Whether a database's stream can be read this tick.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Freshness {
+    /// points arriving, for at least the span
+    Covered,
+    /// nothing within `influx.bucket_seconds`, or not for the span since a pause
+    Quiet,
 }
 
 impl StreamState {
@@ -120,7 +148,81 @@ impl StreamState {
             credentials: Credentials::new(settings),
             max_body_bytes: usize::try_from(settings.max_body_bytes).unwrap_or(usize::MAX),
             min_span: series.iter().map(|s| s.min_span).max().unwrap_or_default(),
+            arrivals: Mutex::new(HashMap::new()),
+            quiet_ns: AtomicI64::new(i64::MAX),
+            sub_write_drop: AtomicI64::new(NONE),
+            gap_until_ns: AtomicI64::new(NONE),
+            stream_ticks: AtomicU64::new(0),
         }
+    }
+
+    /// Points of `db` arrived now: a pause longer than the quiet limit starts a new run, which
+    /// must cover the longest window again before the database is read from the stream.
+    fn arrived(&self, db: &str, now_ns: i64) {
+        let quiet = self.quiet_ns.load(Ordering::Relaxed);
+        let mut a = self.arrivals.lock().unwrap_or_else(|p| p.into_inner());
+        match a.get_mut(db) {
+            Some(x) => {
+                if now_ns.saturating_sub(x.last) > quiet {
+                    x.since = now_ns;
+                }
+                x.last = x.last.max(now_ns);
+            }
+            None => {
+                a.insert(
+                    db.to_string(),
+                    Arrivals {
+                        since: now_ns,
+                        last: now_ns,
+                    },
+                );
+            }
+        }
+    }
+
+    /// A pause in a database's points longer than `quiet` means points may be missing.
+    pub fn set_quiet_after(&self, quiet: Duration) {
+        self.quiet_ns.store(nanos(quiet).max(1), Ordering::Relaxed);
+    }
+
+    /// Whether `db`'s points have been arriving for `span` up to now, without a pause.
+    pub fn freshness(&self, db: &str, span: Duration, now_ns: i64) -> Freshness {
+        let quiet = self.quiet_ns.load(Ordering::Relaxed);
+        let a = self.arrivals.lock().unwrap_or_else(|p| p.into_inner());
+        match a.get(db) {
+            Some(x)
+                if now_ns.saturating_sub(x.last) <= quiet
+                    && now_ns.saturating_sub(x.since) >= nanos(span) =>
+            {
+                Freshness::Covered
+            }
+            _ => Freshness::Quiet,
+        }
+    }
+
+    /// InfluxDB's count of subscription writes it dropped (`SHOW STATS`, `write`
+    /// `subWriteDrop`), read this tick: any rise since the last read, or a fall (InfluxDB
+    /// restarted, the subscription with it), leaves the stream untrusted for `span` from now,
+    /// the time the lost points take to leave every window. True while untrusted.
+    pub fn note_sub_write_drop(&self, count: i64, span: Duration, now_ns: i64) -> bool {
+        let before = self.sub_write_drop.swap(count, Ordering::Relaxed);
+        if before != NONE && before != count {
+            self.gap_until_ns
+                .store(now_ns.saturating_add(nanos(span)), Ordering::Relaxed);
+        }
+        self.dropping(now_ns)
+    }
+
+    /// True while the stream is untrusted after InfluxDB dropped subscription writes.
+    pub fn dropping(&self, now_ns: i64) -> bool {
+        let until = self.gap_until_ns.load(Ordering::Relaxed);
+        until != NONE && now_ns < until
+    }
+
+    /// Counts a tick read from the stream; true when it is the `every`-th (reconciliation).
+    pub fn reconcile_due(&self, every: u64) -> bool {
+        let n = self.stream_ticks.fetch_add(1, Ordering::Relaxed) + 1;
+        n.is_multiple_of(every.max(1))
     }
 
     /// The windows, for a reader (a tick).
@@ -219,6 +321,9 @@ impl StreamState {
         }
         let series = w.series_count();
         drop(w);
+        if report.points > 0 {
+            self.arrived(db, now_ns);
+        }
         self.finish(report, series)
     }
 
@@ -231,6 +336,7 @@ impl StreamState {
         let measurements: Vec<&str> = owned.iter().map(String::as_str).collect();
         let naming = InfluxNaming::new(&measurements);
         let oldest = now_ns.saturating_sub(self.retention_ns.load(Ordering::Relaxed));
+        let mut dbs: Vec<String> = Vec::new();
         for s in remote_write::series(pb) {
             let s = match s {
                 Ok(s) => s,
@@ -281,11 +387,17 @@ impl StreamState {
                     point,
                     oldest,
                 );
+                if stored.is_ok() && !dbs.iter().any(|d| d == db) {
+                    dbs.push(db.to_string());
+                }
                 self.count(stored, &mut report, now_ns);
             }
         }
         let series = w.series_count();
         drop(w);
+        for db in &dbs {
+            self.arrived(db, now_ns);
+        }
         self.finish(report, series)
     }
 
@@ -365,15 +477,29 @@ pub enum TickMode {
     Stream,
     /// stream mode configured, the stream not yet covering the longest window: query mode
     StreamWarmup,
+    /// InfluxDB dropped subscription writes (`subWriteDrop` rose) within the longest window:
+    /// query mode until the lost points are out of every window
+    StreamGap,
+    /// the collector's databases sent nothing for longer than `influx.bucket_seconds`, or not
+    /// yet for the longest window since such a pause: query mode
+    StreamQuiet,
 }
 
 impl TickMode {
-    pub const ALL: [TickMode; 3] = [TickMode::Query, TickMode::Stream, TickMode::StreamWarmup];
+    pub const ALL: [TickMode; 5] = [
+        TickMode::Query,
+        TickMode::Stream,
+        TickMode::StreamWarmup,
+        TickMode::StreamGap,
+        TickMode::StreamQuiet,
+    ];
     pub fn as_str(self) -> &'static str {
         match self {
             TickMode::Query => "query",
             TickMode::Stream => "stream",
             TickMode::StreamWarmup => "stream-warmup",
+            TickMode::StreamGap => "stream-gap",
+            TickMode::StreamQuiet => "stream-quiet",
         }
     }
 }
@@ -382,6 +508,65 @@ impl TickMode {
 mod tests {
     use super::*;
     use crate::config::secret::Secret;
+
+    const S: i64 = 1_000_000_000;
+
+    #[test]
+    fn a_quiet_database_is_read_from_the_store_until_it_covers_the_span_again() {
+        let st = StreamState::new(&StreamSettings::default(), &[]);
+        st.set_quiet_after(Duration::from_secs(30));
+        let span = Duration::from_secs(60);
+        assert_eq!(
+            st.freshness("db", span, 100 * S),
+            Freshness::Quiet,
+            "nothing yet"
+        );
+        for t in (0..=100).step_by(10) {
+            st.arrived("db", t * S);
+        }
+        assert_eq!(st.freshness("db", span, 100 * S), Freshness::Covered);
+        assert_eq!(
+            st.freshness("db", span, 131 * S),
+            Freshness::Quiet,
+            "30 s quiet"
+        );
+        st.arrived("db", 140 * S);
+        assert_eq!(
+            st.freshness("db", span, 141 * S),
+            Freshness::Quiet,
+            "points again, not yet for the span"
+        );
+        for t in (150..=200).step_by(10) {
+            st.arrived("db", t * S);
+        }
+        assert_eq!(st.freshness("db", span, 200 * S), Freshness::Covered);
+        assert_eq!(st.freshness("other", span, 200 * S), Freshness::Quiet);
+    }
+
+    #[test]
+    fn a_change_of_sub_write_drop_distrusts_the_stream_for_the_span() {
+        let st = StreamState::new(&StreamSettings::default(), &[]);
+        let span = Duration::from_secs(60);
+        assert!(
+            !st.note_sub_write_drop(5, span, 0),
+            "the first read is the baseline"
+        );
+        assert!(!st.note_sub_write_drop(5, span, 10 * S));
+        assert!(st.note_sub_write_drop(7, span, 20 * S), "dropped");
+        assert!(st.note_sub_write_drop(7, span, 79 * S), "within the span");
+        assert!(!st.note_sub_write_drop(7, span, 80 * S), "covered again");
+        assert!(
+            st.note_sub_write_drop(0, span, 90 * S),
+            "InfluxDB restarted"
+        );
+    }
+
+    #[test]
+    fn reconciliation_is_due_every_nth_stream_tick() {
+        let st = StreamState::new(&StreamSettings::default(), &[]);
+        let due: Vec<bool> = (0..6).map(|_| st.reconcile_due(3)).collect();
+        assert_eq!(due, [false, false, true, false, false, true]);
+    }
 
     #[test]
     fn credentials_need_the_exact_basic_auth_or_token() {

@@ -320,14 +320,20 @@ impl VmQuery<'_> {
 
     /// Three InfluxQL statements (cpu, memory, disk), sent as one query.
     pub fn to_influxql(&self) -> String {
+        self.to_influxql_of(None)
+    }
+
+    /// [`VmQuery::to_influxql`] narrowed to the `group_by` values in `only` (a regular
+    /// expression of the escaped values), so the store reads just those VMs' series.
+    pub fn to_influxql_of(&self, only: Option<&HashSet<&str>>) -> String {
         Resource::ALL
             .iter()
-            .map(|r| self.influxql_statement(*r))
+            .map(|r| self.influxql_statement(*r, only))
             .collect::<Vec<_>>()
             .join("; ")
     }
 
-    fn influxql_statement(&self, r: Resource) -> String {
+    fn influxql_statement(&self, r: Resource, only: Option<&HashSet<&str>>) -> String {
         let start = self.end_epoch - self.window(r);
         let value = ident("value");
         let mut q = format!(
@@ -345,6 +351,13 @@ impl VmQuery<'_> {
         if let Some((tag, v)) = self.filter {
             q.push_str(&format!(" AND {} = {}", ident(tag), string(v)));
         }
+        if let (Some(tag), Some(only)) = (self.group_by, only) {
+            q.push_str(&format!(
+                " AND {} =~ /^({})$/",
+                ident(tag),
+                alternation(only).replace('/', r"\/")
+            ));
+        }
         q.push_str(" GROUP BY ");
         if let Some(tag) = self.group_by {
             q.push_str(&ident(tag));
@@ -357,6 +370,16 @@ impl VmQuery<'_> {
     /// One PromQL query per resource: the four aggregates of every series, told apart by a
     /// `monit_agg` label. `db_label` names the label holding the InfluxDB database (empty: none).
     pub fn to_promql(&self, r: Resource, db_label: &str) -> String {
+        self.to_promql_of(r, db_label, None)
+    }
+
+    /// [`VmQuery::to_promql`] narrowed to the `group_by` values in `only`.
+    pub fn to_promql_of(
+        &self,
+        r: Resource,
+        db_label: &str,
+        only: Option<&HashSet<&str>>,
+    ) -> String {
         let mut sel = format!(
             "{{__name__={}, metricname=~{}",
             prometheus::string(&format!("{}_value", self.measurement)),
@@ -367,6 +390,13 @@ impl VmQuery<'_> {
         }
         if let Some((tag, v)) = self.filter {
             sel.push_str(&format!(", {tag}={}", prometheus::string(v)));
+        }
+        if let (Some(tag), Some(only)) = (self.group_by, only) {
+            // PromQL anchors label regular expressions itself
+            sel.push_str(&format!(
+                ", {tag}=~{}",
+                prometheus::string(&alternation(only))
+            ));
         }
         sel.push('}');
         let w = self.window(r);
@@ -392,7 +422,7 @@ impl VmQuery<'_> {
         &self,
         store: &MetricStore,
     ) -> Result<HashMap<String, VmUsage>, MetricStoreError> {
-        self.read_folded(store, None).await
+        self.read_folded(store, None, false).await
     }
 
     /// [`VmQuery::read`] for the `group_by` values in `wanted` only (the inventory's IPs): the
@@ -402,18 +432,33 @@ impl VmQuery<'_> {
         store: &MetricStore,
         wanted: &HashSet<&str>,
     ) -> Result<HashMap<String, VmUsage>, MetricStoreError> {
-        self.read_folded(store, Some(wanted)).await
+        self.read_folded(store, Some(wanted), false).await
+    }
+
+    /// [`VmQuery::read_only`] with the query itself narrowed to the `wanted` VMs: what the store
+    /// reads follows their number, not the fleet's (stream mode's confirmation of new alarms).
+    pub async fn read_targets(
+        &self,
+        store: &MetricStore,
+        wanted: &HashSet<&str>,
+    ) -> Result<HashMap<String, VmUsage>, MetricStoreError> {
+        if wanted.is_empty() {
+            return Ok(HashMap::new());
+        }
+        self.read_folded(store, Some(wanted), true).await
     }
 
     async fn read_folded(
         &self,
         store: &MetricStore,
         wanted: Option<&HashSet<&str>>,
+        narrow: bool,
     ) -> Result<HashMap<String, VmUsage>, MetricStoreError> {
         let mut fold = AggregateFold::new(self.group_by, wanted);
+        let only = wanted.filter(|_| narrow);
         match store {
-            MetricStore::Influx(c) => self.read_influx(c, &mut fold).await?,
-            MetricStore::Prometheus(c) => self.read_prometheus(c, &mut fold).await?,
+            MetricStore::Influx(c) => self.read_influx(c, &mut fold, only).await?,
+            MetricStore::Prometheus(c) => self.read_prometheus(c, &mut fold, only).await?,
             MetricStore::Stream(h) => self.read_stream(h, &mut fold),
         }
         if fold.dropped > 0 {
@@ -489,9 +534,10 @@ impl VmQuery<'_> {
         &self,
         influx: &InfluxClient,
         fold: &mut AggregateFold<'_>,
+        only: Option<&HashSet<&str>>,
     ) -> Result<(), InfluxError> {
         influx
-            .query_fold(self.db, &self.to_influxql(), |s| fold.add_series(&s))
+            .query_fold(self.db, &self.to_influxql_of(only), |s| fold.add_series(&s))
             .await?;
         Ok(())
     }
@@ -500,6 +546,7 @@ impl VmQuery<'_> {
         &self,
         c: &PrometheusClient,
         fold: &mut AggregateFold<'_>,
+        only: Option<&HashSet<&str>>,
     ) -> Result<(), MetricStoreError> {
         for tag in self.filter.map(|f| f.0).into_iter().chain(self.group_by) {
             if !prometheus::is_label_name(tag) {
@@ -511,7 +558,7 @@ impl VmQuery<'_> {
         }
         let queries: Vec<String> = Resource::ALL
             .iter()
-            .map(|r| self.to_promql(*r, c.db_label()))
+            .map(|r| self.to_promql_of(*r, c.db_label(), only))
             .collect();
         // the three answers arrive side by side into one fold (the lock is never contended
         // for long: one sample at a time)
@@ -529,6 +576,13 @@ impl VmQuery<'_> {
         }
         Ok(())
     }
+}
+
+/// `a|b|c` of the values, each escaped so it matches only itself (sorted: one query text per set).
+fn alternation(values: &HashSet<&str>) -> String {
+    let mut v: Vec<String> = values.iter().map(|s| regex::escape(s)).collect();
+    v.sort();
+    v.join("|")
 }
 
 /// InfluxDB answer → per-VM usage (tests and the fuzz target).
@@ -828,6 +882,23 @@ mod tests {
         assert!(
             !q.contains("time(") && !q.contains("fill("),
             "no time buckets: {q}"
+        );
+    }
+
+    #[test]
+    fn a_narrowed_query_matches_exactly_the_escaped_values() {
+        let only: HashSet<&str> = ["10.0.0.1", "a/b|c"].into_iter().collect();
+        let q = query().to_influxql_of(Some(&only));
+        assert_eq!(
+            q.matches(r#""ip" =~ /^(10\.0\.0\.1|a\/b\|c)$/"#).count(),
+            3,
+            "{q}"
+        );
+        let p = query().to_promql_of(Resource::Cpu, "db", Some(&only));
+        assert!(p.contains(r#"ip=~"10\\.0\\.0\\.1|a/b\\|c""#), "{p}");
+        assert!(
+            !query().to_influxql().contains("=~ /^(10"),
+            "not narrowed by default"
         );
     }
 
