@@ -495,18 +495,17 @@ impl Scheduler {
                 };
                 let covered = h.state.covers(span, now_ns);
                 for (name, c) in &collectors {
-                    let mode =
-                        if !covered {
-                            TickMode::StreamWarmup
-                        } else if dropping {
-                            TickMode::StreamGap
-                        } else if c.databases().iter().any(|db| {
-                            h.state.freshness(db, span, now_ns) != stream::Freshness::Covered
-                        }) {
-                            TickMode::StreamQuiet
-                        } else {
-                            TickMode::Stream
-                        };
+                    let mode = if !covered {
+                        TickMode::StreamWarmup
+                    } else if dropping {
+                        TickMode::StreamGap
+                    } else if c.stream_series(&self.settings).iter().any(|s| {
+                        h.state.freshness(&s.db, span, now_ns) != stream::Freshness::Covered
+                    }) {
+                        TickMode::StreamQuiet
+                    } else {
+                        TickMode::Stream
+                    };
                     modes.push((*name, mode));
                 }
                 let overall = if !covered {
