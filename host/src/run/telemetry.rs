@@ -139,6 +139,21 @@ pub const FAMILIES: &[(&str, Kind, &str)] = &[
         "How the last tick read its metrics: 1 for the mode it used (query, stream, stream-warmup), 0 for the others.",
     ),
     (
+        "monit_collector_metric_mode",
+        Kind::Gauge,
+        "How each collector read its metrics in the last tick: 1 for its mode (query, stream, stream-warmup, stream-gap, stream-quiet), 0 for the others.",
+    ),
+    (
+        "monit_stream_unconfirmed_total",
+        Kind::Counter,
+        "Alarm changes decided from the stream that the store did not confirm, by origin: dropped for that tick.",
+    ),
+    (
+        "monit_stream_drift",
+        Kind::Gauge,
+        "Difference between the stream's readings and the store's at the last reconciliation, by origin and stat (max_mean_difference, differing, missing).",
+    ),
+    (
         "monit_ingest_points_total",
         Kind::Counter,
         "Points received on /write and /api/v1/write (stream mode) and kept for a collector's series.",
