@@ -6,14 +6,12 @@
 mod common;
 
 use common::{
-    TestEnv, bosh_section, free_port, mails_with, now_s, router_and_director_report, unique,
-    vm_points,
+    TestEnv, bosh_section, director, free_port, mails_with, now_s, router_and_director_report,
+    unique, vm_points,
 };
 use mail_parser::MessageParser;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use wiremock::matchers::{method, path, query_param};
-use wiremock::{Mock, MockServer, ResponseTemplate};
 
 /// An environment with `plugins` and `alarms` lines added to `[alarms]`; every origin's mail
 /// goes to one unique address, returned.
@@ -61,58 +59,6 @@ fn stderr(out: &std::process::Output) -> String {
 
 // ---------------------------------------------------------------------------------------------
 // Maintenance holds that end
-
-/// A director whose deployment `paasta` has cell/0, cell/1 and router/0, with `tasks` running.
-async fn director(tasks: serde_json::Value) -> MockServer {
-    let s = MockServer::start().await;
-    Mock::given(method("GET")).and(path("/info"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
-            "name": "micro-bosh", "uuid": "7c1f", "version": "271.2.0", "user": null, "cpi": "openstack_cpi",
-            "user_authentication": {"type": "basic", "options": {}}
-        })))
-        .mount(&s).await;
-    Mock::given(method("GET"))
-        .and(path("/deployments"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!([
-            {"name": "paasta", "releases": [], "stemcells": [], "cloud_config": "latest"}
-        ])))
-        .mount(&s)
-        .await;
-    Mock::given(method("GET")).and(path("/deployments/paasta/vms")).and(query_param("format", "full"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!(
-            {"id": 42, "state": "queued", "description": "retrieve vm-stats", "timestamp": 1700000000, "result": "", "user": "admin"})))
-        .mount(&s).await;
-    Mock::given(method("GET")).and(path("/tasks/42"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!(
-            {"id": 42, "state": "done", "description": "retrieve vm-stats", "timestamp": 1700000000, "result": "", "user": "admin"})))
-        .mount(&s).await;
-    let ndjson = [
-        ("cell", 0, "10.0.16.21"),
-        ("cell", 1, "10.0.16.22"),
-        ("router", 0, "10.0.16.11"),
-    ]
-    .iter()
-    .map(|(job, idx, ip)| {
-        serde_json::json!({"vm_cid": format!("i-{ip}"), "ips": [ip], "job_name": job, "index": idx,
-                "job_state": "running", "az": "z1", "id": format!("id-{ip}")})
-        .to_string()
-    })
-    .collect::<Vec<_>>()
-    .join("\n");
-    Mock::given(method("GET"))
-        .and(path("/tasks/42/output"))
-        .and(query_param("type", "result"))
-        .respond_with(ResponseTemplate::new(200).set_body_string(ndjson + "\n"))
-        .mount(&s)
-        .await;
-    Mock::given(method("GET"))
-        .and(path("/tasks"))
-        .and(query_param("state", "processing,queued"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(tasks))
-        .mount(&s)
-        .await;
-    s
-}
 
 /// Task 77 recreating `paasta`, stuck in `processing`.
 fn stuck_recreate() -> serde_json::Value {

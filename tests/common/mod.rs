@@ -441,3 +441,65 @@ pub async fn router_and_director_report(env: &TestEnv) {
     }
     env.write_points(&env.bosh_db, &lines).await;
 }
+
+pub async fn director(tasks: serde_json::Value) -> wiremock::MockServer {
+    let s = wiremock::MockServer::start().await;
+    mount_director(&s, tasks).await;
+    s
+}
+
+/// A fake BOSH director: deployment `paasta` with cell/0, cell/1 and router/0 (a `vms?format=full`
+/// task), and `tasks` as the running tasks.
+pub async fn mount_director(s: &wiremock::MockServer, tasks: serde_json::Value) {
+    wiremock::Mock::given(wiremock::matchers::method("GET")).and(wiremock::matchers::path("/info"))
+        .respond_with(wiremock::ResponseTemplate::new(200).set_body_json(serde_json::json!({
+            "name": "micro-bosh", "uuid": "7c1f", "version": "271.2.0", "user": null, "cpi": "openstack_cpi",
+            "user_authentication": {"type": "basic", "options": {}}
+        })))
+        .mount(s).await;
+    wiremock::Mock::given(wiremock::matchers::method("GET"))
+        .and(wiremock::matchers::path("/deployments"))
+        .respond_with(
+            wiremock::ResponseTemplate::new(200).set_body_json(serde_json::json!([
+                {"name": "paasta", "releases": [], "stemcells": [], "cloud_config": "latest"}
+            ])),
+        )
+        .mount(s)
+        .await;
+    wiremock::Mock::given(wiremock::matchers::method("GET")).and(wiremock::matchers::path("/deployments/paasta/vms")).and(wiremock::matchers::query_param("format", "full"))
+        .respond_with(wiremock::ResponseTemplate::new(200).set_body_json(serde_json::json!(
+            {"id": 42, "state": "queued", "description": "retrieve vm-stats", "timestamp": 1700000000, "result": "", "user": "admin"})))
+        .mount(s).await;
+    wiremock::Mock::given(wiremock::matchers::method("GET")).and(wiremock::matchers::path("/tasks/42"))
+        .respond_with(wiremock::ResponseTemplate::new(200).set_body_json(serde_json::json!(
+            {"id": 42, "state": "done", "description": "retrieve vm-stats", "timestamp": 1700000000, "result": "", "user": "admin"})))
+        .mount(s).await;
+    let ndjson = [
+        ("cell", 0, "10.0.16.21"),
+        ("cell", 1, "10.0.16.22"),
+        ("router", 0, "10.0.16.11"),
+    ]
+    .iter()
+    .map(|(job, idx, ip)| {
+        serde_json::json!({"vm_cid": format!("i-{ip}"), "ips": [ip], "job_name": job, "index": idx,
+                "job_state": "running", "az": "z1", "id": format!("id-{ip}")})
+        .to_string()
+    })
+    .collect::<Vec<_>>()
+    .join("\n");
+    wiremock::Mock::given(wiremock::matchers::method("GET"))
+        .and(wiremock::matchers::path("/tasks/42/output"))
+        .and(wiremock::matchers::query_param("type", "result"))
+        .respond_with(wiremock::ResponseTemplate::new(200).set_body_string(ndjson + "\n"))
+        .mount(s)
+        .await;
+    wiremock::Mock::given(wiremock::matchers::method("GET"))
+        .and(wiremock::matchers::path("/tasks"))
+        .and(wiremock::matchers::query_param(
+            "state",
+            "processing,queued",
+        ))
+        .respond_with(wiremock::ResponseTemplate::new(200).set_body_json(tasks))
+        .mount(s)
+        .await;
+}
