@@ -752,28 +752,25 @@ async fn stream_and_query_give_the_same_readings_from_a_real_subscription() {
         ..pas
     };
     // the subscription delivers asynchronously: compare until both agree, within a bound
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let (mut a, mut b);
-    loop {
-        a = (
-            pas.read(&influx).await.unwrap(),
-            bos.read(&influx).await.unwrap(),
-            read_container_usage(&influx, &source, &con_windows, at)
-                .await
-                .unwrap(),
-        );
-        b = (
-            pas.read(&stream).await.unwrap(),
-            bos.read(&stream).await.unwrap(),
-            read_container_usage(&stream, &source, &con_windows, at)
-                .await
-                .unwrap(),
-        );
-        if a == b || Instant::now() > deadline {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    let (a, b) = read_until_equal(async || {
+        (
+            (
+                pas.read(&influx).await.unwrap(),
+                bos.read(&influx).await.unwrap(),
+                read_container_usage(&influx, &source, &con_windows, at)
+                    .await
+                    .unwrap(),
+            ),
+            (
+                pas.read(&stream).await.unwrap(),
+                bos.read(&stream).await.unwrap(),
+                read_container_usage(&stream, &source, &con_windows, at)
+                    .await
+                    .unwrap(),
+            ),
+        )
+    })
+    .await;
     assert_eq!(a.0, b.0, "paasta VMs, both writer generations");
     assert_eq!(a.1, b.1, "the BOSH director");
     assert_eq!(a.2, b.2, "containers");
@@ -1095,26 +1092,23 @@ async fn vmagent_remote_write_gives_the_same_readings_as_influxdb() {
         end_epoch: now + 1,
     };
     let at = chrono::DateTime::from_timestamp(now + 1, 0).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let (mut a, mut b);
-    loop {
-        a = (
-            pas.read(&influx).await.unwrap(),
-            read_container_usage(&influx, &source, &windows, at)
-                .await
-                .unwrap(),
-        );
-        b = (
-            pas.read(&stream).await.unwrap(),
-            read_container_usage(&stream, &source, &windows, at)
-                .await
-                .unwrap(),
-        );
-        if a == b || Instant::now() > deadline {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    let (a, b) = read_until_equal(async || {
+        (
+            (
+                pas.read(&influx).await.unwrap(),
+                read_container_usage(&influx, &source, &windows, at)
+                    .await
+                    .unwrap(),
+            ),
+            (
+                pas.read(&stream).await.unwrap(),
+                read_container_usage(&stream, &source, &windows, at)
+                    .await
+                    .unwrap(),
+            ),
+        )
+    })
+    .await;
     assert_eq!(a.0, b.0, "VMs through vmagent");
     assert_eq!(
         a.1, b.1,
@@ -1557,4 +1551,17 @@ async fn influxdb_tells_its_subscription_write_drops() {
     // not a reading query: the tick's influx_queries stay 0 in a steady stream tick
     use std::sync::atomic::Ordering::Relaxed;
     assert_eq!(influx.stats.queries.load(Relaxed), 0);
+}
+
+/// Reads the store's answer and the stream's until they agree or 30 s pass: the subscription
+/// (or vmagent) delivers a moment after the store has the points. The caller asserts equality.
+async fn read_until_equal<T: PartialEq>(mut read_both: impl AsyncFnMut() -> (T, T)) -> (T, T) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (a, b) = read_both().await;
+        if a == b || Instant::now() > deadline {
+            return (a, b);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }
