@@ -283,7 +283,7 @@ pub fn usage_queries(
         format!(
             "SELECT {select} FROM {measurement} \
              WHERE time > {start}s AND time <= {end}s \
-             AND {value} > -{bound} AND {value} < {bound} AND {name} = '{series}' \
+             AND {value} > -{bound:.1} AND {value} < {bound:.1} AND {name} = '{series}' \
              AND {container_id} <> '/' AND {application_name} <> '' \
              GROUP BY {group_by}",
             measurement = ident(&source.measurement),
@@ -467,7 +467,7 @@ fn read_stream(
     fold: &mut PartsFold<'_>,
 ) {
     const NS: i64 = 1_000_000_000;
-    let bound: f64 = crate::vm::VALUE_BOUND.parse().unwrap_or(1e15);
+    let bound = crate::vm::VALUE_BOUND;
     let bucket = source.bucket_seconds.max(1);
     let end = now.timestamp().saturating_mul(NS);
     let horizon = i64::try_from(active_horizon(bucket).as_secs()).unwrap_or(i64::MAX / 4);

@@ -64,7 +64,8 @@ pub const PERCENT: std::ops::RangeInclusive<f64> = 0.0..=101.0;
 
 /// Points beyond this magnitude are left out in the query itself: two of them in one window make
 /// InfluxDB 1.x's mean +Inf, which it cannot encode, and the whole answer would fail.
-pub const VALUE_BOUND: &str = "1000000000000000.0";
+/// Written with one decimal (`{VALUE_BOUND:.1}`) so InfluxQL reads it as a float.
+pub const VALUE_BOUND: f64 = 1e15;
 
 /// The metric names of each resource, as a regular expression (anchored in both languages).
 pub fn metric_regex(r: Resource) -> &'static str {
@@ -108,8 +109,7 @@ pub fn stream_series(db: &str, measurement: &str) -> StreamSeries {
 
 /// The point filter of the queries (`VALUE_BOUND`, and percentages for cpu and disk).
 fn point_counts(r: Resource, v: f64) -> bool {
-    let bound: f64 = VALUE_BOUND.parse().unwrap_or(1e15);
-    v > -bound && v < bound && (r == Resource::Memory || (0.0..=101.0).contains(&v))
+    v > -VALUE_BOUND && v < VALUE_BOUND && (r == Resource::Memory || (0.0..=101.0).contains(&v))
 }
 
 /// The one query for a measurement: per `group_by` tag (if any) and metric name, each
@@ -339,7 +339,7 @@ impl VmQuery<'_> {
         let mut q = format!(
             "SELECT mean({value}) AS \"mean\", max({value}) AS \"max\", min({value}) AS \"min\", \
              count({value}) AS \"count\" FROM {} WHERE time > {start}s AND time <= {}s \
-             AND {value} > -{VALUE_BOUND} AND {value} < {VALUE_BOUND} AND \"metricname\" =~ /^{}$/",
+             AND {value} > -{VALUE_BOUND:.1} AND {value} < {VALUE_BOUND:.1} AND \"metricname\" =~ /^{}$/",
             ident(self.measurement),
             self.end_epoch,
             metric_regex(r).replace('/', r"\/"),
