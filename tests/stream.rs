@@ -113,9 +113,18 @@ fn line(ip: &str, metric: &str, v: f64, t: i64) -> String {
 
 const PAASTA: &str = "[plugins.paasta]\nenabled = true\n";
 
+/// VMs in the inventory: the stream keeps only their series, as the query path reads only
+/// theirs.
+async fn inventory(env: &TestEnv, ips: impl IntoIterator<Item = String>) {
+    for (i, ip) in ips.into_iter().enumerate() {
+        env.add_vm(&format!("vm/{i}"), &ip, "vms").await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn ingest_needs_the_configured_credentials_and_only_in_stream_mode() {
     let env = TestEnv::new("stream_auth", PAASTA).await;
+    inventory(&env, ["10.0.0.1".to_string()]).await;
     let db = format!("/write?db={}&precision=s", env.cf_db);
     let body = || line("10.0.0.1", "cpuStats.0", 10.0, now_s()).into_bytes();
     {
@@ -159,6 +168,7 @@ fn peak_rss_kb(pid: u32) -> u64 {
 #[tokio::test(flavor = "multi_thread")]
 async fn oversized_bodies_and_gzip_bombs_are_refused_with_413() {
     let env = TestEnv::new("stream_413", PAASTA).await;
+    inventory(&env, ["10.0.0.1".to_string()]).await;
     let port = free_port();
     let batch = start(
         &env,
@@ -219,6 +229,7 @@ async fn oversized_bodies_and_gzip_bombs_are_refused_with_413() {
 #[tokio::test(flavor = "multi_thread")]
 async fn malformed_lines_and_protobuf_are_counted_and_skipped() {
     let env = TestEnv::new("stream_bad", PAASTA).await;
+    inventory(&env, ["10.0.0.1", "10.0.0.2", "10.0.0.3"].map(String::from)).await;
     let port = free_port();
     let _batch = start(&env, port, true, &[]);
     let auth = Some((USER, PASSWORD));
@@ -300,6 +311,11 @@ async fn malformed_lines_and_protobuf_are_counted_and_skipped() {
 #[tokio::test(flavor = "multi_thread")]
 async fn new_series_beyond_max_series_are_refused_counted_and_logged_once() {
     let env = TestEnv::new("stream_max", PAASTA).await;
+    inventory(
+        &env,
+        (0..2).flat_map(|r| (0..50).map(move |i| format!("10.9.{r}.{i}"))),
+    )
+    .await;
     let port = free_port();
     let _batch = start(
         &env,
@@ -339,6 +355,41 @@ async fn new_series_beyond_max_series_are_refused_counted_and_logged_once() {
         log.matches("stream.max_series reached").count(),
         1,
         "one WARN line: {log}"
+    );
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn series_of_vms_outside_the_inventory_are_not_kept_but_show_the_delivery_works() {
+    let env = TestEnv::new("stream_inventory", PAASTA).await;
+    inventory(&env, ["10.0.0.1".to_string()]).await;
+    let port = free_port();
+    let _batch = start(&env, port, true, &[]);
+    // the first tick loads the inventory
+    first_tick_mode(&env).await;
+    let t = now_s();
+    let body: String = ["10.0.0.1", "10.0.0.2", "10.0.0.3"]
+        .iter()
+        .flat_map(|ip| {
+            [
+                line(ip, "cpuStats.0", 1.0, t),
+                line(ip, "memoryStats.UsedPercent", 1.0, t),
+            ]
+        })
+        .collect();
+    let path = format!("/write?db={}&precision=s", env.cf_db);
+    let (code, text) = post(port, &path, Some((USER, PASSWORD)), &[], body.into_bytes()).await;
+    assert_eq!(code, 204, "{text}");
+    assert_eq!(
+        metric(port, "monit_stream_series").await,
+        2.0,
+        "only the inventory's VM: its cpu and memory series"
+    );
+    assert_eq!(metric(port, "monit_ingest_points_total").await, 2.0);
+    assert_eq!(
+        metric(port, "monit_ingest_writes_total{format=\"line\"}").await,
+        1.0,
+        "the write counts as a delivery"
     );
     env.cleanup().await;
 }
@@ -578,8 +629,8 @@ async fn stream_and_query_give_the_same_readings_from_a_real_subscription() {
         bucket_seconds: 10,
     };
     let series = vec![
-        monit_cf_metrics::vm::stream_series(&env.cf_db, "cf_metrics"),
-        monit_cf_metrics::vm::stream_series(&env.bosh_db, "bosh_metrics"),
+        monit_cf_metrics::vm::stream_series(&env.cf_db, "cf_metrics", &["ip"], Some("ip")),
+        monit_cf_metrics::vm::stream_series(&env.bosh_db, "bosh_metrics", &["origin"], None),
         monit_cf_metrics::container::stream_series(&source),
     ];
     let (port, state) = serve_stream(&series).await;
@@ -912,12 +963,25 @@ async fn a_stream_tick_opens_the_same_alarms_as_a_query_tick() {
         }),
     );
     let deadline = Instant::now() + Duration::from_secs(30);
-    while metric(port, "monit_ingest_points_total").await < 1.0 {
+    while metric(port, "monit_ingest_writes_total{format=\"line\"}").await < 1.0 {
         assert!(Instant::now() < deadline, "nothing delivered within 30 s");
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     // warm-up: the container's activity horizon (90 s) is the longest look-back
     tick_after(&streamed, now_s(), "stream").await;
+    // the VMs join the inventory before their points are written: the stream keeps only the
+    // inventory's VMs (and cells), the query reads only theirs
+    for env in [&streamed, &queried] {
+        env.add_vm("router/0", "10.0.16.11", "rtr").await;
+        env.add_vm("api/0", "10.0.16.12", "api").await;
+        env.add_vm("cell/0", "10.0.16.21", "cel").await;
+    }
+    // a tick after the VMs were added has loaded them (it reads the store: they have no points
+    // yet, a gap in the stream's eyes)
+    tick_where(&streamed, now_s() + 1, "a tick with the VMs", |_| true).await;
+    // the query side ticks at that moment too: both see the VMs without a point (the platform's
+    // metrics `fail`, on both sides)
+    assert!(queried.run_once().status.success());
 
     let now = now_s();
     let (vm, con) = platform(now);
@@ -932,11 +996,6 @@ async fn a_stream_tick_opens_the_same_alarms_as_a_query_tick() {
     while metric(port, "monit_ingest_points_total").await < expected {
         assert!(Instant::now() < deadline, "the points never all arrived");
         tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    for env in [&streamed, &queried] {
-        env.add_vm("router/0", "10.0.16.11", "rtr").await;
-        env.add_vm("api/0", "10.0.16.12", "api").await;
-        env.add_vm("cell/0", "10.0.16.21", "cel").await;
     }
     let from = now_s() + 1;
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -1002,7 +1061,7 @@ async fn vmagent_remote_write_gives_the_same_readings_as_influxdb() {
         bucket_seconds: 10,
     };
     let (port, state) = serve_stream(&[
-        monit_cf_metrics::vm::stream_series(&env.cf_db, "cf_metrics"),
+        monit_cf_metrics::vm::stream_series(&env.cf_db, "cf_metrics", &["ip"], Some("ip")),
         monit_cf_metrics::container::stream_series(&source),
     ])
     .await;

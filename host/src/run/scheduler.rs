@@ -291,7 +291,9 @@ impl Scheduler {
 
         // 3. readings and scale decisions, side by side (all of them only read, then a scaler
         // acts on what it decided)
-        let stores = self.tick_stores(now, &inputs.policies, sum).await;
+        let stores = self
+            .tick_stores(now, &inputs.policies, &inputs.vms, sum)
+            .await;
         sum.metric_mode = stores.overall.as_str().to_string();
         let windows = Windows::from_policies(
             &inputs.policies,
@@ -454,6 +456,7 @@ impl Scheduler {
         &self,
         now: Timestamp,
         policies: &[crate::model::Policy],
+        vms: &[crate::model::Vm],
         sum: &mut TickSummary,
     ) -> TickStores {
         let collectors = self.collectors();
@@ -473,6 +476,7 @@ impl Scheduler {
                     .max()
                     .unwrap_or_default();
                 let now_ns = now.timestamp_nanos_opt().unwrap_or(i64::MAX);
+                h.state.set_inventory(vms.iter().map(|vm| vm.ip.as_str()));
                 h.state.set_span(span, now_ns);
                 h.state.set_quiet_after(bucket);
                 let mut st = truth::StreamTick::default();

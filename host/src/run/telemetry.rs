@@ -159,6 +159,11 @@ pub const FAMILIES: &[(&str, Kind, &str)] = &[
         "Points received on /write and /api/v1/write (stream mode) and kept for a collector's series.",
     ),
     (
+        "monit_ingest_writes_total",
+        Kind::Counter,
+        "Bodies accepted on /write (format line) and /api/v1/write (format remote_write), whether or not a collector keeps their points: the writers' delivery works.",
+    ),
+    (
         "monit_ingest_rejected_total",
         Kind::Counter,
         "Points or lines refused by the stream ingest, by reason (syntax, bad_value, max_series, ...).",

@@ -18,8 +18,9 @@ use crate::policy::{InvalidPolicy, Policy};
 use anyhow::Context as _;
 use async_trait::async_trait;
 use monit_cf_metrics::container::{
-    ContainerSource, ContainerUsage, UsageWindows, Wanted, read_container_usage_of,
+    ContainerSource, ContainerUsage, Narrow, UsageWindows, Wanted, read_container_usage_of,
 };
+use monit_host::metric_store::MetricStore;
 use monit_host::model::Resource;
 use monit_host::plugin::{
     PluginContext, PluginParts, ScaleAction, ScaleContext, ScaleDecision, ScaleEvidence,
@@ -213,6 +214,13 @@ fn from_plan(
 /// The usage of each app (by lowercased guid) for one window.
 type UsageByApp = HashMap<String, Vec<InstanceUsage>>;
 
+/// One window's usage, and where to confirm a decision taken on it (`Some`: it was read from
+/// the stream, the store confirms before anything acts).
+struct Read<'a> {
+    usage: Result<UsageByApp, String>,
+    confirm_in: Option<&'a MetricStore>,
+}
+
 fn group_by_app(containers: Vec<ContainerUsage>) -> UsageByApp {
     let mut by_app: UsageByApp = HashMap::new();
     let usage = |s: Option<monit_cf_metrics::container::Stats>| {
@@ -253,10 +261,11 @@ impl AutoscaleScaler {
         &self,
         ctx: &ScaleContext<'_>,
         p: &Policy,
-        usage: &Result<UsageByApp, String>,
+        read: &Read<'_>,
+        source: &ContainerSource,
         deadline: Instant,
     ) -> ScaleDecision {
-        let usage = match usage {
+        let usage = match &read.usage {
             Ok(by_app) => by_app
                 .get(&p.guid.to_ascii_lowercase())
                 .map(Vec::as_slice)
@@ -297,18 +306,37 @@ impl AutoscaleScaler {
                 }
             }
         };
-        let plan = decide::decide(&Inputs {
-            policy: p,
-            platform_instances,
-            usage,
-            min_buckets: decide::required_buckets(
-                p.check_seconds,
-                ctx.settings.influx.bucket_seconds,
-            ),
-            cooldown: self.cooldown(p),
-            last_scaled: ctx.last_scaled.get(&p.guid).copied(),
-            now: ctx.now,
-        });
+        let plan_on = |usage: &[InstanceUsage]| {
+            decide::decide(&Inputs {
+                policy: p,
+                platform_instances,
+                usage,
+                min_buckets: decide::required_buckets(
+                    p.check_seconds,
+                    ctx.settings.influx.bucket_seconds,
+                ),
+                cooldown: self.cooldown(p),
+                last_scaled: ctx.last_scaled.get(&p.guid).copied(),
+                now: ctx.now,
+            })
+        };
+        let mut plan = plan_on(usage);
+        if let (Some(store), Verdict::Act { .. } | Verdict::Block) = (read.confirm_in, plan.verdict)
+        {
+            // a point the stream lost must not scale an app: the store's reading of this app
+            // alone decides (one query per acting app, not per fleet)
+            match self.app_usage(store, source, p, ctx).await {
+                Ok(confirmed) => plan = plan_on(&confirmed),
+                Err(e) => {
+                    return skipped(
+                        &p.guid,
+                        &p.app,
+                        ScaleEvidence::Unknown,
+                        format!("no_data: confirming the stream's reading in the store: {e}"),
+                    );
+                }
+            }
+        }
         let reason = plan.reason.to_string();
         let Verdict::Act { to } = plan.verdict else {
             let outcome = if plan.verdict == Verdict::Block {
@@ -366,6 +394,33 @@ impl AutoscaleScaler {
     }
 }
 
+impl AutoscaleScaler {
+    /// One app's usage over its window, from the store, in a query narrowed to the app.
+    async fn app_usage(
+        &self,
+        store: &MetricStore,
+        source: &ContainerSource,
+        p: &Policy,
+        ctx: &ScaleContext<'_>,
+    ) -> anyhow::Result<Vec<InstanceUsage>> {
+        let guid = p.guid.trim().to_ascii_lowercase();
+        let guids: HashSet<String> = [guid.clone()].into();
+        let values: HashSet<&str> = [guid.as_str()].into();
+        let wanted = Wanted {
+            cells: None,
+            app_guids: Some(&guids),
+            narrow: Some(Narrow {
+                tag: "application_id",
+                values: &values,
+                ignore_case: true,
+            }),
+        };
+        let windows = UsageWindows::uniform(Duration::from_secs(p.check_seconds));
+        let read = read_container_usage_of(store, source, &windows, ctx.now, wanted).await?;
+        Ok(group_by_app(read).remove(&guid).unwrap_or_default())
+    }
+}
+
 #[async_trait]
 impl Scaler for AutoscaleScaler {
     async fn scale(&self, ctx: &ScaleContext<'_>) -> anyhow::Result<Vec<ScaleDecision>> {
@@ -402,7 +457,7 @@ impl Scaler for AutoscaleScaler {
 
         // One query per distinct window: apps usually share one, and each app's mean must
         // cover its own check_time_sec.
-        let mut usage: BTreeMap<u64, Result<UsageByApp, String>> = BTreeMap::new();
+        let mut usage: BTreeMap<u64, Read<'_>> = BTreeMap::new();
         let source = ContainerSource {
             db: self.metrics_db.clone(),
             measurement: self.metrics_measurement.clone(),
@@ -416,33 +471,50 @@ impl Scaler for AutoscaleScaler {
         let wanted = Wanted {
             cells: None,
             app_guids: Some(&guids),
+            narrow: None,
         };
-        // the stream keeps the alarm policies' windows, not the apps' check_time_sec (which can
-        // be longer): in stream mode the scaler keeps querying the store
-        let store = match ctx.metrics {
-            monit_host::metric_store::MetricStore::Stream(h) => &*h.query,
-            other => other,
+        // In stream mode the stream keeps the apps' windows too; until it holds a window (after
+        // a start, or when the window grew) that window's apps are read from the store. A
+        // decision taken on the stream's reading is confirmed in the store before it acts.
+        let now_ns = ctx.now.timestamp_nanos_opt().unwrap_or(i64::MAX);
+        let windows: HashSet<u64> = policies.iter().map(|p| p.check_seconds).collect();
+        let store_for = |w: u64| match ctx.metrics {
+            MetricStore::Stream(h) => {
+                h.state.keep_at_least(Duration::from_secs(w));
+                if h.state.holds(Duration::from_secs(w), now_ns) {
+                    (ctx.metrics, Some(&*h.query))
+                } else {
+                    (&*h.query, None)
+                }
+            }
+            other => (other, None),
         };
-        for w in policies
-            .iter()
-            .map(|p| p.check_seconds)
-            .collect::<HashSet<_>>()
-        {
-            let windows = UsageWindows::uniform(Duration::from_secs(w));
-            let read = read_container_usage_of(store, &source, &windows, ctx.now, wanted)
+        for w in windows {
+            let (store, confirm_in) = store_for(w);
+            let usage_windows = UsageWindows::uniform(Duration::from_secs(w));
+            let read = read_container_usage_of(store, &source, &usage_windows, ctx.now, wanted)
                 .await
                 .map(group_by_app)
                 .map_err(|e| e.to_string());
             if let Err(e) = &read {
                 tracing::warn!(window_seconds = w, error = %e, "autoscale: container metrics unavailable; apps with this window are skipped");
             }
-            usage.insert(w, read);
+            usage.insert(
+                w,
+                Read {
+                    usage: read,
+                    confirm_in,
+                },
+            );
         }
 
         for p in &policies {
-            let no_usage = Err("not read".to_string());
-            let u = usage.get(&p.check_seconds).unwrap_or(&no_usage);
-            let d = self.decide_app(ctx, p, u, deadline).await;
+            let not_read = Read {
+                usage: Err("not read".to_string()),
+                confirm_in: None,
+            };
+            let u = usage.get(&p.check_seconds).unwrap_or(&not_read);
+            let d = self.decide_app(ctx, p, u, &source, deadline).await;
             match d.outcome {
                 ScaleOutcome::Acted | ScaleOutcome::DryRun => {
                     tracing::info!(app = %d.app_name, guid = %d.app_guid,

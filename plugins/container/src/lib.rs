@@ -6,7 +6,7 @@
 
 use anyhow::Context as _;
 use monit_cf_metrics::container::{
-    self as container_metrics, ContainerSource, ContainerUsage, UsageWindows, Wanted,
+    self as container_metrics, ContainerSource, ContainerUsage, Narrow, UsageWindows, Wanted,
     read_container_usage_of,
 };
 use monit_host::model::{AppInstance, Measured, Origin, Reading, Resource, Target, Vm};
@@ -139,9 +139,21 @@ impl Collector for ContainerCollector {
         // inventory's cells, not what the store holds
         let cell_ips: std::collections::HashSet<&str> =
             cells.iter().map(|vm| vm.ip.as_str()).collect();
+        // confirmation: the query reads the new alarms' containers only (O(alarms))
+        let interfaces: Option<std::collections::HashSet<&str>> = ctx.targets.map(|t| {
+            t.iter()
+                .filter(|t| t.origin == Origin::Con)
+                .filter_map(|t| t.app.as_ref().map(|a| a.container_name.as_str()))
+                .collect()
+        });
         let wanted = Wanted {
             cells: Some(&cell_ips),
             app_guids: None,
+            narrow: interfaces.as_ref().map(|values| Narrow {
+                tag: "container_interface",
+                values,
+                ignore_case: false,
+            }),
         };
         let usage = read_container_usage_of(ctx.metrics, &source, &windows, ctx.now, wanted)
             .await

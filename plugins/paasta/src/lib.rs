@@ -58,7 +58,12 @@ impl Collector for PaastaCollector {
         &self,
         _settings: &monit_host::config::Settings,
     ) -> Vec<monit_host::metric_store::stream::StreamSeries> {
-        vec![vm_metrics::stream_series(&self.db, &self.measurement)]
+        vec![vm_metrics::stream_series(
+            &self.db,
+            &self.measurement,
+            &["ip"],
+            Some("ip"),
+        )]
     }
 
     async fn collect(&self, ctx: &CollectContext<'_>) -> anyhow::Result<Vec<Reading>> {

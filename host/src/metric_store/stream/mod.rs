@@ -9,7 +9,7 @@
 
 pub mod window;
 
-pub use window::{NameFilter, SeriesWindow, StoredPoint, StreamSeries, Windows};
+pub use window::{NameFilter, SeriesRef, StoredPoint, StreamSeries, Windows};
 
 use crate::config::StreamSettings;
 use crate::metric_store::MetricStore;
@@ -96,7 +96,7 @@ pub struct IngestReport {
 pub struct StreamState {
     windows: RwLock<Windows>,
     retention_ns: AtomicI64,
-    /// wall-clock time the first point was stored (ns), [`NONE`] before
+    /// wall-clock time the first point of a measurement read arrived (ns), [`NONE`] before
     first_point_ns: AtomicI64,
     full_warned: AtomicBool,
     pub credentials: Credentials,
@@ -115,6 +115,10 @@ pub struct StreamState {
     gap_until_ns: AtomicI64,
     /// ticks read from the stream, for `stream.reconcile_every`
     stream_ticks: AtomicU64,
+    /// the longest span another reader asked to be kept (the scaler's check windows, ns)
+    asked_span_ns: AtomicI64,
+    /// wall-clock time (ns) the retention last grew: what is older may have been dropped
+    retention_grew_ns: AtomicI64,
 }
 
 /// When a database's points arrived (wall clock, ns).
@@ -153,12 +157,20 @@ impl StreamState {
             sub_write_drop: AtomicI64::new(NONE),
             gap_until_ns: AtomicI64::new(NONE),
             stream_ticks: AtomicU64::new(0),
+            asked_span_ns: AtomicI64::new(0),
+            retention_grew_ns: AtomicI64::new(NONE),
         }
     }
 
     /// Points of `db` arrived now: a pause longer than the quiet limit starts a new run, which
     /// must cover the longest window again before the database is read from the stream.
     fn arrived(&self, db: &str, now_ns: i64) {
+        let _ = self.first_point_ns.compare_exchange(
+            NONE,
+            now_ns,
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
         let quiet = self.quiet_ns.load(Ordering::Relaxed);
         let mut a = self.arrivals.lock().unwrap_or_else(|p| p.into_inner());
         match a.get_mut(db) {
@@ -232,11 +244,41 @@ impl StreamState {
 
     /// Keeps `span` (the longest window read, at least) from now on, and drops what is older.
     pub fn set_span(&self, span: Duration, now_ns: i64) {
-        let keep = nanos(span + RETENTION_MARGIN);
-        self.retention_ns.store(keep, Ordering::Relaxed);
+        let keep = nanos(span + RETENTION_MARGIN).max(
+            self.asked_span_ns
+                .load(Ordering::Relaxed)
+                .saturating_add(nanos(RETENTION_MARGIN)),
+        );
+        if self.retention_ns.swap(keep, Ordering::Relaxed) < keep {
+            self.retention_grew_ns.store(now_ns, Ordering::Relaxed);
+        }
         let mut w = self.windows.write().unwrap_or_else(|p| p.into_inner());
         w.prune(now_ns.saturating_sub(keep));
         metrics::gauge!("monit_stream_series").set(w.series_count() as f64);
+    }
+
+    /// The VM inventory's addresses (each tick): the series of readers that read only
+    /// inventory addresses (`StreamSeries::inventory_tag`) are kept for these only; the others
+    /// are dropped at the next [`StreamState::set_span`].
+    pub fn set_inventory<'a>(&self, addresses: impl IntoIterator<Item = &'a str>) {
+        let set = addresses.into_iter().map(Box::from).collect();
+        let mut w = self.windows.write().unwrap_or_else(|p| p.into_inner());
+        w.set_inventory(set);
+    }
+
+    /// Asks for `span` to be kept from the next tick on, beside the policies' windows (a
+    /// reader with its own windows: the scaler's `check_time_sec`).
+    pub fn keep_at_least(&self, span: Duration) {
+        self.asked_span_ns.fetch_max(nanos(span), Ordering::Relaxed);
+    }
+
+    /// True when a window of `span` ending now holds every point the store holds: points have
+    /// been arriving for that long, and kept that long since the retention last grew.
+    pub fn holds(&self, span: Duration, now_ns: i64) -> bool {
+        let grew = self.retention_grew_ns.load(Ordering::Relaxed);
+        self.covers(span, now_ns)
+            && self.retention_ns.load(Ordering::Relaxed) >= nanos(span)
+            && (grew == NONE || now_ns.saturating_sub(grew) >= nanos(span))
     }
 
     /// True once points have been arriving for `span`: a window that long ending now holds
@@ -267,6 +309,9 @@ impl StreamState {
             return report;
         }
         let oldest = now_ns.saturating_sub(self.retention_ns.load(Ordering::Relaxed));
+        // any point of a measurement read proves the delivery works, kept or not (a VM outside
+        // the inventory): the database's stream is not quiet
+        let mut delivered = false;
         let lines = Lines::new(body, now_ns)
             .precision(precision)
             .numeric_only(true)
@@ -285,10 +330,18 @@ impl StreamState {
             let Some(m) = w.measurement(db, &measurement) else {
                 continue;
             };
-            let Some(name) = p.tag(m.name_tag) else {
+            delivered = true;
+            // most lines of a shared database are series nobody reads: no tag is copied for them
+            if !p.tag(m.name_tag).is_some_and(|n| m.reads(&n.unescaped())) {
                 continue;
-            };
-            let Some(extra_field) = m.wants(&name.unescaped()) else {
+            }
+            let mut tags: Vec<(Cow<'_, str>, Cow<'_, str>)> = p
+                .tags()
+                .iter()
+                .map(|t| (t.key.unescaped(), t.value.unescaped()))
+                .collect();
+            tags.sort();
+            let Some(extra_field) = w.keeps(db, &measurement, &tags) else {
                 continue;
             };
             let value = p.field("value").and_then(|v| v.as_f64());
@@ -298,33 +351,20 @@ impl StreamState {
             if value.is_none() && extra.is_none() {
                 continue;
             }
-            let mut tags: Vec<(Cow<'_, str>, Cow<'_, str>)> = p
-                .tags()
-                .iter()
-                .map(|t| (t.key.unescaped(), t.value.unescaped()))
-                .collect();
-            tags.sort();
             let point = StoredPoint {
                 time_ns: p.timestamp_ns(),
                 value: value.unwrap_or(f64::NAN),
                 extra: extra.unwrap_or(f64::NAN),
             };
-            let stored = w.insert(
-                db,
-                &measurement,
-                &series_key(tags.iter().map(|(k, v)| (&**k, &**v))),
-                || owned_tags(tags.iter().map(|(k, v)| (&**k, &**v))),
-                point,
-                oldest,
-            );
+            let stored = w.insert(db, &measurement, &tags, point, oldest);
             self.count(stored, &mut report, now_ns);
         }
         let series = w.series_count();
         drop(w);
-        if report.points > 0 {
+        if delivered {
             self.arrived(db, now_ns);
         }
-        self.finish(report, series)
+        self.finish("line", report, series)
     }
 
     /// A decompressed `POST /api/v1/write` body (Prometheus remote write 1.0), its series named
@@ -357,19 +397,21 @@ impl StreamState {
             let Some(m) = w.measurement(db, view.measurement) else {
                 continue;
             };
-            let Some(name) = s.label(m.name_tag) else {
+            if !dbs.iter().any(|d| d == db) {
+                dbs.push(db.to_string());
+            }
+            if !s.label(m.name_tag).is_some_and(|n| m.reads(n)) {
                 continue;
-            };
-            let Some(extra_field) = m.wants(name) else {
+            }
+            let mut tags: Vec<(&str, &str)> = naming.tags(&s).map(|l| (l.name, l.value)).collect();
+            tags.sort();
+            let Some(extra_field) = w.keeps(db, view.measurement, &tags) else {
                 continue;
             };
             let is_value = field == "value";
             if !is_value && extra_field != Some(field) {
                 continue;
             }
-            let mut tags: Vec<(&str, &str)> = naming.tags(&s).map(|l| (l.name, l.value)).collect();
-            tags.sort();
-            let key = series_key(tags.iter().copied());
             for sample in s.samples() {
                 let (Some(t), true) = (sample.timestamp_ns(), sample.value.is_finite()) else {
                     continue;
@@ -379,17 +421,7 @@ impl StreamState {
                     value: if is_value { sample.value } else { f64::NAN },
                     extra: if is_value { f64::NAN } else { sample.value },
                 };
-                let stored = w.insert(
-                    db,
-                    view.measurement,
-                    &key,
-                    || owned_tags(tags.iter().copied()),
-                    point,
-                    oldest,
-                );
-                if stored.is_ok() && !dbs.iter().any(|d| d == db) {
-                    dbs.push(db.to_string());
-                }
+                let stored = w.insert(db, view.measurement, &tags, point, oldest);
                 self.count(stored, &mut report, now_ns);
             }
         }
@@ -398,27 +430,20 @@ impl StreamState {
         for db in &dbs {
             self.arrived(db, now_ns);
         }
-        self.finish(report, series)
+        self.finish("remote_write", report, series)
     }
 
     fn count(&self, stored: Result<(), Refused>, report: &mut IngestReport, now_ns: i64) {
         match stored {
-            Ok(()) => {
-                report.points += 1;
-                let _ = self.first_point_ns.compare_exchange(
-                    NONE,
-                    now_ns,
-                    Ordering::Relaxed,
-                    Ordering::Relaxed,
-                );
-            }
+            Ok(()) => report.points += 1,
             Err(Refused::MaxSeries) => report.over_max_series += 1,
             // no window reads it: not an error of the writer's
             Err(Refused::TooOld) => {}
         }
     }
 
-    fn finish(&self, report: IngestReport, series: u64) -> IngestReport {
+    fn finish(&self, format: &'static str, report: IngestReport, series: u64) -> IngestReport {
+        metrics::counter!("monit_ingest_writes_total", "format" => format).increment(1);
         metrics::counter!("monit_ingest_points_total").increment(report.points);
         metrics::gauge!("monit_stream_series").set(series as f64);
         if report.over_max_series > 0 {
@@ -434,20 +459,6 @@ impl StreamState {
         }
         report
     }
-}
-
-/// The series key: tags sorted by key, each part length-prefixed so no tag value can make two
-/// series share a key.
-fn series_key<'a>(tags: impl Iterator<Item = (&'a str, &'a str)>) -> String {
-    let mut key = String::new();
-    for (k, v) in tags {
-        key.push_str(&format!("{}:{k}{}:{v}", k.len(), v.len()));
-    }
-    key
-}
-
-fn owned_tags<'a>(tags: impl Iterator<Item = (&'a str, &'a str)>) -> Box<[(Box<str>, Box<str>)]> {
-    tags.map(|(k, v)| (Box::from(k), Box::from(v))).collect()
 }
 
 fn nanos(d: Duration) -> i64 {

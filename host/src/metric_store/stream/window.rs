@@ -1,10 +1,17 @@
 //! The points of the series the collectors read, per series, for the longest window they need.
 //! The readers (`plugins/common/cf-metrics`) fold them with the same rules as the store's
 //! aggregates; this file only keeps points the way InfluxDB 1.x stores them: one point per
-//! series and timestamp (a later write of the same timestamp replaces the value), in time order
-//! whatever order they arrive in.
+//! series and timestamp (a later write of the same timestamp replaces the fields it writes),
+//! in time order whatever order they arrive in.
+//!
+//! Memory is what limits the fleet a batch can follow (docs/metric-stores.md): a series keeps
+//! only the tags its readers read, in one allocation with a hash of the others (so that two
+//! series the store keeps apart stay apart), and 16 bytes per point (24 with a reader's extra
+//! field).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::hash_map::DefaultHasher;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 /// Which values of a series' naming tag a reader keeps: `None` for a series it does not read,
@@ -22,6 +29,13 @@ pub struct StreamSeries {
     /// the tag that names what a series holds (`metricname`, `name`)
     pub name_tag: &'static str,
     pub names: NameFilter,
+    /// the other tags the reader reads (groups by, filters on); the rest are not kept
+    pub tags: Vec<String>,
+    /// series the reader's query leaves out: `(tag, value)`, a missing tag reading as `""`
+    pub excluded: Vec<(&'static str, &'static str)>,
+    /// a tag whose value must be an address in the VM inventory (a VM's `ip`, a container's
+    /// `cell_ip`): the query path drops the others while decoding, the stream does not keep them
+    pub inventory_tag: Option<&'static str>,
     /// how far back the reader looks whatever the policies say (a container's activity
     /// horizon): the warm-up and the retention cover it too
     pub min_span: std::time::Duration,
@@ -33,6 +47,9 @@ impl std::fmt::Debug for StreamSeries {
             .field("db", &self.db)
             .field("measurement", &self.measurement)
             .field("name_tag", &self.name_tag)
+            .field("tags", &self.tags)
+            .field("excluded", &self.excluded)
+            .field("inventory_tag", &self.inventory_tag)
             .field("min_span", &self.min_span)
             .finish_non_exhaustive()
     }
@@ -46,81 +63,201 @@ pub struct StoredPoint {
     pub extra: f64,
 }
 
-/// One series: its tags (sorted by key, as InfluxDB's series key) and its points in time order.
-#[derive(Debug)]
-pub struct SeriesWindow {
-    tags: Box<[(Box<str>, Box<str>)]>,
-    points: VecDeque<StoredPoint>,
+/// One series' points in time order.
+#[derive(Debug, Default)]
+struct SeriesWindow {
+    points: VecDeque<(i64, f64)>,
+    /// the extra field of each point (NaN: not written), kept only once a point brought one
+    extras: Option<VecDeque<f64>>,
 }
 
 impl SeriesWindow {
-    /// The tag's value; a tag the series does not carry reads as `None` (InfluxQL compares it
-    /// as the empty string).
-    pub fn tag(&self, key: &str) -> Option<&str> {
-        self.tags
-            .binary_search_by(|(k, _)| (**k).cmp(key))
-            .ok()
-            .and_then(|i| self.tags.get(i))
-            .map(|(_, v)| &**v)
-    }
-
-    /// The points with `start_ns < time <= end_ns`, oldest first (InfluxQL's
-    /// `time > start AND time <= end`).
-    pub fn points(&self, start_ns: i64, end_ns: i64) -> impl Iterator<Item = &StoredPoint> {
-        let from = self.points.partition_point(|p| p.time_ns <= start_ns);
-        let to = self.points.partition_point(|p| p.time_ns <= end_ns);
-        self.points.range(from..to.max(from))
-    }
-
-    /// Stores a point: a point at the same time replaces the value (and the extra field, when
-    /// written), as InfluxDB does; a late point goes to its place.
+    /// Stores a point: a point at the same time gets the fields it writes replaced, as InfluxDB
+    /// does; a late point goes to its place.
     fn insert(&mut self, p: StoredPoint) {
-        match self.points.back() {
-            None => self.points.push_back(p),
-            Some(last) if last.time_ns < p.time_ns => self.points.push_back(p),
+        if self.extras.is_none() && !p.extra.is_nan() {
+            self.extras = Some(std::iter::repeat_n(f64::NAN, self.points.len()).collect());
+        }
+        let i = match self.points.back() {
+            Some(&(last, _)) if last >= p.time_ns => {
+                self.points.partition_point(|&(t, _)| t < p.time_ns)
+            }
+            _ => self.points.len(),
+        };
+        match self.points.get_mut(i) {
+            Some(q) if q.0 == p.time_ns => {
+                if !p.value.is_nan() {
+                    q.1 = p.value;
+                }
+                if let (Some(e), false) = (self.extras.as_mut(), p.extra.is_nan())
+                    && let Some(x) = e.get_mut(i)
+                {
+                    *x = p.extra;
+                }
+            }
             _ => {
-                let i = self.points.partition_point(|q| q.time_ns < p.time_ns);
-                match self.points.get_mut(i) {
-                    Some(q) if q.time_ns == p.time_ns => {
-                        q.value = p.value;
-                        if !p.extra.is_nan() {
-                            q.extra = p.extra;
-                        }
-                    }
-                    _ => self.points.insert(i, p),
+                self.points.insert(i, (p.time_ns, p.value));
+                if let Some(e) = self.extras.as_mut() {
+                    e.insert(i, p.extra);
                 }
             }
         }
     }
 
     fn prune(&mut self, oldest_ns: i64) {
-        while self.points.front().is_some_and(|p| p.time_ns < oldest_ns) {
+        while self.points.front().is_some_and(|&(t, _)| t < oldest_ns) {
             self.points.pop_front();
+            if let Some(e) = self.extras.as_mut() {
+                e.pop_front();
+            }
         }
     }
+}
+
+/// A kept series as a reader sees it: the tags its readers read, and its points.
+#[derive(Clone, Copy)]
+pub struct SeriesRef<'a> {
+    key: &'a [u8],
+    tag_keys: &'a [Box<str>],
+    window: &'a SeriesWindow,
+}
+
+/// A series key: 8 bytes of the hash of the tags not kept, then the kept tags' values in the
+/// order of the measurement's `tag_keys`, each ended by 0xFF (a byte UTF-8 never holds).
+const HASH_LEN: usize = 8;
+const END: u8 = 0xFF;
+
+impl<'a> SeriesRef<'a> {
+    /// The tag's value, if it is one the readers read and the series carries it (InfluxQL
+    /// compares a missing tag as the empty string).
+    pub fn tag(&self, key: &str) -> Option<&'a str> {
+        let i = self.tag_keys.binary_search_by(|k| (**k).cmp(key)).ok()?;
+        let v = self.key.get(HASH_LEN..)?.split(|b| *b == END).nth(i)?;
+        std::str::from_utf8(v).ok().filter(|v| !v.is_empty())
+    }
+
+    /// The points with `start_ns < time <= end_ns`, oldest first (InfluxQL's
+    /// `time > start AND time <= end`).
+    pub fn points(self, start_ns: i64, end_ns: i64) -> impl Iterator<Item = StoredPoint> + 'a {
+        let w = self.window;
+        let from = w.points.partition_point(|&(t, _)| t <= start_ns);
+        let to = w.points.partition_point(|&(t, _)| t <= end_ns).max(from);
+        (from..to).filter_map(move |i| {
+            let &(time_ns, value) = w.points.get(i)?;
+            let extra = w
+                .extras
+                .as_ref()
+                .and_then(|e| e.get(i).copied())
+                .unwrap_or(f64::NAN);
+            Some(StoredPoint {
+                time_ns,
+                value,
+                extra,
+            })
+        })
+    }
+}
+
+/// What one reader keeps of a measurement.
+struct Reader {
+    names: NameFilter,
+    excluded: Vec<(&'static str, &'static str)>,
+    inventory_tag: Option<&'static str>,
 }
 
 /// The series of one (database, measurement), with the filters of every reader of it.
 pub(super) struct Measurement {
     pub(super) name_tag: &'static str,
-    pub(super) filters: Vec<NameFilter>,
-    pub(super) series: HashMap<Box<str>, SeriesWindow>,
+    readers: Vec<Reader>,
+    /// every tag a reader reads, sorted (the naming tag among them)
+    tag_keys: Vec<Box<str>>,
+    series: HashMap<Box<[u8]>, SeriesWindow>,
 }
 
 impl Measurement {
-    /// `None` when no reader keeps the series named `name`, else its extra field.
-    pub(super) fn wants(&self, name: &str) -> Option<Option<&'static str>> {
+    /// `None` when no reader keeps the series named `name` with these tags (sorted by key),
+    /// else the extra field kept beside `value`. `inventory`: the VM inventory's addresses,
+    /// `None` before the first tick loaded it.
+    fn keeps<K: AsRef<str>, V: AsRef<str>>(
+        &self,
+        name: &str,
+        tags: &[(K, V)],
+        inventory: Option<&HashSet<Box<str>>>,
+    ) -> Option<Option<&'static str>> {
+        let value = |key: &str| tag_value(tags, key).unwrap_or_default();
         let mut kept = None;
-        for f in &self.filters {
-            match f(name) {
-                Some(Some(extra)) => return Some(Some(extra)),
-                Some(None) => kept = Some(None),
-                None => {}
+        for r in &self.readers {
+            let Some(extra) = (r.names)(name) else {
+                continue;
+            };
+            if r.excluded.iter().any(|(k, v)| value(k) == *v) {
+                continue;
             }
+            if let (Some(tag), Some(inv)) = (r.inventory_tag, inventory)
+                && !inv.contains(value(tag))
+            {
+                continue;
+            }
+            if extra.is_some() {
+                return Some(extra);
+            }
+            kept = Some(None);
         }
         kept
     }
+
+    /// True when a reader reads series named `name` (before their other tags are looked at).
+    pub(super) fn reads(&self, name: &str) -> bool {
+        self.readers.iter().any(|r| (r.names)(name).is_some())
+    }
+
+    /// The key of the series with these tags (sorted by key), into `buf`.
+    fn key_into<K: AsRef<str>, V: AsRef<str>>(&self, tags: &[(K, V)], buf: &mut Vec<u8>) {
+        let mut rest = DefaultHasher::new();
+        for (k, v) in tags {
+            let k = k.as_ref();
+            if self.tag_keys.iter().any(|kk| &**kk == k) {
+                continue;
+            }
+            (k, v.as_ref()).hash(&mut rest);
+        }
+        buf.clear();
+        buf.extend_from_slice(&rest.finish().to_le_bytes());
+        for kk in &self.tag_keys {
+            buf.extend_from_slice(tag_value(tags, kk).unwrap_or_default().as_bytes());
+            buf.push(END);
+        }
+    }
 }
+
+/// The value of tag `key` among `tags` (sorted by key).
+fn tag_value<'t, K: AsRef<str>, V: AsRef<str>>(tags: &'t [(K, V)], key: &str) -> Option<&'t str> {
+    let i = tags.binary_search_by(|(k, _)| k.as_ref().cmp(key)).ok()?;
+    tags.get(i).map(|(_, v)| v.as_ref())
+}
+
+/// Whether a kept series still passes its readers' inventory filters.
+fn in_inventory(
+    readers: &[Reader],
+    tag_keys: &[Box<str>],
+    key: &[u8],
+    inventory: &HashSet<Box<str>>,
+) -> bool {
+    let probe = SeriesRef {
+        key,
+        tag_keys,
+        window: &EMPTY,
+    };
+    readers.iter().any(|r| {
+        r.inventory_tag
+            .is_none_or(|t| inventory.contains(probe.tag(t).unwrap_or_default()))
+    })
+}
+
+static EMPTY: SeriesWindow = SeriesWindow {
+    points: VecDeque::new(),
+    extras: None,
+};
 
 /// Why a point was not stored.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -136,6 +273,10 @@ pub struct Windows {
     pub(super) by_measurement: HashMap<(String, String), Measurement>,
     pub(super) series: u64,
     pub(super) max_series: u64,
+    /// the VM inventory's addresses (for the readers' `inventory_tag`); `None`: not loaded yet,
+    /// every address is kept
+    inventory: Option<HashSet<Box<str>>>,
+    key: Vec<u8>,
 }
 
 impl Windows {
@@ -146,15 +287,34 @@ impl Windows {
                 .entry((s.db.clone(), s.measurement.clone()))
                 .or_insert_with(|| Measurement {
                     name_tag: s.name_tag,
-                    filters: Vec::new(),
+                    readers: Vec::new(),
+                    tag_keys: Vec::new(),
                     series: HashMap::new(),
                 });
-            m.filters.push(s.names.clone());
+            m.readers.push(Reader {
+                names: s.names.clone(),
+                excluded: s.excluded.clone(),
+                inventory_tag: s.inventory_tag,
+            });
+            let keys = s
+                .tags
+                .iter()
+                .map(String::as_str)
+                .chain([s.name_tag])
+                .chain(s.inventory_tag);
+            for k in keys {
+                if !m.tag_keys.iter().any(|kk| &**kk == k) {
+                    m.tag_keys.push(k.into());
+                }
+            }
+            m.tag_keys.sort();
         }
         Self {
             by_measurement,
             series: 0,
             max_series,
+            inventory: None,
+            key: Vec::new(),
         }
     }
 
@@ -166,13 +326,26 @@ impl Windows {
             .map(|(_, m)| m)
     }
 
-    /// Stores one point of the series `key` (the tags sorted, `k=v` joined) with `tags`.
-    pub(super) fn insert(
+    /// The extra field to keep beside `value` when a reader keeps the series of `db`.
+    /// `measurement` with these tags (sorted by key), else `None`.
+    pub(super) fn keeps<K: AsRef<str>, V: AsRef<str>>(
+        &self,
+        db: &str,
+        measurement: &str,
+        tags: &[(K, V)],
+    ) -> Option<Option<&'static str>> {
+        let m = self.measurement(db, measurement)?;
+        let name = tag_value(tags, m.name_tag)?;
+        m.keeps(name, tags, self.inventory.as_ref())
+    }
+
+    /// Stores one point of the series with `tags` (sorted by key), which a reader keeps
+    /// ([`Windows::keeps`]).
+    pub(super) fn insert<K: AsRef<str>, V: AsRef<str>>(
         &mut self,
         db: &str,
         measurement: &str,
-        key: &str,
-        tags: impl FnOnce() -> Box<[(Box<str>, Box<str>)]>,
+        tags: &[(K, V)],
         point: StoredPoint,
         oldest_ns: i64,
     ) -> Result<(), Refused> {
@@ -188,7 +361,8 @@ impl Windows {
         else {
             return Ok(());
         };
-        if let Some(s) = m.series.get_mut(key) {
+        m.key_into(tags, &mut self.key);
+        if let Some(s) = m.series.get_mut(&self.key[..]) {
             s.insert(point);
             s.prune(oldest_ns);
             return Ok(());
@@ -196,23 +370,30 @@ impl Windows {
         if count >= max {
             return Err(Refused::MaxSeries);
         }
-        let mut s = SeriesWindow {
-            tags: tags(),
-            points: VecDeque::new(),
-        };
+        let mut s = SeriesWindow::default();
         s.insert(point);
-        m.series.insert(key.into(), s);
+        m.series.insert(self.key.as_slice().into(), s);
         self.series += 1;
         Ok(())
     }
 
-    /// Drops the points older than `oldest_ns`, and the series left without any.
+    /// The VM inventory's addresses: series whose readers want only inventory addresses and
+    /// carry another are dropped (at the next [`Windows::prune`]) and no longer stored.
+    pub fn set_inventory(&mut self, addresses: HashSet<Box<str>>) {
+        self.inventory = Some(addresses);
+    }
+
+    /// Drops the points older than `oldest_ns`, the series left without any, and the series
+    /// outside the inventory.
     pub(super) fn prune(&mut self, oldest_ns: i64) {
         let mut left = 0u64;
+        let inventory = self.inventory.as_ref();
         for m in self.by_measurement.values_mut() {
-            m.series.retain(|_, s| {
+            let (readers, tag_keys) = (&m.readers, &m.tag_keys);
+            m.series.retain(|key, s| {
                 s.prune(oldest_ns);
                 !s.points.is_empty()
+                    && inventory.is_none_or(|inv| in_inventory(readers, tag_keys, key, inv))
             });
             left += m.series.len() as u64;
         }
@@ -224,10 +405,14 @@ impl Windows {
         &'a self,
         db: &str,
         measurement: &str,
-    ) -> impl Iterator<Item = &'a SeriesWindow> + 'a {
-        self.measurement(db, measurement)
-            .into_iter()
-            .flat_map(|m| m.series.values())
+    ) -> impl Iterator<Item = SeriesRef<'a>> + 'a {
+        self.measurement(db, measurement).into_iter().flat_map(|m| {
+            m.series.iter().map(|(key, window)| SeriesRef {
+                key,
+                tag_keys: &m.tag_keys,
+                window,
+            })
+        })
     }
 
     pub fn series_count(&self) -> u64 {
@@ -252,10 +437,19 @@ mod tests {
             db: "d".into(),
             measurement: "m".into(),
             name_tag: "metricname",
-            names: Arc::new(|n: &str| (n == "cpu").then_some(None)),
+            names: Arc::new(|n: &str| match n {
+                "cpu" => Some(None),
+                "mem" => Some(Some("limit")),
+                _ => None,
+            }),
+            tags: vec!["ip".into()],
+            excluded: vec![("job", "skip")],
+            inventory_tag: Some("ip"),
             min_span: std::time::Duration::ZERO,
         }
     }
+
+    const CPU: &[(&str, &str)] = &[("ip", "10.0.0.1"), ("metricname", "cpu")];
 
     fn values(w: &Windows) -> Vec<(i64, f64)> {
         w.series_of("d", "m")
@@ -267,9 +461,8 @@ mod tests {
     #[test]
     fn same_time_replaces_late_points_go_in_order() {
         let mut w = Windows::new(&[spec()], 10);
-        let tags = || -> Box<[(Box<str>, Box<str>)]> { Box::new([]) };
         for (t, v) in [(10, 1.0), (30, 3.0), (20, 2.0), (30, 4.0), (5, 0.5)] {
-            w.insert("d", "m", "k", tags, pt(t, v), 0).unwrap();
+            w.insert("d", "m", CPU, pt(t, v), 0).unwrap();
         }
         assert_eq!(values(&w), vec![(5, 0.5), (10, 1.0), (20, 2.0), (30, 4.0)]);
         let s = w.series_of("d", "m").next().unwrap();
@@ -278,18 +471,102 @@ mod tests {
     }
 
     #[test]
+    fn a_write_replaces_only_the_fields_it_brings() {
+        let mem = &[("ip", "10.0.0.1"), ("metricname", "mem")];
+        let mut w = Windows::new(&[spec()], 10);
+        w.insert("d", "m", mem, pt(10, 1.0), 0).unwrap();
+        let extra = |t, e| StoredPoint {
+            time_ns: t,
+            value: f64::NAN,
+            extra: e,
+        };
+        // the limit as its own sample (remote write), at the same and at a later time
+        w.insert("d", "m", mem, extra(10, 512.0), 0).unwrap();
+        w.insert("d", "m", mem, extra(20, 1024.0), 0).unwrap();
+        w.insert("d", "m", mem, pt(20, 2.0), 0).unwrap();
+        let s = w.series_of("d", "m").next().unwrap();
+        let got: Vec<(i64, f64, f64)> = s
+            .points(0, 100)
+            .map(|p| (p.time_ns, p.value, p.extra))
+            .collect();
+        assert_eq!(got, vec![(10, 1.0, 512.0), (20, 2.0, 1024.0)]);
+    }
+
+    #[test]
+    fn only_the_read_tags_are_kept_and_series_apart_in_the_store_stay_apart() {
+        let mut w = Windows::new(&[spec()], 10);
+        let a = [("ip", "10.0.0.1"), ("job", "api"), ("metricname", "cpu")];
+        let b = [("ip", "10.0.0.1"), ("job", "uaa"), ("metricname", "cpu")];
+        w.insert("d", "m", &a, pt(10, 1.0), 0).unwrap();
+        w.insert("d", "m", &b, pt(10, 2.0), 0).unwrap();
+        assert_eq!(
+            w.series_count(),
+            2,
+            "job differs: two series, as in the store"
+        );
+        let mut seen: Vec<f64> = values(&w).into_iter().map(|(_, v)| v).collect();
+        seen.sort_by(f64::total_cmp);
+        assert_eq!(seen, vec![1.0, 2.0], "neither point replaced the other");
+        for s in w.series_of("d", "m") {
+            assert_eq!(s.tag("ip"), Some("10.0.0.1"));
+            assert_eq!(s.tag("metricname"), Some("cpu"));
+            assert_eq!(s.tag("job"), None, "a tag no reader reads is not kept");
+        }
+    }
+
+    #[test]
+    fn readers_filters_names_exclusions_and_the_inventory() {
+        let mut w = Windows::new(&[spec()], 10);
+        assert_eq!(w.keeps("d", "m", CPU), Some(None));
+        assert_eq!(
+            w.keeps("d", "m", &[("ip", "x"), ("metricname", "mem")]),
+            Some(Some("limit"))
+        );
+        assert_eq!(
+            w.keeps("d", "m", &[("ip", "x"), ("metricname", "io")]),
+            None
+        );
+        assert_eq!(
+            w.keeps(
+                "d",
+                "m",
+                &[("ip", "x"), ("job", "skip"), ("metricname", "cpu")]
+            ),
+            None,
+            "excluded"
+        );
+        assert_eq!(w.keeps("d", "other", CPU), None);
+        w.insert("d", "m", CPU, pt(10, 1.0), 0).unwrap();
+        let other = [("ip", "10.0.0.2"), ("metricname", "cpu")];
+        w.insert("d", "m", &other, pt(10, 1.0), 0).unwrap();
+        w.set_inventory(["10.0.0.2".into()].into_iter().collect());
+        assert_eq!(w.keeps("d", "m", CPU), None, "not in the inventory");
+        assert_eq!(w.keeps("d", "m", &other), Some(None));
+        w.prune(0);
+        assert_eq!(
+            w.series_count(),
+            1,
+            "the series outside the inventory is dropped"
+        );
+        assert_eq!(
+            w.series_of("d", "m").next().unwrap().tag("ip"),
+            Some("10.0.0.2")
+        );
+    }
+
+    #[test]
     fn max_series_refuses_new_series_only() {
         let mut w = Windows::new(&[spec()], 1);
-        let tags = || -> Box<[(Box<str>, Box<str>)]> { Box::new([]) };
-        w.insert("d", "m", "a", tags, pt(1, 1.0), 0).unwrap();
+        let b = [("ip", "10.0.0.2"), ("metricname", "cpu")];
+        w.insert("d", "m", CPU, pt(1, 1.0), 0).unwrap();
         assert_eq!(
-            w.insert("d", "m", "b", tags, pt(1, 1.0), 0),
+            w.insert("d", "m", &b, pt(1, 1.0), 0),
             Err(Refused::MaxSeries)
         );
-        w.insert("d", "m", "a", tags, pt(2, 1.0), 0).unwrap();
+        w.insert("d", "m", CPU, pt(2, 1.0), 0).unwrap();
         assert_eq!(w.series_count(), 1);
         w.prune(10);
         assert_eq!(w.series_count(), 0, "a series without points is dropped");
-        w.insert("d", "m", "b", tags, pt(11, 1.0), 10).unwrap();
+        w.insert("d", "m", &b, pt(11, 1.0), 10).unwrap();
     }
 }

@@ -161,6 +161,46 @@ pub struct Wanted<'a> {
     pub cells: Option<&'a HashSet<&'a str>>,
     /// only the containers of these apps (`application_id`, lowercase: the apps with a policy)
     pub app_guids: Option<&'a HashSet<String>>,
+    /// the query itself reads only these containers (stream mode's confirmations): what the
+    /// store reads follows their number, not the fleet's
+    pub narrow: Option<Narrow<'a>>,
+}
+
+/// A query narrowed to the series whose `tag` has one of `values`.
+#[derive(Clone, Copy, Debug)]
+pub struct Narrow<'a> {
+    /// one of the containers' tags ([`GROUP_TAGS`])
+    pub tag: &'static str,
+    pub values: &'a HashSet<&'a str>,
+    /// compare ignoring case (`application_id`: app guids)
+    pub ignore_case: bool,
+}
+
+impl Narrow<'_> {
+    /// The regular expression of the values (unanchored; both stores' syntax is RE2's).
+    fn regex(&self) -> String {
+        let mut v: Vec<String> = self.values.iter().map(|s| regex::escape(s)).collect();
+        v.sort();
+        format!(
+            "{}({})",
+            if self.ignore_case { "(?i)" } else { "" },
+            v.join("|")
+        )
+    }
+
+    /// `AND tag =~ /^(...)$/`, for InfluxQL
+    fn influxql(&self) -> String {
+        format!(
+            " AND {} =~ /^{}$/",
+            ident(self.tag),
+            self.regex().replace('/', r"\/")
+        )
+    }
+
+    /// `, tag=~"..."`, for a PromQL selector (which anchors the expression itself)
+    fn promql(&self) -> String {
+        format!(", {}=~{}", self.tag, prometheus::string(&self.regex()))
+    }
 }
 
 impl Wanted<'_> {
@@ -180,13 +220,19 @@ pub async fn read_container_usage_of(
     now: Timestamp,
     wanted: Wanted<'_>,
 ) -> Result<Vec<ContainerUsage>, MetricStoreError> {
+    if wanted.narrow.is_some_and(|n| n.values.is_empty()) {
+        return Ok(Vec::new());
+    }
     let mut fold = PartsFold {
         wanted,
         ..Default::default()
     };
+    let narrow = wanted.narrow;
     match store {
-        MetricStore::Influx(c) => read_influx(c, source, windows, now, &mut fold).await?,
-        MetricStore::Prometheus(c) => read_prometheus(c, source, windows, now, &mut fold).await?,
+        MetricStore::Influx(c) => read_influx(c, source, windows, now, narrow, &mut fold).await?,
+        MetricStore::Prometheus(c) => {
+            read_prometheus(c, source, windows, now, narrow, &mut fold).await?
+        }
         MetricStore::Stream(h) => read_stream(h, source, windows, now, &mut fold),
     }
     if fold.dropped > 0 {
@@ -206,9 +252,10 @@ async fn read_influx(
     source: &ContainerSource,
     windows: &UsageWindows,
     now: Timestamp,
+    narrow: Option<Narrow<'_>>,
     fold: &mut PartsFold<'_>,
 ) -> Result<(), InfluxError> {
-    let [last, first, min, memory, disk] = usage_queries(source, windows, now);
+    let [last, first, min, memory, disk] = usage_queries(source, windows, now, narrow);
     // the three CPU statements go as one query (InfluxDB runs them in turn), memory and disk
     // beside it: three queries, run side by side into one fold
     let queries = [format!("{last}; {first}; {min}"), memory, disk];
@@ -271,6 +318,7 @@ pub fn usage_queries(
     source: &ContainerSource,
     windows: &UsageWindows,
     now: Timestamp,
+    narrow: Option<Narrow<'_>>,
 ) -> [String; 5] {
     let bucket = source.bucket_seconds.max(1);
     let end = now.timestamp();
@@ -284,7 +332,7 @@ pub fn usage_queries(
             "SELECT {select} FROM {measurement} \
              WHERE time > {start}s AND time <= {end}s \
              AND {value} > -{bound:.1} AND {value} < {bound:.1} AND {name} = '{series}' \
-             AND {container_id} <> '/' AND {application_name} <> '' \
+             AND {container_id} <> '/' AND {application_name} <> ''{narrow} \
              GROUP BY {group_by}",
             measurement = ident(&source.measurement),
             start = end.saturating_sub(span),
@@ -293,6 +341,7 @@ pub fn usage_queries(
             application_name = ident("application_name"),
             group_by = group_by.join(", "),
             bound = crate::vm::VALUE_BOUND,
+            narrow = narrow.map(|n| n.influxql()).unwrap_or_default(),
         )
     };
     let cpu_window = effective(windows.cpu, bucket);
@@ -337,6 +386,7 @@ pub fn usage_promql(
     source: &ContainerSource,
     windows: &UsageWindows,
     db_label: &str,
+    narrow: Option<Narrow<'_>>,
 ) -> [String; 3] {
     let bucket = source.bucket_seconds.max(1);
     let horizon = active_horizon(bucket).as_secs();
@@ -347,6 +397,9 @@ pub fn usage_promql(
         );
         if !db_label.is_empty() {
             s.push_str(&format!(", {db_label}={}", prometheus::string(&source.db)));
+        }
+        if let Some(n) = narrow {
+            s.push_str(&n.promql());
         }
         s.push('}');
         s
@@ -389,9 +442,10 @@ async fn read_prometheus(
     source: &ContainerSource,
     windows: &UsageWindows,
     now: Timestamp,
+    narrow: Option<Narrow<'_>>,
     fold: &mut PartsFold<'_>,
 ) -> Result<(), MetricStoreError> {
-    let queries = usage_promql(source, windows, c.db_label());
+    let queries = usage_promql(source, windows, c.db_label(), narrow);
     let shared = std::sync::Mutex::new(fold);
     let add = |r: Option<Resource>, s: Sample| {
         if let Ok(mut f) = shared.lock() {
@@ -423,6 +477,11 @@ pub fn stream_series(source: &ContainerSource) -> StreamSeries {
             DISK_SERIES => Some(Some("app_disk")),
             _ => None,
         }),
+        tags: GROUP_TAGS.iter().map(|t| t.to_string()).collect(),
+        // the queries' `container_id <> '/'` (the cell's own cgroup) and
+        // `application_name <> ''` (not an app's container)
+        excluded: vec![("container_id", "/"), ("application_name", "")],
+        inventory_tag: Some("cell_ip"),
         min_span: active_horizon(source.bucket_seconds),
     }
 }
@@ -481,11 +540,8 @@ fn read_stream(
             Some(DISK_SERIES) => Resource::Disk,
             _ => continue,
         };
-        if s.tag("container_id").unwrap_or_default() == "/"
-            || s.tag("application_name").unwrap_or_default().is_empty()
-        {
-            continue;
-        }
+        // `container_id <> '/'` and `application_name <> ''` hold: the other series are not
+        // kept (`stream_series`)
         let key = GROUP_TAGS.map(|t| s.tag(t).unwrap_or_default());
         let a = acc.entry(key).or_default();
         let counts = |v: f64| v > -bound && v < bound;
@@ -1053,7 +1109,7 @@ mod tests {
             disk: Duration::from_secs(120),
         };
         let now = chrono::Utc.timestamp_opt(10_000, 0).unwrap();
-        let q = usage_queries(&source(r#"container "m""#), &w, now);
+        let q = usage_queries(&source(r#"container "m""#), &w, now, None);
         for q in &q {
             assert!(q.contains(r#"FROM "container \"m\"""#), "{q}");
             assert!(!q.contains("time(") && !q.contains("fill("), "{q}");
@@ -1070,10 +1126,39 @@ mod tests {
         let w = UsageWindows::uniform(Duration::from_secs(300));
         let mut s = source("c\"m\n");
         s.db = "x\"} or vector(1) or {a=\"".into();
-        for q in usage_promql(&s, &w, "db") {
+        for q in usage_promql(&s, &w, "db", None) {
             assert!(q.contains(r#"__name__="c\"m\n_"#), "{q}");
             assert!(q.contains(r#"db="x\"} or vector(1) or {a=\"""#), "{q}");
             assert!(q.contains("[300s]"), "{q}");
+        }
+    }
+
+    #[test]
+    fn a_narrowed_query_reads_only_the_named_containers() {
+        let w = UsageWindows::uniform(Duration::from_secs(300));
+        let now = chrono::Utc.timestamp_opt(10_000, 0).unwrap();
+        let values: HashSet<&str> = ["a/b", "c.d"].into();
+        let narrow = Narrow {
+            tag: "container_interface",
+            values: &values,
+            ignore_case: false,
+        };
+        for q in usage_queries(&source("m"), &w, now, Some(narrow)) {
+            assert!(
+                q.contains(r#"AND "container_interface" =~ /^(a\/b|c\.d)$/"#),
+                "{q}"
+            );
+        }
+        let apps = Narrow {
+            tag: "application_id",
+            ignore_case: true,
+            ..narrow
+        };
+        for q in usage_promql(&source("m"), &w, "db", Some(apps)) {
+            assert!(q.contains(r#"application_id=~"(?i)(a/b|c\\.d)""#), "{q}");
+        }
+        for q in usage_queries(&source("m"), &w, now, None) {
+            assert!(!q.contains("=~"), "{q}");
         }
     }
 }

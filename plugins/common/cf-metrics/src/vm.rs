@@ -96,13 +96,23 @@ pub fn resource_of(metric: &str) -> Option<Resource> {
 }
 
 /// The series a VM reader reads in `db`.`measurement`, for stream mode: those whose
-/// `metricname` one of the queries selects.
-pub fn stream_series(db: &str, measurement: &str) -> StreamSeries {
+/// `metricname` one of the queries selects. `tags`: the tags the reader filters or groups on
+/// ([`VmQuery::filter`], [`VmQuery::group_by`]); `inventory_tag`: the tag holding a VM's
+/// address when the reader reads only the inventory's VMs.
+pub fn stream_series(
+    db: &str,
+    measurement: &str,
+    tags: &[&str],
+    inventory_tag: Option<&'static str>,
+) -> StreamSeries {
     StreamSeries {
         db: db.to_string(),
         measurement: measurement.to_string(),
         name_tag: "metricname",
         names: std::sync::Arc::new(|name: &str| resource_of(name).map(|_| None)),
+        tags: tags.iter().map(|t| t.to_string()).collect(),
+        excluded: Vec::new(),
+        inventory_tag,
         min_span: std::time::Duration::ZERO,
     }
 }

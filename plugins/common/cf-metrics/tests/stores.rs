@@ -542,6 +542,7 @@ async fn only_wanted_vms_and_containers_are_kept() {
         let apps = Wanted {
             cells: None,
             app_guids: Some(&guids),
+            narrow: None,
         };
         let web = read_container_usage_of(&store, &source, &w, at, apps)
             .await
@@ -557,6 +558,7 @@ async fn only_wanted_vms_and_containers_are_kept() {
         let on_cell = Wanted {
             cells: Some(&cells),
             app_guids: None,
+            narrow: None,
         };
         let kept = read_container_usage_of(&store, &source, &w, at, on_cell)
             .await
@@ -571,6 +573,7 @@ async fn only_wanted_vms_and_containers_are_kept() {
             Wanted {
                 cells: Some(&elsewhere),
                 app_guids: None,
+                narrow: None,
             },
         )
         .await
