@@ -190,6 +190,20 @@ fn status_cell(n: &Notification, w: &Words) -> String {
     }
 }
 
+/// The console's "silence this for 2 h" link and its label (the console enabled with a
+/// `public_url`); none on a recovery, which there is nothing left to silence.
+pub fn silence_link(n: &Notification) -> Option<(&'static str, String)> {
+    if n.kind == NotificationKind::Recovered {
+        return None;
+    }
+    let label = if is_english(n) {
+        "silence this for 2 h"
+    } else {
+        "2시간 동안 알림 끄기 (silence this for 2 h)"
+    };
+    Some((label, n.silence_link()?))
+}
+
 pub fn render(n: &Notification, offset: FixedOffset) -> RenderedMail {
     let w = if is_english(n) { &EN } else { &KO };
     let status = status_cell(n, w);
@@ -211,6 +225,10 @@ pub fn render(n: &Notification, offset: FixedOffset) -> RenderedMail {
     text.push('\n');
     if let Some(url) = link {
         let _ = writeln!(text, "{}: {url}\n", w.button);
+    }
+    let silence = silence_link(n);
+    if let Some((label, url)) = &silence {
+        let _ = writeln!(text, "{label}: {url}\n");
     }
     let _ = writeln!(text, "[{}]", w.info);
     let _ = writeln!(text, "{}: {status}", w.status);
@@ -257,6 +275,14 @@ pub fn render(n: &Notification, offset: FixedOffset) -> RenderedMail {
             "<a href=\"{}\" style=\"display:block;padding:5px 12px;font-size:14px;color:#fff;text-align:center;border-radius:3px;background:#124379;font-weight:600;text-decoration:none;\">{}</a>",
             e(url),
             e(w.button)
+        );
+    }
+    if let Some((label, url)) = &silence {
+        let _ = writeln!(
+            html,
+            "<p style=\"text-align:center;\"><a href=\"{}\">{}</a></p>",
+            e(url),
+            e(label)
         );
     }
     let _ = writeln!(
