@@ -192,7 +192,10 @@ mod tests {
         on.check(true).unwrap();
         let e = on.check(false).unwrap_err().to_string();
         assert!(e.contains("server.enabled"), "{e}");
-        assert_eq!(on.link_base().as_deref(), Some("https://batch.example:9999"));
+        assert_eq!(
+            on.link_base().as_deref(),
+            Some("https://batch.example:9999")
+        );
     }
 
     #[test]

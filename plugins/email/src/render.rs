@@ -204,6 +204,40 @@ pub fn silence_link(n: &Notification) -> Option<(&'static str, String)> {
     Some((label, n.silence_link()?))
 }
 
+#[cfg(test)]
+mod silence_link_tests {
+    use super::*;
+
+    #[test]
+    fn a_mail_links_the_filled_silence_form_only_with_the_console_on() {
+        let offset = FixedOffset::east_opt(9 * 3600).unwrap();
+        let mut n = monit_host::testing::vm_notification();
+        let plain = render(&n, offset);
+        assert!(!plain.text.contains("/ui/silences") && !plain.html.contains("/ui/silences"));
+        n.console_url = Some("https://batch.example:9999/".into());
+        n.target_name = "router/<0>".into();
+        let m = render(&n, offset);
+        let url = "https://batch.example:9999/ui/silences/new?match=vm%3Drouter%2F%3C0%3E\
+                   &match=type%3Dcpu&for=2h&comment=silenced+from+the+mail+of+alarm+";
+        assert!(
+            m.text.contains(&format!("(silence this for 2 h): {url}")),
+            "{}",
+            m.text
+        );
+        assert!(
+            m.html
+                .contains(&format!("<a href=\"{}", url.replace('&', "&amp;"))),
+            "{}",
+            m.html
+        );
+        n.kind = NotificationKind::Recovered;
+        assert!(!render(&n, offset).text.contains("/ui/silences"));
+        n.kind = NotificationKind::Opened;
+        n.console_url = Some("javascript:alert(1)".into());
+        assert!(!render(&n, offset).html.contains("javascript:"));
+    }
+}
+
 pub fn render(n: &Notification, offset: FixedOffset) -> RenderedMail {
     let w = if is_english(n) { &EN } else { &KO };
     let status = status_cell(n, w);

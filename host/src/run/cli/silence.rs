@@ -59,10 +59,9 @@ pub(super) async fn command(
                 .or_else(|| std::env::var("USER").ok())
                 .filter(|a| !a.trim().is_empty())
                 .unwrap_or_else(|| "unknown".into());
-            let (id, ends_at) = crate::run::operator::add_silence(
-                pool, matchers, *duration, comment, &author, now,
-            )
-            .await?;
+            let (id, ends_at) =
+                crate::run::operator::add_silence(pool, matchers, *duration, comment, &author, now)
+                    .await?;
             let m: Vec<String> = matchers.iter().map(ToString::to_string).collect();
             println!(
                 "silence {id} added: {} until {} by {}",

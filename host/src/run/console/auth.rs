@@ -110,8 +110,7 @@ impl Auth {
     /// returns its id.
     pub async fn login(&self, name: &str, password: &str) -> Result<String, LoginError> {
         if self.locked_out(name) {
-            metrics::counter!("monit_console_logins_total", "outcome" => "locked_out")
-                .increment(1);
+            metrics::counter!("monit_console_logins_total", "outcome" => "locked_out").increment(1);
             return Err(LoginError::LockedOut);
         }
         let (hash, role) = match self.users.get(name) {

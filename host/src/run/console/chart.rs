@@ -47,7 +47,12 @@ pub fn steps_svg(ticks: &[TickView]) -> String {
         let i = steps.iter().position(|s| *s == step).unwrap_or(0);
         PALETTE[i % PALETTE.len()]
     };
-    let total = |t: &TickView| t.steps.values().sum::<u64>().max(t.duration_ms.max(0) as u64);
+    let total = |t: &TickView| {
+        t.steps
+            .values()
+            .sum::<u64>()
+            .max(t.duration_ms.max(0) as u64)
+    };
     let max_ms = ticks.iter().map(total).max().unwrap_or(1).max(1) as f64;
     let plot_h = HEIGHT - TOP - BOTTOM;
     let plot_w = WIDTH - LEFT - 10.0;
@@ -155,7 +160,11 @@ mod tests {
             tick(2, &[("collect", 300), ("notify", 100)], 1),
             tick(1, &[("collect", 100), ("<evil>", 100)], 0),
         ]);
-        assert_eq!(svg.matches("<rect").count(), 4 + 3, "4 segments + 3 legend boxes");
+        assert_eq!(
+            svg.matches("<rect").count(),
+            4 + 3,
+            "4 segments + 3 legend boxes"
+        );
         // the tallest segment is collect of tick 2: 300 of 400 ms of the plot's 220 px
         assert!(svg.contains("height=\"165.0\""), "{svg}");
         assert!(svg.contains("&lt;evil&gt;") && !svg.contains("<evil>"));

@@ -76,10 +76,7 @@ type Shared = Arc<Console>;
 /// forbid scripts.
 pub fn router(console: Shared) -> Router {
     Router::new()
-        .route(
-            "/ui",
-            get(|| async { redirect("/ui/", None) }),
-        )
+        .route("/ui", get(|| async { redirect("/ui/", None) }))
         .route("/ui/", get(overview))
         .route("/ui/login", get(login_page).post(login))
         .route("/ui/logout", post(logout))
@@ -144,12 +141,7 @@ fn nav(s: &Session) -> Option<Nav> {
 
 fn html(code: StatusCode, t: &impl Template) -> Response {
     match t.render() {
-        Ok(body) => (
-            code,
-            [(CONTENT_TYPE, "text/html; charset=utf-8")],
-            body,
-        )
-            .into_response(),
+        Ok(body) => (code, [(CONTENT_TYPE, "text/html; charset=utf-8")], body).into_response(),
         Err(e) => {
             tracing::warn!("console: rendering a page failed: {e}");
             (StatusCode::INTERNAL_SERVER_ERROR, "rendering failed").into_response()
@@ -168,7 +160,13 @@ struct MessagePage {
     back: String,
 }
 
-fn message(code: StatusCode, s: Option<&Session>, title: &str, text: String, back: &str) -> Response {
+fn message(
+    code: StatusCode,
+    s: Option<&Session>,
+    title: &str,
+    text: String,
+    back: &str,
+) -> Response {
     html(
         code,
         &MessagePage {
@@ -363,7 +361,8 @@ async fn login(State(c): State<Shared>, headers: HeaderMap, body: Bytes) -> Resp
                     c.secure,
                 )),
             );
-            if let Ok(v) = HeaderValue::from_str(&auth::set_cookie(LOGIN_COOKIE, "", None, c.secure))
+            if let Ok(v) =
+                HeaderValue::from_str(&auth::set_cookie(LOGIN_COOKIE, "", None, c.secure))
             {
                 r.headers_mut().append(SET_COOKIE, v);
             }
@@ -757,8 +756,8 @@ async fn add_silence(State(c): State<Shared>, headers: HeaderMap, body: Bytes) -
             .filter(|m| !m.is_empty())
             .map(|m| m.parse::<Matcher>())
             .collect::<Result<Vec<_>, _>>()?;
-        let duration = silence::parse_silence_duration(&filled.duration)
-            .map_err(|e| format!("for: {e}"))?;
+        let duration =
+            silence::parse_silence_duration(&filled.duration).map_err(|e| format!("for: {e}"))?;
         Ok((matchers, duration))
     })();
     let result = match checked {
@@ -772,7 +771,12 @@ async fn add_silence(State(c): State<Shared>, headers: HeaderMap, body: Bytes) -
         )
         .await
         .map(|(id, ends)| (id, ends, matchers))
-        .map_err(|e| format!("{e:#}").replace("--comment", "comment").replace("--match KEY=VALUE", "matcher KEY=VALUE").replace("--for", "for")),
+        .map_err(|e| {
+            format!("{e:#}")
+                .replace("--comment", "comment")
+                .replace("--match KEY=VALUE", "matcher KEY=VALUE")
+                .replace("--for", "for")
+        }),
         Err(e) => Err(e),
     };
     match result {
@@ -795,9 +799,7 @@ async fn add_silence(State(c): State<Shared>, headers: HeaderMap, body: Bytes) -
             );
             redirect("/ui/silences", None)
         }
-        Err(e) => {
-            silences_page(&c, &s, &headers, StatusCode::BAD_REQUEST, false, filled, e).await
-        }
+        Err(e) => silences_page(&c, &s, &headers, StatusCode::BAD_REQUEST, false, filled, e).await,
     }
 }
 
@@ -923,12 +925,9 @@ async fn outbox_act(
             let (_, done) = verb.words();
             let text = match left.first() {
                 None if n > 0 => format!("notification {id} {done}"),
-                Some((id, why)) => operator::untouched_text(
-                    verb,
-                    *id,
-                    why,
-                    "Try again when its claim has lapsed.",
-                ),
+                Some((id, why)) => {
+                    operator::untouched_text(verb, *id, why, "Try again when its claim has lapsed.")
+                }
                 None => format!("notification {id}: nothing changed"),
             };
             tracing::info!(user = %s.user, notification_id = id, "console: {text}");
@@ -1017,8 +1016,17 @@ mod tests {
     #[test]
     fn only_a_console_path_is_a_place_to_come_back_to() {
         use super::safe_next;
-        assert_eq!(safe_next("/ui/silences/new?match=vm%3Da"), "/ui/silences/new?match=vm%3Da");
-        for bad in ["https://evil.example/", "//evil.example/ui/", "/ui\\..", "/other", ""] {
+        assert_eq!(
+            safe_next("/ui/silences/new?match=vm%3Da"),
+            "/ui/silences/new?match=vm%3Da"
+        );
+        for bad in [
+            "https://evil.example/",
+            "//evil.example/ui/",
+            "/ui\\..",
+            "/other",
+            "",
+        ] {
             assert_eq!(safe_next(bad), "/ui/", "{bad}");
         }
     }

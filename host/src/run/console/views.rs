@@ -294,7 +294,10 @@ pub async fn open_alarms(
             }
             Some(HoldReason::Maintenance) => {
                 view.hold = HoldReason::Maintenance.code();
-                if let Some(h) = held.iter().find(|h| Some(h.deployment.as_str()) == deployment) {
+                if let Some(h) = held
+                    .iter()
+                    .find(|h| Some(h.deployment.as_str()) == deployment)
+                {
                     view.why = format!(
                         "BOSH task {} ({}) on deployment {} since {}",
                         h.task_id,
