@@ -204,41 +204,41 @@ fn safe_next(next: &str) -> String {
 impl Console {
     /// The session of the request, or the answer to give instead (to the login page, coming
     /// back to `back` after it).
-    fn page_session(&self, headers: &HeaderMap, back: &str) -> Result<Session, Response> {
+    fn page_session(&self, headers: &HeaderMap, back: &str) -> Result<Session, Box<Response>> {
         match auth::cookie(headers, SESSION_COOKIE).and_then(|id| self.auth.session(id)) {
             Some(s) => Ok(s),
             None => {
                 let q = url::form_urlencoded::Serializer::new(String::new())
                     .append_pair("next", &safe_next(back))
                     .finish();
-                Err(redirect(&format!("/ui/login?{q}"), None))
+                Err(Box::new(redirect(&format!("/ui/login?{q}"), None)))
             }
         }
     }
 
     /// A form post that may change something: a session, its CSRF token, the operator role.
-    fn operator_post(&self, headers: &HeaderMap, form: &Form) -> Result<Session, Response> {
+    fn operator_post(&self, headers: &HeaderMap, form: &Form) -> Result<Session, Box<Response>> {
         let Some(s) = auth::cookie(headers, SESSION_COOKIE).and_then(|id| self.auth.session(id))
         else {
-            return Err(message(
+            return Err(Box::new(message(
                 StatusCode::FORBIDDEN,
                 None,
                 "Forbidden",
                 "not logged in (or the session ended): log in again".into(),
                 "/ui/login",
-            ));
+            )));
         };
         if !auth::same_token(form.get("csrf"), &s.csrf) {
-            return Err(message(
+            return Err(Box::new(message(
                 StatusCode::FORBIDDEN,
                 Some(&s),
                 "Forbidden",
                 "the form's CSRF token is missing or wrong: reload the page and try again".into(),
                 "/ui/",
-            ));
+            )));
         }
         if s.role != Role::Operator {
-            return Err(message(
+            return Err(Box::new(message(
                 StatusCode::FORBIDDEN,
                 Some(&s),
                 "Forbidden",
@@ -247,7 +247,7 @@ impl Console {
                     s.user
                 ),
                 "/ui/",
-            ));
+            )));
         }
         Ok(s)
     }
@@ -422,7 +422,7 @@ async fn css() -> Response {
 async fn not_found(State(c): State<Shared>, headers: HeaderMap) -> Response {
     let s = match c.page_session(&headers, "/ui/") {
         Ok(s) => s,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     message(
         StatusCode::NOT_FOUND,
@@ -462,7 +462,7 @@ struct OverviewPage {
 async fn overview(State(c): State<Shared>, headers: HeaderMap) -> Response {
     let s = match c.page_session(&headers, "/ui/") {
         Ok(s) => s,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let now = chrono::Utc::now();
     let alarms = match views::open_alarms(&c.pool, &c.settings, now).await {
@@ -560,7 +560,7 @@ fn app_url(settings: &Settings) -> Option<String> {
 async fn alarms(State(c): State<Shared>, headers: HeaderMap) -> Response {
     let s = match c.page_session(&headers, "/ui/alarms") {
         Ok(s) => s,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let alarms = match views::open_alarms(&c.pool, &c.settings, chrono::Utc::now()).await {
         Ok(a) => a,
@@ -710,7 +710,7 @@ async fn silences_page(
 async fn silences(State(c): State<Shared>, headers: HeaderMap, RawQuery(q): RawQuery) -> Response {
     let s = match c.page_session(&headers, "/ui/silences") {
         Ok(s) => s,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let q = Form::parse(q.unwrap_or_default().as_bytes());
     let all = q.get("all") == "1";
@@ -736,7 +736,7 @@ async fn new_silence(
     let back = format!("/ui/silences/new?{raw}");
     let s = match c.page_session(&headers, &back) {
         Ok(s) => s,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let form = SilenceForm::from(&Form::parse(raw.as_bytes()));
     silences_page(&c, &s, &headers, StatusCode::OK, false, form, String::new()).await
@@ -746,7 +746,7 @@ async fn add_silence(State(c): State<Shared>, headers: HeaderMap, body: Bytes) -
     let form = Form::parse(&body);
     let s = match c.operator_post(&headers, &form) {
         Ok(s) => s,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let filled = SilenceForm::from(&form);
     let checked = (|| -> Result<(Vec<Matcher>, chrono::Duration), String> {
@@ -812,7 +812,7 @@ async fn expire_silence(
     let form = Form::parse(&body);
     let s = match c.operator_post(&headers, &form) {
         Ok(s) => s,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     match operator::expire_silence(&c.pool, id, chrono::Utc::now()).await {
         Ok(()) => {
@@ -860,7 +860,7 @@ struct OutboxPage {
 async fn outbox(State(c): State<Shared>, headers: HeaderMap) -> Response {
     let s = match c.page_session(&headers, "/ui/outbox") {
         Ok(s) => s,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let rows = match crate::store::outbox::list(&c.pool, None, views::MAX_ROWS as u32).await {
         Ok(r) => r,
@@ -904,7 +904,7 @@ async fn outbox_act(
     let form = Form::parse(&body);
     let s = match c.operator_post(&headers, &form) {
         Ok(s) => s,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let verb = match verb.as_str() {
         "retry" => OutboxVerb::Retry,
@@ -958,7 +958,7 @@ struct TicksPage {
 async fn ticks(State(c): State<Shared>, headers: HeaderMap) -> Response {
     let s = match c.page_session(&headers, "/ui/ticks") {
         Ok(s) => s,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let ticks = match views::ticks(&c.pool, TICKS_SHOWN).await {
         Ok(t) => t,
@@ -992,7 +992,7 @@ struct ScalingPage {
 async fn scaling(State(c): State<Shared>, headers: HeaderMap) -> Response {
     let s = match c.page_session(&headers, "/ui/scaling") {
         Ok(s) => s,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let decisions = match views::scaling(&c.pool).await {
         Ok(d) => d,
