@@ -7,12 +7,25 @@ use serde::{Deserialize, Serialize};
 
 /// What a console user may do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "lowercase", try_from = "String")]
 pub enum Role {
     /// reads every page, changes nothing
     Viewer,
     /// may also add and expire silences, retry and drop outbox rows
     Operator,
+}
+
+impl TryFrom<String> for Role {
+    type Error = String;
+    fn try_from(s: String) -> Result<Role, String> {
+        match s.as_str() {
+            "viewer" => Ok(Role::Viewer),
+            "operator" => Ok(Role::Operator),
+            other => Err(format!(
+                "role {other:?}: expected \"viewer\" (reads) or \"operator\" (may change silences and the outbox)"
+            )),
+        }
+    }
 }
 
 impl Role {

@@ -73,7 +73,13 @@ pub struct Auth {
     failures: Mutex<HashMap<String, Vec<Instant>>>,
     /// what an unknown name is checked against, so it takes as long as a known one
     decoy: String,
+    /// password checks at once: each takes ~20 MiB and a core for a moment, so a burst of
+    /// logins queues instead of starving the ticks
+    checking: tokio::sync::Semaphore,
 }
+
+/// Password checks run at once.
+pub const CONCURRENT_CHECKS: usize = 2;
 
 pub enum LoginError {
     /// a wrong name or password (the same answer for both)
@@ -103,6 +109,7 @@ impl Auth {
             sessions: Default::default(),
             failures: Default::default(),
             decoy: hash_password(&random_token()?)?,
+            checking: tokio::sync::Semaphore::new(CONCURRENT_CHECKS),
         })
     }
 
@@ -118,6 +125,11 @@ impl Auth {
             None => (self.decoy.clone(), None),
         };
         let pw = password.to_string();
+        let _permit = self
+            .checking
+            .acquire()
+            .await
+            .map_err(|e| LoginError::Internal(format!("password checks closed: {e}")))?;
         let ok = tokio::task::spawn_blocking(move || {
             PasswordHash::new(&hash).is_ok_and(|h| {
                 argon2::Argon2::default()
