@@ -376,6 +376,52 @@ async fn browser_scenario() {
         .await,
         1
     );
+    // a row another instance is sending (a live claim) is left as it is, the page says by whom
+    env.exec(&format!(
+        "UPDATE batch_notifications SET status = 'pending', next_attempt_at = UTC_TIMESTAMP() + INTERVAL 1 DAY, \
+         claimed_by = 'batch-b:42', claim_until = UTC_TIMESTAMP(3) + INTERVAL 1 HOUR WHERE id = {row}"
+    ))
+    .await;
+    let page = http
+        .get(format!("{base}/ui/outbox"))
+        .header("cookie", format!("monit_console={op}"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let r = http
+        .post(format!("{base}/ui/outbox/{row}/drop"))
+        .header("cookie", format!("monit_console={op}"))
+        .form(&[("csrf", csrf_in(&page))])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    let page = http
+        .get(format!("{base}/ui/outbox"))
+        .header("cookie", format!("monit_console={op}"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains(&format!(
+            "notification {row} is being sent: claimed by batch-b:42"
+        )),
+        "{page}"
+    );
+    assert_eq!(
+        env.scalar_i64(&format!(
+            "SELECT COUNT(*) FROM batch_notifications WHERE id = {row} AND status = 'pending' AND claimed_by = 'batch-b:42'"
+        ))
+        .await,
+        1,
+        "the claim is not broken"
+    );
     // no script may run on a page, none may frame it
     let csp = headers["content-security-policy"].to_str().unwrap();
     assert!(
