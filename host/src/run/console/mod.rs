@@ -369,12 +369,15 @@ async fn login(State(c): State<Shared>, headers: HeaderMap, body: Bytes) -> Resp
             tracing::info!(user = %crate::config::visible::escape(form.get("name")), "console: logged in");
             r
         }
-        Err(LoginError::Refused) => login_form(
-            StatusCode::UNAUTHORIZED,
-            &c,
-            "wrong name or password".into(),
-            &next,
-        ),
+        Err(LoginError::Refused) => {
+            tracing::warn!(user = %crate::config::visible::escape(form.get("name")), "console: login refused");
+            login_form(
+                StatusCode::UNAUTHORIZED,
+                &c,
+                "wrong name or password".into(),
+                &next,
+            )
+        }
         Err(LoginError::LockedOut) => login_form(
             StatusCode::TOO_MANY_REQUESTS,
             &c,
