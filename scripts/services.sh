@@ -2,7 +2,7 @@
 # Install (if missing) and start the real services the tests and the demo use, without systemd:
 # MariaDB (127.0.0.1:3306), InfluxDB 1.x (127.0.0.1:8086), VictoriaMetrics (127.0.0.1:8428, the
 # Prometheus-API metric store) and an SMTP sink (aiosmtpd: 2525 plain, 2526 STARTTLS). Debian's
-# `prometheus` and `promtool` are installed too (tests start their own prometheus on a free port). Idempotent: services already running are left alone. Needs root on Debian.
+# `prometheus` and `promtool` are installed too (tests start their own prometheus on a free port), and Chromium with its chromedriver (tests start their own). Idempotent: services already running are left alone. Needs root on Debian.
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 PKI=${MONIT_PKI:-/var/tmp/ci-pki}      # throwaway test CA + server cert (localhost, 127.0.0.1)
@@ -17,6 +17,8 @@ command -v curl >/dev/null 2>&1 || need+=(curl ca-certificates)
 # vmauth comes with it: tests start their own in front of VictoriaMetrics (bearer / basic auth)
 { command -v victoria-metrics && command -v vmauth; } >/dev/null 2>&1 || need+=(victoria-metrics)
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
+# the console's browser test (tests/console.rs) drives headless Chromium through chromedriver
+{ command -v chromium && command -v chromedriver; } >/dev/null 2>&1 || need+=(chromium chromium-driver)
 # peak RSS of a child (tests/prometheus_answer_memory.rs, scripts/bench, scripts/prom-answer-bench)
 [ -x /usr/bin/time ] || need+=(time)
 if [ ${#need[@]} -gt 0 ]; then

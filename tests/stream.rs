@@ -612,6 +612,7 @@ async fn serve_stream(
             status: Default::default(),
             metrics: None,
             stream: Some(state.clone()),
+            console: None,
         },
     )
     .await

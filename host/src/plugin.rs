@@ -371,6 +371,10 @@ pub struct Notification {
     /// base URL of the monitoring web app (mail.resource.url)
     pub resource_url: Option<String>,
     pub language: String,
+    /// base URL of the operator console (`console.public_url`, when the console is enabled),
+    /// set when the notification is sent, not stored in the outbox
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub console_url: Option<String>,
 }
 
 impl Notification {
@@ -390,6 +394,30 @@ impl Notification {
         let url = self.resource_url.as_deref()?.trim();
         let lower = url.to_ascii_lowercase();
         (lower.starts_with("http://") || lower.starts_with("https://")).then_some(url)
+    }
+
+    /// The console's "silence this for 2 h" page for this alarm: the silence form filled in with
+    /// matchers for this VM (or app) and alarm type. Only with `console_url` (http or https).
+    pub fn silence_link(&self) -> Option<String> {
+        let base = self.console_url.as_deref()?.trim().trim_end_matches('/');
+        let lower = base.to_ascii_lowercase();
+        if !(lower.starts_with("http://") || lower.starts_with("https://")) {
+            return None;
+        }
+        let who = match &self.app_name {
+            Some(app) => format!("app={app}"),
+            None => format!("vm={}", self.target_name),
+        };
+        let query = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("match", &who)
+            .append_pair("match", &format!("type={}", self.alarm_type.code()))
+            .append_pair("for", "2h")
+            .append_pair(
+                "comment",
+                &format!("silenced from the mail of alarm {}", self.alarm_id),
+            )
+            .finish();
+        Some(format!("{base}/ui/silences/new?{query}"))
     }
 
     /// A host that is down (no data at all), rather than a resource over its threshold.

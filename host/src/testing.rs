@@ -37,6 +37,7 @@ pub fn vm_notification() -> Notification {
         done_recipients: Vec::new(),
         resource_url: Some("http://monitor.example.org".into()),
         language: "ko".into(),
+        console_url: None,
     }
 }
 
@@ -69,5 +70,6 @@ pub fn app_notification() -> Notification {
         done_recipients: Vec::new(),
         resource_url: Some("http://monitor.example.org".into()),
         language: "en".into(),
+        console_url: None,
     }
 }

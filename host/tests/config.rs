@@ -427,3 +427,68 @@ fn auto_resolve_takes_a_mode_or_the_old_boolean_from_the_file_and_the_environmen
         "{e}"
     );
 }
+
+#[test]
+fn the_console_is_off_by_default_and_its_keys_are_checked_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let hash = monit_host::run::console::auth::hash_password("pw").unwrap();
+    let load = |extra: &str, vars: &[(&str, &str)]| {
+        let p = write(dir.path(), "m.toml", &format!("{MINIMAL}{extra}"));
+        monit_host::plugin::load_settings_with_env(Some(&p), env(vars))
+    };
+    let off = load("", &[]).unwrap();
+    assert!(!off.console.enabled && off.console.link_base().is_none());
+    let user = |role: &str| {
+        format!(
+            "[[console.users]]\nname = \"kim\"\npassword_hash = \"{hash}\"\nrole = \"{role}\"\n"
+        )
+    };
+    let on = load(
+        &format!(
+            "[console]\npublic_url = \"https://batch.example/\"\n{}",
+            user("viewer")
+        ),
+        &[("MONIT_BATCH__CONSOLE__ENABLED", "true")],
+    )
+    .unwrap();
+    assert!(on.console.enabled, "the environment turns it on");
+    assert_eq!(
+        on.console.link_base().as_deref(),
+        Some("https://batch.example")
+    );
+    let shown = serde_json::to_string(&monit_host::plugin::masked_settings(&on)).unwrap();
+    assert!(
+        !shown.contains(&hash) && !format!("{on:?}").contains(&hash),
+        "{shown}"
+    );
+    for (extra, names) in [
+        (
+            format!("[console]\nenabled = true\n{}", user("admin")),
+            "role \"admin\"",
+        ),
+        (
+            "[console]\nenabled = true\n".to_string(),
+            "[[console.users]]",
+        ),
+        (
+            format!(
+                "[console]\nenabled = true\npublic_url = \"ftp://x.example\"\n{}",
+                user("viewer")
+            ),
+            "console.public_url",
+        ),
+        (
+            format!(
+                "[server]\nenabled = false\n[console]\nenabled = true\n{}",
+                user("viewer")
+            ),
+            "server.enabled",
+        ),
+    ] {
+        let e = format!("{:#}", load(&extra, &[]).unwrap_err());
+        assert!(
+            e.contains(names) && e.contains("m.toml"),
+            "{e} should name {names}"
+        );
+    }
+}

@@ -44,6 +44,7 @@ async fn start(server: ServerSettings, mysql_port: u16) -> u16 {
             status: Default::default(),
             metrics: None,
             stream: None,
+            console: None,
         },
     )
     .await

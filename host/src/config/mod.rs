@@ -12,6 +12,7 @@
 //! takes credentials out of URLs; [`validate`] checks every value and range (with the bounds
 //! other stages share); [`show`] gives the masked view that `check-config` and `Debug` print.
 
+pub mod console;
 pub mod legacy_ini;
 pub mod load;
 pub mod redact;
@@ -58,6 +59,9 @@ pub struct Settings {
     /// `[stream]`: the points the writers send the batch, and the InfluxDB subscription it keeps.
     #[serde(default)]
     pub stream: stream::StreamSettings,
+    /// `[console]`: the operator console on the HTTP port (`/ui/`), off by default.
+    #[serde(default)]
+    pub console: console::ConsoleSettings,
     /// `[plugins.<name>]` sections; each plugin reads its own. `enabled` is common to all.
     #[serde(default)]
     pub plugins: BTreeMap<String, serde_json::Value>,

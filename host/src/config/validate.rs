@@ -119,6 +119,9 @@ impl Settings {
                 );
             }
         }
+        self.console
+            .check(self.server.enabled)
+            .map_err(|e| anyhow::anyhow!("invalid config in {src}: {e}"))?;
         for (name, section) in &self.plugins {
             if !section.is_object() {
                 bail!("invalid config in {src}: plugins.{name} must be a table");

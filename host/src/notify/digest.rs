@@ -125,6 +125,7 @@ mod tests {
             done_recipients: vec![],
             resource_url: None,
             language: "en".into(),
+            console_url: None,
         }
     }
 

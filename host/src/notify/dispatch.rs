@@ -172,6 +172,7 @@ impl Dispatch {
                 return Stop::Done;
             }
             let mut unsent: Vec<i64> = claimed.iter().map(|c| c.id).collect();
+            let console_url = self.settings.console.link_base();
             let claimed: Vec<outbox::Claimed> = claimed
                 .into_iter()
                 .map(|mut c| {
@@ -179,6 +180,8 @@ impl Dispatch {
                         .get(c.notification.origin.code())
                         .cloned()
                         .unwrap_or_default();
+                    // the console as configured now, not when the row was queued
+                    c.notification.console_url = console_url.clone();
                     c
                 })
                 .collect();

@@ -27,9 +27,12 @@ pub struct HttpState {
     pub metrics: Option<PrometheusHandle>,
     /// stream mode: where the ingest endpoints put the points
     pub stream: Option<Arc<StreamState>>,
+    /// `[console] enabled`: the operator console under `/ui/`
+    pub console: Option<Arc<crate::run::console::Console>>,
 }
 
 pub fn router(state: HttpState) -> Router {
+    let console = state.console.clone();
     let mut r = Router::new()
         .route("/health", get(|| async { "ok" }))
         .route("/ready", get(ready))
@@ -39,7 +42,11 @@ pub fn router(state: HttpState) -> Router {
             .route("/write", post(write_lines))
             .route("/api/v1/write", post(write_remote));
     }
-    r.with_state(state)
+    let r = r.with_state(state);
+    match console {
+        Some(c) => r.merge(crate::run::console::router(c)),
+        None => r,
+    }
 }
 
 /// `/write` parameters, as InfluxDB 1.x takes them (`rp` is accepted and not used: the
@@ -244,9 +251,14 @@ pub async fn serve(
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {bind}:{port} (server.port / PORT): {e}"))?;
     tracing::info!(
-        "HTTP endpoint on {bind}:{port} (/health, /ready, /metrics{})",
+        "HTTP endpoint on {bind}:{port} (/health, /ready, /metrics{}{})",
         if state.stream.is_some() {
             ", /write, /api/v1/write"
+        } else {
+            ""
+        },
+        if state.console.is_some() {
+            ", the console at /ui/"
         } else {
             ""
         }

@@ -5,6 +5,8 @@
 
 pub mod backtest;
 pub mod cli;
+pub mod console;
 pub mod http;
+pub mod operator;
 pub mod scheduler;
 pub mod telemetry;

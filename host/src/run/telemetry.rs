@@ -84,6 +84,11 @@ pub const FAMILIES: &[(&str, Kind, &str)] = &[
         "Samples (InfluxDB: rows) of series no collector wants (VM or cell not in the inventory, app without a policy), dropped as the answer is decoded.",
     ),
     (
+        "monit_console_logins_total",
+        Kind::Counter,
+        "Console logins by outcome: ok, refused (a wrong name or password), locked_out.",
+    ),
+    (
         "monit_http_connections_shed_total",
         Kind::Counter,
         "HTTP connections closed at server.max_connections to make room (the oldest idle or slow one).",

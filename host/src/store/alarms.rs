@@ -135,6 +135,7 @@ fn payload(
         done_recipients: Vec::new(),
         resource_url: out.resource_url.map(str::to_string),
         language: out.language.to_string(),
+        console_url: None,
     }
 }
 

@@ -169,6 +169,11 @@ impl Leader {
     }
 
     /// Whether leader election is on: then a write without a [`fence`](Self::fence) is refused.
+    /// This instance's name in `batch_leader.holder` (`HOSTNAME:pid`).
+    pub fn holder(&self) -> &str {
+        &self.holder
+    }
+
     pub fn elected(&self) -> bool {
         self.options.is_some()
     }

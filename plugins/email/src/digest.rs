@@ -100,9 +100,13 @@ pub fn render_digest(batch: &[Notification], offset: FixedOffset) -> RenderedMai
                 n.level.code(),
                 link.map(|l| format!(" {l}")).unwrap_or_default()
             );
-            let link_cell = link
+            let mut link_cell = link
                 .map(|l| format!("<a href=\"{}\">PaaS-TA Monitor</a>", e(l)))
                 .unwrap_or_default();
+            if let Some((label, url)) = crate::render::silence_link(n) {
+                let _ = writeln!(text, "  {label}: {url}");
+                let _ = write!(link_cell, " <a href=\"{}\">{}</a>", e(&url), e(label));
+            }
             let _ = writeln!(
                 html,
                 "<tr>{}<td style=\"padding:4px;\">{link_cell}</td></tr>",
@@ -160,6 +164,7 @@ mod tests {
             done_recipients: vec![],
             resource_url: Some("https://monitor.example".into()),
             language: "en".into(),
+            console_url: None,
         }
     }
 

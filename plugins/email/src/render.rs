@@ -190,6 +190,54 @@ fn status_cell(n: &Notification, w: &Words) -> String {
     }
 }
 
+/// The console's "silence this for 2 h" link and its label (the console enabled with a
+/// `public_url`); none on a recovery, which there is nothing left to silence.
+pub fn silence_link(n: &Notification) -> Option<(&'static str, String)> {
+    if n.kind == NotificationKind::Recovered {
+        return None;
+    }
+    let label = if is_english(n) {
+        "silence this for 2 h"
+    } else {
+        "2시간 동안 알림 끄기 (silence this for 2 h)"
+    };
+    Some((label, n.silence_link()?))
+}
+
+#[cfg(test)]
+mod silence_link_tests {
+    use super::*;
+
+    #[test]
+    fn a_mail_links_the_filled_silence_form_only_with_the_console_on() {
+        let offset = FixedOffset::east_opt(9 * 3600).unwrap();
+        let mut n = monit_host::testing::vm_notification();
+        let plain = render(&n, offset);
+        assert!(!plain.text.contains("/ui/silences") && !plain.html.contains("/ui/silences"));
+        n.console_url = Some("https://batch.example:9999/".into());
+        n.target_name = "router/<0>".into();
+        let m = render(&n, offset);
+        let url = "https://batch.example:9999/ui/silences/new?match=vm%3Drouter%2F%3C0%3E\
+                   &match=type%3Dcpu&for=2h&comment=silenced+from+the+mail+of+alarm+";
+        assert!(
+            m.text.contains(&format!("(silence this for 2 h): {url}")),
+            "{}",
+            m.text
+        );
+        assert!(
+            m.html
+                .contains(&format!("<a href=\"{}", url.replace('&', "&amp;"))),
+            "{}",
+            m.html
+        );
+        n.kind = NotificationKind::Recovered;
+        assert!(!render(&n, offset).text.contains("/ui/silences"));
+        n.kind = NotificationKind::Opened;
+        n.console_url = Some("javascript:alert(1)".into());
+        assert!(!render(&n, offset).html.contains("javascript:"));
+    }
+}
+
 pub fn render(n: &Notification, offset: FixedOffset) -> RenderedMail {
     let w = if is_english(n) { &EN } else { &KO };
     let status = status_cell(n, w);
@@ -211,6 +259,10 @@ pub fn render(n: &Notification, offset: FixedOffset) -> RenderedMail {
     text.push('\n');
     if let Some(url) = link {
         let _ = writeln!(text, "{}: {url}\n", w.button);
+    }
+    let silence = silence_link(n);
+    if let Some((label, url)) = &silence {
+        let _ = writeln!(text, "{label}: {url}\n");
     }
     let _ = writeln!(text, "[{}]", w.info);
     let _ = writeln!(text, "{}: {status}", w.status);
@@ -257,6 +309,14 @@ pub fn render(n: &Notification, offset: FixedOffset) -> RenderedMail {
             "<a href=\"{}\" style=\"display:block;padding:5px 12px;font-size:14px;color:#fff;text-align:center;border-radius:3px;background:#124379;font-weight:600;text-decoration:none;\">{}</a>",
             e(url),
             e(w.button)
+        );
+    }
+    if let Some((label, url)) = &silence {
+        let _ = writeln!(
+            html,
+            "<p style=\"text-align:center;\"><a href=\"{}\">{}</a></p>",
+            e(url),
+            e(label)
         );
     }
     let _ = writeln!(

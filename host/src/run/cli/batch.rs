@@ -105,6 +105,15 @@ pub(super) async fn run_batch(
         });
     }
     if settings.server.enabled {
+        let console = if settings.console.enabled {
+            Some(Arc::new(crate::run::console::Console::new(
+                pool.clone(),
+                settings.clone(),
+                Some(scheduler.leader.clone()),
+            )?))
+        } else {
+            None
+        };
         http::serve(
             &settings.server,
             http::HttpState {
@@ -112,6 +121,7 @@ pub(super) async fn run_batch(
                 status,
                 metrics,
                 stream,
+                console,
             },
         )
         .await?;

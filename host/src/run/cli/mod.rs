@@ -100,6 +100,18 @@ pub enum Command {
         #[command(subcommand)]
         action: StreamAction,
     },
+    /// The operator console (`[console]`, served under /ui/ on the HTTP port).
+    Console {
+        #[command(subcommand)]
+        action: ConsoleAction,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ConsoleAction {
+    /// Read a password on stdin (one line) and print its Argon2id hash, for
+    /// `[[console.users]] password_hash`.
+    HashPassword,
 }
 
 pub fn init_logging(settings: Option<&Settings>) {
@@ -258,6 +270,24 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             silence::command(&pool, action)
                 .await
                 .with_context(|| format!("silences of {db}"))
+        }
+        Command::Console {
+            action: ConsoleAction::HashPassword,
+        } => {
+            // one line; only its line ending is taken off (spaces are part of a password)
+            let mut line = String::new();
+            std::io::stdin()
+                .read_line(&mut line)
+                .context("reading the password on stdin")?;
+            let password = line.strip_suffix('\n').unwrap_or(&line);
+            let password = password.strip_suffix('\r').unwrap_or(password);
+            if password.is_empty() {
+                anyhow::bail!(
+                    "console hash-password: no password on stdin (e.g. `printf '%s\\n' \"$PW\" | monit-batch console hash-password`)"
+                );
+            }
+            println!("{}", crate::run::console::auth::hash_password(password)?);
+            Ok(ExitCode::SUCCESS)
         }
         Command::Stream { action } => {
             let settings = load(&cli)?;

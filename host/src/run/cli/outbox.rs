@@ -1,6 +1,7 @@
 //! `outbox list|retry|drop`: the notification outbox seen and steered by the operator, never
 //! breaking the claim of an instance in the middle of a send.
 
+use crate::run::operator::{self, OutboxVerb};
 use clap::Subcommand;
 use std::process::ExitCode;
 
@@ -123,24 +124,18 @@ pub(super) async fn command(
                 anyhow::bail!("outbox retry: name the row ids, or --all-parked");
             }
             let wait = wait.map(|w| wait_bound(w, claim_ttl));
-            let (n, left) = operator_act(pool, OperatorVerb::Retry, ids, wait).await?;
+            let (n, left) = operator_act(pool, OutboxVerb::Retry, ids, wait).await?;
             println!("{n} notification(s) queued again");
-            return Ok(report_untouched(OperatorVerb::Retry, &left));
+            return Ok(report_untouched(OutboxVerb::Retry, &left));
         }
         OutboxAction::Drop { ids, wait } => {
             let wait = wait.map(|w| wait_bound(w, claim_ttl));
-            let (n, left) = operator_act(pool, OperatorVerb::Drop, ids, wait).await?;
+            let (n, left) = operator_act(pool, OutboxVerb::Drop, ids, wait).await?;
             println!("{n} notification(s) dropped");
-            return Ok(report_untouched(OperatorVerb::Drop, &left));
+            return Ok(report_untouched(OutboxVerb::Drop, &left));
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum OperatorVerb {
-    Retry,
-    Drop,
 }
 
 /// `--wait` without a value (0): twice the claim's length, time for the claim to be renewed
@@ -153,100 +148,28 @@ fn wait_bound(seconds: u64, claim_ttl: std::time::Duration) -> std::time::Durati
     }
 }
 
-/// Retries or drops each row with one conditional UPDATE (no live claim, in DB time), so an
-/// operator never breaks the claim of an instance in the middle of a send; with `wait`, a row
-/// under a live claim is tried again until the claim ends or the wait runs out. Returns how
-/// many rows were changed and why the others were not.
+/// [`operator::outbox_act`], saying on stderr when it waits for a claim.
 async fn operator_act(
     pool: &sqlx::MySqlPool,
-    verb: OperatorVerb,
+    verb: OutboxVerb,
     ids: &[i64],
     wait: Option<std::time::Duration>,
 ) -> anyhow::Result<(u64, Vec<(i64, crate::store::outbox::Untouched)>)> {
-    use crate::store::outbox::{self, Untouched};
-    let deadline = wait.map(|w| std::time::Instant::now() + w);
-    let mut done = 0;
-    let mut left = Vec::new();
-    for &id in ids {
-        // A claim that lapses between the UPDATE and the read shows the row free: try again,
-        // a few times at most.
-        let mut free_seen = 0;
-        let mut announced = false;
-        loop {
-            let n = match verb {
-                OperatorVerb::Retry => outbox::requeue(pool, &[id], chrono::Utc::now()).await?,
-                OperatorVerb::Drop => outbox::drop_rows(pool, &[id]).await?,
-            };
-            if n > 0 {
-                done += n;
-                break;
-            }
-            let why = outbox::why_untouched(pool, id).await?;
-            match &why {
-                Untouched::Free if free_seen < 3 => {
-                    free_seen += 1;
-                    continue;
-                }
-                Untouched::Claimed {
-                    holder,
-                    seconds_left,
-                    ..
-                } if deadline.is_some_and(|d| std::time::Instant::now() < d) => {
-                    if !announced {
-                        eprintln!(
-                            "notification {id}: being sent by {}; waiting for its claim to end (about {seconds_left} s)",
-                            holder.escape_debug()
-                        );
-                        announced = true;
-                    }
-                    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-                    continue;
-                }
-                _ => {
-                    left.push((id, why));
-                    break;
-                }
-            }
-        }
-    }
-    Ok((done, left))
+    operator::outbox_act(pool, verb, ids, wait, |id, holder, seconds_left| {
+        eprintln!(
+            "notification {id}: being sent by {}; waiting for its claim to end (about {seconds_left} s)",
+            holder.escape_debug()
+        );
+    })
+    .await
 }
 
 /// Says, on stderr, why each row was left as it was; exit status 1 when any was.
-fn report_untouched(
-    verb: OperatorVerb,
-    left: &[(i64, crate::store::outbox::Untouched)],
-) -> ExitCode {
-    use crate::store::outbox::Untouched;
-    let (cmd, done) = match verb {
-        OperatorVerb::Retry => ("outbox retry", "queued again"),
-        OperatorVerb::Drop => ("outbox drop", "dropped"),
-    };
+fn report_untouched(verb: OutboxVerb, left: &[(i64, crate::store::outbox::Untouched)]) -> ExitCode {
+    let (cmd, _) = verb.words();
     for (id, why) in left {
-        let text = match why {
-            Untouched::Missing => format!("notification {id}: no such row in batch_notifications"),
-            Untouched::Claimed {
-                holder,
-                until,
-                seconds_left,
-            } => format!(
-                "notification {id} is being sent: claimed by {} until {} (in {seconds_left} s); \
-                 its outcome is still to come, so it was not {done}. Run this again after that, or add --wait",
-                holder.escape_debug(),
-                until.format("%Y-%m-%dT%H:%M:%S%.3fZ")
-            ),
-            Untouched::Final { status } if status == "sent" => {
-                format!("notification {id} was already sent: it was not {done}")
-            }
-            Untouched::Final { status } => format!(
-                "notification {id} is {}: it was not {done}",
-                status.escape_debug()
-            ),
-            Untouched::Free => format!(
-                "notification {id} changed state while this ran: it was not {done}; run this again"
-            ),
-        };
-        eprintln!("{cmd}: {text}");
+        let hint = "Run this again after that, or add --wait";
+        eprintln!("{cmd}: {}", operator::untouched_text(verb, *id, why, hint));
     }
     if left.is_empty() {
         ExitCode::SUCCESS

@@ -54,19 +54,14 @@ pub(super) async fn command(
             comment,
             author,
         } => {
-            if comment.trim().is_empty() {
-                anyhow::bail!("silence add: --comment must say why");
-            }
             let author = author
                 .clone()
                 .or_else(|| std::env::var("USER").ok())
                 .filter(|a| !a.trim().is_empty())
                 .unwrap_or_else(|| "unknown".into());
-            let ends_at = now
-                .checked_add_signed(*duration)
-                .ok_or_else(|| anyhow::anyhow!("silence add: --for reaches past any date"))?;
-            let id =
-                crate::hold::silence::add(pool, matchers, &author, comment, now, ends_at).await?;
+            let (id, ends_at) =
+                crate::run::operator::add_silence(pool, matchers, *duration, comment, &author, now)
+                    .await?;
             let m: Vec<String> = matchers.iter().map(ToString::to_string).collect();
             println!(
                 "silence {id} added: {} until {} by {}",
@@ -115,9 +110,7 @@ pub(super) async fn command(
             }
         }
         SilenceAction::Expire { id } => {
-            if !crate::hold::silence::expire(pool, *id, now).await? {
-                anyhow::bail!("silence expire: no active silence with id {id} (`silence list`)");
-            }
+            crate::run::operator::expire_silence(pool, *id, now).await?;
             println!("silence {id} expired");
         }
     }
