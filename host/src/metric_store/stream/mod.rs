@@ -357,7 +357,7 @@ impl StreamState {
                 extra: extra.unwrap_or(f64::NAN),
             };
             let stored = w.insert(db, &measurement, &tags, point, oldest);
-            self.count(stored, &mut report, now_ns);
+            self.count(stored, &mut report);
         }
         let series = w.series_count();
         drop(w);
@@ -422,7 +422,7 @@ impl StreamState {
                     extra: if is_value { f64::NAN } else { sample.value },
                 };
                 let stored = w.insert(db, view.measurement, &tags, point, oldest);
-                self.count(stored, &mut report, now_ns);
+                self.count(stored, &mut report);
             }
         }
         let series = w.series_count();
@@ -433,7 +433,7 @@ impl StreamState {
         self.finish("remote_write", report, series)
     }
 
-    fn count(&self, stored: Result<(), Refused>, report: &mut IngestReport, now_ns: i64) {
+    fn count(&self, stored: Result<(), Refused>, report: &mut IngestReport) {
         match stored {
             Ok(()) => report.points += 1,
             Err(Refused::MaxSeries) => report.over_max_series += 1,
