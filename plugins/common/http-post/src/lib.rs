@@ -505,6 +505,32 @@ impl Sink {
     }
 }
 
+/// A config value that lists URLs: a list, or one URL as a plain string (what an environment
+/// variable gives). For `#[serde(deserialize_with = "monit_http_post::one_or_many")]`.
+pub fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    struct Urls;
+    impl<'de> serde::de::Visitor<'de> for Urls {
+        type Value = Vec<String>;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a list of URLs or one URL")
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            Ok(vec![v.to_string()])
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(
+            self,
+            mut seq: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut out = Vec::new();
+            while let Some(u) = seq.next_element::<String>()? {
+                out.push(u);
+            }
+            Ok(out)
+        }
+    }
+    d.deserialize_any(Urls)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
