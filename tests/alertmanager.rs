@@ -116,7 +116,12 @@ fn ts(v: &Value) -> chrono::DateTime<chrono::Utc> {
 async fn an_alarm_reads_back_from_alertmanager_is_restated_and_its_recovery_resolves_it() {
     let hook = HookReceiver::start();
     let am = Alertmanager::start(Some(&hook.url("am")));
-    let env = env_with("amlife", &am.url(), "[plugins.alertmanager.labels]\nplatform = \"e2e\"").await;
+    let env = env_with(
+        "amlife",
+        &am.url(),
+        "[plugins.alertmanager.labels]\nplatform = \"e2e\"",
+    )
+    .await;
     let end = now_s();
     vm_at(&env, "router_z1/0", "10.0.16.11", end, 97.0).await;
 
@@ -200,7 +205,10 @@ async fn an_alertmanager_silence_matching_our_labels_suppresses_the_alert() {
     let silenced = alerts_of(&am, "cell_z1/7").await;
     assert_eq!(silenced.len(), 1, "{silenced:?}");
     assert_eq!(silenced[0]["status"]["state"], "suppressed");
-    assert_eq!(silenced[0]["status"]["silencedBy"], serde_json::json!([silence]));
+    assert_eq!(
+        silenced[0]["status"]["silencedBy"],
+        serde_json::json!([silence])
+    );
     assert_eq!(
         alerts_of(&am, "cell_z1/8").await[0]["status"]["state"],
         "active"
@@ -263,8 +271,16 @@ async fn only_alarms_told_and_still_open_are_restated() {
     let end = now_s();
     vm_at(&env, "router_z1/1", "10.0.16.31", end, 97.0).await;
     let out = env.run(&[
-        "silence", "add", "--match", "vm=router_z1/2", "--for", "1h", "--comment", "e2e",
-        "--author", "test",
+        "silence",
+        "add",
+        "--match",
+        "vm=router_z1/2",
+        "--for",
+        "1h",
+        "--comment",
+        "e2e",
+        "--author",
+        "test",
     ]);
     assert!(out.status.success(), "{}", text(&out));
     vm_at(&env, "router_z1/2", "10.0.16.32", end, 97.0).await;
@@ -276,8 +292,10 @@ async fn only_alarms_told_and_still_open_are_restated() {
     assert_eq!(sum["notifications"]["restated"], 1, "{sum}");
     // closed by an operator while its VM calms down: no recovery notice goes out for a closed
     // alarm, and nothing is opened again
-    env.exec("UPDATE alarms SET resolve_status = '3', complete_user = 'kim' WHERE ip = '10.0.16.31'")
-        .await;
+    env.exec(
+        "UPDATE alarms SET resolve_status = '3', complete_user = 'kim' WHERE ip = '10.0.16.31'",
+    )
+    .await;
     vm_at(&env, "router_z1/1", "10.0.16.31", end, 10.0).await;
     let (sum, _) = tick(&env);
     assert_eq!(sum["notifications"]["sent"], 0, "{sum}");
@@ -297,12 +315,10 @@ async fn the_plugin_disabled_posts_nothing() {
     assert!(am.alerts().await.is_empty());
 
     // the same config enabled: the control, so the test above can fail
-    let cfg = std::fs::read_to_string(&env.config)
-        .unwrap()
-        .replace(
-            "[plugins.alertmanager]\nenabled = false",
-            "[plugins.alertmanager]\nenabled = true",
-        );
+    let cfg = std::fs::read_to_string(&env.config).unwrap().replace(
+        "[plugins.alertmanager]\nenabled = false",
+        "[plugins.alertmanager]\nenabled = true",
+    );
     std::fs::write(&env.config, cfg).unwrap();
     vm_at(&env, "router_z1/4", "10.0.16.14", now_s(), 97.0).await;
     tick(&env);
@@ -332,7 +348,10 @@ async fn credentials_never_show_in_logs_errors_or_rows() {
     let (_, log) = tick(&env);
     let r = rows(&env).await;
     assert_eq!(r[0].1, "parked", "{r:?}");
-    assert!(r[0].2.as_deref().unwrap_or("").contains("HTTP 401"), "{r:?}");
+    assert!(
+        r[0].2.as_deref().unwrap_or("").contains("HTTP 401"),
+        "{r:?}"
+    );
 
     // vmauth in front of another Alertmanager: the right token passes, a wrong one is refused
     // with the token quoted in the answer
@@ -349,7 +368,10 @@ async fn credentials_never_show_in_logs_errors_or_rows() {
     .unwrap();
     let _vmauth = Child(
         Command::new("vmauth")
-            .arg(format!("-auth.config={}", dir.path().join("auth.yml").display()))
+            .arg(format!(
+                "-auth.config={}",
+                dir.path().join("auth.yml").display()
+            ))
             .arg(format!("-httpListenAddr=127.0.0.1:{port}"))
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
@@ -390,7 +412,10 @@ async fn credentials_never_show_in_logs_errors_or_rows() {
     use base64::Engine as _;
     let basic = base64::engine::general_purpose::STANDARD.encode("monit:Pw-S3cret-42");
     for secret in ["Pw-S3cret-42", "Wrong-T0ken-S3cret", basic.as_str()] {
-        assert!(!everything.contains(secret), "{secret} shown:\n{everything}");
+        assert!(
+            !everything.contains(secret),
+            "{secret} shown:\n{everything}"
+        );
     }
 
     // the right token from the environment, and the operator retries the parked rows

@@ -56,7 +56,8 @@ impl Alertmanager {
         let config = format!(
             "route:\n  receiver: test\n  group_by: [alertname]\n  group_wait: 1s\n  group_interval: 1s\n  repeat_interval: 1h\nreceivers:\n{receiver}"
         );
-        std::fs::write(dir.path().join("alertmanager.yml"), config).expect("writing alertmanager.yml");
+        std::fs::write(dir.path().join("alertmanager.yml"), config)
+            .expect("writing alertmanager.yml");
         if let Some(web) = &o.web_config {
             std::fs::write(dir.path().join("web.yml"), web).expect("writing web.yml");
         }
@@ -85,11 +86,14 @@ impl Alertmanager {
     pub fn up(&mut self) {
         let d = self.dir.path();
         let mut cmd = Command::new(binary());
-        cmd.arg(format!("--config.file={}", d.join("alertmanager.yml").display()))
-            .arg(format!("--storage.path={}", d.join("data").display()))
-            .arg(format!("--web.listen-address=127.0.0.1:{}", self.port))
-            .arg("--cluster.listen-address=")
-            .arg("--log.level=warn");
+        cmd.arg(format!(
+            "--config.file={}",
+            d.join("alertmanager.yml").display()
+        ))
+        .arg(format!("--storage.path={}", d.join("data").display()))
+        .arg(format!("--web.listen-address=127.0.0.1:{}", self.port))
+        .arg("--cluster.listen-address=")
+        .arg("--log.level=warn");
         if d.join("web.yml").exists() {
             cmd.arg(format!("--web.config.file={}", d.join("web.yml").display()));
         }
@@ -99,7 +103,10 @@ impl Alertmanager {
             .stderr(log)
             .spawn()
             .unwrap_or_else(|e| {
-                panic!("{}: {e} (is scripts/services.sh run? it installs prometheus-alertmanager)", binary())
+                panic!(
+                    "{}: {e} (is scripts/services.sh run? it installs prometheus-alertmanager)",
+                    binary()
+                )
             });
         self.child = Some(child);
         wait_port(self.port, true, || self.log());

@@ -353,9 +353,6 @@ mod tests {
     fn the_hold_is_four_ticks_and_at_least_five_minutes() {
         assert_eq!(hold_for(Duration::from_secs(1)), MIN_HOLD);
         assert_eq!(hold_for(Duration::from_secs(60)), MIN_HOLD);
-        assert_eq!(
-            hold_for(Duration::from_secs(120)),
-            Duration::from_secs(480)
-        );
+        assert_eq!(hold_for(Duration::from_secs(120)), Duration::from_secs(480));
     }
 }

@@ -62,8 +62,10 @@ fn defaults_and_one_url_or_several() {
     assert!(c.user.is_none() && c.password.is_empty() && c.bearer_token.is_empty());
     assert!(c.headers.is_empty() && c.labels.is_empty() && c.ca_file.is_none());
     assert!(!c.insecure_skip_verify);
-    let c = parse("[plugins.alertmanager]\nurl = [\"http://a.example:9093\", \"http://b.example:9093\"]\n")
-        .unwrap();
+    let c = parse(
+        "[plugins.alertmanager]\nurl = [\"http://a.example:9093\", \"http://b.example:9093\"]\n",
+    )
+    .unwrap();
     let n = build(c).unwrap();
     assert_eq!(
         n.url_labels(),

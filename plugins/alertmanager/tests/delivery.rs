@@ -66,9 +66,7 @@ fn ts(v: &Value) -> chrono::DateTime<Utc> {
 async fn an_alarm_reads_back_with_its_labels_annotations_and_times() {
     let am = Alertmanager::start(None);
     let mut config = AlertmanagerConfig::new(am.url());
-    config
-        .labels
-        .insert("platform".into(), "paasta-lab".into());
+    config.labels.insert("platform".into(), "paasta-lab".into());
     let n = notifier_with(config);
     let alarm = opened(1, "router_z1/0");
     assert!(sent(&send(&n, std::slice::from_ref(&alarm)).await[0]));
@@ -326,7 +324,9 @@ async fn tls_and_basic_auth_against_alertmanager_itself() {
     token.user = None;
     token.bearer_token = monit_host::config::secret::Secret::new("tok-S3cret-value");
     for c in [wrong, token] {
-        let d = send(&notifier_with(c), &[opened(2, "vm/tls2")]).await.remove(0);
+        let d = send(&notifier_with(c), &[opened(2, "vm/tls2")])
+            .await
+            .remove(0);
         let Delivery::Reject { reason } = &d else {
             panic!("expected Reject, got {d:?}")
         };
@@ -342,6 +342,8 @@ async fn tls_and_basic_auth_against_alertmanager_itself() {
     let mut no_ca = config;
     no_ca.ca_file = None;
     no_ca.retry_max_times = 0;
-    let d = send(&notifier_with(no_ca), &[opened(3, "vm/tls3")]).await.remove(0);
+    let d = send(&notifier_with(no_ca), &[opened(3, "vm/tls3")])
+        .await
+        .remove(0);
     assert!(matches!(d, Delivery::Unavailable { .. }), "{d:?}");
 }

@@ -155,7 +155,8 @@ impl Sink {
                     url.scheme()
                 );
             }
-            let (mut url, userinfo) = redact::split_userinfo(&format!("{section}.{key}[{i}]"), raw)?;
+            let (mut url, userinfo) =
+                redact::split_userinfo(&format!("{section}.{key}[{i}]"), raw)?;
             let userinfo = userinfo.map(|c| (c.user, c.password));
             let path = s.path.trim_matches('/');
             if !path.is_empty() && !url.path().trim_end_matches('/').ends_with(path) {
@@ -350,7 +351,12 @@ impl Sink {
     /// One body to every URL, outside the outbox (a restatement the receiver needs again and
     /// again, not a notification of its own): Ok with the number of URLs, or why not every
     /// URL took it. A URL down earlier in the run is not tried.
-    pub async fn post_to_all(&self, id: i64, body: &[u8], down: &mut Down) -> Result<usize, String> {
+    pub async fn post_to_all(
+        &self,
+        id: i64,
+        body: &[u8],
+        down: &mut Down,
+    ) -> Result<usize, String> {
         let all: Vec<(usize, &Endpoint)> = self.endpoints.iter().enumerate().collect();
         let results = self.post_each(&all, id, body, down).await;
         let mut failed = Vec::new();
@@ -439,7 +445,9 @@ impl Sink {
             .timeout(self.timeout)
             .body(body.to_vec());
         request = match (&self.auth, &ep.userinfo) {
-            (Auth::Basic { user, password }, _) => request.basic_auth(user, Some(password.expose())),
+            (Auth::Basic { user, password }, _) => {
+                request.basic_auth(user, Some(password.expose()))
+            }
             (Auth::Bearer(token), _) => request.bearer_auth(token.expose()),
             (Auth::None, Some((user, password))) if !self.headers.contains_key(AUTHORIZATION) => {
                 request.basic_auth(user, Some(password.expose()))
@@ -584,8 +592,7 @@ mod tests {
         let h = BTreeMap::new();
         let e = Sink::new("test", settings(&urls, &h)).unwrap_err();
         assert!(
-            e.to_string()
-                .contains("plugins.test.url[1] repeats url[0]"),
+            e.to_string().contains("plugins.test.url[1] repeats url[0]"),
             "{e}"
         );
     }
