@@ -2,7 +2,10 @@
 # Install (if missing) and start the real services the tests and the demo use, without systemd:
 # MariaDB (127.0.0.1:3306), InfluxDB 1.x (127.0.0.1:8086), VictoriaMetrics (127.0.0.1:8428, the
 # Prometheus-API metric store) and an SMTP sink (aiosmtpd: 2525 plain, 2526 STARTTLS). Debian's
-# `prometheus` and `promtool` are installed too (tests start their own prometheus on a free port), and Chromium with its chromedriver (tests start their own). Idempotent: services already running are left alone. Needs root on Debian.
+# `prometheus` and `promtool` are installed too (tests start their own prometheus on a free port),
+# `prometheus-alertmanager` (tests start their own Alertmanager on a free port) and Chromium with
+# its chromedriver (tests start their own). Idempotent: services already running are left alone.
+# Needs root on Debian.
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 PKI=${MONIT_PKI:-/var/tmp/ci-pki}      # throwaway test CA + server cert (localhost, 127.0.0.1)
@@ -21,6 +24,8 @@ command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 { command -v chromium && command -v chromedriver; } >/dev/null 2>&1 || need+=(chromium chromium-driver)
 # peak RSS of a child (tests/prometheus_answer_memory.rs, scripts/bench, scripts/prom-answer-bench)
 [ -x /usr/bin/time ] || need+=(time)
+# Alertmanager: each test starts its own on a free port (monit_testkit::alertmanager), nothing here
+command -v prometheus-alertmanager >/dev/null 2>&1 || need+=(prometheus-alertmanager)
 if [ ${#need[@]} -gt 0 ]; then
   echo "services.sh: installing ${need[*]}" >&2
   apt-get update -qq

@@ -16,6 +16,7 @@ macro_rules! plugins {
 }
 
 plugins! {
+    "alertmanager" => monit_plugin_alertmanager,
     "autoscale" => monit_plugin_autoscale,
     "bosh" => monit_plugin_bosh,
     "container" => monit_plugin_container,

@@ -86,6 +86,7 @@ struct Endpoints {
     smtp: u16,
     hook: u16,
     portal_db_port: u16,
+    alertmanager: u16,
 }
 
 /// The whole config, every credential a distinct secret.
@@ -104,6 +105,28 @@ Authorization = "Bearer {header}"
             path = secret("webhookpath"),
             user = secret("webhookuser"),
             header = secret("webhookheader"),
+        )
+    } else {
+        String::new()
+    };
+    // Alertmanager's own basic auth takes `monit` and the password; the userinfo of the URL and
+    // the header are secrets it never needs
+    let alertmanager = if cfg!(feature = "alertmanager") {
+        format!(
+            r#"[plugins.alertmanager]
+enabled = true
+url = "http://amuser:{url}@127.0.0.1:{port}"
+user = "monit"
+password = "{pw}"
+retry_max_times = 0
+timeout_seconds = 2
+[plugins.alertmanager.headers]
+X-Scope-OrgID = "{header}"
+"#,
+            port = e.alertmanager,
+            url = secret("amurl"),
+            pw = secret("ampw"),
+            header = secret("amheader"),
         )
     } else {
         String::new()
@@ -175,7 +198,7 @@ client_id = "batch"
 client_secret = "{cf_client}"
 timeout_seconds = 3
 retry_max_times = 0
-{webhook}"#,
+{webhook}{alertmanager}"#,
         mysql_port = e.mysql_port,
         db = env.name,
         mdb_pw = secret("mdb"),
@@ -265,6 +288,8 @@ fn wire_forms() -> Vec<String> {
         ("admin:", "boshpw"),
         ("batch:", "cfclient"),
         ("\0mailer\0", "smtp"),
+        ("monit:", "ampw"),
+        ("amuser:", "amurl"),
     ]
     .iter()
     .map(|(user, key)| base64(format!("{user}{}", secret(key)).as_bytes()))
@@ -323,6 +348,16 @@ async fn no_secret_in_any_output_or_row_at_trace_level() {
 
     let dir = director().await;
     let hook = failing_hook().await;
+    let am = monit_testkit::alertmanager::Alertmanager::start_with(
+        monit_testkit::alertmanager::Options {
+            web_config: Some(format!(
+                "basic_auth_users:\n  monit: {}\n",
+                bcrypt::hash(secret("ampw"), 4).unwrap()
+            )),
+            basic_auth: Some(("monit".into(), secret("ampw"))),
+            ..Default::default()
+        },
+    );
     let mysql = url::Url::parse(&mariadb.url()).unwrap();
     let influx = url::Url::parse(&env.influx).unwrap();
     let reachable = Endpoints {
@@ -332,6 +367,7 @@ async fn no_secret_in_any_output_or_row_at_trace_level() {
         smtp: 2525,
         hook: hook.address().port(),
         portal_db_port: mysql.port().unwrap_or(3306),
+        alertmanager: am.port,
     };
     let closed = free_port();
     let unreachable = Endpoints {
@@ -340,6 +376,7 @@ async fn no_secret_in_any_output_or_row_at_trace_level() {
         smtp: closed,
         hook: closed,
         portal_db_port: closed,
+        alertmanager: closed,
         ..reachable
     };
     let db_down = Endpoints {
@@ -446,6 +483,14 @@ async fn no_secret_in_any_output_or_row_at_trace_level() {
         )))
         .execute(&root)
         .await;
+    }
+    if cfg!(feature = "alertmanager") {
+        // the reachable runs posted with the right password: the secrets were in use
+        assert!(
+            !am.alerts().await.is_empty(),
+            "Alertmanager got no alert: {}",
+            am.log()
+        );
     }
     let _ = portal.try_drop().await;
     env.cleanup().await;

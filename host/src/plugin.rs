@@ -517,6 +517,21 @@ pub trait NotifySession: Send {
 pub trait Notifier: Send + Sync {
     /// Starts a run; a session opens its connection lazily, at its first delivery.
     fn session(&self) -> Box<dyn NotifySession + '_>;
+
+    /// For a sink that forgets what it is not told again (Alertmanager resolves an alert that
+    /// is not re-posted before its `endsAt`): true makes the host call
+    /// [`restate_firing`](Notifier::restate_firing) after every notify step.
+    fn restates_firing(&self) -> bool {
+        false
+    }
+
+    /// What this notifier was last told of each alarm that is still open, when that was not a
+    /// recovery: the last notification of the alarm it accepted, in chunks, every tick. Best
+    /// effort and outside the outbox (nothing is recorded): a chunk that fails is told again
+    /// the next tick.
+    async fn restate_firing(&self, _firing: &[Notification]) -> anyhow::Result<()> {
+        Ok(())
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -33,12 +33,28 @@ fn seen(sink: &str) -> Vec<i64> {
         .collect()
 }
 
+/// What `t-restate` was told again, call by call: the outbox row ids.
+static RESTATED: Mutex<Vec<Vec<i64>>> = Mutex::new(Vec::new());
+
 /// A sink with a fixed behaviour per notifier name.
 struct Sink(&'static str);
 
+#[async_trait]
 impl Notifier for Sink {
     fn session(&self) -> Box<dyn NotifySession + '_> {
         Box::new(SinkSession(self.0))
+    }
+
+    fn restates_firing(&self) -> bool {
+        self.0 == "t-restate"
+    }
+
+    async fn restate_firing(&self, firing: &[Notification]) -> anyhow::Result<()> {
+        RESTATED
+            .lock()
+            .unwrap()
+            .push(firing.iter().map(|n| n.id).collect());
+        Ok(())
     }
 }
 
@@ -117,6 +133,8 @@ monit_host::inventory::submit! { PluginRegistration { name: "t-slow2", descripti
 monit_host::inventory::submit! { PluginRegistration { name: "t-old", description: "slow", sample: "", moved_keys: &[], legacy_ini: monit_host::plugin::LegacyConfig::NONE, show: monit_host::plugin::show_nothing, build } }
 monit_host::inventory::submit! { PluginRegistration { name: "t-reject", description: "rejects", sample: "", moved_keys: &[], legacy_ini: monit_host::plugin::LegacyConfig::NONE, show: monit_host::plugin::show_nothing, build } }
 monit_host::inventory::submit! { PluginRegistration { name: "t-partial", description: "per recipient", sample: "", moved_keys: &[], legacy_ini: monit_host::plugin::LegacyConfig::NONE, show: monit_host::plugin::show_nothing, build } }
+monit_host::inventory::submit! { PluginRegistration { name: "t-plain", description: "accepts", sample: "", moved_keys: &[], legacy_ini: monit_host::plugin::LegacyConfig::NONE, show: monit_host::plugin::show_nothing, build } }
+monit_host::inventory::submit! { PluginRegistration { name: "t-restate", description: "restates", sample: "", moved_keys: &[], legacy_ini: monit_host::plugin::LegacyConfig::NONE, show: monit_host::plugin::show_nothing, build } }
 monit_host::inventory::submit! { PluginRegistration { name: "t-lease", description: "kills the lock", sample: "", moved_keys: &[], legacy_ini: monit_host::plugin::LegacyConfig::NONE, show: monit_host::plugin::show_nothing, build } }
 
 struct Env {
@@ -573,5 +591,137 @@ async fn a_leader_takes_live_claims_of_older_epochs_only() {
             .await
             .unwrap()
     );
+    e.done().await;
+}
+
+/// An `alarms` row with this id and resolve_status.
+async fn alarm_row(pool: &MySqlPool, id: i64, status: &str) {
+    sqlx::query(
+        "INSERT INTO alarms (id, origin_type, origin_id, alarm_type, level, app_yn, alarm_title, alarm_message, resolve_status) \
+         VALUES (?, 'pas', 1, 'cpu', 'warning', 'N', 't', 'm', ?)",
+    )
+    .bind(id)
+    .bind(status)
+    .execute(pool)
+    .await
+    .unwrap();
+}
+
+/// An outbox row of `notifier` for `alarm`: (kind, level, status). Returns its id.
+async fn row(
+    pool: &MySqlPool,
+    notifier: &str,
+    alarm: i64,
+    kind: NotificationKind,
+    level: Level,
+    status: &str,
+) -> i64 {
+    let payload = serde_json::to_string(&notification(alarm - 1, kind, level)).unwrap();
+    let res = sqlx::query(
+        "INSERT INTO batch_notifications (alarm_id, notifier, kind, payload, status, attempts, next_attempt_at, created_at, priority) \
+         VALUES (?, ?, ?, ?, ?, 1, UTC_TIMESTAMP(), UTC_TIMESTAMP(), 2)",
+    )
+    .bind(alarm)
+    .bind(notifier)
+    .bind(kind.code())
+    .bind(payload)
+    .bind(status)
+    .execute(pool)
+    .await
+    .unwrap();
+    res.last_insert_id() as i64
+}
+
+/// What a notifier is told again each tick: per open alarm, the last notification it accepted,
+/// unless a recovery (sent, pending or given up) came after it.
+#[tokio::test]
+async fn told_firing_is_what_each_open_alarm_was_last_told() {
+    use NotificationKind::*;
+    let e = env("dlv_told", &[], "").await;
+    let p = &e.pool;
+    let n = "am";
+    // 1: told, open -> in
+    alarm_row(p, 1, "1").await;
+    let one = row(p, n, 1, Opened, Level::Warning, "sent").await;
+    // 2: told, then a recovery on its way -> out
+    alarm_row(p, 2, "2").await;
+    row(p, n, 2, Opened, Level::Warning, "sent").await;
+    row(p, n, 2, Recovered, Level::Warning, "pending").await;
+    // 3: its only notification still pending -> out
+    alarm_row(p, 3, "1").await;
+    row(p, n, 3, Opened, Level::Warning, "pending").await;
+    // 4: told, but closed (by an operator) -> out
+    alarm_row(p, 4, "3").await;
+    row(p, n, 4, Opened, Level::Warning, "sent").await;
+    // 5: accepted by an operator, escalated since -> in, at the escalation
+    alarm_row(p, 5, "2").await;
+    row(p, n, 5, Opened, Level::Warning, "sent").await;
+    let five = row(p, n, 5, Escalated, Level::Critical, "sent").await;
+    // 6: recovered, then breaching again -> in, at the new opening
+    alarm_row(p, 6, "1").await;
+    row(p, n, 6, Opened, Level::Warning, "sent").await;
+    row(p, n, 6, Recovered, Level::Warning, "sent").await;
+    let six = row(p, n, 6, Opened, Level::Critical, "sent").await;
+    // 7: told another notifier only -> out
+    alarm_row(p, 7, "1").await;
+    row(p, "mail", 7, Opened, Level::Warning, "sent").await;
+    // 8: a repeat given up (parked) after the opening -> in, at the opening
+    alarm_row(p, 8, "1").await;
+    let eight = row(p, n, 8, Opened, Level::Warning, "sent").await;
+    row(p, n, 8, Repeated, Level::Warning, "parked").await;
+
+    let (all, last) = outbox::told_firing(p, n, 0, 100).await.unwrap();
+    let got: Vec<(i64, i64, Level)> = all.iter().map(|x| (x.alarm_id, x.id, x.level)).collect();
+    assert_eq!(
+        got,
+        [
+            (1, one, Level::Warning),
+            (5, five, Level::Critical),
+            (6, six, Level::Critical),
+            (8, eight, Level::Warning)
+        ]
+    );
+    assert_eq!(last, Some(8));
+    // paging: two at a time, each page after the last alarm id read
+    let (page, last) = outbox::told_firing(p, n, 0, 2).await.unwrap();
+    assert_eq!(page.iter().map(|x| x.alarm_id).collect::<Vec<_>>(), [1, 5]);
+    let (page, last) = outbox::told_firing(p, n, last.unwrap(), 2).await.unwrap();
+    assert_eq!(page.iter().map(|x| x.alarm_id).collect::<Vec<_>>(), [6, 8]);
+    let (page, last) = outbox::told_firing(p, n, last.unwrap(), 2).await.unwrap();
+    assert!(page.is_empty() && last.is_none());
+    e.done().await;
+}
+
+/// The notify step restates, after its deliveries, what a notifier that asks for it was told,
+/// every tick, and stops for an alarm that is closed; other notifiers are never asked.
+#[tokio::test]
+async fn a_notifier_that_restates_is_told_the_open_alarms_every_tick() {
+    let e = env("dlv_restate", &["t-restate", "t-plain"], "").await;
+    let ids = e
+        .queue("t-restate", 3, NotificationKind::Opened, Level::Critical)
+        .await;
+    e.queue("t-plain", 3, NotificationKind::Opened, Level::Critical)
+        .await;
+    for alarm in 1..=3 {
+        alarm_row(&e.pool, alarm, "1").await;
+    }
+    let s = e.scheduler(Leader::new(None, "x"));
+    let sum = s.tick(false).await;
+    assert!(sum.errors.is_empty(), "{:?}", sum.errors);
+    assert_eq!(sum.notifications.restated, 3);
+    let mut told: Vec<i64> = RESTATED.lock().unwrap().concat();
+    told.sort();
+    assert_eq!(told, ids, "the rows just sent, by their ids");
+
+    sqlx::query("UPDATE alarms SET resolve_status = '3' WHERE id = 2")
+        .execute(&e.pool)
+        .await
+        .unwrap();
+    RESTATED.lock().unwrap().clear();
+    let sum = s.tick(false).await;
+    assert_eq!(sum.notifications.sent, 0);
+    assert_eq!(sum.notifications.restated, 2);
+    let told: Vec<i64> = RESTATED.lock().unwrap().concat();
+    assert_eq!(told, [ids[0], ids[2]]);
     e.done().await;
 }

@@ -4,6 +4,7 @@
 //! Test support only: it panics with a message naming the server and the database when a service
 //! refuses, because a test cannot go on without its database.
 
+pub mod alertmanager;
 pub mod hook;
 
 use sqlx::mysql::MySqlPoolOptions;

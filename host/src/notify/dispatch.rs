@@ -25,6 +25,8 @@ pub struct NotifyCounts {
     pub pending: i64,
     /// digests sent: several notifications as one message
     pub digests: u32,
+    /// open alarms told again to a notifier whose receiver forgets what is not re-posted
+    pub restated: u32,
 }
 
 /// Rows claimed at a time: small, so a crash strands few claims.
@@ -32,6 +34,8 @@ const CLAIM_CHUNK: u32 = 20;
 /// Rows claimed at a time by a notifier that sends digests: enough for one tick's burst to go
 /// out as one message.
 const DIGEST_CLAIM_CHUNK: u32 = 1000;
+/// Open alarms restated at a time (one call of the notifier, e.g. one POST).
+const RESTATE_CHUNK: u32 = 500;
 
 /// Why a notifier's share of the notify step ended.
 #[derive(Debug, PartialEq, Eq)]
@@ -109,6 +113,14 @@ impl Dispatch {
             if stop == Stop::All {
                 break 'notifiers;
             }
+            if notifier.restates_firing() {
+                if stop == Stop::Notifier {
+                    // its sink is down: the restatement would only wait out the same timeouts
+                    tracing::debug!(notifier = name, "sink down: open alarms not restated");
+                } else if !self.restate(name, notifier.as_ref(), sum).await {
+                    break 'notifiers;
+                }
+            }
         }
         match outbox::counts(&self.pool).await {
             Ok(c) => {
@@ -120,6 +132,70 @@ impl Dispatch {
                 metrics::gauge!("monit_notifications_pending").set(pending as f64);
             }
             Err(e) => self.notify_error(sum, format!("notify: {e:#}")),
+        }
+    }
+
+    /// Tells a notifier whose receiver forgets again what it was last told of every open
+    /// alarm, [`RESTATE_CHUNK`] alarms per call. Best effort: a chunk that fails is logged and
+    /// counted, and told again next tick. False when the leader lock was lost or the DB is
+    /// away: nothing more may be sent.
+    async fn restate(
+        &self,
+        name: &'static str,
+        notifier: &dyn Notifier,
+        sum: &mut NotifyReport,
+    ) -> bool {
+        let mut after = 0;
+        loop {
+            let (firing, last) =
+                match outbox::told_firing(&self.pool, name, after, RESTATE_CHUNK).await {
+                    Ok(page) => page,
+                    Err(e) => {
+                        self.notify_error(sum, format!("notify/{name}: {e:#}"));
+                        return false;
+                    }
+                };
+            let Some(last) = last else {
+                return true;
+            };
+            after = last;
+            if firing.is_empty() {
+                continue;
+            }
+            if !self.leader.holds().await {
+                self.notify_error(
+                    sum,
+                    format!("notify/{name}: the leader lock was lost; sending stopped"),
+                );
+                return false;
+            }
+            let told = tokio::time::timeout(self.step_timeout(), notifier.restate_firing(&firing))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(anyhow::anyhow!(
+                        "no answer within batch.step_timeout_seconds = {}",
+                        self.step_timeout().as_secs()
+                    ))
+                });
+            let n = firing.len() as u64;
+            match told {
+                Ok(()) => {
+                    sum.notifications.restated += n as u32;
+                    metrics::counter!("monit_notifications_restated_total", "notifier" => name, "result" => "ok")
+                        .increment(n);
+                }
+                Err(e) => {
+                    // not a failed tick, as a sink that is down is not: next tick tells it again
+                    metrics::counter!("monit_notifications_restated_total", "notifier" => name, "result" => "failed")
+                        .increment(n);
+                    tracing::warn!(
+                        notifier = name,
+                        alarms = n,
+                        "open alarms not restated, told again next tick: {e:#}"
+                    );
+                    return true;
+                }
+            }
         }
     }
 

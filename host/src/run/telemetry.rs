@@ -124,6 +124,11 @@ pub const FAMILIES: &[(&str, Kind, &str)] = &[
         "Time to deliver one notification through its notifier.",
     ),
     (
+        "monit_notifications_restated_total",
+        Kind::Counter,
+        "Open alarms told again, every tick, to a notifier whose receiver forgets what is not re-posted, by notifier and result: ok, failed.",
+    ),
+    (
         "monit_digests_total",
         Kind::Counter,
         "Digests sent by notifier: several notifications for the same recipients as one message.",

@@ -338,6 +338,58 @@ pub fn next_attempt(
     now + chrono::Duration::milliseconds((secs * 1000.0) as i64)
 }
 
+/// What `notifier` was last told of each open alarm (resolve_status 1 or 2) with an id above
+/// `after_alarm`, when that was not a recovery: the alarm's latest row of this notifier that was
+/// sent or is a recovery (sent, pending or given up: a recovery on its way ends the firing), when
+/// it is a sent notification. At most `limit` alarms, by alarm id; with the last alarm id read
+/// (None: no more), where the next page starts. An alarm that was held and never told, or whose
+/// first notification is still pending, is not in it.
+pub async fn told_firing(
+    pool: &MySqlPool,
+    notifier: &str,
+    after_alarm: i64,
+    limit: u32,
+) -> anyhow::Result<(Vec<Notification>, Option<i64>)> {
+    let rows = sqlx::query(
+        "SELECT CAST(a.id AS SIGNED) AS alarm_id, CAST(n.id AS SIGNED) AS id, n.payload \
+         FROM alarms a JOIN batch_notifications n ON n.alarm_id = a.id AND n.notifier = ? \
+         WHERE a.resolve_status IN ('1', '2') AND a.id > ? \
+         AND n.status = 'sent' AND n.kind <> 'recovered' \
+         AND n.id = (SELECT MAX(l.id) FROM batch_notifications l \
+                     WHERE l.alarm_id = a.id AND l.notifier = ? AND (l.status = 'sent' OR l.kind = 'recovered')) \
+         ORDER BY a.id LIMIT ?",
+    )
+    .bind(notifier)
+    .bind(after_alarm)
+    .bind(notifier)
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+    .context("reading the open alarms a notifier was told")?;
+    let mut out = Vec::with_capacity(rows.len());
+    let mut last = None;
+    for row in rows {
+        let alarm_id: i64 = row.try_get("alarm_id")?;
+        last = Some(alarm_id);
+        let id: i64 = row.try_get("id")?;
+        let payload: String = row.try_get("payload")?;
+        match serde_json::from_str::<Notification>(&payload) {
+            Ok(mut n) => {
+                n.id = id;
+                out.push(n);
+            }
+            // it was sent from this payload, so this is a payload of another version: the alarm
+            // is left out of the restatement, not the others
+            Err(e) => tracing::warn!(
+                notifier,
+                notification_id = id,
+                "cannot restate alarm {alarm_id}: unreadable payload: {e}"
+            ),
+        }
+    }
+    Ok((out, last))
+}
+
 /// Rows by state, for the summary and `/metrics`.
 pub async fn counts(pool: &MySqlPool) -> anyhow::Result<HashMap<String, i64>> {
     let rows = sqlx::query(

@@ -57,7 +57,10 @@ pub struct WebhookConfig {
     #[serde(default)]
     pub enabled: bool,
     /// Where to POST every notification. A single string is one URL (handy from the environment).
-    #[serde(deserialize_with = "one_or_many", serialize_with = "origins_only")]
+    #[serde(
+        deserialize_with = "monit_http_post::one_or_many",
+        serialize_with = "origins_only"
+    )]
     pub urls: Vec<String>,
     /// `json` (default) or `slack`.
     #[serde(default)]
@@ -138,31 +141,6 @@ impl WebhookConfig {
             0..=20,
         )
     }
-}
-
-/// A list of URLs, or one URL as a plain string (what an environment variable gives).
-fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
-    struct Urls;
-    impl<'de> serde::de::Visitor<'de> for Urls {
-        type Value = Vec<String>;
-        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-            f.write_str("a list of URLs or one URL")
-        }
-        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
-            Ok(vec![v.to_string()])
-        }
-        fn visit_seq<A: serde::de::SeqAccess<'de>>(
-            self,
-            mut seq: A,
-        ) -> Result<Self::Value, A::Error> {
-            let mut out = Vec::new();
-            while let Some(u) = seq.next_element::<String>()? {
-                out.push(u);
-            }
-            Ok(out)
-        }
-    }
-    d.deserialize_any(Urls)
 }
 
 /// A webhook URL shown as its origin only: its path or query is often the token.

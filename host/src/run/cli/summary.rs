@@ -124,6 +124,12 @@ pub(super) fn print_summary(sum: &crate::run::scheduler::TickSummary) {
             n.digests
         );
     }
+    if n.restated > 0 {
+        println!(
+            "  restated  {} open alarms told again (a receiver that forgets what is not re-posted)",
+            n.restated
+        );
+    }
     let h = &sum.held;
     if h.silenced + h.maintenance + h.inhibited > 0 {
         println!(
