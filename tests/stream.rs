@@ -1385,6 +1385,87 @@ async fn truth_env(tag: &str) -> TestEnv {
 
 const THIRTY: (&str, &str) = ("MONIT_BATCH__ALARMS__DEFAULT_MEASURE_SECONDS", "30");
 
+/// `(instance, metric_mode)` of the ticks recorded since `since` (epoch s), oldest first.
+async fn ticks_since(env: &TestEnv, since: i64) -> Vec<(String, String)> {
+    sqlx::query_as(
+        "SELECT instance, JSON_UNQUOTE(JSON_EXTRACT(summary, '$.metric_mode')) FROM batch_runs \
+         WHERE started_at >= FROM_UNIXTIME(?) ORDER BY id",
+    )
+    .bind(since)
+    .fetch_all(&env.db)
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_standby_keeps_its_stream_warm_and_ticks_from_it_at_once_when_it_takes_over() {
+    let env = truth_env("stream_failover").await;
+    let _writer = Writer::start(
+        &env.influx,
+        &env.cf_db,
+        &[
+            ("10.0.16.11", 10.0),
+            ("10.0.16.12", 10.0),
+            ("10.0.99.1", 10.0),
+        ],
+    );
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let instance = |name: &'static str| {
+        [
+            THIRTY,
+            ("MONIT_BATCH__BATCH__LEADER_ELECTION", "true"),
+            ("MONIT_BATCH__BATCH__INSTANCE_NAME", name),
+        ]
+    };
+    let (pa, pb) = (free_port(), free_port());
+    let a = start(&env, pa, true, &instance("a"));
+    // a leads (it started first), then b starts; both get every write (two subscriptions)
+    let started = now_s();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while ticks_since(&env, started).await.is_empty() {
+        assert!(Instant::now() < deadline, "a never ticked");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let b = start(&env, pb, true, &instance("b"));
+    let _subs = (
+        subscribe(&env, pa, &[&env.cf_db]).await,
+        subscribe(&env, pb, &[&env.cf_db]).await,
+    );
+    tick_where(&env, now_s(), "a stream tick of the leader", |v| {
+        v["metric_mode"] == "stream"
+    })
+    .await;
+    let ticks = ticks_since(&env, started).await;
+    assert!(
+        ticks.iter().all(|(i, _)| i == "a"),
+        "b is a standby: {ticks:?}"
+    );
+    // the standby's windows: the inventory's two VMs (cpu, memory, disk), not the third VM
+    assert_eq!(metric(pb, "monit_stream_series").await, 6.0);
+    assert!(metric(pb, "monit_ingest_points_total").await > 0.0);
+
+    drop(a);
+    let failover = now_s();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let first = loop {
+        if let Some(t) = ticks_since(&env, failover)
+            .await
+            .into_iter()
+            .find(|(i, _)| i == "b")
+        {
+            break t;
+        }
+        assert!(Instant::now() < deadline, "b never took over");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(
+        first.1, "stream",
+        "the new leader's first tick reads its warm stream, no warm-up"
+    );
+    drop(b);
+    env.cleanup().await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_breach_only_the_stream_saw_is_not_confirmed_and_a_real_one_opens() {
     let env = truth_env("truth_confirm").await;

@@ -450,8 +450,8 @@ impl Scheduler {
     /// The stores this tick reads and the mode of each collector. In stream mode a collector
     /// reads the windows once the stream covers the longest policy window (and what a reader
     /// always looks back), InfluxDB dropped no subscription write within that span, and its
-    /// databases' points kept arriving (no pause longer than `influx.bucket_seconds` within the
-    /// span); otherwise it reads the store.
+    /// databases' points kept arriving (no pause longer than two `influx.bucket_seconds` within
+    /// the span); otherwise it reads the store.
     async fn tick_stores(
         &self,
         now: Timestamp,
@@ -463,22 +463,8 @@ impl Scheduler {
         let mut modes = Vec::new();
         let overall = match &self.metrics {
             MetricStore::Stream(h) => {
-                let windows = Windows::from_policies(
-                    policies,
-                    Duration::from_secs(self.settings.alarms.default_measure_seconds),
-                );
-                let bucket = Duration::from_secs(self.settings.influx.bucket_seconds);
-                let span = windows
-                    .by_key
-                    .values()
-                    .copied()
-                    .chain([windows.default, h.state.min_span, bucket])
-                    .max()
-                    .unwrap_or_default();
                 let now_ns = now.timestamp_nanos_opt().unwrap_or(i64::MAX);
-                h.state.set_inventory(vms.iter().map(|vm| vm.ip.as_str()));
-                h.state.set_span(span, now_ns);
-                h.state.set_quiet_after(bucket);
+                let span = self.keep_stream(h, policies, vms, now_ns);
                 let mut st = truth::StreamTick::default();
                 let dropping = match &*h.query {
                     MetricStore::Influx(c) => match c.sub_write_drop().await {
@@ -558,6 +544,55 @@ impl Scheduler {
             query,
             modes,
             overall,
+        }
+    }
+
+    /// Keeps the stream's windows for the longest window read (the policies', what a reader
+    /// always looks back, a bucket) and for the inventory's VMs; returns that span.
+    fn keep_stream(
+        &self,
+        h: &stream::StreamHandle,
+        policies: &[crate::model::Policy],
+        vms: &[crate::model::Vm],
+        now_ns: i64,
+    ) -> Duration {
+        let windows = Windows::from_policies(
+            policies,
+            Duration::from_secs(self.settings.alarms.default_measure_seconds),
+        );
+        let bucket = Duration::from_secs(self.settings.influx.bucket_seconds);
+        let span = windows
+            .by_key
+            .values()
+            .copied()
+            .chain([windows.default, h.state.min_span, bucket])
+            .max()
+            .unwrap_or_default();
+        h.state.set_inventory(vms.iter().map(|vm| vm.ip.as_str()));
+        h.state.set_span(span, now_ns);
+        // writers write once a bucket: a pause of one bucket plus their jitter is their
+        // rhythm, not an outage; two buckets without a point are
+        h.state.set_quiet_after(bucket * 2);
+        span
+    }
+
+    /// A standby keeps its stream as the leader would (the policies' windows, the inventory),
+    /// so that it ticks from the stream at once when it takes over.
+    async fn keep_stream_warm(&self) {
+        let MetricStore::Stream(h) = &self.metrics else {
+            return;
+        };
+        let policies =
+            store::load_policies(&self.pool, self.settings.alarms.default_measure_seconds).await;
+        let vms = store::load_vms(&self.pool).await;
+        match (policies, vms) {
+            (Ok(policies), Ok(vms)) => {
+                let now_ns = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX);
+                self.keep_stream(h, &policies, &vms, now_ns);
+            }
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::warn!(error = %format!("{e:#}"), "standby: the stream's windows not updated (policies or VMs unreadable); retried next interval");
+            }
         }
     }
 
@@ -801,6 +836,7 @@ impl Scheduler {
             } else {
                 // the leader syncs while this one waits: ours is stale once we lead again
                 self.inventory_clock.forget();
+                self.keep_stream_warm().await;
             }
             if *shutdown.borrow() {
                 break;

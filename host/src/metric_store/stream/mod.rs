@@ -133,7 +133,7 @@ struct Arrivals {
 pub enum Freshness {
     /// points arriving, for at least the span
     Covered,
-    /// nothing within `influx.bucket_seconds`, or not for the span since a pause
+    /// nothing within two `influx.bucket_seconds`, or not for the span since a pause
     Quiet,
 }
 
@@ -491,7 +491,7 @@ pub enum TickMode {
     /// InfluxDB dropped subscription writes (`subWriteDrop` rose) within the longest window:
     /// query mode until the lost points are out of every window
     StreamGap,
-    /// the collector's databases sent nothing for longer than `influx.bucket_seconds`, or not
+    /// the collector's databases sent nothing for longer than two `influx.bucket_seconds`, or not
     /// yet for the longest window since such a pause: query mode
     StreamQuiet,
 }
