@@ -1706,3 +1706,163 @@ async fn read_until_equal<T: PartialEq>(mut read_both: impl AsyncFnMut() -> (T, 
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
+
+/// Container lines of one app instance at time `t` (s): its CPU counter at `cores` of a core
+/// since `t0`, memory at 30 % of its limit.
+fn container_lines(app: &str, index: u32, cores: f64, t0: i64, t: i64) -> String {
+    let tags = format!(
+        "application_id=guid-{app},application_index={index},application_name={app},cell_ip=10.0.16.21,container_id=/garden/{app}-{index},container_interface={app}-{index},machine=cell"
+    );
+    let counter = 1000.0 + cores * (t - t0) as f64;
+    [
+        ("cpu_usage_total", counter),
+        ("memory_usage", 0.3 * 1073741824.0),
+        ("disk_usage", 1e8),
+    ]
+    .iter()
+    .map(|(name, v)| {
+        format!("container_metrics,{tags},name={name} app_mem=1073741824,app_disk=1073741824,value={v} {t}\n")
+    })
+    .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_scaler_reads_the_stream_and_acts_only_on_what_the_store_confirms() {
+    use wiremock::matchers::{method, path, path_regex};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let portal = monit_testkit::TestDb::create("stream_portal").await;
+    sqlx::raw_sql(
+        "CREATE TABLE auto_scaling_config (no int NOT NULL, guid varchar(255) NOT NULL, org varchar(255), space varchar(255), app varchar(255), \
+         instance_min_cnt int, instance_max_cnt int, cpu_threshold_min_per float, cpu_threshold_max_per float, memory_min_size int, \
+         memory_max_size int, check_time_sec int NOT NULL, auto_increase_yn char(1) NOT NULL, auto_decrease_yn char(1) NOT NULL, PRIMARY KEY (no)); \
+         INSERT INTO auto_scaling_config VALUES \
+         (1, 'guid-calm', 'org', 'space', 'calm', 1, 4, 5, 80, 10, 90, 60, 'Y', 'N'), \
+         (2, 'guid-ghost', 'org', 'space', 'ghost', 1, 4, 5, 80, 10, 90, 60, 'Y', 'N');",
+    )
+    .execute(&portal.pool)
+    .await
+    .unwrap();
+    // a Cloud Controller and UAA (documented v3 shapes): one instance each; no scale call
+    let cc = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(serde_json::json!({"links": {"uaa": {"href": cc.uri()}}})),
+        )
+        .mount(&cc)
+        .await;
+    Mock::given(method("POST")).and(path("/oauth/token"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!(
+            {"access_token": "tok", "token_type": "bearer", "expires_in": 43199, "scope": "cloud_controller.admin", "jti": "j"})))
+        .mount(&cc).await;
+    Mock::given(method("GET"))
+        .and(path_regex("^/v3/apps/guid-[a-z]+/processes/web$"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(
+            serde_json::json!({"guid": "p", "type": "web", "instances": 1, "memory_in_mb": 1024}),
+        ))
+        .mount(&cc)
+        .await;
+    Mock::given(method("POST"))
+        .and(path_regex("/actions/scale$"))
+        .respond_with(ResponseTemplate::new(202))
+        .expect(0)
+        .mount(&cc)
+        .await;
+    let url = url::Url::parse(&common::mysql_url()).unwrap();
+    let extra = format!(
+        "[plugins.container]\nenabled = true\n\
+         [plugins.autoscale]\nenabled = true\nactuator = \"cf\"\ncf_api_url = \"{}\"\ncf_username = \"admin\"\ncf_password = \"pw\"\n\
+         [plugins.autoscale.portal_db]\nhost = \"{}\"\nport = {}\ndbname = \"{}\"\nusername = \"{}\"\npassword = \"{}\"\n",
+        cc.uri(),
+        url.host_str().unwrap(),
+        url.port().unwrap_or(3306),
+        portal.name,
+        url.username(),
+        url.password().unwrap_or(""),
+    );
+    let env = TestEnv::new("stream_scale", &extra).await;
+    env.exec("UPDATE alarm_policies SET measure_time = 30")
+        .await;
+    env.add_vm("cell/0", "10.0.16.21", "cel").await;
+    let t0 = now_s() - 600;
+    // calm at 10 % of a core, in the store (and so in the stream)
+    let _calm = Writer::lines(&env.influx, &env.container_db, move |t| {
+        container_lines("calm", 0, 0.1, t0, t)
+    });
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let port = free_port();
+    let _batch = start(&env, port, true, &[THIRTY]);
+    let _subs = subscribe(&env, port, &[&env.container_db]).await;
+    // a stream tick, then one that decided on the stream (the scaler's window held)
+    // after the containers' 90 s activity horizon
+    tick_after(&env, now_s(), "stream").await;
+    let steady = tick_where(&env, now_s() + 1, "a steady stream tick", |v| {
+        v["metric_mode"] == "stream"
+    })
+    .await;
+    assert_eq!(
+        steady["influx_queries"], 0,
+        "the scaler read calm's usage from the stream: {steady}"
+    );
+    let calm: String = sqlx::query_scalar(
+        "SELECT reason FROM batch_scaling_history WHERE app_name = 'calm' ORDER BY id DESC LIMIT 1",
+    )
+    .fetch_one(&env.db)
+    .await
+    .unwrap();
+    assert!(!calm.starts_with("no_data"), "calm was measured: {calm}");
+
+    // ghost at 95 % of a core, but only in the stream: posted to the batch, never to InfluxDB
+    // (as if the stream had points the store lost): the store must confirm before a scale
+    let container_db = env.container_db.clone();
+    let http = reqwest::Client::new();
+    let feed = tokio::spawn({
+        let container_db = container_db.clone();
+        async move {
+            for _ in 0..150 {
+                let t = now_s();
+                let body: String = (t - 60..=t)
+                    .step_by(2)
+                    .map(|s| container_lines("ghost", 0, 0.95, t0, s))
+                    .collect();
+                let _ = http
+                    .post(format!("http://127.0.0.1:{port}/write"))
+                    .query(&[("db", container_db.as_str()), ("precision", "s")])
+                    .basic_auth(USER, Some(PASSWORD))
+                    .body(body)
+                    .send()
+                    .await;
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    });
+    let since = now_s() + 1;
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let ghost_row: (String, String) = loop {
+        let row: Option<(String, String)> = sqlx::query_as(
+            "SELECT outcome, reason FROM batch_scaling_history WHERE app_name = 'ghost' \
+             AND decided_at >= FROM_UNIXTIME(?) AND reason NOT LIKE 'no_data: not enough%' ORDER BY id DESC LIMIT 1",
+        )
+        .bind(since + 4)
+        .fetch_optional(&env.db)
+        .await
+        .unwrap();
+        if let Some(r) = row {
+            break r;
+        }
+        assert!(Instant::now() < deadline, "no decision about ghost");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    feed.abort();
+    assert_ne!(ghost_row.0, "acted", "{ghost_row:?}");
+    let confirmed = tick_where(&env, since, "a tick that confirmed in the store", |v| {
+        v["metric_mode"] == "stream" && v["influx_queries"].as_u64().unwrap_or(0) > 0
+    })
+    .await;
+    assert!(confirmed["influx_queries"].as_u64().unwrap() > 0);
+    // the Cloud Controller was never asked to scale (expect(0))
+    cc.verify().await;
+    env.cleanup().await;
+    portal.drop().await;
+}
