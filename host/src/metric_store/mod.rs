@@ -65,6 +65,17 @@ impl MetricStore {
         }
     }
 
+    /// The store's query client (in stream mode the one inside: the stream keeps minutes),
+    /// counting its queries apart from the readings': the notify stage reads the charts'
+    /// history with it, and the tick's `influx_queries` stay the readings' own.
+    pub fn history_client(&self) -> MetricStore {
+        match self {
+            Self::Influx(c) => Self::Influx(c.with_own_stats()),
+            Self::Prometheus(c) => Self::Prometheus(c.with_own_stats()),
+            Self::Stream(h) => h.query.history_client(),
+        }
+    }
+
     /// Queries sent and rows (InfluxDB) or samples (Prometheus API) read so far.
     pub fn stats(&self) -> &Arc<InfluxStats> {
         match self {

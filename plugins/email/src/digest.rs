@@ -165,6 +165,7 @@ mod tests {
             resource_url: Some("https://monitor.example".into()),
             language: "en".into(),
             console_url: None,
+            history: None,
         }
     }
 
