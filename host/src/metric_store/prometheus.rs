@@ -204,7 +204,11 @@ impl PrometheusClient {
 
     /// Sends one API request (credentials attached, counted); an answer that is not a success
     /// is the error it says (a query error, or the status with the start of the body).
-    async fn post(&self, url: &str, form: &[(&str, &str)]) -> Result<reqwest::Response, PrometheusError> {
+    async fn post(
+        &self,
+        url: &str,
+        form: &[(&str, &str)],
+    ) -> Result<reqwest::Response, PrometheusError> {
         let mut req = self.http.post(url).form(form);
         req = match &self.auth {
             Auth::None => req,

@@ -295,8 +295,7 @@ impl Dispatch {
             };
             let mut units = crate::notify::digest::units(claimed, threshold, |c| &c.notification);
             // what the notifier shows of the alarmed readings' past, read for the whole batch
-            if let (Some(wish), Some(reader)) = (session.history_wish(), history.as_deref_mut())
-            {
+            if let (Some(wish), Some(reader)) = (session.history_wish(), history.as_deref_mut()) {
                 reader
                     .fill(&mut units, |c| &mut c.notification, wish, deadline)
                     .await;

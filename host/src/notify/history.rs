@@ -8,8 +8,8 @@
 use crate::metric_store::MetricStore;
 use crate::model::{Level, Origin, Policy, Timestamp};
 use crate::plugin::{
-    Collector, History, HistoryContext, HistoryPoint, HistoryWish, Notification,
-    NotificationKind, ReadingHistory, SeriesKey,
+    Collector, History, HistoryContext, HistoryPoint, HistoryWish, Notification, NotificationKind,
+    ReadingHistory, SeriesKey,
 };
 use sqlx::MySqlPool;
 use std::collections::{BTreeMap, HashMap};
@@ -85,10 +85,8 @@ impl<'a> HistoryReader<'a> {
                 chosen.push((u, 0));
                 continue;
             }
-            let batch: Vec<Notification> = unit
-                .iter_mut()
-                .map(|r| notification(r).clone())
-                .collect();
+            let batch: Vec<Notification> =
+                unit.iter_mut().map(|r| notification(r).clone()).collect();
             let mut order: Vec<usize> = Vec::new();
             for (_, list) in crate::notify::digest::sections(&batch) {
                 for n in list {
@@ -125,7 +123,9 @@ impl<'a> HistoryReader<'a> {
         let mut read: HashMap<Origin, Result<HashMap<SeriesKey, Vec<HistoryPoint>>, String>> =
             HashMap::new();
         for (origin, keys) in &wanted {
-            let answer = self.read_origin(*origin, keys, now, span, step, deadline).await;
+            let answer = self
+                .read_origin(*origin, keys, now, span, step, deadline)
+                .await;
             read.insert(*origin, answer);
         }
         self.load_policies().await;
@@ -137,7 +137,10 @@ impl<'a> HistoryReader<'a> {
                         n,
                         &key,
                         points.clone(),
-                        (now - chrono::Duration::from_std(span).unwrap_or_default(), now),
+                        (
+                            now - chrono::Duration::from_std(span).unwrap_or_default(),
+                            now,
+                        ),
                     ))),
                     None => History::Unavailable(format!(
                         "no data for this reading in the last {} min",
