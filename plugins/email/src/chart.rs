@@ -93,7 +93,12 @@ fn y_max(h: &ReadingHistory, current: Option<Current>) -> f64 {
 /// minute of the display time, as seconds from the span's start.
 fn time_key_points(h: &ReadingHistory, offset: FixedOffset, span: i64) -> Vec<i64> {
     let every: i64 = if span < 1800 { 300 } else { 600 };
-    let local = h.from.with_timezone(&offset).naive_local().and_utc().timestamp();
+    let local = h
+        .from
+        .with_timezone(&offset)
+        .naive_local()
+        .and_utc()
+        .timestamp();
     let first = (local.div_euclid(every) + 1) * every - local;
     (0..)
         .map(|i| first + i * every)
@@ -192,10 +197,7 @@ fn draw_inner(
                 continue;
             };
             chart
-                .draw_series(LineSeries::new(
-                    [(0, v), (span, v)],
-                    colour.stroke_width(2),
-                ))
+                .draw_series(LineSeries::new([(0, v), (span, v)], colour.stroke_width(2)))
                 .map_err(|e| err(&e))?;
             // its name and value above the line's left end; the warning's below its line when
             // the critical line is too close above it for both
@@ -259,7 +261,11 @@ fn draw_inner(
             let (px, py) = chart.backend_coord(&p);
             let (plot_x, plot_y) = chart.plotting_area().get_pixel_range();
             let dx = if px + 8 + w > plot_x.end { -8 - w } else { 8 };
-            let dy = if py - 4 - th < plot_y.start { 4 } else { -4 - th };
+            let dy = if py - 4 - th < plot_y.start {
+                4
+            } else {
+                -4 - th
+            };
             chart
                 .draw_series(std::iter::once(
                     EmptyElement::at(p)
