@@ -21,7 +21,8 @@ use monit_host::model::{Origin, Resource, Timestamp};
 use monit_host::plugin::{HistoryContext, HistoryPoint, SeriesKey};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-/// The span read, in epoch seconds: points at the end of each `step` in `(start, end]`.
+/// The span read, in epoch seconds: a point at the end of each `step` of `[start, end)`
+/// (InfluxDB's time buckets; a Prometheus-API range query's windows end at the same times).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Span {
     pub start: i64,
@@ -30,11 +31,12 @@ pub struct Span {
 }
 
 impl Span {
-    /// The span of a history read: `ctx.span` ending at `ctx.now`, a point every `ctx.step`.
+    /// The span of a history read: `ctx.span` ending at `ctx.now`, a point every `ctx.step`,
+    /// its end on a whole step (so both stores cut the same steps, and the last is complete).
     pub fn of(ctx: &HistoryContext<'_>) -> Self {
         let step = i64::try_from(ctx.step.as_secs().max(1)).unwrap_or(60);
         let span = i64::try_from(ctx.span.as_secs()).unwrap_or(3600).max(step);
-        let end = ctx.now.timestamp();
+        let end = ctx.now.timestamp().div_euclid(step) * step;
         Span {
             start: end - span,
             end,
@@ -102,7 +104,7 @@ impl VmHistory<'_> {
             .iter()
             .map(|r| {
                 let mut q = format!(
-                    "SELECT mean({value}) AS \"mean\" FROM {} WHERE time > {}s AND time <= {}s \
+                    "SELECT mean({value}) AS \"mean\" FROM {} WHERE time >= {}s AND time < {}s \
                      AND {value} > -{VALUE_BOUND:.1} AND {value} < {VALUE_BOUND:.1} \
                      AND \"metricname\" =~ /^{}$/",
                     ident(self.measurement),
@@ -356,7 +358,11 @@ impl ContainerHistory<'_> {
             })
             .collect::<Vec<_>>()
             .join(" OR ");
-        let group_by: Vec<String> = CONTAINER_TAGS.iter().map(|t| ident(t)).collect();
+        // `name` too: its tag tells the fold which resource a series is
+        let group_by: Vec<String> = std::iter::once("name")
+            .chain(CONTAINER_TAGS)
+            .map(ident)
+            .collect();
         resources
             .iter()
             .map(|r| {
@@ -374,7 +380,7 @@ impl ContainerHistory<'_> {
                     ),
                 };
                 format!(
-                    "SELECT {select} FROM {} WHERE time > {start}s AND time <= {}s \
+                    "SELECT {select} FROM {} WHERE time >= {start}s AND time < {}s \
                      AND {value} > -{VALUE_BOUND:.1} AND {value} < {VALUE_BOUND:.1} \
                      AND {} = {} AND {} <> '/' AND {} <> '' AND ({matcher}) \
                      GROUP BY time({}s), {} fill(none)",
@@ -601,7 +607,7 @@ mod tests {
             2,
             "{q}"
         );
-        assert!(q.contains("time > 996400s AND time <= 1000000s"), "{q}");
+        assert!(q.contains("time >= 996400s AND time < 1000000s"), "{q}");
         // percentages checked per point where the series are percentages
         assert_eq!(q.matches("\"value\" <= 101").count(), 1, "{q}");
     }
@@ -647,7 +653,7 @@ mod tests {
         // one step before the span, for the counter's first increase
         assert!(
             q.contains(
-                "max(\"value\") AS \"counter\" FROM \"container_metrics\" WHERE time > 996340s"
+                "max(\"value\") AS \"counter\" FROM \"container_metrics\" WHERE time >= 996340s"
             ),
             "{q}"
         );
