@@ -27,6 +27,10 @@ pub struct HistorySource {
 /// period when that is longer.
 const MIN_STEP: Duration = Duration::from_secs(60);
 
+/// The longest a history read may take: a chart is worth a few seconds of a mail's time, not
+/// the step timeout (a store that hangs costs this once per run, see `failed`).
+const READ_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// One notify run's reader: the policies (the chart's thresholds) read once, and an origin
 /// whose read failed not asked again in the run, so a store that is down costs one timeout.
 pub struct HistoryReader<'a> {
@@ -34,7 +38,7 @@ pub struct HistoryReader<'a> {
     pool: MySqlPool,
     default_measure_seconds: u64,
     bucket_seconds: u64,
-    /// the bound of one read
+    /// the bound of one read: the step timeout, at most [`READ_TIMEOUT`]
     timeout: Duration,
     policies: Option<Vec<Policy>>,
     failed: HashMap<Origin, String>,
@@ -53,7 +57,7 @@ impl<'a> HistoryReader<'a> {
             pool,
             default_measure_seconds,
             bucket_seconds,
-            timeout,
+            timeout: timeout.min(READ_TIMEOUT),
             policies: None,
             failed: HashMap::new(),
         }
@@ -201,6 +205,9 @@ impl<'a> HistoryReader<'a> {
                 bound.as_secs_f64().ceil()
             )),
         };
+        let outcome = if result.is_ok() { "ok" } else { "failed" };
+        metrics::counter!("monit_history_reads_total", "origin" => origin.code(), "result" => outcome)
+            .increment(1);
         if let Err(why) = &result {
             self.failed.insert(origin, why.clone());
         }

@@ -211,7 +211,7 @@ impl EmailNotifier {
                     notification = n.id,
                     alarm_id = n.alarm_id,
                     reason = %why,
-                    "alarm mail sent without its chart: the history could not be read: {why}"
+                    "alarm mail sent without its chart: its history could not be read"
                 );
                 return None;
             }
@@ -241,7 +241,7 @@ impl EmailNotifier {
                     notification = n.id,
                     alarm_id = n.alarm_id,
                     reason = %why,
-                    "alarm mail sent without its chart: it could not be drawn: {why}"
+                    "alarm mail sent without its chart: it could not be drawn"
                 );
                 None
             }
