@@ -189,6 +189,7 @@ fn draw_inner(
                     .map_err(|e| err(&e))?;
             }
         }
+        let mut labels: Vec<(String, f64, RGBColor, bool)> = Vec::new();
         for (threshold, colour, name) in [
             (h.warning, WARNING_COLOUR, "warning"),
             (h.critical, CRITICAL_COLOUR, "critical"),
@@ -199,28 +200,14 @@ fn draw_inner(
             chart
                 .draw_series(LineSeries::new([(0, v), (span, v)], colour.stroke_width(2)))
                 .map_err(|e| err(&e))?;
-            // its name and value above the line's left end; the warning's below its line when
-            // the critical line is too close above it for both
-            let crowded = name == "warning"
+            // the warning's label goes below its line when the critical line is too close
+            // above it for both
+            let below = name == "warning"
                 && h.critical.is_some_and(|c| {
                     let rows = chart.backend_coord(&(0, v)).1 - chart.backend_coord(&(0, c)).1;
                     (0..label_px + 4).contains(&rows)
                 });
-            let vpos = if crowded { VPos::Top } else { VPos::Bottom };
-            let dy = if crowded { 2 } else { -1 };
-            chart
-                .draw_series(std::iter::once(
-                    EmptyElement::at((span / 100, v))
-                        + Text::new(
-                            format!("{name} {v:.0}"),
-                            (0, dy),
-                            (FONT, label_px)
-                                .into_font()
-                                .color(&colour)
-                                .pos(Pos::new(HPos::Left, vpos)),
-                        ),
-                ))
-                .map_err(|e| err(&e))?;
+            labels.push((format!("{name} {v:.0}"), v, colour, below));
         }
         // the mean per step, broken where steps are missing (no line across a gap)
         let points: Vec<(i64, f64)> = h
@@ -249,6 +236,20 @@ fn draw_inner(
                     .draw_series(LineSeries::new(s, MEAN_COLOUR.stroke_width(2)))
                     .map_err(|e| err(&e))?;
             }
+        }
+        // each threshold's name and value at its line's left end, in a white box over the mean
+        for (text, v, colour, below) in labels {
+            let font = (FONT, label_px).into_font().color(&colour);
+            let (w, th) = root.estimate_text_size(&text, &font).map_err(|e| err(&e))?;
+            let (w, th) = (w as i32 + 4, th as i32 + 1);
+            let dy = if below { 2 } else { -2 - th };
+            chart
+                .draw_series(std::iter::once(
+                    EmptyElement::at((span / 100, v))
+                        + Rectangle::new([(-2, dy), (w - 2, dy + th)], WHITE.filled())
+                        + Text::new(text, (0, dy), font.pos(Pos::new(HPos::Left, VPos::Top))),
+                ))
+                .map_err(|e| err(&e))?;
         }
         if let Some(c) = current.filter(|c| c.value.is_finite()) {
             let p = (x_of(c.at), c.value.clamp(0.0, top));
