@@ -97,3 +97,27 @@ impl From<PrometheusClient> for MetricStore {
         Self::Prometheus(c)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::StreamSettings;
+    use std::sync::atomic::Ordering::Relaxed;
+
+    #[test]
+    fn the_history_client_is_the_query_client_with_counts_of_its_own() {
+        let influx = InfluxClient::new(&InfluxSettings::default()).unwrap();
+        influx.stats.queries.store(7, Relaxed);
+        let stream = MetricStore::Stream(stream::StreamHandle {
+            state: Arc::new(stream::StreamState::new(&StreamSettings::default(), &[])),
+            query: Box::new(MetricStore::Influx(influx.clone())),
+        });
+        // in stream mode too: the store's client, never the stream's windows
+        let history = stream.history_client();
+        assert!(matches!(history, MetricStore::Influx(_)), "{history:?}");
+        assert_eq!(history.url(), influx.url());
+        assert_eq!(history.stats().queries.load(Relaxed), 0);
+        history.stats().queries.store(1, Relaxed);
+        assert_eq!(influx.stats.queries.load(Relaxed), 7, "the readings' count");
+    }
+}
