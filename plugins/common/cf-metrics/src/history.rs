@@ -31,12 +31,18 @@ pub struct Span {
 }
 
 impl Span {
-    /// The span of a history read: `ctx.span` ending at `ctx.now`, a point every `ctx.step`,
-    /// its end on a whole step (so both stores cut the same steps, and the last is complete).
+    /// The span of a history read: `ctx.span` up to `ctx.now`, a point every `ctx.step`, on
+    /// whole steps (so both stores cut the same steps): its end is the end of the step `now` is
+    /// in, whose point holds what has arrived of it (the breach of a short window is there).
     pub fn of(ctx: &HistoryContext<'_>) -> Self {
         let step = i64::try_from(ctx.step.as_secs().max(1)).unwrap_or(60);
         let span = i64::try_from(ctx.span.as_secs()).unwrap_or(3600).max(step);
-        let end = ctx.now.timestamp().div_euclid(step) * step;
+        let end = ctx
+            .now
+            .timestamp()
+            .saturating_add(step - 1)
+            .div_euclid(step)
+            * step;
         Span {
             start: end - span,
             end,
@@ -583,6 +589,26 @@ mod tests {
             end: 1_000_000,
             step: 60,
         }
+    }
+
+    #[test]
+    fn the_span_ends_with_the_step_now_is_in() {
+        let store = MetricStore::from(
+            monit_host::metric_store::influx::InfluxClient::new(&Default::default()).unwrap(),
+        );
+        let at = |t: i64| HistoryContext {
+            now: chrono::DateTime::from_timestamp(t, 0).unwrap(),
+            span: std::time::Duration::from_secs(3600),
+            step: std::time::Duration::from_secs(60),
+            bucket_seconds: 30,
+            metrics: &store,
+        };
+        let s = Span::of(&at(1_000_030));
+        assert_eq!((s.start, s.end, s.step), (996_480, 1_000_080, 60));
+        assert_eq!(s.end - s.start, 3600);
+        // on a whole minute: that minute is the end
+        let s = Span::of(&at(1_000_020));
+        assert_eq!((s.start, s.end), (996_420, 1_000_020));
     }
 
     #[test]

@@ -189,6 +189,11 @@ async fn both_stores_read_the_alarmed_readings_history_alike_in_one_query() {
     let prom = MetricStore::from(prom).history_client();
     let from_influx = read(&influx, &dbs, now).await;
     let from_vm = read(&prom, &dbs, now).await;
+    // a time within a minute: the span ends with that minute, in both stores alike
+    let (mid_influx, mid_vm) = (
+        read(&influx.history_client(), &dbs, now - 90).await,
+        read(&prom.history_client(), &dbs, now - 90).await,
+    );
     for db in [&dbs.cf, &dbs.bosh, &dbs.con] {
         let _ = try_drop_influx_db(&influx_url(), db).await;
     }
@@ -251,6 +256,18 @@ async fn both_stores_read_the_alarmed_readings_history_alike_in_one_query() {
     }
     // step by step, the same
     assert_eq!(values(&from_influx.0, &cpu), values(&from_vm.0, &cpu));
+    let mid = values(&mid_influx.0, &cpu);
+    assert_eq!(mid.last().unwrap().0, now - 60, "{mid:?}");
+    assert_eq!(mid, values(&mid_vm.0, &cpu));
+    let (a, b) = (values(&mid_influx.2, &web_cpu), values(&mid_vm.2, &web_cpu));
+    assert_eq!(
+        a.iter().map(|p| p.0).collect::<Vec<_>>(),
+        b.iter().map(|p| p.0).collect::<Vec<_>>()
+    );
+    assert!(
+        a.iter().zip(&b).all(|(x, y)| (x.1 - y.1).abs() < 0.5),
+        "{a:?} {b:?}"
+    );
 }
 
 #[tokio::test]
