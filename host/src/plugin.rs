@@ -308,7 +308,76 @@ pub trait Collector: Send + Sync {
     ) -> Vec<crate::metric_store::stream::StreamSeries> {
         Vec::new()
     }
+    /// The recent past of the readings in `keys` (all of this collector's origin), for the
+    /// charts in alarm mails: each reading's mean per `ctx.step` over `ctx.span` ending at
+    /// `ctx.now`, read in ONE store query for all of them, so the cost follows the alarms, not
+    /// the fleet. `ctx.metrics` is the store's query client even in stream mode (the stream
+    /// keeps minutes, a chart shows an hour). A key without data in the span is left out.
+    /// The default: this collector reads no history (the mail goes without a chart).
+    async fn history(
+        &self,
+        _ctx: &HistoryContext<'_>,
+        _keys: &[SeriesKey],
+    ) -> anyhow::Result<HashMap<SeriesKey, Vec<HistoryPoint>>> {
+        anyhow::bail!("this collector reads no history")
+    }
 }
+
+/// What [`Collector::history`] reads.
+pub struct HistoryContext<'a> {
+    /// the end of the span
+    pub now: Timestamp,
+    pub span: Duration,
+    /// one point per step: the reading's mean over the step that ends at the point's time
+    pub step: Duration,
+    /// the writers' period (`[influx] bucket_seconds`)
+    pub bucket_seconds: u64,
+    /// the store's query client (never the stream's windows)
+    pub metrics: &'a MetricStore,
+}
+
+/// One reading whose history is read: the collector of `origin` knows its series.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct SeriesKey {
+    pub origin: Origin,
+    pub resource: Resource,
+    /// the VM's IP (`pas`), the director's (`bos`, whose one series is filtered by name), the
+    /// cell's (`con`)
+    pub ip: String,
+    /// a container reading: the app's name and instance index
+    pub app: Option<(String, i32)>,
+}
+
+impl SeriesKey {
+    /// The reading a notification is about, or why it has none to chart.
+    pub fn of(n: &Notification) -> Result<Self, String> {
+        let resource = match n.alarm_type {
+            AlarmType::Cpu => Resource::Cpu,
+            AlarmType::Memory => Resource::Memory,
+            AlarmType::Disk => Resource::Disk,
+            AlarmType::Fail => return Err("a fail alarm has no reading (no data)".into()),
+        };
+        if n.level == Level::Fail {
+            return Err("a fail alarm has no reading (no data)".into());
+        }
+        let app = match (&n.app_name, n.app_index) {
+            (Some(app), Some(index)) if index >= 0 => Some((app.clone(), index)),
+            (Some(_), _) => {
+                return Err("an alarm about a whole app has no single reading to chart".into());
+            }
+            (None, _) => None,
+        };
+        Ok(SeriesKey {
+            origin: n.origin,
+            resource,
+            ip: n.ip.clone(),
+            app,
+        })
+    }
+}
+
+/// One point of a reading's history: the end of its step and the reading's mean over it.
+pub type HistoryPoint = (Timestamp, f64);
 
 // ---------------------------------------------------------------------------------------------
 // Notify
@@ -375,6 +444,47 @@ pub struct Notification {
     /// set when the notification is sent, not stored in the outbox
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub console_url: Option<String>,
+    /// The alarmed reading's recent past, filled in by the host just before a send through a
+    /// notifier that shows it ([`NotifySession::history_wish`]); never stored in the outbox.
+    /// None: not asked for, or the alarm has no reading (a `fail` alarm).
+    #[serde(skip)]
+    pub history: Option<History>,
+}
+
+/// What a notifier that shows the alarmed reading's past (a chart) gets with a notification.
+#[derive(Clone, Debug, PartialEq)]
+pub enum History {
+    Read(Arc<ReadingHistory>),
+    /// the history could not be read: why (the notifier sends without it and logs this)
+    Unavailable(String),
+}
+
+/// The alarmed reading over the span a notifier asked for, with what a chart marks on it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ReadingHistory {
+    pub resource: Resource,
+    pub from: Timestamp,
+    pub to: Timestamp,
+    /// the reading's mean per step, in time order
+    pub points: Vec<HistoryPoint>,
+    /// the policy's thresholds, percent
+    pub warning: Option<f64>,
+    pub critical: Option<f64>,
+    /// when the reading breached: from the start of the window that opened the alarm to this
+    /// event (a recovery: to the start of the window that found it back under the warning
+    /// threshold), clipped to the span; None when that is outside the span
+    pub breach: Option<(Timestamp, Timestamp)>,
+}
+
+/// What a notifier shows of each alarmed reading's past (a chart in a mail), asked of the host
+/// by its session: the host reads it before each send.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HistoryWish {
+    /// how far back (a chart of the last hour: one hour)
+    pub span: Duration,
+    /// at most this many notifications of a digest get one: the first in the digest's order
+    /// (`notify::digest::sections`)
+    pub per_digest: usize,
 }
 
 impl Notification {
@@ -508,6 +618,12 @@ pub trait NotifySession: Send {
                 batch.len()
             ),
         }
+    }
+    /// Whether this session shows the alarmed readings' past (a chart), and how much: the host
+    /// then reads it (one store query per origin and claimed batch) and hands it over in
+    /// [`Notification::history`]. None, the default: it shows none and nothing is read.
+    fn history_wish(&self) -> Option<HistoryWish> {
+        None
     }
     /// Ends the run politely (SMTP QUIT); every delivery is already recorded.
     async fn close(self: Box<Self>);

@@ -38,6 +38,7 @@ pub fn vm_notification() -> Notification {
         resource_url: Some("http://monitor.example.org".into()),
         language: "ko".into(),
         console_url: None,
+        history: None,
     }
 }
 
@@ -71,5 +72,6 @@ pub fn app_notification() -> Notification {
         resource_url: Some("http://monitor.example.org".into()),
         language: "en".into(),
         console_url: None,
+        history: None,
     }
 }

@@ -260,6 +260,7 @@ fn notification(alarm: i64, kind: NotificationKind, level: Level) -> Notificatio
         recipients: Vec::new(),
         resource_url: None,
         language: "en".into(),
+        history: None,
         ..monit_host::testing::vm_notification()
     }
 }

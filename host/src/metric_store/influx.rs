@@ -254,6 +254,14 @@ impl InfluxClient {
         &self.base
     }
 
+    /// The same client with counts of its own (see `MetricStore::history_client`).
+    pub fn with_own_stats(&self) -> Self {
+        Self {
+            stats: Default::default(),
+            ..self.clone()
+        }
+    }
+
     /// Runs one or more `;`-separated statements; returns the series of every statement in
     /// order. An `error` in a 200 answer is an error.
     pub async fn query(&self, db: &str, q: &str) -> Result<Vec<Series>, InfluxError> {

@@ -65,6 +65,17 @@ impl MetricStore {
         }
     }
 
+    /// The store's query client (in stream mode the one inside: the stream keeps minutes),
+    /// counting its queries apart from the readings': the notify stage reads the charts'
+    /// history with it, and the tick's `influx_queries` stay the readings' own.
+    pub fn history_client(&self) -> MetricStore {
+        match self {
+            Self::Influx(c) => Self::Influx(c.with_own_stats()),
+            Self::Prometheus(c) => Self::Prometheus(c.with_own_stats()),
+            Self::Stream(h) => h.query.history_client(),
+        }
+    }
+
     /// Queries sent and rows (InfluxDB) or samples (Prometheus API) read so far.
     pub fn stats(&self) -> &Arc<InfluxStats> {
         match self {
@@ -84,5 +95,29 @@ impl From<InfluxClient> for MetricStore {
 impl From<PrometheusClient> for MetricStore {
     fn from(c: PrometheusClient) -> Self {
         Self::Prometheus(c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::StreamSettings;
+    use std::sync::atomic::Ordering::Relaxed;
+
+    #[test]
+    fn the_history_client_is_the_query_client_with_counts_of_its_own() {
+        let influx = InfluxClient::new(&InfluxSettings::default()).unwrap();
+        influx.stats.queries.store(7, Relaxed);
+        let stream = MetricStore::Stream(stream::StreamHandle {
+            state: Arc::new(stream::StreamState::new(&StreamSettings::default(), &[])),
+            query: Box::new(MetricStore::Influx(influx.clone())),
+        });
+        // in stream mode too: the store's client, never the stream's windows
+        let history = stream.history_client();
+        assert!(matches!(history, MetricStore::Influx(_)), "{history:?}");
+        assert_eq!(history.url(), influx.url());
+        assert_eq!(history.stats().queries.load(Relaxed), 0);
+        history.stats().queries.store(1, Relaxed);
+        assert_eq!(influx.stats.queries.load(Relaxed), 7, "the readings' count");
     }
 }

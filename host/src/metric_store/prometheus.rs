@@ -144,6 +144,14 @@ impl PrometheusClient {
         &self.base
     }
 
+    /// The same client with counts of its own (see `MetricStore::history_client`).
+    pub fn with_own_stats(&self) -> Self {
+        Self {
+            stats: Default::default(),
+            ..self.clone()
+        }
+    }
+
     /// The label holding the InfluxDB database name of a series (`prometheus.db_label`; empty:
     /// the store has no such label and series are not filtered on it).
     pub fn db_label(&self) -> &str {
@@ -159,47 +167,13 @@ impl PrometheusClient {
         mut fold: impl FnMut(Sample) + Send,
     ) -> Result<u64, PrometheusError> {
         let url = format!("{}/api/v1/query", self.base);
-        let mut req = self
-            .http
-            .post(&url)
-            .form(&[("query", promql), ("time", &at_epoch.to_string())]);
-        req = match &self.auth {
-            Auth::None => req,
-            Auth::Basic(u, p) => req.basic_auth(u, Some(p.expose())),
-            Auth::Bearer(t) => req.bearer_auth(t.expose()),
-        };
-        metrics::counter!("monit_prometheus_queries_total").increment(1);
+        let mut resp = self
+            .post(&url, &[("query", promql), ("time", &at_epoch.to_string())])
+            .await?;
         let http_err = |e: reqwest::Error| PrometheusError::Http {
             url: url.clone(),
             source: e.without_url(),
         };
-        let mut resp = req.send().await.map_err(http_err)?;
-        let status = resp.status();
-        if !status.is_success() {
-            // Prometheus answers a bad query with 400/422 and a small JSON error body
-            let body = crate::metric_store::bounded::prefix(resp, 64 * 1024)
-                .await
-                .into_bytes();
-            return Err(match decode_fold(&self.base, &body, &mut |_| {}) {
-                Err(PrometheusError::Query { url, kind, message }) => PrometheusError::Query {
-                    url,
-                    kind,
-                    message: self.scrub(&message),
-                },
-                _ => {
-                    let text = self.scrub(&String::from_utf8_lossy(&body));
-                    let mut body: String = text.trim().chars().take(300).collect();
-                    if let Some(hint) = self.auth_hint(status.as_u16(), &text) {
-                        body.push_str(hint);
-                    }
-                    PrometheusError::Status {
-                        url: url.clone(),
-                        status: status.as_u16(),
-                        body,
-                    }
-                }
-            });
-        }
         // the samples are decoded and folded as their bytes arrive: memory holds one sample and
         // the answer's small rest, whatever the number of series
         let mut splitter = Splitter::new(self.max_answer_bytes);
@@ -226,6 +200,99 @@ impl PrometheusClient {
         self.stats.rows.fetch_add(n, Relaxed);
         metrics::counter!("monit_prometheus_samples_total").increment(n);
         Ok(n)
+    }
+
+    /// Sends one API request (credentials attached, counted); an answer that is not a success
+    /// is the error it says (a query error, or the status with the start of the body).
+    async fn post(
+        &self,
+        url: &str,
+        form: &[(&str, &str)],
+    ) -> Result<reqwest::Response, PrometheusError> {
+        let mut req = self.http.post(url).form(form);
+        req = match &self.auth {
+            Auth::None => req,
+            Auth::Basic(u, p) => req.basic_auth(u, Some(p.expose())),
+            Auth::Bearer(t) => req.bearer_auth(t.expose()),
+        };
+        metrics::counter!("monit_prometheus_queries_total").increment(1);
+        let resp = req.send().await.map_err(|e| PrometheusError::Http {
+            url: url.to_string(),
+            source: e.without_url(),
+        })?;
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(resp);
+        }
+        // Prometheus answers a bad query with 400/422 and a small JSON error body
+        let body = crate::metric_store::bounded::prefix(resp, 64 * 1024)
+            .await
+            .into_bytes();
+        Err(match decode_fold(&self.base, &body, &mut |_| {}) {
+            Err(PrometheusError::Query { url, kind, message }) => PrometheusError::Query {
+                url,
+                kind,
+                message: self.scrub(&message),
+            },
+            _ => {
+                let text = self.scrub(&String::from_utf8_lossy(&body));
+                let mut body: String = text.trim().chars().take(300).collect();
+                if let Some(hint) = self.auth_hint(status.as_u16(), &text) {
+                    body.push_str(hint);
+                }
+                PrometheusError::Status {
+                    url: url.to_string(),
+                    status: status.as_u16(),
+                    body,
+                }
+            }
+        })
+    }
+
+    /// Evaluates `promql` as a range query (`/api/v1/query_range`) from `start` to `end`
+    /// (seconds) every `step_seconds`: each series with its points. The answer is read whole,
+    /// at most `prometheus.max_answer_bytes`: for small answers (the history of a few alarmed
+    /// readings), not for the fleet.
+    pub async fn query_range(
+        &self,
+        promql: &str,
+        start: i64,
+        end: i64,
+        step_seconds: u64,
+    ) -> Result<Vec<RangeSeries>, PrometheusError> {
+        let url = format!("{}/api/v1/query_range", self.base);
+        let resp = self
+            .post(
+                &url,
+                &[
+                    ("query", promql),
+                    ("start", &start.to_string()),
+                    ("end", &end.to_string()),
+                    ("step", &format!("{}s", step_seconds.max(1))),
+                ],
+            )
+            .await?;
+        let body = crate::metric_store::bounded::read(resp, self.max_answer_bytes)
+            .await
+            .map_err(|e| match e {
+                crate::metric_store::bounded::ReadError::TooLarge { limit } => {
+                    PrometheusError::TooLarge {
+                        url: url.clone(),
+                        limit,
+                    }
+                }
+                crate::metric_store::bounded::ReadError::Read(source) => PrometheusError::Http {
+                    url: url.clone(),
+                    source,
+                },
+            })?;
+        let series = decode_matrix(&self.base, &body)?;
+        let n: u64 = series.iter().map(|s| s.points.len() as u64).sum();
+        use std::sync::atomic::Ordering::Relaxed;
+        self.stats.queries.fetch_add(1, Relaxed);
+        self.stats.rows.fetch_add(n, Relaxed);
+        metrics::counter!("monit_prometheus_samples_total").increment(n);
+        Ok(series)
     }
 
     /// `text` from the store without the configured credential in any form (see
@@ -274,6 +341,98 @@ impl PrometheusClient {
         self.query_fold(promql, at_epoch, |s| out.push(s)).await?;
         Ok(out)
     }
+}
+
+/// One series of a range query's answer: its labels and its points (time in seconds, value;
+/// NaN for a value that is not a number).
+#[derive(Clone, Debug, PartialEq)]
+pub struct RangeSeries {
+    pub labels: BTreeMap<String, String>,
+    pub points: Vec<(i64, f64)>,
+}
+
+impl RangeSeries {
+    pub fn label(&self, name: &str) -> &str {
+        self.labels
+            .get(name)
+            .map(String::as_str)
+            .unwrap_or_default()
+    }
+}
+
+/// Decodes an `/api/v1/query_range` answer (a matrix). Public so the fuzz target can reach it.
+pub fn decode_matrix(base: &str, body: &[u8]) -> Result<Vec<RangeSeries>, PrometheusError> {
+    #[derive(Deserialize)]
+    struct Answer {
+        status: String,
+        #[serde(default, rename = "errorType")]
+        error_type: Option<String>,
+        #[serde(default)]
+        error: Option<String>,
+        #[serde(default)]
+        data: Option<Data>,
+    }
+    #[derive(Deserialize)]
+    struct Data {
+        #[serde(rename = "resultType")]
+        result_type: String,
+        #[serde(default)]
+        result: Vec<RawRange>,
+    }
+    #[derive(Deserialize)]
+    struct RawRange {
+        #[serde(default)]
+        metric: BTreeMap<String, String>,
+        #[serde(default)]
+        values: Vec<(f64, String)>,
+    }
+    let decode_error = |message: String| PrometheusError::Decode {
+        url: base.to_string(),
+        message,
+    };
+    let answer: Answer = serde_json::from_slice(body).map_err(|e| {
+        decode_error(format!(
+            "{e}; the answer begins {:?}",
+            String::from_utf8_lossy(&body[..body.len().min(120)])
+        ))
+    })?;
+    match answer.status.as_str() {
+        "success" => {}
+        "error" => {
+            return Err(PrometheusError::Query {
+                url: base.to_string(),
+                kind: answer.error_type.unwrap_or_default(),
+                message: answer.error.unwrap_or_default(),
+            });
+        }
+        other => {
+            return Err(decode_error(format!(
+                "status {other:?}, expected \"success\" or \"error\""
+            )));
+        }
+    }
+    let Some(data) = answer.data else {
+        return Err(decode_error("a success without data".into()));
+    };
+    if data.result_type != "matrix" {
+        return Err(decode_error(format!(
+            "result type {:?}, expected \"matrix\" (a range query)",
+            data.result_type
+        )));
+    }
+    Ok(data
+        .result
+        .into_iter()
+        .map(|r| RangeSeries {
+            labels: r.metric,
+            points: r
+                .values
+                .into_iter()
+                .filter(|(t, _)| t.is_finite())
+                .map(|(t, v)| (t.round() as i64, v.parse().unwrap_or(f64::NAN)))
+                .collect(),
+        })
+        .collect())
 }
 
 /// Decodes an `/api/v1/query` answer, calling `fold` per sample of a vector (or once for a
@@ -706,6 +865,34 @@ mod tests {
             sp.feed(piece, &mut |_| {}).unwrap();
         }
         sp.rest.len() < 120 && sp.sample.is_empty()
+    }
+
+    #[test]
+    fn decodes_a_matrix() {
+        let s = decode_matrix(
+            "http://x",
+            br#"{"status":"success","data":{"resultType":"matrix","result":[
+              {"metric":{"ip":"10.0.0.1"},"values":[[1700000000,"42.5"],[1700000060.4,"NaN"]]},
+              {"metric":{},"values":[]}]}}"#,
+        )
+        .unwrap();
+        assert_eq!(s.len(), 2);
+        assert_eq!(s[0].label("ip"), "10.0.0.1");
+        assert_eq!(s[0].points[0], (1_700_000_000, 42.5));
+        assert_eq!(s[0].points[1].0, 1_700_000_060);
+        assert!(s[0].points[1].1.is_nan());
+        let e = decode_matrix(
+            "http://x",
+            br#"{"status":"success","data":{"resultType":"vector","result":[]}}"#,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("matrix"), "{e}");
+        let e = decode_matrix(
+            "http://x",
+            br#"{"status":"error","errorType":"bad_data","error":"parse error"}"#,
+        )
+        .unwrap_err();
+        assert!(matches!(e, PrometheusError::Query { .. }), "{e}");
     }
 
     #[test]

@@ -126,6 +126,7 @@ mod tests {
             resource_url: None,
             language: "en".into(),
             console_url: None,
+            history: None,
         }
     }
 

@@ -6,6 +6,7 @@
 
 use crate::config::Settings;
 use crate::model::Timestamp;
+use crate::notify::history::HistoryReader;
 use crate::plugin::{Delivery, Notifier, NotifySession};
 use crate::store;
 use crate::store::leader::Leader;
@@ -27,6 +28,9 @@ pub struct NotifyCounts {
     pub digests: u32,
     /// open alarms told again to a notifier whose receiver forgets what is not re-posted
     pub restated: u32,
+    /// queries the metric store answered for the alarmed readings' history (the charts in
+    /// mails), apart from the readings' own `influx_queries`
+    pub history_queries: u64,
 }
 
 /// Rows claimed at a time: small, so a crash strands few claims.
@@ -66,6 +70,9 @@ pub struct Dispatch {
     pub claim_owner: String,
     /// the bound of one send, and (doubled) of a claim
     pub step_timeout: Duration,
+    /// where the alarmed readings' history is read for a notifier that shows it (None: no
+    /// history, every notification goes without)
+    pub history: Option<crate::notify::history::HistorySource>,
 }
 
 impl Dispatch {
@@ -104,10 +111,26 @@ impl Dispatch {
             }
         };
         let deadline = Instant::now() + self.settings.notify_budget();
+        let mut history = self.history.as_ref().map(|source| {
+            HistoryReader::new(
+                source,
+                self.pool.clone(),
+                a.default_measure_seconds,
+                self.settings.influx.bucket_seconds,
+                self.step_timeout(),
+            )
+        });
         'notifiers: for (name, notifier) in notifiers {
             let mut session = notifier.session();
             let stop = self
-                .notify_through(name, session.as_mut(), &recipients, deadline, sum)
+                .notify_through(
+                    name,
+                    session.as_mut(),
+                    &recipients,
+                    history.as_mut(),
+                    deadline,
+                    sum,
+                )
                 .await;
             let _ = tokio::time::timeout(self.step_timeout(), session.close()).await;
             if stop == Stop::All {
@@ -121,6 +144,9 @@ impl Dispatch {
                     break 'notifiers;
                 }
             }
+        }
+        if let Some(h) = &history {
+            sum.notifications.history_queries = h.queries();
         }
         match outbox::counts(&self.pool).await {
             Ok(c) => {
@@ -210,6 +236,7 @@ impl Dispatch {
         name: &'static str,
         session: &mut (dyn NotifySession + '_),
         recipients: &HashMap<String, Vec<String>>,
+        mut history: Option<&mut HistoryReader<'_>>,
         deadline: Instant,
         sum: &mut NotifyReport,
     ) -> Stop {
@@ -266,7 +293,14 @@ impl Dispatch {
             } else {
                 0
             };
-            for unit in crate::notify::digest::units(claimed, threshold, |c| &c.notification) {
+            let mut units = crate::notify::digest::units(claimed, threshold, |c| &c.notification);
+            // what the notifier shows of the alarmed readings' past, read for the whole batch
+            if let (Some(wish), Some(reader)) = (session.history_wish(), history.as_deref_mut()) {
+                reader
+                    .fill(&mut units, |c| &mut c.notification, wish, deadline)
+                    .await;
+            }
+            for unit in units {
                 let stop = if Instant::now() >= deadline {
                     Some(Stop::Budget)
                 } else if !self.leader.holds().await {

@@ -740,6 +740,10 @@ impl Scheduler {
             leader: self.leader.clone(),
             claim_owner: self.claim_owner.clone(),
             step_timeout: self.step_timeout(),
+            history: Some(crate::notify::history::HistorySource {
+                collectors: self.collectors(),
+                metrics: self.metrics.history_client(),
+            }),
         };
         let notifiers: Vec<_> = self
             .plugins

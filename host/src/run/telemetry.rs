@@ -74,6 +74,11 @@ pub const FAMILIES: &[(&str, Kind, &str)] = &[
         "Result rows read from the metric store.",
     ),
     (
+        "monit_history_reads_total",
+        Kind::Counter,
+        "Reads of the alarmed readings' history for the charts in notifications, by origin and result (ok, failed).",
+    ),
+    (
         "monit_container_skipped_total",
         Kind::Counter,
         "Container series skipped as unusable (no limit, overflowed limit).",

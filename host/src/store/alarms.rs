@@ -136,6 +136,7 @@ fn payload(
         resource_url: out.resource_url.map(str::to_string),
         language: out.language.to_string(),
         console_url: None,
+        history: None,
     }
 }
 

@@ -6,7 +6,8 @@
 use monit_cf_metrics::vm as vm_metrics;
 use monit_host::async_trait;
 use monit_host::model::{BOSH_ORIGIN_ID, Origin, Reading, Target};
-use monit_host::plugin::{CollectContext, Collector};
+use monit_host::plugin::{CollectContext, Collector, HistoryContext, HistoryPoint, SeriesKey};
+use std::collections::HashMap;
 
 pub struct BoshCollector {
     /// `origin` tag of the director's metrics and its display name (`bosh.service.name`)
@@ -46,6 +47,22 @@ impl Collector for BoshCollector {
             &["origin"],
             None,
         )]
+    }
+
+    async fn history(
+        &self,
+        ctx: &HistoryContext<'_>,
+        keys: &[SeriesKey],
+    ) -> anyhow::Result<HashMap<SeriesKey, Vec<HistoryPoint>>> {
+        // the director's one series, whatever IP the alarm names
+        Ok(monit_cf_metrics::history::VmHistory {
+            db: &self.db,
+            measurement: &self.measurement,
+            filter: Some(("origin", &self.service_name)),
+            group_by: None,
+        }
+        .read(ctx, keys)
+        .await?)
     }
 
     async fn collect(&self, ctx: &CollectContext<'_>) -> anyhow::Result<Vec<Reading>> {

@@ -108,6 +108,24 @@ impl Collector for ContainerCollector {
         )]
     }
 
+    async fn history(
+        &self,
+        ctx: &monit_host::plugin::HistoryContext<'_>,
+        keys: &[monit_host::plugin::SeriesKey],
+    ) -> anyhow::Result<HashMap<monit_host::plugin::SeriesKey, Vec<monit_host::plugin::HistoryPoint>>>
+    {
+        let source = ContainerSource {
+            db: self.db.clone(),
+            measurement: self.measurement.clone(),
+            bucket_seconds: ctx.bucket_seconds,
+        };
+        Ok(
+            monit_cf_metrics::history::ContainerHistory { source: &source }
+                .read(ctx, keys)
+                .await?,
+        )
+    }
+
     async fn collect(&self, ctx: &CollectContext<'_>) -> anyhow::Result<Vec<Reading>> {
         // confirmation (stream mode): only the cells of the new alarms' containers
         let cells: Vec<&Vm> = ctx

@@ -98,6 +98,16 @@ pub struct EmailConfig {
     /// is printed next to each time. The original always added 9 (Korea); 0 shows UTC.
     #[serde(default = "default_display_utc_offset_hours")]
     pub display_utc_offset_hours: f64,
+    /// Put a chart of the alarmed reading over the last hour in each alarm mail (a PNG inline
+    /// in the HTML part; a digest gets one for each of its first 10 alarms). The host reads
+    /// the alarmed series only, one store query per origin and batch; a chart that cannot be
+    /// read or drawn leaves the mail without it and a warning in the log.
+    #[serde(default = "default_charts")]
+    pub charts: bool,
+}
+
+fn default_charts() -> bool {
+    true
 }
 
 fn default_timeout_seconds() -> u64 {
@@ -122,6 +132,7 @@ impl EmailConfig {
             ca_file: None,
             timeout_seconds: default_timeout_seconds(),
             display_utc_offset_hours: default_display_utc_offset_hours(),
+            charts: default_charts(),
         }
     }
 

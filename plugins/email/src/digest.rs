@@ -2,10 +2,11 @@
 //! alarm (origin, name, resource, level, value, link), grouped by origin and level, critical
 //! first. Everything from outside is escaped as in single mails.
 
-use crate::render::{RenderedMail, display_time, header_safe, html_escape, is_english};
+use crate::render::{ChartRef, RenderedMail, display_time, header_safe, html_escape, is_english};
 use chrono::FixedOffset;
 use monit_host::notify::digest::{rank, rank_label, sections};
 use monit_host::plugin::Notification;
+use std::collections::HashMap;
 use std::fmt::Write as _;
 
 fn value_text(n: &Notification) -> String {
@@ -41,6 +42,16 @@ pub fn subject(batch: &[Notification]) -> String {
 }
 
 pub fn render_digest(batch: &[Notification], offset: FixedOffset) -> RenderedMail {
+    render_digest_with_charts(batch, offset, &HashMap::new())
+}
+
+/// [`render_digest`] with a chart below the line of each alarm in `charts` (by notification
+/// id) in the HTML part; the text part is the same.
+pub fn render_digest_with_charts(
+    batch: &[Notification],
+    offset: FixedOffset,
+    charts: &HashMap<i64, ChartRef>,
+) -> RenderedMail {
     let en = batch.first().is_some_and(is_english);
     let heads = if en {
         ["name", "resource", "level", "value", "since", "link"]
@@ -121,6 +132,14 @@ pub fn render_digest(batch: &[Notification], offset: FixedOffset) -> RenderedMai
                 .map(|v| format!("<td style=\"padding:4px;\">{}</td>", e(v)))
                 .collect::<String>()
             );
+            if let Some(chart) = charts.get(&n.id) {
+                let _ = writeln!(
+                    html,
+                    "<tr><td colspan=\"{}\" style=\"padding:2px 4px 10px;\">{}</td></tr>",
+                    heads.len(),
+                    chart.img("display:block;border:1px solid #ddd;max-width:100%;height:auto;")
+                );
+            }
         }
         text.push('\n');
         html.push_str("</table>\n");
@@ -165,6 +184,7 @@ mod tests {
             resource_url: Some("https://monitor.example".into()),
             language: "en".into(),
             console_url: None,
+            history: None,
         }
     }
 

@@ -1,6 +1,7 @@
 //! `email` notifier: mails each alarm notification to the origin's `alarm_targets` over SMTP
 //! (implicit TLS, STARTTLS or plain, with or without AUTH), one connection per batch.
 
+pub mod chart;
 pub mod config;
 pub mod digest;
 pub mod notifier;

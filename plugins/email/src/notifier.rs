@@ -1,5 +1,6 @@
 //! Sends a batch of notifications over one SMTP connection.
 
+use crate::chart;
 use crate::config::{EmailConfig, Security};
 use crate::render::{self, header_safe};
 use crate::transport::{self, ImplicitTls};
@@ -7,8 +8,9 @@ use anyhow::{Context as _, anyhow, bail};
 use async_trait::async_trait;
 use chrono::FixedOffset;
 use lettre::address::Envelope;
+use lettre::message::header::ContentType;
 use lettre::message::header::{Header, HeaderName, HeaderValue};
-use lettre::message::{Mailbox, MultiPart};
+use lettre::message::{Attachment, Mailbox, MultiPart, SinglePart};
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::{
     AsyncSmtpConnection, AsyncTokioStream, Certificate, TlsParameters,
@@ -17,9 +19,12 @@ use lettre::transport::smtp::commands::{Data, Mail, Rcpt, Rset};
 use lettre::transport::smtp::extension::{ClientId, Extension, MailBodyParameter, MailParameter};
 use lettre::{Address, Message};
 use monit_host::config::secret::Secret;
-use monit_host::plugin::{Delivery, Notification, Notifier, NotifySession, Refusal};
+use monit_host::plugin::{
+    Delivery, History, HistoryWish, Notification, Notifier, NotifySession, Refusal,
+};
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject as _;
+use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::path::Path;
@@ -39,6 +44,8 @@ pub struct EmailNotifier {
     from: Mailbox,
     timeout: Duration,
     display_offset: FixedOffset,
+    /// `plugins.email.charts`: a chart of the alarmed reading in each mail
+    charts: bool,
     hello: ClientId,
     connections_opened: AtomicU64,
     nodelay_connections: AtomicU64,
@@ -65,6 +72,7 @@ impl fmt::Debug for EmailNotifier {
             .field("from", &self.from.to_string())
             .field("timeout", &self.timeout)
             .field("display_offset", &self.display_offset)
+            .field("charts", &self.charts)
             .finish()
     }
 }
@@ -146,6 +154,7 @@ impl EmailNotifier {
             from,
             timeout: Duration::from_secs(config.timeout_seconds),
             display_offset,
+            charts: config.charts,
             hello: ClientId::default(),
             connections_opened: AtomicU64::new(0),
             nodelay_connections: AtomicU64::new(0),
@@ -171,8 +180,72 @@ impl EmailNotifier {
     /// The complete message of one notification. The `To:` header names every valid
     /// recipient; the envelope only those not done on an earlier try.
     pub fn compose(&self, n: &Notification) -> anyhow::Result<Composed> {
-        let mail = render::render(n, self.display_offset);
-        self.compose_mail(n, mail, n.id.to_string())
+        let chart = self.chart(n, chart::MAIL_SIZE);
+        let mail = render::render_with_chart(n, self.display_offset, chart.as_ref().map(|c| &c.1));
+        self.compose_mail(n, mail, n.id.to_string(), chart.into_iter().collect())
+    }
+
+    /// Whether this notifier puts charts in its mails (`plugins.email.charts`).
+    pub fn charts(&self) -> bool {
+        self.charts
+    }
+
+    /// The chart of a notification's reading, drawn from the history the host read for it, or
+    /// None: charts off, an alarm without a reading (`fail`), or a history that could not be
+    /// read or drawn (a warning names the alarm and why; the mail goes without it).
+    fn chart(&self, n: &Notification, size: (u32, u32)) -> Option<(Vec<u8>, render::ChartRef)> {
+        if !self.charts {
+            return None;
+        }
+        let history = match &n.history {
+            None => {
+                tracing::debug!(
+                    notification = n.id,
+                    alarm_id = n.alarm_id,
+                    "alarm mail without a chart: no history for it (a fail alarm has no reading)"
+                );
+                return None;
+            }
+            Some(History::Unavailable(why)) => {
+                tracing::warn!(
+                    notification = n.id,
+                    alarm_id = n.alarm_id,
+                    reason = %why,
+                    "alarm mail sent without its chart: its history could not be read"
+                );
+                return None;
+            }
+            Some(History::Read(h)) => h,
+        };
+        let current = n.value.map(|value| chart::Current {
+            value,
+            at: n.event_at,
+        });
+        match chart::draw(history, current, self.display_offset, size) {
+            Ok(c) => Some((
+                c.png,
+                render::ChartRef {
+                    content_id: format!("chart.{}.{}@monit-batch", n.id, n.alarm_id),
+                    width: c.width,
+                    height: c.height,
+                    alt: format!(
+                        "{} {} over the last {} min",
+                        render::header_safe(&n.server_name()),
+                        history.resource.code(),
+                        (history.to - history.from).num_minutes()
+                    ),
+                },
+            )),
+            Err(why) => {
+                tracing::warn!(
+                    notification = n.id,
+                    alarm_id = n.alarm_id,
+                    reason = %why,
+                    "alarm mail sent without its chart: it could not be drawn"
+                );
+                None
+            }
+        }
     }
 
     /// One mail for several notifications with the same recipients (a digest), addressed as
@@ -181,12 +254,27 @@ impl EmailNotifier {
         let first = batch
             .first()
             .ok_or_else(|| anyhow::anyhow!("an empty digest"))?;
-        let mail = crate::digest::render_digest(batch, self.display_offset);
+        // a chart for each of the digest's first alarms (in its order) that has a history
+        let mut charts: Vec<(Vec<u8>, render::ChartRef)> = Vec::new();
+        let mut refs: HashMap<i64, render::ChartRef> = HashMap::new();
+        let in_order = monit_host::notify::digest::sections(batch)
+            .into_iter()
+            .flat_map(|(_, list)| list);
+        for n in in_order {
+            if charts.len() >= chart::DIGEST_CHARTS {
+                break;
+            }
+            if let Some((png, r)) = self.chart(n, chart::DIGEST_SIZE) {
+                refs.insert(n.id, r.clone());
+                charts.push((png, r));
+            }
+        }
+        let mail = crate::digest::render_digest_with_charts(batch, self.display_offset, &refs);
         // Every row id, so a receiver (or the chaos soak) can tell which rows a digest carried
         // and drop a digest sent twice after a crash. ", " lets lettre fold the header at the
         // spaces: its lines stay under SMTP's 998 characters whatever the digest's size.
         let ids: Vec<String> = batch.iter().map(|n| n.id.to_string()).collect();
-        self.compose_mail(first, mail, ids.join(", "))
+        self.compose_mail(first, mail, ids.join(", "), charts)
     }
 
     fn compose_mail(
@@ -194,6 +282,7 @@ impl EmailNotifier {
         n: &Notification,
         mail: render::RenderedMail,
         ids: String,
+        charts: Vec<(Vec<u8>, render::ChartRef)>,
     ) -> anyhow::Result<Composed> {
         let recipients = self.recipients(n)?;
         let mut builder = Message::builder()
@@ -210,8 +299,26 @@ impl EmailNotifier {
                     .with_context(|| format!("cannot address notification {}", n.id))?;
             builder = builder.envelope(envelope);
         }
+        // with charts, the HTML part and its images go together (multipart/related), so a
+        // client shows them in the HTML, not as attachments; the text part is the same
+        let body = if charts.is_empty() {
+            MultiPart::alternative_plain_html(mail.text, mail.html)
+        } else {
+            let png = ContentType::parse("image/png")
+                .map_err(|e| anyhow!("the image/png content type: {e}"))?;
+            let mut related = MultiPart::related().singlepart(SinglePart::html(mail.html));
+            for (bytes, r) in charts {
+                let name = format!("{}.png", r.content_id.split('@').next().unwrap_or("chart"));
+                related = related.singlepart(
+                    Attachment::new_inline_with_name(r.content_id, name).body(bytes, png.clone()),
+                );
+            }
+            MultiPart::alternative()
+                .singlepart(SinglePart::plain(mail.text))
+                .multipart(related)
+        };
         let message = builder
-            .multipart(MultiPart::alternative_plain_html(mail.text, mail.html))
+            .multipart(body)
             .with_context(|| format!("cannot build the mail of notification {}", n.id))?;
         Ok(Composed {
             message,
@@ -652,6 +759,15 @@ impl NotifySession for EmailSession<'_> {
         true
     }
 
+    /// With `plugins.email.charts`: the last hour of each alarmed reading (the first
+    /// [`chart::DIGEST_CHARTS`] of a digest).
+    fn history_wish(&self) -> Option<HistoryWish> {
+        self.notifier.charts.then_some(HistoryWish {
+            span: CHART_SPAN,
+            per_digest: chart::DIGEST_CHARTS,
+        })
+    }
+
     async fn deliver_digest(&mut self, batch: &[Notification]) -> Delivery {
         let composed = self.notifier.compose_digest(batch);
         let delivery = self.send(composed).await;
@@ -732,6 +848,9 @@ impl EmailSession<'_> {
         delivery
     }
 }
+
+/// What a chart shows: the last hour.
+const CHART_SPAN: Duration = Duration::from_secs(3600);
 
 /// The same mailbox, whatever the case (a duplicate `alarm_targets` row in other capitals).
 fn same_address(a: &Address, b: &Address) -> bool {

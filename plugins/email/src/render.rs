@@ -190,6 +190,31 @@ fn status_cell(n: &Notification, w: &Words) -> String {
     }
 }
 
+/// A chart attached inline to the mail, as the HTML refers to it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChartRef {
+    /// the image part's `Content-ID`, without the angle brackets
+    pub content_id: String,
+    pub width: u32,
+    pub height: u32,
+    /// the image's text for a client that shows no images
+    pub alt: String,
+}
+
+impl ChartRef {
+    /// `<img src="cid:...">` of the chart.
+    pub fn img(&self, style: &str) -> String {
+        format!(
+            "<img src=\"cid:{}\" width=\"{}\" height=\"{}\" alt=\"{}\" style=\"{}\">",
+            html_escape(&self.content_id),
+            self.width,
+            self.height,
+            html_escape(&self.alt),
+            html_escape(style)
+        )
+    }
+}
+
 /// The console's "silence this for 2 h" link and its label (the console enabled with a
 /// `public_url`); none on a recovery, which there is nothing left to silence.
 pub fn silence_link(n: &Notification) -> Option<(&'static str, String)> {
@@ -239,6 +264,15 @@ mod silence_link_tests {
 }
 
 pub fn render(n: &Notification, offset: FixedOffset) -> RenderedMail {
+    render_with_chart(n, offset, None)
+}
+
+/// [`render`] with a chart in the HTML part, below the message (the text part is the same).
+pub fn render_with_chart(
+    n: &Notification,
+    offset: FixedOffset,
+    chart: Option<&ChartRef>,
+) -> RenderedMail {
     let w = if is_english(n) { &EN } else { &KO };
     let status = status_cell(n, w);
     let message = status_message(n);
@@ -301,6 +335,15 @@ pub fn render(n: &Notification, offset: FixedOffset) -> RenderedMail {
             html,
             "<p style=\"text-align:center;color:#404040;\">{}</p>",
             e(note)
+        );
+    }
+    if let Some(chart) = chart {
+        let _ = writeln!(
+            html,
+            "<p style=\"text-align:center;margin:10px 0 14px;\">{}</p>",
+            chart.img(
+                "display:block;margin:0 auto;border:1px solid #ddd;max-width:100%;height:auto;"
+            )
         );
     }
     if let Some(url) = link {

@@ -37,6 +37,7 @@ fn the_sample_parses_and_documents_every_field() {
         "ca_file",
         "timeout_seconds",
         "display_utc_offset_hours",
+        "charts",
     ] {
         assert!(
             sample.contains(&format!("{key} =")),
@@ -54,6 +55,10 @@ fn defaults_follow_the_security_mode() {
         (Security::Tls, 465, 30)
     );
     assert!(c.password.is_empty() && c.username.is_none() && c.ca_file.is_none());
+    assert!(c.charts, "charts are on by default");
+    assert!(!parse(&format!("{base}charts = false\n")).unwrap().charts);
+    let e = parse(&format!("{base}charts = \"sometimes\"\n")).unwrap_err();
+    assert!(format!("{e:#}").contains("charts"), "{e:#}");
     let c = parse(&format!("{base}security = \"starttls\"\n")).unwrap();
     assert_eq!(c.port(), 587);
     let c = parse(&format!("{base}security = \"plain\"\n")).unwrap();

@@ -66,6 +66,26 @@ impl Collector for PaastaCollector {
         )]
     }
 
+    async fn history(
+        &self,
+        ctx: &monit_host::plugin::HistoryContext<'_>,
+        keys: &[monit_host::plugin::SeriesKey],
+    ) -> anyhow::Result<
+        std::collections::HashMap<
+            monit_host::plugin::SeriesKey,
+            Vec<monit_host::plugin::HistoryPoint>,
+        >,
+    > {
+        Ok(monit_cf_metrics::history::VmHistory {
+            db: &self.db,
+            measurement: &self.measurement,
+            filter: None,
+            group_by: Some("ip"),
+        }
+        .read(ctx, keys)
+        .await?)
+    }
+
     async fn collect(&self, ctx: &CollectContext<'_>) -> anyhow::Result<Vec<Reading>> {
         // the other VMs' series are dropped as the answer is decoded: memory follows the
         // inventory, not what the store holds

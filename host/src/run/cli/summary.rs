@@ -130,6 +130,12 @@ pub(super) fn print_summary(sum: &crate::run::scheduler::TickSummary) {
             n.restated
         );
     }
+    if n.history_queries > 0 {
+        println!(
+            "  charts    {} history queries (the alarmed readings' last hour)",
+            n.history_queries
+        );
+    }
     let h = &sum.held;
     if h.silenced + h.maintenance + h.inhibited > 0 {
         println!(

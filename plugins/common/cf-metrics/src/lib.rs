@@ -7,6 +7,9 @@
 //! * [`vm`]: PaaS-TA and BOSH VM metrics (`cf_metrics`, `bosh_metrics`), used by the paasta and
 //!   bosh collectors.
 //! * [`container`]: cAdvisor `container_metrics`, used by the container collector and autoscale.
+//! * [`history`]: the recent past of given VM and container readings, for the charts in alarm
+//!   mails.
 
 pub mod container;
+pub mod history;
 pub mod vm;

@@ -608,7 +608,7 @@ pub fn fold(series: &[Series], group_by: Option<&str>) -> HashMap<String, VmUsag
 }
 
 #[derive(Default)]
-struct Raw {
+pub(crate) struct Raw {
     /// per core: (mean, max, count)
     cpu: Vec<SeriesAgg>,
     used_percent: Option<SeriesAgg>,
@@ -624,7 +624,7 @@ fn finite(a: &SeriesAgg) -> bool {
 }
 
 impl Raw {
-    fn add(&mut self, metric: &str, a: &SeriesAgg) {
+    pub(crate) fn add(&mut self, metric: &str, a: &SeriesAgg) {
         if !finite(a) || a.count < 1.0 {
             return;
         }
@@ -650,7 +650,7 @@ impl Raw {
         }
     }
 
-    fn usage(self, bucket_seconds: u64, windows: &UsageWindows) -> VmUsage {
+    pub(crate) fn usage(self, bucket_seconds: u64, windows: &UsageWindows) -> VmUsage {
         let r = self;
         let bucket = bucket_seconds.max(1);
         // "buckets": points, at most the number of bucket_seconds slots in the window
