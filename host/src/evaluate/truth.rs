@@ -79,6 +79,9 @@ pub struct ConfirmInputs<'a, 'c> {
     pub now: Timestamp,
     pub opts: &'a EngineOptions,
     pub timeout: Duration,
+    /// a change about an open alarm that stays held and was never told: it notifies nobody
+    /// and its alarm is already recorded, so it is not confirmed (the hold stage decides)
+    pub still_held: &'a dyn Fn(&Change) -> bool,
 }
 
 /// The changes as the store confirms them: each change of [`needs_confirmation`] about a
@@ -94,7 +97,10 @@ pub async fn confirm(
     let from_stream: HashSet<AlarmKey> = inp.readings.iter().map(|r| identity(&r.target)).collect();
     let pending = |c: &Change| {
         let t = c.subject().target;
-        needs_confirmation(c) && origins.contains(&t.origin) && from_stream.contains(&identity(t))
+        needs_confirmation(c)
+            && !(inp.still_held)(c)
+            && origins.contains(&t.origin)
+            && from_stream.contains(&identity(t))
     };
     let mut targets: BTreeMap<Origin, Vec<Target>> = BTreeMap::new();
     for c in changes.iter().filter(|c| pending(c)) {

@@ -393,27 +393,6 @@ impl Scheduler {
             now,
             &opts,
         );
-        if !streamed.is_empty() {
-            // a point the stream lost must not page anyone: the store confirms first
-            let inp = truth::ConfirmInputs {
-                streamed: &streamed,
-                readings: &collected.readings,
-                query: &query_ctx,
-                policies: &inputs.policies,
-                open: &inputs.open,
-                now,
-                opts: &opts,
-                timeout: self.step_timeout(),
-            };
-            let mut report = truth::Confirmation::default();
-            let (kept, errors) = truth::confirm(changes, &inp, &mut report).await;
-            changes = kept;
-            sum.errors.extend(errors);
-            if let Some(st) = sum.stream.as_mut() {
-                st.confirmation = report;
-            }
-        }
-        sum.alarms = engine::count(&changes);
         let hold_inputs = HoldInputs {
             open: &inputs.open,
             vms: &inputs.vms,
@@ -424,6 +403,32 @@ impl Scheduler {
             cut_short: &maintenance.cut,
             now,
         };
+        if !streamed.is_empty() {
+            // an alarm that stays held (opened on the store's word, never told) notifies
+            // nobody this tick: nothing to confirm
+            let held_now = Holds::decide(&changes, &hold_inputs);
+            let still_held = |c: &Change| held_now.still_held(c, &inputs.open);
+            // a point the stream lost must not page anyone: the store confirms first
+            let inp = truth::ConfirmInputs {
+                streamed: &streamed,
+                readings: &collected.readings,
+                query: &query_ctx,
+                policies: &inputs.policies,
+                open: &inputs.open,
+                now,
+                opts: &opts,
+                timeout: self.step_timeout(),
+                still_held: &still_held,
+            };
+            let mut report = truth::Confirmation::default();
+            let (kept, errors) = truth::confirm(changes, &inp, &mut report).await;
+            changes = kept;
+            sum.errors.extend(errors);
+            if let Some(st) = sum.stream.as_mut() {
+                st.confirmation = report;
+            }
+        }
+        sum.alarms = engine::count(&changes);
         let (holds, held) = Holds::for_tick(&changes, &hold_inputs, &mut sum.alarms);
         sum.held = held;
         telemetry::count_alarms(&sum.alarms);
