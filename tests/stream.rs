@@ -1584,7 +1584,8 @@ async fn a_stream_that_went_quiet_reads_in_query_mode_without_a_false_fail() {
     })
     .await;
     // the delivery stops (subscription dropped) while the writers go on writing to InfluxDB,
-    // for longer than the window (30 s) and the quiet limit (influx.bucket_seconds, 30 s)
+    // for longer than the window (30 s); the tick 40 s in finds every VM silent in the stream (a
+    // pipeline gap, before the quiet limit of two influx.bucket_seconds) and reads the store
     drop(subs);
     let stopped = now_s();
     let quiet = tick_where(&env, stopped + 40, "a tick 40 s into the gap", |v| {

@@ -367,6 +367,20 @@ impl Scheduler {
             if sum.metric_mode == TickMode::Stream.as_str() {
                 sum.metric_mode = TickMode::StreamQuiet.as_str().into();
             }
+            let modes: Vec<(&str, TickMode)> = stores
+                .modes
+                .iter()
+                .map(|(name, m)| {
+                    let quieted = quiet.iter().any(|(q, _)| q == name);
+                    (*name, if quieted { TickMode::StreamQuiet } else { *m })
+                })
+                .collect();
+            let overall = modes
+                .iter()
+                .map(|(_, m)| *m)
+                .find(|m| *m != TickMode::Stream)
+                .unwrap_or(TickMode::Stream);
+            publish_modes(overall, &modes);
             collected = self.collect(&readers_of(&streamed), &inputs).await;
         }
         sum.readings = collected.counts.clone();
@@ -529,17 +543,7 @@ impl Scheduler {
                 TickMode::Query
             }
         };
-        for m in TickMode::ALL {
-            metrics::gauge!("monit_metric_mode", "mode" => m.as_str()).set(if m == overall {
-                1.0
-            } else {
-                0.0
-            });
-            for (name, mode) in &modes {
-                metrics::gauge!("monit_collector_metric_mode", "collector" => *name, "mode" => m.as_str())
-                    .set(if m == *mode { 1.0 } else { 0.0 });
-            }
-        }
+        publish_modes(overall, &modes);
         let query = match &self.metrics {
             MetricStore::Stream(h) => (*h.query).clone(),
             s => s.clone(),
@@ -853,6 +857,21 @@ impl Scheduler {
         }
         self.leader.release().await;
         tracing::info!("scheduler stopped");
+    }
+}
+
+/// The mode of the tick and of each collector, on `/metrics`.
+fn publish_modes(overall: TickMode, modes: &[(&str, TickMode)]) {
+    for m in TickMode::ALL {
+        metrics::gauge!("monit_metric_mode", "mode" => m.as_str()).set(if m == overall {
+            1.0
+        } else {
+            0.0
+        });
+        for (name, mode) in modes {
+            metrics::gauge!("monit_collector_metric_mode", "collector" => name.to_string(), "mode" => m.as_str())
+                .set(if m == *mode { 1.0 } else { 0.0 });
+        }
     }
 }
 
