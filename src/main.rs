@@ -25,9 +25,6 @@ plugins! {
     "webhook" => monit_plugin_webhook,
 }
 
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> std::process::ExitCode {
     monit_host::run::cli::main(PLUGINS)
 }

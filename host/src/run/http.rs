@@ -71,7 +71,7 @@ async fn ingest_body(
     headers: &HeaderMap,
     body: Body,
     snappy: bool,
-) -> Result<Vec<u8>, Response> {
+) -> Result<axum::body::Bytes, Response> {
     let auth = headers.get(AUTHORIZATION).map(|v| v.as_bytes());
     if !st.credentials.allows(auth) {
         rejected("unauthorized");
@@ -99,24 +99,28 @@ async fn ingest_body(
         .get(CONTENT_ENCODING)
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"gzip"));
     if snappy {
-        return monit_wire::remote_write::decompress(&raw, st.max_body_bytes).map_err(|e| {
-            if e.reason() == "too_large" {
-                return too_large();
-            }
-            rejected(e.reason());
-            plain(StatusCode::BAD_REQUEST, e.to_string())
-        });
+        return monit_wire::remote_write::decompress(&raw, st.max_body_bytes)
+            .map(Into::into)
+            .map_err(|e| {
+                if e.reason() == "too_large" {
+                    return too_large();
+                }
+                rejected(e.reason());
+                plain(StatusCode::BAD_REQUEST, e.to_string())
+            });
     }
     if !gzip {
-        return Ok(raw.to_vec());
+        return Ok(raw);
     }
-    monit_wire::gzip::decompress(&raw, st.max_body_bytes).map_err(|e| match e {
-        monit_wire::GzipError::TooLarge { .. } => too_large(),
-        e => {
-            rejected(e.reason());
-            plain(StatusCode::BAD_REQUEST, e.to_string())
-        }
-    })
+    monit_wire::gzip::decompress(&raw, st.max_body_bytes)
+        .map(Into::into)
+        .map_err(|e| match e {
+            monit_wire::GzipError::TooLarge { .. } => too_large(),
+            e => {
+                rejected(e.reason());
+                plain(StatusCode::BAD_REQUEST, e.to_string())
+            }
+        })
 }
 
 fn now_ns() -> i64 {
@@ -147,6 +151,11 @@ async fn write_lines(
     let Some(st) = s.stream.clone() else {
         return StatusCode::NOT_FOUND.into_response();
     };
+    // one body read while another is stored: the writers' bodies wait in their connections,
+    // not in our memory
+    let Ok(_slot) = st.ingest_slots.clone().acquire_owned().await else {
+        return plain(StatusCode::SERVICE_UNAVAILABLE, "shutting down");
+    };
     let body = match ingest_body(&st, &headers, body, false).await {
         Ok(b) => b,
         Err(r) => return r,
@@ -170,6 +179,9 @@ async fn write_lines(
 async fn write_remote(State(s): State<HttpState>, headers: HeaderMap, body: Body) -> Response {
     let Some(st) = s.stream.clone() else {
         return StatusCode::NOT_FOUND.into_response();
+    };
+    let Ok(_slot) = st.ingest_slots.clone().acquire_owned().await else {
+        return plain(StatusCode::SERVICE_UNAVAILABLE, "shutting down");
     };
     let pb = match ingest_body(&st, &headers, body, true).await {
         Ok(b) => b,

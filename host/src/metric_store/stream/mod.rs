@@ -29,6 +29,8 @@ const RETENTION_MARGIN: Duration = Duration::from_secs(120);
 /// Kept until the first tick says how long the policies' windows are: longer than any usual
 /// `measure_time`, and the cost is bounded by `max_series` anyway.
 const INITIAL_RETENTION: Duration = Duration::from_secs(3600);
+/// Ingest bodies read or stored at once: one stored while the next is read.
+const INGEST_SLOTS: usize = 2;
 /// No timestamp of the first point yet.
 const NONE: i64 = i64::MIN;
 
@@ -104,6 +106,9 @@ pub struct StreamState {
     pub max_body_bytes: usize,
     /// the longest look-back a reader has whatever the policies (their `min_span`)
     pub min_span: Duration,
+    /// bodies being read or stored at once: the points are stored under one lock anyway, and
+    /// each body waiting is memory (InfluxDB posts up to `write-concurrency` writes at once)
+    pub ingest_slots: Arc<tokio::sync::Semaphore>,
     /// per database: when its points began arriving without a pause, and the newest arrival
     arrivals: Mutex<HashMap<String, Arrivals>>,
     /// a pause longer than this (ns) restarts a database's run (`influx.bucket_seconds`, set by
@@ -152,6 +157,7 @@ impl StreamState {
             credentials: Credentials::new(settings),
             max_body_bytes: usize::try_from(settings.max_body_bytes).unwrap_or(usize::MAX),
             min_span: series.iter().map(|s| s.min_span).max().unwrap_or_default(),
+            ingest_slots: Arc::new(tokio::sync::Semaphore::new(INGEST_SLOTS)),
             arrivals: Mutex::new(HashMap::new()),
             quiet_ns: AtomicI64::new(i64::MAX),
             sub_write_drop: AtomicI64::new(NONE),

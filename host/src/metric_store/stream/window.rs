@@ -136,6 +136,30 @@ impl<'a> SeriesRef<'a> {
         std::str::from_utf8(v).ok().filter(|v| !v.is_empty())
     }
 
+    /// The values of several tags at once ([`SeriesRef::tag`] of each), the key read once.
+    pub fn tags<const N: usize>(&self, keys: [&str; N]) -> [Option<&'a str>; N] {
+        let mut values: [&[u8]; 16] = [&[]; 16];
+        let mut n = 0;
+        for (slot, v) in values.iter_mut().zip(
+            self.key
+                .get(HASH_LEN..)
+                .unwrap_or_default()
+                .split(|b| *b == END),
+        ) {
+            *slot = v;
+            n += 1;
+        }
+        keys.map(|k| {
+            let i = self.tag_keys.binary_search_by(|kk| (**kk).cmp(k)).ok()?;
+            if i >= n {
+                // more tags than the array holds: the slow path
+                return self.tag(k);
+            }
+            let v = values.get(i)?;
+            std::str::from_utf8(v).ok().filter(|v| !v.is_empty())
+        })
+    }
+
     /// The points with `start_ns < time <= end_ns`, oldest first (InfluxQL's
     /// `time > start AND time <= end`).
     pub fn points(self, start_ns: i64, end_ns: i64) -> impl Iterator<Item = StoredPoint> + 'a {
@@ -508,6 +532,10 @@ mod tests {
         seen.sort_by(f64::total_cmp);
         assert_eq!(seen, vec![1.0, 2.0], "neither point replaced the other");
         for s in w.series_of("d", "m") {
+            assert_eq!(
+                s.tags(["metricname", "job", "ip"]),
+                [Some("cpu"), None, Some("10.0.0.1")]
+            );
             assert_eq!(s.tag("ip"), Some("10.0.0.1"));
             assert_eq!(s.tag("metricname"), Some("cpu"));
             assert_eq!(s.tag("job"), None, "a tag no reader reads is not kept");

@@ -25,7 +25,7 @@ use monit_host::metric_store::prometheus::{self, PrometheusClient, Sample};
 use monit_host::metric_store::stream::{StreamHandle, StreamSeries};
 use monit_host::metric_store::{MetricStore, MetricStoreError};
 use monit_host::model::{Resource, Timestamp};
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
@@ -532,9 +532,17 @@ fn read_stream(
     let horizon = i64::try_from(active_horizon(bucket).as_secs()).unwrap_or(i64::MAX / 4);
     let since = |span: i64| end.saturating_sub(span.saturating_mul(NS));
     let state = h.state.windows();
-    let mut acc: BTreeMap<[&str; 5], StreamAcc> = BTreeMap::new();
+    let mut acc: HashMap<[&str; 5], StreamAcc> = HashMap::new();
     for s in state.series_of(&source.db, &source.measurement) {
-        let resource = match s.tag("name") {
+        let [name, t0, t1, t2, t3, t4] = s.tags([
+            "name",
+            GROUP_TAGS[0],
+            GROUP_TAGS[1],
+            GROUP_TAGS[2],
+            GROUP_TAGS[3],
+            GROUP_TAGS[4],
+        ]);
+        let resource = match name {
             Some(CPU_SERIES) => Resource::Cpu,
             Some(MEMORY_SERIES) => Resource::Memory,
             Some(DISK_SERIES) => Resource::Disk,
@@ -542,7 +550,7 @@ fn read_stream(
         };
         // `container_id <> '/'` and `application_name <> ''` hold: the other series are not
         // kept (`stream_series`)
-        let key = GROUP_TAGS.map(|t| s.tag(t).unwrap_or_default());
+        let key = [t0, t1, t2, t3, t4].map(Option::unwrap_or_default);
         let a = acc.entry(key).or_default();
         let counts = |v: f64| v > -bound && v < bound;
         if resource == Resource::Cpu {
