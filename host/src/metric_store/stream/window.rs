@@ -195,7 +195,7 @@ pub(super) struct Measurement {
     readers: Vec<Reader>,
     /// every tag a reader reads, sorted (the naming tag among them)
     tag_keys: Vec<Box<str>>,
-    series: HashMap<Box<[u8]>, SeriesWindow>,
+    series: HashMap<Box<[u8]>, SeriesWindow, rustc_hash::FxBuildHasher>,
 }
 
 impl Measurement {
@@ -313,7 +313,7 @@ impl Windows {
                     name_tag: s.name_tag,
                     readers: Vec::new(),
                     tag_keys: Vec::new(),
-                    series: HashMap::new(),
+                    series: HashMap::default(),
                 });
             m.readers.push(Reader {
                 names: s.names.clone(),

@@ -25,7 +25,7 @@ use monit_host::metric_store::prometheus::{self, PrometheusClient, Sample};
 use monit_host::metric_store::stream::{StreamHandle, StreamSeries};
 use monit_host::metric_store::{MetricStore, MetricStoreError};
 use monit_host::model::{Resource, Timestamp};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
@@ -532,7 +532,7 @@ fn read_stream(
     let horizon = i64::try_from(active_horizon(bucket).as_secs()).unwrap_or(i64::MAX / 4);
     let since = |span: i64| end.saturating_sub(span.saturating_mul(NS));
     let state = h.state.windows();
-    let mut acc: HashMap<[&str; 5], StreamAcc> = HashMap::new();
+    let mut acc: rustc_hash::FxHashMap<[&str; 5], StreamAcc> = Default::default();
     for s in state.series_of(&source.db, &source.measurement) {
         let [name, t0, t1, t2, t3, t4] = s.tags([
             "name",

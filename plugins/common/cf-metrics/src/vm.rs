@@ -495,7 +495,7 @@ impl VmQuery<'_> {
         }
         let end_ns = self.end_epoch.saturating_mul(1_000_000_000);
         let windows = h.state.windows();
-        let mut acc: HashMap<(&str, &str), Acc> = HashMap::new();
+        let mut acc: rustc_hash::FxHashMap<(&str, &str), Acc> = Default::default();
         for s in windows.series_of(self.db, self.measurement) {
             let Some(metric) = s.tag("metricname") else {
                 continue;
