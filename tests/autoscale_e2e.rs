@@ -3,10 +3,9 @@
 
 mod common;
 
-use common::{TestEnv, mysql_url, now_s};
-use monit_testkit::TestDb;
+use common::{TestEnv, autoscale_section, cloud_controller, now_s, portal_db};
 use wiremock::matchers::{body_json, method, path};
-use wiremock::{Mock, MockServer, ResponseTemplate};
+use wiremock::{Mock, ResponseTemplate};
 
 fn app_points(app: &str, guid: &str, idx: u32, cell_ip: &str, until: i64) -> String {
     let tags = format!(
@@ -34,33 +33,13 @@ type HistoryRow = (String, String, String, Option<i32>, Option<i32>);
 
 #[tokio::test(flavor = "multi_thread")]
 async fn scale_out_blocked_at_max_alarms_and_cooldown_holds() {
-    let portal = TestDb::create("e2e_portal").await;
-    let portal_name = &portal.name;
-    sqlx::raw_sql(
-        "CREATE TABLE auto_scaling_config (no int NOT NULL, guid varchar(255) NOT NULL, org varchar(255), space varchar(255), app varchar(255), \
-         instance_min_cnt int, instance_max_cnt int, cpu_threshold_min_per float, cpu_threshold_max_per float, memory_min_size int, \
-         memory_max_size int, check_time_sec int NOT NULL, auto_increase_yn char(1) NOT NULL, auto_decrease_yn char(1) NOT NULL, PRIMARY KEY (no)); \
-         INSERT INTO auto_scaling_config VALUES \
-         (1, 'guid-full', 'org', 'space', 'full', 1, 2, 20, 80, 10, 90, 120, 'Y', 'Y'), \
-         (2, 'guid-room', 'org', 'space', 'room', 1, 4, 20, 80, 10, 90, 120, 'Y', 'Y');",
+    let portal = portal_db(
+        "e2e_portal",
+        "(1, 'guid-full', 'org', 'space', 'full', 1, 2, 20, 80, 10, 90, 120, 'Y', 'Y'), \
+         (2, 'guid-room', 'org', 'space', 'room', 1, 4, 20, 80, 10, 90, 120, 'Y', 'Y')",
     )
-    .execute(&portal.pool)
-    .await
-    .unwrap();
-
-    let cc = MockServer::start().await;
-    Mock::given(method("GET"))
-        .and(path("/"))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .set_body_json(serde_json::json!({"links": {"uaa": {"href": cc.uri()}}})),
-        )
-        .mount(&cc)
-        .await;
-    Mock::given(method("POST")).and(path("/oauth/token"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!(
-            {"access_token": "tok", "token_type": "bearer", "expires_in": 43199, "scope": "cloud_controller.admin", "jti": "j"})))
-        .mount(&cc).await;
+    .await;
+    let cc = cloud_controller().await;
     for (guid, n) in [("guid-full", 2), ("guid-room", 2)] {
         Mock::given(method("GET")).and(path(format!("/v3/apps/{guid}/processes/web")))
             .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({"guid": "p", "type": "web", "instances": n, "memory_in_mb": 1024})))
@@ -83,16 +62,7 @@ async fn scale_out_blocked_at_max_alarms_and_cooldown_holds() {
         .mount(&cc)
         .await;
 
-    let url = url::Url::parse(&mysql_url()).unwrap();
-    let extra = format!(
-        "[plugins.autoscale]\nenabled = true\nactuator = \"cf\"\ncf_api_url = \"{}\"\ncf_username = \"admin\"\ncf_password = \"pw\"\ncooldown_seconds = 600\n\
-         [plugins.autoscale.portal_db]\nhost = \"{}\"\nport = {}\ndbname = \"{portal_name}\"\nusername = \"{}\"\npassword = \"{}\"\n",
-        cc.uri(),
-        url.host_str().unwrap(),
-        url.port().unwrap_or(3306),
-        url.username(),
-        url.password().unwrap_or(""),
-    );
+    let extra = autoscale_section(&cc, &portal, "cooldown_seconds = 600\n");
     let env = TestEnv::new("autoscale", &extra).await;
     env.add_vm("cell_z1/0", "10.0.16.21", "cel").await;
     env.add_vm("cell_z1/1", "10.0.16.22", "cel").await;

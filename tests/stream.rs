@@ -1729,34 +1729,16 @@ fn container_lines(app: &str, index: u32, cores: f64, t0: i64, t: i64) -> String
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_scaler_reads_the_stream_and_acts_only_on_what_the_store_confirms() {
-    use wiremock::matchers::{method, path, path_regex};
-    use wiremock::{Mock, MockServer, ResponseTemplate};
-    let portal = monit_testkit::TestDb::create("stream_portal").await;
-    sqlx::raw_sql(
-        "CREATE TABLE auto_scaling_config (no int NOT NULL, guid varchar(255) NOT NULL, org varchar(255), space varchar(255), app varchar(255), \
-         instance_min_cnt int, instance_max_cnt int, cpu_threshold_min_per float, cpu_threshold_max_per float, memory_min_size int, \
-         memory_max_size int, check_time_sec int NOT NULL, auto_increase_yn char(1) NOT NULL, auto_decrease_yn char(1) NOT NULL, PRIMARY KEY (no)); \
-         INSERT INTO auto_scaling_config VALUES \
-         (1, 'guid-calm', 'org', 'space', 'calm', 1, 4, 5, 80, 10, 90, 60, 'Y', 'N'), \
-         (2, 'guid-ghost', 'org', 'space', 'ghost', 1, 4, 5, 80, 10, 90, 60, 'Y', 'N');",
+    use wiremock::matchers::{method, path_regex};
+    use wiremock::{Mock, ResponseTemplate};
+    let portal = common::portal_db(
+        "stream_portal",
+        "(1, 'guid-calm', 'org', 'space', 'calm', 1, 4, 5, 80, 10, 90, 60, 'Y', 'N'), \
+         (2, 'guid-ghost', 'org', 'space', 'ghost', 1, 4, 5, 80, 10, 90, 60, 'Y', 'N')",
     )
-    .execute(&portal.pool)
-    .await
-    .unwrap();
-    // a Cloud Controller and UAA (documented v3 shapes): one instance each; no scale call
-    let cc = MockServer::start().await;
-    Mock::given(method("GET"))
-        .and(path("/"))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .set_body_json(serde_json::json!({"links": {"uaa": {"href": cc.uri()}}})),
-        )
-        .mount(&cc)
-        .await;
-    Mock::given(method("POST")).and(path("/oauth/token"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!(
-            {"access_token": "tok", "token_type": "bearer", "expires_in": 43199, "scope": "cloud_controller.admin", "jti": "j"})))
-        .mount(&cc).await;
+    .await;
+    // one instance each; no scale call
+    let cc = common::cloud_controller().await;
     Mock::given(method("GET"))
         .and(path_regex("^/v3/apps/guid-[a-z]+/processes/web$"))
         .respond_with(ResponseTemplate::new(200).set_body_json(
@@ -1770,17 +1752,9 @@ async fn the_scaler_reads_the_stream_and_acts_only_on_what_the_store_confirms() 
         .expect(0)
         .mount(&cc)
         .await;
-    let url = url::Url::parse(&common::mysql_url()).unwrap();
     let extra = format!(
-        "[plugins.container]\nenabled = true\n\
-         [plugins.autoscale]\nenabled = true\nactuator = \"cf\"\ncf_api_url = \"{}\"\ncf_username = \"admin\"\ncf_password = \"pw\"\n\
-         [plugins.autoscale.portal_db]\nhost = \"{}\"\nport = {}\ndbname = \"{}\"\nusername = \"{}\"\npassword = \"{}\"\n",
-        cc.uri(),
-        url.host_str().unwrap(),
-        url.port().unwrap_or(3306),
-        portal.name,
-        url.username(),
-        url.password().unwrap_or(""),
+        "[plugins.container]\nenabled = true\n{}",
+        common::autoscale_section(&cc, &portal, "")
     );
     let env = TestEnv::new("stream_scale", &extra).await;
     env.exec("UPDATE alarm_policies SET measure_time = 30")

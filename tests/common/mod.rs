@@ -503,3 +503,58 @@ pub async fn mount_director(s: &wiremock::MockServer, tasks: serde_json::Value) 
         .mount(s)
         .await;
 }
+
+/// A Portal DB with the portal's `auto_scaling_config` table holding `rows` (SQL `VALUES` tuples:
+/// no, guid, org, space, app, instance_min_cnt, instance_max_cnt, cpu_threshold_min_per,
+/// cpu_threshold_max_per, memory_min_size, memory_max_size, check_time_sec, auto_increase_yn,
+/// auto_decrease_yn).
+pub async fn portal_db(tag: &str, rows: &str) -> TestDb {
+    let portal = TestDb::create(tag).await;
+    // the rows are the test's own literals
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "CREATE TABLE auto_scaling_config (no int NOT NULL, guid varchar(255) NOT NULL, org varchar(255), space varchar(255), app varchar(255), \
+         instance_min_cnt int, instance_max_cnt int, cpu_threshold_min_per float, cpu_threshold_max_per float, memory_min_size int, \
+         memory_max_size int, check_time_sec int NOT NULL, auto_increase_yn char(1) NOT NULL, auto_decrease_yn char(1) NOT NULL, PRIMARY KEY (no)); \
+         INSERT INTO auto_scaling_config VALUES {rows};"
+    )))
+    .execute(&portal.pool)
+    .await
+    .unwrap();
+    portal
+}
+
+/// A Cloud Controller with its UAA (documented v3 shapes): `GET /` names the UAA, which hands
+/// out a token. The test mounts the app endpoints it needs.
+pub async fn cloud_controller() -> wiremock::MockServer {
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let cc = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(serde_json::json!({"links": {"uaa": {"href": cc.uri()}}})),
+        )
+        .mount(&cc)
+        .await;
+    Mock::given(method("POST")).and(path("/oauth/token"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!(
+            {"access_token": "tok", "token_type": "bearer", "expires_in": 43199, "scope": "cloud_controller.admin", "jti": "j"})))
+        .mount(&cc).await;
+    cc
+}
+
+/// `[plugins.autoscale]` acting through `cc` on the policies of `portal`, with `keys` added.
+pub fn autoscale_section(cc: &wiremock::MockServer, portal: &TestDb, keys: &str) -> String {
+    let url = url::Url::parse(&mysql_url()).unwrap();
+    format!(
+        "[plugins.autoscale]\nenabled = true\nactuator = \"cf\"\ncf_api_url = \"{}\"\ncf_username = \"admin\"\ncf_password = \"pw\"\n{keys}\
+         [plugins.autoscale.portal_db]\nhost = \"{}\"\nport = {}\ndbname = \"{}\"\nusername = \"{}\"\npassword = \"{}\"\n",
+        cc.uri(),
+        url.host_str().unwrap(),
+        url.port().unwrap_or(3306),
+        portal.name,
+        url.username(),
+        url.password().unwrap_or(""),
+    )
+}

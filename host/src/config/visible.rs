@@ -38,6 +38,23 @@ fn needs_escape(c: char) -> bool {
             | '\u{2066}'..='\u{2069}') // isolates
 }
 
+/// Text from the DB or a platform inside HTML or SVG (a mail's HTML part, the console's charts):
+/// the five characters markup gives a meaning to, as entities.
+pub fn html_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::escape;

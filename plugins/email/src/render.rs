@@ -69,20 +69,7 @@ pub fn header_safe(s: &str) -> String {
         .collect()
 }
 
-pub fn html_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
+pub use monit_host::config::visible::html_escape;
 
 /// Escaped, with line breaks kept as `<br>`.
 fn html_lines(s: &str) -> String {

@@ -17,20 +17,7 @@ const LEFT: f64 = 60.0;
 const BOTTOM: f64 = 30.0;
 const TOP: f64 = 10.0;
 
-pub fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
+pub use crate::config::visible::html_escape as escape;
 
 /// The chart of `ticks` (newest first, as listed) with its legend; empty without ticks.
 pub fn steps_svg(ticks: &[TickView]) -> String {
