@@ -644,11 +644,23 @@ impl<'a> Parser<'a> {
     /// (`a\,b` unescaped), unlike the field set below.
     fn key_name(&mut self, stops: &[u8]) -> &'a str {
         let from = self.i;
-        while let Some(c) = self.peek() {
-            if stops.contains(&c) && (self.i == from || self.b[self.i - 1] != b'\\') {
+        // memchr over the stops rather than a byte loop: names are most of a line's bytes
+        let next_stop = |rest: &[u8]| match *stops {
+            [a, b] => memchr::memchr2(a, b, rest),
+            [a, b, c] => memchr::memchr3(a, b, c, rest),
+            _ => rest.iter().position(|c| stops.contains(c)),
+        };
+        loop {
+            let Some(k) = self.b.get(self.i..).and_then(next_stop) else {
+                self.i = self.b.len();
+                break;
+            };
+            let at = self.i + k;
+            if at == from || self.b.get(at - 1) != Some(&b'\\') {
+                self.i = at;
                 break;
             }
-            self.i += 1;
+            self.i = at + 1;
         }
         // Stops are ASCII, so the slice ends on a character boundary.
         &self.s[from..self.i]

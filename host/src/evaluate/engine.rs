@@ -5,7 +5,8 @@ pub use crate::config::AutoResolve;
 use crate::model::{
     ALARM_APP_NAME_CHARS, AlarmType, Level, Measured, Origin, Reading, Resource, Target, Timestamp,
 };
-use std::collections::{HashMap, HashSet};
+use rustc_hash::{FxHashMap, FxHashSet};
+use std::collections::HashMap;
 
 mod scaling;
 pub use scaling::{APP_LEVEL_INDEX, scale_changes};
@@ -73,27 +74,48 @@ pub struct AlarmKey {
 
 impl AlarmKey {
     pub fn of_target(t: &Target, alarm_type: AlarmType) -> Self {
+        KeyRef::of_target(t, alarm_type).to_owned()
+    }
+
+    pub fn of_alarm(a: &OpenAlarm) -> Self {
+        KeyRef::of_alarm(a).to_owned()
+    }
+}
+
+/// An [`AlarmKey`] borrowing its app name: the maps over a whole tick's readings (hundreds of
+/// thousands at a large fleet) allocate nothing per reading.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct KeyRef<'a> {
+    pub origin: Origin,
+    pub origin_id: i64,
+    pub alarm_type: AlarmType,
+    pub app_name: &'a str,
+    pub app_index: i32,
+}
+
+impl<'a> KeyRef<'a> {
+    pub fn of_target(t: &'a Target, alarm_type: AlarmType) -> Self {
         match &t.app {
-            Some(app) => AlarmKey {
+            Some(app) => KeyRef {
                 origin: t.origin,
                 origin_id: 0,
                 alarm_type,
-                app_name: app.app_name.chars().take(ALARM_APP_NAME_CHARS).collect(),
+                app_name: first_chars(&app.app_name, ALARM_APP_NAME_CHARS),
                 app_index: app.app_index,
             },
-            None => AlarmKey {
+            None => KeyRef {
                 origin: t.origin,
                 origin_id: t.origin_id,
                 alarm_type,
-                app_name: String::new(),
+                app_name: "",
                 app_index: 0,
             },
         }
     }
 
-    pub fn of_alarm(a: &OpenAlarm) -> Self {
-        let app_name = a.app_name.clone().unwrap_or_default();
-        AlarmKey {
+    pub fn of_alarm(a: &'a OpenAlarm) -> Self {
+        let app_name = a.app_name.as_deref().unwrap_or_default();
+        KeyRef {
             origin: a.origin,
             origin_id: if a.origin == Origin::Con {
                 0
@@ -108,6 +130,24 @@ impl AlarmKey {
             },
             app_name,
         }
+    }
+
+    pub fn to_owned(self) -> AlarmKey {
+        AlarmKey {
+            origin: self.origin,
+            origin_id: self.origin_id,
+            alarm_type: self.alarm_type,
+            app_name: self.app_name.to_string(),
+            app_index: self.app_index,
+        }
+    }
+}
+
+/// The first `n` characters of `s` (the alarm row's column holds no more).
+fn first_chars(s: &str, n: usize) -> &str {
+    match s.char_indices().nth(n) {
+        Some((end, _)) => s.get(..end).unwrap_or(s),
+        None => s,
     }
 }
 
@@ -399,9 +439,9 @@ pub fn evaluate(
         .collect();
     // Several open rows can share a key in a database the original wrote (it kept a warning and
     // a critical row side by side): the most severe, newest one leads, all close together.
-    let mut groups: HashMap<AlarmKey, Vec<&OpenAlarm>> = HashMap::new();
+    let mut groups: FxHashMap<KeyRef<'_>, Vec<&OpenAlarm>> = FxHashMap::default();
     for a in open.iter().filter(|a| evaluated.contains(&a.origin)) {
-        groups.entry(AlarmKey::of_alarm(a)).or_default().push(a);
+        groups.entry(KeyRef::of_alarm(a)).or_default().push(a);
     }
     for g in groups.values_mut() {
         g.sort_by_key(|a| std::cmp::Reverse((a.level, a.id)));
@@ -420,10 +460,12 @@ pub fn evaluate(
     };
 
     let mut changes = Vec::new();
-    let mut targets_with_data: HashSet<AlarmKey> = HashSet::new();
+    // the targets that reported, each with its first reading's target (a `fail` alarm's
+    // recovery names it)
+    let mut targets_with_data: FxHashMap<KeyRef<'_>, &Target> = FxHashMap::default();
     // One decision per alarm key and tick: two readings with one key (the same app instance
     // reported twice) must not open two alarms. The first reading of a key decides.
-    let mut decided: HashSet<AlarmKey> = HashSet::new();
+    let mut decided: FxHashSet<KeyRef<'_>> = FxHashSet::default();
     for r in readings
         .iter()
         .filter(|r| evaluated.contains(&r.target.origin))
@@ -432,7 +474,7 @@ pub fn evaluate(
             Measured::Usage { resource, .. } => AlarmType::from(*resource),
             Measured::NoData => AlarmType::Fail,
         };
-        if !decided.insert(AlarmKey::of_target(&r.target, ty)) {
+        if !decided.insert(KeyRef::of_target(&r.target, ty)) {
             continue;
         }
         match &r.value {
@@ -442,7 +484,9 @@ pub fn evaluate(
                 peak,
                 ..
             } => {
-                targets_with_data.insert(AlarmKey::of_target(&r.target, AlarmType::Fail));
+                targets_with_data
+                    .entry(KeyRef::of_target(&r.target, AlarmType::Fail))
+                    .or_insert(&r.target);
                 let Some(p) = policy.get(&(r.target.origin, *resource)) else {
                     continue;
                 };
@@ -450,7 +494,7 @@ pub fn evaluate(
                     continue;
                 }
                 let alarm_type = AlarmType::from(*resource);
-                let key = AlarmKey::of_target(&r.target, alarm_type);
+                let key = KeyRef::of_target(&r.target, alarm_type);
                 let level = p.level_for(*mean);
                 let lead = groups.get(&key).and_then(|g| g.first().copied());
                 match (lead, level) {
@@ -497,7 +541,7 @@ pub fn evaluate(
                 }
             }
             Measured::NoData => {
-                let key = AlarmKey::of_target(&r.target, AlarmType::Fail);
+                let key = KeyRef::of_target(&r.target, AlarmType::Fail);
                 targets_with_data.remove(&key);
                 match groups.get(&key).and_then(|g| g.first().copied()) {
                     None => changes.push(Change::Open {
@@ -531,18 +575,12 @@ pub fn evaluate(
         }
     }
     // A target that reports again closes its `fail` alarm.
-    for key in &targets_with_data {
+    for (key, target) in &targets_with_data {
         if let Some(g) = groups.get(key)
             && let Some(a) = g.first()
             && !a.recovered
         {
-            let target = readings
-                .iter()
-                .find(|r| AlarmKey::of_target(&r.target, AlarmType::Fail) == *key)
-                .map(|r| r.target.clone());
-            if let Some(target) = target {
-                changes.push(recover(g, &target, AlarmType::Fail, None, opts));
-            }
+            changes.push(recover(g, target, AlarmType::Fail, None, opts));
         }
     }
     changes

@@ -13,9 +13,10 @@
 //!   too and compared with the stream's readings (`monit_stream_drift`); the stream's readings
 //!   still drive that tick.
 
-use crate::evaluate::engine::{self, AlarmKey, Change, EngineOptions, OpenAlarm};
+use crate::evaluate::engine::{self, AlarmKey, Change, EngineOptions, KeyRef, OpenAlarm};
 use crate::model::{AlarmType, Measured, Origin, Policy, Reading, Target, Timestamp};
 use crate::plugin::{CollectContext, Collector, guarded};
+use rustc_hash::{FxHashMap, FxHashSet};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -94,13 +95,23 @@ pub async fn confirm(
     report: &mut Confirmation,
 ) -> (Vec<Change>, Vec<String>) {
     let origins: HashSet<Origin> = inp.streamed.iter().map(|(_, c)| c.origin()).collect();
-    let from_stream: HashSet<AlarmKey> = inp.readings.iter().map(|r| identity(&r.target)).collect();
-    let pending = |c: &Change| {
-        let t = c.subject().target;
+    let candidate = |c: &Change| {
         needs_confirmation(c)
             && !(inp.still_held)(c)
-            && origins.contains(&t.origin)
-            && from_stream.contains(&identity(t))
+            && origins.contains(&c.subject().target.origin)
+    };
+    // most stream ticks have nothing to confirm: the readings' keys only when something is
+    if !changes.iter().any(candidate) {
+        return (changes, Vec::new());
+    }
+    let from_stream: FxHashSet<KeyRef<'_>> = inp
+        .readings
+        .iter()
+        .map(|r| KeyRef::of_target(&r.target, AlarmType::Fail))
+        .collect();
+    let pending = |c: &Change| {
+        candidate(c)
+            && from_stream.contains(&KeyRef::of_target(c.subject().target, AlarmType::Fail))
     };
     let mut targets: BTreeMap<Origin, Vec<Target>> = BTreeMap::new();
     for c in changes.iter().filter(|c| pending(c)) {
@@ -191,14 +202,15 @@ fn same(a: f64, b: f64) -> bool {
 
 /// The drift of the stream's readings from the store's, per origin (`monit_stream_drift`).
 pub fn drift(stream: &[Reading], store: &[Reading]) -> BTreeMap<String, Drift> {
-    let key = |r: &Reading| {
+    fn key(r: &Reading) -> KeyRef<'_> {
         let ty = match &r.value {
             Measured::Usage { resource, .. } => AlarmType::from(*resource),
             Measured::NoData => AlarmType::Fail,
         };
-        AlarmKey::of_target(&r.target, ty)
-    };
-    let theirs: HashMap<AlarmKey, &Measured> = store.iter().map(|r| (key(r), &r.value)).collect();
+        KeyRef::of_target(&r.target, ty)
+    }
+    let theirs: FxHashMap<KeyRef<'_>, &Measured> =
+        store.iter().map(|r| (key(r), &r.value)).collect();
     let mut out: BTreeMap<String, Drift> = BTreeMap::new();
     let mut seen = HashSet::new();
     for r in stream {

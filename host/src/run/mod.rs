@@ -6,6 +6,7 @@
 pub mod backtest;
 pub mod cli;
 pub mod console;
+pub mod heap;
 pub mod http;
 pub mod operator;
 pub mod scheduler;

@@ -235,6 +235,8 @@ impl Scheduler {
         {
             tracing::warn!("ledger: {e:#}");
         }
+        // the tick's readings, answers and folds are freed: give the pages back
+        crate::run::heap::release_freed();
         if let Ok(mut st) = self.status.lock() {
             st.last_tick = Some(now);
             st.last_tick_ok = sum.errors.is_empty();

@@ -6,12 +6,13 @@
 
 use anyhow::Context as _;
 use monit_cf_metrics::container::{
-    self as container_metrics, ContainerSource, ContainerUsage, Narrow, UsageWindows, Wanted,
-    read_container_usage_of,
+    self as container_metrics, ContainerSource, ContainerUsage, Narrow, Stats, UsageWindows,
+    Wanted, read_container_usage_of,
 };
 use monit_host::model::{AppInstance, Measured, Origin, Reading, Resource, Target, Vm};
 use monit_host::plugin::MovedKey;
 use monit_host::{CollectContext, Collector, PluginContext, PluginParts, PluginRegistration};
+use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, hash_map::Entry};
 use std::sync::Arc;
@@ -194,49 +195,35 @@ impl Collector for ContainerCollector {
 /// would open two alarms on one key: the highest usage speaks for both, so neither hides a breach.
 /// Containers get no NoData reading: they come and go, and a gone one is simply not reported.
 pub fn readings(usage: &[ContainerUsage], cells: &[&Vm]) -> Vec<Reading> {
-    let by_ip: HashMap<&str, &Vm> = cells.iter().map(|vm| (vm.ip.as_str(), *vm)).collect();
+    let by_ip: FxHashMap<&str, &Vm> = cells.iter().map(|vm| (vm.ip.as_str(), *vm)).collect();
     let mut unknown_cell = 0u64;
     let mut duplicates = 0u64;
-    let mut best: HashMap<(String, i32, Resource), Reading> = HashMap::new();
-    let mut order = Vec::new();
+    // the winner per key, by position: a Reading (its strings) is built once, for the winner
+    let mut best: FxHashMap<(&str, i32, Resource), (usize, &Vm, Stats)> = FxHashMap::default();
+    best.reserve(usage.len() * Resource::ALL.len());
+    let mut order = Vec::with_capacity(usage.len() * Resource::ALL.len());
     for c in usage {
-        let Some(cell) = by_ip.get(c.cell_ip.as_str()) else {
+        let Some(cell) = by_ip.get(c.cell_ip.as_str()).copied() else {
             tracing::debug!(cell_ip = %c.cell_ip, app = %c.app_name, index = c.app_index, container = %c.container, "container on a cell that is not in the inventory: skipped");
             unknown_cell += 1;
             continue;
         };
         for resource in Resource::ALL {
             let Some(s) = c.stats(resource) else { continue };
-            let reading = Reading {
-                target: Target {
-                    origin: Origin::Con,
-                    origin_id: cell.id,
-                    name: c.app_name.clone(),
-                    ip: cell.ip.clone(),
-                    app: Some(AppInstance {
-                        app_name: c.app_name.clone(),
-                        app_index: c.app_index,
-                        container_name: c.container.clone(),
-                        cell_name: cell.name.clone(),
-                    }),
-                },
-                value: Measured::Usage {
-                    resource,
-                    mean: s.mean,
-                    peak: s.peak,
-                    buckets: s.buckets,
-                },
-            };
-            let key = (c.app_name.clone(), c.app_index, resource);
-            match best.entry(key.clone()) {
+            let key = (c.app_name.as_str(), c.app_index, resource);
+            match best.entry(key) {
                 Entry::Vacant(v) => {
-                    v.insert(reading);
-                    order.push(key);
+                    v.insert((order.len(), cell, s));
+                    order.push((key, c));
                 }
                 Entry::Occupied(mut o) => {
                     duplicates += 1;
-                    if mean_of(&reading) > mean_of(o.get()) {
-                        o.insert(reading);
+                    if s.mean > o.get().2.mean {
+                        let first = o.get().0;
+                        o.insert((first, cell, s));
+                        if let Some(slot) = order.get_mut(first) {
+                            slot.1 = c;
+                        }
                     }
                 }
             }
@@ -258,20 +245,37 @@ pub fn readings(usage: &[ContainerUsage], cells: &[&Vm]) -> Vec<Reading> {
         metrics::counter!("monit_container_skipped_total", "reason" => "duplicate_app_instance")
             .increment(duplicates);
     }
-    order.into_iter().filter_map(|k| best.remove(&k)).collect()
-}
-
-fn mean_of(r: &Reading) -> f64 {
-    match r.value {
-        Measured::Usage { mean, .. } => mean,
-        Measured::NoData => f64::NEG_INFINITY,
-    }
+    order
+        .into_iter()
+        .filter_map(|(key, c)| {
+            let &(_, cell, s) = best.get(&key)?;
+            Some(Reading {
+                target: Target {
+                    origin: Origin::Con,
+                    origin_id: cell.id,
+                    name: c.app_name.clone(),
+                    ip: cell.ip.clone(),
+                    app: Some(AppInstance {
+                        app_name: c.app_name.clone(),
+                        app_index: c.app_index,
+                        container_name: c.container.clone(),
+                        cell_name: cell.name.clone(),
+                    }),
+                },
+                value: Measured::Usage {
+                    resource: key.2,
+                    mean: s.mean,
+                    peak: s.peak,
+                    buckets: s.buckets,
+                },
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use monit_cf_metrics::container::Stats;
 
     fn cell(id: i64, ip: &str, vm_type: &str) -> Vm {
         Vm {

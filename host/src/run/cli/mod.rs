@@ -146,6 +146,7 @@ pub fn init_logging(settings: Option<&Settings>) {
 pub fn main(project_plugins: &'static [&'static str]) -> ExitCode {
     crate::plugin::declare_project_plugins(project_plugins);
     let cli = Cli::parse();
+    crate::run::heap::limit_arenas();
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -22,7 +22,7 @@
 
 use monit_host::metric_store::influx::{InfluxClient, InfluxError, Series, ident};
 use monit_host::metric_store::prometheus::{self, PrometheusClient, Sample};
-use monit_host::metric_store::stream::{StreamHandle, StreamSeries};
+use monit_host::metric_store::stream::{StreamSeries, Windows};
 use monit_host::metric_store::{MetricStore, MetricStoreError};
 use monit_host::model::{Resource, Timestamp};
 use std::collections::{BTreeMap, HashSet};
@@ -233,18 +233,27 @@ pub async fn read_container_usage_of(
         MetricStore::Prometheus(c) => {
             read_prometheus(c, source, windows, now, narrow, &mut fold).await?
         }
-        MetricStore::Stream(h) => read_stream(h, source, windows, now, &mut fold),
+        MetricStore::Stream(h) => {
+            let state = h.state.windows();
+            let parts = read_stream(&state, source, windows, now, &mut fold);
+            report_dropped(source, fold.dropped);
+            return Ok(finish(parts, source.bucket_seconds, windows, now));
+        }
     }
-    if fold.dropped > 0 {
+    report_dropped(source, fold.dropped);
+    Ok(finish(fold.parts, source.bucket_seconds, windows, now))
+}
+
+fn report_dropped(source: &ContainerSource, dropped: u64) {
+    if dropped > 0 {
         metrics::counter!("monit_metric_samples_dropped_total", "reader" => "container")
-            .increment(fold.dropped);
+            .increment(dropped);
         tracing::debug!(
             measurement = %source.measurement,
-            dropped = fold.dropped,
+            dropped,
             "series of containers not wanted (cell not in the inventory, app without a policy) dropped while decoding"
         );
     }
-    Ok(finish(fold.parts, source.bucket_seconds, windows, now))
 }
 
 async fn read_influx(
@@ -518,20 +527,19 @@ fn pick(cur: &mut Option<Pt>, p: Pt, better: fn(Pt, Pt) -> bool) {
 /// The statements of [`usage_queries`], answered from the stream's windows: the same points
 /// (time ranges, `name`, `container_id`, `application_name`, value bounds), the same selectors,
 /// the times in whole seconds as `epoch=s` gives them.
-fn read_stream(
-    h: &StreamHandle,
+fn read_stream<'w>(
+    state: &'w Windows,
     source: &ContainerSource,
     windows: &UsageWindows,
     now: Timestamp,
     fold: &mut PartsFold<'_>,
-) {
+) -> Vec<([&'w str; 5], Parts)> {
     const NS: i64 = 1_000_000_000;
     let bound = crate::vm::VALUE_BOUND;
     let bucket = source.bucket_seconds.max(1);
     let end = now.timestamp().saturating_mul(NS);
     let horizon = i64::try_from(active_horizon(bucket).as_secs()).unwrap_or(i64::MAX / 4);
     let since = |span: i64| end.saturating_sub(span.saturating_mul(NS));
-    let state = h.state.windows();
     let mut acc: rustc_hash::FxHashMap<[&str; 5], StreamAcc> = Default::default();
     for s in state.series_of(&source.db, &source.measurement) {
         let [name, t0, t1, t2, t3, t4] = s.tags([
@@ -601,32 +609,34 @@ fn read_stream(
         count: None,
         limit: g.limit.map(|l| l.1),
     };
+    let mut out = Vec::with_capacity(acc.len());
     for (key, a) in acc {
         // no statement would have answered a row for it
         if a.last.is_none() && a.first.is_none() && a.memory.is_none() && a.disk.is_none() {
             continue;
         }
-        let Some(p) = fold.entry(|t| {
-            GROUP_TAGS
-                .iter()
-                .position(|g| *g == t)
-                .and_then(|i| key.get(i).copied())
-        }) else {
+        // `PartsFold::entry`'s filters, on the borrowed tags
+        if key[2].is_empty() {
             continue;
-        };
+        }
+        if !fold.wanted.wants(key[0], key[4]) {
+            fold.dropped += 1;
+            continue;
+        }
+        let mut p = Parts::default();
         if let Some(last) = a.last {
-            p.newest = p.newest.max(Some(last.0 / NS));
+            p.newest = Some(last.0 / NS);
             p.cpu_last = Some(secs(last));
         }
         p.cpu_first = a.first.map(secs);
         p.cpu_min = a.min.map(secs);
-        if let Some(g) = a.memory {
-            p.memory = Some(gauge(g));
-        }
-        if let Some(g) = a.disk {
-            p.disk = Some(gauge(g));
-        }
+        p.memory = a.memory.map(gauge);
+        p.disk = a.disk.map(gauge);
+        out.push((key, p));
     }
+    // the query path's order (its BTreeMap): the same readings in the same order
+    out.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    out
 }
 
 /// A gauge's aggregates over its window, with the container's limit.
@@ -797,8 +807,8 @@ fn parts_from_series(series: &[Series]) -> Result<BTreeMap<[String; 5], Parts>, 
 static BAD_LIMIT_WARNED: AtomicBool = AtomicBool::new(false);
 
 /// Parts of every container → usage of the running ones.
-fn finish(
-    parts: BTreeMap<[String; 5], Parts>,
+fn finish<K: AsRef<str> + Into<String>>(
+    parts: impl IntoIterator<Item = ([K; 5], Parts)>,
     bucket_seconds: u64,
     windows: &UsageWindows,
     now: Timestamp,
@@ -855,18 +865,18 @@ fn finish(
         let memory = gauge(p.memory, Resource::Memory);
         let disk = gauge(p.disk, Resource::Disk);
         let [cell_ip, container, app_name, app_index, app_guid] = key;
-        let index = app_index.trim().parse::<i32>().unwrap_or_else(|_| {
-            tracing::debug!(app = %app_name, container = %container, application_index = %app_index, "application_index is not a number: read as 0");
+        let index = app_index.as_ref().trim().parse::<i32>().unwrap_or_else(|_| {
+            tracing::debug!(app = %app_name.as_ref(), container = %container.as_ref(), application_index = %app_index.as_ref(), "application_index is not a number: read as 0");
             0
         });
         out.push(ContainerUsage {
             cpu,
             memory,
             disk,
-            cell_ip,
-            container,
-            app_guid: Some(app_guid).filter(|g| !g.is_empty()),
-            app_name,
+            cell_ip: cell_ip.into(),
+            container: container.into(),
+            app_guid: Some(app_guid.into()).filter(|g: &String| !g.is_empty()),
+            app_name: app_name.into(),
             app_index: index,
         });
     }

@@ -1,0 +1,28 @@
+//! What the process keeps of the heap it freed. glibc's allocator keeps freed memory in its
+//! arenas for reuse: after a query tick decoded a large answer, or a stream tick folded the
+//! whole fleet, the process would stay at that peak for good (docs/benchmarks.md, issue 20:
+//! the steady stream ticks never fell below the warm-up's query ticks). Other allocators and
+//! platforms return memory on their own; there these are no-ops.
+
+/// Caps glibc's arenas at two (one per core of the usual deployment; the default is eight per
+/// core), as `MALLOC_ARENA_MAX=2` does: each arena holds on to its own freed memory. An
+/// operator's `MALLOC_ARENA_MAX` wins. Before the runtime starts threads.
+pub fn limit_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        // SAFETY: mallopt only sets an allocator parameter; called before other threads exist
+        unsafe {
+            libc::mallopt(libc::M_ARENA_MAX, 2);
+        }
+    }
+}
+
+/// Returns the heap freed since the last call to the OS (after a tick, whose transient
+/// readings and answers are gone by then). A few milliseconds for a heap of hundreds of MB.
+pub fn release_freed() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim walks the allocator's own free lists; no Rust object is touched
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
