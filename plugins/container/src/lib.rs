@@ -156,7 +156,7 @@ impl Collector for ContainerCollector {
         };
         // containers on other cells are dropped as the answer is decoded: memory follows the
         // inventory's cells, not what the store holds
-        let cell_ips: std::collections::HashSet<&str> =
+        let cell_ips: container_metrics::CellSet =
             cells.iter().map(|vm| vm.ip.as_str()).collect();
         // confirmation: the query reads the new alarms' containers only (O(alarms))
         let interfaces: Option<std::collections::HashSet<&str>> = ctx.targets.map(|t| {

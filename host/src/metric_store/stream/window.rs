@@ -10,7 +10,8 @@
 //! field).
 
 use std::collections::hash_map::DefaultHasher;
-use std::collections::{HashMap, HashSet, VecDeque};
+use rustc_hash::FxHashSet;
+use std::collections::{HashMap, VecDeque};
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
@@ -206,7 +207,7 @@ impl Measurement {
         &self,
         name: &str,
         tags: &[(K, V)],
-        inventory: Option<&HashSet<Box<str>>>,
+        inventory: Option<&FxHashSet<Box<str>>>,
     ) -> Option<Option<&'static str>> {
         let value = |key: &str| tag_value(tags, key).unwrap_or_default();
         let mut kept = None;
@@ -265,7 +266,7 @@ fn in_inventory(
     readers: &[Reader],
     tag_keys: &[Box<str>],
     key: &[u8],
-    inventory: &HashSet<Box<str>>,
+    inventory: &FxHashSet<Box<str>>,
 ) -> bool {
     let probe = SeriesRef {
         key,
@@ -299,7 +300,7 @@ pub struct Windows {
     pub(super) max_series: u64,
     /// the VM inventory's addresses (for the readers' `inventory_tag`); `None`: not loaded yet,
     /// every address is kept
-    inventory: Option<HashSet<Box<str>>>,
+    inventory: Option<FxHashSet<Box<str>>>,
     key: Vec<u8>,
 }
 
@@ -403,7 +404,7 @@ impl Windows {
 
     /// The VM inventory's addresses: series whose readers want only inventory addresses and
     /// carry another are dropped (at the next [`Windows::prune`]) and no longer stored.
-    pub fn set_inventory(&mut self, addresses: HashSet<Box<str>>) {
+    pub fn set_inventory(&mut self, addresses: FxHashSet<Box<str>>) {
         self.inventory = Some(addresses);
     }
 

@@ -153,12 +153,16 @@ pub async fn read_container_usage(
     read_container_usage_of(store, source, windows, now, Wanted::default()).await
 }
 
+/// The cells' addresses a reader wants ([`Wanted::cells`]): looked up once per container of
+/// the fleet, hence a cheap hash.
+pub type CellSet<'a> = rustc_hash::FxHashSet<&'a str>;
+
 /// Which containers a reader keeps. The others' series are dropped as the answer is decoded,
 /// so memory follows the containers wanted, not the size of the answer.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Wanted<'a> {
     /// only the containers on these cells (`cell_ip`: the inventory's cells)
-    pub cells: Option<&'a HashSet<&'a str>>,
+    pub cells: Option<&'a CellSet<'a>>,
     /// only the containers of these apps (`application_id`, lowercase: the apps with a policy)
     pub app_guids: Option<&'a HashSet<String>>,
     /// the query itself reads only these containers (stream mode's confirmations): what the

@@ -554,7 +554,7 @@ async fn only_wanted_vms_and_containers_are_kept() {
             .collect();
         assert_eq!(web.len(), 1, "{backend}: {web:?}");
         same_containers(backend, &web, &expected);
-        let cells: HashSet<&str> = ["10.0.16.21"].into();
+        let cells: monit_cf_metrics::container::CellSet = ["10.0.16.21"].into_iter().collect();
         let on_cell = Wanted {
             cells: Some(&cells),
             app_guids: None,
@@ -564,7 +564,8 @@ async fn only_wanted_vms_and_containers_are_kept() {
             .await
             .unwrap();
         same_containers(backend, &kept, &every);
-        let elsewhere: HashSet<&str> = ["10.0.16.99"].into();
+        let elsewhere: monit_cf_metrics::container::CellSet =
+            ["10.0.16.99"].into_iter().collect();
         let none = read_container_usage_of(
             &store,
             &source,
