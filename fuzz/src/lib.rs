@@ -213,8 +213,8 @@ fn evaluate(folded: &HashMap<String, VmUsage>) {
         let target = Target {
             origin: Origin::Pas,
             origin_id: i as i64 + 1,
-            name: format!("vm/{key}"),
-            ip: (*key).clone(),
+            name: format!("vm/{key}").into(),
+            ip: key.as_str().into(),
             app: None,
         };
         readings.extend(vm_metrics::readings_for(&target, folded.get(*key)));

@@ -176,15 +176,19 @@ impl fmt::Display for Level {
     }
 }
 
+/// A name a tick's readings share: the three readings of a container, the containers of a
+/// cell (a large fleet's tick holds hundreds of thousands of readings).
+pub type Name = std::sync::Arc<str>;
+
 /// The app instance behind a container reading (origin `con`).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct AppInstance {
-    pub app_name: String,
+    pub app_name: Name,
     pub app_index: i32,
     /// `container_interface` tag: the container's key in the original.
-    pub container_name: String,
+    pub container_name: Name,
     /// vms.name of the Diego cell the container runs on.
-    pub cell_name: String,
+    pub cell_name: Name,
 }
 
 /// Who a reading is about.
@@ -194,8 +198,8 @@ pub struct Target {
     /// `pas`: vms.id; `con`: vms.id of the cell; `bos`: 9999 as in the original.
     pub origin_id: i64,
     /// Display name: vms.name, `bosh.service.name`, or the app name.
-    pub name: String,
-    pub ip: String,
+    pub name: Name,
+    pub ip: Name,
     pub app: Option<AppInstance>,
 }
 
@@ -205,7 +209,7 @@ impl Target {
     pub fn label(&self) -> String {
         match &self.app {
             Some(a) => format!("{}[{}]", a.app_name, a.app_index),
-            None => self.name.clone(),
+            None => self.name.to_string(),
         }
     }
 }

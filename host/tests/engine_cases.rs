@@ -124,21 +124,21 @@ impl Who {
                 Target {
                     origin: Origin::Con,
                     origin_id: cell,
-                    name: app.clone(),
-                    ip: format!("10.0.1.{cell}"),
+                    name: app.clone().into(),
+                    ip: format!("10.0.1.{cell}").into(),
                     app: Some(AppInstance {
-                        app_name: app.clone(),
+                        app_name: app.clone().into(),
                         app_index: self.index.unwrap_or(0),
-                        container_name: format!("{app}-{}", self.index.unwrap_or(0)),
-                        cell_name: format!("diego-cell/{cell}"),
+                        container_name: format!("{app}-{}", self.index.unwrap_or(0)).into(),
+                        cell_name: format!("diego-cell/{cell}").into(),
                     }),
                 }
             }
             (None, Some(id)) => Target {
                 origin: Origin::Pas,
                 origin_id: id,
-                name: format!("vm/{id}"),
-                ip: format!("10.0.0.{id}"),
+                name: format!("vm/{id}").into(),
+                ip: format!("10.0.0.{id}").into(),
                 app: None,
             },
             (None, None) => panic!("a case names a target by vm or app"),
@@ -259,8 +259,8 @@ fn open_alarms(case: &Case) -> Vec<OpenAlarm> {
                 Target {
                     origin: Origin::Con,
                     origin_id: 0,
-                    name: o.who.app.clone().unwrap_or_default(),
-                    ip: String::new(),
+                    name: o.who.app.clone().unwrap_or_default().into(),
+                    ip: String::new().into(),
                     app: None,
                 }
             } else {

@@ -50,8 +50,8 @@ impl Collector for Hot {
                 target: Target {
                     origin: Origin::Pas,
                     origin_id: vm.id,
-                    name: vm.name.clone(),
-                    ip: vm.ip.clone(),
+                    name: vm.name.clone().into(),
+                    ip: vm.ip.clone().into(),
                     app: None,
                 },
                 value: Measured::Usage {

@@ -12,8 +12,8 @@ fn vm(id: i64) -> Target {
     Target {
         origin: Origin::Pas,
         origin_id: id,
-        name: format!("vm/{id}"),
-        ip: format!("10.0.0.{id}"),
+        name: format!("vm/{id}").into(),
+        ip: format!("10.0.0.{id}").into(),
         app: None,
     }
 }

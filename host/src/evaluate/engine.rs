@@ -256,7 +256,7 @@ pub fn apply(open: &mut Vec<OpenAlarm>, change: &Change, now: Timestamp, next_id
                 status: OpenStatus::Raised,
                 raised_at: now,
                 last_sent: Some(now),
-                app_name: target.app.as_ref().map(|a| a.app_name.clone()),
+                app_name: target.app.as_ref().map(|a| a.app_name.to_string()),
                 app_index: target.app.as_ref().map(|a| a.app_index),
                 recovered: false,
                 notified_level: *level,

@@ -56,8 +56,8 @@ pub fn pipeline_target(origin: Origin) -> Target {
     Target {
         origin,
         origin_id: PIPELINE_ORIGIN_ID,
-        name: format!("{origin} metrics pipeline"),
-        ip: String::new(),
+        name: format!("{origin} metrics pipeline").into(),
+        ip: "".into(),
         app: None,
     }
 }
@@ -231,8 +231,8 @@ mod tests {
         Target {
             origin: Origin::Pas,
             origin_id: id,
-            name: format!("vm/{id}"),
-            ip: format!("10.0.0.{id}"),
+            name: format!("vm/{id}").into(),
+            ip: format!("10.0.0.{id}").into(),
             app: None,
         }
     }

@@ -78,8 +78,8 @@ impl Inhibitors {
                     && self
                         .apps
                         .contains(&(AlarmKey::of_target(target, alarm_type).app_name, alarm_type)))
-                    || self.down_cells.contains(&app.cell_name)
-                    || (!target.ip.is_empty() && self.down_cells.contains(&target.ip))
+                    || self.down_cells.contains(&*app.cell_name)
+                    || (!target.ip.is_empty() && self.down_cells.contains(&*target.ip))
             }
         }
     }
@@ -106,7 +106,7 @@ mod tests {
             origin: Origin::Pas,
             origin_id: id,
             name: name.into(),
-            ip: format!("10.0.0.{id}"),
+            ip: format!("10.0.0.{id}").into(),
             app: None,
         }
     }
@@ -114,12 +114,12 @@ mod tests {
         Target {
             origin: Origin::Con,
             origin_id: 0,
-            name: format!("{app}-{index}"),
+            name: format!("{app}-{index}").into(),
             ip: ip.into(),
             app: Some(AppInstance {
                 app_name: app.into(),
                 app_index: index,
-                container_name: format!("c-{index}"),
+                container_name: format!("c-{index}").into(),
                 cell_name: cell.into(),
             }),
         }
@@ -134,7 +134,7 @@ mod tests {
             status: OpenStatus::Raised,
             raised_at: chrono::Utc::now(),
             last_sent: Some(chrono::Utc::now()),
-            app_name: t.app.as_ref().map(|a| a.app_name.clone()),
+            app_name: t.app.as_ref().map(|a| a.app_name.to_string()),
             app_index: t.app.as_ref().map(|a| a.app_index),
             recovered: false,
             notified_level: Level::Critical,

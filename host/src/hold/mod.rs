@@ -120,8 +120,8 @@ impl Holds {
                 .target
                 .app
                 .as_ref()
-                .map(|a| a.cell_name.as_str())
-                .unwrap_or(s.target.name.as_str());
+                .map(|a| &*a.cell_name)
+                .unwrap_or(&*s.target.name);
             let deployment = inp.deployments.get(vm_name).map(String::as_str);
             let facts = AlarmFacts {
                 target: s.target,
@@ -222,7 +222,7 @@ mod tests {
             origin: Origin::Pas,
             origin_id: id,
             name: name.into(),
-            ip: format!("10.0.0.{id}"),
+            ip: format!("10.0.0.{id}").into(),
             app: None,
         }
     }

@@ -107,7 +107,7 @@ impl Matcher {
                         .as_ref()
                         .is_some_and(|a| glob(&self.value, &a.cell_name))
             }
-            MatchKey::Ip => self.value == t.ip,
+            MatchKey::Ip => *self.value == *t.ip,
             MatchKey::Origin => self.value == t.origin.code(),
             MatchKey::Type => self.value == f.alarm_type.code(),
             MatchKey::App => t

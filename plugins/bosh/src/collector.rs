@@ -80,8 +80,8 @@ impl Collector for BoshCollector {
         let target = Target {
             origin: Origin::Bos,
             origin_id: BOSH_ORIGIN_ID,
-            name: self.service_name.clone(),
-            ip: self.director_ip.clone(),
+            name: self.service_name.as_str().into(),
+            ip: self.director_ip.as_str().into(),
             app: None,
         };
         Ok(vm_metrics::readings_for(&target, by_key.get("")))

@@ -9,7 +9,7 @@ use monit_cf_metrics::container::{
     self as container_metrics, ContainerSource, ContainerUsage, Narrow, Stats, UsageWindows,
     Wanted, read_container_usage_of,
 };
-use monit_host::model::{AppInstance, Measured, Origin, Reading, Resource, Target, Vm};
+use monit_host::model::{AppInstance, Measured, Name, Origin, Reading, Resource, Target, Vm};
 use monit_host::plugin::MovedKey;
 use monit_host::{CollectContext, Collector, PluginContext, PluginParts, PluginRegistration};
 use rustc_hash::FxHashMap;
@@ -135,7 +135,7 @@ impl Collector for ContainerCollector {
             .filter(|vm| vm.is_cell())
             .filter(|vm| {
                 ctx.targets
-                    .is_none_or(|t| t.iter().any(|t| t.origin == Origin::Con && t.ip == vm.ip))
+                    .is_none_or(|t| t.iter().any(|t| t.origin == Origin::Con && *t.ip == *vm.ip))
             })
             .collect();
         if cells.is_empty() {
@@ -156,13 +156,12 @@ impl Collector for ContainerCollector {
         };
         // containers on other cells are dropped as the answer is decoded: memory follows the
         // inventory's cells, not what the store holds
-        let cell_ips: container_metrics::CellSet =
-            cells.iter().map(|vm| vm.ip.as_str()).collect();
+        let cell_ips: container_metrics::CellSet = cells.iter().map(|vm| vm.ip.as_str()).collect();
         // confirmation: the query reads the new alarms' containers only (O(alarms))
         let interfaces: Option<std::collections::HashSet<&str>> = ctx.targets.map(|t| {
             t.iter()
                 .filter(|t| t.origin == Origin::Con)
-                .filter_map(|t| t.app.as_ref().map(|a| a.container_name.as_str()))
+                .filter_map(|t| t.app.as_ref().map(|a| &*a.container_name))
                 .collect()
         });
         let wanted = Wanted {
@@ -245,21 +244,37 @@ pub fn readings(usage: &[ContainerUsage], cells: &[&Vm]) -> Vec<Reading> {
         metrics::counter!("monit_container_skipped_total", "reason" => "duplicate_app_instance")
             .increment(duplicates);
     }
+    // the names each reading carries, shared: a container's three readings, a cell's containers
+    let mut cell_names: FxHashMap<i64, (Name, Name)> = FxHashMap::default();
+    let mut last: Option<(*const ContainerUsage, Name, Name)> = None;
     order
         .into_iter()
         .filter_map(|(key, c)| {
             let &(_, cell, s) = best.get(&key)?;
+            let (ip, cell_name) = cell_names
+                .entry(cell.id)
+                .or_insert_with(|| (cell.ip.as_str().into(), cell.name.as_str().into()))
+                .clone();
+            let (app_name, container) = match &last {
+                Some((at, a, k)) if std::ptr::eq(*at, c) => (a.clone(), k.clone()),
+                _ => {
+                    let names: (Name, Name) =
+                        (c.app_name.as_str().into(), c.container.as_str().into());
+                    last = Some((c, names.0.clone(), names.1.clone()));
+                    names
+                }
+            };
             Some(Reading {
                 target: Target {
                     origin: Origin::Con,
                     origin_id: cell.id,
-                    name: c.app_name.clone(),
-                    ip: cell.ip.clone(),
+                    name: app_name.clone(),
+                    ip,
                     app: Some(AppInstance {
-                        app_name: c.app_name.clone(),
+                        app_name,
                         app_index: c.app_index,
-                        container_name: c.container.clone(),
-                        cell_name: cell.name.clone(),
+                        container_name: container,
+                        cell_name,
                     }),
                 },
                 value: Measured::Usage {
@@ -318,16 +333,12 @@ mod tests {
         assert_eq!(r.len(), 1);
         let t = &r[0].target;
         assert_eq!(
-            (t.origin, t.origin_id, t.name.as_str(), t.ip.as_str()),
+            (t.origin, t.origin_id, &*t.name, &*t.ip),
             (Origin::Con, 7, "web", "10.0.16.21")
         );
         let app = t.app.as_ref().unwrap();
         assert_eq!(
-            (
-                app.app_index,
-                app.container_name.as_str(),
-                app.cell_name.as_str()
-            ),
+            (app.app_index, &*app.container_name, &*app.cell_name),
             (0, "c1", "diego-cell/7")
         );
     }
@@ -344,7 +355,10 @@ mod tests {
             &[&c1, &c2],
         );
         assert_eq!(r.len(), 1);
-        assert_eq!(r[0].target.app.as_ref().unwrap().container_name, "new");
+        assert_eq!(
+            r[0].target.app.as_ref().unwrap().container_name,
+            "new".into()
+        );
         assert_eq!(r[0].target.origin_id, 8);
     }
 

@@ -181,12 +181,12 @@ fn actual(readings: &[Reading]) -> Vec<Expected> {
                 .expect("a container reading carries its app");
             assert_eq!(r.target.name, app.app_name);
             Expected {
-                app_name: app.app_name.clone(),
+                app_name: app.app_name.to_string(),
                 app_index: app.app_index,
-                container: app.container_name.clone(),
+                container: app.container_name.to_string(),
                 cell_id: r.target.origin_id,
-                cell_name: app.cell_name.clone(),
-                ip: r.target.ip.clone(),
+                cell_name: app.cell_name.to_string(),
+                ip: r.target.ip.to_string(),
                 resource,
                 mean,
                 peak,

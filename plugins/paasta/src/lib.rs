@@ -94,7 +94,7 @@ impl Collector for PaastaCollector {
             Some(t) => ctx
                 .vms
                 .iter()
-                .filter(|vm| t.iter().any(|t| t.origin == Origin::Pas && t.ip == vm.ip))
+                .filter(|vm| t.iter().any(|t| t.origin == Origin::Pas && *t.ip == *vm.ip))
                 .collect(),
             None => ctx.vms.iter().collect(),
         };
@@ -119,8 +119,8 @@ impl Collector for PaastaCollector {
                 let target = Target {
                     origin: Origin::Pas,
                     origin_id: vm.id,
-                    name: vm.name.clone(),
-                    ip: vm.ip.clone(),
+                    name: vm.name.as_str().into(),
+                    ip: vm.ip.as_str().into(),
                     app: None,
                 };
                 vm_metrics::readings_for(&target, by_ip.get(&vm.ip))

@@ -33,13 +33,13 @@ fn target(d: &ScaleDecision) -> Target {
     Target {
         origin: Origin::Con,
         origin_id: 0,
-        name: d.app_name.clone(),
-        ip: String::new(),
+        name: d.app_name.as_str().into(),
+        ip: "".into(),
         app: Some(AppInstance {
-            app_name: d.app_name.clone(),
+            app_name: d.app_name.as_str().into(),
             app_index: APP_LEVEL_INDEX,
-            container_name: String::new(),
-            cell_name: String::new(),
+            container_name: "".into(),
+            cell_name: "".into(),
         }),
     }
 }

@@ -9,8 +9,8 @@
 //! series the store keeps apart stay apart), and 16 bytes per point (24 with a reader's extra
 //! field).
 
-use std::collections::hash_map::DefaultHasher;
 use rustc_hash::FxHashSet;
+use std::collections::hash_map::DefaultHasher;
 use std::collections::{HashMap, VecDeque};
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;

@@ -132,15 +132,15 @@ pub async fn open_alarms(
             .unwrap_or_default();
         let app = match (origin, &app_name) {
             (Some(Origin::Con), Some(app)) => Some(AppInstance {
-                app_name: app.clone(),
+                app_name: app.as_str().into(),
                 app_index: app_index.unwrap_or(0),
-                container_name: text(row, "container_name").unwrap_or_default(),
-                cell_name: vm_name.clone().unwrap_or_default(),
+                container_name: text(row, "container_name").unwrap_or_default().into(),
+                cell_name: vm_name.clone().unwrap_or_default().into(),
             }),
             _ => None,
         };
         let name = match &app {
-            Some(a) => a.app_name.clone(),
+            Some(a) => a.app_name.to_string(),
             None => vm_name
                 .clone()
                 .or_else(|| title_name(&title))
@@ -154,7 +154,7 @@ pub async fn open_alarms(
                     &a.cell_name
                 }
             }),
-            Some(a) => a.app_name.clone(),
+            Some(a) => a.app_name.to_string(),
             None => name.clone(),
         };
         let held_since_open = row.try_get::<i64, _>("held").unwrap_or(0) != 0;
@@ -202,8 +202,8 @@ pub async fn open_alarms(
                 target: Target {
                     origin,
                     origin_id: row.try_get("origin_id").unwrap_or_default(),
-                    name,
-                    ip,
+                    name: name.into(),
+                    ip: ip.into(),
                     app,
                 },
                 alarm_type,
@@ -217,8 +217,8 @@ pub async fn open_alarms(
                 target: Target {
                     origin: Origin::Pas,
                     origin_id: -1,
-                    name: String::new(),
-                    ip: String::new(),
+                    name: "".into(),
+                    ip: "".into(),
                     app: None,
                 },
                 alarm_type: AlarmType::Fail,
@@ -269,8 +269,8 @@ pub async fn open_alarms(
         let vm_name = target
             .app
             .as_ref()
-            .map(|a| a.cell_name.as_str())
-            .unwrap_or(target.name.as_str());
+            .map(|a| &*a.cell_name)
+            .unwrap_or(&*target.name);
         let deployment = deployments.get(vm_name).map(String::as_str);
         let facts = AlarmFacts {
             target: &target,
@@ -310,7 +310,7 @@ pub async fn open_alarms(
             Some(HoldReason::Inhibited) => {
                 view.hold = HoldReason::Inhibited.code();
                 view.why = match &target.app {
-                    Some(a) if down_cells.contains(a.cell_name.as_str()) => {
+                    Some(a) if down_cells.contains(&*a.cell_name) => {
                         format!("its cell {} is down (a fail alarm is open)", a.cell_name)
                     }
                     Some(a) => format!(

@@ -209,7 +209,7 @@ fn target(id: i64, ip: &str) -> Target {
     Target {
         origin: Origin::Pas,
         origin_id: id,
-        name: format!("vm/{id}"),
+        name: format!("vm/{id}").into(),
         ip: ip.into(),
         app: None,
     }

@@ -564,8 +564,7 @@ async fn only_wanted_vms_and_containers_are_kept() {
             .await
             .unwrap();
         same_containers(backend, &kept, &every);
-        let elsewhere: monit_cf_metrics::container::CellSet =
-            ["10.0.16.99"].into_iter().collect();
+        let elsewhere: monit_cf_metrics::container::CellSet = ["10.0.16.99"].into_iter().collect();
         let none = read_container_usage_of(
             &store,
             &source,
