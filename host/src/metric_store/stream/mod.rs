@@ -23,9 +23,11 @@ use std::time::Duration;
 use subtle::ConstantTimeEq;
 use window::Refused;
 
-/// Points are kept this much longer than the longest window: writers' clocks and flush periods
-/// differ from ours, and a tick's `now` is a little later than the last retention update.
-const RETENTION_MARGIN: Duration = Duration::from_secs(120);
+/// Points are kept this much longer than the longest window. What is dropped is older than an
+/// arrival's wall clock minus the retention, and a tick reads back from its own later `now`:
+/// any margin is safe; one writer period keeps a point more than any window reads, no more
+/// (every point kept is memory times the fleet).
+const RETENTION_MARGIN: Duration = Duration::from_secs(30);
 /// Kept until the first tick says how long the policies' windows are: longer than any usual
 /// `measure_time`, and the cost is bounded by `max_series` anyway.
 const INITIAL_RETENTION: Duration = Duration::from_secs(3600);

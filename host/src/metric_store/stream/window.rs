@@ -64,54 +64,120 @@ pub struct StoredPoint {
     pub extra: f64,
 }
 
-/// One series' points in time order.
-#[derive(Debug, Default)]
-struct SeriesWindow {
-    points: VecDeque<(i64, f64)>,
-    /// the extra field of each point (NaN: not written), kept only once a point brought one
-    extras: Option<VecDeque<f64>>,
+/// One series' points in time order, with the reader's extra field once a point brought one
+/// (then 24 bytes a point instead of 16). The capacity grows one point at a time: a series
+/// holds about the same number of points from one minute to the next, and a doubling would
+/// leave up to half of every window empty (most of the memory of a large fleet); by halves, a
+/// third at most, with few reallocations while a window fills.
+#[derive(Debug)]
+enum SeriesWindow {
+    Plain(VecDeque<(i64, f64)>),
+    Extra(VecDeque<(i64, f64, f64)>),
+}
+
+impl Default for SeriesWindow {
+    fn default() -> Self {
+        SeriesWindow::Plain(VecDeque::new())
+    }
+}
+
+/// A point at index `i` at the same time is replaced field by field (as InfluxDB does), else
+/// the point goes in at `i`.
+fn put<T>(q: &mut VecDeque<T>, i: usize, same: bool, p: T, merge: impl FnOnce(&mut T, T)) {
+    if same {
+        if let Some(x) = q.get_mut(i) {
+            merge(x, p);
+        }
+        return;
+    }
+    if q.len() == q.capacity() {
+        q.reserve_exact((q.len() / 2).max(4));
+    }
+    q.insert(i, p);
 }
 
 impl SeriesWindow {
+    fn len(&self) -> usize {
+        match self {
+            SeriesWindow::Plain(q) => q.len(),
+            SeriesWindow::Extra(q) => q.len(),
+        }
+    }
+
+    fn time(&self, i: usize) -> Option<i64> {
+        match self {
+            SeriesWindow::Plain(q) => q.get(i).map(|p| p.0),
+            SeriesWindow::Extra(q) => q.get(i).map(|p| p.0),
+        }
+    }
+
+    fn get(&self, i: usize) -> Option<StoredPoint> {
+        match self {
+            SeriesWindow::Plain(q) => q.get(i).map(|&(time_ns, value)| StoredPoint {
+                time_ns,
+                value,
+                extra: f64::NAN,
+            }),
+            SeriesWindow::Extra(q) => q.get(i).map(|&(time_ns, value, extra)| StoredPoint {
+                time_ns,
+                value,
+                extra,
+            }),
+        }
+    }
+
+    /// The index of the first point with a time for which `before` is false.
+    fn partition_point(&self, before: impl Fn(i64) -> bool) -> usize {
+        match self {
+            SeriesWindow::Plain(q) => q.partition_point(|p| before(p.0)),
+            SeriesWindow::Extra(q) => q.partition_point(|p| before(p.0)),
+        }
+    }
+
     /// Stores a point: a point at the same time gets the fields it writes replaced, as InfluxDB
     /// does; a late point goes to its place.
     fn insert(&mut self, p: StoredPoint) {
-        if self.extras.is_none() && !p.extra.is_nan() {
-            self.extras = Some(std::iter::repeat_n(f64::NAN, self.points.len()).collect());
+        if let SeriesWindow::Plain(q) = self
+            && !p.extra.is_nan()
+        {
+            let mut wide = VecDeque::with_capacity(q.len() + 1);
+            wide.extend(q.iter().map(|&(t, v)| (t, v, f64::NAN)));
+            *self = SeriesWindow::Extra(wide);
         }
-        let i = match self.points.back() {
-            Some(&(last, _)) if last >= p.time_ns => {
-                self.points.partition_point(|&(t, _)| t < p.time_ns)
-            }
-            _ => self.points.len(),
+        let i = match self.time(self.len().wrapping_sub(1)) {
+            Some(last) if last >= p.time_ns => self.partition_point(|t| t < p.time_ns),
+            _ => self.len(),
         };
-        match self.points.get_mut(i) {
-            Some(q) if q.0 == p.time_ns => {
-                if !p.value.is_nan() {
-                    q.1 = p.value;
-                }
-                if let (Some(e), false) = (self.extras.as_mut(), p.extra.is_nan())
-                    && let Some(x) = e.get_mut(i)
-                {
-                    *x = p.extra;
+        let same = self.time(i) == Some(p.time_ns);
+        let keep = |old: f64, new: f64| if new.is_nan() { old } else { new };
+        match self {
+            SeriesWindow::Plain(q) => put(q, i, same, (p.time_ns, p.value), |x, n| {
+                x.1 = keep(x.1, n.1);
+            }),
+            SeriesWindow::Extra(q) => put(q, i, same, (p.time_ns, p.value, p.extra), |x, n| {
+                x.1 = keep(x.1, n.1);
+                x.2 = keep(x.2, n.2);
+            }),
+        }
+    }
+
+    fn prune(&mut self, oldest_ns: i64) {
+        match self {
+            SeriesWindow::Plain(q) => {
+                while q.front().is_some_and(|p| p.0 < oldest_ns) {
+                    q.pop_front();
                 }
             }
-            _ => {
-                self.points.insert(i, (p.time_ns, p.value));
-                if let Some(e) = self.extras.as_mut() {
-                    e.insert(i, p.extra);
+            SeriesWindow::Extra(q) => {
+                while q.front().is_some_and(|p| p.0 < oldest_ns) {
+                    q.pop_front();
                 }
             }
         }
     }
 
-    fn prune(&mut self, oldest_ns: i64) {
-        while self.points.front().is_some_and(|&(t, _)| t < oldest_ns) {
-            self.points.pop_front();
-            if let Some(e) = self.extras.as_mut() {
-                e.pop_front();
-            }
-        }
+    fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 
@@ -165,21 +231,9 @@ impl<'a> SeriesRef<'a> {
     /// `time > start AND time <= end`).
     pub fn points(self, start_ns: i64, end_ns: i64) -> impl Iterator<Item = StoredPoint> + 'a {
         let w = self.window;
-        let from = w.points.partition_point(|&(t, _)| t <= start_ns);
-        let to = w.points.partition_point(|&(t, _)| t <= end_ns).max(from);
-        (from..to).filter_map(move |i| {
-            let &(time_ns, value) = w.points.get(i)?;
-            let extra = w
-                .extras
-                .as_ref()
-                .and_then(|e| e.get(i).copied())
-                .unwrap_or(f64::NAN);
-            Some(StoredPoint {
-                time_ns,
-                value,
-                extra,
-            })
-        })
+        let from = w.partition_point(|t| t <= start_ns);
+        let to = w.partition_point(|t| t <= end_ns).max(from);
+        (from..to).filter_map(move |i| w.get(i))
     }
 }
 
@@ -279,10 +333,7 @@ fn in_inventory(
     })
 }
 
-static EMPTY: SeriesWindow = SeriesWindow {
-    points: VecDeque::new(),
-    extras: None,
-};
+static EMPTY: SeriesWindow = SeriesWindow::Plain(VecDeque::new());
 
 /// Why a point was not stored.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -417,7 +468,7 @@ impl Windows {
             let (readers, tag_keys) = (&m.readers, &m.tag_keys);
             m.series.retain(|key, s| {
                 s.prune(oldest_ns);
-                !s.points.is_empty()
+                !s.is_empty()
                     && inventory.is_none_or(|inv| in_inventory(readers, tag_keys, key, inv))
             });
             left += m.series.len() as u64;
