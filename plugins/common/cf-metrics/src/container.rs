@@ -466,15 +466,21 @@ async fn read_prometheus(
     let queries = usage_promql(source, windows, c.db_label(), narrow);
     let shared = std::sync::Mutex::new(fold);
     let at = now.timestamp();
-    let mut answers = futures::stream::iter(queries.iter().map(|(r, agg, q)| {
-        let shared = &shared;
-        c.query_fold(q, at, move |s: Sample| {
-            if let Ok(mut f) = shared.lock() {
-                f.add_sample(*r, agg, &s);
-            }
+    // collected first: a lazy `map` in the stream would make the future not `Send` (its
+    // closure's lifetimes are not general enough for the async trait)
+    let reads: Vec<_> = queries
+        .iter()
+        .map(|(r, agg, q)| {
+            let shared = &shared;
+            c.query_fold(q, at, move |s: Sample| {
+                if let Ok(mut f) = shared.lock() {
+                    f.add_sample(*r, agg, &s);
+                }
+            })
         })
-    }))
-    .buffer_unordered(crate::vm::PROMETHEUS_IN_FLIGHT);
+        .collect();
+    let mut answers =
+        futures::stream::iter(reads).buffer_unordered(crate::vm::PROMETHEUS_IN_FLIGHT);
     while let Some(a) = answers.next().await {
         a?;
     }

@@ -665,15 +665,20 @@ impl VmQuery<'_> {
         // the answers arrive side by side into one fold (the lock is never contended for
         // long: one sample at a time)
         let shared = std::sync::Mutex::new(fold);
-        let mut answers = futures::stream::iter(queries.iter().map(|(agg, q)| {
-            let shared = &shared;
-            c.query_fold(q, self.end_epoch, move |s: Sample| {
-                if let Ok(mut f) = shared.lock() {
-                    f.add_sample(agg, &s);
-                }
+        // collected first: a lazy `map` in the stream would make the future not `Send` (its
+        // closure's lifetimes are not general enough for the async trait)
+        let reads: Vec<_> = queries
+            .iter()
+            .map(|(agg, q)| {
+                let shared = &shared;
+                c.query_fold(q, self.end_epoch, move |s: Sample| {
+                    if let Ok(mut f) = shared.lock() {
+                        f.add_sample(agg, &s);
+                    }
+                })
             })
-        }))
-        .buffer_unordered(PROMETHEUS_IN_FLIGHT);
+            .collect();
+        let mut answers = futures::stream::iter(reads).buffer_unordered(PROMETHEUS_IN_FLIGHT);
         while let Some(a) = answers.next().await {
             a?;
         }
