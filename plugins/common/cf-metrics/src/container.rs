@@ -141,9 +141,9 @@ pub fn active_horizon(bucket_seconds: u64) -> Duration {
 
 /// Reads the usage of every app container that reported within [`active_horizon`] of `now`,
 /// from the configured store, in a fixed number of queries whatever the number of containers
-/// (InfluxDB: five statements in three queries sent at once; Prometheus API: one query per
-/// resource). Each
-/// resource is averaged over its own window ending at `now`.
+/// (InfluxDB: five statements in three queries sent at once; Prometheus API: eleven one-rollup
+/// queries, [`crate::vm::PROMETHEUS_IN_FLIGHT`] at a time). Each resource is averaged over its
+/// own window ending at `now`.
 pub async fn read_container_usage(
     store: &MetricStore,
     source: &ContainerSource,

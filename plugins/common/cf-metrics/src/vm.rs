@@ -1,7 +1,8 @@
 //! VM metrics as both generations of PaaS-TA metric writers store them (spec 9.1, 9.2), read for
-//! all VMs in a fixed number of queries per measurement whatever the fleet (one per resource,
-//! each over its own policy window). Each series' window mean, maximum, minimum and point count
-//! are folded here across series (cores, memory metrics, mounts). The statement shape per store
+//! all VMs in a fixed number of queries per measurement whatever the fleet (InfluxDB: one per
+//! resource; Prometheus API: one per resource and aggregate), each resource over its own policy
+//! window. Each series' window mean, maximum, minimum and point count are folded here across
+//! series (cores, memory metrics, mounts). The statement shape per store
 //! is the cheaper one measured (docs/benchmarks.md, "Issue 20 item 7"):
 //! * InfluxDB 1.x: the window's points, raw (`SELECT "value" ... GROUP BY ip, metricname`),
 //!   summed here as they are decoded, exactly as stream mode sums them. InfluxDB 1.6 walks the
@@ -23,8 +24,8 @@
 //!   data disk is not hidden by an empty root disk (defect D11).
 //!
 //! The peak (which decides recovery: the whole window under the warning threshold) is the
-//! window's highest POINT, no longer the highest 30 s bucket mean: one row per series carries no
-//! buckets. It is never lower than the old peak, so a recovery can only come later, not earlier.
+//! window's highest POINT, no longer the highest 30 s bucket mean: no shape reads buckets any
+//! more. It is never lower than the old peak, so a recovery can only come later, not earlier.
 
 use crate::container::UsageWindows;
 use futures::StreamExt;
@@ -137,8 +138,9 @@ pub const PROMQL_AGGREGATES: [&str; 4] = ["avg", "max", "min", "count"];
 /// Queries a reader keeps in flight at once on a Prometheus-API store. The store parallelises
 /// each query itself; more at once only adds contention (measured: 2.2-2.5 s of
 /// VictoriaMetrics CPU with two per reader, 2.3-3.2 s with four), and VictoriaMetrics queues
-/// requests beyond `-search.maxConcurrentRequests` (2 per CPU) for at most 10 s before it
-/// refuses them.
+/// requests beyond `-search.maxConcurrentRequests` (4 on 2 CPUs) for at most
+/// `-search.maxQueueDuration` (10 s) before it refuses them: two per reader keep the tick's
+/// total near the six queries it sent when each resource was one `or`-joined query.
 pub const PROMETHEUS_IN_FLIGHT: usize = 2;
 
 /// The aggregates of a series' points in the window, summed in time order as they arrive (raw
