@@ -112,8 +112,8 @@ async fn run_once_with_victoria_metrics_opens_the_same_alarms_as_with_influxdb()
     assert_eq!(sums[0]["metric_store"], "influxdb", "{}", sums[0]);
     assert_eq!(sums[1]["metric_store"], "prometheus", "{}", sums[1]);
     assert_eq!(
-        sums[1]["influx_queries"], 6,
-        "one PromQL query per resource and measurement: {}",
+        sums[1]["influx_queries"], 23,
+        "one PromQL query per rollup: 12 for the VMs, 11 for the containers: {}",
         sums[1]
     );
     assert_eq!(sums[0]["readings"], sums[1]["readings"]);

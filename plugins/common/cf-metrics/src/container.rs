@@ -141,9 +141,9 @@ pub fn active_horizon(bucket_seconds: u64) -> Duration {
 
 /// Reads the usage of every app container that reported within [`active_horizon`] of `now`,
 /// from the configured store, in a fixed number of queries whatever the number of containers
-/// (InfluxDB: five statements in three queries sent at once; Prometheus API: one query per
-/// resource). Each
-/// resource is averaged over its own window ending at `now`.
+/// (InfluxDB: five statements in three queries sent at once; Prometheus API: eleven one-rollup
+/// queries, [`crate::vm::PROMETHEUS_IN_FLIGHT`] at a time). Each resource is averaged over its
+/// own window ending at `now`.
 pub async fn read_container_usage(
     store: &MetricStore,
     source: &ContainerSource,
@@ -391,16 +391,22 @@ pub fn usage_queries(
     ]
 }
 
-/// One PromQL query per resource, every aggregate told apart by a `monit_agg` label: CPU
-/// (`rate`, `count_over_time`, and `count_over_time` over the activity horizon for liveness), memory and disk (`avg_over_time`, `max_over_time`, `count_over_time`
-/// of the value, `last_over_time` of the limit). A store fed by `/write?db=` names the
-/// line-protocol field `<measurement>_<field>`.
+/// One PromQL query per aggregate, each named by the resource it reads (`None`: CPU) and the
+/// aggregate: CPU `rate`, `count` (`count_over_time`) and `live` (`count_over_time` over the
+/// activity horizon), memory and disk `mean`, `max`, `count` (`avg_over_time`,
+/// `max_over_time`, `count_over_time` of the value) and `limit` (`last_over_time` of the limit
+/// field). A store fed by `/write?db=` names the line-protocol field `<measurement>_<field>`.
+///
+/// One rollup per query, sent [`crate::vm::PROMETHEUS_IN_FLIGHT`] at a time: the same rollups
+/// joined by `or` need `label_replace` to tell them apart, and VictoriaMetrics then matches
+/// the label sets of every side against each other; at 10,000 containers that cost it more
+/// than the rollups themselves (docs/benchmarks.md, "Issue 20 item 7").
 pub fn usage_promql(
     source: &ContainerSource,
     windows: &UsageWindows,
     db_label: &str,
     narrow: Option<Narrow<'_>>,
-) -> [String; 3] {
+) -> Vec<(Option<Resource>, &'static str, String)> {
     let bucket = source.bucket_seconds.max(1);
     let horizon = active_horizon(bucket).as_secs();
     let selector = |field: &str, name_matcher: String| {
@@ -420,34 +426,45 @@ pub fn usage_promql(
     // only the container's tags come back (`max by`: one sample per container, no measurement
     // name and writer tags repeated in every sample: a third of the answer)
     let by = GROUP_TAGS.join(", ");
-    let tagged = |expr: String, agg: &str| {
-        format!("label_replace(max by ({by}) ({expr}), \"monit_agg\", \"{agg}\", \"\", \"\")")
-    };
+    let max_by = |expr: String| format!("max by ({by}) ({expr})");
     let cpu = selector("value", format!("={}", prometheus::string(CPU_SERIES)));
     let w = effective(windows.cpu, bucket);
-    let cpu_query = [
-        tagged(format!("rate({cpu}[{w}s])"), "rate"),
-        tagged(format!("count_over_time({cpu}[{w}s])"), "count"),
-        tagged(format!("count_over_time({cpu}[{horizon}s])"), "live"),
-    ]
-    .join(" or ");
-    let gauge_query = |series: &str, limit: &str, window: Duration| {
+    let mut queries = vec![
+        (None, "rate", max_by(format!("rate({cpu}[{w}s])"))),
+        (
+            None,
+            "count",
+            max_by(format!("count_over_time({cpu}[{w}s])")),
+        ),
+        (
+            None,
+            "live",
+            max_by(format!("count_over_time({cpu}[{horizon}s])")),
+        ),
+    ];
+    for (r, series, limit, window) in [
+        (Resource::Memory, MEMORY_SERIES, "app_mem", windows.memory),
+        (Resource::Disk, DISK_SERIES, "app_disk", windows.disk),
+    ] {
         let v = selector("value", format!("={}", prometheus::string(series)));
         let l = selector(limit, format!("={}", prometheus::string(series)));
         let w = effective(window, bucket);
-        [
-            tagged(format!("avg_over_time({v}[{w}s])"), "mean"),
-            tagged(format!("max_over_time({v}[{w}s])"), "max"),
-            tagged(format!("count_over_time({v}[{w}s])"), "count"),
-            tagged(format!("last_over_time({l}[{w}s])"), "limit"),
-        ]
-        .join(" or ")
-    };
-    [
-        cpu_query,
-        gauge_query(MEMORY_SERIES, "app_mem", windows.memory),
-        gauge_query(DISK_SERIES, "app_disk", windows.disk),
-    ]
+        queries.extend([
+            (Some(r), "mean", max_by(format!("avg_over_time({v}[{w}s])"))),
+            (Some(r), "max", max_by(format!("max_over_time({v}[{w}s])"))),
+            (
+                Some(r),
+                "count",
+                max_by(format!("count_over_time({v}[{w}s])")),
+            ),
+            (
+                Some(r),
+                "limit",
+                max_by(format!("last_over_time({l}[{w}s])")),
+            ),
+        ]);
+    }
+    queries
 }
 
 async fn read_prometheus(
@@ -458,22 +475,28 @@ async fn read_prometheus(
     narrow: Option<Narrow<'_>>,
     fold: &mut PartsFold<'_>,
 ) -> Result<(), MetricStoreError> {
+    use futures::StreamExt;
     let queries = usage_promql(source, windows, c.db_label(), narrow);
     let shared = std::sync::Mutex::new(fold);
-    let add = |r: Option<Resource>, s: Sample| {
-        if let Ok(mut f) = shared.lock() {
-            f.add_sample(r, &s);
-        }
-    };
     let at = now.timestamp();
-    let (a, b, d) = futures::join!(
-        c.query_fold(&queries[0], at, |s| add(None, s)),
-        c.query_fold(&queries[1], at, |s| add(Some(Resource::Memory), s)),
-        c.query_fold(&queries[2], at, |s| add(Some(Resource::Disk), s)),
-    );
-    a?;
-    b?;
-    d?;
+    // collected first: a lazy `map` in the stream would make the future not `Send` (its
+    // closure's lifetimes are not general enough for the async trait)
+    let reads: Vec<_> = queries
+        .iter()
+        .map(|(r, agg, q)| {
+            let shared = &shared;
+            c.query_fold(q, at, move |s: Sample| {
+                if let Ok(mut f) = shared.lock() {
+                    f.add_sample(*r, agg, &s);
+                }
+            })
+        })
+        .collect();
+    let mut answers =
+        futures::stream::iter(reads).buffer_unordered(crate::vm::PROMETHEUS_IN_FLIGHT);
+    while let Some(a) = answers.next().await {
+        a?;
+    }
     Ok(())
 }
 
@@ -705,13 +728,14 @@ impl PartsFold<'_> {
         Some(self.parts.entry(key).or_default())
     }
 
-    /// One sample of [`usage_promql`]'s answers: `r` is `None` for the CPU query.
-    fn add_sample(&mut self, r: Option<Resource>, s: &Sample) {
+    /// One sample of a query of [`usage_promql`], named by its resource (`None`: CPU) and
+    /// aggregate.
+    fn add_sample(&mut self, r: Option<Resource>, agg: &str, s: &Sample) {
         let Some(p) = self.entry(|t| Some(s.label(t))) else {
             return;
         };
         let v = Some(s.value).filter(|v| v.is_finite());
-        match (r, s.label("monit_agg")) {
+        match (r, agg) {
             (None, "rate") => p.cpu_rate = v,
             (None, "count") => p.cpu_points = v,
             (None, "live") => p.live |= v.is_some_and(|n| n > 0.0),
@@ -1148,10 +1172,16 @@ mod tests {
         let w = UsageWindows::uniform(Duration::from_secs(300));
         let mut s = source("c\"m\n");
         s.db = "x\"} or vector(1) or {a=\"".into();
-        for q in usage_promql(&s, &w, "db", None) {
+        let queries = usage_promql(&s, &w, "db", None);
+        assert_eq!(queries.len(), 11, "one query per rollup: {queries:?}");
+        for (r, agg, q) in queries {
             assert!(q.contains(r#"__name__="c\"m\n_"#), "{q}");
             assert!(q.contains(r#"db="x\"} or vector(1) or {a=\"""#), "{q}");
-            assert!(q.contains("[300s]"), "{q}");
+            let window = if agg == "live" { "[90s]" } else { "[300s]" };
+            assert!(q.contains(window), "{r:?} {agg}: {q}");
+            let rollups = q.matches("_over_time(").count() + q.matches("rate(").count();
+            assert_eq!(rollups, 1, "{q}");
+            assert!(!q.contains("label_replace"), "{q}");
         }
     }
 
@@ -1176,7 +1206,7 @@ mod tests {
             ignore_case: true,
             ..narrow
         };
-        for q in usage_promql(&source("m"), &w, "db", Some(apps)) {
+        for (_, _, q) in usage_promql(&source("m"), &w, "db", Some(apps)) {
             assert!(q.contains(r#"application_id=~"(?i)(a/b|c\\.d)""#), "{q}");
         }
         for q in usage_queries(&source("m"), &w, now, None) {

@@ -1,9 +1,17 @@
 //! VM metrics as both generations of PaaS-TA metric writers store them (spec 9.1, 9.2), read for
-//! all VMs in ONE query per measurement (three statements, one per resource, each over its own
-//! policy window) that returns ONE ROW PER SERIES: the store computes each series' window mean,
-//! maximum, minimum and point count; only the fold across series (cores, memory metrics, mounts)
-//! happens here. Either store: InfluxQL for InfluxDB 1.x, PromQL for a Prometheus-API store
-//! (`avg_over_time`, `max_over_time`, `min_over_time`, `count_over_time`, one query per resource).
+//! all VMs in a fixed number of queries per measurement whatever the fleet (InfluxDB: one per
+//! resource; Prometheus API: one per resource and aggregate), each resource over its own policy
+//! window. Each series' window mean, maximum, minimum and point count are folded here across
+//! series (cores, memory metrics, mounts). The statement shape per store
+//! is the cheaper one measured (docs/benchmarks.md, "Issue 20 item 7"):
+//! * InfluxDB 1.x: the window's points, raw (`SELECT "value" ... GROUP BY ip, metricname`),
+//!   summed here as they are decoded, exactly as stream mode sums them. InfluxDB 1.6 walks the
+//!   points once per aggregate call, so the four aggregates cost four walks (1.2 s at 1,000
+//!   VMs against 0.5 s for the points, and 0.7 s for 6b92468's bucketed means);
+//! * a Prometheus-API store: one query per aggregate (`avg_over_time`, `max_over_time`,
+//!   `min_over_time`, `count_over_time`), two in flight per reader: the same rollups joined by
+//!   `or` (told apart by `label_replace`) cost VictoriaMetrics about half as much CPU again
+//!   for matching the label sets of every side.
 //!
 //! Metric names read (either generation, whichever a VM reports):
 //! * cpu: `cpuStats.<n>` (2.0/3.0) or `cpuStats.core.<n>` (newer agent); load averages excluded
@@ -16,10 +24,11 @@
 //!   data disk is not hidden by an empty root disk (defect D11).
 //!
 //! The peak (which decides recovery: the whole window under the warning threshold) is the
-//! window's highest POINT, no longer the highest 30 s bucket mean: one row per series carries no
-//! buckets. It is never lower than the old peak, so a recovery can only come later, not earlier.
+//! window's highest POINT, no longer the highest 30 s bucket mean: no shape reads buckets any
+//! more. It is never lower than the old peak, so a recovery can only come later, not earlier.
 
 use crate::container::UsageWindows;
+use futures::StreamExt;
 use monit_host::metric_store::influx::{InfluxClient, InfluxError, Series, ident, string};
 use monit_host::metric_store::prometheus::{self, PrometheusClient, Sample};
 use monit_host::metric_store::stream::{StreamHandle, StreamSeries};
@@ -122,6 +131,61 @@ fn point_counts(r: Resource, v: f64) -> bool {
     v > -VALUE_BOUND && v < VALUE_BOUND && (r == Resource::Memory || (0.0..=101.0).contains(&v))
 }
 
+/// The aggregates of a series that the PromQL of [`VmQuery::to_promql`] asks for, in order
+/// (each `<aggregate>_over_time`).
+pub const PROMQL_AGGREGATES: [&str; 4] = ["avg", "max", "min", "count"];
+
+/// Queries a reader keeps in flight at once on a Prometheus-API store. The store parallelises
+/// each query itself; more at once only adds contention (measured: 2.2-2.5 s of
+/// VictoriaMetrics CPU with two per reader, 2.3-3.2 s with four), and VictoriaMetrics queues
+/// requests beyond `-search.maxConcurrentRequests` (4 on 2 CPUs) for at most
+/// `-search.maxQueueDuration` (10 s) before it refuses them: two per reader keep the tick's
+/// total near the six queries it sent when each resource was one `or`-joined query.
+pub const PROMETHEUS_IN_FLIGHT: usize = 2;
+
+/// The aggregates of a series' points in the window, summed in time order as they arrive (raw
+/// InfluxDB points, or stream mode's windows): the same sums either way.
+#[derive(Clone, Copy, Debug)]
+struct PointAcc {
+    sum: f64,
+    count: u64,
+    max: f64,
+    min: f64,
+}
+
+impl Default for PointAcc {
+    fn default() -> Self {
+        Self {
+            sum: 0.0,
+            count: 0,
+            max: f64::NEG_INFINITY,
+            min: f64::INFINITY,
+        }
+    }
+}
+
+impl PointAcc {
+    fn add(&mut self, v: f64) {
+        self.sum += v;
+        self.count += 1;
+        self.max = self.max.max(v);
+        self.min = self.min.min(v);
+    }
+
+    /// `None` without points.
+    fn agg(&self) -> Option<SeriesAgg> {
+        (self.count > 0).then(|| {
+            let count = self.count as f64;
+            SeriesAgg {
+                mean: self.sum / count,
+                max: self.max,
+                min: self.min,
+                count,
+            }
+        })
+    }
+}
+
 /// The one query for a measurement: per `group_by` tag (if any) and metric name, each
 /// resource's aggregates over `(end - window, end]` in absolute time, so a past `end` replays
 /// history (backtest).
@@ -207,6 +271,8 @@ pub struct AggregateFold<'w> {
     keys: Interner,
     metrics: Interner,
     series: HashMap<(u32, u32), SeriesAgg>,
+    /// raw points (InfluxDB), summed until [`AggregateFold::usage`]
+    points: HashMap<(u32, u32), PointAcc>,
     /// samples (or rows) of VMs not wanted
     pub dropped: u64,
 }
@@ -220,26 +286,30 @@ impl<'w> AggregateFold<'w> {
             keys: Interner::default(),
             metrics: Interner::default(),
             series: HashMap::new(),
+            points: HashMap::new(),
             dropped: 0,
         }
     }
 
-    /// The slot of (key, metric), or `None` when the key is not wanted.
-    fn slot(&mut self, key: &str, metric: &str) -> Option<&mut SeriesAgg> {
+    /// The ids of (key, metric), or `None` when the key is not wanted.
+    fn ids(&mut self, key: &str, metric: &str) -> Option<(u32, u32)> {
         if self.wanted.is_some_and(|w| !w.contains(key)) {
             self.dropped += 1;
             return None;
         }
-        let k = self.keys.id(key);
-        let m = self.metrics.id(metric);
-        Some(self.series.entry((k, m)).or_insert(SeriesAgg::UNSET))
+        Some((self.keys.id(key), self.metrics.id(metric)))
     }
 
-    /// One sample of the PromQL of [`VmQuery::to_promql`]: one aggregate of one series, named
-    /// by its `monit_agg` label.
-    pub fn add_sample(&mut self, s: &Sample) {
-        let agg = s.label("monit_agg");
-        if !matches!(agg, "avg" | "max" | "min" | "count") {
+    /// The slot of (key, metric), or `None` when the key is not wanted.
+    fn slot(&mut self, key: &str, metric: &str) -> Option<&mut SeriesAgg> {
+        let ids = self.ids(key, metric)?;
+        Some(self.series.entry(ids).or_insert(SeriesAgg::UNSET))
+    }
+
+    /// One sample of a query of [`VmQuery::to_promql`]: the aggregate `agg` (one of
+    /// [`PROMQL_AGGREGATES`], the query's) of one series.
+    pub fn add_sample(&mut self, agg: &str, s: &Sample) {
+        if !PROMQL_AGGREGATES.contains(&agg) {
             return;
         }
         let key = self.group_by.map(|t| s.label(t)).unwrap_or_default();
@@ -254,14 +324,13 @@ impl<'w> AggregateFold<'w> {
         }
     }
 
-    /// One series of an InfluxDB answer of [`VmQuery::to_influxql`]. Rows without a usable
-    /// `mean` are skipped; a missing `max`/`min` reads as the mean and a missing `count` as 1,
-    /// so an answer with a row per bucket folds to the same window figures.
+    /// One series of an InfluxDB answer: raw points (a `value` column: [`VmQuery::to_influxql`],
+    /// a series may come in several chunks) or aggregate rows (`mean`, `max`, `min`, `count`).
+    /// Aggregate rows without a usable `mean` are skipped; a missing `max`/`min` reads as the
+    /// mean and a missing `count` as 1, so an answer with a row per bucket folds to the same
+    /// window figures.
     pub fn add_series(&mut self, s: &Series) {
         let Some(metric) = s.tag("metricname") else {
-            return;
-        };
-        let Some(mi) = s.column("mean") else {
             return;
         };
         let key = self.group_by.and_then(|t| s.tag(t)).unwrap_or_default();
@@ -269,6 +338,19 @@ impl<'w> AggregateFold<'w> {
             self.dropped += s.values.len() as u64;
             return;
         }
+        if let Some(vi) = s.column("value") {
+            let Some(ids) = self.ids(key, metric) else {
+                return;
+            };
+            let acc = self.points.entry(ids).or_default();
+            for v in s.values.iter().filter_map(|row| row.get(vi)?.as_f64()) {
+                acc.add(v);
+            }
+            return;
+        }
+        let Some(mi) = s.column("mean") else {
+            return;
+        };
         let (max_i, min_i, count_i) = (s.column("max"), s.column("min"), s.column("count"));
         for row in &s.values {
             let Some(mean) = row.get(mi).and_then(|c| c.as_f64()) else {
@@ -305,7 +387,22 @@ impl<'w> AggregateFold<'w> {
     }
 
     /// Per-VM usage: the fold across cores, memory metrics and mounts.
-    pub fn usage(self, bucket_seconds: u64, windows: &UsageWindows) -> HashMap<String, VmUsage> {
+    pub fn usage(
+        mut self,
+        bucket_seconds: u64,
+        windows: &UsageWindows,
+    ) -> HashMap<String, VmUsage> {
+        for (ids, acc) in std::mem::take(&mut self.points) {
+            let Some(agg) = acc.agg() else {
+                continue;
+            };
+            let slot = self.series.entry(ids).or_insert(SeriesAgg::UNSET);
+            if slot.count.is_nan() {
+                *slot = agg;
+            } else {
+                slot.merge(agg);
+            }
+        }
         let keys = self.keys.into_vec();
         let metrics = self.metrics.into_vec();
         let mut raw: Vec<Raw> = Vec::new();
@@ -328,7 +425,8 @@ impl VmQuery<'_> {
         i64::try_from(self.windows.get(r).as_secs().max(1)).unwrap_or(i64::MAX / 4)
     }
 
-    /// Three InfluxQL statements (cpu, memory, disk), sent as one query.
+    /// The three InfluxQL statements (cpu, memory, disk), as the text of one query; the reader
+    /// sends each as its own query ([`VmQuery::influxql_statements`]).
     pub fn to_influxql(&self) -> String {
         self.to_influxql_of(None)
     }
@@ -336,19 +434,25 @@ impl VmQuery<'_> {
     /// [`VmQuery::to_influxql`] narrowed to the `group_by` values in `only` (a regular
     /// expression of the escaped values), so the store reads just those VMs' series.
     pub fn to_influxql_of(&self, only: Option<&HashSet<&str>>) -> String {
-        Resource::ALL
-            .iter()
-            .map(|r| self.influxql_statement(*r, only))
-            .collect::<Vec<_>>()
-            .join("; ")
+        self.influxql_statements(only).join("; ")
+    }
+
+    /// One statement per resource, each the window's points of every selected series, raw:
+    /// InfluxDB 1.x walks a series' points once per aggregate call, so four aggregates cost four
+    /// walks where the points cost one walk and their encoding (measured at 1,000 VMs, 300 s
+    /// windows: 0.43-0.50 s against 1.19-1.24 s, and 0.67-0.76 s for 6b92468's one bucketed
+    /// mean). The answer grows with the points (one row each, about 36 bytes), not the
+    /// series: each statement goes as its own query, bounded on its own by
+    /// `influx.max_answer_bytes`, and is folded as it is decoded.
+    pub fn influxql_statements(&self, only: Option<&HashSet<&str>>) -> [String; 3] {
+        Resource::ALL.map(|r| self.influxql_statement(r, only))
     }
 
     fn influxql_statement(&self, r: Resource, only: Option<&HashSet<&str>>) -> String {
         let start = self.end_epoch - self.window(r);
         let value = ident("value");
         let mut q = format!(
-            "SELECT mean({value}) AS \"mean\", max({value}) AS \"max\", min({value}) AS \"min\", \
-             count({value}) AS \"count\" FROM {} WHERE time > {start}s AND time <= {}s \
+            "SELECT {value} FROM {} WHERE time > {start}s AND time <= {}s \
              AND {value} > -{VALUE_BOUND:.1} AND {value} < {VALUE_BOUND:.1} AND \"metricname\" =~ /^{}$/",
             ident(self.measurement),
             self.end_epoch,
@@ -377,9 +481,14 @@ impl VmQuery<'_> {
         q
     }
 
-    /// One PromQL query per resource: the four aggregates of every series, told apart by a
-    /// `monit_agg` label. `db_label` names the label holding the InfluxDB database (empty: none).
-    pub fn to_promql(&self, r: Resource, db_label: &str) -> String {
+    /// The PromQL queries of a resource, one per aggregate of [`PROMQL_AGGREGATES`] (in that
+    /// order), each answering one sample per series. `db_label` names the label holding the
+    /// InfluxDB database (empty: none).
+    ///
+    /// One rollup per query: the same four joined by `or` need `label_replace` to tell them
+    /// apart, and VictoriaMetrics then matches the label sets of every side against each
+    /// other, which cost it more than the rollups (docs/benchmarks.md, "Issue 20 item 7").
+    pub fn to_promql(&self, r: Resource, db_label: &str) -> [String; 4] {
         self.to_promql_of(r, db_label, None)
     }
 
@@ -389,7 +498,7 @@ impl VmQuery<'_> {
         r: Resource,
         db_label: &str,
         only: Option<&HashSet<&str>>,
-    ) -> String {
+    ) -> [String; 4] {
         let mut sel = format!(
             "{{__name__={}, metricname=~{}",
             prometheus::string(&format!("{}_value", self.measurement)),
@@ -415,15 +524,7 @@ impl VmQuery<'_> {
             Some(tag) => format!("{tag}, metricname"),
             None => "metricname".to_string(),
         };
-        ["avg", "max", "min", "count"]
-            .iter()
-            .map(|f| {
-                format!(
-                    "label_replace(max by ({by}) ({f}_over_time({sel}[{w}s])), \"monit_agg\", \"{f}\", \"\", \"\")"
-                )
-            })
-            .collect::<Vec<_>>()
-            .join(" or ")
+        PROMQL_AGGREGATES.map(|f| format!("max by ({by}) ({f}_over_time({sel}[{w}s]))"))
     }
 
     /// Reads every VM's usage from the configured store, keyed by the `group_by` tag value
@@ -486,16 +587,9 @@ impl VmQuery<'_> {
     /// The statements' aggregates from the stream's windows: the same points (time range,
     /// metric names, tag filter, value bounds) summed in time order, as InfluxDB does.
     fn read_stream(&self, h: &StreamHandle, fold: &mut AggregateFold<'_>) {
-        #[derive(Default)]
-        struct Acc {
-            sum: f64,
-            count: u64,
-            max: f64,
-            min: f64,
-        }
         let end_ns = self.end_epoch.saturating_mul(1_000_000_000);
         let windows = h.state.windows();
-        let mut acc: rustc_hash::FxHashMap<(&str, &str), Acc> = Default::default();
+        let mut acc: rustc_hash::FxHashMap<(&str, &str), PointAcc> = Default::default();
         for s in windows.series_of(self.db, self.measurement) {
             let Some(metric) = s.tag("metricname") else {
                 continue;
@@ -514,29 +608,13 @@ impl VmQuery<'_> {
                 if !point_counts(r, p.value) {
                     continue;
                 }
-                let a = acc.entry((key, metric)).or_insert(Acc {
-                    max: f64::NEG_INFINITY,
-                    min: f64::INFINITY,
-                    ..Default::default()
-                });
-                a.sum += p.value;
-                a.count += 1;
-                a.max = a.max.max(p.value);
-                a.min = a.min.min(p.value);
+                acc.entry((key, metric)).or_default().add(p.value);
             }
         }
         for ((key, metric), a) in acc {
-            let count = a.count as f64;
-            fold.add_agg(
-                key,
-                metric,
-                SeriesAgg {
-                    mean: a.sum / count,
-                    max: a.max,
-                    min: a.min,
-                    count,
-                },
-            );
+            if let Some(agg) = a.agg() {
+                fold.add_agg(key, metric, agg);
+            }
         }
     }
 
@@ -546,9 +624,21 @@ impl VmQuery<'_> {
         fold: &mut AggregateFold<'_>,
         only: Option<&HashSet<&str>>,
     ) -> Result<(), InfluxError> {
-        influx
-            .query_fold(self.db, &self.to_influxql_of(only), |s| fold.add_series(&s))
-            .await?;
+        // the three answers arrive side by side into one fold (the lock is never contended
+        // for long: one series at a time)
+        let shared = std::sync::Mutex::new(fold);
+        let statements = self.influxql_statements(only);
+        let answers = futures::future::join_all(statements.iter().map(|q| {
+            influx.query_fold(self.db, q, |s| {
+                if let Ok(mut f) = shared.lock() {
+                    f.add_series(&s);
+                }
+            })
+        }))
+        .await;
+        for a in answers {
+            a?;
+        }
         Ok(())
     }
 
@@ -566,22 +656,32 @@ impl VmQuery<'_> {
                 .into());
             }
         }
-        let queries: Vec<String> = Resource::ALL
+        let queries: Vec<(&str, String)> = Resource::ALL
             .iter()
-            .map(|r| self.to_promql_of(*r, c.db_label(), only))
-            .collect();
-        // the three answers arrive side by side into one fold (the lock is never contended
-        // for long: one sample at a time)
-        let shared = std::sync::Mutex::new(fold);
-        let answers = futures::future::join_all(queries.iter().map(|q| {
-            c.query_fold(q, self.end_epoch, |s: Sample| {
-                if let Ok(mut f) = shared.lock() {
-                    f.add_sample(&s);
-                }
+            .flat_map(|r| {
+                PROMQL_AGGREGATES
+                    .into_iter()
+                    .zip(self.to_promql_of(*r, c.db_label(), only))
             })
-        }))
-        .await;
-        for a in answers {
+            .collect();
+        // the answers arrive side by side into one fold (the lock is never contended for
+        // long: one sample at a time)
+        let shared = std::sync::Mutex::new(fold);
+        // collected first: a lazy `map` in the stream would make the future not `Send` (its
+        // closure's lifetimes are not general enough for the async trait)
+        let reads: Vec<_> = queries
+            .iter()
+            .map(|(agg, q)| {
+                let shared = &shared;
+                c.query_fold(q, self.end_epoch, move |s: Sample| {
+                    if let Ok(mut f) = shared.lock() {
+                        f.add_sample(agg, &s);
+                    }
+                })
+            })
+            .collect();
+        let mut answers = futures::stream::iter(reads).buffer_unordered(PROMETHEUS_IN_FLIGHT);
+        while let Some(a) = answers.next().await {
             a?;
         }
         Ok(())
@@ -880,9 +980,13 @@ mod tests {
     }
 
     #[test]
-    fn influxql_is_one_row_per_series_and_escapes_config_values() {
+    fn influxql_reads_the_points_and_escapes_config_values() {
         let q = query().to_influxql();
-        assert_eq!(q.matches("SELECT").count(), 3, "{q}");
+        assert_eq!(q.matches(r#"SELECT "value" FROM"#).count(), 3, "{q}");
+        assert!(
+            !q.contains("mean(") && !q.contains("count("),
+            "raw points: {q}"
+        );
         assert!(q.contains("time > 999400s AND time <= 1000000s"), "{q}");
         assert!(q.contains("time > 999700s AND time <= 1000000s"), "{q}");
         assert!(q.contains("time > 999940s AND time <= 1000000s"), "{q}");
@@ -896,6 +1000,35 @@ mod tests {
     }
 
     #[test]
+    fn raw_points_fold_like_the_stream_and_across_chunks() {
+        let raw = |ip: &str, metric: &str, values: &[f64]| Series {
+            name: "cf_metrics".into(),
+            tags: [("ip", ip), ("metricname", metric)]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            columns: vec!["time".into(), "value".into()],
+            values: values
+                .iter()
+                .enumerate()
+                .map(|(i, v)| vec![Cell::Number(i as f64 * 30.0), Cell::Number(*v)])
+                .collect(),
+        };
+        // one series split over two chunks, as `chunked=true` may deliver it
+        let answer = [
+            raw("10.0.0.1", "cpuStats.0", &[10.0, 30.0]),
+            raw("10.0.0.1", "cpuStats.0", &[20.0]),
+            raw("10.0.0.1", "memoryStats.TotalMemory", &[1000.0, 1000.0]),
+            raw("10.0.0.1", "memoryStats.AvailableMemory", &[400.0, 200.0]),
+        ];
+        let u = fold(&answer, Some("ip"))["10.0.0.1"];
+        let cpu = u.cpu.unwrap();
+        assert_eq!((cpu.mean, cpu.peak, cpu.buckets), (20.0, 30.0, 3));
+        let mem = u.memory.unwrap();
+        assert_eq!((mem.mean, mem.peak, mem.buckets), (70.0, 80.0, 2));
+    }
+
+    #[test]
     fn a_narrowed_query_matches_exactly_the_escaped_values() {
         let only: HashSet<&str> = ["10.0.0.1", "a/b|c"].into_iter().collect();
         let q = query().to_influxql_of(Some(&only));
@@ -904,8 +1037,9 @@ mod tests {
             3,
             "{q}"
         );
-        let p = query().to_promql_of(Resource::Cpu, "db", Some(&only));
-        assert!(p.contains(r#"ip=~"10\\.0\\.0\\.1|a/b\\|c""#), "{p}");
+        for p in query().to_promql_of(Resource::Cpu, "db", Some(&only)) {
+            assert!(p.contains(r#"ip=~"10\\.0\\.0\\.1|a/b\\|c""#), "{p}");
+        }
         assert!(
             !query().to_influxql().contains("=~ /^(10"),
             "not narrowed by default"
@@ -913,14 +1047,19 @@ mod tests {
     }
 
     #[test]
-    fn promql_escapes_label_values() {
-        let q = query().to_promql(Resource::Cpu, "db");
-        assert!(q.contains(r#"origin="micro'bosh\"}""#), "{q}");
-        assert!(q.contains(r#"__name__="cf\"m_value""#), "{q}");
-        assert!(q.contains(r#"db="cf_metric_db""#), "{q}");
-        assert!(q.contains("[600s]"), "{q}");
-        assert_eq!(q.matches("_over_time(").count(), 4, "{q}");
-        let no_db = query().to_promql(Resource::Disk, "");
-        assert!(!no_db.contains("db=") && no_db.contains("[60s]"), "{no_db}");
+    fn promql_is_one_rollup_per_query_and_escapes_label_values() {
+        let queries = query().to_promql(Resource::Cpu, "db");
+        for (f, q) in PROMQL_AGGREGATES.iter().zip(&queries) {
+            assert!(q.contains(r#"origin="micro'bosh\"}""#), "{q}");
+            assert!(q.contains(r#"__name__="cf\"m_value""#), "{q}");
+            assert!(q.contains(r#"db="cf_metric_db""#), "{q}");
+            assert!(q.contains("[600s]"), "{q}");
+            assert_eq!(q.matches("_over_time(").count(), 1, "{q}");
+            let head = format!("max by (ip, metricname) ({f}_over_time(");
+            assert!(q.starts_with(&head), "{q}");
+        }
+        for no_db in query().to_promql(Resource::Disk, "") {
+            assert!(!no_db.contains("db=") && no_db.contains("[60s]"), "{no_db}");
+        }
     }
 }
