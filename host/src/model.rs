@@ -222,6 +222,15 @@ pub const BOSH_ORIGIN_ID: i64 = 9999;
 /// every tick).
 pub const ALARM_APP_NAME_CHARS: usize = 500;
 
+/// The first `max_chars` characters of `s`, never cut inside one: what a VARCHAR(n) column
+/// keeps, and what an alarm key compares.
+pub fn first_chars(s: &str, max_chars: usize) -> &str {
+    match s.char_indices().nth(max_chars) {
+        Some((end, _)) => s.get(..end).unwrap_or(s),
+        None => s,
+    }
+}
+
 /// One collector's answer for one target and resource over the policy window.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Reading {

@@ -4,6 +4,7 @@
 pub use crate::config::AutoResolve;
 use crate::model::{
     ALARM_APP_NAME_CHARS, AlarmType, Level, Measured, Origin, Reading, Resource, Target, Timestamp,
+    first_chars,
 };
 use rustc_hash::{FxHashMap, FxHashSet};
 use std::collections::HashMap;
@@ -140,14 +141,6 @@ impl<'a> KeyRef<'a> {
             app_name: self.app_name.to_string(),
             app_index: self.app_index,
         }
-    }
-}
-
-/// The first `n` characters of `s` (the alarm row's column holds no more).
-fn first_chars(s: &str, n: usize) -> &str {
-    match s.char_indices().nth(n) {
-        Some((end, _)) => s.get(..end).unwrap_or(s),
-        None => s,
     }
 }
 

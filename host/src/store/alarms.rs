@@ -3,9 +3,9 @@
 //! notifications (outbox rows) and the scale decisions, in one transaction.
 
 use super::outbox::push_id_in;
-use super::truncate;
 use crate::evaluate::alarm_text;
 use crate::evaluate::engine::{Change, OpenAlarm, OpenStatus, Subject};
+use crate::model::first_chars;
 use crate::model::{AlarmType, Level, Origin, Timestamp};
 use crate::plugin::{Notification, NotificationKind};
 use anyhow::Context as _;
@@ -206,12 +206,12 @@ pub async fn apply_changes(
                 .bind(target.origin_id)
                 .bind(alarm_type.code())
                 .bind(level.code())
-                .bind(truncate(&target.ip, 15))
+                .bind(first_chars(&target.ip, 15))
                 .bind(if app.is_some() { "Y" } else { "N" })
-                .bind(app.map(|a| truncate(&a.app_name, crate::model::ALARM_APP_NAME_CHARS)).unwrap_or_default())
+                .bind(app.map(|a| first_chars(&a.app_name, crate::model::ALARM_APP_NAME_CHARS)).unwrap_or_default())
                 .bind(app.map(|a| a.app_index).unwrap_or(0))
-                .bind(app.map(|a| truncate(&a.container_name, 40)).unwrap_or_default())
-                .bind(truncate(&title, 5000))
+                .bind(app.map(|a| first_chars(&a.container_name, 40)).unwrap_or_default())
+                .bind(first_chars(&title, 5000))
                 .bind(&message)
                 .bind(now)
                 .bind(now)
@@ -302,7 +302,7 @@ pub async fn apply_changes(
                      alarm_send_date = ?, modi_date = ?, modi_user = 'bat' \
                      WHERE id = ? AND resolve_status IN ('1', '2')",
                 )
-                .bind(truncate(&title, 5000))
+                .bind(first_chars(&title, 5000))
                 .bind(&message)
                 .bind(now)
                 .bind(now)
@@ -442,7 +442,7 @@ async fn count_unnotified(tx: &mut Tx<'_>, rows: &[(i64, String, String)]) -> an
             });
             q.push_bind(*id)
                 .push(" AS id, ")
-                .push_bind(truncate(title, 5000))
+                .push_bind(first_chars(title, 5000))
                 .push(" AS title, ")
                 .push_bind(message.as_str())
                 .push(" AS message");
@@ -506,7 +506,7 @@ async fn relevel(
          WHERE id = ? AND resolve_status IN ('1', '2')",
     )
     .bind(ch.subject().level.code())
-    .bind(truncate(&title, 5000))
+    .bind(first_chars(&title, 5000))
     .bind(&message)
     .bind(notify.then_some(now))
     .bind(now)

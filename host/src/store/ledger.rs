@@ -1,7 +1,7 @@
 //! `batch_runs`: one row per tick, and the pruning of old ledger rows and sent notifications.
 
-use super::truncate;
 use crate::model::Timestamp;
+use crate::model::first_chars;
 use anyhow::Context as _;
 use sqlx::MySqlPool;
 
@@ -20,7 +20,7 @@ pub async fn record_run(
     )
     .bind(started)
     .bind(duration_ms)
-    .bind(truncate(instance, 200))
+    .bind(first_chars(instance, 200))
     .bind(dry_run)
     .bind(summary.to_string())
     // URLs are stripped of userinfo at the source; this catches one that came from an answer

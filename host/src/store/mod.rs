@@ -23,8 +23,3 @@ pub use alarms::{Outbox, apply_changes, load_open_alarms};
 pub use ledger::{prune, record_run};
 pub use policies::{load_policies, load_recipients};
 pub use vms::load_vms;
-
-/// The first `max_chars` characters (never cut inside one): what fits a VARCHAR column.
-pub(crate) fn truncate(s: &str, max_chars: usize) -> String {
-    s.chars().take(max_chars).collect()
-}

@@ -13,7 +13,7 @@
 //! repeats and recoveries; newest first within a class, so a backlog never holds back a fresh
 //! alarm.
 
-use crate::model::{Level, Timestamp};
+use crate::model::{Level, Timestamp, first_chars};
 use crate::plugin::{Delivery, Notification, NotificationKind};
 use anyhow::Context as _;
 use serde::Serialize;
@@ -259,9 +259,11 @@ pub async fn record(
         );
         q.push_values(rows, |mut b, (recipient, outcome, detail)| {
             b.push_bind(id)
-                .push_bind(clip(recipient, 320))
+                .push_bind(first_chars(recipient, 320))
                 .push_bind(outcome)
-                .push_bind(detail.map(|d| clip(&crate::config::redact::text(d), 1000)))
+                .push_bind(
+                    detail.map(|d| first_chars(&crate::config::redact::text(d), 1000).to_owned()),
+                )
                 .push_bind(now);
         });
         q.build()
@@ -294,7 +296,7 @@ pub async fn record(
         }
     }
     q.push(", last_error = ")
-        .push_bind(error.map(|e| clip(&crate::config::redact::text(&e), 2000)))
+        .push_bind(error.map(|e| first_chars(&crate::config::redact::text(&e), 2000).to_owned()))
         .push(", claimed_by = NULL, claim_until = NULL WHERE status = 'pending' AND id = ")
         .push_bind(id)
         .push(" AND claimed_by = ")
@@ -313,7 +315,7 @@ async fn park(pool: &MySqlPool, id: i64, owner: &str, reason: &str) -> anyhow::R
         "UPDATE batch_notifications SET status = 'parked', last_error = ?, claimed_by = NULL, claim_until = NULL \
          WHERE id = ? AND claimed_by = ?",
     )
-    .bind(clip(reason, 2000))
+    .bind(first_chars(reason, 2000))
     .bind(id)
     .bind(owner)
     .execute(pool)
@@ -560,8 +562,4 @@ pub async fn why_untouched(pool: &MySqlPool, id: i64) -> anyhow::Result<Untouche
         },
         _ => Untouched::Free,
     })
-}
-
-fn clip(s: &str, max_chars: usize) -> String {
-    s.chars().take(max_chars).collect()
 }

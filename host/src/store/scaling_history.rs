@@ -1,7 +1,7 @@
 //! The scaling history (`batch_scaling_history`): every autoscale decision, and the cooldown's
 //! source of truth.
 
-use crate::model::Timestamp;
+use crate::model::{Timestamp, first_chars};
 use crate::plugin::{ScaleAction, ScaleDecision, ScaleOutcome};
 use anyhow::Context as _;
 use sqlx::MySqlPool;
@@ -28,13 +28,6 @@ pub fn outcome_code(o: ScaleOutcome) -> &'static str {
         ScaleOutcome::Skipped => "skipped",
         ScaleOutcome::Blocked => "blocked",
         ScaleOutcome::Failed => "failed",
-    }
-}
-
-fn clip(s: &str, chars: usize) -> &str {
-    match s.char_indices().nth(chars) {
-        Some((byte, _)) => &s[..byte],
-        None => s,
     }
 }
 
@@ -73,8 +66,8 @@ pub async fn insert_decisions(
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(now)
-        .bind(clip(&d.app_guid, GUID_CHARS))
-        .bind(clip(&d.app_name, NAME_CHARS))
+        .bind(first_chars(&d.app_guid, GUID_CHARS))
+        .bind(first_chars(&d.app_name, NAME_CHARS))
         .bind(action_code(d.action))
         .bind(outcome_code(d.outcome))
         .bind(d.instances_before)
@@ -82,7 +75,7 @@ pub async fn insert_decisions(
         // NaN or infinity is not a value MySQL can store
         .bind(d.cpu_percent.filter(|v| v.is_finite()))
         .bind(d.memory_percent.filter(|v| v.is_finite()))
-        .bind(clip(&d.reason, REASON_CHARS))
+        .bind(first_chars(&d.reason, REASON_CHARS))
         .execute(&mut **tx)
         .await
         .with_context(|| {
@@ -143,8 +136,8 @@ mod tests {
 
     #[test]
     fn clips_on_character_boundaries() {
-        assert_eq!(clip("가나다", 2), "가나");
-        assert_eq!(clip("abc", 10), "abc");
+        assert_eq!(first_chars("가나다", 2), "가나");
+        assert_eq!(first_chars("abc", 10), "abc");
     }
 
     #[tokio::test]
