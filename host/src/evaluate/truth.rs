@@ -58,8 +58,8 @@ pub fn needs_confirmation(c: &Change) -> bool {
 }
 
 /// Who a reading or change is about, whatever the alarm type.
-fn identity(t: &Target) -> AlarmKey {
-    AlarmKey::of_target(t, AlarmType::Fail)
+fn identity(t: &Target) -> KeyRef<'_> {
+    KeyRef::of_target(t, AlarmType::Fail)
 }
 
 fn key_of(c: &Change) -> AlarmKey {
@@ -104,15 +104,9 @@ pub async fn confirm(
     if !changes.iter().any(candidate) {
         return (changes, Vec::new());
     }
-    let from_stream: FxHashSet<KeyRef<'_>> = inp
-        .readings
-        .iter()
-        .map(|r| KeyRef::of_target(&r.target, AlarmType::Fail))
-        .collect();
-    let pending = |c: &Change| {
-        candidate(c)
-            && from_stream.contains(&KeyRef::of_target(c.subject().target, AlarmType::Fail))
-    };
+    let from_stream: FxHashSet<KeyRef<'_>> =
+        inp.readings.iter().map(|r| identity(&r.target)).collect();
+    let pending = |c: &Change| candidate(c) && from_stream.contains(&identity(c.subject().target));
     let mut targets: BTreeMap<Origin, Vec<Target>> = BTreeMap::new();
     for c in changes.iter().filter(|c| pending(c)) {
         let t = c.subject().target;

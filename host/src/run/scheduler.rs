@@ -377,12 +377,7 @@ impl Scheduler {
                     (*name, if quieted { TickMode::StreamQuiet } else { *m })
                 })
                 .collect();
-            let overall = modes
-                .iter()
-                .map(|(_, m)| *m)
-                .find(|m| *m != TickMode::Stream)
-                .unwrap_or(TickMode::Stream);
-            publish_modes(overall, &modes);
+            publish_modes(mixed_mode(&modes), &modes);
             collected = self.collect(&readers_of(&streamed), &inputs).await;
         }
         sum.readings = collected.counts.clone();
@@ -524,11 +519,7 @@ impl Scheduler {
                 } else if dropping {
                     TickMode::StreamGap
                 } else {
-                    modes
-                        .iter()
-                        .map(|(_, m)| *m)
-                        .find(|m| *m != TickMode::Stream)
-                        .unwrap_or(TickMode::Stream)
+                    mixed_mode(&modes)
                 };
                 st.modes = modes
                     .iter()
@@ -860,6 +851,16 @@ impl Scheduler {
         self.leader.release().await;
         tracing::info!("scheduler stopped");
     }
+}
+
+/// The tick's mode when its collectors' modes differ: the first that is not `stream` (a tick
+/// reads from the stream only when every collector does).
+fn mixed_mode(modes: &[(&str, TickMode)]) -> TickMode {
+    modes
+        .iter()
+        .map(|(_, m)| *m)
+        .find(|m| *m != TickMode::Stream)
+        .unwrap_or(TickMode::Stream)
 }
 
 /// The mode of the tick and of each collector, on `/metrics`.

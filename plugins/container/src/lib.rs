@@ -194,35 +194,48 @@ impl Collector for ContainerCollector {
 /// would open two alarms on one key: the highest usage speaks for both, so neither hides a breach.
 /// Containers get no NoData reading: they come and go, and a gone one is simply not reported.
 pub fn readings(usage: &[ContainerUsage], cells: &[&Vm]) -> Vec<Reading> {
+    /// The container whose usage speaks for one (app, index, resource), and its cell.
+    struct Winner<'u> {
+        resource: Resource,
+        container: usize,
+        cell: &'u Vm,
+        stats: Stats,
+    }
     let by_ip: FxHashMap<&str, &Vm> = cells.iter().map(|vm| (vm.ip.as_str(), *vm)).collect();
     let mut unknown_cell = 0u64;
     let mut duplicates = 0u64;
-    // the winner per key, by position: a Reading (its strings) is built once, for the winner
-    let mut best: FxHashMap<(&str, i32, Resource), (usize, &Vm, Stats)> = FxHashMap::default();
-    best.reserve(usage.len() * Resource::ALL.len());
-    let mut order = Vec::with_capacity(usage.len() * Resource::ALL.len());
-    for c in usage {
+    // the winners in first-seen order, and each key's place among them: a Reading (its
+    // strings) is built once, for the winner
+    let mut winners: Vec<Winner<'_>> = Vec::with_capacity(usage.len() * Resource::ALL.len());
+    let mut place: FxHashMap<(&str, i32, Resource), usize> = FxHashMap::default();
+    place.reserve(usage.len() * Resource::ALL.len());
+    for (container, c) in usage.iter().enumerate() {
         let Some(cell) = by_ip.get(c.cell_ip.as_str()).copied() else {
             tracing::debug!(cell_ip = %c.cell_ip, app = %c.app_name, index = c.app_index, container = %c.container, "container on a cell that is not in the inventory: skipped");
             unknown_cell += 1;
             continue;
         };
         for resource in Resource::ALL {
-            let Some(s) = c.stats(resource) else { continue };
-            let key = (c.app_name.as_str(), c.app_index, resource);
-            match best.entry(key) {
+            let Some(stats) = c.stats(resource) else {
+                continue;
+            };
+            let w = Winner {
+                resource,
+                container,
+                cell,
+                stats,
+            };
+            match place.entry((c.app_name.as_str(), c.app_index, resource)) {
                 Entry::Vacant(v) => {
-                    v.insert((order.len(), cell, s));
-                    order.push((key, c));
+                    v.insert(winners.len());
+                    winners.push(w);
                 }
-                Entry::Occupied(mut o) => {
+                Entry::Occupied(o) => {
                     duplicates += 1;
-                    if s.mean > o.get().2.mean {
-                        let first = o.get().0;
-                        o.insert((first, cell, s));
-                        if let Some(slot) = order.get_mut(first) {
-                            slot.1 = c;
-                        }
+                    if let Some(old) = winners.get_mut(*o.get())
+                        && stats.mean > old.stats.mean
+                    {
+                        *old = w;
                     }
                 }
             }
@@ -246,28 +259,28 @@ pub fn readings(usage: &[ContainerUsage], cells: &[&Vm]) -> Vec<Reading> {
     }
     // the names each reading carries, shared: a container's three readings, a cell's containers
     let mut cell_names: FxHashMap<i64, (Name, Name)> = FxHashMap::default();
-    let mut last: Option<(*const ContainerUsage, Name, Name)> = None;
-    order
+    let mut last: Option<(usize, Name, Name)> = None;
+    winners
         .into_iter()
-        .filter_map(|(key, c)| {
-            let &(_, cell, s) = best.get(&key)?;
+        .filter_map(|w| {
+            let c = usage.get(w.container)?;
             let (ip, cell_name) = cell_names
-                .entry(cell.id)
-                .or_insert_with(|| (cell.ip.as_str().into(), cell.name.as_str().into()))
+                .entry(w.cell.id)
+                .or_insert_with(|| (w.cell.ip.as_str().into(), w.cell.name.as_str().into()))
                 .clone();
             let (app_name, container) = match &last {
-                Some((at, a, k)) if std::ptr::eq(*at, c) => (a.clone(), k.clone()),
+                Some((at, a, k)) if *at == w.container => (a.clone(), k.clone()),
                 _ => {
                     let names: (Name, Name) =
                         (c.app_name.as_str().into(), c.container.as_str().into());
-                    last = Some((c, names.0.clone(), names.1.clone()));
+                    last = Some((w.container, names.0.clone(), names.1.clone()));
                     names
                 }
             };
             Some(Reading {
                 target: Target {
                     origin: Origin::Con,
-                    origin_id: cell.id,
+                    origin_id: w.cell.id,
                     name: app_name.clone(),
                     ip,
                     app: Some(AppInstance {
@@ -278,10 +291,10 @@ pub fn readings(usage: &[ContainerUsage], cells: &[&Vm]) -> Vec<Reading> {
                     }),
                 },
                 value: Measured::Usage {
-                    resource: key.2,
-                    mean: s.mean,
-                    peak: s.peak,
-                    buckets: s.buckets,
+                    resource: w.resource,
+                    mean: w.stats.mean,
+                    peak: w.stats.peak,
+                    buckets: w.stats.buckets,
                 },
             })
         })

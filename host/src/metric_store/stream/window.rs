@@ -65,10 +65,10 @@ pub struct StoredPoint {
 }
 
 /// One series' points in time order, with the reader's extra field once a point brought one
-/// (then 24 bytes a point instead of 16). The capacity grows one point at a time: a series
-/// holds about the same number of points from one minute to the next, and a doubling would
-/// leave up to half of every window empty (most of the memory of a large fleet); by halves, a
-/// third at most, with few reallocations while a window fills.
+/// (then 24 bytes a point instead of 16). The capacity grows by halves, not by doubling: a
+/// series holds about the same number of points from one minute to the next, and a doubling
+/// would leave up to half of every window empty (most of the memory of a large fleet); by
+/// halves a third at most, with few reallocations while a window fills.
 #[derive(Debug)]
 enum SeriesWindow {
     Plain(VecDeque<(i64, f64)>),
