@@ -307,17 +307,20 @@ fn main() -> anyhow::Result<()> {
             &Default::default(),
         ));
         let t_collect = t0.elapsed();
+        let (collect_peak, readings_bytes) = (PEAK.load(Relaxed), LIVE.load(Relaxed));
         let t1 = Instant::now();
         let changes =
             monit_host::evaluate::tick_changes(&policies, &[], &collected, &[], now, &opts);
         let t_eval = t1.elapsed();
         println!(
-            "tick {round}: collect {:.3} s ({:?}), evaluate {:.3} s ({} changes); heap peak +{:.1} MB over the windows",
+            "tick {round}: collect {:.3} s ({:?}), evaluate {:.3} s ({} changes); heap peak +{:.1} MB over the windows (collecting +{:.1} MB, the readings {:.1} MB)",
             t_collect.as_secs_f64(),
             collected.counts,
             t_eval.as_secs_f64(),
             changes.len(),
             mb(PEAK.load(Relaxed).saturating_sub(base)),
+            mb(collect_peak.saturating_sub(base)),
+            mb(readings_bytes.saturating_sub(base)),
         );
         anyhow::ensure!(collected.errors.is_empty(), "{:?}", collected.errors);
     }

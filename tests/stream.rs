@@ -722,6 +722,21 @@ async fn stream_and_query_give_the_same_readings_from_a_real_subscription() {
         0.5,
         true,
     );
+    // the same container's series written a second time under another tag the statements do
+    // not group by: the store keeps two series, the statements fold both into one container
+    con += &container(
+        "web",
+        0,
+        "10.0.16.21",
+        "/garden/a",
+        now - 395,
+        now - 5,
+        1007.0,
+        3.3,
+        0.35,
+        true,
+    )
+    .replace("machine=cell", "machine=cell-b");
     con += &container(
         "gone",
         0,
@@ -829,7 +844,7 @@ async fn stream_and_query_give_the_same_readings_from_a_real_subscription() {
     // the comparison covers what it should
     assert!(a.0["10.0.16.11"].cpu.is_some() && a.0["10.0.16.12"].memory.is_some());
     assert!(a.1[""].cpu.is_some());
-    let apps: Vec<&str> = a.2.iter().map(|c| c.app_name.as_str()).collect();
+    let apps: Vec<&str> = a.2.iter().map(|c| &*c.app_name).collect();
     assert!(apps.contains(&"web") && apps.contains(&"api"), "{apps:?}");
     assert!(
         !apps.contains(&"gone") && !apps.contains(&"cell"),

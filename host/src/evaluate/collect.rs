@@ -71,6 +71,8 @@ pub async fn readings(
                 if r.len() > out.readings.len() {
                     std::mem::swap(&mut out.readings, &mut r);
                 }
+                // exact: a doubling would leave a list as large as the fleet's readings empty
+                out.readings.reserve_exact(r.len());
                 out.readings.extend(r);
             }
             Err(e) => {

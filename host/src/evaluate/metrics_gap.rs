@@ -87,8 +87,9 @@ pub fn screen(
     readings.retain(|r| !absent_silent(r));
     let absent_dropped = before - readings.len();
 
-    let mut targets: HashSet<&Target> = HashSet::new();
-    let mut silent: HashSet<&Target> = HashSet::new();
+    // FxHash: a container fleet's hundreds of thousands of readings
+    let mut targets: rustc_hash::FxHashSet<&Target> = Default::default();
+    let mut silent: rustc_hash::FxHashSet<&Target> = Default::default();
     for r in readings.iter() {
         targets.insert(&r.target);
         if r.value == Measured::NoData {

@@ -6,15 +6,15 @@
 
 use anyhow::Context as _;
 use monit_cf_metrics::container::{
-    self as container_metrics, ContainerSource, ContainerUsage, Narrow, Stats, UsageWindows,
-    Wanted, read_container_usage_of,
+    self as container_metrics, ContainerSource, ContainerUsage, Narrow, UsageWindows, Wanted,
+    read_container_usage_of,
 };
 use monit_host::model::{AppInstance, Measured, Name, Origin, Reading, Resource, Target, Vm};
 use monit_host::plugin::MovedKey;
 use monit_host::{CollectContext, Collector, PluginContext, PluginParts, PluginRegistration};
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
-use std::collections::{HashMap, hash_map::Entry};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use monit_host::plugin::{LegacyConfig, LegacyEnabled, LegacyKey, LegacyKind};
@@ -194,48 +194,40 @@ impl Collector for ContainerCollector {
 /// would open two alarms on one key: the highest usage speaks for both, so neither hides a breach.
 /// Containers get no NoData reading: they come and go, and a gone one is simply not reported.
 pub fn readings(usage: &[ContainerUsage], cells: &[&Vm]) -> Vec<Reading> {
-    /// The container whose usage speaks for one (app, index, resource), and its cell.
-    struct Winner<'u> {
-        resource: Resource,
-        container: usize,
-        cell: &'u Vm,
-        stats: Stats,
-    }
+    /// no container speaks for the (app, index, resource) yet
+    const NONE: u32 = u32::MAX;
     let by_ip: FxHashMap<&str, &Vm> = cells.iter().map(|vm| (vm.ip.as_str(), *vm)).collect();
     let mut unknown_cell = 0u64;
     let mut duplicates = 0u64;
-    // the winners in first-seen order, and each key's place among them: a Reading (its
-    // strings) is built once, for the winner
-    let mut winners: Vec<Winner<'_>> = Vec::with_capacity(usage.len() * Resource::ALL.len());
-    let mut place: FxHashMap<(&str, i32, Resource), usize> = FxHashMap::default();
-    place.reserve(usage.len() * Resource::ALL.len());
-    for (container, c) in usage.iter().enumerate() {
-        let Some(cell) = by_ip.get(c.cell_ip.as_str()).copied() else {
+    // first the container that speaks for each (app, index), per resource (in the order of
+    // Resource::ALL), then one Reading per winner: its strings are built once
+    let mut best: FxHashMap<(&str, i32), [u32; 3]> = FxHashMap::default();
+    best.reserve(usage.len());
+    let mut winners = 0usize;
+    for (at, c) in usage.iter().enumerate() {
+        if !by_ip.contains_key(&*c.cell_ip) {
             tracing::debug!(cell_ip = %c.cell_ip, app = %c.app_name, index = c.app_index, container = %c.container, "container on a cell that is not in the inventory: skipped");
             unknown_cell += 1;
             continue;
+        }
+        let Ok(at) = u32::try_from(at) else {
+            break;
         };
-        for resource in Resource::ALL {
+        let slots = best.entry((&*c.app_name, c.app_index)).or_insert([NONE; 3]);
+        for (slot, resource) in slots.iter_mut().zip(Resource::ALL) {
             let Some(stats) = c.stats(resource) else {
                 continue;
             };
-            let w = Winner {
-                resource,
-                container,
-                cell,
-                stats,
-            };
-            match place.entry((c.app_name.as_str(), c.app_index, resource)) {
-                Entry::Vacant(v) => {
-                    v.insert(winners.len());
-                    winners.push(w);
+            let held = usage.get(*slot as usize).and_then(|o| o.stats(resource));
+            match held {
+                None => {
+                    *slot = at;
+                    winners += 1;
                 }
-                Entry::Occupied(o) => {
+                Some(old) => {
                     duplicates += 1;
-                    if let Some(old) = winners.get_mut(*o.get())
-                        && stats.mean > old.stats.mean
-                    {
-                        *old = w;
+                    if stats.mean > old.mean {
+                        *slot = at;
                     }
                 }
             }
@@ -257,53 +249,54 @@ pub fn readings(usage: &[ContainerUsage], cells: &[&Vm]) -> Vec<Reading> {
         metrics::counter!("monit_container_skipped_total", "reason" => "duplicate_app_instance")
             .increment(duplicates);
     }
-    // the names each reading carries, shared: a container's three readings, a cell's containers
+    // the names each reading carries are shared: a container's three readings hold its
+    // names, a cell's containers their cell's
     let mut cell_names: FxHashMap<i64, (Name, Name)> = FxHashMap::default();
-    let mut last: Option<(usize, Name, Name)> = None;
-    winners
-        .into_iter()
-        .filter_map(|w| {
-            let c = usage.get(w.container)?;
-            let (ip, cell_name) = cell_names
-                .entry(w.cell.id)
-                .or_insert_with(|| (w.cell.ip.as_str().into(), w.cell.name.as_str().into()))
-                .clone();
-            let (app_name, container) = match &last {
-                Some((at, a, k)) if *at == w.container => (a.clone(), k.clone()),
-                _ => {
-                    let names: (Name, Name) =
-                        (c.app_name.as_str().into(), c.container.as_str().into());
-                    last = Some((w.container, names.0.clone(), names.1.clone()));
-                    names
-                }
+    let mut out = Vec::with_capacity(winners);
+    for (at, c) in usage.iter().enumerate() {
+        let (Some(cell), Some(slots)) = (
+            by_ip.get(&*c.cell_ip),
+            best.get(&(&*c.app_name, c.app_index)),
+        ) else {
+            continue;
+        };
+        for (slot, resource) in slots.iter().zip(Resource::ALL) {
+            let (true, Some(stats)) = (*slot as usize == at, c.stats(resource)) else {
+                continue;
             };
-            Some(Reading {
+            let (ip, cell_name) = cell_names
+                .entry(cell.id)
+                .or_insert_with(|| (cell.ip.as_str().into(), cell.name.as_str().into()))
+                .clone();
+            out.push(Reading {
                 target: Target {
                     origin: Origin::Con,
-                    origin_id: w.cell.id,
-                    name: app_name.clone(),
+                    origin_id: cell.id,
+                    name: c.app_name.clone(),
                     ip,
                     app: Some(AppInstance {
-                        app_name,
+                        app_name: c.app_name.clone(),
                         app_index: c.app_index,
-                        container_name: container,
+                        container_name: c.container.clone(),
                         cell_name,
                     }),
                 },
                 value: Measured::Usage {
-                    resource: w.resource,
-                    mean: w.stats.mean,
-                    peak: w.stats.peak,
-                    buckets: w.stats.buckets,
+                    resource,
+                    mean: stats.mean,
+                    peak: stats.peak,
+                    buckets: stats.buckets,
                 },
-            })
-        })
-        .collect()
+            });
+        }
+    }
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use monit_cf_metrics::container::Stats;
 
     fn cell(id: i64, ip: &str, vm_type: &str) -> Vm {
         Vm {

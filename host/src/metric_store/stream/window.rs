@@ -4,12 +4,13 @@
 //! series and timestamp (a later write of the same timestamp replaces the fields it writes),
 //! in time order whatever order they arrive in.
 //!
-//! Memory is what limits the fleet a batch can follow (docs/metric-stores.md): a series keeps
-//! only the tags its readers read, in one allocation with a hash of the others (so that two
-//! series the store keeps apart stay apart), and 16 bytes per point (24 with a reader's extra
-//! field).
+//! Memory is what limits the fleet a batch can follow (docs/metric-stores.md): the series that
+//! differ only in their naming tag (a container's CPU, memory and disk; a VM's metrics) share
+//! one key, which holds only the tags their readers read, in one allocation with a hash of the
+//! others (so that two series the store keeps apart stay apart), and a point costs 16 bytes (24
+//! with a reader's extra field).
 
-use rustc_hash::FxHashSet;
+use rustc_hash::{FxHashMap, FxHashSet};
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{HashMap, VecDeque};
 use std::hash::{Hash, Hasher};
@@ -181,30 +182,28 @@ impl SeriesWindow {
     }
 }
 
-/// A kept series as a reader sees it: the tags its readers read, and its points.
+/// A group's kept tags: a key of [`Measurement::key_into`] and the tags it holds.
 #[derive(Clone, Copy)]
-pub struct SeriesRef<'a> {
+struct KeyView<'a> {
     key: &'a [u8],
     tag_keys: &'a [Box<str>],
-    window: &'a SeriesWindow,
 }
 
-/// A series key: 8 bytes of the hash of the tags not kept, then the kept tags' values in the
-/// order of the measurement's `tag_keys`, each ended by 0xFF (a byte UTF-8 never holds).
+/// A series key: 8 bytes of the hash of the tags not kept, then the kept tags' values (but the
+/// naming tag's) in the order of the measurement's `tag_keys`, each ended by 0xFF (a byte
+/// UTF-8 never holds).
 const HASH_LEN: usize = 8;
 const END: u8 = 0xFF;
 
-impl<'a> SeriesRef<'a> {
-    /// The tag's value, if it is one the readers read and the series carries it (InfluxQL
-    /// compares a missing tag as the empty string).
-    pub fn tag(&self, key: &str) -> Option<&'a str> {
+impl<'a> KeyView<'a> {
+    fn tag(&self, key: &str) -> Option<&'a str> {
         let i = self.tag_keys.binary_search_by(|k| (**k).cmp(key)).ok()?;
         let v = self.key.get(HASH_LEN..)?.split(|b| *b == END).nth(i)?;
         std::str::from_utf8(v).ok().filter(|v| !v.is_empty())
     }
 
-    /// The values of several tags at once ([`SeriesRef::tag`] of each), the key read once.
-    pub fn tags<const N: usize>(&self, keys: [&str; N]) -> [Option<&'a str>; N] {
+    /// `name` for the naming tag, else the key's value of the tag: the key read once.
+    fn tags<const N: usize>(&self, keys: [&str; N], name: (&str, &'a str)) -> [Option<&'a str>; N] {
         let mut values: [&[u8]; 16] = [&[]; 16];
         let mut n = 0;
         for (slot, v) in values.iter_mut().zip(
@@ -217,6 +216,9 @@ impl<'a> SeriesRef<'a> {
             n += 1;
         }
         keys.map(|k| {
+            if k == name.0 {
+                return Some(name.1).filter(|v| !v.is_empty());
+            }
             let i = self.tag_keys.binary_search_by(|kk| (**kk).cmp(k)).ok()?;
             if i >= n {
                 // more tags than the array holds: the slow path
@@ -226,6 +228,36 @@ impl<'a> SeriesRef<'a> {
             std::str::from_utf8(v).ok().filter(|v| !v.is_empty())
         })
     }
+}
+
+/// A kept series as a reader sees it: the tags its readers read, and its points.
+#[derive(Clone, Copy)]
+pub struct SeriesRef<'a> {
+    group: KeyView<'a>,
+    /// the naming tag and this series' value of it
+    name: (&'a str, &'a str),
+    window: &'a SeriesWindow,
+}
+
+impl<'a> SeriesRef<'a> {
+    /// The tag's value, if it is one the readers read and the series carries it (InfluxQL
+    /// compares a missing tag as the empty string).
+    pub fn tag(&self, key: &str) -> Option<&'a str> {
+        if key == self.name.0 {
+            return Some(self.name.1).filter(|v| !v.is_empty());
+        }
+        self.group.tag(key)
+    }
+
+    /// The values of several tags at once ([`SeriesRef::tag`] of each), the key read once.
+    pub fn tags<const N: usize>(&self, keys: [&str; N]) -> [Option<&'a str>; N] {
+        self.group.tags(keys, self.name)
+    }
+
+    /// The value of the naming tag (`metricname`, `name`).
+    pub fn name(&self) -> &'a str {
+        self.name.1
+    }
 
     /// The points with `start_ns < time <= end_ns`, oldest first (InfluxQL's
     /// `time > start AND time <= end`).
@@ -234,6 +266,34 @@ impl<'a> SeriesRef<'a> {
         let from = w.partition_point(|t| t <= start_ns);
         let to = w.partition_point(|t| t <= end_ns).max(from);
         (from..to).filter_map(move |i| w.get(i))
+    }
+}
+
+/// The series that differ only in their naming tag (a container's CPU, memory and disk; a VM's
+/// metrics), kept under one key: a reader decodes their tags once, and the key is stored once.
+#[derive(Clone, Copy)]
+pub struct GroupRef<'a> {
+    group: KeyView<'a>,
+    name_tag: &'a str,
+    names: &'a [Box<str>],
+    series: &'a [(u32, SeriesWindow)],
+}
+
+impl<'a> GroupRef<'a> {
+    /// The values of the group's tags (the naming tag reads as missing).
+    pub fn tags<const N: usize>(&self, keys: [&str; N]) -> [Option<&'a str>; N] {
+        self.group.tags(keys, (self.name_tag, ""))
+    }
+
+    pub fn series(self) -> impl Iterator<Item = SeriesRef<'a>> + 'a {
+        self.series.iter().map(move |(id, window)| SeriesRef {
+            group: self.group,
+            name: (
+                self.name_tag,
+                self.names.get(*id as usize).map_or("", |n| &**n),
+            ),
+            window,
+        })
     }
 }
 
@@ -248,9 +308,12 @@ struct Reader {
 pub(super) struct Measurement {
     pub(super) name_tag: &'static str,
     readers: Vec<Reader>,
-    /// every tag a reader reads, sorted (the naming tag among them)
+    /// every tag a reader reads but the naming tag, sorted
     tag_keys: Vec<Box<str>>,
-    series: HashMap<Box<[u8]>, SeriesWindow, rustc_hash::FxBuildHasher>,
+    /// the naming tag's values kept, by their place (a group's series name theirs by it)
+    names: Vec<Box<str>>,
+    name_ids: FxHashMap<Box<str>, u32>,
+    groups: HashMap<Box<[u8]>, Vec<(u32, SeriesWindow)>, rustc_hash::FxBuildHasher>,
 }
 
 impl Measurement {
@@ -290,12 +353,12 @@ impl Measurement {
         self.readers.iter().any(|r| (r.names)(name).is_some())
     }
 
-    /// The key of the series with these tags (sorted by key), into `buf`.
+    /// The key of the group of the series with these tags (sorted by key), into `buf`.
     fn key_into<K: AsRef<str>, V: AsRef<str>>(&self, tags: &[(K, V)], buf: &mut Vec<u8>) {
         let mut rest = DefaultHasher::new();
         for (k, v) in tags {
             let k = k.as_ref();
-            if self.tag_keys.iter().any(|kk| &**kk == k) {
+            if k == self.name_tag || self.tag_keys.iter().any(|kk| &**kk == k) {
                 continue;
             }
             (k, v.as_ref()).hash(&mut rest);
@@ -307,6 +370,17 @@ impl Measurement {
             buf.push(END);
         }
     }
+
+    /// The place of the naming tag's value `name`, kept from now on.
+    fn name_id(&mut self, name: &str) -> u32 {
+        if let Some(id) = self.name_ids.get(name) {
+            return *id;
+        }
+        let id = u32::try_from(self.names.len()).unwrap_or(u32::MAX);
+        self.names.push(name.into());
+        self.name_ids.insert(name.into(), id);
+        id
+    }
 }
 
 /// The value of tag `key` among `tags` (sorted by key).
@@ -315,25 +389,13 @@ fn tag_value<'t, K: AsRef<str>, V: AsRef<str>>(tags: &'t [(K, V)], key: &str) ->
     tags.get(i).map(|(_, v)| v.as_ref())
 }
 
-/// Whether a kept series still passes its readers' inventory filters.
-fn in_inventory(
-    readers: &[Reader],
-    tag_keys: &[Box<str>],
-    key: &[u8],
-    inventory: &FxHashSet<Box<str>>,
-) -> bool {
-    let probe = SeriesRef {
-        key,
-        tag_keys,
-        window: &EMPTY,
-    };
+/// Whether a kept group still passes its readers' inventory filters.
+fn in_inventory(readers: &[Reader], group: KeyView<'_>, inventory: &FxHashSet<Box<str>>) -> bool {
     readers.iter().any(|r| {
         r.inventory_tag
-            .is_none_or(|t| inventory.contains(probe.tag(t).unwrap_or_default()))
+            .is_none_or(|t| inventory.contains(group.tag(t).unwrap_or_default()))
     })
 }
-
-static EMPTY: SeriesWindow = SeriesWindow::Plain(VecDeque::new());
 
 /// Why a point was not stored.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -365,20 +427,17 @@ impl Windows {
                     name_tag: s.name_tag,
                     readers: Vec::new(),
                     tag_keys: Vec::new(),
-                    series: HashMap::default(),
+                    names: Vec::new(),
+                    name_ids: FxHashMap::default(),
+                    groups: HashMap::default(),
                 });
             m.readers.push(Reader {
                 names: s.names.clone(),
                 excluded: s.excluded.clone(),
                 inventory_tag: s.inventory_tag,
             });
-            let keys = s
-                .tags
-                .iter()
-                .map(String::as_str)
-                .chain([s.name_tag])
-                .chain(s.inventory_tag);
-            for k in keys {
+            let keys = s.tags.iter().map(String::as_str).chain(s.inventory_tag);
+            for k in keys.filter(|k| *k != s.name_tag) {
                 if !m.tag_keys.iter().any(|kk| &**kk == k) {
                     m.tag_keys.push(k.into());
                 }
@@ -438,17 +497,38 @@ impl Windows {
             return Ok(());
         };
         m.key_into(tags, &mut self.key);
-        if let Some(s) = m.series.get_mut(&self.key[..]) {
+        let name = tag_value(tags, m.name_tag).unwrap_or_default();
+        let names = &m.names;
+        if let Some(group) = m.groups.get_mut(&self.key[..]) {
+            if let Some((_, s)) = group
+                .iter_mut()
+                .find(|(id, _)| names.get(*id as usize).is_some_and(|n| **n == *name))
+            {
+                s.insert(point);
+                s.prune(oldest_ns);
+                return Ok(());
+            }
+            if count >= max {
+                return Err(Refused::MaxSeries);
+            }
+            let id = m.name_id(name);
+            let mut s = SeriesWindow::default();
             s.insert(point);
-            s.prune(oldest_ns);
+            if let Some(group) = m.groups.get_mut(&self.key[..]) {
+                // a group holds a few series: grown one at a time, not doubled
+                group.reserve_exact(1);
+                group.push((id, s));
+            }
+            self.series += 1;
             return Ok(());
         }
         if count >= max {
             return Err(Refused::MaxSeries);
         }
+        let id = m.name_id(name);
         let mut s = SeriesWindow::default();
         s.insert(point);
-        m.series.insert(self.key.as_slice().into(), s);
+        m.groups.insert(self.key.as_slice().into(), vec![(id, s)]);
         self.series += 1;
         Ok(())
     }
@@ -465,13 +545,20 @@ impl Windows {
         let mut left = 0u64;
         let inventory = self.inventory.as_ref();
         for m in self.by_measurement.values_mut() {
-            let (readers, tag_keys) = (&m.readers, &m.tag_keys);
-            m.series.retain(|key, s| {
-                s.prune(oldest_ns);
-                !s.is_empty()
-                    && inventory.is_none_or(|inv| in_inventory(readers, tag_keys, key, inv))
+            let (readers, tag_keys) = (&m.readers, &m.tag_keys[..]);
+            m.groups.retain(|key, group| {
+                if inventory
+                    .is_some_and(|inv| !in_inventory(readers, KeyView { key, tag_keys }, inv))
+                {
+                    return false;
+                }
+                group.retain_mut(|(_, s)| {
+                    s.prune(oldest_ns);
+                    !s.is_empty()
+                });
+                left += group.len() as u64;
+                !group.is_empty()
             });
-            left += m.series.len() as u64;
         }
         self.series = left;
     }
@@ -482,11 +569,24 @@ impl Windows {
         db: &str,
         measurement: &str,
     ) -> impl Iterator<Item = SeriesRef<'a>> + 'a {
+        self.groups_of(db, measurement).flat_map(GroupRef::series)
+    }
+
+    /// Every group of series of (`db`, `measurement`) that differ only in their naming tag.
+    pub fn groups_of<'a>(
+        &'a self,
+        db: &str,
+        measurement: &str,
+    ) -> impl Iterator<Item = GroupRef<'a>> + 'a {
         self.measurement(db, measurement).into_iter().flat_map(|m| {
-            m.series.iter().map(|(key, window)| SeriesRef {
-                key,
-                tag_keys: &m.tag_keys,
-                window,
+            m.groups.iter().map(|(key, series)| GroupRef {
+                group: KeyView {
+                    key,
+                    tag_keys: &m.tag_keys,
+                },
+                name_tag: m.name_tag,
+                names: &m.names,
+                series,
             })
         })
     }
@@ -632,6 +732,44 @@ mod tests {
             w.series_of("d", "m").next().unwrap().tag("ip"),
             Some("10.0.0.2")
         );
+    }
+
+    #[test]
+    fn series_that_differ_only_in_their_name_share_one_group() {
+        let mut w = Windows::new(&[spec()], 10);
+        let mem = [("ip", "10.0.0.1"), ("metricname", "mem")];
+        let other = [("ip", "10.0.0.2"), ("metricname", "cpu")];
+        w.insert("d", "m", CPU, pt(10, 1.0), 0).unwrap();
+        w.insert("d", "m", &mem, pt(10, 2.0), 0).unwrap();
+        w.insert("d", "m", &other, pt(10, 3.0), 0).unwrap();
+        assert_eq!(w.series_count(), 3, "max_series counts series, not groups");
+        type Group<'a> = (Option<&'a str>, Vec<(&'a str, f64)>);
+        let mut groups: Vec<Group<'_>> = w
+            .groups_of("d", "m")
+            .map(|g| {
+                let [ip, name] = g.tags(["ip", "metricname"]);
+                assert_eq!(name, None, "a group has no name of its own");
+                let series = g
+                    .series()
+                    .map(|s| (s.name(), s.points(0, 100).map(|p| p.value).sum()))
+                    .collect();
+                (ip, series)
+            })
+            .collect();
+        groups.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(
+            groups,
+            vec![
+                (Some("10.0.0.1"), vec![("cpu", 1.0), ("mem", 2.0)]),
+                (Some("10.0.0.2"), vec![("cpu", 3.0)]),
+            ]
+        );
+        // a series of a group that has no points left goes, the group stays while one has
+        w.insert("d", "m", &mem, pt(20, 2.0), 0).unwrap();
+        w.prune(15);
+        assert_eq!(w.series_count(), 1);
+        let names: Vec<&str> = w.series_of("d", "m").map(|s| s.name()).collect();
+        assert_eq!(names, vec!["mem"]);
     }
 
     #[test]

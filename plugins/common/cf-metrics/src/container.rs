@@ -22,9 +22,9 @@
 
 use monit_host::metric_store::influx::{InfluxClient, InfluxError, Series, ident};
 use monit_host::metric_store::prometheus::{self, PrometheusClient, Sample};
-use monit_host::metric_store::stream::{StreamSeries, Windows};
+use monit_host::metric_store::stream::{StoredPoint, StreamSeries, Windows};
 use monit_host::metric_store::{MetricStore, MetricStoreError};
-use monit_host::model::{Resource, Timestamp};
+use monit_host::model::{Name, Resource, Timestamp};
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -81,12 +81,12 @@ pub struct ContainerSource {
 /// One app container seen in the window, with whatever usage its data allowed.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ContainerUsage {
-    pub cell_ip: String,
+    pub cell_ip: Name,
     /// `container_interface` tag: the container's key in the original
-    pub container: String,
+    pub container: Name,
     /// `application_id` tag (the app guid); `None` when the writer left it out
-    pub app_guid: Option<String>,
-    pub app_name: String,
+    pub app_guid: Option<Name>,
+    pub app_name: Name,
     /// `application_index` tag; 0 when it is not a number, as in the original
     pub app_index: i32,
     pub cpu: Option<Stats>,
@@ -551,6 +551,89 @@ fn pick(cur: &mut Option<Pt>, p: Pt, better: fn(Pt, Pt) -> bool) {
     }
 }
 
+fn newest(n: Pt, c: Pt) -> bool {
+    n.0 > c.0 || (n.0 == c.0 && n.1 > c.1)
+}
+
+fn oldest(n: Pt, c: Pt) -> bool {
+    n.0 < c.0 || (n.0 == c.0 && n.1 > c.1)
+}
+
+fn lowest(n: Pt, c: Pt) -> bool {
+    n.1 < c.1 || (n.1 == c.1 && n.0 < c.0)
+}
+
+impl GaugeAcc {
+    fn new() -> Self {
+        GaugeAcc {
+            sum: 0.0,
+            count: 0,
+            max: f64::NEG_INFINITY,
+            limit: None,
+        }
+    }
+
+    fn add(&mut self, p: StoredPoint) {
+        self.sum += p.value;
+        self.count += 1;
+        self.max = self.max.max(p.value);
+        if !p.extra.is_nan() {
+            pick(&mut self.limit, (p.time_ns, p.extra), newest);
+        }
+    }
+
+    fn merge(&mut self, o: GaugeAcc) {
+        self.sum += o.sum;
+        self.count += o.count;
+        self.max = self.max.max(o.max);
+        if let Some(l) = o.limit {
+            pick(&mut self.limit, l, newest);
+        }
+    }
+}
+
+impl StreamAcc {
+    /// A CPU counter's points: `last` reads those after `horizon_from` (the activity
+    /// horizon), `first` and `min` those after `window_from`.
+    fn add_cpu(
+        &mut self,
+        points: impl Iterator<Item = StoredPoint>,
+        horizon_from: i64,
+        window_from: i64,
+    ) {
+        for p in points {
+            let pt = (p.time_ns, p.value);
+            if p.time_ns > horizon_from {
+                pick(&mut self.last, pt, newest);
+            }
+            if p.time_ns > window_from {
+                pick(&mut self.first, pt, oldest);
+                pick(&mut self.min, pt, lowest);
+            }
+        }
+    }
+
+    /// The selectors over the points of both (another series of the same container).
+    fn merge(&mut self, o: StreamAcc) {
+        for (mine, theirs, better) in [
+            (&mut self.last, o.last, newest as fn(Pt, Pt) -> bool),
+            (&mut self.first, o.first, oldest),
+            (&mut self.min, o.min, lowest),
+        ] {
+            if let Some(p) = theirs {
+                pick(mine, p, better);
+            }
+        }
+        for (mine, theirs) in [(&mut self.memory, o.memory), (&mut self.disk, o.disk)] {
+            match (mine.as_mut(), theirs) {
+                (Some(m), Some(t)) => m.merge(t),
+                (None, t) => *mine = t,
+                (Some(_), None) => {}
+            }
+        }
+    }
+}
+
 /// The statements of [`usage_queries`], answered from the stream's windows: the same points
 /// (time ranges, `name`, `container_id`, `application_name`, value bounds), the same selectors,
 /// the times in whole seconds as `epoch=s` gives them.
@@ -560,74 +643,71 @@ fn read_stream<'w>(
     windows: &UsageWindows,
     now: Timestamp,
     fold: &mut PartsFold<'_>,
-) -> Vec<([&'w str; 5], Parts)> {
+) -> impl Iterator<Item = ([&'w str; 5], Parts)> + use<'w> {
     const NS: i64 = 1_000_000_000;
     let bound = crate::vm::VALUE_BOUND;
     let bucket = source.bucket_seconds.max(1);
     let end = now.timestamp().saturating_mul(NS);
     let horizon = i64::try_from(active_horizon(bucket).as_secs()).unwrap_or(i64::MAX / 4);
     let since = |span: i64| end.saturating_sub(span.saturating_mul(NS));
-    let mut acc: rustc_hash::FxHashMap<[&str; 5], StreamAcc> = Default::default();
-    for s in state.series_of(&source.db, &source.measurement) {
-        let [name, t0, t1, t2, t3, t4] = s.tags([
-            "name",
-            GROUP_TAGS[0],
-            GROUP_TAGS[1],
-            GROUP_TAGS[2],
-            GROUP_TAGS[3],
-            GROUP_TAGS[4],
-        ]);
-        let resource = match name {
-            Some(CPU_SERIES) => Resource::Cpu,
-            Some(MEMORY_SERIES) => Resource::Memory,
-            Some(DISK_SERIES) => Resource::Disk,
-            _ => continue,
-        };
+    let counts = |v: f64| v > -bound && v < bound;
+    // a container's three series are one group of the windows: its tags are read once
+    let mut acc: Vec<([&str; 5], StreamAcc)> = Vec::new();
+    for g in state.groups_of(&source.db, &source.measurement) {
         // `container_id <> '/'` and `application_name <> ''` hold: the other series are not
         // kept (`stream_series`)
-        let key = [t0, t1, t2, t3, t4].map(Option::unwrap_or_default);
-        let a = acc.entry(key).or_default();
-        let counts = |v: f64| v > -bound && v < bound;
-        if resource == Resource::Cpu {
-            for p in s.points(since(horizon), end).filter(|p| counts(p.value)) {
-                pick(&mut a.last, (p.time_ns, p.value), |n, c| {
-                    n.0 > c.0 || (n.0 == c.0 && n.1 > c.1)
-                });
-            }
-            let from = since(effective(windows.cpu, bucket));
-            for p in s.points(from, end).filter(|p| counts(p.value)) {
-                let pt = (p.time_ns, p.value);
-                pick(&mut a.first, pt, |n, c| {
-                    n.0 < c.0 || (n.0 == c.0 && n.1 > c.1)
-                });
-                pick(&mut a.min, pt, |n, c| {
-                    n.1 < c.1 || (n.1 == c.1 && n.0 < c.0)
-                });
-            }
+        let key = g.tags(GROUP_TAGS).map(Option::unwrap_or_default);
+        // `PartsFold::entry`'s filters, before any point is read
+        if key[2].is_empty() {
             continue;
         }
-        let from = since(effective(windows.get(resource), bucket));
-        for p in s.points(from, end).filter(|p| counts(p.value)) {
+        if !fold.wanted.wants(key[0], key[4]) {
+            fold.dropped += 1;
+            continue;
+        }
+        let mut a = StreamAcc::default();
+        for s in g.series() {
+            let resource = match s.name() {
+                CPU_SERIES => Resource::Cpu,
+                MEMORY_SERIES => Resource::Memory,
+                DISK_SERIES => Resource::Disk,
+                _ => continue,
+            };
+            if resource == Resource::Cpu {
+                let (horizon_from, window_from) =
+                    (since(horizon), since(effective(windows.cpu, bucket)));
+                a.add_cpu(
+                    s.points(horizon_from.min(window_from), end)
+                        .filter(|p| counts(p.value)),
+                    horizon_from,
+                    window_from,
+                );
+                continue;
+            }
+            let from = since(effective(windows.get(resource), bucket));
             let g = match resource {
                 Resource::Disk => &mut a.disk,
                 _ => &mut a.memory,
-            }
-            .get_or_insert(GaugeAcc {
-                sum: 0.0,
-                count: 0,
-                max: f64::NEG_INFINITY,
-                limit: None,
-            });
-            g.sum += p.value;
-            g.count += 1;
-            g.max = g.max.max(p.value);
-            if !p.extra.is_nan() {
-                pick(&mut g.limit, (p.time_ns, p.extra), |n, c| {
-                    n.0 > c.0 || (n.0 == c.0 && n.1 > c.1)
-                });
+            };
+            for p in s.points(from, end).filter(|p| counts(p.value)) {
+                g.get_or_insert_with(GaugeAcc::new).add(p);
             }
         }
+        // no statement would have answered a row for it
+        if a.last.is_some() || a.first.is_some() || a.memory.is_some() || a.disk.is_some() {
+            acc.push((key, a));
+        }
     }
+    // the query path's order (its BTreeMap): the same readings in the same order; series
+    // the store keeps apart (another tag differs) but the statements group together, merged
+    acc.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    acc.dedup_by(|later, kept| {
+        if later.0 != kept.0 {
+            return false;
+        }
+        kept.1.merge(std::mem::take(&mut later.1));
+        true
+    });
     let secs = |p: Pt| (p.0 / NS, p.1);
     let gauge = |g: GaugeAcc| GaugeAgg {
         mean: Some(g.sum / g.count as f64),
@@ -636,20 +716,7 @@ fn read_stream<'w>(
         count: None,
         limit: g.limit.map(|l| l.1),
     };
-    let mut out = Vec::with_capacity(acc.len());
-    for (key, a) in acc {
-        // no statement would have answered a row for it
-        if a.last.is_none() && a.first.is_none() && a.memory.is_none() && a.disk.is_none() {
-            continue;
-        }
-        // `PartsFold::entry`'s filters, on the borrowed tags
-        if key[2].is_empty() {
-            continue;
-        }
-        if !fold.wanted.wants(key[0], key[4]) {
-            fold.dropped += 1;
-            continue;
-        }
+    acc.into_iter().map(move |(key, a)| {
         let mut p = Parts::default();
         if let Some(last) = a.last {
             p.newest = Some(last.0 / NS);
@@ -659,11 +726,8 @@ fn read_stream<'w>(
         p.cpu_min = a.min.map(secs);
         p.memory = a.memory.map(gauge);
         p.disk = a.disk.map(gauge);
-        out.push((key, p));
-    }
-    // the query path's order (its BTreeMap): the same readings in the same order
-    out.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-    out
+        (key, p)
+    })
 }
 
 /// A gauge's aggregates over its window, with the container's limit.
@@ -835,7 +899,7 @@ fn parts_from_series(series: &[Series]) -> Result<BTreeMap<[String; 5], Parts>, 
 static BAD_LIMIT_WARNED: AtomicBool = AtomicBool::new(false);
 
 /// Parts of every container → usage of the running ones.
-fn finish<K: AsRef<str> + Into<String>>(
+fn finish<K: AsRef<str>>(
     parts: impl IntoIterator<Item = ([K; 5], Parts)>,
     bucket_seconds: u64,
     windows: &UsageWindows,
@@ -848,6 +912,8 @@ fn finish<K: AsRef<str> + Into<String>>(
     let mut bad_limits = 0u32;
     let mut stale = 0u32;
     let mut out = Vec::new();
+    // the containers of a cell come one after the other: they share its address
+    let mut cell: Option<Name> = None;
     for (key, p) in parts {
         let live = p.live || p.newest.is_some_and(|t| t > now_s - horizon);
         if !live {
@@ -897,14 +963,19 @@ fn finish<K: AsRef<str> + Into<String>>(
             tracing::debug!(app = %app_name.as_ref(), container = %container.as_ref(), application_index = %app_index.as_ref(), "application_index is not a number: read as 0");
             0
         });
+        let cell_ip = match &cell {
+            Some(c) if **c == *cell_ip.as_ref() => c.clone(),
+            _ => cell.insert(cell_ip.as_ref().into()).clone(),
+        };
+        let app_guid = app_guid.as_ref();
         out.push(ContainerUsage {
             cpu,
             memory,
             disk,
-            cell_ip: cell_ip.into(),
-            container: container.into(),
-            app_guid: Some(app_guid.into()).filter(|g: &String| !g.is_empty()),
-            app_name: app_name.into(),
+            cell_ip,
+            container: container.as_ref().into(),
+            app_guid: (!app_guid.is_empty()).then(|| app_guid.into()),
+            app_name: app_name.as_ref().into(),
             app_index: index,
         });
     }
@@ -1112,10 +1183,7 @@ mod tests {
         let u = usage_from_series(&all, 30, &w, now).unwrap();
         assert_eq!(u.len(), 1, "{u:?}");
         let c = &u[0];
-        assert_eq!(
-            (c.app_name.as_str(), c.app_index, c.container.as_str()),
-            ("web", 1, "c1")
-        );
+        assert_eq!((&*c.app_name, c.app_index, &*c.container), ("web", 1, "c1"));
         assert_eq!(c.app_guid.as_deref(), Some("guid-1"));
         assert!(close(c.cpu.unwrap().mean, 30.0), "{:?}", c.cpu);
         assert_eq!(c.cpu.unwrap().buckets, 5);

@@ -409,7 +409,7 @@ fn check_values(r: &Readings) {
     assert_eq!(disk.peak, 80.0, "the highest point of any mount");
     let bosh = &r.bosh[""];
     assert_eq!(bosh.disk.unwrap().mean, 91.0, "{bosh:?}");
-    let names: Vec<_> = r.container.iter().map(|c| c.app_name.as_str()).collect();
+    let names: Vec<_> = r.container.iter().map(|c| &*c.app_name).collect();
     assert!(
         names.contains(&"web") && names.contains(&"api") && names.contains(&"big"),
         "{names:?}"
@@ -419,15 +419,15 @@ fn check_values(r: &Readings) {
         "a stopped container is left out: {names:?}"
     );
     assert!(!names.contains(&"sys"), "not an app container: {names:?}");
-    let web = r.container.iter().find(|c| c.app_name == "web").unwrap();
+    let web = r.container.iter().find(|c| *c.app_name == *"web").unwrap();
     assert!((web.cpu.unwrap().mean - 30.0).abs() < 0.01, "{web:?}");
-    let api = r.container.iter().find(|c| c.app_name == "api").unwrap();
+    let api = r.container.iter().find(|c| *c.app_name == *"api").unwrap();
     assert!(
         (api.cpu.unwrap().mean - 20.0).abs() < 0.01,
         "a restart is no negative rate: {api:?}"
     );
     assert!((api.memory.unwrap().mean - 90.0).abs() < 0.01, "{api:?}");
-    let big = r.container.iter().find(|c| c.app_name == "big").unwrap();
+    let big = r.container.iter().find(|c| *c.app_name == *"big").unwrap();
     assert!(big.memory.is_none() && big.cpu.is_some(), "{big:?}");
 }
 
@@ -551,7 +551,7 @@ async fn only_wanted_vms_and_containers_are_kept() {
             .unwrap();
         let expected: Vec<ContainerUsage> = every
             .iter()
-            .filter(|c| c.app_name == "web")
+            .filter(|c| *c.app_name == *"web")
             .cloned()
             .collect();
         assert_eq!(web.len(), 1, "{backend}: {web:?}");
