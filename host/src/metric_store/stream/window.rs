@@ -135,6 +135,22 @@ impl SeriesWindow {
         }
     }
 
+    /// The index of the first point later than `t`. A window ends at the newest point and
+    /// starts a few points before the oldest a reader reads (the retention's margin): both ends
+    /// are looked at before a binary search.
+    fn first_after(&self, t: i64) -> usize {
+        let len = self.len();
+        if self.time(len.wrapping_sub(1)).is_none_or(|last| last <= t) {
+            return len;
+        }
+        for i in 0..len.min(4) {
+            if self.time(i).is_some_and(|ti| ti > t) {
+                return i;
+            }
+        }
+        self.partition_point(|x| x <= t)
+    }
+
     /// Stores a point: a point at the same time gets the fields it writes replaced, as InfluxDB
     /// does; a late point goes to its place.
     fn insert(&mut self, p: StoredPoint) {
@@ -263,8 +279,8 @@ impl<'a> SeriesRef<'a> {
     /// `time > start AND time <= end`).
     pub fn points(self, start_ns: i64, end_ns: i64) -> impl Iterator<Item = StoredPoint> + 'a {
         let w = self.window;
-        let from = w.partition_point(|t| t <= start_ns);
-        let to = w.partition_point(|t| t <= end_ns).max(from);
+        let from = w.first_after(start_ns);
+        let to = w.first_after(end_ns).max(from);
         (from..to).filter_map(move |i| w.get(i))
     }
 }
@@ -644,6 +660,27 @@ mod tests {
         let s = w.series_of("d", "m").next().unwrap();
         let window: Vec<i64> = s.points(10, 30).map(|p| p.time_ns).collect();
         assert_eq!(window, vec![20, 30], "(start, end]");
+    }
+
+    #[test]
+    fn a_range_reads_the_same_points_as_a_filter_at_every_bound() {
+        let mut w = Windows::new(&[spec()], 10);
+        let times: Vec<i64> = (0..12).map(|i| i * 10).collect();
+        for t in &times {
+            w.insert("d", "m", CPU, pt(*t, *t as f64), 0).unwrap();
+        }
+        let s = w.series_of("d", "m").next().unwrap();
+        for start in -5..=125 {
+            for end in [start, start + 7, start + 35, start + 200, 115, 110] {
+                let got: Vec<i64> = s.points(start, end).map(|p| p.time_ns).collect();
+                let want: Vec<i64> = times
+                    .iter()
+                    .copied()
+                    .filter(|t| *t > start && *t <= end)
+                    .collect();
+                assert_eq!(got, want, "({start}, {end}]");
+            }
+        }
     }
 
     #[test]
