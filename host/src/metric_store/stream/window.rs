@@ -65,15 +65,85 @@ pub struct StoredPoint {
     pub extra: f64,
 }
 
-/// One series' points in time order, with the reader's extra field once a point brought one
-/// (then 24 bytes a point instead of 16). The capacity grows by halves, not by doubling: a
-/// series holds about the same number of points from one minute to the next, and a doubling
-/// would leave up to half of every window empty (most of the memory of a large fleet); by
-/// halves a third at most, with few reallocations while a window fills.
+/// How a window stores its points: as narrow as the points it holds allow.
+trait Encoded: Copy {
+    /// `None` when the point does not fit this encoding
+    fn encode(p: StoredPoint) -> Option<Self>;
+    fn decode(self) -> StoredPoint;
+    fn time(&self) -> i64;
+}
+
+/// A point without the extra field: 16 bytes.
+impl Encoded for (i64, f64) {
+    fn encode(p: StoredPoint) -> Option<Self> {
+        p.extra.is_nan().then_some((p.time_ns, p.value))
+    }
+    fn decode(self) -> StoredPoint {
+        StoredPoint {
+            time_ns: self.0,
+            value: self.1,
+            extra: f64::NAN,
+        }
+    }
+    fn time(&self) -> i64 {
+        self.0
+    }
+}
+
+/// A point whose extra field is exactly an `f32` (a container's limit: a whole number of
+/// bytes, mostly of mebibytes, or not written): 20 bytes.
+#[derive(Clone, Copy, Debug)]
+#[repr(C, packed)]
+struct NarrowExtra {
+    time_ns: i64,
+    value: f64,
+    extra: f32,
+}
+
+impl Encoded for NarrowExtra {
+    fn encode(p: StoredPoint) -> Option<Self> {
+        let narrow = p.extra as f32;
+        (p.extra.is_nan() || f64::from(narrow) == p.extra).then_some(NarrowExtra {
+            time_ns: p.time_ns,
+            value: p.value,
+            extra: narrow,
+        })
+    }
+    fn decode(self) -> StoredPoint {
+        StoredPoint {
+            time_ns: self.time_ns,
+            value: self.value,
+            extra: f64::from(self.extra),
+        }
+    }
+    fn time(&self) -> i64 {
+        self.time_ns
+    }
+}
+
+/// Any point: 24 bytes.
+impl Encoded for StoredPoint {
+    fn encode(p: StoredPoint) -> Option<Self> {
+        Some(p)
+    }
+    fn decode(self) -> StoredPoint {
+        self
+    }
+    fn time(&self) -> i64 {
+        self.time_ns
+    }
+}
+
+/// One series' points in time order, in the narrowest encoding that holds each of them
+/// exactly (widened, all points at once, when a point does not fit). The capacity grows by
+/// halves, not by doubling: a series holds about the same number of points from one minute to
+/// the next, and a doubling would leave up to half of every window empty (most of the memory of
+/// a large fleet); by halves a third at most, with few reallocations while a window fills.
 #[derive(Debug)]
 enum SeriesWindow {
     Plain(VecDeque<(i64, f64)>),
-    Extra(VecDeque<(i64, f64, f64)>),
+    NarrowExtra(VecDeque<NarrowExtra>),
+    Extra(VecDeque<StoredPoint>),
 }
 
 impl Default for SeriesWindow {
@@ -82,57 +152,75 @@ impl Default for SeriesWindow {
     }
 }
 
-/// A point at index `i` at the same time is replaced field by field (as InfluxDB does), else
-/// the point goes in at `i`.
-fn put<T>(q: &mut VecDeque<T>, i: usize, same: bool, p: T, merge: impl FnOnce(&mut T, T)) {
-    if same {
-        if let Some(x) = q.get_mut(i) {
-            merge(x, p);
+/// `$body` with `$q` bound to the window's deque, whatever its encoding.
+macro_rules! each {
+    ($w:expr, $q:ident => $body:expr) => {
+        match $w {
+            SeriesWindow::Plain($q) => $body,
+            SeriesWindow::NarrowExtra($q) => $body,
+            SeriesWindow::Extra($q) => $body,
         }
-        return;
+    };
+}
+
+/// Stores `p` in `q` if its encoding holds it (else false, nothing changed): a point at the
+/// same time has the fields it writes replaced (as InfluxDB does), a late point goes to its
+/// place.
+fn put<T: Encoded>(q: &mut VecDeque<T>, p: StoredPoint) -> bool {
+    let i = match q.back() {
+        Some(last) if last.time() >= p.time_ns => q.partition_point(|x| x.time() < p.time_ns),
+        _ => q.len(),
+    };
+    if let Some(x) = q.get_mut(i).filter(|x| x.time() == p.time_ns) {
+        let old = x.decode();
+        let keep = |old: f64, new: f64| if new.is_nan() { old } else { new };
+        let merged = StoredPoint {
+            time_ns: p.time_ns,
+            value: keep(old.value, p.value),
+            extra: keep(old.extra, p.extra),
+        };
+        return match T::encode(merged) {
+            Some(e) => {
+                *x = e;
+                true
+            }
+            None => false,
+        };
     }
+    let Some(e) = T::encode(p) else {
+        return false;
+    };
     if q.len() == q.capacity() {
         q.reserve_exact((q.len() / 2).max(4));
     }
-    q.insert(i, p);
+    q.insert(i, e);
+    true
+}
+
+fn widen<T: Encoded, U: Encoded>(q: &VecDeque<T>) -> Option<VecDeque<U>> {
+    let mut wide = VecDeque::with_capacity(q.len() + 1);
+    for p in q {
+        wide.push_back(U::encode(p.decode())?);
+    }
+    Some(wide)
 }
 
 impl SeriesWindow {
     fn len(&self) -> usize {
-        match self {
-            SeriesWindow::Plain(q) => q.len(),
-            SeriesWindow::Extra(q) => q.len(),
-        }
+        each!(self, q => q.len())
     }
 
     fn time(&self, i: usize) -> Option<i64> {
-        match self {
-            SeriesWindow::Plain(q) => q.get(i).map(|p| p.0),
-            SeriesWindow::Extra(q) => q.get(i).map(|p| p.0),
-        }
+        each!(self, q => q.get(i).map(Encoded::time))
     }
 
     fn get(&self, i: usize) -> Option<StoredPoint> {
-        match self {
-            SeriesWindow::Plain(q) => q.get(i).map(|&(time_ns, value)| StoredPoint {
-                time_ns,
-                value,
-                extra: f64::NAN,
-            }),
-            SeriesWindow::Extra(q) => q.get(i).map(|&(time_ns, value, extra)| StoredPoint {
-                time_ns,
-                value,
-                extra,
-            }),
-        }
+        each!(self, q => q.get(i).map(|p| p.decode()))
     }
 
     /// The index of the first point with a time for which `before` is false.
     fn partition_point(&self, before: impl Fn(i64) -> bool) -> usize {
-        match self {
-            SeriesWindow::Plain(q) => q.partition_point(|p| before(p.0)),
-            SeriesWindow::Extra(q) => q.partition_point(|p| before(p.0)),
-        }
+        each!(self, q => q.partition_point(|p| before(p.time())))
     }
 
     /// The index of the first point later than `t`. A window ends at the newest point and
@@ -151,46 +239,31 @@ impl SeriesWindow {
         self.partition_point(|x| x <= t)
     }
 
-    /// Stores a point: a point at the same time gets the fields it writes replaced, as InfluxDB
-    /// does; a late point goes to its place.
+    /// Stores a point (see [`put`]), first widening the encoding if the point needs it.
     fn insert(&mut self, p: StoredPoint) {
-        if let SeriesWindow::Plain(q) = self
-            && !p.extra.is_nan()
-        {
-            let mut wide = VecDeque::with_capacity(q.len() + 1);
-            wide.extend(q.iter().map(|&(t, v)| (t, v, f64::NAN)));
-            *self = SeriesWindow::Extra(wide);
-        }
-        let i = match self.time(self.len().wrapping_sub(1)) {
-            Some(last) if last >= p.time_ns => self.partition_point(|t| t < p.time_ns),
-            _ => self.len(),
-        };
-        let same = self.time(i) == Some(p.time_ns);
-        let keep = |old: f64, new: f64| if new.is_nan() { old } else { new };
-        match self {
-            SeriesWindow::Plain(q) => put(q, i, same, (p.time_ns, p.value), |x, n| {
-                x.1 = keep(x.1, n.1);
-            }),
-            SeriesWindow::Extra(q) => put(q, i, same, (p.time_ns, p.value, p.extra), |x, n| {
-                x.1 = keep(x.1, n.1);
-                x.2 = keep(x.2, n.2);
-            }),
+        loop {
+            if each!(self, q => put(q, p)) {
+                return;
+            }
+            let wider = match self {
+                SeriesWindow::Plain(q) => widen(q).map(SeriesWindow::NarrowExtra),
+                SeriesWindow::NarrowExtra(q) => widen(q).map(SeriesWindow::Extra),
+                // holds every point: `put` does not refuse one
+                SeriesWindow::Extra(_) => return,
+            };
+            match wider {
+                Some(w) => *self = w,
+                None => return,
+            }
         }
     }
 
     fn prune(&mut self, oldest_ns: i64) {
-        match self {
-            SeriesWindow::Plain(q) => {
-                while q.front().is_some_and(|p| p.0 < oldest_ns) {
-                    q.pop_front();
-                }
+        each!(self, q => {
+            while q.front().is_some_and(|p| p.time() < oldest_ns) {
+                q.pop_front();
             }
-            SeriesWindow::Extra(q) => {
-                while q.front().is_some_and(|p| p.0 < oldest_ns) {
-                    q.pop_front();
-                }
-            }
-        }
+        })
     }
 
     fn is_empty(&self) -> bool {
@@ -703,6 +776,45 @@ mod tests {
             .map(|p| (p.time_ns, p.value, p.extra))
             .collect();
         assert_eq!(got, vec![(10, 1.0, 512.0), (20, 2.0, 1024.0)]);
+    }
+
+    #[test]
+    fn limits_are_stored_narrow_while_exact_and_widened_when_not() {
+        assert_eq!(std::mem::size_of::<NarrowExtra>(), 20);
+        let mem = &[("ip", "10.0.0.1"), ("metricname", "mem")];
+        let mut w = Windows::new(&[spec()], 10);
+        let at = |t, v, e| StoredPoint {
+            time_ns: t,
+            value: v,
+            extra: e,
+        };
+        w.insert("d", "m", mem, at(10, 0.1, 1073741824.0), 0)
+            .unwrap();
+        w.insert("d", "m", mem, at(20, 0.2, f64::NAN), 0).unwrap();
+        let encoding = |w: &Windows| {
+            let m = w.measurement("d", "m").unwrap();
+            let g = m.groups.values().next().unwrap();
+            match &g[0].1 {
+                SeriesWindow::Plain(_) => "plain",
+                SeriesWindow::NarrowExtra(_) => "narrow",
+                SeriesWindow::Extra(_) => "wide",
+            }
+        };
+        assert_eq!(encoding(&w), "narrow");
+        // a limit an f32 cannot hold: every point is widened, none changes
+        w.insert("d", "m", mem, at(30, 0.3, 1073741824.1), 0)
+            .unwrap();
+        assert_eq!(encoding(&w), "wide");
+        let got: Vec<(i64, f64, f64)> = w
+            .series_of("d", "m")
+            .next()
+            .unwrap()
+            .points(0, 100)
+            .map(|p| (p.time_ns, p.value, p.extra))
+            .collect();
+        assert_eq!(got[0], (10, 0.1, 1073741824.0));
+        assert_eq!((got[1].0, got[1].1, got[1].2.is_nan()), (20, 0.2, true));
+        assert_eq!(got[2], (30, 0.3, 1073741824.1));
     }
 
     #[test]

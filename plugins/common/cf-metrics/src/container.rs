@@ -210,9 +210,15 @@ impl Narrow<'_> {
 impl Wanted<'_> {
     fn wants(&self, cell_ip: &str, app_guid: &str) -> bool {
         self.cells.is_none_or(|c| c.contains(cell_ip))
-            && self
-                .app_guids
-                .is_none_or(|g| g.contains(&app_guid.trim().to_ascii_lowercase()))
+            && self.app_guids.is_none_or(|g| {
+                let guid = app_guid.trim();
+                // a copy only for a guid written in capitals (the writers write lowercase)
+                if guid.bytes().any(|b| b.is_ascii_uppercase()) {
+                    g.contains(&guid.to_ascii_lowercase())
+                } else {
+                    g.contains(guid)
+                }
+            })
     }
 }
 
