@@ -917,7 +917,9 @@ fn finish<K: AsRef<str>>(
     let slots = |r: Resource| (effective(windows.get(r), bucket) as u64 / bucket).max(1);
     let mut bad_limits = 0u32;
     let mut stale = 0u32;
-    let mut out = Vec::new();
+    let parts = parts.into_iter();
+    // exact: a doubling would leave up to half a fleet's list empty
+    let mut out = Vec::with_capacity(parts.size_hint().0);
     // the containers of a cell come one after the other: they share its address
     let mut cell: Option<Name> = None;
     for (key, p) in parts {
