@@ -17,6 +17,21 @@ pub fn limit_arenas() {
     }
 }
 
+/// Serves every allocation of 1 MiB or more with its own mapping, returned to the OS when it
+/// is freed, as `MALLOC_MMAP_THRESHOLD_=1048576` does. glibc's default threshold rises with
+/// each large block freed, up to 32 MiB, after which a tick's lists of a large fleet (tens of
+/// MB each) come from the arenas, between the windows' long-lived blocks, and the process
+/// peaks higher than the memory it uses. An operator's `MALLOC_MMAP_THRESHOLD_` wins.
+pub fn map_large_blocks() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    if std::env::var_os("MALLOC_MMAP_THRESHOLD_").is_none() {
+        // SAFETY: mallopt only sets an allocator parameter; called before other threads exist
+        unsafe {
+            libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
+        }
+    }
+}
+
 /// Returns the heap freed since the last call to the OS (after a tick, whose transient
 /// readings and answers are gone by then). A few milliseconds for a heap of hundreds of MB.
 pub fn release_freed() {

@@ -147,6 +147,7 @@ pub fn main(project_plugins: &'static [&'static str]) -> ExitCode {
     crate::plugin::declare_project_plugins(project_plugins);
     let cli = Cli::parse();
     crate::run::heap::limit_arenas();
+    crate::run::heap::map_large_blocks();
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
