@@ -9,7 +9,7 @@
 
 pub mod window;
 
-pub use window::{NameFilter, SeriesRef, StoredPoint, StreamSeries, Windows};
+pub use window::{GroupRef, NameFilter, SeriesRef, StoredPoint, StreamSeries, Windows};
 
 use crate::config::StreamSettings;
 use crate::metric_store::MetricStore;

@@ -22,7 +22,7 @@
 
 use monit_host::metric_store::influx::{InfluxClient, InfluxError, Series, ident};
 use monit_host::metric_store::prometheus::{self, PrometheusClient, Sample};
-use monit_host::metric_store::stream::{StoredPoint, StreamSeries, Windows};
+use monit_host::metric_store::stream::{GroupRef, StoredPoint, StreamSeries, Windows};
 use monit_host::metric_store::{MetricStore, MetricStoreError};
 use monit_host::model::{Name, Resource, Timestamp};
 use std::collections::{BTreeMap, HashSet};
@@ -528,6 +528,12 @@ pub fn stream_series(source: &ContainerSource) -> StreamSeries {
     }
 }
 
+/// A container's tags ([`GROUP_TAGS`]) and what its points gave.
+type Folded<'w> = ([&'w str; 5], StreamAcc);
+
+/// From this many containers on, the stream's windows are folded on every core.
+const PARALLEL_FROM_CONTAINERS: usize = 20_000;
+
 /// A point as InfluxDB's selectors compare them: (time ns, value).
 type Pt = (i64, f64);
 
@@ -650,6 +656,22 @@ fn read_stream<'w>(
     now: Timestamp,
     fold: &mut PartsFold<'_>,
 ) -> impl Iterator<Item = ([&'w str; 5], Parts)> + use<'w> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
+    read_stream_on(
+        state,
+        (source, windows, now),
+        fold,
+        (PARALLEL_FROM_CONTAINERS, cores),
+    )
+}
+
+/// [`read_stream`] on `threads` threads from `parallel_from` containers on.
+fn read_stream_on<'w>(
+    state: &'w Windows,
+    (source, windows, now): (&ContainerSource, &UsageWindows, Timestamp),
+    fold: &mut PartsFold<'_>,
+    (parallel_from, cores): (usize, usize),
+) -> impl Iterator<Item = ([&'w str; 5], Parts)> + use<'w> {
     const NS: i64 = 1_000_000_000;
     let bound = crate::vm::VALUE_BOUND;
     let bucket = source.bucket_seconds.max(1);
@@ -657,19 +679,19 @@ fn read_stream<'w>(
     let horizon = i64::try_from(active_horizon(bucket).as_secs()).unwrap_or(i64::MAX / 4);
     let since = |span: i64| end.saturating_sub(span.saturating_mul(NS));
     let counts = |v: f64| v > -bound && v < bound;
-    // a container's three series are one group of the windows: its tags are read once
-    let mut acc: Vec<([&str; 5], StreamAcc)> = Vec::new();
-    for g in state.groups_of(&source.db, &source.measurement) {
+    let wanted = fold.wanted;
+    // a container's three series are one group of the windows: its tags are read once.
+    // `Err(())`: a container not wanted
+    let fold_group = |g: &GroupRef<'w>| -> Result<Option<Folded<'w>>, ()> {
         // `container_id <> '/'` and `application_name <> ''` hold: the other series are not
         // kept (`stream_series`)
         let key = g.tags(GROUP_TAGS).map(Option::unwrap_or_default);
         // `PartsFold::entry`'s filters, before any point is read
         if key[2].is_empty() {
-            continue;
+            return Ok(None);
         }
-        if !fold.wanted.wants(key[0], key[4]) {
-            fold.dropped += 1;
-            continue;
+        if !wanted.wants(key[0], key[4]) {
+            return Err(());
         }
         let mut a = StreamAcc::default();
         for s in g.series() {
@@ -700,19 +722,73 @@ fn read_stream<'w>(
             }
         }
         // no statement would have answered a row for it
-        if a.last.is_some() || a.first.is_some() || a.memory.is_some() || a.disk.is_some() {
-            acc.push((key, a));
+        let answered =
+            a.last.is_some() || a.first.is_some() || a.memory.is_some() || a.disk.is_some();
+        Ok(answered.then_some((key, a)))
+    };
+    // a part of the containers, folded and sorted (the query path's order, its BTreeMap's)
+    let fold_part = |part: &[GroupRef<'w>]| {
+        let mut out = Vec::with_capacity(part.len());
+        let mut dropped = 0u64;
+        for g in part {
+            match fold_group(g) {
+                Ok(Some(c)) => out.push(c),
+                Ok(None) => {}
+                Err(()) => dropped += 1,
+            }
         }
+        out.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        (out, dropped)
+    };
+    let groups: Vec<GroupRef<'w>> = state.groups_of(&source.db, &source.measurement).collect();
+    // a large fleet is folded on every core (the points are only read: the windows stay
+    // locked for reading, ingest waits either way)
+    let threads = if groups.len() >= parallel_from {
+        cores
+    } else {
+        1
+    };
+    let parts: Vec<(Vec<Folded<'w>>, u64)> = if threads <= 1 {
+        vec![fold_part(&groups)]
+    } else {
+        let fold_part = &fold_part;
+        std::thread::scope(|scope| {
+            let running: Vec<_> = groups
+                .chunks(groups.len().div_ceil(threads))
+                .map(|part| scope.spawn(move || fold_part(part)))
+                .collect();
+            running
+                .into_iter()
+                .map(|t| {
+                    t.join()
+                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+                })
+                .collect()
+        })
+    };
+    drop(groups);
+    let mut sorted = Vec::with_capacity(parts.len());
+    for (part, dropped) in parts {
+        fold.dropped += dropped;
+        sorted.push(part.into_iter().peekable());
     }
-    // the query path's order (its BTreeMap): the same readings in the same order; series
-    // the store keeps apart (another tag differs) but the statements group together, merged
-    acc.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-    acc.dedup_by(|later, kept| {
-        if later.0 != kept.0 {
-            return false;
+    // the parts merged in order; series the store keeps apart (another tag differs) but the
+    // statements group together are folded into one container
+    let acc = std::iter::from_fn(move || {
+        let first = sorted
+            .iter_mut()
+            .filter_map(|p| p.peek().map(|c| c.0))
+            .min()?;
+        let mut acc: Option<Folded<'w>> = None;
+        for part in &mut sorted {
+            while let Some(c) = part.next_if(|c| c.0 == first) {
+                match acc.as_mut() {
+                    Some(a) => a.1.merge(c.1),
+                    None => acc = Some(c),
+                }
+            }
         }
-        kept.1.merge(std::mem::take(&mut later.1));
-        true
+        acc
     });
     let secs = |p: Pt| (p.0 / NS, p.1);
     let gauge = |g: GaugeAcc| GaugeAgg {
@@ -722,7 +798,7 @@ fn read_stream<'w>(
         count: None,
         limit: g.limit.map(|l| l.1),
     };
-    acc.into_iter().map(move |(key, a)| {
+    acc.map(move |(key, a)| {
         let mut p = Parts::default();
         if let Some(last) = a.last {
             p.newest = Some(last.0 / NS);
@@ -1213,6 +1289,72 @@ mod tests {
         let w = UsageWindows::uniform(Duration::from_secs(60));
         let e = usage_from_series(&[s], 30, &w, chrono::Utc::now()).unwrap_err();
         assert!(e.contains("limit"), "{e}");
+    }
+
+    #[test]
+    fn the_stream_folds_the_same_on_several_threads_as_on_one() {
+        let source = source("container_metrics");
+        let settings = monit_host::config::StreamSettings::default();
+        let state = monit_host::metric_store::stream::StreamState::new(
+            &settings,
+            &[stream_series(&source)],
+        );
+        let now = 1_700_000_000i64;
+        let mut lines = String::new();
+        for c in 0..400 {
+            let tags = format!(
+                "application_id=guid-{c},application_index={},application_name=app{},cell_ip=10.0.{}.{},container_id=/garden/{c},container_interface=if-{c}",
+                c % 3,
+                c / 3,
+                c % 5,
+                c % 7
+            );
+            // every fourth container's series written twice, under another tag the
+            // statements do not group by: its two groups land in different parts
+            let machines: &[&str] = if c % 4 == 0 { &["a", "b"] } else { &["a"] };
+            for (m, machine) in machines.iter().enumerate() {
+                for k in 0..12i64 {
+                    let t = now - 330 + k * 30 + m as i64 * 7;
+                    let cpu = 1000.0 + (c as f64) * 3.0 * k as f64 + m as f64;
+                    let mem = 100.0 + ((c * 7 + k as usize * 13) % 50) as f64;
+                    for (name, v) in [
+                        ("cpu_usage_total", cpu),
+                        ("memory_usage", mem),
+                        ("disk_usage", mem / 2.0),
+                    ] {
+                        lines += &format!(
+                            "container_metrics,{tags},machine={machine},name={name} app_mem=1024,app_disk=2048,value={v} {t}\n"
+                        );
+                    }
+                }
+            }
+        }
+        let r = state.ingest_lines(
+            &source.db,
+            monit_wire::line::Precision::Seconds,
+            lines.as_bytes(),
+            now * 1_000_000_000,
+        );
+        assert_eq!(r.malformed, 0);
+        let windows = UsageWindows::uniform(Duration::from_secs(300));
+        let at = chrono::DateTime::from_timestamp(now, 0).unwrap();
+        let w = state.windows();
+        let read = |parallel_from, cores| {
+            let mut fold = PartsFold::default();
+            let out: Vec<String> = read_stream_on(
+                &w,
+                (&source, &windows, at),
+                &mut fold,
+                (parallel_from, cores),
+            )
+            .map(|(k, p)| format!("{k:?} {p:?}"))
+            .collect();
+            out
+        };
+        let one = read(usize::MAX, 1);
+        assert_eq!(one.len(), 400, "one entry per container, split ones merged");
+        assert_eq!(read(0, 3), one, "three threads");
+        assert_eq!(read(0, 2), one, "two threads");
     }
 
     fn source(measurement: &str) -> ContainerSource {
