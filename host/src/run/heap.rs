@@ -9,12 +9,7 @@
 /// operator's `MALLOC_ARENA_MAX` wins. Before the runtime starts threads.
 pub fn limit_arenas() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
-        // SAFETY: mallopt only sets an allocator parameter; called before other threads exist
-        unsafe {
-            libc::mallopt(libc::M_ARENA_MAX, 2);
-        }
-    }
+    set_unless_the_operator_did("MALLOC_ARENA_MAX", libc::M_ARENA_MAX, 2);
 }
 
 /// Serves every allocation of 1 MiB or more with its own mapping, returned to the OS when it
@@ -24,10 +19,17 @@ pub fn limit_arenas() {
 /// peaks higher than the memory it uses. An operator's `MALLOC_MMAP_THRESHOLD_` wins.
 pub fn map_large_blocks() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    if std::env::var_os("MALLOC_MMAP_THRESHOLD_").is_none() {
+    set_unless_the_operator_did("MALLOC_MMAP_THRESHOLD_", libc::M_MMAP_THRESHOLD, 1 << 20);
+}
+
+/// `mallopt(param, value)`, unless the environment variable that sets the same parameter is
+/// there (glibc read it at start). Before the runtime starts threads.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn set_unless_the_operator_did(variable: &str, param: libc::c_int, value: libc::c_int) {
+    if std::env::var_os(variable).is_none() {
         // SAFETY: mallopt only sets an allocator parameter; called before other threads exist
         unsafe {
-            libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
+            libc::mallopt(param, value);
         }
     }
 }

@@ -250,8 +250,8 @@ pub fn readings(usage: &[ContainerUsage], cells: &[&Vm]) -> Vec<Reading> {
             .increment(duplicates);
     }
     // the names each reading carries are shared: a container's three readings hold its
-    // names, a cell's containers their cell's
-    let mut cell_names: FxHashMap<i64, (Name, Name)> = FxHashMap::default();
+    // names, a cell's containers their cell's (its address is the usage's, shared already)
+    let mut cell_names: FxHashMap<i64, Name> = FxHashMap::default();
     let mut out = Vec::with_capacity(winners);
     for (at, c) in usage.iter().enumerate() {
         let (Some(cell), Some(slots)) = (
@@ -264,16 +264,16 @@ pub fn readings(usage: &[ContainerUsage], cells: &[&Vm]) -> Vec<Reading> {
             let (true, Some(stats)) = (*slot as usize == at, c.stats(resource)) else {
                 continue;
             };
-            let (ip, cell_name) = cell_names
+            let cell_name = cell_names
                 .entry(cell.id)
-                .or_insert_with(|| (cell.ip.as_str().into(), cell.name.as_str().into()))
+                .or_insert_with(|| cell.name.as_str().into())
                 .clone();
             out.push(Reading {
                 target: Target {
                     origin: Origin::Con,
                     origin_id: cell.id,
                     name: c.app_name.clone(),
-                    ip,
+                    ip: c.cell_ip.clone(),
                     app: Some(AppInstance {
                         app_name: c.app_name.clone(),
                         app_index: c.app_index,

@@ -239,6 +239,12 @@ impl SeriesWindow {
         self.partition_point(|x| x <= t)
     }
 
+    fn holding(p: StoredPoint) -> Self {
+        let mut s = SeriesWindow::default();
+        s.insert(p);
+        s
+    }
+
     /// Stores a point (see [`put`]), first widening the encoding if the point needs it.
     fn insert(&mut self, p: StoredPoint) {
         loop {
@@ -459,17 +465,17 @@ impl Measurement {
             buf.push(END);
         }
     }
+}
 
-    /// The place of the naming tag's value `name`, kept from now on.
-    fn name_id(&mut self, name: &str) -> u32 {
-        if let Some(id) = self.name_ids.get(name) {
-            return *id;
-        }
-        let id = u32::try_from(self.names.len()).unwrap_or(u32::MAX);
-        self.names.push(name.into());
-        self.name_ids.insert(name.into(), id);
-        id
+/// The place of the naming tag's value `name` among a measurement's `names`, kept from now on.
+fn intern(names: &mut Vec<Box<str>>, ids: &mut FxHashMap<Box<str>, u32>, name: &str) -> u32 {
+    if let Some(id) = ids.get(name) {
+        return *id;
     }
+    let id = u32::try_from(names.len()).unwrap_or(u32::MAX);
+    names.push(name.into());
+    ids.insert(name.into(), id);
+    id
 }
 
 /// The value of tag `key` among `tags` (sorted by key).
@@ -587,37 +593,35 @@ impl Windows {
         };
         m.key_into(tags, &mut self.key);
         let name = tag_value(tags, m.name_tag).unwrap_or_default();
-        let names = &m.names;
-        if let Some(group) = m.groups.get_mut(&self.key[..]) {
-            if let Some((_, s)) = group
-                .iter_mut()
-                .find(|(id, _)| names.get(*id as usize).is_some_and(|n| **n == *name))
-            {
-                s.insert(point);
-                s.prune(oldest_ns);
-                return Ok(());
-            }
+        let Measurement {
+            groups,
+            names,
+            name_ids,
+            ..
+        } = m;
+        let Some(group) = groups.get_mut(&self.key[..]) else {
             if count >= max {
                 return Err(Refused::MaxSeries);
             }
-            let id = m.name_id(name);
-            let mut s = SeriesWindow::default();
-            s.insert(point);
-            if let Some(group) = m.groups.get_mut(&self.key[..]) {
-                // a group holds a few series: grown one at a time, not doubled
-                group.reserve_exact(1);
-                group.push((id, s));
-            }
+            let series = (intern(names, name_ids, name), SeriesWindow::holding(point));
+            groups.insert(self.key.as_slice().into(), vec![series]);
             self.series += 1;
+            return Ok(());
+        };
+        if let Some((_, s)) = group
+            .iter_mut()
+            .find(|(id, _)| names.get(*id as usize).is_some_and(|n| **n == *name))
+        {
+            s.insert(point);
+            s.prune(oldest_ns);
             return Ok(());
         }
         if count >= max {
             return Err(Refused::MaxSeries);
         }
-        let id = m.name_id(name);
-        let mut s = SeriesWindow::default();
-        s.insert(point);
-        m.groups.insert(self.key.as_slice().into(), vec![(id, s)]);
+        // a group holds a few series: grown one at a time, not doubled
+        group.reserve_exact(1);
+        group.push((intern(names, name_ids, name), SeriesWindow::holding(point)));
         self.series += 1;
         Ok(())
     }

@@ -1292,6 +1292,19 @@ mod tests {
     }
 
     #[test]
+    fn an_app_filter_compares_guids_trimmed_and_ignoring_case() {
+        let guids: HashSet<String> = ["abc-1".to_string()].into_iter().collect();
+        let wanted = Wanted {
+            app_guids: Some(&guids),
+            ..Default::default()
+        };
+        assert!(wanted.wants("10.0.0.1", "abc-1"));
+        assert!(wanted.wants("10.0.0.1", " ABC-1 "), "written in capitals");
+        assert!(!wanted.wants("10.0.0.1", "abc-2"));
+        assert!(!wanted.wants("10.0.0.1", "ABC-2"));
+    }
+
+    #[test]
     fn the_stream_folds_the_same_on_several_threads_as_on_one() {
         let source = source("container_metrics");
         let settings = monit_host::config::StreamSettings::default();
