@@ -253,6 +253,7 @@ fn evaluate(folded: &HashMap<String, VmUsage>) {
     .iter()
     .enumerate()
     .map(|(i, ty)| OpenAlarm {
+        text_digest: None,
         id: i as i64 + 1,
         origin: Origin::Pas,
         origin_id: 1,

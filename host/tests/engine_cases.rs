@@ -267,6 +267,7 @@ fn open_alarms(case: &Case) -> Vec<OpenAlarm> {
                 o.who.target()
             };
             OpenAlarm {
+                text_digest: None,
                 id: o.id,
                 origin: t.origin,
                 origin_id: t.origin_id,
@@ -570,6 +571,7 @@ fn no_change_ever_states_a_threshold_its_value_does_not_exceed() {
                 for status in statuses {
                     for (sent_ago, recovered) in [(1, false), (30, false), (30, true)] {
                         opens.push(vec![OpenAlarm {
+                            text_digest: None,
                             id: 7,
                             origin: t.origin,
                             origin_id: t.origin_id,

@@ -43,6 +43,10 @@ pub struct OpenAlarm {
     /// that was not notified (a step-down before repeat_time, or a flap back up), and keeps a
     /// level that flaps around a threshold from notifying on every crossing.
     pub notified_level: Level,
+    /// MD5 of the row's title, a newline and its message as stored (None: not read, as for
+    /// an alarm opened in memory): the store rewrites a counted alarm's text only when the
+    /// rendered text differs.
+    pub text_digest: Option<[u8; 16]>,
 }
 
 impl OpenAlarm {
@@ -241,6 +245,7 @@ pub fn apply(open: &mut Vec<OpenAlarm>, change: &Change, now: Timestamp, next_id
         } => {
             *next_id += 1;
             open.push(OpenAlarm {
+                text_digest: None,
                 id: *next_id,
                 origin: target.origin,
                 origin_id: target.origin_id,

@@ -287,6 +287,7 @@ mod tests {
     }
     fn open_pipeline(id: i64, sent_min_ago: i64, recovered: bool) -> OpenAlarm {
         OpenAlarm {
+            text_digest: None,
             id,
             origin: Origin::Pas,
             origin_id: PIPELINE_ORIGIN_ID,

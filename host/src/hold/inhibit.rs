@@ -126,6 +126,7 @@ mod tests {
     }
     fn open(id: i64, t: &Target, ty: AlarmType) -> OpenAlarm {
         OpenAlarm {
+            text_digest: None,
             id,
             origin: t.origin,
             origin_id: t.origin_id,

@@ -16,7 +16,8 @@ pub async fn load_open_alarms(pool: &MySqlPool) -> anyhow::Result<Vec<OpenAlarm>
     let rows = sqlx::query(
         "SELECT CAST(a.id AS SIGNED) AS id, a.origin_type, CAST(a.origin_id AS SIGNED) AS origin_id, a.alarm_type, \
          a.level, a.resolve_status, a.reg_date, a.alarm_send_date, a.app_name, CAST(a.app_index AS SIGNED) AS app_index, \
-         (s.recovered_at IS NOT NULL) AS recovered, s.notified_level, (s.held_since IS NOT NULL) AS held \
+         (s.recovered_at IS NOT NULL) AS recovered, s.notified_level, (s.held_since IS NOT NULL) AS held, \
+         UNHEX(MD5(CONCAT(a.alarm_title, CHAR(10), a.alarm_message))) AS text_digest \
          FROM alarms a LEFT JOIN batch_alarm_state s ON s.alarm_id = a.id \
          WHERE a.resolve_status IN ('1', '2') ORDER BY a.id",
     )
@@ -50,6 +51,9 @@ pub async fn load_open_alarms(pool: &MySqlPool) -> anyhow::Result<Vec<OpenAlarm>
         };
         let status: String = row.try_get("resolve_status")?;
         out.push(OpenAlarm {
+            text_digest: row
+                .try_get::<Option<Vec<u8>>, _>("text_digest")?
+                .and_then(|d| <[u8; 16]>::try_from(d).ok()),
             id,
             origin,
             origin_id: row.try_get("origin_id")?,
@@ -155,8 +159,8 @@ pub async fn apply_changes(
     if changes.is_empty() && decisions.is_empty() {
         return Ok(());
     }
-    let raised: HashMap<i64, Timestamp> = open.iter().map(|a| (a.id, a.raised_at)).collect();
-    let raised_at = |id: i64| raised.get(&id).copied().unwrap_or(now);
+    let known: HashMap<i64, &OpenAlarm> = open.iter().map(|a| (a.id, a)).collect();
+    let raised_at = |id: i64| known.get(&id).map_or(now, |a| a.raised_at);
     let lang = out.language;
     let mut tx = pool
         .begin()
@@ -377,7 +381,8 @@ pub async fn apply_changes(
             }
         }
     }
-    count_unnotified(&mut tx, &counted).await?;
+    let stored_text = |id: &i64| known.get(id).and_then(|a| a.text_digest);
+    count_unnotified(&mut tx, &counted, stored_text).await?;
     hold_new(&mut tx, &held_opened, lang, (now, out.display_offset)).await?;
     if !notified.is_empty() {
         let mut q = QueryBuilder::new("INSERT INTO batch_alarm_state (alarm_id, notified_level) ");
@@ -430,15 +435,17 @@ type Tx<'c> = sqlx::Transaction<'c, sqlx::MySql>;
 
 /// Alarms still breaching at their level without a notification this tick: `alarm_cnt` + 1 and
 /// the title and message rendered for the current value and threshold. Only rows whose text
-/// differs are rewritten (a few hundred per statement: the rows differ in text, so one
-/// `IN (...)` cannot carry them); the rest, a long-lived alarm whose value holds steady, only
-/// count, which costs the database a small in-place update instead of rewriting the text.
-async fn count_unnotified(tx: &mut Tx<'_>, rows: &[(i64, String, String)]) -> anyhow::Result<()> {
-    let stored = stored_text_digests(tx, rows.iter().map(|(id, _, _)| *id)).await?;
+/// differs from the stored one (`stored_text`: its digest, read with the open alarms) are
+/// rewritten, a few hundred per statement (the rows differ in text, so one `IN (...)` cannot
+/// carry them); the rest (a long-lived alarm whose value holds, a silent VM) only count, a
+/// small in-place update instead of rewriting the text.
+async fn count_unnotified(
+    tx: &mut Tx<'_>,
+    rows: &[(i64, String, String)],
+    stored_text: impl Fn(&i64) -> Option<[u8; 16]>,
+) -> anyhow::Result<()> {
     let (same, changed): (Vec<_>, Vec<_>) = rows.iter().partition(|(id, title, message)| {
-        stored
-            .get(id)
-            .is_some_and(|d| *d == text_digest(first_chars(title, 5000), message))
+        stored_text(id).is_some_and(|d| d == text_digest(first_chars(title, 5000), message))
     });
     for chunk in same.chunks(1000) {
         let mut q = QueryBuilder::new(
@@ -478,8 +485,8 @@ async fn count_unnotified(tx: &mut Tx<'_>, rows: &[(i64, String, String)]) -> an
     Ok(())
 }
 
-/// The digest `count_unnotified` compares: MD5 of title, a newline and message, as MariaDB's
-/// `MD5()` computes it over the same UTF-8 bytes.
+/// The digest [`load_open_alarms`] reads (`text_digest`): MD5 of title, a newline and message,
+/// as MariaDB's `MD5()` computes it over the same UTF-8 bytes.
 fn text_digest(title: &str, message: &str) -> [u8; 16] {
     use md5::Digest as _;
     let mut h = md5::Md5::new();
@@ -487,36 +494,6 @@ fn text_digest(title: &str, message: &str) -> [u8; 16] {
     h.update(b"\n");
     h.update(message.as_bytes());
     h.finalize().into()
-}
-
-/// The digest of each listed alarm's stored title and message, read inside the tick's
-/// transaction so that it is the text the update would replace.
-async fn stored_text_digests(
-    tx: &mut Tx<'_>,
-    ids: impl Iterator<Item = i64>,
-) -> anyhow::Result<HashMap<i64, [u8; 16]>> {
-    let ids: Vec<i64> = ids.collect();
-    let mut out = HashMap::with_capacity(ids.len());
-    for chunk in ids.chunks(1000) {
-        let mut q = QueryBuilder::new(
-            "SELECT CAST(id AS SIGNED) AS id, \
-             UNHEX(MD5(CONCAT(COALESCE(alarm_title, ''), CHAR(10), COALESCE(alarm_message, '')))) AS digest \
-             FROM alarms WHERE ",
-        );
-        push_id_in(&mut q, "id", chunk);
-        for row in q
-            .build()
-            .fetch_all(&mut **tx)
-            .await
-            .context("reading the text of counted alarms")?
-        {
-            let digest: Option<Vec<u8>> = row.try_get("digest")?;
-            if let Some(d) = digest.and_then(|d| <[u8; 16]>::try_from(d).ok()) {
-                out.insert(row.try_get("id")?, d);
-            }
-        }
-    }
-    Ok(out)
 }
 
 /// New alarms whose notification is held: marked held (the engine reads them as never
@@ -707,13 +684,11 @@ mod tests {
         );
         let id = open_alarm(&db, title, message).await;
         let other = open_alarm(&db, "other", "text").await;
-        let mut tx = db.pool.begin().await.unwrap();
-        let stored = stored_text_digests(&mut tx, [id, other, 999_999].into_iter())
-            .await
-            .unwrap();
-        assert_eq!(stored.get(&id), Some(&text_digest(title, message)));
-        assert_ne!(stored.get(&other), Some(&text_digest(title, message)));
-        assert!(!stored.contains_key(&999_999));
+        let open = load_open_alarms(&db.pool).await.unwrap();
+        let digest = |id| open.iter().find(|a| a.id == id).unwrap().text_digest;
+        assert_eq!(digest(id), Some(text_digest(title, message)));
+        assert_eq!(digest(other), Some(text_digest("other", "text")));
+        assert_ne!(digest(other), digest(id));
     }
 
     /// A counted alarm counts on every tick; its text follows the value when the value moves
@@ -732,12 +707,14 @@ mod tests {
             display_offset: chrono::Offset::fix(&chrono::Utc),
         };
         let now = chrono::Utc::now();
+        // as a tick does: the open alarms (with their text's digest) read first
         let tick = |value| {
             let ch = still_breaching(id, value);
             let db = &db;
             let out = &out;
             async move {
-                apply_changes(&db.pool, &[ch], &[], &[], now, out, None)
+                let open = load_open_alarms(&db.pool).await.unwrap();
+                apply_changes(&db.pool, &[ch], &[], &open, now, out, None)
                     .await
                     .unwrap();
             }

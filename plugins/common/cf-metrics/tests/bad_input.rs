@@ -306,6 +306,7 @@ fn huge_percentages_open_no_alarm() {
 fn a_nan_reading_neither_opens_nor_resolves() {
     let now = chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap();
     let open = OpenAlarm {
+        text_digest: None,
         id: 7,
         origin: Origin::Pas,
         origin_id: 1,
@@ -351,6 +352,7 @@ fn a_nan_reading_neither_opens_nor_resolves() {
         },
     };
     let open = OpenAlarm {
+        text_digest: None,
         id: 7,
         origin: Origin::Pas,
         origin_id: 1,
