@@ -225,6 +225,11 @@ pub const ALARM_APP_NAME_CHARS: usize = 500;
 /// The first `max_chars` characters of `s`, never cut inside one: what a VARCHAR(n) column
 /// keeps, and what an alarm key compares.
 pub fn first_chars(s: &str, max_chars: usize) -> &str {
+    // no more bytes than the limit: no more characters either (the common case, counted
+    // without walking the characters)
+    if s.len() <= max_chars {
+        return s;
+    }
     match s.char_indices().nth(max_chars) {
         Some((end, _)) => s.get(..end).unwrap_or(s),
         None => s,

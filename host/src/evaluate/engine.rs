@@ -7,7 +7,6 @@ use crate::model::{
     first_chars,
 };
 use rustc_hash::{FxHashMap, FxHashSet};
-use std::collections::HashMap;
 
 mod scaling;
 pub use scaling::{APP_LEVEL_INDEX, scale_changes};
@@ -431,7 +430,7 @@ pub fn evaluate(
     now: Timestamp,
     opts: &EngineOptions,
 ) -> Vec<Change> {
-    let policy: HashMap<(Origin, Resource), &Policy> = policies
+    let policy: FxHashMap<(Origin, Resource), &Policy> = policies
         .iter()
         .map(|p| ((p.origin, p.resource), p))
         .collect();
@@ -460,10 +459,14 @@ pub fn evaluate(
     let mut changes = Vec::new();
     // the targets that reported, each with its first reading's target (a `fail` alarm's
     // recovery names it)
-    let mut targets_with_data: FxHashMap<KeyRef<'_>, &Target> = FxHashMap::default();
+    // sized up front: a fleet's readings would otherwise grow them through every doubling
+    // (a target has a reading per resource)
+    let mut targets_with_data: FxHashMap<KeyRef<'_>, &Target> =
+        FxHashMap::with_capacity_and_hasher(readings.len() / 3, Default::default());
     // One decision per alarm key and tick: two readings with one key (the same app instance
     // reported twice) must not open two alarms. The first reading of a key decides.
-    let mut decided: FxHashSet<KeyRef<'_>> = FxHashSet::default();
+    let mut decided: FxHashSet<KeyRef<'_>> =
+        FxHashSet::with_capacity_and_hasher(readings.len(), Default::default());
     for r in readings
         .iter()
         .filter(|r| evaluated.contains(&r.target.origin))
@@ -472,7 +475,8 @@ pub fn evaluate(
             Measured::Usage { resource, .. } => AlarmType::from(*resource),
             Measured::NoData => AlarmType::Fail,
         };
-        if !decided.insert(KeyRef::of_target(&r.target, ty)) {
+        let key = KeyRef::of_target(&r.target, ty);
+        if !decided.insert(key) {
             continue;
         }
         match &r.value {
@@ -483,7 +487,10 @@ pub fn evaluate(
                 ..
             } => {
                 targets_with_data
-                    .entry(KeyRef::of_target(&r.target, AlarmType::Fail))
+                    .entry(KeyRef {
+                        alarm_type: AlarmType::Fail,
+                        ..key
+                    })
                     .or_insert(&r.target);
                 let Some(p) = policy.get(&(r.target.origin, *resource)) else {
                     continue;
@@ -491,8 +498,7 @@ pub fn evaluate(
                 if !mean.is_finite() || !peak.is_finite() {
                     continue;
                 }
-                let alarm_type = AlarmType::from(*resource);
-                let key = KeyRef::of_target(&r.target, alarm_type);
+                let alarm_type = ty;
                 let level = p.level_for(*mean);
                 let lead = groups.get(&key).and_then(|g| g.first().copied());
                 match (lead, level) {
@@ -539,7 +545,6 @@ pub fn evaluate(
                 }
             }
             Measured::NoData => {
-                let key = KeyRef::of_target(&r.target, AlarmType::Fail);
                 targets_with_data.remove(&key);
                 match groups.get(&key).and_then(|g| g.first().copied()) {
                     None => changes.push(Change::Open {

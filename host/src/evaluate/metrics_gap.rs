@@ -28,7 +28,9 @@ pub const PIPELINE_ORIGIN_ID: i64 = 0;
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct GapCheck {
     pub origin: Origin,
-    /// distinct targets in the answer (absent VMs left out)
+    /// distinct targets in the answer (absent VMs left out); with none silent, the runs of a
+    /// target's readings (an upper bound, exact as the collectors give a target's readings
+    /// together)
     pub targets: usize,
     /// of which reported no data at all
     pub silent: usize,
@@ -87,16 +89,31 @@ pub fn screen(
     readings.retain(|r| !absent_silent(r));
     let absent_dropped = before - readings.len();
 
-    // FxHash: a container fleet's hundreds of thousands of readings
-    let mut targets: rustc_hash::FxHashSet<&Target> = Default::default();
-    let mut silent: rustc_hash::FxHashSet<&Target> = Default::default();
-    for r in readings.iter() {
-        targets.insert(&r.target);
-        if r.value == Measured::NoData {
-            silent.insert(&r.target);
-        }
-    }
-    let (targets, silent) = (targets.len(), silent.len());
+    // The silent share needs the distinct targets, and counting them hashes every target's
+    // names (at a container fleet, hundreds of thousands of scattered strings each tick). With
+    // none silent the verdict needs only "any": the readings' runs (a target's readings come
+    // one after the other and share their names, told apart by pointer) are counted instead.
+    let silent: rustc_hash::FxHashSet<&Target> = readings
+        .iter()
+        .filter(|r| r.value == Measured::NoData)
+        .map(|r| &r.target)
+        .collect();
+    let targets = if silent.is_empty() {
+        let mut previous: Option<&Target> = None;
+        readings
+            .iter()
+            .filter(|r| {
+                let new = previous != Some(&r.target);
+                previous = Some(&r.target);
+                new
+            })
+            .count()
+    } else {
+        // FxHash: a fleet's readings
+        let all: rustc_hash::FxHashSet<&Target> = readings.iter().map(|r| &r.target).collect();
+        all.len()
+    };
+    let silent = silent.len();
     // silent / targets, not ratio × targets: 9 of 10 is exactly the literal 0.9
     let verdict = if silent >= MIN_SILENT_TARGETS && silent as f64 / targets as f64 >= ratio {
         Verdict::Gap

@@ -197,24 +197,46 @@ pub fn readings(usage: &[ContainerUsage], cells: &[&Vm]) -> Vec<Reading> {
     /// no container speaks for the (app, index, resource) yet
     const NONE: u32 = u32::MAX;
     let by_ip: FxHashMap<&str, &Vm> = cells.iter().map(|vm| (vm.ip.as_str(), *vm)).collect();
+    // the containers of a cell come one after the other and share its address: the cell is
+    // looked up once per run of them
+    let mut last_cell: Option<(&Name, Option<&Vm>)> = None;
     let mut unknown_cell = 0u64;
     let mut duplicates = 0u64;
     // first the container that speaks for each (app, index), per resource (in the order of
-    // Resource::ALL), then one Reading per winner: its strings are built once
-    let mut best: FxHashMap<(&str, i32), [u32; 3]> = FxHashMap::default();
-    best.reserve(usage.len());
+    // Resource::ALL), then one Reading per winner: its strings are built once. `slot_of`: each
+    // container's (app, index) entry of `slots`, so that the second pass hashes nothing
+    let mut slot_index: FxHashMap<(&str, i32), u32> = FxHashMap::default();
+    slot_index.reserve(usage.len());
+    let mut slots: Vec<[u32; 3]> = Vec::with_capacity(usage.len());
+    let mut slot_of: Vec<(Option<&Vm>, u32)> = Vec::with_capacity(usage.len());
     let mut winners = 0usize;
     for (at, c) in usage.iter().enumerate() {
-        if !by_ip.contains_key(&*c.cell_ip) {
+        let cell = match last_cell {
+            Some((ip, vm)) if Name::ptr_eq(ip, &c.cell_ip) => vm,
+            _ => {
+                let vm = by_ip.get(&*c.cell_ip).copied();
+                last_cell = Some((&c.cell_ip, vm));
+                vm
+            }
+        };
+        let (Some(cell), Ok(at)) = (cell, u32::try_from(at)) else {
             tracing::debug!(cell_ip = %c.cell_ip, app = %c.app_name, index = c.app_index, container = %c.container, "container on a cell that is not in the inventory: skipped");
             unknown_cell += 1;
+            slot_of.push((None, NONE));
             continue;
-        }
-        let Ok(at) = u32::try_from(at) else {
-            break;
         };
-        let slots = best.entry((&*c.app_name, c.app_index)).or_insert([NONE; 3]);
-        for (slot, resource) in slots.iter_mut().zip(Resource::ALL) {
+        let next = u32::try_from(slots.len()).unwrap_or(NONE);
+        let index = *slot_index
+            .entry((&*c.app_name, c.app_index))
+            .or_insert_with(|| {
+                slots.push([NONE; 3]);
+                next
+            });
+        slot_of.push((Some(cell), index));
+        let Some(held_slots) = slots.get_mut(index as usize) else {
+            continue;
+        };
+        for (slot, resource) in held_slots.iter_mut().zip(Resource::ALL) {
             let Some(stats) = c.stats(resource) else {
                 continue;
             };
@@ -233,6 +255,7 @@ pub fn readings(usage: &[ContainerUsage], cells: &[&Vm]) -> Vec<Reading> {
             }
         }
     }
+    drop(slot_index);
     if unknown_cell > 0 {
         tracing::debug!(
             containers = unknown_cell,
@@ -253,14 +276,11 @@ pub fn readings(usage: &[ContainerUsage], cells: &[&Vm]) -> Vec<Reading> {
     // names, a cell's containers their cell's (its address is the usage's, shared already)
     let mut cell_names: FxHashMap<i64, Name> = FxHashMap::default();
     let mut out = Vec::with_capacity(winners);
-    for (at, c) in usage.iter().enumerate() {
-        let (Some(cell), Some(slots)) = (
-            by_ip.get(&*c.cell_ip),
-            best.get(&(&*c.app_name, c.app_index)),
-        ) else {
+    for ((at, c), (cell, index)) in usage.iter().enumerate().zip(slot_of) {
+        let (Some(cell), Some(won)) = (cell, slots.get(index as usize)) else {
             continue;
         };
-        for (slot, resource) in slots.iter().zip(Resource::ALL) {
+        for (slot, resource) in won.iter().zip(Resource::ALL) {
             let (true, Some(stats)) = (*slot as usize == at, c.stats(resource)) else {
                 continue;
             };
