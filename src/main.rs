@@ -25,14 +25,6 @@ plugins! {
     "webhook" => monit_plugin_webhook,
 }
 
-/// A stream tick builds and frees a fleet's readings each interval: hundreds of thousands of
-/// small names and lists. glibc's malloc spent about a fifth of such a tick in the slow paths of
-/// its free lists; mimalloc's per-thread pages serve the same in a fraction of the time and
-/// return freed pages to the OS on their own (docs/benchmarks.md, issue 20, fourth round).
-#[cfg(feature = "mimalloc")]
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> std::process::ExitCode {
     monit_host::run::cli::main(PLUGINS)
 }

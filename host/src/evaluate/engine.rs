@@ -6,7 +6,7 @@ use crate::model::{
     ALARM_APP_NAME_CHARS, AlarmType, Level, Measured, Origin, Reading, Resource, Target, Timestamp,
     first_chars,
 };
-use rustc_hash::{FxHashMap, FxHashSet};
+use rustc_hash::FxHashMap;
 
 mod scaling;
 pub use scaling::{APP_LEVEL_INDEX, scale_changes};
@@ -457,16 +457,14 @@ pub fn evaluate(
     };
 
     let mut changes = Vec::new();
-    // the targets that reported, each with its first reading's target (a `fail` alarm's
-    // recovery names it)
-    // sized up front: a fleet's readings would otherwise grow them through every doubling
-    // (a target has a reading per resource)
-    let mut targets_with_data: FxHashMap<KeyRef<'_>, &Target> =
+    // What the tick saw of each target, keyed as its `fail` alarm: sized up front, a fleet's
+    // readings would otherwise grow it through every doubling (a target has a reading per
+    // resource).
+    let mut seen: FxHashMap<KeyRef<'_>, Seen<'_>> =
         FxHashMap::with_capacity_and_hasher(readings.len() / 3, Default::default());
-    // One decision per alarm key and tick: two readings with one key (the same app instance
-    // reported twice) must not open two alarms. The first reading of a key decides.
-    let mut decided: FxHashSet<KeyRef<'_>> =
-        FxHashSet::with_capacity_and_hasher(readings.len(), Default::default());
+    // A target's readings come one after the other: its entry is looked up once per run of
+    // them, not per reading (at a large fleet, each lookup is a miss in a table of many MB).
+    let mut run: Option<(&Target, &mut Seen<'_>)> = None;
     for r in readings
         .iter()
         .filter(|r| evaluated.contains(&r.target.origin))
@@ -475,10 +473,23 @@ pub fn evaluate(
             Measured::Usage { resource, .. } => AlarmType::from(*resource),
             Measured::NoData => AlarmType::Fail,
         };
-        let key = KeyRef::of_target(&r.target, ty);
-        if !decided.insert(key) {
+        if !matches!(&run, Some((t, _)) if *t == &r.target) {
+            let entry = seen
+                .entry(KeyRef::of_target(&r.target, AlarmType::Fail))
+                .or_default();
+            run = Some((&r.target, entry));
+        }
+        let Some((_, target_seen)) = run.as_mut() else {
+            continue;
+        };
+        // One decision per alarm key and tick: two readings with one key (the same app
+        // instance reported twice) must not open two alarms. The first reading of a key decides.
+        let bit = 1u8 << (ty as u8);
+        if target_seen.decided & bit != 0 {
             continue;
         }
+        target_seen.decided |= bit;
+        let key = KeyRef::of_target(&r.target, ty);
         match &r.value {
             Measured::Usage {
                 resource,
@@ -486,12 +497,7 @@ pub fn evaluate(
                 peak,
                 ..
             } => {
-                targets_with_data
-                    .entry(KeyRef {
-                        alarm_type: AlarmType::Fail,
-                        ..key
-                    })
-                    .or_insert(&r.target);
+                target_seen.with_data.get_or_insert(&r.target);
                 let Some(p) = policy.get(&(r.target.origin, *resource)) else {
                     continue;
                 };
@@ -545,7 +551,7 @@ pub fn evaluate(
                 }
             }
             Measured::NoData => {
-                targets_with_data.remove(&key);
+                target_seen.with_data = None;
                 match groups.get(&key).and_then(|g| g.first().copied()) {
                     None => changes.push(Change::Open {
                         target: r.target.clone(),
@@ -577,9 +583,11 @@ pub fn evaluate(
             }
         }
     }
+    drop(run);
     // A target that reports again closes its `fail` alarm.
-    for (key, target) in &targets_with_data {
-        if let Some(g) = groups.get(key)
+    for (key, g) in &groups {
+        if key.alarm_type == AlarmType::Fail
+            && let Some(target) = seen.get(key).and_then(|s| s.with_data)
             && let Some(a) = g.first()
             && !a.recovered
         {
@@ -587,6 +595,15 @@ pub fn evaluate(
         }
     }
     changes
+}
+
+/// What one tick saw of a target (see [`evaluate`]).
+#[derive(Default)]
+struct Seen<'a> {
+    /// the alarm types decided already, a bit each
+    decided: u8,
+    /// the target reported data: its first reading's target (a `fail` alarm's recovery names it)
+    with_data: Option<&'a Target>,
 }
 
 /// An open alarm that breaches `level` now. Its row always follows the current level (so no
