@@ -529,7 +529,70 @@ pub fn stream_series(source: &ContainerSource) -> StreamSeries {
 }
 
 /// A container's tags ([`GROUP_TAGS`]) and what its points gave.
-type Folded<'w> = ([&'w str; 5], StreamAcc);
+type Folded<'w> = (KeyOrder<'w>, StreamAcc);
+
+/// A container's tags with the first 16 bytes of its cell address and of its interface packed
+/// into integers: sorting and merging a fleet compare those, beside each other in the parts'
+/// lists, instead of strings spread over the windows' keys. The order is the tags' own (the
+/// query path's `BTreeMap`'s).
+#[derive(Clone, Copy, Debug)]
+struct KeyOrder<'w> {
+    cell: u128,
+    interface: u128,
+    /// both strings are at most 16 bytes: equal packed values are equal strings
+    packed_whole: bool,
+    key: [&'w str; 5],
+}
+
+impl<'w> KeyOrder<'w> {
+    fn new(key: [&'w str; 5]) -> Self {
+        // big-endian, zero-padded: a string that ends first orders first, as a prefix does (a
+        // tag value holds no NUL byte)
+        let pack = |s: &str| {
+            let mut b = [0u8; 16];
+            let n = s.len().min(16);
+            b[..n].copy_from_slice(&s.as_bytes()[..n]);
+            u128::from_be_bytes(b)
+        };
+        KeyOrder {
+            cell: pack(key[0]),
+            interface: pack(key[1]),
+            packed_whole: key[0].len() <= 16 && key[1].len() <= 16,
+            key,
+        }
+    }
+}
+
+impl Ord for KeyOrder<'_> {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        use std::cmp::Ordering::Equal;
+        match self.cell.cmp(&other.cell) {
+            Equal if self.packed_whole && other.packed_whole => {
+                match self.interface.cmp(&other.interface) {
+                    Equal => self.key[2..].cmp(&other.key[2..]),
+                    o => o,
+                }
+            }
+            // the first 16 bytes alike, a longer string: the whole tags decide
+            Equal => self.key.cmp(&other.key),
+            o => o,
+        }
+    }
+}
+
+impl PartialOrd for KeyOrder<'_> {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl PartialEq for KeyOrder<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == std::cmp::Ordering::Equal
+    }
+}
+
+impl Eq for KeyOrder<'_> {}
 
 /// From this many containers on, the stream's windows are folded on every core.
 const PARALLEL_FROM_CONTAINERS: usize = 20_000;
@@ -724,7 +787,7 @@ fn read_stream_on<'w>(
         // no statement would have answered a row for it
         let answered =
             a.last.is_some() || a.first.is_some() || a.memory.is_some() || a.disk.is_some();
-        Ok(answered.then_some((key, a)))
+        Ok(answered.then(|| (KeyOrder::new(key), a)))
     };
     // a part of the containers, folded and sorted (the query path's order, its BTreeMap's)
     let fold_part = |part: &[GroupRef<'w>]| {
@@ -798,7 +861,8 @@ fn read_stream_on<'w>(
         count: None,
         limit: g.limit.map(|l| l.1),
     };
-    acc.map(move |(key, a)| {
+    acc.map(move |(order, a)| {
+        let key = order.key;
         let mut p = Parts::default();
         if let Some(last) = a.last {
             p.newest = Some(last.0 / NS);
@@ -1302,6 +1366,48 @@ mod tests {
         assert!(wanted.wants("10.0.0.1", " ABC-1 "), "written in capitals");
         assert!(!wanted.wants("10.0.0.1", "abc-2"));
         assert!(!wanted.wants("10.0.0.1", "ABC-2"));
+    }
+
+    /// The packed order is the tags' own: cells and interfaces that end first, that differ
+    /// after 16 bytes, or that are alike in them, and containers told apart by later tags only.
+    #[test]
+    fn the_packed_key_order_is_the_order_of_the_tags() {
+        let cells = [
+            "10.0.0.1",
+            "10.0.0.10",
+            "10.0.0.2",
+            "",
+            "cell-with-a-long-name-a",
+            "cell-with-a-long-name-b",
+            "cell-with-a-long-name",
+        ];
+        let interfaces = [
+            "abc-0",
+            "abc-1",
+            "abc",
+            "0123456789abcdef",
+            "0123456789abcdef-1",
+            "0123456789abcdef-0",
+            "",
+        ];
+        let mut keys = Vec::new();
+        for c in cells {
+            for i in interfaces {
+                for app in ["app-b", "app-a"] {
+                    keys.push([c, i, app, "0", "guid"]);
+                }
+            }
+        }
+        let mut by_tags = keys.clone();
+        by_tags.sort();
+        let mut packed: Vec<KeyOrder<'_>> = keys.into_iter().rev().map(KeyOrder::new).collect();
+        packed.sort();
+        let packed: Vec<[&str; 5]> = packed.into_iter().map(|k| k.key).collect();
+        assert_eq!(packed, by_tags);
+        for (a, b) in by_tags.iter().zip(by_tags.iter().skip(1)) {
+            assert_ne!(KeyOrder::new(*a), KeyOrder::new(*b), "{a:?} {b:?}");
+        }
+        assert_eq!(KeyOrder::new(by_tags[3]), KeyOrder::new(by_tags[3]));
     }
 
     #[test]
