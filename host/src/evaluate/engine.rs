@@ -583,7 +583,6 @@ pub fn evaluate(
             }
         }
     }
-    drop(run);
     // A target that reports again closes its `fail` alarm.
     for (key, g) in &groups {
         if key.alarm_type == AlarmType::Fail
