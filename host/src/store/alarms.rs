@@ -653,6 +653,17 @@ mod tests {
             .unwrap()
     }
 
+    /// No notifier, no hold: the alarm rows alone.
+    fn outbox<'a>(holds: &'a crate::hold::Holds, language: &'a str) -> Outbox<'a> {
+        Outbox {
+            notifiers: &[],
+            language,
+            resource_url: None,
+            holds,
+            display_offset: chrono::Offset::fix(&chrono::Utc),
+        }
+    }
+
     fn still_breaching(alarm_id: i64, value: f64) -> Change {
         Change::Continue {
             alarm_id,
@@ -691,6 +702,36 @@ mod tests {
         assert_ne!(digest(other), digest(id));
     }
 
+    /// The stored text's digest decides: where it equals the rendered text's, the row only
+    /// counts and its text is not written (here the row says something else, so a write
+    /// would show).
+    #[tokio::test]
+    async fn a_counted_alarm_whose_digest_matches_only_counts() {
+        let db = TestDb::create("alarm_count_only").await;
+        crate::store::db::MIGRATOR.run(&db.pool).await.unwrap();
+        let id = open_alarm(&db, "kept", "kept").await;
+        let holds = Default::default();
+        let out = outbox(&holds, "en");
+        let ch = still_breaching(id, 91.5);
+        let s = ch.subject();
+        let (title, message) = alarm_text::title_and_message(
+            "en",
+            s.target,
+            s.alarm_type,
+            s.level,
+            s.threshold,
+            s.value,
+        );
+        let mut open = load_open_alarms(&db.pool).await.unwrap();
+        for a in &mut open {
+            a.text_digest = Some(text_digest(&title, &message));
+        }
+        apply_changes(&db.pool, &[ch], &[], &open, chrono::Utc::now(), &out, None)
+            .await
+            .unwrap();
+        assert_eq!(row(&db, id).await, (2, "kept".into(), "kept".into()));
+    }
+
     /// A counted alarm counts on every tick; its text follows the value when the value moves
     /// and stays as it is when the value holds.
     #[tokio::test]
@@ -699,13 +740,7 @@ mod tests {
         crate::store::db::MIGRATOR.run(&db.pool).await.unwrap();
         let id = open_alarm(&db, "stale", "stale").await;
         let holds = Default::default();
-        let out = Outbox {
-            notifiers: &[],
-            language: "ko",
-            resource_url: None,
-            holds: &holds,
-            display_offset: chrono::Offset::fix(&chrono::Utc),
-        };
+        let out = outbox(&holds, "ko");
         let now = chrono::Utc::now();
         // as a tick does: the open alarms (with their text's digest) read first
         let tick = |value| {

@@ -211,6 +211,9 @@ pub fn readings(usage: &[ContainerUsage], cells: &[&Vm]) -> Vec<Reading> {
     let mut slot_of: Vec<(Option<&Vm>, u32)> = Vec::with_capacity(usage.len());
     let mut winners = 0usize;
     for (at, c) in usage.iter().enumerate() {
+        let Ok(at) = u32::try_from(at) else {
+            break;
+        };
         let cell = match last_cell {
             Some((ip, vm)) if Name::ptr_eq(ip, &c.cell_ip) => vm,
             _ => {
@@ -219,7 +222,7 @@ pub fn readings(usage: &[ContainerUsage], cells: &[&Vm]) -> Vec<Reading> {
                 vm
             }
         };
-        let (Some(cell), Ok(at)) = (cell, u32::try_from(at)) else {
+        let Some(cell) = cell else {
             tracing::debug!(cell_ip = %c.cell_ip, app = %c.app_name, index = c.app_index, container = %c.container, "container on a cell that is not in the inventory: skipped");
             unknown_cell += 1;
             slot_of.push((None, NONE));
@@ -255,6 +258,7 @@ pub fn readings(usage: &[ContainerUsage], cells: &[&Vm]) -> Vec<Reading> {
             }
         }
     }
+    // the table's memory goes before the readings are built
     drop(slot_index);
     if unknown_cell > 0 {
         tracing::debug!(

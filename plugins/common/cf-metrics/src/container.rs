@@ -539,8 +539,6 @@ type Folded<'w> = (KeyOrder<'w>, StreamAcc);
 struct KeyOrder<'w> {
     cell: u128,
     interface: u128,
-    /// both strings are at most 16 bytes: equal packed values are equal strings
-    packed_whole: bool,
     key: [&'w str; 5],
 }
 
@@ -557,9 +555,14 @@ impl<'w> KeyOrder<'w> {
         KeyOrder {
             cell: pack(key[0]),
             interface: pack(key[1]),
-            packed_whole: key[0].len() <= 16 && key[1].len() <= 16,
             key,
         }
+    }
+
+    /// The cell address and the interface are at most 16 bytes: equal packed values are
+    /// equal strings.
+    fn packed_whole(&self) -> bool {
+        self.key[0].len() <= 16 && self.key[1].len() <= 16
     }
 }
 
@@ -567,7 +570,7 @@ impl Ord for KeyOrder<'_> {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
         use std::cmp::Ordering::Equal;
         match self.cell.cmp(&other.cell) {
-            Equal if self.packed_whole && other.packed_whole => {
+            Equal if self.packed_whole() && other.packed_whole() => {
                 match self.interface.cmp(&other.interface) {
                     Equal => self.key[2..].cmp(&other.key[2..]),
                     o => o,
