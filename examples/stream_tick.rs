@@ -287,6 +287,7 @@ fn main() -> anyhow::Result<()> {
         vms: &plat.vms,
         windows: &windows,
         targets: None,
+        narrow_to_vms: false,
     };
     let readers: Vec<collect::Reader<'_, '_>> = collectors
         .iter()

@@ -1669,6 +1669,10 @@ async fn reconciliation_reports_no_drift_when_both_agree_and_drift_when_they_dif
     let d = &agree["stream"]["drift"]["pas"];
     assert_eq!(d["compared"], 6, "{agree}");
     assert_eq!(d["max_mean_difference"], 0.0, "{agree}");
+    // it ran beside the ticks, reading the store in queries of its own
+    let r = &agree["stream"]["reconciliation"];
+    assert_eq!(r["parts"], 1, "{agree}");
+    assert!(r["store_queries"].as_u64() >= Some(1), "{agree}");
     // a point only the stream has, far from the others
     let t = now_s();
     let (code, _) = post(

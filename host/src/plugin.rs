@@ -290,6 +290,11 @@ pub struct CollectContext<'a> {
     /// Only these targets (stream mode's confirmation of new alarms): a collector narrows its
     /// query to them, so the cost follows the alarms, not the fleet. None: every target.
     pub targets: Option<&'a [Target]>,
+    /// `vms` is a part of the inventory (stream mode's reconciliation reads the fleet a part
+    /// at a time): a collector that reads by VM names them in its query, so the store reads
+    /// only their series. False: the query reads the measurement and the series of VMs not in
+    /// `vms` are dropped while the answer is decoded (one pass for the whole inventory).
+    pub narrow_to_vms: bool,
 }
 
 #[async_trait]
@@ -298,6 +303,12 @@ pub trait Collector: Send + Sync {
     /// collector succeeded, so a failed query never reads as a recovery.
     fn origin(&self) -> Origin;
     async fn collect(&self, ctx: &CollectContext<'_>) -> anyhow::Result<Vec<Reading>>;
+    /// Whether `collect`'s readings are those of `ctx.vms` (VMs, or the containers of the
+    /// cells among them), so that the fleet can be read a part of the inventory at a time.
+    /// False (the default): its readings do not follow the inventory (the BOSH director).
+    fn reads_by_vm(&self) -> bool {
+        false
+    }
     /// The series `collect` reads, for stream mode (`[metrics] mode = "stream"`): declared by
     /// the reader of the schema next to its queries, so both modes read the same series, and
     /// `stream.subscribe` asks InfluxDB for the writes to exactly their databases. None: the

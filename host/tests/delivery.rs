@@ -190,6 +190,7 @@ impl Env {
             leader: Arc::new(leader),
             claim_owner: format!("{}-{}", claim_owner(&self.settings), rand_tag()),
             inventory_clock: Default::default(),
+            reconciliation: Default::default(),
         }
     }
 

@@ -166,6 +166,7 @@ async fn a_failing_or_hanging_plugin_does_not_stop_the_others() {
         leader: Arc::new(monit_host::store::leader::Leader::new(None, "unused")),
         claim_owner: monit_host::run::scheduler::claim_owner(&settings),
         inventory_clock: Default::default(),
+        reconciliation: Default::default(),
     };
     let started = std::time::Instant::now();
     let sum = scheduler.tick(false).await;

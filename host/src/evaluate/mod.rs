@@ -8,12 +8,14 @@
 //! * [`metrics_gap`]: a VM without data is `fail`, unless (nearly) every VM of its origin is
 //!   silent: then it is one pipeline alarm;
 //! * [`alarm_text`]: the titles and messages the management app shows;
-//! * [`truth`]: stream mode's confirmation of changes by the store, and its drift.
+//! * [`truth`]: stream mode's confirmation of changes by the store, and its drift;
+//! * [`reconcile`]: the fleet from both the stream and the store, beside the ticks.
 
 pub mod alarm_text;
 pub mod collect;
 pub mod engine;
 pub mod metrics_gap;
+pub mod reconcile;
 pub mod truth;
 
 use crate::model::{Policy, Timestamp};

@@ -10,8 +10,8 @@
 //!   Counts and repeats of an alarm that stays open at its level are not: the alarm was opened
 //!   on the store's word, and a count changes nobody's page.
 //! * [`drift`]: every `stream.reconcile_every` stream ticks the whole fleet is read from the store
-//!   too and compared with the stream's readings (`monit_stream_drift`); the stream's readings
-//!   still drive that tick.
+//!   too, beside the ticks and a part of the inventory at a time (`evaluate::reconcile`), and
+//!   compared with the stream's readings (`monit_stream_drift`).
 
 use crate::evaluate::engine::{self, AlarmKey, Change, EngineOptions, KeyRef, OpenAlarm};
 use crate::model::{AlarmType, Measured, Origin, Policy, Reading, Target, Timestamp};
@@ -31,8 +31,14 @@ pub struct StreamTick {
     /// InfluxDB's `subWriteDrop` read this tick (InfluxDB only)
     pub sub_write_drop: Option<i64>,
     pub confirmation: Confirmation,
-    /// per origin, when this tick reconciled (every `stream.reconcile_every` stream ticks)
+    /// per origin, of the reconciliation that ended since the last tick (one starts every
+    /// `stream.reconcile_every` stream ticks and runs beside them)
     pub drift: Option<BTreeMap<String, Drift>>,
+    /// that reconciliation: when it started, how long it took, its parts and store queries
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reconciliation: Option<crate::evaluate::reconcile::Report>,
+    /// this tick started a reconciliation
+    pub reconcile_started: bool,
 }
 
 /// The confirmation of a tick's changes.
@@ -189,12 +195,23 @@ pub struct Drift {
     pub max_mean_difference: f64,
 }
 
+impl Drift {
+    /// Adds the drift of another part of the fleet.
+    pub fn add(&mut self, other: &Drift) {
+        self.compared += other.compared;
+        self.differing += other.differing;
+        self.only_stream += other.only_stream;
+        self.only_store += other.only_store;
+        self.max_mean_difference = self.max_mean_difference.max(other.max_mean_difference);
+    }
+}
+
 /// Equal up to the last bits: the two sides sum the same points, maybe in another order.
 fn same(a: f64, b: f64) -> bool {
     (a - b).abs() <= 1e-9 * a.abs().max(b.abs()).max(1.0)
 }
 
-/// The drift of the stream's readings from the store's, per origin (`monit_stream_drift`).
+/// The drift of the stream's readings from the store's, per origin.
 pub fn drift(stream: &[Reading], store: &[Reading]) -> BTreeMap<String, Drift> {
     fn key(r: &Reading) -> KeyRef<'_> {
         let ty = match &r.value {
@@ -242,7 +259,12 @@ pub fn drift(stream: &[Reading], store: &[Reading]) -> BTreeMap<String, Drift> {
                 .only_store += 1;
         }
     }
-    for (origin, d) in &out {
+    out
+}
+
+/// A reconciliation's drift on `/metrics` (`monit_stream_drift{origin,stat}`).
+pub fn publish_drift(drift: &BTreeMap<String, Drift>) {
+    for (origin, d) in drift {
         let o = origin.clone();
         metrics::gauge!("monit_stream_drift", "origin" => o.clone(), "stat" => "max_mean_difference")
             .set(d.max_mean_difference);
@@ -251,7 +273,6 @@ pub fn drift(stream: &[Reading], store: &[Reading]) -> BTreeMap<String, Drift> {
         metrics::gauge!("monit_stream_drift", "origin" => o, "stat" => "missing")
             .set((d.only_stream + d.only_store) as f64);
     }
-    out
 }
 
 #[cfg(test)]

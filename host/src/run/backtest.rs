@@ -124,6 +124,7 @@ impl Replay<'_> {
                 vms: self.vms,
                 windows: &windows,
                 targets: None,
+                narrow_to_vms: false,
             };
             let mut readings = Vec::new();
             let mut evaluated = Vec::new();

@@ -8,7 +8,7 @@ use crate::config::Settings;
 use crate::evaluate;
 use crate::evaluate::collect::{self, Collected};
 use crate::evaluate::engine::{self, Change, ChangeCounts, EngineOptions, OpenAlarm};
-use crate::evaluate::truth;
+use crate::evaluate::{reconcile, truth};
 use crate::hold::maintenance;
 use crate::hold::{HoldInputs, Holds};
 use crate::metric_store::MetricStore;
@@ -156,6 +156,8 @@ pub struct Scheduler {
     pub claim_owner: String,
     /// when each VM source last synced: its inventory is fetched on its own cadence
     pub inventory_clock: inventory::SyncClock,
+    /// stream mode: the reconciliation running beside the ticks, or ended and not yet told
+    pub reconciliation: reconcile::Reconciliation,
 }
 
 /// A claim owner for this process: the instance name, the pid and the start time.
@@ -308,6 +310,7 @@ impl Scheduler {
             vms: &inputs.vms,
             windows: &windows,
             targets: None,
+            narrow_to_vms: false,
         };
         let (stream_ctx, query_ctx) = (ctx_of(&stores.stream), ctx_of(&stores.query));
         let collectors = self.collectors();
@@ -386,8 +389,7 @@ impl Scheduler {
         if let (MetricStore::Stream(h), false) = (&self.metrics, streamed.is_empty())
             && h.state.reconcile_due(self.settings.stream.reconcile_every)
         {
-            self.reconcile(&streamed, &query_ctx, &inputs, &collected, sum)
-                .await;
+            self.start_reconciliation(&streamed, &inputs, &windows, sum);
         }
         lap.done(sum, "3_collect");
 
@@ -525,6 +527,15 @@ impl Scheduler {
                     .iter()
                     .map(|(n, m)| (n.to_string(), m.as_str().to_string()))
                     .collect();
+                if let Some(mut r) = self.reconciliation.take_finished() {
+                    st.drift = Some(std::mem::take(&mut r.drift));
+                    sum.errors.extend(
+                        r.errors
+                            .iter()
+                            .map(|e| format!("stream reconciliation: {e}")),
+                    );
+                    st.reconciliation = Some(r);
+                }
                 sum.stream = Some(st);
                 overall
             }
@@ -616,38 +627,33 @@ impl Scheduler {
         .await
     }
 
-    /// Every `stream.reconcile_every` stream ticks: the streamed collectors read the store too,
-    /// and the difference goes to the summary and `monit_stream_drift`. The stream's readings
-    /// still drive the tick.
-    async fn reconcile(
+    /// Every `stream.reconcile_every` stream ticks: a reconciliation of the streamed collectors
+    /// starts beside the ticks (`evaluate::reconcile`), unless the last one still runs; its
+    /// drift goes to the summary of the first tick after it ends.
+    fn start_reconciliation(
         &self,
-        streamed: &[(&'static str, Arc<dyn crate::plugin::Collector>)],
-        query: &CollectContext<'_>,
+        streamed: &[reconcile::Streamed],
         inputs: &TickInputs,
-        collected: &Collected,
+        windows: &Windows,
         sum: &mut TickSummary,
     ) {
-        let readers: Vec<collect::Reader<'_, '_>> = streamed
-            .iter()
-            .map(|(n, c)| (*n, c.clone(), query))
-            .collect();
-        let store = self.collect(&readers, inputs).await;
-        sum.errors.extend(
-            store
-                .errors
-                .iter()
-                .map(|e| format!("stream reconciliation: {e}")),
-        );
-        let origins: Vec<_> = store.evaluated.clone();
-        let ours: Vec<_> = collected
-            .readings
-            .iter()
-            .filter(|r| origins.contains(&r.target.origin))
-            .cloned()
-            .collect();
-        let drift = truth::drift(&ours, &store.readings);
+        let started = self.reconciliation.start(reconcile::Job {
+            collectors: streamed.to_vec(),
+            stream: self.metrics.clone(),
+            // the store's client with counts of its own: the ticks' `influx_queries` stay theirs
+            query: self.metrics.history_client(),
+            vms: inputs.vms.clone(),
+            windows: windows.clone(),
+            bucket_seconds: self.settings.influx.bucket_seconds,
+            timeout: self.step_timeout(),
+        });
+        if !started {
+            tracing::info!(
+                "stream reconciliation due, but the last one still runs: this one is skipped"
+            );
+        }
         if let Some(st) = sum.stream.as_mut() {
-            st.drift = Some(drift);
+            st.reconcile_started = started;
         }
     }
 

@@ -127,6 +127,10 @@ impl Collector for ContainerCollector {
         )
     }
 
+    fn reads_by_vm(&self) -> bool {
+        true
+    }
+
     async fn collect(&self, ctx: &CollectContext<'_>) -> anyhow::Result<Vec<Reading>> {
         // confirmation (stream mode): only the cells of the new alarms' containers
         let cells: Vec<&Vm> = ctx
@@ -164,14 +168,27 @@ impl Collector for ContainerCollector {
                 .filter_map(|t| t.app.as_ref().map(|a| &*a.container_name))
                 .collect()
         });
-        let wanted = Wanted {
-            cells: Some(&cell_ips),
-            app_guids: None,
-            narrow: interfaces.as_ref().map(|values| Narrow {
+        // a reconciliation's slice of the inventory: the query names its cells
+        let slice: Option<std::collections::HashSet<&str>> = (ctx.narrow_to_vms
+            && interfaces.is_none())
+        .then(|| cells.iter().map(|vm| vm.ip.as_str()).collect());
+        let narrow = match (&interfaces, &slice) {
+            (Some(values), _) => Some(Narrow {
                 tag: "container_interface",
                 values,
                 ignore_case: false,
             }),
+            (None, Some(values)) => Some(Narrow {
+                tag: "cell_ip",
+                values,
+                ignore_case: false,
+            }),
+            (None, None) => None,
+        };
+        let wanted = Wanted {
+            cells: Some(&cell_ips),
+            app_guids: None,
+            narrow,
         };
         let usage = read_container_usage_of(ctx.metrics, &source, &windows, ctx.now, wanted)
             .await

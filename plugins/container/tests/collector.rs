@@ -246,6 +246,7 @@ async fn run_case(dir: &Path) -> Result<(), String> {
         vms: &cells,
         windows: &windows,
         targets: None,
+        narrow_to_vms: false,
     };
     let result = collector.collect(&ctx).await;
     drop_influx_db(&influx_url(), &db).await;
@@ -372,8 +373,36 @@ fn one_query_for_many_containers_on_many_cells() {
         vms: &cells,
         windows: &windows,
         targets: None,
+        narrow_to_vms: false,
+    };
+    use std::sync::atomic::Ordering::Relaxed;
+    let rows_read = |f: std::pin::Pin<
+        Box<
+            dyn std::future::Future<Output = anyhow::Result<Vec<monit_host::model::Reading>>>
+                + Send
+                + '_,
+        >,
+    >| {
+        let before = influx.stats.rows.load(Relaxed);
+        let readings = rt.block_on(f).unwrap();
+        (readings, influx.stats.rows.load(Relaxed) - before)
     };
     let (result, queries) = count_queries(&rt, collector.collect(&ctx));
+    let all_rows = influx.stats.rows.load(Relaxed);
+    // a reconciliation's part of the inventory (one cell of four): the query names its cell,
+    // and the store answers a quarter of the rows
+    let one_cell = [cells[1].clone()];
+    let part = CollectContext {
+        vms: &one_cell,
+        narrow_to_vms: true,
+        ..ctx
+    };
+    let (narrowed, narrowed_rows) = rows_read(collector.collect(&part));
+    // without narrowing, the same readings from every cell's rows, dropped while decoded
+    let (dropped, dropped_rows) = rows_read(collector.collect(&CollectContext {
+        narrow_to_vms: false,
+        ..part
+    }));
     rt.block_on(drop_influx_db(&influx_url(), &db));
     let readings = result.unwrap();
     assert_eq!(
@@ -381,6 +410,14 @@ fn one_query_for_many_containers_on_many_cells() {
         "one InfluxDB query per series (cpu, memory, disk) for 40 containers on 4 cells"
     );
     assert_eq!(readings.len(), 40 * 3);
+    assert_eq!(narrowed.len(), 10 * 3, "{narrowed:?}");
+    assert!(narrowed.iter().all(|r| &*r.target.ip == "10.0.17.1"));
+    assert_eq!(narrowed, dropped);
+    assert_eq!(dropped_rows, all_rows, "the whole measurement is read");
+    assert!(
+        narrowed_rows * 4 <= all_rows && narrowed_rows > 0,
+        "{narrowed_rows} rows of {all_rows}"
+    );
     for r in &readings {
         let Measured::Usage { resource, mean, .. } = r.value else {
             panic!("{r:?}")
@@ -424,6 +461,7 @@ async fn a_missing_database_fails_the_step_with_a_clear_error() {
         vms: &cells,
         windows: &windows,
         targets: None,
+        narrow_to_vms: false,
     };
     let err = collector.collect(&ctx).await.unwrap_err();
     let text = format!("{err:#}");
@@ -462,6 +500,7 @@ async fn an_unreachable_influxdb_fails_the_step() {
         vms: &cells,
         windows: &windows,
         targets: None,
+        narrow_to_vms: false,
     };
     let err = collector.collect(&ctx).await.unwrap_err();
     let text = format!("{err:#}");

@@ -86,6 +86,10 @@ impl Collector for PaastaCollector {
         .await?)
     }
 
+    fn reads_by_vm(&self) -> bool {
+        true
+    }
+
     async fn collect(&self, ctx: &CollectContext<'_>) -> anyhow::Result<Vec<Reading>> {
         // the other VMs' series are dropped as the answer is decoded: memory follows the
         // inventory, not what the store holds
@@ -109,9 +113,11 @@ impl Collector for PaastaCollector {
             bucket_seconds: ctx.bucket_seconds,
             end_epoch: ctx.now.timestamp(),
         };
-        let by_ip = match ctx.targets {
-            Some(_) => query.read_targets(ctx.metrics, &inventory).await?,
-            None => query.read_only(ctx.metrics, &inventory).await?,
+        // a part of the fleet (confirmation, a reconciliation's slice): the query names it
+        let by_ip = if ctx.targets.is_some() || ctx.narrow_to_vms {
+            query.read_targets(ctx.metrics, &inventory).await?
+        } else {
+            query.read_only(ctx.metrics, &inventory).await?
         };
         Ok(vms
             .into_iter()

@@ -193,15 +193,29 @@ async fn run_case(dir: &Path) -> Result<(), String> {
         vms: &vms,
         windows: &windows,
         targets: None,
+        narrow_to_vms: false,
     };
     let collector = PaastaCollector {
         db: db.clone(),
         measurement: MEASUREMENT.into(),
     };
     let result = collector.collect(&ctx).await;
+    // the query naming the VMs (a reconciliation's part of the inventory) reads the same
+    let narrowed = collector
+        .collect(&CollectContext {
+            narrow_to_vms: true,
+            ..ctx
+        })
+        .await;
     drop_influx_db(&influx_url(), &db).await;
     written.map_err(|e| format!("writing the points: {e}"))?;
     let got = actual(&result.map_err(|e| format!("collect failed: {e:#}"))?);
+    let narrowed = actual(&narrowed.map_err(|e| format!("narrowed collect failed: {e:#}"))?);
+    if narrowed != got {
+        return Err(format!(
+            "the query naming the VMs read otherwise: {narrowed:#?}\nthe whole: {got:#?}"
+        ));
+    }
     let mut want = case.expected.clone();
     sort(&mut want);
     if matches(&got, &want) {
@@ -255,6 +269,7 @@ async fn a_missing_database_is_an_error_naming_it() {
         vms: &vms,
         windows: &windows,
         targets: None,
+        narrow_to_vms: false,
     };
     let collector = PaastaCollector {
         db: db.clone(),

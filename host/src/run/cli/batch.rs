@@ -87,6 +87,7 @@ pub(super) async fn run_batch(
         } else {
             Default::default()
         },
+        reconciliation: Default::default(),
     };
     if once {
         if !dry_run {
