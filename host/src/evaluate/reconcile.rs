@@ -4,8 +4,10 @@
 //!
 //! A full query of a large fleet takes the store a minute and its answers hundreds of MB (72 s
 //! and 388 MB at 5,000 VMs and 100,000 containers on InfluxDB 1.6). So a reconciliation runs
-//! beside the ticks, never in one (the tick that starts it is not delayed, nor are the ones
-//! after it), and reads a part of the inventory at a time ([`slices`]): each part is read from
+//! beside the ticks, never in one (the tick that starts it is not delayed), reads the store in
+//! the pauses between ticks (a part that would not end before the next tick waits for it to
+//! end: the ticks do not share the store and the CPUs with it), and reads a part of the
+//! inventory at a time ([`slices`]): each part is read from
 //! the store in queries naming its VMs and cells, and from the stream at the same instant,
 //! compared, and dropped before the next. Its memory follows the part, not the fleet; the
 //! store's work is the same as one full query's, spread over the parts.
@@ -62,9 +64,31 @@ pub struct Report {
 }
 
 /// At most one reconciliation at a time: the one running and the last finished, not yet told.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Reconciliation {
     slot: Arc<Mutex<Slot>>,
+    ticks: Arc<tokio::sync::watch::Sender<Ticks>>,
+}
+
+impl Default for Reconciliation {
+    fn default() -> Self {
+        Self {
+            slot: Arc::default(),
+            ticks: Arc::new(tokio::sync::watch::Sender::new(Ticks::default())),
+        }
+    }
+}
+
+/// The ticks as a reconciliation sees them: it reads the store between them, not during one.
+#[derive(Clone, Copy, Debug, Default)]
+struct Ticks {
+    running: bool,
+    /// ticks ended so far
+    ended: u64,
+    /// when the next one is due
+    next_at: Option<tokio::time::Instant>,
+    /// the pause between two ticks' starts (`batch.interval_seconds`)
+    interval: Duration,
 }
 
 #[derive(Default)]
@@ -85,8 +109,9 @@ impl Reconciliation {
             slot.running = true;
         }
         let me = self.clone();
+        let ticks = self.ticks.subscribe();
         tokio::spawn(async move {
-            let report = run(job).await;
+            let report = run(job, ticks).await;
             let mut slot = me.slot.lock().unwrap_or_else(|p| p.into_inner());
             slot.running = false;
             slot.finished = Some(report);
@@ -106,6 +131,39 @@ impl Reconciliation {
     pub fn running(&self) -> bool {
         self.slot.lock().unwrap_or_else(|p| p.into_inner()).running
     }
+
+    /// A tick starts: the parts not yet read wait until it ends.
+    pub fn tick_started(&self) {
+        self.ticks.send_modify(|t| t.running = true);
+    }
+
+    /// A tick ended; the next is due `interval` after this one started.
+    pub fn tick_ended(&self, started: tokio::time::Instant, interval: Duration) {
+        self.ticks.send_modify(|t| {
+            t.running = false;
+            t.ended += 1;
+            t.next_at = Some(started + interval);
+            t.interval = interval;
+        });
+    }
+}
+
+/// Waits until a part that takes about `needed` can be read before the next tick: at once
+/// when there is room, else until the running or the next tick has ended (the longest pause
+/// there is). Bounded: a part longer than the pause between ticks runs right after a tick, and
+/// without ticks (this instance no longer leads) it waits at most twice the interval.
+async fn room_between_ticks(ticks: &mut tokio::sync::watch::Receiver<Ticks>, needed: Duration) {
+    let now = *ticks.borrow_and_update();
+    let room = !now.running
+        && now
+            .next_at
+            .is_none_or(|next| tokio::time::Instant::now() + needed < next);
+    if room {
+        return;
+    }
+    let bound = (now.interval * 2).max(Duration::from_secs(1));
+    let _ =
+        tokio::time::timeout(bound, ticks.wait_for(|t| t.ended > now.ended && !t.running)).await;
 }
 
 /// The inventory in parts: the cells [`CELLS_PER_SLICE`] at a time, then the other VMs
@@ -120,8 +178,8 @@ pub fn slices(vms: &[Vm]) -> Vec<Vec<Vm>> {
         .collect()
 }
 
-/// Reads the fleet from both sides, a part at a time, and compares.
-pub async fn run(job: Job) -> Report {
+/// Reads the fleet from both sides, a part at a time between ticks, and compares.
+async fn run(job: Job, mut ticks: tokio::sync::watch::Receiver<Ticks>) -> Report {
     use std::sync::atomic::Ordering::Relaxed;
     let started = Instant::now();
     let mut report = Report {
@@ -141,7 +199,11 @@ pub async fn run(job: Job) -> Report {
     if !by_vm.is_empty() {
         parts.extend(slices(&job.vms).into_iter().map(|s| (s, &by_vm[..], true)));
     }
+    // the longest part so far (and a margin): what a part needs before the next tick
+    let mut needed = Duration::ZERO;
     for (vms, collectors, narrow_to_vms) in &parts {
+        room_between_ticks(&mut ticks, needed).await;
+        let part_started = Instant::now();
         // both sides at the same instant: the same windows end at the same time
         let now = chrono::Utc::now();
         let ctx = |metrics| CollectContext {
@@ -165,6 +227,7 @@ pub async fn run(job: Job) -> Report {
                 (Err(e), _) | (_, Err(e)) => report.errors.push(e),
             }
         }
+        needed = needed.max(part_started.elapsed().mul_f64(1.5) + Duration::from_secs(1));
     }
     report.parts = parts.len();
     report.store_queries = job.query.stats().queries.load(Relaxed) - queries_before;
@@ -200,6 +263,59 @@ mod tests {
             ip: format!("10.1.{}.{}", i / 250, i % 250),
             vm_type: vm_type.into(),
         }
+    }
+
+    async fn within(ms: u64, f: impl std::future::Future<Output = ()>) -> bool {
+        tokio::time::timeout(Duration::from_millis(ms), f)
+            .await
+            .is_ok()
+    }
+
+    fn waiting(r: &Reconciliation, needed: Duration) -> tokio::task::JoinHandle<()> {
+        let mut rx = r.ticks.subscribe();
+        tokio::spawn(async move { room_between_ticks(&mut rx, needed).await })
+    }
+
+    #[tokio::test]
+    async fn a_part_waits_for_the_running_tick_and_for_room_before_the_next() {
+        let r = Reconciliation::default();
+        let mut rx = r.ticks.subscribe();
+        assert!(
+            within(500, room_between_ticks(&mut rx, Duration::from_secs(5))).await,
+            "no tick yet: at once"
+        );
+        r.tick_started();
+        let part = waiting(&r, Duration::ZERO);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(!part.is_finished(), "a part read while a tick runs");
+        let minute = Duration::from_secs(60);
+        r.tick_ended(tokio::time::Instant::now(), minute);
+        assert!(within(2000, async { part.await.unwrap() }).await);
+        // a minute to the next tick: a 5 s part goes at once, a 90 s one after the next tick
+        assert!(within(500, room_between_ticks(&mut rx, Duration::from_secs(5))).await);
+        let long = waiting(&r, Duration::from_secs(90));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(
+            !long.is_finished(),
+            "a part that would overlap the next tick"
+        );
+        r.tick_started();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(!long.is_finished(), "a part read while a tick runs");
+        r.tick_ended(tokio::time::Instant::now(), minute);
+        assert!(within(2000, async { long.await.unwrap() }).await);
+    }
+
+    #[tokio::test]
+    async fn without_ticks_a_part_waits_at_most_twice_the_interval() {
+        let r = Reconciliation::default();
+        r.tick_started();
+        r.tick_ended(tokio::time::Instant::now(), Duration::from_millis(200));
+        // no room before the next tick, and no tick comes (this instance stopped leading)
+        let started = Instant::now();
+        let part = waiting(&r, Duration::from_secs(10));
+        assert!(within(3000, async { part.await.unwrap() }).await);
+        assert!(started.elapsed() >= Duration::from_millis(350));
     }
 
     #[test]

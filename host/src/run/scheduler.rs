@@ -189,6 +189,7 @@ impl Scheduler {
     /// One tick. Never panics on outside input; every failure ends up in `errors`.
     pub async fn tick(&self, dry_run: bool) -> TickSummary {
         let started = Instant::now();
+        self.reconciliation.tick_started();
         let now = chrono::Utc::now();
         let mut sum = TickSummary {
             started_at: Some(now),
@@ -207,6 +208,10 @@ impl Scheduler {
             sum.errors.push(msg);
         }
         sum.duration_ms = started.elapsed().as_millis() as u64;
+        self.reconciliation.tick_ended(
+            started.into(),
+            Duration::from_secs(self.settings.batch.interval_seconds),
+        );
         sum.metric_store = self.metrics.backend().as_str().to_string();
         sum.influx_queries = self.metrics.stats().queries.load(Relaxed) - q0;
         sum.influx_rows = self.metrics.stats().rows.load(Relaxed) - r0;
