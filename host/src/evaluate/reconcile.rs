@@ -148,20 +148,24 @@ impl Reconciliation {
     }
 }
 
-/// Waits until a part that takes about `needed` can be read before the next tick: at once
-/// when there is room, else until the running or the next tick has ended (the longest pause
-/// there is). Bounded: a part longer than the pause between ticks runs right after a tick, and
-/// without ticks (this instance no longer leads) it waits at most twice the interval.
+/// Waits until a part that takes about `needed` can be read without a tick beside it: never
+/// while a tick runs, at once when it ends before the next tick is due, else after the next
+/// tick (the longest pause there is). A part longer than the pause between ticks goes at once
+/// (waiting would not make it fit), and without ticks (this instance no longer leads) a part
+/// waits at most twice the interval.
 async fn room_between_ticks(ticks: &mut tokio::sync::watch::Receiver<Ticks>, needed: Duration) {
     let now = *ticks.borrow_and_update();
-    let room = !now.running
-        && now
-            .next_at
-            .is_none_or(|next| tokio::time::Instant::now() + needed < next);
-    if room {
+    let bound = (now.interval * 2).max(Duration::from_secs(1));
+    if now.running {
+        let _ = tokio::time::timeout(bound, ticks.wait_for(|t| !t.running)).await;
         return;
     }
-    let bound = (now.interval * 2).max(Duration::from_secs(1));
+    let fits_now = now
+        .next_at
+        .is_none_or(|next| tokio::time::Instant::now() + needed < next);
+    if fits_now || needed >= now.interval {
+        return;
+    }
     let _ =
         tokio::time::timeout(bound, ticks.wait_for(|t| t.ended > now.ended && !t.running)).await;
 }
@@ -199,7 +203,7 @@ async fn run(job: Job, mut ticks: tokio::sync::watch::Receiver<Ticks>) -> Report
     if !by_vm.is_empty() {
         parts.extend(slices(&job.vms).into_iter().map(|s| (s, &by_vm[..], true)));
     }
-    // the longest part so far (and a margin): what a part needs before the next tick
+    // what a part needs before the next tick
     let mut needed = Duration::ZERO;
     for (vms, collectors, narrow_to_vms) in &parts {
         room_between_ticks(&mut ticks, needed).await;
@@ -227,7 +231,8 @@ async fn run(job: Job, mut ticks: tokio::sync::watch::Receiver<Ticks>) -> Report
                 (Err(e), _) | (_, Err(e)) => report.errors.push(e),
             }
         }
-        needed = needed.max(part_started.elapsed().mul_f64(1.5) + Duration::from_secs(1));
+        // the parts are alike (100 cells, or 500 VMs): the last one's time, and a margin
+        needed = part_started.elapsed().mul_f64(1.25) + Duration::from_millis(500);
     }
     report.parts = parts.len();
     report.store_queries = job.query.stats().queries.load(Relaxed) - queries_before;
@@ -289,11 +294,17 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(200)).await;
         assert!(!part.is_finished(), "a part read while a tick runs");
         let minute = Duration::from_secs(60);
-        r.tick_ended(tokio::time::Instant::now(), minute);
+        // the tick started 30 s ago: the next is due in 30 s
+        let started = tokio::time::Instant::now()
+            .checked_sub(Duration::from_secs(30))
+            .unwrap();
+        r.tick_ended(started, minute);
         assert!(within(2000, async { part.await.unwrap() }).await);
-        // a minute to the next tick: a 5 s part goes at once, a 90 s one after the next tick
+        // a 5 s part goes at once, and one longer than the pause between ticks too
         assert!(within(500, room_between_ticks(&mut rx, Duration::from_secs(5))).await);
-        let long = waiting(&r, Duration::from_secs(90));
+        assert!(within(500, room_between_ticks(&mut rx, Duration::from_secs(70))).await);
+        // a 40 s part after the next tick
+        let long = waiting(&r, Duration::from_secs(40));
         tokio::time::sleep(Duration::from_millis(200)).await;
         assert!(
             !long.is_finished(),
@@ -310,12 +321,15 @@ mod tests {
     async fn without_ticks_a_part_waits_at_most_twice_the_interval() {
         let r = Reconciliation::default();
         r.tick_started();
-        r.tick_ended(tokio::time::Instant::now(), Duration::from_millis(200));
+        let started = tokio::time::Instant::now()
+            .checked_sub(Duration::from_millis(500))
+            .unwrap();
+        r.tick_ended(started, Duration::from_secs(1));
         // no room before the next tick, and no tick comes (this instance stopped leading)
         let started = Instant::now();
-        let part = waiting(&r, Duration::from_secs(10));
-        assert!(within(3000, async { part.await.unwrap() }).await);
-        assert!(started.elapsed() >= Duration::from_millis(350));
+        let part = waiting(&r, Duration::from_millis(900));
+        assert!(within(5000, async { part.await.unwrap() }).await);
+        assert!(started.elapsed() >= Duration::from_millis(1500));
     }
 
     #[test]

@@ -9,12 +9,13 @@ use monit_cf_metrics::container::{
     self as container_metrics, ContainerSource, ContainerUsage, Narrow, UsageWindows, Wanted,
     read_container_usage_of,
 };
+use monit_host::metric_store::MetricStore;
 use monit_host::model::{AppInstance, Measured, Name, Origin, Reading, Resource, Target, Vm};
 use monit_host::plugin::MovedKey;
 use monit_host::{CollectContext, Collector, PluginContext, PluginParts, PluginRegistration};
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use monit_host::plugin::{LegacyConfig, LegacyEnabled, LegacyKey, LegacyKind};
@@ -148,6 +149,56 @@ impl Collector for ContainerCollector {
             );
             return Ok(Vec::new());
         }
+        // confirmation: the query reads the new alarms' containers only (O(alarms))
+        let interfaces: Option<HashSet<&str>> = ctx.targets.map(|t| {
+            t.iter()
+                .filter(|t| t.origin == Origin::Con)
+                .filter_map(|t| t.app.as_ref().map(|a| &*a.container_name))
+                .collect()
+        });
+        if let Some(values) = &interfaces {
+            let narrow = Narrow {
+                tag: "container_interface",
+                values,
+                ignore_case: false,
+            };
+            let usage = self.usage(ctx, &cells, Some(narrow)).await?;
+            return Ok(readings(&usage, &cells));
+        }
+        let store_of_answers = !matches!(ctx.metrics, MetricStore::Stream(_));
+        if ctx.narrow_to_vms || (store_of_answers && cells.len() > CELLS_PER_QUERY) {
+            // the store's answers are folded a part of the cells at a time, each part's query
+            // naming its cells: the fold holds a part's containers, not the fleet's (about
+            // 500 bytes each until the readings are built)
+            let mut usage = Vec::new();
+            for part in cells.chunks(CELLS_PER_QUERY) {
+                let values: HashSet<&str> = part.iter().map(|vm| vm.ip.as_str()).collect();
+                let narrow = Narrow {
+                    tag: "cell_ip",
+                    values: &values,
+                    ignore_case: false,
+                };
+                usage.extend(self.usage(ctx, part, Some(narrow)).await?);
+            }
+            return Ok(readings(&usage, &cells));
+        }
+        let usage = self.usage(ctx, &cells, None).await?;
+        Ok(readings(&usage, &cells))
+    }
+}
+
+/// Cells per query when the store answers (query mode, and a reconciliation's part): a Diego
+/// cell runs up to 250 containers (its default limit), so a query's fold holds at most 25,000.
+const CELLS_PER_QUERY: usize = 100;
+
+impl ContainerCollector {
+    /// The usage of the containers on `cells`, the query narrowed by `narrow`.
+    async fn usage(
+        &self,
+        ctx: &CollectContext<'_>,
+        cells: &[&Vm],
+        narrow: Option<Narrow<'_>>,
+    ) -> anyhow::Result<Vec<ContainerUsage>> {
         let windows = UsageWindows {
             cpu: ctx.windows.get(Origin::Con, Resource::Cpu),
             memory: ctx.windows.get(Origin::Con, Resource::Memory),
@@ -161,36 +212,12 @@ impl Collector for ContainerCollector {
         // containers on other cells are dropped as the answer is decoded: memory follows the
         // inventory's cells, not what the store holds
         let cell_ips: container_metrics::CellSet = cells.iter().map(|vm| vm.ip.as_str()).collect();
-        // confirmation: the query reads the new alarms' containers only (O(alarms))
-        let interfaces: Option<std::collections::HashSet<&str>> = ctx.targets.map(|t| {
-            t.iter()
-                .filter(|t| t.origin == Origin::Con)
-                .filter_map(|t| t.app.as_ref().map(|a| &*a.container_name))
-                .collect()
-        });
-        // a reconciliation's slice of the inventory: the query names its cells
-        let slice: Option<std::collections::HashSet<&str>> = (ctx.narrow_to_vms
-            && interfaces.is_none())
-        .then(|| cells.iter().map(|vm| vm.ip.as_str()).collect());
-        let narrow = match (&interfaces, &slice) {
-            (Some(values), _) => Some(Narrow {
-                tag: "container_interface",
-                values,
-                ignore_case: false,
-            }),
-            (None, Some(values)) => Some(Narrow {
-                tag: "cell_ip",
-                values,
-                ignore_case: false,
-            }),
-            (None, None) => None,
-        };
         let wanted = Wanted {
             cells: Some(&cell_ips),
             app_guids: None,
             narrow,
         };
-        let usage = read_container_usage_of(ctx.metrics, &source, &windows, ctx.now, wanted)
+        read_container_usage_of(ctx.metrics, &source, &windows, ctx.now, wanted)
             .await
             .with_context(|| {
                 format!(
@@ -199,8 +226,7 @@ impl Collector for ContainerCollector {
                     source.db,
                     ctx.metrics.backend().as_str()
                 )
-            })?;
-        Ok(readings(&usage, &cells))
+            })
     }
 }
 

@@ -444,6 +444,79 @@ fn one_query_for_many_containers_on_many_cells() {
     assert_eq!(queries, 0);
 }
 
+#[test]
+fn a_store_is_read_a_hundred_cells_at_a_time() {
+    // current-thread runtime: the futures run on this thread, where the local recorder is set
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let db = unique_db("parts");
+    let influx = client();
+    let now = Utc::now();
+    // 250 cells: three parts (100, 100, 50), two containers each
+    let cells: Vec<Vm> = (0..250)
+        .map(|i| cell(1000 + i, &format!("10.0.{}.{}", 20 + i / 200, i % 200)))
+        .collect();
+    let mut points = String::new();
+    for (n, c) in cells.iter().enumerate() {
+        for k in 0..2 {
+            let id = n * 2 + k;
+            let tags = format!(
+                "application_id=guid-{id},application_index=0,application_name=app-{id},cell_ip={},container_id=/garden/{id},container_interface=if-{id}",
+                c.ip
+            );
+            for step in 0..=10i64 {
+                let t = now.timestamp() - 300 + step * 30;
+                let f = "app_mem=1000,app_disk=1000";
+                points.push_str(&format!(
+                    "container_metrics,{tags},name=cpu_usage_total {f},value={} {t}\n",
+                    3 * step
+                ));
+                points.push_str(&format!(
+                    "container_metrics,{tags},name=memory_usage {f},value={} {t}\n",
+                    n % 90
+                ));
+            }
+        }
+    }
+    rt.block_on(async {
+        create_influx_db(&influx_url(), &db).await;
+        influx.write(&db, &points).await.unwrap();
+    });
+    let collector = collector(&db, "container_metrics");
+    let windows = Windows {
+        by_key: HashMap::new(),
+        default: Duration::from_secs(300),
+    };
+    let ctx = CollectContext {
+        now,
+        bucket_seconds: 30,
+        metrics: &influx.clone().into(),
+        vms: &cells,
+        windows: &windows,
+        targets: None,
+        narrow_to_vms: false,
+    };
+    let (result, queries) = count_queries(&rt, collector.collect(&ctx));
+    rt.block_on(drop_influx_db(&influx_url(), &db));
+    let readings = result.unwrap();
+    assert_eq!(queries, 3 * 3, "three queries for each part of the cells");
+    assert_eq!(readings.len(), 500 * 2, "CPU and memory of every container");
+    for r in &readings {
+        let (Measured::Usage { resource, mean, .. }, Some(app)) = (&r.value, &r.target.app) else {
+            panic!("{r:?}")
+        };
+        let n = cells.iter().position(|c| *c.ip == *r.target.ip).unwrap();
+        assert_eq!(&*app.cell_name, cells[n].name.as_str());
+        let want = match resource {
+            Resource::Cpu => 10.0,
+            _ => (n % 90) as f64 / 10.0,
+        };
+        assert!((mean - want).abs() < TOLERANCE, "{r:?}");
+    }
+}
+
 #[tokio::test]
 async fn a_missing_database_fails_the_step_with_a_clear_error() {
     let db = unique_db("missing");
