@@ -290,10 +290,12 @@ pub struct CollectContext<'a> {
     /// Only these targets (stream mode's confirmation of new alarms): a collector narrows its
     /// query to them, so the cost follows the alarms, not the fleet. None: every target.
     pub targets: Option<&'a [Target]>,
-    /// `vms` is a part of the inventory (stream mode's reconciliation reads the fleet a part
-    /// at a time): a collector that reads by VM names them in its query, so the store reads
-    /// only their series. False: the query reads the measurement and the series of VMs not in
-    /// `vms` are dropped while the answer is decoded (one pass for the whole inventory).
+    /// Hold the store's answers to a part of `vms` at a time, the queries naming them: stream
+    /// mode asks it when it reads the store (its warm-up, a quiet or gapped stream, a
+    /// reconciliation's part of the inventory), where the windows hold most of the memory. A
+    /// collector whose fold holds much per VM (containers) reads `vms` in parts; one whose fold
+    /// is small may read many at once. False: one pass, the series of VMs not in `vms` dropped
+    /// while the answer is decoded (the store walks its series once).
     pub narrow_to_vms: bool,
 }
 

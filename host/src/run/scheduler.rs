@@ -308,16 +308,22 @@ impl Scheduler {
             &inputs.policies,
             Duration::from_secs(a.default_measure_seconds),
         );
-        let ctx_of = |metrics| CollectContext {
+        let ctx_of = |metrics, narrow_to_vms| CollectContext {
             now,
             bucket_seconds: self.settings.influx.bucket_seconds,
             metrics,
             vms: &inputs.vms,
             windows: &windows,
             targets: None,
-            narrow_to_vms: false,
+            narrow_to_vms,
         };
-        let (stream_ctx, query_ctx) = (ctx_of(&stores.stream), ctx_of(&stores.query));
+        // stream mode reading the store: the windows hold most of the memory, the answers are
+        // held to a part of the fleet at a time
+        let in_stream_mode = matches!(self.metrics, MetricStore::Stream(_));
+        let (stream_ctx, query_ctx) = (
+            ctx_of(&stores.stream, false),
+            ctx_of(&stores.query, in_stream_mode),
+        );
         let collectors = self.collectors();
         let mut streamed: Vec<_> = collectors
             .iter()

@@ -165,11 +165,12 @@ impl Collector for ContainerCollector {
             let usage = self.usage(ctx, &cells, Some(narrow)).await?;
             return Ok(readings(&usage, &cells));
         }
-        let store_of_answers = !matches!(ctx.metrics, MetricStore::Stream(_));
-        if ctx.narrow_to_vms || (store_of_answers && cells.len() > CELLS_PER_QUERY) {
+        if ctx.narrow_to_vms && !matches!(ctx.metrics, MetricStore::Stream(_)) {
             // the store's answers are folded a part of the cells at a time, each part's query
             // naming its cells: the fold holds a part's containers, not the fleet's (about
-            // 500 bytes each until the readings are built)
+            // 500 bytes each until the readings are built). InfluxDB 1.6 reads the same
+            // series but takes longer (a query walks the measurement's series: 4.1 s against
+            // 3.6 s at 250 cells), so only when the host asks
             let mut usage = Vec::new();
             for part in cells.chunks(CELLS_PER_QUERY) {
                 let values: HashSet<&str> = part.iter().map(|vm| vm.ip.as_str()).collect();
@@ -187,7 +188,7 @@ impl Collector for ContainerCollector {
     }
 }
 
-/// Cells per query when the store answers (query mode, and a reconciliation's part): a Diego
+/// Cells per query when the host asks for parts (`CollectContext::narrow_to_vms`): a Diego
 /// cell runs up to 250 containers (its default limit), so a query's fold holds at most 25,000.
 const CELLS_PER_QUERY: usize = 100;
 

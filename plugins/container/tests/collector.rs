@@ -445,7 +445,7 @@ fn one_query_for_many_containers_on_many_cells() {
 }
 
 #[test]
-fn a_store_is_read_a_hundred_cells_at_a_time() {
+fn asked_for_parts_a_store_is_read_a_hundred_cells_at_a_time() {
     // current-thread runtime: the futures run on this thread, where the local recorder is set
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -496,12 +496,31 @@ fn a_store_is_read_a_hundred_cells_at_a_time() {
         vms: &cells,
         windows: &windows,
         targets: None,
-        narrow_to_vms: false,
+        narrow_to_vms: true,
     };
     let (result, queries) = count_queries(&rt, collector.collect(&ctx));
+    // not asked: one pass
+    let (whole, whole_queries) = count_queries(
+        &rt,
+        collector.collect(&CollectContext {
+            narrow_to_vms: false,
+            ..ctx
+        }),
+    );
     rt.block_on(drop_influx_db(&influx_url(), &db));
     let readings = result.unwrap();
     assert_eq!(queries, 3 * 3, "three queries for each part of the cells");
+    assert_eq!(whole_queries, 3);
+    // the same readings, in another order (the parts follow the inventory)
+    let sorted = |r: &[Reading]| {
+        let mut v: Vec<String> = r.iter().map(|r| format!("{r:?}")).collect();
+        v.sort();
+        v
+    };
+    assert!(
+        sorted(&readings) == sorted(&whole.unwrap()),
+        "the parts read otherwise than one pass"
+    );
     assert_eq!(readings.len(), 500 * 2, "CPU and memory of every container");
     for r in &readings {
         let (Measured::Usage { resource, mean, .. }, Some(app)) = (&r.value, &r.target.app) else {

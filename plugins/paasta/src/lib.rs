@@ -113,8 +113,10 @@ impl Collector for PaastaCollector {
             bucket_seconds: ctx.bucket_seconds,
             end_epoch: ctx.now.timestamp(),
         };
-        // a part of the fleet (confirmation, a reconciliation's slice): the query names it
-        let by_ip = if ctx.targets.is_some() || ctx.narrow_to_vms {
+        // a part of the fleet (confirmation, a reconciliation's part): the query names it.
+        // A VM's fold is small: many VMs are read in one pass, whatever the host asks
+        let named = ctx.narrow_to_vms && vms.len() <= VMS_PER_QUERY;
+        let by_ip = if ctx.targets.is_some() || named {
             query.read_targets(ctx.metrics, &inventory).await?
         } else {
             query.read_only(ctx.metrics, &inventory).await?
@@ -134,6 +136,10 @@ impl Collector for PaastaCollector {
             .collect())
     }
 }
+
+/// The most VMs a query names (`CollectContext::narrow_to_vms`); more are read in one pass and
+/// the others' series dropped while decoding.
+const VMS_PER_QUERY: usize = 500;
 
 fn build(ctx: &PluginContext) -> anyhow::Result<PluginParts> {
     let config: PaastaConfig = ctx.plugin_config()?;
