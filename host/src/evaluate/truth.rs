@@ -39,8 +39,6 @@ pub struct StreamTick {
     pub reconciliation: Option<crate::evaluate::reconcile::Report>,
     /// this tick started a reconciliation
     pub reconcile_started: bool,
-    /// how long the tick waited, before it started, for the writes in flight to be stored
-    pub settle_ms: u64,
 }
 
 /// The confirmation of a tick's changes.

@@ -160,11 +160,6 @@ pub struct Scheduler {
     pub reconciliation: reconcile::Reconciliation,
 }
 
-/// A stream tick starts once no body has been stored for this long (the writers' burst is in)...
-const SETTLE_QUIET: Duration = Duration::from_millis(300);
-/// ...or after this at most.
-const SETTLE_MAX: Duration = Duration::from_secs(2);
-
 /// A claim owner for this process: the instance name, the pid and the start time.
 pub fn claim_owner(settings: &Settings) -> String {
     let name: String = settings.instance_name().chars().take(120).collect();
@@ -187,22 +182,12 @@ impl Scheduler {
         }
     }
 
-    /// The longest a stream tick waits for the writes in flight to be stored: a tenth of the
-    /// interval, at most [`SETTLE_MAX`] (the alarms come that much later at worst).
-    fn settle_bound(&self) -> Duration {
-        (Duration::from_secs(self.settings.batch.interval_seconds) / 10).min(SETTLE_MAX)
-    }
-
     fn step_timeout(&self) -> Duration {
         Duration::from_secs(self.settings.batch.step_timeout_seconds)
     }
 
     /// One tick. Never panics on outside input; every failure ends up in `errors`.
     pub async fn tick(&self, dry_run: bool) -> TickSummary {
-        let settled = match &self.metrics {
-            MetricStore::Stream(h) => h.state.settled(SETTLE_QUIET, self.settle_bound()).await,
-            _ => Duration::ZERO,
-        };
         let started = Instant::now();
         self.reconciliation.tick_started();
         let now = chrono::Utc::now();
@@ -223,9 +208,6 @@ impl Scheduler {
             sum.errors.push(msg);
         }
         sum.duration_ms = started.elapsed().as_millis() as u64;
-        if let Some(st) = sum.stream.as_mut() {
-            st.settle_ms = settled.as_millis() as u64;
-        }
         self.reconciliation.tick_ended(
             started.into(),
             Duration::from_secs(self.settings.batch.interval_seconds),

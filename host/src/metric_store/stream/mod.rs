@@ -33,8 +33,6 @@ const RETENTION_MARGIN: Duration = Duration::from_secs(30);
 const INITIAL_RETENTION: Duration = Duration::from_secs(3600);
 /// Ingest bodies read or stored at once: one stored while the next is read.
 const INGEST_SLOTS: usize = 2;
-/// How often [`StreamState::settled`] looks whether the ingest went quiet.
-const SETTLE_POLL: Duration = Duration::from_millis(20);
 /// No timestamp of the first point yet.
 const NONE: i64 = i64::MIN;
 
@@ -128,8 +126,6 @@ pub struct StreamState {
     asked_span_ns: AtomicI64,
     /// wall-clock time (ns) the retention last grew: what is older may have been dropped
     retention_grew_ns: AtomicI64,
-    /// when the last body was stored
-    last_stored: Mutex<Option<std::time::Instant>>,
 }
 
 /// When a database's points arrived (wall clock, ns).
@@ -171,27 +167,6 @@ impl StreamState {
             stream_ticks: AtomicU64::new(0),
             asked_span_ns: AtomicI64::new(0),
             retention_grew_ns: AtomicI64::new(NONE),
-            last_stored: Mutex::new(None),
-        }
-    }
-
-    /// Waits until the bodies in flight are stored and none has come for `quiet`, at most
-    /// `bound`; returns the time waited. The writers write a bucket's points together and the
-    /// store forwards them in a burst: a tick that starts in it reads a bucket half stored,
-    /// and shares the CPUs with its ingest.
-    pub async fn settled(&self, quiet: Duration, bound: Duration) -> Duration {
-        let started = std::time::Instant::now();
-        loop {
-            let in_flight = self.ingest_slots.available_permits() < INGEST_SLOTS;
-            let idle = self
-                .last_stored
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .is_none_or(|t| t.elapsed() >= quiet);
-            if (idle && !in_flight) || started.elapsed() >= bound {
-                return started.elapsed();
-            }
-            tokio::time::sleep(SETTLE_POLL).await;
         }
     }
 
@@ -476,8 +451,6 @@ impl StreamState {
     }
 
     fn finish(&self, format: &'static str, report: IngestReport, series: u64) -> IngestReport {
-        *self.last_stored.lock().unwrap_or_else(|p| p.into_inner()) =
-            Some(std::time::Instant::now());
         metrics::counter!("monit_ingest_writes_total", "format" => format).increment(1);
         metrics::counter!("monit_ingest_points_total").increment(report.points);
         metrics::gauge!("monit_stream_series").set(series as f64);
@@ -587,43 +560,6 @@ mod tests {
         }
         assert_eq!(st.freshness("db", span, 200 * S), Freshness::Covered);
         assert_eq!(st.freshness("other", span, 200 * S), Freshness::Quiet);
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_tick_waits_for_the_writes_in_flight_then_a_quiet_moment_at_most_the_bound() {
-        let st = Arc::new(StreamState::new(&StreamSettings::default(), &[]));
-        let (quiet, bound) = (Duration::from_millis(300), Duration::from_secs(3));
-        let ms = |d: Duration| d.as_millis();
-        // nothing stored, nothing in flight: at once
-        assert!(ms(st.settled(quiet, bound).await) < 100);
-        // a body just stored: until it has been quiet for `quiet`
-        st.finish("line", IngestReport::default(), 0);
-        let waited = ms(st.settled(quiet, bound).await);
-        assert!((250..1500).contains(&waited), "{waited} ms");
-        // a body in flight: until it is stored (and quiet after it)
-        let slot = st.ingest_slots.clone().acquire_owned().await.unwrap();
-        let storing = st.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            storing.finish("line", IngestReport::default(), 0);
-            drop(slot);
-        });
-        let waited = ms(st.settled(quiet, bound).await);
-        assert!((700..2500).contains(&waited), "{waited} ms");
-        // writes that never pause: the bound
-        let stop = Arc::new(AtomicBool::new(false));
-        let (writing, stopped) = (st.clone(), stop.clone());
-        st.finish("line", IngestReport::default(), 0);
-        let writer = tokio::spawn(async move {
-            while !stopped.load(Ordering::Relaxed) {
-                writing.finish("line", IngestReport::default(), 0);
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        });
-        let waited = ms(st.settled(quiet, Duration::from_secs(1)).await);
-        stop.store(true, Ordering::Relaxed);
-        writer.await.unwrap();
-        assert!((1000..2500).contains(&waited), "{waited} ms");
     }
 
     #[test]
