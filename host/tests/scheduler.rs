@@ -1,7 +1,10 @@
 //! The scheduler isolates plugins: a failing or hanging plugin is logged and counted, the others
 //! go on, and alarms of an origin whose collector failed are not touched.
 
+use monit_host::config::Settings;
+use monit_host::metric_store::MetricStore;
 use monit_host::metric_store::influx::InfluxClient;
+use monit_host::metric_store::stream::{StreamHandle, StreamState};
 use monit_host::model::{Measured, Origin, Reading, Resource, Target};
 use monit_host::plugin::{
     CollectContext, Collector, Delivery, Notification, Notifier, NotifySession, PluginContext,
@@ -37,12 +40,63 @@ impl Collector for Hanging {
 
 /// Every VM of the inventory at 99% CPU.
 struct Hot;
+
+/// Per address of the first VM `Hot` read: whether it was asked to read the store in parts.
+static ASKED_FOR_PARTS: std::sync::Mutex<Vec<(String, bool)>> = std::sync::Mutex::new(Vec::new());
+
+/// Settings on the test database `db`, with `plugins` (TOML sections) enabled.
+fn settings_with(dir: &tempfile::TempDir, db: &str, plugins: &str) -> Arc<Settings> {
+    let url = url::Url::parse(&mysql_url()).unwrap();
+    let cfg = dir.path().join("m.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[batch]\nstep_timeout_seconds = 1\n[monitoring_db]\nhost = \"{}\"\nport = {}\ndbname = \"{db}\"\nusername = \"{}\"\npassword = \"{}\"\n{plugins}",
+            url.host_str().unwrap(),
+            url.port().unwrap_or(3306),
+            url.username(),
+            url.password().unwrap_or("")
+        ),
+    )
+    .unwrap();
+    Arc::new(monit_host::plugin::load_settings_with_env(Some(&cfg), Default::default()).unwrap())
+}
+
+/// The test database migrated (by the scheduler's own pool, as the binary does), one VM in it.
+async fn migrated_with_vm(settings: &Settings, name: &str, ip: &str) -> sqlx::MySqlPool {
+    let pool = db::lazy_pool(&settings.monitoring_db);
+    db::migrate(&pool, &settings.monitoring_db).await.unwrap();
+    sqlx::query("INSERT INTO vms (zone_id, name, ip, vm_type) VALUES (0, ?, ?, 'vms')")
+        .bind(name)
+        .bind(ip)
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool
+}
+
+fn scheduler(settings: &Arc<Settings>, pool: &sqlx::MySqlPool, metrics: MetricStore) -> Scheduler {
+    Scheduler {
+        settings: settings.clone(),
+        pool: pool.clone(),
+        metrics,
+        plugins: build_plugins(settings).unwrap(),
+        status: Default::default(),
+        leader: Arc::new(monit_host::store::leader::Leader::new(None, "unused")),
+        claim_owner: monit_host::run::scheduler::claim_owner(settings),
+        inventory_clock: Default::default(),
+        reconciliation: Default::default(),
+    }
+}
 #[async_trait]
 impl Collector for Hot {
     fn origin(&self) -> Origin {
         Origin::Pas
     }
     async fn collect(&self, ctx: &CollectContext<'_>) -> anyhow::Result<Vec<Reading>> {
+        if let (Some(vm), Ok(mut asked)) = (ctx.vms.first(), ASKED_FOR_PARTS.lock()) {
+            asked.push((vm.ip.clone(), ctx.narrow_to_vms));
+        }
         Ok(ctx
             .vms
             .iter()
@@ -122,33 +176,13 @@ monit_host::inventory::submit! { PluginRegistration { name: "test-hot", descript
 async fn a_failing_or_hanging_plugin_does_not_stop_the_others() {
     // an empty database: the scheduler's own pool migrates it, as the binary does
     let test_db = TestDb::create("sched").await;
-    let name = &test_db.name;
-    let url = url::Url::parse(&mysql_url()).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("m.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[batch]\nstep_timeout_seconds = 1\n[monitoring_db]\nhost = \"{}\"\nport = {}\ndbname = \"{name}\"\nusername = \"{}\"\npassword = \"{}\"\n\
-             [plugins.test-failing]\nenabled = true\n[plugins.test-hanging]\nenabled = true\n[plugins.test-hot]\nenabled = true\n",
-            url.host_str().unwrap(),
-            url.port().unwrap_or(3306),
-            url.username(),
-            url.password().unwrap_or("")
-        ),
-    )
-    .unwrap();
-    let settings = Arc::new(
-        monit_host::plugin::load_settings_with_env(Some(&cfg), Default::default()).unwrap(),
+    let settings = settings_with(
+        &dir,
+        &test_db.name,
+        "[plugins.test-failing]\nenabled = true\n[plugins.test-hanging]\nenabled = true\n[plugins.test-hot]\nenabled = true\n",
     );
-    let pool = db::lazy_pool(&settings.monitoring_db);
-    db::migrate(&pool, &settings.monitoring_db).await.unwrap();
-    sqlx::query(
-        "INSERT INTO vms (zone_id, name, ip, vm_type) VALUES (0, 'hot/0', '10.9.9.9', 'vms')",
-    )
-    .execute(&pool)
-    .await
-    .unwrap();
+    let pool = migrated_with_vm(&settings, "hot/0", "10.9.9.9").await;
     // an open bos alarm: its collector fails, so it must be neither counted nor resolved
     sqlx::query(
         "INSERT INTO alarms (origin_type, origin_id, alarm_type, level, ip, app_yn, alarm_title, alarm_message, resolve_status, alarm_send_date) \
@@ -157,17 +191,11 @@ async fn a_failing_or_hanging_plugin_does_not_stop_the_others() {
     .execute(&pool)
     .await
     .unwrap();
-    let scheduler = Scheduler {
-        settings: settings.clone(),
-        pool: pool.clone(),
-        metrics: InfluxClient::new(&settings.influx).unwrap().into(),
-        plugins: build_plugins(&settings).unwrap(),
-        status: Default::default(),
-        leader: Arc::new(monit_host::store::leader::Leader::new(None, "unused")),
-        claim_owner: monit_host::run::scheduler::claim_owner(&settings),
-        inventory_clock: Default::default(),
-        reconciliation: Default::default(),
-    };
+    let scheduler = scheduler(
+        &settings,
+        &pool,
+        InfluxClient::new(&settings.influx).unwrap().into(),
+    );
     let started = std::time::Instant::now();
     let sum = scheduler.tick(false).await;
     assert!(
@@ -221,6 +249,42 @@ async fn a_failing_or_hanging_plugin_does_not_stop_the_others() {
         .await
         .unwrap();
     assert_eq!(runs, 1, "the tick is in the ledger");
+    pool.close().await;
+    test_db.drop().await;
+}
+
+#[tokio::test]
+async fn stream_mode_reads_the_store_in_parts_and_query_mode_in_one_pass() {
+    let test_db = TestDb::create("parts").await;
+    let dir = tempfile::tempdir().unwrap();
+    let settings = settings_with(&dir, &test_db.name, "[plugins.test-hot]\nenabled = true\n");
+    let pool = migrated_with_vm(&settings, "parts/0", "10.9.8.7").await;
+    let asked = || -> Vec<bool> {
+        ASKED_FOR_PARTS
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(ip, _)| ip == "10.9.8.7")
+            .map(|(_, parts)| *parts)
+            .collect()
+    };
+    let influx = InfluxClient::new(&settings.influx).unwrap();
+    scheduler(&settings, &pool, influx.clone().into())
+        .tick(false)
+        .await;
+    assert_eq!(asked(), [false], "query mode: one pass");
+    // stream mode before the stream covers a window: the warm-up reads the store, in parts
+    let stream = MetricStore::Stream(StreamHandle {
+        state: Arc::new(StreamState::new(&settings.stream, &[])),
+        query: Box::new(influx.into()),
+    });
+    let sum = scheduler(&settings, &pool, stream).tick(false).await;
+    assert_eq!(sum.metric_mode, "stream-warmup", "{sum:?}");
+    assert_eq!(
+        asked(),
+        [false, true],
+        "stream mode reading the store: parts"
+    );
     pool.close().await;
     test_db.drop().await;
 }
