@@ -278,6 +278,13 @@ impl Windows {
     }
 }
 
+/// Cells per part when the store's answers are held to a part of the inventory
+/// ([`CollectContext::narrow_to_vms`], stream mode's reconciliation): a Diego cell runs up to
+/// 250 containers (its default limit), so a part holds at most 25,000 containers.
+pub const CELLS_PER_PART: usize = 100;
+/// Other VMs per part: a few series each.
+pub const VMS_PER_PART: usize = 500;
+
 pub struct CollectContext<'a> {
     pub now: Timestamp,
     /// the writers' period (`[influx] bucket_seconds`)

@@ -18,17 +18,11 @@
 use crate::evaluate::truth::{self, Drift};
 use crate::metric_store::MetricStore;
 use crate::model::{Reading, Timestamp, Vm};
-use crate::plugin::{CollectContext, Collector, Windows, guarded};
+use crate::plugin::{CELLS_PER_PART, CollectContext, Collector, VMS_PER_PART, Windows, guarded};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-/// Cells per part: a Diego cell runs up to 250 containers (its default limit), so a part holds
-/// at most 25,000 containers' series.
-pub const CELLS_PER_SLICE: usize = 100;
-/// Other VMs per part: a few series each.
-pub const VMS_PER_SLICE: usize = 500;
 
 /// A collector to reconcile.
 pub type Streamed = (&'static str, Arc<dyn Collector>);
@@ -128,10 +122,6 @@ impl Reconciliation {
             .take()
     }
 
-    pub fn running(&self) -> bool {
-        self.slot.lock().unwrap_or_else(|p| p.into_inner()).running
-    }
-
     /// A tick starts: the parts not yet read wait until it ends.
     pub fn tick_started(&self) {
         self.ticks.send_modify(|t| t.running = true);
@@ -170,15 +160,15 @@ async fn room_between_ticks(ticks: &mut tokio::sync::watch::Receiver<Ticks>, nee
         tokio::time::timeout(bound, ticks.wait_for(|t| t.ended > now.ended && !t.running)).await;
 }
 
-/// The inventory in parts: the cells [`CELLS_PER_SLICE`] at a time, then the other VMs
-/// [`VMS_PER_SLICE`] at a time.
+/// The inventory in parts: the cells [`CELLS_PER_PART`] at a time, then the other VMs
+/// [`VMS_PER_PART`] at a time.
 pub fn slices(vms: &[Vm]) -> Vec<Vec<Vm>> {
     let (cells, others): (Vec<&Vm>, Vec<&Vm>) = vms.iter().partition(|vm| vm.is_cell());
     let part = |list: &[&Vm]| list.iter().map(|vm| (*vm).clone()).collect::<Vec<Vm>>();
     cells
-        .chunks(CELLS_PER_SLICE)
+        .chunks(CELLS_PER_PART)
         .map(part)
-        .chain(others.chunks(VMS_PER_SLICE).map(part))
+        .chain(others.chunks(VMS_PER_PART).map(part))
         .collect()
 }
 

@@ -172,7 +172,7 @@ impl Collector for ContainerCollector {
             // series but takes longer (a query walks the measurement's series: 4.1 s against
             // 3.6 s at 250 cells), so only when the host asks
             let mut usage = Vec::new();
-            for part in cells.chunks(CELLS_PER_QUERY) {
+            for part in cells.chunks(monit_host::plugin::CELLS_PER_PART) {
                 let values: HashSet<&str> = part.iter().map(|vm| vm.ip.as_str()).collect();
                 let narrow = Narrow {
                     tag: "cell_ip",
@@ -187,10 +187,6 @@ impl Collector for ContainerCollector {
         Ok(readings(&usage, &cells))
     }
 }
-
-/// Cells per query when the host asks for parts (`CollectContext::narrow_to_vms`): a Diego
-/// cell runs up to 250 containers (its default limit), so a query's fold holds at most 25,000.
-const CELLS_PER_QUERY: usize = 100;
 
 impl ContainerCollector {
     /// The usage of the containers on `cells`, the query narrowed by `narrow`.

@@ -301,6 +301,38 @@ fn cell(id: i64, ip: &str) -> Vm {
     }
 }
 
+/// Container `id` on `cell_ip` over the 5 minutes before `now`, a point every 30 s: a CPU counter
+/// rising by 3 a point (10 % of a core), memory and disk (when given) against limits of 1000.
+fn container_lines(
+    id: usize,
+    cell_ip: &str,
+    now: chrono::DateTime<Utc>,
+    memory: usize,
+    disk: Option<usize>,
+) -> String {
+    let tags = format!(
+        "application_id=guid-{id},application_index=0,application_name=app-{id},cell_ip={cell_ip},container_id=/garden/{id},container_interface=if-{id}"
+    );
+    let f = "app_mem=1000,app_disk=1000";
+    let mut out = String::new();
+    for k in 0..=10i64 {
+        let t = now.timestamp() - 300 + k * 30;
+        out.push_str(&format!(
+            "container_metrics,{tags},name=cpu_usage_total {f},value={} {t}\n",
+            3 * k
+        ));
+        out.push_str(&format!(
+            "container_metrics,{tags},name=memory_usage {f},value={memory} {t}\n"
+        ));
+        if let Some(disk) = disk {
+            out.push_str(&format!(
+                "container_metrics,{tags},name=disk_usage {f},value={disk} {t}\n"
+            ));
+        }
+    }
+    out
+}
+
 /// `monit_influx_queries_total` as counted while `f` runs on this thread.
 fn count_queries<T>(
     rt: &tokio::runtime::Runtime,
@@ -336,27 +368,9 @@ fn one_query_for_many_containers_on_many_cells() {
     let cells: Vec<Vm> = (0..4)
         .map(|i| cell(100 + i, &format!("10.0.17.{i}")))
         .collect();
-    let mut points = String::new();
-    for c in 0..40 {
-        let ip = format!("10.0.17.{}", c % 4);
-        for k in 0..=10i64 {
-            let t = now.timestamp() - 300 + k * 30;
-            let tags = format!(
-                "application_id=guid-{c},application_index=0,application_name=app-{c},cell_ip={ip},container_id=/garden/{c},container_interface=if-{c}"
-            );
-            let f = "app_mem=1000,app_disk=1000";
-            points.push_str(&format!(
-                "container_metrics,{tags},name=cpu_usage_total {f},value={} {t}\n",
-                3 * k
-            ));
-            points.push_str(&format!(
-                "container_metrics,{tags},name=memory_usage {f},value=100 {t}\n"
-            ));
-            points.push_str(&format!(
-                "container_metrics,{tags},name=disk_usage {f},value=200 {t}\n"
-            ));
-        }
-    }
+    let points: String = (0..40)
+        .map(|c| container_lines(c, &format!("10.0.17.{}", c % 4), now, 100, Some(200)))
+        .collect();
     rt.block_on(async {
         create_influx_db(&influx_url(), &db).await;
         influx.write(&db, &points).await.unwrap();
@@ -458,28 +472,13 @@ fn asked_for_parts_a_store_is_read_a_hundred_cells_at_a_time() {
     let cells: Vec<Vm> = (0..250)
         .map(|i| cell(1000 + i, &format!("10.0.{}.{}", 20 + i / 200, i % 200)))
         .collect();
-    let mut points = String::new();
-    for (n, c) in cells.iter().enumerate() {
-        for k in 0..2 {
-            let id = n * 2 + k;
-            let tags = format!(
-                "application_id=guid-{id},application_index=0,application_name=app-{id},cell_ip={},container_id=/garden/{id},container_interface=if-{id}",
-                c.ip
-            );
-            for step in 0..=10i64 {
-                let t = now.timestamp() - 300 + step * 30;
-                let f = "app_mem=1000,app_disk=1000";
-                points.push_str(&format!(
-                    "container_metrics,{tags},name=cpu_usage_total {f},value={} {t}\n",
-                    3 * step
-                ));
-                points.push_str(&format!(
-                    "container_metrics,{tags},name=memory_usage {f},value={} {t}\n",
-                    n % 90
-                ));
-            }
-        }
-    }
+    let points: String = cells
+        .iter()
+        .enumerate()
+        .flat_map(|(n, c)| {
+            (0..2).map(move |k| container_lines(n * 2 + k, &c.ip, now, n % 90, None))
+        })
+        .collect();
     rt.block_on(async {
         create_influx_db(&influx_url(), &db).await;
         influx.write(&db, &points).await.unwrap();

@@ -115,7 +115,7 @@ impl Collector for PaastaCollector {
         };
         // a part of the fleet (confirmation, a reconciliation's part): the query names it.
         // A VM's fold is small: many VMs are read in one pass, whatever the host asks
-        let named = ctx.narrow_to_vms && vms.len() <= VMS_PER_QUERY;
+        let named = ctx.narrow_to_vms && vms.len() <= monit_host::plugin::VMS_PER_PART;
         let by_ip = if ctx.targets.is_some() || named {
             query.read_targets(ctx.metrics, &inventory).await?
         } else {
@@ -136,10 +136,6 @@ impl Collector for PaastaCollector {
             .collect())
     }
 }
-
-/// The most VMs a query names (`CollectContext::narrow_to_vms`); more are read in one pass and
-/// the others' series dropped while decoding.
-const VMS_PER_QUERY: usize = 500;
 
 fn build(ctx: &PluginContext) -> anyhow::Result<PluginParts> {
     let config: PaastaConfig = ctx.plugin_config()?;
