@@ -5,8 +5,11 @@
 //! (live bytes after ingest, the peak during a tick), counted by this example's allocator.
 //!
 //! ```sh
-//! cargo run --release --example stream_tick -- 5000 100000 [TICKS]
+//! cargo run --release --example stream_tick -- 5000 100000 [TICKS] [all]
 //! ```
+//!
+//! `all`: the collectors build every reading, the quiet ones too (as before the tick's
+//! `QuietReadings`), to compare with.
 //!
 //! A figure to compare builds with, not a test: docs/benchmarks.md has the end-to-end runs.
 
@@ -15,7 +18,7 @@ use monit_plugin_container as _;
 use monit_plugin_paasta as _;
 
 use monit_host::evaluate::collect;
-use monit_host::evaluate::engine::EngineOptions;
+use monit_host::evaluate::engine::{EngineOptions, QuietReadings};
 use monit_host::metric_store::MetricStore;
 use monit_host::metric_store::stream::{StreamHandle, StreamState};
 use monit_host::model::{Origin, Policy, Resource, Vm};
@@ -184,6 +187,7 @@ fn main() -> anyhow::Result<()> {
     let n_vms: usize = args.next().map(|a| a.parse()).transpose()?.unwrap_or(1000);
     let n_con: usize = args.next().map(|a| a.parse()).transpose()?.unwrap_or(10000);
     let ticks: usize = args.next().map(|a| a.parse()).transpose()?.unwrap_or(3);
+    let all_readings = args.next().is_some_and(|a| a == "all");
     let dir = tempfile::tempdir()?;
     let config = dir.path().join("monit-batch.toml");
     std::fs::write(
@@ -211,6 +215,7 @@ fn main() -> anyhow::Result<()> {
     let ns = |s: i64| s * 1_000_000_000;
     state.set_inventory(plat.vms.iter().map(|v| v.ip.as_str()));
     state.set_span(Duration::from_secs(WINDOW), ns(now_s));
+    state.prune(ns(now_s));
     let before = LIVE.load(Relaxed);
 
     // ingest: 15 grid points (the window and the retention margin), 5,000 lines per body
@@ -280,6 +285,8 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     let now = chrono::DateTime::from_timestamp(now_s + 5, 0).unwrap_or_default();
+    // no alarm is open: the readings under the thresholds are quiet
+    let quiet = QuietReadings::new(&policies, &[]);
     let ctx = CollectContext {
         now,
         bucket_seconds: 30,
@@ -288,6 +295,7 @@ fn main() -> anyhow::Result<()> {
         windows: &windows,
         targets: None,
         narrow_to_vms: false,
+        quiet: (!all_readings).then_some(&quiet),
     };
     let readers: Vec<collect::Reader<'_, '_>> = collectors
         .iter()

@@ -5,6 +5,7 @@
 //! the parts each one returns in the matching step of a tick.
 
 use crate::config::Settings;
+use crate::evaluate::engine::QuietReadings;
 use crate::metric_store::MetricStore;
 use crate::model::{AlarmType, Level, Origin, Reading, Resource, Target, Timestamp, Vm};
 use anyhow::Context as _;
@@ -304,6 +305,11 @@ pub struct CollectContext<'a> {
     /// is small may read many at once. False: one pass, the series of VMs not in `vms` dropped
     /// while the answer is decoded (the store walks its series once).
     pub narrow_to_vms: bool,
+    /// The tick's rule for readings that cannot change anything ([`QuietReadings`]): a
+    /// collector of a large fleet may leave them out, counting them with
+    /// [`QuietReadings::count`]. None (a confirmation, a reconciliation, a backtest): every
+    /// reading.
+    pub quiet: Option<&'a QuietReadings<'a>>,
 }
 
 #[async_trait]

@@ -56,13 +56,27 @@ pub async fn readings(
     .await;
     let mut out = Collected::default();
     let mut failed: Vec<Origin> = Vec::new();
-    for ((name, c, _), res) in collectors.iter().zip(results) {
+    for ((name, c, ctx), res) in collectors.iter().zip(results) {
+        // what the collector left out as quiet counts as read
+        let quiet = ctx
+            .quiet
+            .map(|q| q.take_skipped(c.origin()))
+            .unwrap_or_default();
         match res {
             Ok(mut r) => {
+                let read = r.len() + quiet.readings;
                 metrics::counter!("monit_readings_total", "collector" => *name)
-                    .increment(r.len() as u64);
-                out.counts.insert(name.to_string(), r.len());
-                let check = metrics_gap::screen(c.origin(), &mut r, pipeline_gap_ratio, absent);
+                    .increment(read as u64);
+                metrics::counter!("monit_readings_quiet_total", "collector" => *name)
+                    .increment(quiet.readings as u64);
+                out.counts.insert(name.to_string(), read);
+                let check = metrics_gap::screen_with_quiet(
+                    c.origin(),
+                    &mut r,
+                    pipeline_gap_ratio,
+                    absent,
+                    quiet.targets,
+                );
                 metrics_gap::report(&check);
                 out.gap_checks.push(check);
                 out.evaluated.push(c.origin());

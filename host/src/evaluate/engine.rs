@@ -8,7 +8,9 @@ use crate::model::{
 };
 use rustc_hash::FxHashMap;
 
+mod quiet;
 mod scaling;
+pub use quiet::{QuietReadings, Skipped};
 pub use scaling::{APP_LEVEL_INDEX, scale_changes};
 
 // The policy row is shared by every stage (the plugin contract sizes windows from it).
@@ -99,17 +101,29 @@ pub struct KeyRef<'a> {
 
 impl<'a> KeyRef<'a> {
     pub fn of_target(t: &'a Target, alarm_type: AlarmType) -> Self {
-        match &t.app {
-            Some(app) => KeyRef {
-                origin: t.origin,
+        let app = t.app.as_ref().map(|a| (&*a.app_name, a.app_index));
+        Self::of_parts(t.origin, t.origin_id, app, alarm_type)
+    }
+
+    /// [`KeyRef::of_target`] of a target given by its parts: `app`, an app instance's name and
+    /// index, else `origin_id` names it.
+    pub fn of_parts(
+        origin: Origin,
+        origin_id: i64,
+        app: Option<(&'a str, i32)>,
+        alarm_type: AlarmType,
+    ) -> Self {
+        match app {
+            Some((name, index)) => KeyRef {
+                origin,
                 origin_id: 0,
                 alarm_type,
-                app_name: first_chars(&app.app_name, ALARM_APP_NAME_CHARS),
-                app_index: app.app_index,
+                app_name: first_chars(name, ALARM_APP_NAME_CHARS),
+                app_index: index,
             },
             None => KeyRef {
-                origin: t.origin,
-                origin_id: t.origin_id,
+                origin,
+                origin_id,
                 alarm_type,
                 app_name: "",
                 app_index: 0,

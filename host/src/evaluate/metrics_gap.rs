@@ -79,6 +79,19 @@ pub fn screen(
     ratio: f64,
     absent: &HashSet<i64>,
 ) -> GapCheck {
+    screen_with_quiet(origin, readings, ratio, absent, 0)
+}
+
+/// [`screen`] of an answer whose collector left out the readings of `quiet_targets` targets
+/// as quiet ([`crate::evaluate::engine::QuietReadings`]): they reported data, and count as
+/// targets that did.
+pub fn screen_with_quiet(
+    origin: Origin,
+    readings: &mut Vec<Reading>,
+    ratio: f64,
+    absent: &HashSet<i64>,
+    quiet_targets: usize,
+) -> GapCheck {
     let absent_silent = |r: &Reading| {
         origin == Origin::Pas
             && r.target.app.is_none()
@@ -113,6 +126,7 @@ pub fn screen(
         let all: rustc_hash::FxHashSet<&Target> = readings.iter().map(|r| &r.target).collect();
         all.len()
     };
+    let targets = targets + quiet_targets;
     let silent = silent.len();
     // silent / targets, not ratio × targets: 9 of 10 is exactly the literal 0.9
     let verdict = if silent >= MIN_SILENT_TARGETS && silent as f64 / targets as f64 >= ratio {

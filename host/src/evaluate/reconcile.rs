@@ -208,6 +208,7 @@ async fn run(job: Job, mut ticks: tokio::sync::watch::Receiver<Ticks>) -> Report
             windows: &job.windows,
             targets: None,
             narrow_to_vms: *narrow_to_vms,
+            quiet: None,
         };
         let (stream_ctx, query_ctx) = (ctx(&job.stream), ctx(&job.query));
         for (name, c) in collectors.iter() {

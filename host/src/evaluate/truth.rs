@@ -133,6 +133,8 @@ pub async fn confirm(
         };
         let ctx = CollectContext {
             targets: Some(list),
+            // the store's every reading of the targets: the decision is the engine's
+            quiet: None,
             ..*inp.query
         };
         report.queries += 1;

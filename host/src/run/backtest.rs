@@ -125,6 +125,7 @@ impl Replay<'_> {
                 windows: &windows,
                 targets: None,
                 narrow_to_vms: false,
+                quiet: None,
             };
             let mut readings = Vec::new();
             let mut evaluated = Vec::new();

@@ -7,7 +7,9 @@
 use crate::config::Settings;
 use crate::evaluate;
 use crate::evaluate::collect::{self, Collected};
-use crate::evaluate::engine::{self, Change, ChangeCounts, EngineOptions, OpenAlarm};
+use crate::evaluate::engine::{
+    self, Change, ChangeCounts, EngineOptions, OpenAlarm, QuietReadings,
+};
 use crate::evaluate::{reconcile, truth};
 use crate::hold::maintenance;
 use crate::hold::{HoldInputs, Holds};
@@ -242,6 +244,11 @@ impl Scheduler {
         {
             tracing::warn!("ledger: {e:#}");
         }
+        // the windows' stale points and series go after the tick, not in it
+        if let MetricStore::Stream(h) = &self.metrics {
+            h.state
+                .prune(chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX));
+        }
         // the tick's readings, answers and folds are freed: give the pages back
         crate::run::heap::release_freed();
         if let Ok(mut st) = self.status.lock() {
@@ -308,6 +315,9 @@ impl Scheduler {
             &inputs.policies,
             Duration::from_secs(a.default_measure_seconds),
         );
+        // the readings that cannot change anything this tick, which a large fleet's collector
+        // leaves out (counted)
+        let quiet = QuietReadings::new(&inputs.policies, &inputs.open);
         let ctx_of = |metrics, narrow_to_vms| CollectContext {
             now,
             bucket_seconds: self.settings.influx.bucket_seconds,
@@ -316,6 +326,7 @@ impl Scheduler {
             windows: &windows,
             targets: None,
             narrow_to_vms,
+            quiet: Some(&quiet),
         };
         // stream mode reading the store: the windows hold most of the memory, the answers are
         // held to a part of the fleet at a time
@@ -473,6 +484,9 @@ impl Scheduler {
             self.notify(sum).await;
         }
         lap.done(sum, "5_notify");
+        // what a fleet's tick leaves (hundreds of thousands of readings and their names) is
+        // freed beside the ticks: nothing waits for it
+        crate::run::heap::free_beside((collected, changes, holds, inputs));
         Ok(())
     }
 
@@ -613,6 +627,7 @@ impl Scheduler {
             (Ok(policies), Ok(vms)) => {
                 let now_ns = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX);
                 self.keep_stream(h, &policies, &vms, now_ns);
+                h.state.prune(now_ns);
             }
             (Err(e), _) | (_, Err(e)) => {
                 tracing::warn!(error = %format!("{e:#}"), "standby: the stream's windows not updated (policies or VMs unreadable); retried next interval");

@@ -9,6 +9,7 @@ use monit_cf_metrics::container::{
     self as container_metrics, ContainerSource, ContainerUsage, Narrow, UsageWindows, Wanted,
     read_container_usage_of,
 };
+use monit_host::evaluate::engine::{QuietReadings, Skipped};
 use monit_host::metric_store::MetricStore;
 use monit_host::model::{AppInstance, Measured, Name, Origin, Reading, Resource, Target, Vm};
 use monit_host::plugin::MovedKey;
@@ -163,7 +164,7 @@ impl Collector for ContainerCollector {
                 ignore_case: false,
             };
             let usage = self.usage(ctx, &cells, Some(narrow)).await?;
-            return Ok(readings(&usage, &cells));
+            return Ok(readings(&usage, &cells, ctx.quiet));
         }
         if ctx.narrow_to_vms && !matches!(ctx.metrics, MetricStore::Stream(_)) {
             // the store's answers are folded a part of the cells at a time, each part's query
@@ -181,10 +182,10 @@ impl Collector for ContainerCollector {
                 };
                 usage.extend(self.usage(ctx, part, Some(narrow)).await?);
             }
-            return Ok(readings(&usage, &cells));
+            return Ok(readings(&usage, &cells, ctx.quiet));
         }
         let usage = self.usage(ctx, &cells, None).await?;
-        Ok(readings(&usage, &cells))
+        Ok(readings(&usage, &cells, ctx.quiet))
     }
 }
 
@@ -233,7 +234,15 @@ impl ContainerCollector {
 /// with the same name and index (an instance being replaced, or same-named apps in two spaces)
 /// would open two alarms on one key: the highest usage speaks for both, so neither hides a breach.
 /// Containers get no NoData reading: they come and go, and a gone one is simply not reported.
-pub fn readings(usage: &[ContainerUsage], cells: &[&Vm]) -> Vec<Reading> {
+///
+/// With `quiet` (the tick's), a reading that cannot change anything (no alarm on the app
+/// instance, under its policy's thresholds) is counted there instead of built: at a large fleet
+/// nearly all of them.
+pub fn readings(
+    usage: &[ContainerUsage],
+    cells: &[&Vm],
+    quiet: Option<&QuietReadings<'_>>,
+) -> Vec<Reading> {
     /// no container speaks for the (app, index, resource) yet
     const NONE: u32 = u32::MAX;
     let by_ip: FxHashMap<&str, &Vm> = cells.iter().map(|vm| (vm.ip.as_str(), *vm)).collect();
@@ -319,15 +328,25 @@ pub fn readings(usage: &[ContainerUsage], cells: &[&Vm]) -> Vec<Reading> {
     // the names each reading carries are shared: a container's three readings hold its
     // names, a cell's containers their cell's (its address is the usage's, shared already)
     let mut cell_names: FxHashMap<i64, Name> = FxHashMap::default();
-    let mut out = Vec::with_capacity(winners);
+    let mut skipped = Skipped::default();
+    let mut out = Vec::with_capacity(if quiet.is_some() { 0 } else { winners });
     for ((at, c), (cell, index)) in usage.iter().enumerate().zip(slot_of) {
         let (Some(cell), Some(won)) = (cell, slots.get(index as usize)) else {
             continue;
         };
+        let (mut won_here, mut quiet_here) = (0, 0);
         for (slot, resource) in won.iter().zip(Resource::ALL) {
             let (true, Some(stats)) = (*slot as usize == at, c.stats(resource)) else {
                 continue;
             };
+            won_here += 1;
+            let instance = Some((&*c.app_name, c.app_index));
+            if quiet
+                .is_some_and(|q| q.is_quiet(Origin::Con, cell.id, instance, resource, stats.mean))
+            {
+                quiet_here += 1;
+                continue;
+            }
             let cell_name = cell_names
                 .entry(cell.id)
                 .or_insert_with(|| cell.name.as_str().into())
@@ -353,6 +372,13 @@ pub fn readings(usage: &[ContainerUsage], cells: &[&Vm]) -> Vec<Reading> {
                 },
             });
         }
+        skipped.readings += quiet_here;
+        if won_here > 0 && quiet_here == won_here {
+            skipped.targets += 1;
+        }
+    }
+    if let Some(q) = quiet {
+        q.count(Origin::Con, skipped);
     }
     out
 }
@@ -399,6 +425,7 @@ mod tests {
                 usage("10.9.9.9", "web", 1, "c2", 99.0),
             ],
             &[&c1],
+            None,
         );
         assert_eq!(r.len(), 1);
         let t = &r[0].target;
@@ -423,6 +450,7 @@ mod tests {
                 usage("10.0.16.22", "web", 0, "new", 95.0),
             ],
             &[&c1, &c2],
+            None,
         );
         assert_eq!(r.len(), 1);
         assert_eq!(
@@ -430,6 +458,65 @@ mod tests {
             "new".into()
         );
         assert_eq!(r[0].target.origin_id, 8);
+    }
+
+    #[test]
+    fn quiet_readings_are_counted_not_built() {
+        use monit_host::evaluate::engine::OpenStatus;
+        use monit_host::model::{AlarmType, Level, Policy};
+        let c1 = cell(7, "10.0.16.21", "cel");
+        let policies = [Policy {
+            id: 1,
+            origin: Origin::Con,
+            resource: Resource::Cpu,
+            warning: 80.0,
+            critical: 90.0,
+            repeat_minutes: 10,
+            measure_seconds: 300,
+        }];
+        let now = chrono::Utc::now();
+        let open = [monit_host::evaluate::engine::OpenAlarm {
+            id: 1,
+            origin: Origin::Con,
+            origin_id: 0,
+            alarm_type: AlarmType::Cpu,
+            level: Level::Warning,
+            status: OpenStatus::Raised,
+            raised_at: now,
+            last_sent: Some(now),
+            app_name: Some("db".into()),
+            app_index: Some(0),
+            recovered: false,
+            notified_level: Level::Warning,
+            text_digest: None,
+        }];
+        let mut cold = usage("10.0.16.21", "cold", 1, "c6", 10.0);
+        cold.memory = cold.cpu;
+        let usage = [
+            usage("10.0.16.21", "web", 0, "c1", 40.0),
+            usage("10.0.16.21", "hot", 0, "c2", 95.0),
+            usage("10.0.16.21", "db", 0, "c3", 10.0),
+            usage("10.0.16.21", "dup", 0, "c4", 20.0),
+            usage("10.0.16.21", "dup", 0, "c5", 30.0),
+            cold,
+        ];
+        let quiet = QuietReadings::new(&policies, &open);
+        let kept = readings(&usage, &[&c1], Some(&quiet));
+        let names: Vec<&str> = kept.iter().map(|r| &*r.target.name).collect();
+        assert_eq!(
+            names,
+            vec!["hot", "db"],
+            "over a threshold, or with an alarm"
+        );
+        assert_eq!(
+            quiet.take_skipped(Origin::Con),
+            Skipped {
+                readings: 4,
+                targets: 3
+            },
+            "web, dup's winner, cold's cpu and memory (no memory policy)"
+        );
+        assert_eq!(readings(&usage, &[&c1], None).len(), 6, "without: all");
     }
 
     fn context(toml: &str) -> PluginContext {

@@ -247,6 +247,7 @@ async fn run_case(dir: &Path) -> Result<(), String> {
         windows: &windows,
         targets: None,
         narrow_to_vms: false,
+        quiet: None,
     };
     let result = collector.collect(&ctx).await;
     drop_influx_db(&influx_url(), &db).await;
@@ -388,6 +389,7 @@ fn one_query_for_many_containers_on_many_cells() {
         windows: &windows,
         targets: None,
         narrow_to_vms: false,
+        quiet: None,
     };
     use std::sync::atomic::Ordering::Relaxed;
     let rows_read = |f: std::pin::Pin<
@@ -409,12 +411,14 @@ fn one_query_for_many_containers_on_many_cells() {
     let part = CollectContext {
         vms: &one_cell,
         narrow_to_vms: true,
+        quiet: None,
         ..ctx
     };
     let (narrowed, narrowed_rows) = rows_read(collector.collect(&part));
     // without narrowing, the same readings from every cell's rows, dropped while decoded
     let (dropped, dropped_rows) = rows_read(collector.collect(&CollectContext {
         narrow_to_vms: false,
+        quiet: None,
         ..part
     }));
     rt.block_on(drop_influx_db(&influx_url(), &db));
@@ -496,6 +500,7 @@ fn asked_for_parts_a_store_is_read_a_hundred_cells_at_a_time() {
         windows: &windows,
         targets: None,
         narrow_to_vms: true,
+        quiet: None,
     };
     let (result, queries) = count_queries(&rt, collector.collect(&ctx));
     // not asked: one pass
@@ -503,6 +508,7 @@ fn asked_for_parts_a_store_is_read_a_hundred_cells_at_a_time() {
         &rt,
         collector.collect(&CollectContext {
             narrow_to_vms: false,
+            quiet: None,
             ..ctx
         }),
     );
@@ -553,6 +559,7 @@ async fn a_missing_database_fails_the_step_with_a_clear_error() {
         windows: &windows,
         targets: None,
         narrow_to_vms: false,
+        quiet: None,
     };
     let err = collector.collect(&ctx).await.unwrap_err();
     let text = format!("{err:#}");
@@ -592,6 +599,7 @@ async fn an_unreachable_influxdb_fails_the_step() {
         windows: &windows,
         targets: None,
         narrow_to_vms: false,
+        quiet: None,
     };
     let err = collector.collect(&ctx).await.unwrap_err();
     let text = format!("{err:#}");

@@ -121,7 +121,7 @@ impl Collector for PaastaCollector {
         } else {
             query.read_only(ctx.metrics, &inventory).await?
         };
-        Ok(vms
+        let mut readings: Vec<Reading> = vms
             .into_iter()
             .flat_map(|vm| {
                 let target = Target {
@@ -133,7 +133,11 @@ impl Collector for PaastaCollector {
                 };
                 vm_metrics::readings_for(&target, by_ip.get(&vm.ip))
             })
-            .collect())
+            .collect();
+        if let Some(quiet) = ctx.quiet {
+            quiet.retain_loud(Origin::Pas, &mut readings);
+        }
+        Ok(readings)
     }
 }
 

@@ -194,6 +194,7 @@ async fn run_case(dir: &Path) -> Result<(), String> {
         windows: &windows,
         targets: None,
         narrow_to_vms: false,
+        quiet: None,
     };
     let collector = PaastaCollector {
         db: db.clone(),
@@ -204,6 +205,7 @@ async fn run_case(dir: &Path) -> Result<(), String> {
     let narrowed = collector
         .collect(&CollectContext {
             narrow_to_vms: true,
+            quiet: None,
             ..ctx
         })
         .await;
@@ -270,6 +272,7 @@ async fn a_missing_database_is_an_error_naming_it() {
         windows: &windows,
         targets: None,
         narrow_to_vms: false,
+        quiet: None,
     };
     let collector = PaastaCollector {
         db: db.clone(),

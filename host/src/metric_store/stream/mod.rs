@@ -250,7 +250,8 @@ impl StreamState {
         self.windows.read().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Keeps `span` (the longest window read, at least) from now on, and drops what is older.
+    /// Keeps `span` (the longest window read, at least) from now on: a point older than that
+    /// is no longer stored, and [`StreamState::prune`] drops those already stored.
     pub fn set_span(&self, span: Duration, now_ns: i64) {
         let keep = nanos(span + RETENTION_MARGIN).max(
             self.asked_span_ns
@@ -260,6 +261,15 @@ impl StreamState {
         if self.retention_ns.swap(keep, Ordering::Relaxed) < keep {
             self.retention_grew_ns.store(now_ns, Ordering::Relaxed);
         }
+    }
+
+    /// Drops the points older than the span kept, the series left without any, and the series
+    /// outside the inventory. It walks every series kept with the ingest locked out (a tenth
+    /// of a second at 100,000 containers), so it runs after a tick, not in it: the readers
+    /// read only their windows' points and only the inventory's VMs, stale series or not, and
+    /// a series that still receives points drops its old ones as they come.
+    pub fn prune(&self, now_ns: i64) {
+        let keep = self.retention_ns.load(Ordering::Relaxed);
         let mut w = self.windows.write().unwrap_or_else(|p| p.into_inner());
         w.prune(now_ns.saturating_sub(keep));
         metrics::gauge!("monit_stream_series").set(w.series_count() as f64);
@@ -267,7 +277,7 @@ impl StreamState {
 
     /// The VM inventory's addresses (each tick): the series of readers that read only
     /// inventory addresses (`StreamSeries::inventory_tag`) are kept for these only; the others
-    /// are dropped at the next [`StreamState::set_span`].
+    /// are dropped at the next [`StreamState::prune`].
     pub fn set_inventory<'a>(&self, addresses: impl IntoIterator<Item = &'a str>) {
         let set = addresses.into_iter().map(Box::from).collect();
         let mut w = self.windows.write().unwrap_or_else(|p| p.into_inner());
