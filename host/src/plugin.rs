@@ -5,9 +5,8 @@
 //! the parts each one returns in the matching step of a tick.
 
 use crate::config::Settings;
-use crate::evaluate::engine::QuietReadings;
 use crate::metric_store::MetricStore;
-use crate::model::{AlarmType, Level, Origin, Reading, Resource, Target, Timestamp, Vm};
+use crate::model::{AlarmType, Level, Measured, Origin, Reading, Resource, Target, Timestamp, Vm};
 use anyhow::Context as _;
 use async_trait::async_trait;
 use serde::de::DeserializeOwned;
@@ -305,11 +304,81 @@ pub struct CollectContext<'a> {
     /// is small may read many at once. False: one pass, the series of VMs not in `vms` dropped
     /// while the answer is decoded (the store walks its series once).
     pub narrow_to_vms: bool,
-    /// The tick's rule for readings that cannot change anything ([`QuietReadings`]): a
-    /// collector of a large fleet may leave them out, counting them with
-    /// [`QuietReadings::count`]. None (a confirmation, a reconciliation, a backtest): every
-    /// reading.
-    pub quiet: Option<&'a QuietReadings<'a>>,
+    /// The tick's rule for readings that cannot change anything ([`QuietRule`]): a collector
+    /// of a large fleet may leave them out, counting them with [`QuietRule::count`]. None (a
+    /// confirmation, a reconciliation, a backtest): every reading.
+    pub quiet: Option<&'a dyn QuietRule>,
+}
+
+/// Readings a collector left out as quiet: how many, and how many targets had none left.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Skipped {
+    pub readings: usize,
+    /// targets all of whose readings were quiet (the gap check counts them as reporting)
+    pub targets: usize,
+}
+
+/// Which usage readings cannot change anything this tick, so that a collector of a large fleet
+/// may leave them out (the host's engine decides: `evaluate::engine::QuietReadings`), and where
+/// it counts what it left out, so that the tick's counts and gap checks stay whole.
+pub trait QuietRule: Send + Sync {
+    /// True when a usage reading (`mean` over the window) of the target would change
+    /// nothing. `app`: an app instance's name and index (a container), else the VM's
+    /// `origin_id` names the target.
+    fn is_quiet(
+        &self,
+        origin: Origin,
+        origin_id: i64,
+        app: Option<(&str, i32)>,
+        resource: Resource,
+        mean: f64,
+    ) -> bool;
+
+    /// Counts what `origin`'s collector left out.
+    fn count(&self, origin: Origin, skipped: Skipped);
+
+    /// What `origin`'s collector left out since the last call (a tick may run a collector
+    /// twice: the second run counts afresh).
+    fn take_skipped(&self, origin: Origin) -> Skipped;
+
+    /// Leaves the quiet usage readings out of a collector's `readings` (all of `origin`, a
+    /// target's one after the other, as collectors give them) and counts them: for a
+    /// collector that builds its readings first.
+    fn retain_loud(&self, origin: Origin, readings: &mut Vec<Reading>) {
+        let quiet: Vec<bool> = readings
+            .iter()
+            .map(|r| match r.value {
+                Measured::Usage { resource, mean, .. } => {
+                    let t = &r.target;
+                    let app = t.app.as_ref().map(|a| (&*a.app_name, a.app_index));
+                    self.is_quiet(t.origin, t.origin_id, app, resource, mean)
+                }
+                Measured::NoData => false,
+            })
+            .collect();
+        let mut skipped = Skipped {
+            readings: quiet.iter().filter(|q| **q).count(),
+            targets: 0,
+        };
+        let mut at = 0;
+        while at < readings.len() {
+            let run = readings[at..]
+                .iter()
+                .take_while(|r| r.target == readings[at].target)
+                .count()
+                .max(1);
+            if quiet
+                .get(at..at + run)
+                .is_some_and(|q| q.iter().all(|q| *q))
+            {
+                skipped.targets += 1;
+            }
+            at += run;
+        }
+        let mut flags = quiet.into_iter();
+        readings.retain(|_| !flags.next().unwrap_or(false));
+        self.count(origin, skipped);
+    }
 }
 
 #[async_trait]

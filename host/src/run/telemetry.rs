@@ -56,7 +56,12 @@ pub const FAMILIES: &[(&str, Kind, &str)] = &[
     (
         "monit_readings_total",
         Kind::Counter,
-        "Readings returned by each collector.",
+        "Readings each collector read, those left out as quiet included.",
+    ),
+    (
+        "monit_readings_quiet_total",
+        Kind::Counter,
+        "Readings a collector left out because they could change nothing (no open alarm, under the policy's thresholds).",
     ),
     (
         "monit_metric_gaps_total",

@@ -9,10 +9,9 @@ use monit_cf_metrics::container::{
     self as container_metrics, ContainerSource, ContainerUsage, Narrow, UsageWindows, Wanted,
     read_container_usage_of,
 };
-use monit_host::evaluate::engine::{QuietReadings, Skipped};
 use monit_host::metric_store::MetricStore;
 use monit_host::model::{AppInstance, Measured, Name, Origin, Reading, Resource, Target, Vm};
-use monit_host::plugin::MovedKey;
+use monit_host::plugin::{MovedKey, QuietRule, Skipped};
 use monit_host::{CollectContext, Collector, PluginContext, PluginParts, PluginRegistration};
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
@@ -241,7 +240,7 @@ impl ContainerCollector {
 pub fn readings(
     usage: &[ContainerUsage],
     cells: &[&Vm],
-    quiet: Option<&QuietReadings<'_>>,
+    quiet: Option<&dyn QuietRule>,
 ) -> Vec<Reading> {
     /// no container speaks for the (app, index, resource) yet
     const NONE: u32 = u32::MAX;
@@ -462,7 +461,7 @@ mod tests {
 
     #[test]
     fn quiet_readings_are_counted_not_built() {
-        use monit_host::evaluate::engine::OpenStatus;
+        use monit_host::evaluate::engine::{OpenStatus, QuietReadings};
         use monit_host::model::{AlarmType, Level, Policy};
         let c1 = cell(7, "10.0.16.21", "cel");
         let policies = [Policy {

@@ -8,18 +8,11 @@
 //! (its recovery, its level, its count follow them).
 
 use super::{KeyRef, OpenAlarm};
-use crate::model::{AlarmType, Measured, Origin, Policy, Reading, Resource};
+use crate::model::{AlarmType, Origin, Policy, Resource};
+pub use crate::plugin::{QuietRule, Skipped};
 use rustc_hash::{FxHashMap, FxHashSet};
 use std::collections::BTreeMap;
 use std::sync::Mutex;
-
-/// Readings a collector left out as quiet: how many, and how many targets had none left.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Skipped {
-    pub readings: usize,
-    /// targets all of whose readings were quiet (the gap check counts them as reporting)
-    pub targets: usize,
-}
 
 /// What makes a usage reading quiet this tick: the policies and the open alarms' targets.
 pub struct QuietReadings<'a> {
@@ -47,12 +40,12 @@ impl<'a> QuietReadings<'a> {
             skipped: Mutex::new(BTreeMap::new()),
         }
     }
+}
 
-    /// True when a usage reading (`mean` over the window) of the target would change nothing:
-    /// the target has no open alarm, and its policy gives no level for `mean` (under the
-    /// lowest threshold, not a number) or there is no policy for the resource. `app`: an app
-    /// instance's name and index (a container), else the VM's `origin_id` names the target.
-    pub fn is_quiet(
+impl QuietRule for QuietReadings<'_> {
+    /// Quiet: the target has no open alarm, and its policy gives no level for `mean` (under
+    /// the lowest threshold, not a number) or there is no policy for the resource.
+    fn is_quiet(
         &self,
         origin: Origin,
         origin_id: i64,
@@ -70,44 +63,7 @@ impl<'a> QuietReadings<'a> {
                 .is_none_or(|p| !mean.is_finite() || p.level_for(mean).is_none())
     }
 
-    /// Leaves the quiet usage readings out of a collector's `readings` (all of `origin`, a
-    /// target's one after the other, as collectors give them) and counts them: for a
-    /// collector that builds its readings first.
-    pub fn retain_loud(&self, origin: Origin, readings: &mut Vec<Reading>) {
-        let quiet: Vec<bool> = readings
-            .iter()
-            .map(|r| match r.value {
-                Measured::Usage { resource, mean, .. } => {
-                    let t = &r.target;
-                    let app = t.app.as_ref().map(|a| (&*a.app_name, a.app_index));
-                    self.is_quiet(t.origin, t.origin_id, app, resource, mean)
-                }
-                Measured::NoData => false,
-            })
-            .collect();
-        let mut skipped = Skipped {
-            readings: quiet.iter().filter(|q| **q).count(),
-            targets: 0,
-        };
-        let mut at = 0;
-        while at < readings.len() {
-            let run = readings[at..]
-                .iter()
-                .take_while(|r| r.target == readings[at].target)
-                .count()
-                .max(1);
-            if quiet[at..at + run].iter().all(|q| *q) {
-                skipped.targets += 1;
-            }
-            at += run;
-        }
-        let mut flags = quiet.into_iter();
-        readings.retain(|_| !flags.next().unwrap_or(false));
-        self.count(origin, skipped);
-    }
-
-    /// Counts what `origin`'s collector left out.
-    pub fn count(&self, origin: Origin, skipped: Skipped) {
+    fn count(&self, origin: Origin, skipped: Skipped) {
         if let Ok(mut all) = self.skipped.lock() {
             let s = all.entry(origin).or_default();
             s.readings += skipped.readings;
@@ -115,9 +71,7 @@ impl<'a> QuietReadings<'a> {
         }
     }
 
-    /// What `origin`'s collector left out since the last call (a tick may run a collector
-    /// twice: the second run counts afresh).
-    pub fn take_skipped(&self, origin: Origin) -> Skipped {
+    fn take_skipped(&self, origin: Origin) -> Skipped {
         self.skipped
             .lock()
             .ok()
