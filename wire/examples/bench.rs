@@ -192,7 +192,8 @@ fn main() {
         let mut sum = 0.0;
         for s in remote_write::series(&pb) {
             let s = s.unwrap();
-            if let Some(v) = naming.view(&s) {
+            let labels: Vec<_> = s.labels().collect();
+            if let Some(v) = naming.view(&labels) {
                 sum += v.measurement.len() as f64;
                 sum += s.samples().map(|x| x.value).sum::<f64>();
             }

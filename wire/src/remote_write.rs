@@ -568,21 +568,29 @@ impl<'m> InfluxNaming<'m> {
         best
     }
 
-    /// The series as measurement, field and database, or `None` if its name fits no measurement.
-    pub fn view<'a>(&self, series: &Series<'a>) -> Option<InfluxView<'a>> {
-        let (measurement, field) = self.split(series.name()?)?;
+    /// A series, by its labels ([`Series::labels`], read once: each walk of a series reads its
+    /// varints and checks its strings again), as measurement, field and database; `None` if
+    /// its name fits no measurement.
+    pub fn view<'a>(&self, labels: &[Label<'a>]) -> Option<InfluxView<'a>> {
+        let value = |name: &str| labels.iter().find(|l| l.name == name).map(|l| l.value);
+        let (measurement, field) = self.split(value("__name__")?)?;
         Some(InfluxView {
             measurement,
             field,
-            db: series.label(self.db_label),
+            db: value(self.db_label),
         })
     }
 
-    /// The series' labels that were the line's tags: all but `__name__` and the database label.
-    pub fn tags<'a>(&self, series: &Series<'a>) -> impl Iterator<Item = Label<'a>> + use<'a, 'm> {
+    /// The labels of a series that were the line's tags: all but `__name__` and the database
+    /// label.
+    pub fn tags<'a, 'l>(
+        &self,
+        labels: &'l [Label<'a>],
+    ) -> impl Iterator<Item = Label<'a>> + use<'a, 'l, 'm> {
         let db_label = self.db_label;
-        series
-            .labels()
+        labels
+            .iter()
+            .copied()
             .filter(move |l| l.name != "__name__" && l.name != db_label)
     }
 }

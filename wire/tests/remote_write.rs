@@ -447,7 +447,9 @@ fn a_series_reads_as_its_influxdb_point() {
     let pb = req.encode_to_vec();
     let ms = ["container_metrics"];
     let n = InfluxNaming::new(&ms);
-    let all: Vec<_> = remote_write::series(&pb).map(|s| s.unwrap()).collect();
+    let all: Vec<Vec<_>> = remote_write::series(&pb)
+        .map(|s| s.unwrap().labels().collect())
+        .collect();
     assert_eq!(
         n.view(&all[0]),
         Some(InfluxView {

@@ -126,9 +126,10 @@ async fn vmagent_remote_writes_influx_lines_as_this_decoder_reads_them() {
         for s in remote_write::series(&pb) {
             let s = s.unwrap();
             let name = s.name().unwrap().to_string();
+            let all_labels: Vec<_> = s.labels().collect();
             // every series reads back as measurement, field and database
             let view = naming
-                .view(&s)
+                .view(&all_labels)
                 .unwrap_or_else(|| panic!("{name} fits no measurement"));
             assert_eq!(view.db, Some("cf_metric_db"), "{name}");
             let field = name
@@ -147,7 +148,7 @@ async fn vmagent_remote_writes_influx_lines_as_this_decoder_reads_them() {
             );
             views += 1;
             let labels = naming
-                .tags(&s)
+                .tags(&all_labels)
                 .map(|l| (l.name.to_string(), l.value.to_string()))
                 .collect();
             let samples = s.samples().map(|x| (x.value, x.timestamp_ms)).collect();

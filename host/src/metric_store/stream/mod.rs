@@ -395,6 +395,10 @@ impl StreamState {
         let naming = InfluxNaming::new(&measurements);
         let oldest = now_ns.saturating_sub(self.retention_ns.load(Ordering::Relaxed));
         let mut dbs: Vec<String> = Vec::new();
+        // a series' labels are walked once (each walk reads every varint and checks every
+        // string's UTF-8 again), into buffers kept from one series to the next
+        let mut labels: Vec<remote_write::Label<'_>> = Vec::new();
+        let mut tags: Vec<(&str, &str)> = Vec::new();
         for s in remote_write::series(pb) {
             let s = match s {
                 Ok(s) => s,
@@ -406,7 +410,9 @@ impl StreamState {
                     break;
                 }
             };
-            let Some(view) = naming.view(&s) else {
+            labels.clear();
+            labels.extend(s.labels());
+            let Some(view) = naming.view(&labels) else {
                 continue;
             };
             let (db, Some(field)) = (view.db.unwrap_or_default(), view.field) else {
@@ -418,11 +424,13 @@ impl StreamState {
             if !dbs.iter().any(|d| d == db) {
                 dbs.push(db.to_string());
             }
-            if !s.label(m.name_tag).is_some_and(|n| m.reads(n)) {
+            let name = labels.iter().find(|l| l.name == m.name_tag);
+            if !name.is_some_and(|n| m.reads(n.value)) {
                 continue;
             }
-            let mut tags: Vec<(&str, &str)> = naming.tags(&s).map(|l| (l.name, l.value)).collect();
-            tags.sort();
+            tags.clear();
+            tags.extend(naming.tags(&labels).map(|l| (l.name, l.value)));
+            tags.sort_unstable();
             let Some(extra_field) = w.keeps(db, view.measurement, &tags) else {
                 continue;
             };
