@@ -204,6 +204,12 @@ pub struct Target {
 }
 
 impl Target {
+    /// The app instance's name and index, for a container's target (what its alarm key holds
+    /// in place of `origin_id`).
+    pub fn instance(&self) -> Option<(&str, i32)> {
+        self.app.as_ref().map(|a| (&*a.app_name, a.app_index))
+    }
+
     /// Who the alarm is about, as every text shows it: `app[index]` for an app instance (or an
     /// app, index -1), the display name otherwise. `Notification::server_name` says the same.
     pub fn label(&self) -> String {

@@ -350,8 +350,7 @@ pub trait QuietRule: Send + Sync {
             .map(|r| match r.value {
                 Measured::Usage { resource, mean, .. } => {
                     let t = &r.target;
-                    let app = t.app.as_ref().map(|a| (&*a.app_name, a.app_index));
-                    self.is_quiet(t.origin, t.origin_id, app, resource, mean)
+                    self.is_quiet(t.origin, t.origin_id, t.instance(), resource, mean)
                 }
                 Measured::NoData => false,
             })

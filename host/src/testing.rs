@@ -3,7 +3,8 @@
 //! what it is about with struct update syntax: `Notification { level: Level::Fail,
 //! ..testing::vm_notification() }`.
 
-use crate::model::{AlarmType, Level, Origin};
+use crate::evaluate::engine::{OpenAlarm, OpenStatus};
+use crate::model::{AlarmType, AppInstance, Level, Origin, Policy, Resource, Target};
 use crate::plugin::{Notification, NotificationKind};
 use chrono::{TimeDelta, TimeZone, Utc};
 
@@ -73,5 +74,65 @@ pub fn app_notification() -> Notification {
         language: "en".into(),
         console_url: None,
         history: None,
+    }
+}
+
+/// The target of `pas` VM `id`: named `vm/{id}`, at 10.0.0.{id}.
+pub fn vm_target(id: i64) -> Target {
+    Target {
+        origin: Origin::Pas,
+        origin_id: id,
+        name: format!("vm/{id}").into(),
+        ip: format!("10.0.0.{id}").into(),
+        app: None,
+    }
+}
+
+/// Instance `index` of app `app`, a container on cell 7 (`diego-cell/7`, 10.0.16.21).
+pub fn container_target(app: &str, index: i32) -> Target {
+    Target {
+        origin: Origin::Con,
+        origin_id: 7,
+        name: app.into(),
+        ip: "10.0.16.21".into(),
+        app: Some(AppInstance {
+            app_name: app.into(),
+            app_index: index,
+            container_name: format!("{app}-{index}").into(),
+            cell_name: "diego-cell/7".into(),
+        }),
+    }
+}
+
+/// A policy with these thresholds, a 10-minute repeat and a 5-minute window.
+pub fn policy(id: i64, origin: Origin, resource: Resource, warning: f64, critical: f64) -> Policy {
+    Policy {
+        id,
+        origin,
+        resource,
+        warning,
+        critical,
+        repeat_minutes: 10,
+        measure_seconds: 300,
+    }
+}
+
+/// An open alarm on `t`, raised and notified at `level` 30 minutes ago.
+pub fn open_alarm(id: i64, t: &Target, alarm_type: AlarmType, level: Level) -> OpenAlarm {
+    let at = Utc::now() - TimeDelta::minutes(30);
+    OpenAlarm {
+        id,
+        origin: t.origin,
+        origin_id: if t.app.is_some() { 0 } else { t.origin_id },
+        alarm_type,
+        level,
+        status: OpenStatus::Raised,
+        raised_at: at,
+        last_sent: Some(at),
+        app_name: t.app.as_ref().map(|a| a.app_name.to_string()),
+        app_index: t.app.as_ref().map(|a| a.app_index),
+        recovered: false,
+        notified_level: level,
+        text_digest: None,
     }
 }

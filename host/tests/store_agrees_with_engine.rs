@@ -4,19 +4,11 @@
 
 use chrono::{SubsecRound, Utc};
 use monit_host::evaluate::engine::{self, AutoResolve, Change, EngineOptions, OpenAlarm, Policy};
-use monit_host::model::{Measured, Origin, Reading, Resource, Target, Timestamp};
+use monit_host::model::{Measured, Origin, Reading, Resource, Timestamp};
 use monit_host::store;
 use monit_testkit::TestDb;
 
-fn vm(id: i64) -> Target {
-    Target {
-        origin: Origin::Pas,
-        origin_id: id,
-        name: format!("vm/{id}").into(),
-        ip: format!("10.0.0.{id}").into(),
-        app: None,
-    }
-}
+use monit_host::testing::vm_target as vm;
 
 fn cpu(id: i64, mean: f64, peak: f64) -> Reading {
     Reading {

@@ -101,8 +101,7 @@ pub struct KeyRef<'a> {
 
 impl<'a> KeyRef<'a> {
     pub fn of_target(t: &'a Target, alarm_type: AlarmType) -> Self {
-        let app = t.app.as_ref().map(|a| (&*a.app_name, a.app_index));
-        Self::of_parts(t.origin, t.origin_id, app, alarm_type)
+        Self::of_parts(t.origin, t.origin_id, t.instance(), alarm_type)
     }
 
     /// [`KeyRef::of_target`] of a target given by its parts: `app`, an app instance's name and

@@ -259,15 +259,7 @@ mod tests {
             .with_ymd_and_hms(2026, 11, 29, 12, 0, 0)
             .unwrap()
     }
-    fn vm(id: i64) -> Target {
-        Target {
-            origin: Origin::Pas,
-            origin_id: id,
-            name: format!("vm/{id}").into(),
-            ip: format!("10.0.0.{id}").into(),
-            app: None,
-        }
-    }
+    use crate::testing::vm_target as vm;
     fn silent(id: i64) -> Reading {
         Reading {
             target: vm(id),

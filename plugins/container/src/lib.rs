@@ -461,34 +461,17 @@ mod tests {
 
     #[test]
     fn quiet_readings_are_counted_not_built() {
-        use monit_host::evaluate::engine::{OpenStatus, QuietReadings};
-        use monit_host::model::{AlarmType, Level, Policy};
+        use monit_host::evaluate::engine::QuietReadings;
+        use monit_host::model::{AlarmType, Level};
+        use monit_host::testing::{container_target, open_alarm, policy};
         let c1 = cell(7, "10.0.16.21", "cel");
-        let policies = [Policy {
-            id: 1,
-            origin: Origin::Con,
-            resource: Resource::Cpu,
-            warning: 80.0,
-            critical: 90.0,
-            repeat_minutes: 10,
-            measure_seconds: 300,
-        }];
-        let now = chrono::Utc::now();
-        let open = [monit_host::evaluate::engine::OpenAlarm {
-            id: 1,
-            origin: Origin::Con,
-            origin_id: 0,
-            alarm_type: AlarmType::Cpu,
-            level: Level::Warning,
-            status: OpenStatus::Raised,
-            raised_at: now,
-            last_sent: Some(now),
-            app_name: Some("db".into()),
-            app_index: Some(0),
-            recovered: false,
-            notified_level: Level::Warning,
-            text_digest: None,
-        }];
+        let policies = [policy(1, Origin::Con, Resource::Cpu, 80.0, 90.0)];
+        let open = [open_alarm(
+            1,
+            &container_target("db", 0),
+            AlarmType::Cpu,
+            Level::Warning,
+        )];
         let mut cold = usage("10.0.16.21", "cold", 1, "c6", 10.0);
         cold.memory = cold.cpu;
         let usage = [

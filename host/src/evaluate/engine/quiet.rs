@@ -83,64 +83,11 @@ impl QuietRule for QuietReadings<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::evaluate::engine::{EngineOptions, OpenStatus, evaluate};
-    use crate::model::{AppInstance, Level, Measured, Reading, Target};
-
-    fn policy(id: i64, origin: Origin, resource: Resource, warning: f64, critical: f64) -> Policy {
-        Policy {
-            id,
-            origin,
-            resource,
-            warning,
-            critical,
-            repeat_minutes: 10,
-            measure_seconds: 300,
-        }
-    }
-
-    fn container(app: &str, index: i32) -> Target {
-        Target {
-            origin: Origin::Con,
-            origin_id: 7,
-            name: app.into(),
-            ip: "10.0.16.21".into(),
-            app: Some(AppInstance {
-                app_name: app.into(),
-                app_index: index,
-                container_name: format!("{app}-{index}").into(),
-                cell_name: "diego-cell/7".into(),
-            }),
-        }
-    }
-
-    fn vm(id: i64) -> Target {
-        Target {
-            origin: Origin::Pas,
-            origin_id: id,
-            name: format!("vm/{id}").into(),
-            ip: format!("10.0.0.{id}").into(),
-            app: None,
-        }
-    }
-
-    fn alarm(id: i64, t: &Target, alarm_type: AlarmType, level: Level) -> OpenAlarm {
-        let now = chrono::Utc::now();
-        OpenAlarm {
-            id,
-            origin: t.origin,
-            origin_id: if t.app.is_some() { 0 } else { t.origin_id },
-            alarm_type,
-            level,
-            status: OpenStatus::Raised,
-            raised_at: now - chrono::Duration::minutes(30),
-            last_sent: Some(now - chrono::Duration::minutes(30)),
-            app_name: t.app.as_ref().map(|a| a.app_name.to_string()),
-            app_index: t.app.as_ref().map(|a| a.app_index),
-            recovered: false,
-            notified_level: level,
-            text_digest: None,
-        }
-    }
+    use crate::evaluate::engine::{EngineOptions, evaluate};
+    use crate::model::{Level, Measured, Reading, Target};
+    use crate::testing::{
+        container_target as container, open_alarm as alarm, policy, vm_target as vm,
+    };
 
     /// Leaving the quiet readings out changes nothing the engine decides: thresholds (a
     /// critical under the warning too), a resource without a policy, values at and around each
@@ -216,8 +163,7 @@ mod tests {
                         return true;
                     };
                     let t = &r.target;
-                    let app = t.app.as_ref().map(|a| (&*a.app_name, a.app_index));
-                    !quiet.is_quiet(t.origin, t.origin_id, app, resource, mean)
+                    !quiet.is_quiet(t.origin, t.origin_id, t.instance(), resource, mean)
                 })
                 .cloned()
                 .collect();
