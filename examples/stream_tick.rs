@@ -5,11 +5,13 @@
 //! (live bytes after ingest, the peak during a tick), counted by this example's allocator.
 //!
 //! ```sh
-//! cargo run --release --example stream_tick -- 5000 100000 [TICKS] [all]
+//! cargo run --release --example stream_tick -- 5000 100000 [TICKS] [all] [remote]
 //! ```
 //!
 //! `all`: the collectors build every reading, the quiet ones too (as before the tick's
-//! `QuietReadings`), to compare with.
+//! `QuietReadings`), to compare with. `remote`: the points arrive as vmagent remote-writes
+//! them (one series per field, named `<measurement>_<field>{..., db}`, snappy-compressed), and
+//! the ingest figure includes the decompression.
 //!
 //! A figure to compare builds with, not a test: docs/benchmarks.md has the end-to-end runs.
 
@@ -161,6 +163,41 @@ fn platform(n_vms: usize, n_containers: usize) -> Platform {
     Platform { vms, cf, con }
 }
 
+/// The lines of `body` as vmagent remote-writes them: a series per numeric field, named
+/// `<measurement>_<field>`, its tags as labels in the line's order and the database last.
+fn remote_write_body(db: &str, body: &str, now_ns: i64) -> Vec<u8> {
+    use monit_wire::remote_write::proto;
+    let label = |name: &str, value: &str| proto::Label {
+        name: name.into(),
+        value: value.into(),
+    };
+    let mut req = proto::WriteRequest::default();
+    let lines = monit_wire::line::Lines::new(body.as_bytes(), now_ns)
+        .precision(monit_wire::line::Precision::Seconds);
+    for p in lines.flatten() {
+        for (field, value) in p.numeric_fields() {
+            let mut labels = vec![label(
+                "__name__",
+                &format!("{}_{}", p.measurement().unescaped(), field.unescaped()),
+            )];
+            labels.extend(
+                p.tags()
+                    .iter()
+                    .map(|t| label(&t.key.unescaped(), &t.value.unescaped())),
+            );
+            labels.push(label("db", db));
+            req.timeseries.push(proto::TimeSeries {
+                labels,
+                samples: vec![proto::Sample {
+                    value,
+                    timestamp: p.timestamp_ns() / 1_000_000,
+                }],
+            });
+        }
+    }
+    monit_wire::remote_write::encode(&req)
+}
+
 fn policies() -> Vec<Policy> {
     let mut out = Vec::new();
     for (i, origin) in [Origin::Pas, Origin::Bos, Origin::Con]
@@ -187,7 +224,9 @@ fn main() -> anyhow::Result<()> {
     let n_vms: usize = args.next().map(|a| a.parse()).transpose()?.unwrap_or(1000);
     let n_con: usize = args.next().map(|a| a.parse()).transpose()?.unwrap_or(10000);
     let ticks: usize = args.next().map(|a| a.parse()).transpose()?.unwrap_or(3);
-    let all_readings = args.next().is_some_and(|a| a == "all");
+    let flags: Vec<String> = args.collect();
+    let all_readings = flags.iter().any(|a| a == "all");
+    let remote = flags.iter().any(|a| a == "remote");
     let dir = tempfile::tempdir()?;
     let config = dir.path().join("monit-batch.toml");
     std::fs::write(
@@ -248,14 +287,24 @@ fn main() -> anyhow::Result<()> {
         ] {
             for chunk in lines.chunks(5000) {
                 let body = chunk.join("\n");
-                let t0 = Instant::now();
-                let r = state.ingest_lines(
-                    db,
-                    monit_wire::line::Precision::Seconds,
-                    body.as_bytes(),
-                    ns(*t),
-                );
-                ingest += t0.elapsed();
+                let r = if remote {
+                    let body = remote_write_body(db, &body, ns(*t));
+                    let t0 = Instant::now();
+                    let pb = monit_wire::remote_write::decompress(&body, 64 << 20)?;
+                    let r = state.ingest_remote_write(&pb, ns(*t));
+                    ingest += t0.elapsed();
+                    r
+                } else {
+                    let t0 = Instant::now();
+                    let r = state.ingest_lines(
+                        db,
+                        monit_wire::line::Precision::Seconds,
+                        body.as_bytes(),
+                        ns(*t),
+                    );
+                    ingest += t0.elapsed();
+                    r
+                };
                 points += r.points as usize;
             }
         }

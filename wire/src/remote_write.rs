@@ -160,9 +160,41 @@ pub struct SeriesIter<'a> {
 }
 
 impl<'a> SeriesIter<'a> {
+    /// The next series, checked in the same walk that copies its labels into `labels` (cleared
+    /// first): for a caller that reads every series' labels, half the work of [`Iterator::next`]
+    /// and [`Series::labels`] (each walk reads every varint and checks every string's UTF-8).
+    /// On an error `labels` holds what was read before it.
+    pub fn next_with_labels(
+        &mut self,
+        labels: &mut Vec<Label<'a>>,
+    ) -> Option<Result<Series<'a>, RemoteWriteError>> {
+        labels.clear();
+        self.next_into(|l| labels.push(l))
+    }
+
+    fn next_into(
+        &mut self,
+        mut sink: impl FnMut(Label<'a>),
+    ) -> Option<Result<Series<'a>, RemoteWriteError>> {
+        while !self.done && !self.r.at_end() {
+            match self.field(&mut sink) {
+                Ok(Some(item)) => return Some(item.map_err(Fault::into_error)),
+                Ok(None) => continue,
+                Err(fault) => {
+                    self.done = true;
+                    return Some(Err(fault.into_error()));
+                }
+            }
+        }
+        None
+    }
+
     /// The next top-level field: `Err` if the framing broke, `Ok(None)` for a skipped field.
     #[allow(clippy::type_complexity)]
-    fn field(&mut self) -> Result<Option<Result<Series<'a>, Fault>>, Fault> {
+    fn field(
+        &mut self,
+        sink: impl FnMut(Label<'a>),
+    ) -> Result<Option<Result<Series<'a>, Fault>>, Fault> {
         let at = self.r.pos;
         let (tag, wire) = self.r.key()?;
         if tag != 1 {
@@ -176,7 +208,7 @@ impl<'a> SeriesIter<'a> {
         }
         let raw = self.r.bytes()?;
         let offset = self.r.pos - raw.len();
-        Ok(Some(check_series(raw, offset)))
+        Ok(Some(check_series(raw, offset, sink)))
     }
 }
 
@@ -184,17 +216,7 @@ impl<'a> Iterator for SeriesIter<'a> {
     type Item = Result<Series<'a>, RemoteWriteError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        while !self.done && !self.r.at_end() {
-            match self.field() {
-                Ok(Some(item)) => return Some(item.map_err(Fault::into_error)),
-                Ok(None) => continue,
-                Err(fault) => {
-                    self.done = true;
-                    return Some(Err(fault.into_error()));
-                }
-            }
-        }
-        None
+        self.next_into(|_| {})
     }
 }
 
@@ -296,7 +318,20 @@ impl<'a> Reader<'a> {
         }
     }
 
+    #[inline]
     fn varint(&mut self) -> Result<u64, Fault> {
+        // most varints of a body (keys, string lengths) are one byte
+        if let Some(&b) = self.buf.get(self.pos)
+            && b < 0x80
+        {
+            self.pos += 1;
+            return Ok(u64::from(b));
+        }
+        self.long_varint()
+    }
+
+    #[cold]
+    fn long_varint(&mut self) -> Result<u64, Fault> {
         let mut v = 0u64;
         for i in 0..10 {
             let Some(&b) = self.buf.get(self.pos) else {
@@ -373,8 +408,13 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// Checks one `TimeSeries` whole (labels UTF-8, samples well typed) and counts its parts.
-fn check_series(raw: &[u8], offset: usize) -> Result<Series<'_>, Fault> {
+/// Checks one `TimeSeries` whole (labels UTF-8, samples well typed) and counts its parts,
+/// handing each label to `sink` as it is read.
+fn check_series<'a>(
+    raw: &'a [u8],
+    offset: usize,
+    mut sink: impl FnMut(Label<'a>),
+) -> Result<Series<'a>, Fault> {
     let mut r = Reader { buf: raw, pos: 0 };
     let (mut labels, mut samples) = (0, 0);
     while !r.at_end() {
@@ -382,7 +422,7 @@ fn check_series(raw: &[u8], offset: usize) -> Result<Series<'_>, Fault> {
         match (tag, wire) {
             (1, LEN) => {
                 let b = r.bytes().map_err(|f| f.shift(offset))?;
-                read_label(b, offset + r.pos - b.len())?;
+                sink(read_label(b, offset + r.pos - b.len())?);
                 labels += 1;
             }
             (2, LEN) => {
@@ -411,6 +451,17 @@ fn check_series(raw: &[u8], offset: usize) -> Result<Series<'_>, Fault> {
 /// Reads a `Label` (the last `name` and `value` win, as protobuf merges repeated scalars).
 /// `base`: its offset in the body, for faults.
 fn read_label(raw: &[u8], base: usize) -> Result<Label<'_>, Fault> {
+    // what every writer sends: the name, then the value, each under 128 bytes
+    if let [0x0a, n, rest @ ..] = raw
+        && let Some((name, rest)) = rest.split_at_checked(usize::from(*n))
+        && let [0x12, v, value @ ..] = rest
+        && value.len() == usize::from(*v)
+        && *n < 0x80
+        && *v < 0x80
+        && let (Ok(name), Ok(value)) = (std::str::from_utf8(name), std::str::from_utf8(value))
+    {
+        return Ok(Label { name, value });
+    }
     let mut r = Reader { buf: raw, pos: 0 };
     let (mut name, mut value) = ("", "");
     while !r.at_end() {

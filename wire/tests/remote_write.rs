@@ -49,6 +49,27 @@ fn decode_ours(pb: &[u8]) -> Result<Owned, Vec<String>> {
             Err(e) => errors.push(e.to_string()),
         }
     }
+    // the walk that reads the labels as it checks: the same series, labels and errors
+    let (mut walk, mut labels, mut i, mut walk_errors) =
+        (remote_write::series(pb), Vec::new(), 0, Vec::new());
+    while let Some(s) = walk.next_with_labels(&mut labels) {
+        match s {
+            Ok(s) => {
+                let got: Vec<_> = labels
+                    .iter()
+                    .map(|l| (l.name.to_string(), l.value.to_string()))
+                    .collect();
+                assert_eq!(
+                    got, out[i].0,
+                    "series {i}: labels read in the checking walk"
+                );
+                assert_eq!(labels.len(), s.label_count());
+                i += 1;
+            }
+            Err(e) => walk_errors.push(e.to_string()),
+        }
+    }
+    assert_eq!((i, &walk_errors), (out.len(), &errors));
     if errors.is_empty() {
         Ok(out)
     } else {
@@ -473,8 +494,9 @@ fn a_series_reads_as_its_influxdb_point() {
 // ---- differential against prost ------------------------------------------------------------
 
 fn any_request() -> impl Strategy<Value = proto::WriteRequest> {
+    // up to 40 chars: names and values past 127 bytes (a two-byte length) and under it
     let text =
-        prop::collection::vec(any::<char>(), 0..12).prop_map(|v| v.into_iter().collect::<String>());
+        prop::collection::vec(any::<char>(), 0..40).prop_map(|v| v.into_iter().collect::<String>());
     let lbl = (text.clone(), text).prop_map(|(name, value)| proto::Label { name, value });
     let smp = (any::<u64>(), any::<i64>()).prop_map(|(bits, timestamp)| proto::Sample {
         value: f64::from_bits(bits),

@@ -319,9 +319,9 @@ impl StreamState {
         let mut w = self.windows.write().unwrap_or_else(|p| p.into_inner());
         let names: Vec<String> = w
             .by_measurement
-            .keys()
-            .filter(|(d, _)| d == db)
-            .map(|(_, m)| m.clone())
+            .iter()
+            .filter(|((d, _), _)| d == db)
+            .map(|((_, m), _)| m.clone())
             .collect();
         if names.is_empty() {
             return report;
@@ -345,7 +345,10 @@ impl StreamState {
                 }
             };
             let measurement = p.measurement().unescaped();
-            let Some(m) = w.measurement(db, &measurement) else {
+            let Some((at, m)) = w
+                .find(db, &measurement)
+                .and_then(|at| Some((at, w.at(at)?)))
+            else {
                 continue;
             };
             delivered = true;
@@ -359,7 +362,7 @@ impl StreamState {
                 .map(|t| (t.key.unescaped(), t.value.unescaped()))
                 .collect();
             tags.sort();
-            let Some(extra_field) = w.keeps(db, &measurement, &tags) else {
+            let Some(extra_field) = w.keeps_at(at, &tags) else {
                 continue;
             };
             let value = p.field("value").and_then(|v| v.as_f64());
@@ -374,7 +377,7 @@ impl StreamState {
                 value: value.unwrap_or(f64::NAN),
                 extra: extra.unwrap_or(f64::NAN),
             };
-            let stored = w.insert(db, &measurement, &tags, point, oldest);
+            let stored = w.insert_at(at, &tags, point, oldest);
             self.count(stored, &mut report);
         }
         let series = w.series_count();
@@ -390,16 +393,21 @@ impl StreamState {
     pub fn ingest_remote_write(&self, pb: &[u8], now_ns: i64) -> IngestReport {
         let mut report = IngestReport::default();
         let mut w = self.windows.write().unwrap_or_else(|p| p.into_inner());
-        let owned: Vec<String> = w.by_measurement.keys().map(|(_, m)| m.clone()).collect();
+        let owned: Vec<String> = w
+            .by_measurement
+            .iter()
+            .map(|((_, m), _)| m.clone())
+            .collect();
         let measurements: Vec<&str> = owned.iter().map(String::as_str).collect();
         let naming = InfluxNaming::new(&measurements);
         let oldest = now_ns.saturating_sub(self.retention_ns.load(Ordering::Relaxed));
         let mut dbs: Vec<String> = Vec::new();
-        // a series' labels are walked once (each walk reads every varint and checks every
-        // string's UTF-8 again), into buffers kept from one series to the next
+        // a series' labels are read in the walk that checks it (each walk reads every varint
+        // and checks every string's UTF-8 again), into buffers kept from one series to the next
         let mut labels: Vec<remote_write::Label<'_>> = Vec::new();
         let mut tags: Vec<(&str, &str)> = Vec::new();
-        for s in remote_write::series(pb) {
+        let mut walk = remote_write::series(pb);
+        while let Some(s) = walk.next_with_labels(&mut labels) {
             let s = match s {
                 Ok(s) => s,
                 Err(e) => {
@@ -410,28 +418,29 @@ impl StreamState {
                     break;
                 }
             };
-            labels.clear();
-            labels.extend(s.labels());
             let Some(view) = naming.view(&labels) else {
                 continue;
             };
             let (db, Some(field)) = (view.db.unwrap_or_default(), view.field) else {
                 continue;
             };
-            let Some(m) = w.measurement(db, view.measurement) else {
+            let Some((at, m)) = w
+                .find(db, view.measurement)
+                .and_then(|at| Some((at, w.at(at)?)))
+            else {
                 continue;
             };
             if !dbs.iter().any(|d| d == db) {
                 dbs.push(db.to_string());
             }
             let name = labels.iter().find(|l| l.name == m.name_tag);
-            if !name.is_some_and(|n| m.reads(n.value)) {
+            if !name.is_some_and(|n| m.reads_field(n.value, field)) {
                 continue;
             }
             tags.clear();
             tags.extend(naming.tags(&labels).map(|l| (l.name, l.value)));
             tags.sort_unstable();
-            let Some(extra_field) = w.keeps(db, view.measurement, &tags) else {
+            let Some(extra_field) = w.keeps_at(at, &tags) else {
                 continue;
             };
             let is_value = field == "value";
@@ -447,7 +456,7 @@ impl StreamState {
                     value: if is_value { sample.value } else { f64::NAN },
                     extra: if is_value { f64::NAN } else { sample.value },
                 };
-                let stored = w.insert(db, view.measurement, &tags, point, oldest);
+                let stored = w.insert_at(at, &tags, point, oldest);
                 self.count(stored, &mut report);
             }
         }

@@ -10,8 +10,7 @@
 //! others (so that two series the store keeps apart stay apart), and a point costs 16 bytes (24
 //! with a reader's extra field).
 
-use rustc_hash::{FxHashMap, FxHashSet};
-use std::collections::hash_map::DefaultHasher;
+use rustc_hash::{FxHashMap, FxHashSet, FxHasher};
 use std::collections::{HashMap, VecDeque};
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
@@ -448,22 +447,42 @@ impl Measurement {
         self.readers.iter().any(|r| (r.names)(name).is_some())
     }
 
-    /// The key of the group of the series with these tags (sorted by key), into `buf`.
+    /// True when a reader reads `field` of the series named `name`: `value`, or the extra field
+    /// it keeps beside (a remote-written series carries one field: most are skipped here,
+    /// before their tags are looked at).
+    pub(super) fn reads_field(&self, name: &str, field: &str) -> bool {
+        self.readers
+            .iter()
+            .any(|r| (r.names)(name).is_some_and(|extra| field == "value" || extra == Some(field)))
+    }
+
+    /// The key of the group of the series with these tags (sorted by key), into `buf`: one
+    /// walk of the tags beside the (sorted) kept keys.
     fn key_into<K: AsRef<str>, V: AsRef<str>>(&self, tags: &[(K, V)], buf: &mut Vec<u8>) {
-        let mut rest = DefaultHasher::new();
+        let mut rest = FxHasher::default();
+        buf.clear();
+        buf.extend_from_slice(&[0; HASH_LEN]);
+        let mut kept = self.tag_keys.iter().peekable();
         for (k, v) in tags {
-            let k = k.as_ref();
-            if k == self.name_tag || self.tag_keys.iter().any(|kk| &**kk == k) {
+            let (k, v) = (k.as_ref(), v.as_ref());
+            if k == self.name_tag {
                 continue;
             }
-            (k, v.as_ref()).hash(&mut rest);
+            // kept keys the series does not carry read as ""
+            while kept.next_if(|kk| &***kk < k).is_some() {
+                buf.push(END);
+            }
+            if kept.next_if(|kk| &***kk == k).is_some() {
+                buf.extend_from_slice(v.as_bytes());
+                buf.push(END);
+            } else {
+                (k, v).hash(&mut rest);
+            }
         }
-        buf.clear();
-        buf.extend_from_slice(&rest.finish().to_le_bytes());
-        for kk in &self.tag_keys {
-            buf.extend_from_slice(tag_value(tags, kk).unwrap_or_default().as_bytes());
+        for _ in kept {
             buf.push(END);
         }
+        buf[..HASH_LEN].copy_from_slice(&rest.finish().to_le_bytes());
     }
 }
 
@@ -503,7 +522,8 @@ pub enum Refused {
 
 /// Every kept series, by database and measurement.
 pub struct Windows {
-    pub(super) by_measurement: HashMap<(String, String), Measurement>,
+    /// a handful: found by a walk, by the place [`Windows::find`] gives
+    pub(super) by_measurement: Vec<((String, String), Measurement)>,
     pub(super) series: u64,
     pub(super) max_series: u64,
     /// the VM inventory's addresses (for the readers' `inventory_tag`); `None`: not loaded yet,
@@ -514,18 +534,27 @@ pub struct Windows {
 
 impl Windows {
     pub fn new(specs: &[StreamSeries], max_series: u64) -> Self {
-        let mut by_measurement: HashMap<(String, String), Measurement> = HashMap::new();
+        let mut by_measurement: Vec<((String, String), Measurement)> = Vec::new();
         for s in specs {
-            let m = by_measurement
-                .entry((s.db.clone(), s.measurement.clone()))
-                .or_insert_with(|| Measurement {
-                    name_tag: s.name_tag,
-                    readers: Vec::new(),
-                    tag_keys: Vec::new(),
-                    names: Vec::new(),
-                    name_ids: FxHashMap::default(),
-                    groups: HashMap::default(),
-                });
+            let at = match by_measurement
+                .iter()
+                .position(|((d, m), _)| *d == s.db && *m == s.measurement)
+            {
+                Some(at) => at,
+                None => {
+                    let m = Measurement {
+                        name_tag: s.name_tag,
+                        readers: Vec::new(),
+                        tag_keys: Vec::new(),
+                        names: Vec::new(),
+                        name_ids: FxHashMap::default(),
+                        groups: HashMap::default(),
+                    };
+                    by_measurement.push(((s.db.clone(), s.measurement.clone()), m));
+                    by_measurement.len() - 1
+                }
+            };
+            let m = &mut by_measurement[at].1;
             m.readers.push(Reader {
                 names: s.names.clone(),
                 excluded: s.excluded.clone(),
@@ -548,29 +577,48 @@ impl Windows {
         }
     }
 
-    pub(super) fn measurement(&self, db: &str, measurement: &str) -> Option<&Measurement> {
-        // a borrowed two-part key without allocating: there are only a handful of measurements
+    /// The place of (`db`, `measurement`), for [`Windows::at`], [`Windows::keeps_at`] and
+    /// [`Windows::insert_at`]: an ingest looks it up once per series.
+    pub(super) fn find(&self, db: &str, measurement: &str) -> Option<usize> {
         self.by_measurement
             .iter()
-            .find(|((d, m), _)| d == db && m == measurement)
-            .map(|(_, m)| m)
+            .position(|((d, m), _)| d == db && m == measurement)
+    }
+
+    pub(super) fn at(&self, at: usize) -> Option<&Measurement> {
+        self.by_measurement.get(at).map(|(_, m)| m)
+    }
+
+    pub(super) fn measurement(&self, db: &str, measurement: &str) -> Option<&Measurement> {
+        self.at(self.find(db, measurement)?)
     }
 
     /// The extra field to keep beside `value` when a reader keeps the series of `db`.
     /// `measurement` with these tags (sorted by key), else `None`.
+    #[cfg(test)]
     pub(super) fn keeps<K: AsRef<str>, V: AsRef<str>>(
         &self,
         db: &str,
         measurement: &str,
         tags: &[(K, V)],
     ) -> Option<Option<&'static str>> {
-        let m = self.measurement(db, measurement)?;
+        self.keeps_at(self.find(db, measurement)?, tags)
+    }
+
+    /// [`Windows::keeps`] of the measurement at `at` ([`Windows::find`]).
+    pub(super) fn keeps_at<K: AsRef<str>, V: AsRef<str>>(
+        &self,
+        at: usize,
+        tags: &[(K, V)],
+    ) -> Option<Option<&'static str>> {
+        let m = self.at(at)?;
         let name = tag_value(tags, m.name_tag)?;
         m.keeps(name, tags, self.inventory.as_ref())
     }
 
     /// Stores one point of the series with `tags` (sorted by key), which a reader keeps
     /// ([`Windows::keeps`]).
+    #[cfg(test)]
     pub(super) fn insert<K: AsRef<str>, V: AsRef<str>>(
         &mut self,
         db: &str,
@@ -579,16 +627,25 @@ impl Windows {
         point: StoredPoint,
         oldest_ns: i64,
     ) -> Result<(), Refused> {
+        match self.find(db, measurement) {
+            Some(at) => self.insert_at(at, tags, point, oldest_ns),
+            None => Ok(()),
+        }
+    }
+
+    /// [`Windows::insert`] into the measurement at `at` ([`Windows::find`]).
+    pub(super) fn insert_at<K: AsRef<str>, V: AsRef<str>>(
+        &mut self,
+        at: usize,
+        tags: &[(K, V)],
+        point: StoredPoint,
+        oldest_ns: i64,
+    ) -> Result<(), Refused> {
         if point.time_ns < oldest_ns {
             return Err(Refused::TooOld);
         }
         let (count, max) = (self.series, self.max_series);
-        let Some(m) = self
-            .by_measurement
-            .iter_mut()
-            .find(|((d, m), _)| d == db && m == measurement)
-            .map(|(_, m)| m)
-        else {
+        let Some((_, m)) = self.by_measurement.get_mut(at) else {
             return Ok(());
         };
         m.key_into(tags, &mut self.key);
@@ -637,7 +694,7 @@ impl Windows {
     pub(super) fn prune(&mut self, oldest_ns: i64) {
         let mut left = 0u64;
         let inventory = self.inventory.as_ref();
-        for m in self.by_measurement.values_mut() {
+        for (_, m) in &mut self.by_measurement {
             let (readers, tag_keys) = (&m.readers, &m.tag_keys[..]);
             m.groups.retain(|key, group| {
                 if inventory
@@ -845,6 +902,94 @@ mod tests {
             assert_eq!(s.tag("metricname"), Some("cpu"));
             assert_eq!(s.tag("job"), None, "a tag no reader reads is not kept");
         }
+    }
+
+    #[test]
+    fn a_key_holds_each_kept_tag_in_its_place_whichever_tags_are_missing() {
+        let spec = StreamSeries {
+            tags: vec!["cell".into(), "ip".into(), "zone".into()],
+            inventory_tag: None,
+            ..spec()
+        };
+        let mut w = Windows::new(&[spec], 10);
+        // unread tags before, between and after the kept ones; kept ones missing at each end
+        let series: [&[(&str, &str)]; 4] = [
+            &[
+                ("a", "1"),
+                ("cell", "c1"),
+                ("ip", "x"),
+                ("metricname", "cpu"),
+                ("zone", "z1"),
+            ],
+            &[("ip", "x"), ("job", "api"), ("metricname", "cpu")],
+            &[("cell", "c2"), ("metricname", "cpu"), ("zz", "9")],
+            &[("metricname", "cpu")],
+        ];
+        for (i, tags) in series.iter().enumerate() {
+            w.insert("d", "m", tags, pt(10, i as f64), 0).unwrap();
+        }
+        let mut seen: Vec<_> = w
+            .series_of("d", "m")
+            .map(|s| {
+                let v = s.points(0, 100).next().map(|p| p.value as usize);
+                (v, s.tags(["cell", "ip", "zone", "metricname"]))
+            })
+            .collect();
+        seen.sort();
+        assert_eq!(
+            seen,
+            vec![
+                (Some(0), [Some("c1"), Some("x"), Some("z1"), Some("cpu")]),
+                (Some(1), [None, Some("x"), None, Some("cpu")]),
+                (Some(2), [Some("c2"), None, None, Some("cpu")]),
+                (Some(3), [None, None, None, Some("cpu")]),
+            ]
+        );
+        // the unread tags still keep series apart, wherever they sort
+        for (i, tags) in [
+            [
+                ("cell", "c1"),
+                ("ip", "x"),
+                ("metricname", "cpu"),
+                ("zz", "1"),
+            ],
+            [
+                ("cell", "c1"),
+                ("ip", "x"),
+                ("metricname", "cpu"),
+                ("zz", "2"),
+            ],
+            [
+                ("a", "1"),
+                ("cell", "c1"),
+                ("ip", "x"),
+                ("metricname", "cpu"),
+            ],
+            [
+                ("a", "2"),
+                ("cell", "c1"),
+                ("ip", "x"),
+                ("metricname", "cpu"),
+            ],
+        ]
+        .iter()
+        .enumerate()
+        {
+            w.insert("d", "m", tags, pt(20, i as f64), 0).unwrap();
+        }
+        assert_eq!(w.series_count(), 8);
+    }
+
+    #[test]
+    fn a_field_is_read_when_it_is_value_or_the_extra_of_its_name() {
+        let w = Windows::new(&[spec()], 10);
+        let m = w.measurement("d", "m").unwrap();
+        assert!(m.reads_field("cpu", "value"));
+        assert!(!m.reads_field("cpu", "limit"), "cpu keeps no extra field");
+        assert!(m.reads_field("mem", "value"));
+        assert!(m.reads_field("mem", "limit"));
+        assert!(!m.reads_field("mem", "total"));
+        assert!(!m.reads_field("io", "value"), "a name no reader reads");
     }
 
     #[test]
