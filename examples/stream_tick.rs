@@ -11,7 +11,8 @@
 //! `all`: the collectors build every reading, the quiet ones too (as before the tick's
 //! `QuietReadings`), to compare with. `remote`: the points arrive as vmagent remote-writes
 //! them (one series per field, named `<measurement>_<field>{..., db}`, snappy-compressed), and
-//! the ingest figure includes the decompression.
+//! the ingest figure includes the decompression. `burst`: while the ticks run, a thread ingests
+//! the last grid step's bodies over and over (a writer's burst landing on the tick).
 //!
 //! A figure to compare builds with, not a test: docs/benchmarks.md has the end-to-end runs.
 
@@ -227,6 +228,7 @@ fn main() -> anyhow::Result<()> {
     let flags: Vec<String> = args.collect();
     let all_readings = flags.iter().any(|a| a == "all");
     let remote = flags.iter().any(|a| a == "remote");
+    let burst = flags.iter().any(|a| a == "burst");
     let dir = tempfile::tempdir()?;
     let config = dir.path().join("monit-batch.toml");
     std::fs::write(
@@ -260,6 +262,7 @@ fn main() -> anyhow::Result<()> {
     // ingest: 15 grid points (the window and the retention margin), 5,000 lines per body
     let grid: Vec<i64> = (0..15).rev().map(|k| now_s - k * GRID).collect();
     let (mut points, mut ingest) = (0usize, Duration::ZERO);
+    let mut last_step: Vec<(&str, String)> = Vec::new();
     for (k, t) in grid.iter().enumerate() {
         for (db, lines) in [
             (
@@ -287,6 +290,9 @@ fn main() -> anyhow::Result<()> {
         ] {
             for chunk in lines.chunks(5000) {
                 let body = chunk.join("\n");
+                if k + 1 == grid.len() {
+                    last_step.push((db, body.clone()));
+                }
                 let r = if remote {
                     let body = remote_write_body(db, &body, ns(*t));
                     let t0 = Instant::now();
@@ -354,6 +360,28 @@ fn main() -> anyhow::Result<()> {
         auto_resolve: monit_host::config::AutoResolve::Unclaimed,
         default_repeat_minutes: 10,
     };
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = burst.then(|| {
+        let (state, stop, t) = (state.clone(), stop.clone(), ns(now_s));
+        std::thread::spawn(move || {
+            let mut bodies = 0usize;
+            while !stop.load(Relaxed) {
+                for (db, body) in &last_step {
+                    if remote {
+                        let body = remote_write_body(db, body, t);
+                        if let Ok(pb) = monit_wire::remote_write::decompress(&body, 64 << 20) {
+                            state.ingest_remote_write(&pb, t);
+                        }
+                    } else {
+                        let p = monit_wire::line::Precision::Seconds;
+                        state.ingest_lines(db, p, body.as_bytes(), t);
+                    }
+                    bodies += 1;
+                }
+            }
+            bodies
+        })
+    });
     for round in 1..=ticks {
         let base = LIVE.load(Relaxed);
         PEAK.store(base, Relaxed);
@@ -381,6 +409,11 @@ fn main() -> anyhow::Result<()> {
             mb(readings_bytes.saturating_sub(base)),
         );
         anyhow::ensure!(collected.errors.is_empty(), "{:?}", collected.errors);
+    }
+    stop.store(true, Relaxed);
+    if let Some(w) = writer {
+        let bodies = w.join().unwrap_or_default();
+        println!("burst: {bodies} bodies ingested beside the ticks");
     }
     Ok(())
 }

@@ -15,10 +15,11 @@ use crate::config::StreamSettings;
 use crate::metric_store::MetricStore;
 use monit_wire::line::{Lines, Precision};
 use monit_wire::remote_write::{self, InfluxNaming};
+use parking_lot::{RwLock, RwLockReadGuard};
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use subtle::ConstantTimeEq;
 use window::Refused;
@@ -247,7 +248,7 @@ impl StreamState {
 
     /// The windows, for a reader (a tick).
     pub fn windows(&self) -> RwLockReadGuard<'_, Windows> {
-        self.windows.read().unwrap_or_else(|p| p.into_inner())
+        self.windows.read()
     }
 
     /// Keeps `span` (the longest window read, at least) from now on: a point older than that
@@ -270,7 +271,7 @@ impl StreamState {
     /// a series that still receives points drops its old ones as they come.
     pub fn prune(&self, now_ns: i64) {
         let keep = self.retention_ns.load(Ordering::Relaxed);
-        let mut w = self.windows.write().unwrap_or_else(|p| p.into_inner());
+        let mut w = self.windows.write();
         w.prune(now_ns.saturating_sub(keep));
         metrics::gauge!("monit_stream_series").set(w.series_count() as f64);
     }
@@ -280,7 +281,7 @@ impl StreamState {
     /// are dropped at the next [`StreamState::prune`].
     pub fn set_inventory<'a>(&self, addresses: impl IntoIterator<Item = &'a str>) {
         let set = addresses.into_iter().map(Box::from).collect();
-        let mut w = self.windows.write().unwrap_or_else(|p| p.into_inner());
+        let mut w = self.windows.write();
         w.set_inventory(set);
     }
 
@@ -316,7 +317,7 @@ impl StreamState {
         now_ns: i64,
     ) -> IngestReport {
         let mut report = IngestReport::default();
-        let mut w = self.windows.write().unwrap_or_else(|p| p.into_inner());
+        let mut w = self.windows.write();
         let names: Vec<String> = w
             .by_measurement
             .iter()
@@ -392,7 +393,7 @@ impl StreamState {
     /// as VictoriaMetrics names InfluxDB lines (`<measurement>_<field>{db=...}`).
     pub fn ingest_remote_write(&self, pb: &[u8], now_ns: i64) -> IngestReport {
         let mut report = IngestReport::default();
-        let mut w = self.windows.write().unwrap_or_else(|p| p.into_inner());
+        let mut w = self.windows.write();
         let owned: Vec<String> = w
             .by_measurement
             .iter()
@@ -587,6 +588,71 @@ mod tests {
         }
         assert_eq!(st.freshness("db", span, 200 * S), Freshness::Covered);
         assert_eq!(st.freshness("other", span, 200 * S), Freshness::Quiet);
+    }
+
+    /// A writer that never pauses (a burst, or a flood of ingests) must not keep a tick from
+    /// its windows: std's RwLock on Linux lets a writer that unlocks take the lock again before
+    /// the waiting reader wakes, and a tick waited for the whole flood (18-60 s in
+    /// `examples/stream_tick.rs ... burst`). Liveness, not speed: each read waits for at most
+    /// the body being ingested, and the bound is far above that even in a debug build.
+    #[test]
+    fn a_flood_of_writes_does_not_starve_a_tick_of_its_windows() {
+        use std::sync::atomic::AtomicBool;
+        let spec = StreamSeries {
+            db: "d".into(),
+            measurement: "m".into(),
+            name_tag: "metricname",
+            names: Arc::new(|_: &str| Some(None)),
+            tags: vec!["ip".into()],
+            excluded: Vec::new(),
+            inventory_tag: None,
+            min_span: Duration::ZERO,
+        };
+        let st = Arc::new(StreamState::new(&StreamSettings::default(), &[spec]));
+        let body: String = (0..2000)
+            .map(|i| {
+                format!(
+                    "m,ip=10.0.{}.{},metricname=cpu value={i} 100\n",
+                    i / 250,
+                    i % 250
+                )
+            })
+            .collect();
+        let stop = Arc::new(AtomicBool::new(false));
+        let writers: Vec<_> = (0..2)
+            .map(|_| {
+                let (st, stop, body) = (st.clone(), stop.clone(), body.clone());
+                std::thread::spawn(move || {
+                    // bounded: stops when the reader is done, or after 60 s whatever happens
+                    let start = std::time::Instant::now();
+                    while !stop.load(Ordering::Relaxed) && start.elapsed().as_secs() < 60 {
+                        st.ingest_lines("d", Precision::Seconds, body.as_bytes(), 100 * S);
+                    }
+                })
+            })
+            .collect();
+        // the writers are under way (a first body stored)
+        while !st.covers(Duration::ZERO, 100 * S) {
+            std::thread::yield_now();
+        }
+        let start = std::time::Instant::now();
+        let mut reads = 0;
+        while reads < 20 && start.elapsed() < Duration::from_secs(20) {
+            let w = st.windows();
+            assert_eq!(w.series_count(), 2000);
+            drop(w);
+            reads += 1;
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let took = start.elapsed();
+        stop.store(true, Ordering::Relaxed);
+        for w in writers {
+            w.join().unwrap();
+        }
+        assert!(
+            reads == 20 && took < Duration::from_secs(20),
+            "a tick got its windows {reads} times in {took:?}"
+        );
     }
 
     #[test]
