@@ -5,7 +5,7 @@
 //! (live bytes after ingest, the peak during a tick), counted by this example's allocator.
 //!
 //! ```sh
-//! cargo run --release --example stream_tick -- 5000 100000 [TICKS] [all] [remote]
+//! cargo run --release --example stream_tick -- 5000 100000 [TICKS] [all] [remote] [burst]
 //! ```
 //!
 //! `all`: the collectors build every reading, the quiet ones too (as before the tick's
@@ -23,7 +23,7 @@ use monit_plugin_paasta as _;
 use monit_host::evaluate::collect;
 use monit_host::evaluate::engine::{EngineOptions, QuietReadings};
 use monit_host::metric_store::MetricStore;
-use monit_host::metric_store::stream::{StreamHandle, StreamState};
+use monit_host::metric_store::stream::{IngestReport, StreamHandle, StreamState};
 use monit_host::model::{Origin, Policy, Resource, Vm};
 use monit_host::plugin::{CollectContext, Windows};
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -199,6 +199,32 @@ fn remote_write_body(db: &str, body: &str, now_ns: i64) -> Vec<u8> {
     monit_wire::remote_write::encode(&req)
 }
 
+/// A body of `lines` as the writer sends it: line protocol, or (`remote`) vmagent's remote write.
+fn body_of(db: &str, lines: String, remote: bool, now_ns: i64) -> Vec<u8> {
+    if remote {
+        remote_write_body(db, &lines, now_ns)
+    } else {
+        lines.into_bytes()
+    }
+}
+
+/// Stores a body of [`body_of`]; a remote write is decompressed first, as the endpoint does.
+fn ingest_body(
+    state: &StreamState,
+    db: &str,
+    body: &[u8],
+    remote: bool,
+    now_ns: i64,
+) -> anyhow::Result<IngestReport> {
+    Ok(if remote {
+        let pb = monit_wire::remote_write::decompress(body, 64 << 20)?;
+        state.ingest_remote_write(&pb, now_ns)
+    } else {
+        let precision = monit_wire::line::Precision::Seconds;
+        state.ingest_lines(db, precision, body, now_ns)
+    })
+}
+
 fn policies() -> Vec<Policy> {
     let mut out = Vec::new();
     for (i, origin) in [Origin::Pas, Origin::Bos, Origin::Con]
@@ -262,7 +288,7 @@ fn main() -> anyhow::Result<()> {
     // ingest: 15 grid points (the window and the retention margin), 5,000 lines per body
     let grid: Vec<i64> = (0..15).rev().map(|k| now_s - k * GRID).collect();
     let (mut points, mut ingest) = (0usize, Duration::ZERO);
-    let mut last_step: Vec<(&str, String)> = Vec::new();
+    let mut last_step: Vec<(&str, Vec<u8>)> = Vec::new();
     for (k, t) in grid.iter().enumerate() {
         for (db, lines) in [
             (
@@ -289,33 +315,20 @@ fn main() -> anyhow::Result<()> {
             ),
         ] {
             for chunk in lines.chunks(5000) {
-                let body = chunk.join("\n");
-                if k + 1 == grid.len() {
-                    last_step.push((db, body.clone()));
-                }
-                let r = if remote {
-                    let body = remote_write_body(db, &body, ns(*t));
-                    let t0 = Instant::now();
-                    let pb = monit_wire::remote_write::decompress(&body, 64 << 20)?;
-                    let r = state.ingest_remote_write(&pb, ns(*t));
-                    ingest += t0.elapsed();
-                    r
-                } else {
-                    let t0 = Instant::now();
-                    let r = state.ingest_lines(
-                        db,
-                        monit_wire::line::Precision::Seconds,
-                        body.as_bytes(),
-                        ns(*t),
-                    );
-                    ingest += t0.elapsed();
-                    r
-                };
+                let body = body_of(db, chunk.join("\n"), remote, ns(*t));
+                let t0 = Instant::now();
+                let r = ingest_body(&state, db, &body, remote, ns(*t))?;
+                ingest += t0.elapsed();
                 points += r.points as usize;
+                if burst && k + 1 == grid.len() {
+                    last_step.push((db, body));
+                }
             }
         }
     }
-    let windows_bytes = LIVE.load(Relaxed).saturating_sub(before);
+    // the bodies kept for the burst are not the windows'
+    let kept: usize = last_step.iter().map(|(_, b)| b.capacity()).sum();
+    let windows_bytes = LIVE.load(Relaxed).saturating_sub(before + kept);
     println!(
         "{n_vms} VMs, {n_con} containers: {} series kept, {points} points stored in {:.2} s ({:.0} points/s of one core); windows {:.1} MB ({:.0} B per series)",
         state.windows().series_count(),
@@ -367,15 +380,8 @@ fn main() -> anyhow::Result<()> {
             let mut bodies = 0usize;
             while !stop.load(Relaxed) {
                 for (db, body) in &last_step {
-                    if remote {
-                        let body = remote_write_body(db, body, t);
-                        if let Ok(pb) = monit_wire::remote_write::decompress(&body, 64 << 20) {
-                            state.ingest_remote_write(&pb, t);
-                        }
-                    } else {
-                        let p = monit_wire::line::Precision::Seconds;
-                        state.ingest_lines(db, p, body.as_bytes(), t);
-                    }
+                    // the same bodies stored already: nothing can fail that did not before
+                    let _ = ingest_body(&state, db, body, remote, t);
                     bodies += 1;
                 }
             }

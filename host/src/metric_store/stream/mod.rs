@@ -346,10 +346,7 @@ impl StreamState {
                 }
             };
             let measurement = p.measurement().unescaped();
-            let Some((at, m)) = w
-                .find(db, &measurement)
-                .and_then(|at| Some((at, w.at(at)?)))
-            else {
+            let Some((at, m)) = w.find(db, &measurement) else {
                 continue;
             };
             delivered = true;
@@ -425,10 +422,7 @@ impl StreamState {
             let (db, Some(field)) = (view.db.unwrap_or_default(), view.field) else {
                 continue;
             };
-            let Some((at, m)) = w
-                .find(db, view.measurement)
-                .and_then(|at| Some((at, w.at(at)?)))
-            else {
+            let Some((at, m)) = w.find(db, view.measurement) else {
                 continue;
             };
             if !dbs.iter().any(|d| d == db) {

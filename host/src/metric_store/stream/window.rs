@@ -577,20 +577,18 @@ impl Windows {
         }
     }
 
-    /// The place of (`db`, `measurement`), for [`Windows::at`], [`Windows::keeps_at`] and
+    /// (`db`, `measurement`) and its place, for [`Windows::keeps_at`] and
     /// [`Windows::insert_at`]: an ingest looks it up once per series.
-    pub(super) fn find(&self, db: &str, measurement: &str) -> Option<usize> {
+    pub(super) fn find(&self, db: &str, measurement: &str) -> Option<(usize, &Measurement)> {
         self.by_measurement
             .iter()
-            .position(|((d, m), _)| d == db && m == measurement)
-    }
-
-    pub(super) fn at(&self, at: usize) -> Option<&Measurement> {
-        self.by_measurement.get(at).map(|(_, m)| m)
+            .enumerate()
+            .find(|(_, ((d, m), _))| d == db && m == measurement)
+            .map(|(at, (_, m))| (at, m))
     }
 
     pub(super) fn measurement(&self, db: &str, measurement: &str) -> Option<&Measurement> {
-        self.at(self.find(db, measurement)?)
+        self.find(db, measurement).map(|(_, m)| m)
     }
 
     /// The extra field to keep beside `value` when a reader keeps the series of `db`.
@@ -602,7 +600,7 @@ impl Windows {
         measurement: &str,
         tags: &[(K, V)],
     ) -> Option<Option<&'static str>> {
-        self.keeps_at(self.find(db, measurement)?, tags)
+        self.keeps_at(self.find(db, measurement)?.0, tags)
     }
 
     /// [`Windows::keeps`] of the measurement at `at` ([`Windows::find`]).
@@ -611,7 +609,7 @@ impl Windows {
         at: usize,
         tags: &[(K, V)],
     ) -> Option<Option<&'static str>> {
-        let m = self.at(at)?;
+        let (_, m) = self.by_measurement.get(at)?;
         let name = tag_value(tags, m.name_tag)?;
         m.keeps(name, tags, self.inventory.as_ref())
     }
@@ -628,7 +626,7 @@ impl Windows {
         oldest_ns: i64,
     ) -> Result<(), Refused> {
         match self.find(db, measurement) {
-            Some(at) => self.insert_at(at, tags, point, oldest_ns),
+            Some((at, _)) => self.insert_at(at, tags, point, oldest_ns),
             None => Ok(()),
         }
     }
